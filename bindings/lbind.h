@@ -1,0 +1,54 @@
+/*
+ * lbind.h - shared by the Lua binding files (bindings/l_*.c); not installed.
+ *
+ * Each binding file exports one lb_open_<part>(L) that adds its functions to the module
+ * table on top of the stack; bindings/lunet.c calls them all, then runs the embedded Lua
+ * sources (bindings/lua/*.lua) that build nn, optim and data on top.  Those run in file-name
+ * order (00_nn.lua first), each called with the module table as its only argument (`...`);
+ * they add fields to it (lunet.nn, lunet.nn.functional, lunet.optim, lunet.data, ...).
+ * C functions meant only for those Lua files live in the module table under `_c`.
+ */
+#ifndef LUNET_LBIND_H
+#define LUNET_LBIND_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "lunet.h"
+
+#define LB_TENSOR_MT "lunet.Tensor"
+
+/* Boxed tensor: the userdata holds one reference, dropped by __gc. */
+typedef struct lb_tensor {
+    lunet_tensor_t *t;
+} lb_tensor_t;
+
+/* The tensor at idx, or a Lua error naming the argument. */
+lunet_tensor_t *lb_checktensor(lua_State *L, int idx);
+/* The tensor at idx, or NULL if the value is not a tensor. */
+lunet_tensor_t *lb_totensor(lua_State *L, int idx);
+/* Pushes t as a Lua value, taking over the caller's reference (t == NULL pushes nil). */
+void lb_pushtensor(lua_State *L, lunet_tensor_t *t);
+/* A tensor from a tensor, number, boolean or nested table at idx (new reference). */
+lunet_tensor_t *lb_astensor(lua_State *L, int idx, lunet_dtype_t *dtype_or_null);
+/* Raises the runtime's last error as a Lua error (never returns). */
+int lb_error(lua_State *L);
+/* dtype from a lunet.<dtype> value (they are strings like "float32") at idx. */
+lunet_dtype_t lb_checkdtype(lua_State *L, int idx);
+void lb_pushdtype(lua_State *L, lunet_dtype_t dt);
+
+#define LB_CHECK(L, expr)                                                                  \
+    do {                                                                                   \
+        if ((expr) != LUNET_OK)                                                            \
+            return lb_error(L);                                                            \
+    } while (0)
+
+/* Registration entry points, one per binding file. */
+void lb_open_tensor(lua_State *L);
+void lb_open_random(lua_State *L);
+void lb_open_nn(lua_State *L);
+void lb_open_data(lua_State *L);
+void lb_open_serialize(lua_State *L);
+void lb_open_loss(lua_State *L);
+
+#endif

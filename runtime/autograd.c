@@ -1,0 +1,423 @@
+/*
+ * autograd.c - the reverse-mode engine: grad mode, recording nodes on op outputs, and
+ * backward (a walk of the recorded graph in dependency order that accumulates gradients
+ * into the leaves).  The per-op rules are in autograd_rules.c.
+ *
+ * Nodes come from a free list and the walk reuses one work array, so a steady training
+ * loop records and runs its graph without calling malloc.
+ */
+#include "autograd.h"
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static _Thread_local bool grad_disabled;
+
+bool lunet_grad_enabled(void) { return !grad_disabled; }
+
+bool lunet_set_grad_enabled(bool enabled)
+{
+    bool was = !grad_disabled;
+    grad_disabled = !enabled;
+    return was;
+}
+
+bool lunet_autograd_needed(const lunet_tensor_t *a, const lunet_tensor_t *b)
+{
+    return !grad_disabled && ((a && a->requires_grad) || (b && b->requires_grad));
+}
+
+bool lunet_tensor_is_leaf(const lunet_tensor_t *t) { return t->grad_fn == NULL; }
+
+const char *lunet_tensor_grad_fn_name(const lunet_tensor_t *t)
+{
+    return t->grad_fn ? t->grad_fn->name : NULL;
+}
+
+lunet_status_t lunet_tensor_requires_grad_(lunet_tensor_t *t, bool requires_grad)
+{
+    if (t->grad_fn && !requires_grad)
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "you can only change requires_grad flags of leaf variables. If you "
+                          "want to use a computed variable in a subgraph that doesn't require "
+                          "differentiation use var_no_grad = var.detach().");
+    if (requires_grad && !lunet_dtype_is_floating(t->dtype))
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "Only Tensors of floating point and complex dtype can require gradients");
+    if (!t->grad_fn)
+        t->requires_grad = requires_grad;
+    return LUNET_OK;
+}
+
+lunet_status_t lunet_autograd_check_inplace(const lunet_tensor_t *t, const char *op)
+{
+    if (grad_disabled || !t->requires_grad)
+        return LUNET_OK;
+    if (!t->grad_fn)
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "a leaf Variable that requires grad is being used in an in-place "
+                          "operation.");
+    return lunet_fail(LUNET_STATUS_RUNTIME,
+                      "%s: in-place operations on tensors that require grad are not supported "
+                      "(use the out-of-place form, or run it under no_grad)", op);
+}
+
+lunet_status_t lunet_autograd_record_copy(lunet_tensor_t *dst, lunet_tensor_t *src)
+{
+    (void)dst;
+    if (!lunet_autograd_needed(src, NULL))
+        return LUNET_OK;
+    return lunet_fail(LUNET_STATUS_RUNTIME,
+                      "copy_: copying a tensor that requires grad into another tensor in place "
+                      "is not supported (use clone())");
+}
+
+/* ---- nodes */
+
+static lunet_node_t *free_nodes[1024];
+static int n_free_nodes;
+
+static lunet_node_t *node_alloc(void)
+{
+    lunet_node_t *n = n_free_nodes > 0 ? free_nodes[--n_free_nodes] : malloc(sizeof *n);
+    if (n)
+        memset(n, 0, sizeof *n);
+    return n;
+}
+
+static void node_release_saved(lunet_node_t *n)
+{
+    for (int i = 0; i < n->nsaved; i++) {
+        lunet_tensor_release(n->saved[i]);
+        n->saved[i] = NULL;
+    }
+    n->nsaved = 0;
+}
+
+void lunet_node_retain(lunet_node_t *n)
+{
+    if (n)
+        n->refcount++;
+}
+
+void lunet_node_release(lunet_node_t *n)
+{
+    /* iterative, so a long chain of nodes does not recurse deeply */
+    while (n && --n->refcount == 0) {
+        lunet_node_t *next = NULL;
+        node_release_saved(n);
+        lunet_tensor_release(n->grad);
+        for (int i = 0; i < n->ninputs; i++) {
+            lunet_tensor_release(n->in[i].leaf);
+            if (n->in[i].node) {
+                if (!next)
+                    next = n->in[i].node;
+                else
+                    lunet_node_release(n->in[i].node);
+            }
+        }
+        if (n_free_nodes < (int)(sizeof free_nodes / sizeof free_nodes[0]))
+            free_nodes[n_free_nodes++] = n;
+        else
+            free(n);
+        n = next;
+    }
+}
+
+void lunet_autograd_trim(void)
+{
+    while (n_free_nodes > 0)
+        free(free_nodes[--n_free_nodes]);
+}
+
+lunet_status_t lunet_autograd_record(lunet_tensor_t *out, lunet_op_t op, int ninputs,
+                                     lunet_tensor_t **inputs, int nsaved,
+                                     lunet_tensor_t **saved, const lunet_op_args_t *args)
+{
+    lunet_node_t *n = node_alloc();
+    if (!n)
+        return lunet_fail(LUNET_STATUS_NOMEM, "autograd: out of memory");
+    n->op = op;
+    n->refcount = 1;
+    n->name = args && args->name ? args->name : lunet_op_table[op].name;
+    if (args)
+        n->args = *args;
+    n->ninputs = ninputs;
+    for (int i = 0; i < ninputs; i++) {
+        lunet_tensor_t *t = inputs[i];
+        lunet_edge_t *e = &n->in[i];
+        if (!t)
+            continue;
+        e->dtype = t->dtype;
+        e->ndim = t->ndim;
+        memcpy(e->shape, t->shape, sizeof(int64_t) * (size_t)t->ndim);
+        if (!t->requires_grad)
+            continue;
+        e->needs_grad = true;
+        if (t->grad_fn) {
+            e->node = t->grad_fn;
+            lunet_node_retain(e->node);
+        } else {
+            e->leaf = t;
+            lunet_tensor_retain(t);
+        }
+    }
+    for (int i = 0; i < nsaved; i++) {
+        if (!saved[i])
+            continue;
+        /* a detached view: shares the data, but not the history (no reference cycle) */
+        lunet_status_t st = lunet_tensor_detach(&n->saved[i], saved[i]);
+        if (st) {
+            n->nsaved = i;
+            lunet_node_release(n);
+            return st;
+        }
+        n->saved_version[i] = saved[i]->storage->version;
+    }
+    n->nsaved = nsaved;
+    n->had_saved = nsaved > 0;
+    n->out_dtype = out->dtype;
+    n->out_ndim = out->ndim;
+    memcpy(n->out_shape, out->shape, sizeof(int64_t) * (size_t)out->ndim);
+    lunet_node_release(out->grad_fn);
+    out->grad_fn = n;
+    out->requires_grad = true;
+    return LUNET_OK;
+}
+
+/* ---- backward */
+
+/* The walk's work list, kept between calls. */
+static _Thread_local lunet_node_t **work;
+static _Thread_local size_t work_cap;
+static uint32_t walk_mark;
+
+static lunet_status_t work_reserve(size_t n)
+{
+    if (n <= work_cap)
+        return LUNET_OK;
+    size_t cap = work_cap ? work_cap * 2 : 256;
+    while (cap < n)
+        cap *= 2;
+    lunet_node_t **w = realloc(work, cap * sizeof *w);
+    if (!w)
+        return lunet_fail(LUNET_STATUS_NOMEM, "backward: out of memory");
+    work = w;
+    work_cap = cap;
+    return LUNET_OK;
+}
+
+/* Adds g into *slot (taking over g's reference). */
+static lunet_status_t accumulate(lunet_tensor_t **slot, lunet_tensor_t *g)
+{
+    if (!*slot) {
+        *slot = g;
+        return LUNET_OK;
+    }
+    lunet_tensor_t *sum;
+    lunet_status_t st = lunet_tensor_binary(&sum, LUNET_BINARY_ADD, *slot, g);
+    lunet_tensor_release(g);
+    if (st)
+        return st;
+    lunet_tensor_release(*slot);
+    *slot = sum;
+    return LUNET_OK;
+}
+
+/* Converts g to the edge's dtype (gradients keep their input's dtype). */
+static lunet_status_t fit_grad(lunet_tensor_t **g, const lunet_edge_t *e)
+{
+    if ((*g)->dtype == e->dtype)
+        return LUNET_OK;
+    lunet_tensor_t *c;
+    lunet_status_t st = lunet_tensor_to(&c, *g, e->dtype);
+    if (st)
+        return st;
+    lunet_tensor_release(*g);
+    *g = c;
+    return LUNET_OK;
+}
+
+/* leaf.grad += g; the leaf's grad is always a tensor of its own. */
+static lunet_status_t accumulate_leaf(lunet_tensor_t *leaf, lunet_tensor_t *g)
+{
+    lunet_status_t st;
+    if (leaf->grad) {
+        st = lunet_tensor_binary_(leaf->grad, LUNET_BINARY_ADD, g);
+        lunet_tensor_release(g);
+        return st;
+    }
+    if (g->refcount == 1 && !g->grad_fn && lunet_tensor_is_contiguous(g) &&
+        lunet_shape_equal(g->ndim, g->shape, leaf->ndim, leaf->shape) && !g->storage->wrapped &&
+        g->storage->refcount == 1) {
+        leaf->grad = g;
+        return LUNET_OK;
+    }
+    lunet_tensor_t *c;
+    st = lunet_tensor_empty_like(&c, leaf, leaf->dtype);
+    if (!st)
+        lunet_copy_cast(c, g);
+    lunet_tensor_release(g);
+    if (st)
+        return st;
+    leaf->grad = c;
+    return LUNET_OK;
+}
+
+static lunet_status_t check_saved(lunet_node_t *n)
+{
+    if (n->released && n->had_saved)
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "Trying to backward through the graph a second time (or directly "
+                          "access saved tensors after they have already been freed). Saved "
+                          "intermediate values of the graph are freed when you call .backward() "
+                          "or autograd.grad(). Specify retain_graph=True if you need to backward "
+                          "through the graph a second time or if you need to access saved tensors "
+                          "after calling backward.");
+    for (int i = 0; i < n->nsaved; i++) {
+        lunet_tensor_t *s = n->saved[i];
+        if (s && s->storage->version != n->saved_version[i]) {
+            char b[LUNET_SHAPE_BUF];
+            return lunet_fail(LUNET_STATUS_RUNTIME,
+                              "one of the variables needed for gradient computation has been "
+                              "modified by an inplace operation: [torch.%sTensor %s], which is "
+                              "output 0 of %s, is at version %u; expected version %u instead. "
+                              "Hint: enable anomaly detection to find the operation that failed "
+                              "to compute its gradient, with "
+                              "torch.autograd.set_detect_anomaly(True).",
+                              lunet_dtype_torch_name(s->dtype),
+                              lunet_shape_str(b, sizeof b, s->ndim, s->shape), n->name,
+                              s->storage->version, n->saved_version[i]);
+        }
+    }
+    return LUNET_OK;
+}
+
+lunet_status_t lunet_tensor_backward(lunet_tensor_t *t, lunet_tensor_t *grad, bool retain_graph)
+{
+    lunet_status_t st;
+    if (!t->requires_grad)
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "element 0 of tensors does not require grad and does not have a grad_fn");
+    lunet_tensor_t *g0;
+    if (!grad) {
+        if (t->numel != 1)
+            return lunet_fail(LUNET_STATUS_RUNTIME,
+                              "grad can be implicitly created only for scalar outputs");
+        if ((st = lunet_tensor_full(&g0, t->dtype, t->ndim, t->shape, 1.0)))
+            return st;
+    } else {
+        if (!lunet_shape_equal(grad->ndim, grad->shape, t->ndim, t->shape)) {
+            char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
+            return lunet_fail(LUNET_STATUS_RUNTIME,
+                              "Mismatch in shape: grad_output[0] has a shape of torch.Size(%s) "
+                              "and output[0] has a shape of torch.Size(%s).",
+                              lunet_shape_str(b1, sizeof b1, grad->ndim, grad->shape),
+                              lunet_shape_str(b2, sizeof b2, t->ndim, t->shape));
+        }
+        if ((st = lunet_tensor_to(&g0, grad, t->dtype)))
+            return st;
+    }
+    bool was = lunet_set_grad_enabled(false);
+    if (!t->grad_fn) {
+        st = accumulate_leaf(t, g0);
+        lunet_set_grad_enabled(was);
+        return st;
+    }
+
+    /* 1. collect the reachable nodes and count how many edges point at each */
+    uint32_t mark = ++walk_mark;
+    size_t count = 0, top = 0;
+    lunet_node_t *root = t->grad_fn;
+    if ((st = work_reserve(1)))
+        goto out;
+    work[count++] = root;
+    root->mark = mark;
+    root->deps = 0;
+    while (top < count) {
+        lunet_node_t *n = work[top++];
+        for (int i = 0; i < n->ninputs; i++) {
+            lunet_node_t *m = n->in[i].node;
+            if (!m)
+                continue;
+            if (m->mark != mark) {
+                if ((st = work_reserve(count + 1)))
+                    goto out;
+                m->mark = mark;
+                m->deps = 0;
+                work[count++] = m;
+            }
+            m->deps++;
+        }
+    }
+    /* 2. run nodes whose every consumer has run; the ready stack lives after the list */
+    if ((st = work_reserve(2 * count)))
+        goto out;
+    lunet_node_t **stack = work + count;
+    size_t ready = 0;
+    stack[ready++] = root;
+    root->grad = g0;
+    g0 = NULL;
+    while (ready > 0) {
+        lunet_node_t *n = stack[--ready];
+        lunet_tensor_t *g = n->grad;
+        n->grad = NULL;
+        lunet_tensor_t *grads[LUNET_OP_MAX_INPUTS] = {NULL};
+        if (!g) {
+            /* no gradient reached this node (e.g. integer path); still release its inputs */
+        } else if ((st = check_saved(n)) ||
+                   (st = lunet_op_table[n->op].backward(n, g, grads))) {
+            lunet_tensor_release(g);
+            goto out;
+        }
+        lunet_tensor_release(g);
+        if (!retain_graph) {
+            node_release_saved(n);
+            n->released = true;
+        }
+        for (int i = 0; i < n->ninputs; i++) {
+            lunet_edge_t *e = &n->in[i];
+            lunet_tensor_t *gi = grads[i];
+            grads[i] = NULL;
+            if (gi && !e->needs_grad) {
+                lunet_tensor_release(gi);
+                gi = NULL;
+            }
+            if (gi && (st = fit_grad(&gi, e))) {
+                lunet_tensor_release(gi);
+                for (int j = i + 1; j < n->ninputs; j++)
+                    lunet_tensor_release(grads[j]);
+                goto out;
+            }
+            if (e->leaf && gi) {
+                if ((st = accumulate_leaf(e->leaf, gi))) {
+                    for (int j = i + 1; j < n->ninputs; j++)
+                        lunet_tensor_release(grads[j]);
+                    goto out;
+                }
+            } else if (e->node) {
+                if (gi && (st = accumulate(&e->node->grad, gi))) {
+                    for (int j = i + 1; j < n->ninputs; j++)
+                        lunet_tensor_release(grads[j]);
+                    goto out;
+                }
+                if (--e->node->deps == 0)
+                    stack[ready++] = e->node;
+            } else {
+                lunet_tensor_release(gi);
+            }
+        }
+    }
+out:
+    /* on failure, drop any gradients parked on nodes */
+    if (st) {
+        for (size_t i = 0; i < count; i++) {
+            lunet_tensor_release(work[i]->grad);
+            work[i]->grad = NULL;
+        }
+    }
+    lunet_tensor_release(g0);
+    lunet_set_grad_enabled(was);
+    return st;
+}

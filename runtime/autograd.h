@@ -1,0 +1,125 @@
+/*
+ * autograd.h - the op table and the recording API the runtime's ops use (not installed).
+ *
+ * An op that may need a gradient calls lunet_autograd_needed(); if true, it records a node
+ * on its output with lunet_autograd_record().  Each op has exactly one backward rule in the
+ * table of autograd_rules.c, checked at compile time against LUNET_OP_COUNT.
+ */
+#ifndef LUNET_AUTOGRAD_H
+#define LUNET_AUTOGRAD_H
+
+#include "lunet.h"
+
+typedef enum lunet_op {
+    LUNET_OP_ADD = 0, /* inputs a, b; arg d[0] = alpha */
+    LUNET_OP_SUB,
+    LUNET_OP_MUL,     /* saves a, b */
+    LUNET_OP_DIV,     /* saves a, b */
+    LUNET_OP_POW,     /* saves a, b, out */
+    LUNET_OP_MAXIMUM, /* saves a, b */
+    LUNET_OP_MINIMUM, /* saves a, b */
+    LUNET_OP_NEG,
+    LUNET_OP_EXP,     /* saves out */
+    LUNET_OP_LOG,     /* saves x */
+    LUNET_OP_SQRT,    /* saves out */
+    LUNET_OP_ABS,     /* saves x */
+    LUNET_OP_SIGMOID, /* saves out */
+    LUNET_OP_TANH,    /* saves out */
+    LUNET_OP_RELU,    /* saves out */
+    LUNET_OP_CLAMP,   /* saves x; d[0], d[1] = bounds */
+    LUNET_OP_WHERE,   /* inputs a, b; saves cond */
+    LUNET_OP_SUM,     /* i[] = reduced dims mask, keepdim */
+    LUNET_OP_MEAN,
+    LUNET_OP_MAX_ALL, /* saves x, out: gradient split evenly among the maxima */
+    LUNET_OP_MAX_DIM, /* saves indices; i[0] = dim, i[1] = keepdim */
+    LUNET_OP_VIEW,    /* any reshape-like view: backward reshapes to the input's shape */
+    LUNET_OP_PERMUTE, /* i[] = permutation */
+    LUNET_OP_EXPAND,  /* backward sums to the input's shape */
+    LUNET_OP_NARROW,  /* i[0] = dim, i[1] = start */
+    LUNET_OP_SELECT,  /* i[0] = dim, i[1] = index */
+    LUNET_OP_INDEX_SELECT, /* saves index; i[0] = dim */
+    LUNET_OP_GATHER,  /* saves index; i[0] = dim */
+    LUNET_OP_INDEX,   /* saves the broadcast flat positions */
+    LUNET_OP_MM,      /* saves a, b */
+    LUNET_OP_ADDMM,   /* inputs c, a, b; saves a, b; d[0] = beta, d[1] = alpha */
+    LUNET_OP_TO,      /* dtype conversion */
+    LUNET_OP_CLONE,
+    LUNET_OP_COPY,    /* dst = src copied in place: grad flows to src */
+    LUNET_OP_SOFTMAX, /* saves out; i[0] = dim */
+    LUNET_OP_LOG_SOFTMAX, /* saves out; i[0] = dim */
+    LUNET_OP_NLL_LOSS,    /* saves target, weight; options in args */
+    LUNET_OP_CROSS_ENTROPY, /* fused: saves logits, target, weight */
+    LUNET_OP_MSE_LOSS,  /* saves a, b; i[0] = reduction */
+    LUNET_OP_LINEAR,    /* inputs x, w, b; saves x, w; fused bias (+ relu when i[0]) */
+    LUNET_OP_COUNT
+} lunet_op_t;
+
+#define LUNET_OP_MAX_INPUTS 3
+#define LUNET_OP_MAX_SAVED 4
+
+/* Small per-node arguments: integers (dims, flags) and doubles (scales, bounds). */
+typedef struct lunet_op_args {
+    int64_t i[LUNET_MAX_DIMS + 4];
+    double d[4];
+    const char *name; /* overrides the table's grad_fn name when not NULL */
+} lunet_op_args_t;
+
+/* One input edge of a node: the producing node, or the leaf that accumulates. */
+typedef struct lunet_edge {
+    lunet_node_t *node;   /* owned ref, or NULL */
+    lunet_tensor_t *leaf; /* owned ref to a leaf requiring grad, or NULL */
+    bool needs_grad;
+    lunet_dtype_t dtype;  /* the input's dtype and shape, for reducing gradients back */
+    int ndim;
+    int64_t shape[LUNET_MAX_DIMS];
+} lunet_edge_t;
+
+struct lunet_node {
+    lunet_op_t op;
+    int refcount;
+    const char *name;
+    int ninputs;
+    lunet_edge_t in[LUNET_OP_MAX_INPUTS];
+    int nsaved;
+    bool had_saved;  /* saved tensors existed (so a second backward is an error) */
+    bool released;   /* saved tensors were freed by a backward without retain_graph */
+    lunet_tensor_t *saved[LUNET_OP_MAX_SAVED]; /* detached views, never the output itself */
+    uint32_t saved_version[LUNET_OP_MAX_SAVED];
+    lunet_op_args_t args;
+    lunet_dtype_t out_dtype;
+    int out_ndim;
+    int64_t out_shape[LUNET_MAX_DIMS];
+    /* backward scratch */
+    lunet_tensor_t *grad;
+    int deps;
+    uint32_t mark;
+};
+
+/* A backward rule: grads[i] (new refs, or NULL) for each input i, from upstream g. */
+typedef lunet_status_t (*lunet_backward_fn)(lunet_node_t *n, lunet_tensor_t *g,
+                                            lunet_tensor_t **grads);
+typedef struct lunet_op_info {
+    lunet_op_t op;
+    const char *name;
+    lunet_backward_fn backward;
+} lunet_op_info_t;
+/* The table of autograd_rules.c, indexed by lunet_op_t. */
+extern const lunet_op_info_t lunet_op_table[];
+
+/* true when grad mode is on and a or b (either may be NULL) requires grad. */
+bool lunet_autograd_needed(const lunet_tensor_t *a, const lunet_tensor_t *b);
+/*
+ * Gives `out` a grad_fn node for op, with edges to the inputs that require grad.
+ * `saved` tensors are retained by the node until backward frees them.
+ */
+lunet_status_t lunet_autograd_record(lunet_tensor_t *out, lunet_op_t op, int ninputs,
+                                     lunet_tensor_t **inputs, int nsaved,
+                                     lunet_tensor_t **saved, const lunet_op_args_t *args);
+/* Fails if t is a leaf requiring grad and grad mode is on (PyTorch's in-place rule). */
+lunet_status_t lunet_autograd_check_inplace(const lunet_tensor_t *t, const char *op);
+/* Records dst <- src after an in-place copy_ (no-op unless needed). */
+lunet_status_t lunet_autograd_record_copy(lunet_tensor_t *dst, lunet_tensor_t *src);
+void lunet_node_release(lunet_node_t *n);
+void lunet_node_retain(lunet_node_t *n);
+
+#endif

@@ -1,0 +1,566 @@
+/*
+ * autograd_rules.c - one backward rule per op of lunet_op_t (autograd.h).  The table at the
+ * end is checked against LUNET_OP_COUNT at compile time, so an op cannot exist without a
+ * rule.  Rules run with grad mode off and build their results from ordinary tensor ops.
+ */
+#include "autograd.h"
+#include "index.h"
+#include "internal.h"
+#include "nn_kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+/* n is unused by the few rules that need only g. */
+#define RULE(fn)                                                                           \
+    static lunet_status_t fn(lunet_node_t *n __attribute__((unused)), lunet_tensor_t *g,  \
+                             lunet_tensor_t **grads)
+
+/* g reduced (summed) to the shape of input i: undoes broadcasting. */
+static lunet_status_t sum_to(lunet_tensor_t **out, lunet_tensor_t *g, const lunet_edge_t *e)
+{
+    if (lunet_shape_equal(g->ndim, g->shape, e->ndim, e->shape)) {
+        lunet_tensor_retain(g);
+        *out = g;
+        return LUNET_OK;
+    }
+    int64_t dims[LUNET_MAX_DIMS];
+    int nd = 0, lead = g->ndim - e->ndim;
+    for (int d = 0; d < g->ndim; d++)
+        if (d < lead || (e->shape[d - lead] == 1 && g->shape[d] != 1))
+            dims[nd++] = d;
+    lunet_tensor_t *s;
+    lunet_status_t st = nd ? lunet_tensor_reduce(&s, NULL, LUNET_REDUCE_SUM, g, nd, dims, true)
+                           : (lunet_tensor_retain(g), s = g, LUNET_OK);
+    if (st)
+        return st;
+    st = lunet_tensor_reshape(out, s, e->ndim, e->shape);
+    lunet_tensor_release(s);
+    return st;
+}
+
+/* out = sum_to(a op b, input i), releasing the intermediate. */
+static lunet_status_t binary_to(lunet_tensor_t **out, lunet_binary_op_t op, lunet_tensor_t *a,
+                                lunet_tensor_t *b, const lunet_edge_t *e)
+{
+    lunet_tensor_t *t;
+    lunet_status_t st = lunet_tensor_binary(&t, op, a, b);
+    if (st)
+        return st;
+    st = sum_to(out, t, e);
+    lunet_tensor_release(t);
+    return st;
+}
+
+static lunet_status_t scaled(lunet_tensor_t **out, lunet_tensor_t *g, double s)
+{
+    if (s == 1) {
+        lunet_tensor_retain(g);
+        *out = g;
+        return LUNET_OK;
+    }
+    lunet_tensor_t *k;
+    lunet_status_t st = lunet_tensor_scalar(&k, g->dtype, s, true);
+    if (st)
+        return st;
+    st = lunet_tensor_binary(out, LUNET_BINARY_MUL, g, k);
+    lunet_tensor_release(k);
+    return st;
+}
+
+RULE(add_backward)
+{
+    lunet_status_t st = LUNET_OK;
+    if (n->in[0].needs_grad && (st = sum_to(&grads[0], g, &n->in[0])))
+        return st;
+    if (n->in[1].needs_grad) {
+        lunet_tensor_t *s;
+        double alpha = n->op == LUNET_OP_SUB ? -n->args.d[0] : n->args.d[0];
+        if ((st = scaled(&s, g, alpha)))
+            return st;
+        st = sum_to(&grads[1], s, &n->in[1]);
+        lunet_tensor_release(s);
+    }
+    return st;
+}
+
+RULE(mul_backward)
+{
+    lunet_status_t st = LUNET_OK;
+    if (n->in[0].needs_grad && (st = binary_to(&grads[0], LUNET_BINARY_MUL, g, n->saved[1], &n->in[0])))
+        return st;
+    if (n->in[1].needs_grad)
+        st = binary_to(&grads[1], LUNET_BINARY_MUL, g, n->saved[0], &n->in[1]);
+    return st;
+}
+
+RULE(div_backward)
+{
+    lunet_tensor_t *a = n->saved[0], *b = n->saved[1];
+    lunet_status_t st = LUNET_OK;
+    if (n->in[0].needs_grad && (st = binary_to(&grads[0], LUNET_BINARY_DIV, g, b, &n->in[0])))
+        return st;
+    if (n->in[1].needs_grad) {
+        /* -g * a / (b * b) */
+        lunet_tensor_t *t1 = NULL, *t2 = NULL, *bb = NULL;
+        if (!(st = lunet_tensor_binary(&t1, LUNET_BINARY_MUL, g, a)) &&
+            !(st = lunet_tensor_binary(&bb, LUNET_BINARY_MUL, b, b)) &&
+            !(st = lunet_tensor_binary(&t2, LUNET_BINARY_DIV, t1, bb)))
+            lunet_tensor_unary_(t2, LUNET_UNARY_NEG), st = sum_to(&grads[1], t2, &n->in[1]);
+        lunet_tensor_release(t1);
+        lunet_tensor_release(t2);
+        lunet_tensor_release(bb);
+    }
+    return st;
+}
+
+RULE(pow_backward)
+{
+    lunet_tensor_t *a = n->saved[0], *b = n->saved[1], *y = n->saved[2];
+    lunet_status_t st = LUNET_OK;
+    if (n->in[0].needs_grad) {
+        /* g * b * a^(b-1) */
+        lunet_tensor_t *one = NULL, *bm1 = NULL, *p = NULL, *t = NULL;
+        if (!(st = lunet_tensor_scalar(&one, b->dtype, 1, true)) &&
+            !(st = lunet_tensor_binary(&bm1, LUNET_BINARY_SUB, b, one)) &&
+            !(st = lunet_tensor_binary(&p, LUNET_BINARY_POW, a, bm1)) &&
+            !(st = lunet_tensor_binary(&t, LUNET_BINARY_MUL, p, b)))
+            st = binary_to(&grads[0], LUNET_BINARY_MUL, g, t, &n->in[0]);
+        lunet_tensor_release(one);
+        lunet_tensor_release(bm1);
+        lunet_tensor_release(p);
+        lunet_tensor_release(t);
+        if (st)
+            return st;
+    }
+    if (n->in[1].needs_grad) {
+        /* g * y * log(a) */
+        lunet_tensor_t *la = NULL, *t = NULL;
+        if (!(st = lunet_tensor_unary(&la, LUNET_UNARY_LOG, a)) &&
+            !(st = lunet_tensor_binary(&t, LUNET_BINARY_MUL, y, la)))
+            st = binary_to(&grads[1], LUNET_BINARY_MUL, g, t, &n->in[1]);
+        lunet_tensor_release(la);
+        lunet_tensor_release(t);
+    }
+    return st;
+}
+
+/* maximum/minimum: the gradient goes to the larger (smaller) input, split evenly on ties. */
+RULE(extreme_backward)
+{
+    lunet_tensor_t *a = n->saved[0], *b = n->saved[1];
+    lunet_binary_op_t win = n->op == LUNET_OP_MAXIMUM ? LUNET_BINARY_GT : LUNET_BINARY_LT;
+    lunet_status_t st = LUNET_OK;
+    for (int i = 0; i < 2 && !st; i++) {
+        if (!n->in[i].needs_grad)
+            continue;
+        lunet_tensor_t *wins = NULL, *ties = NULL, *w = NULL, *h = NULL, *half = NULL;
+        lunet_tensor_t *x = i == 0 ? a : b, *y = i == 0 ? b : a;
+        if (!(st = lunet_tensor_binary(&wins, win, x, y)) &&
+            !(st = lunet_tensor_binary(&ties, LUNET_BINARY_EQ, x, y)) &&
+            !(st = lunet_tensor_scalar(&half, g->dtype, 0.5, true)) &&
+            !(st = lunet_tensor_binary(&h, LUNET_BINARY_MUL, ties, half)) &&
+            !(st = lunet_tensor_binary_(h, LUNET_BINARY_ADD, wins)) &&
+            !(st = lunet_tensor_binary(&w, LUNET_BINARY_MUL, g, h)))
+            st = sum_to(&grads[i], w, &n->in[i]);
+        lunet_tensor_release(wins);
+        lunet_tensor_release(ties);
+        lunet_tensor_release(w);
+        lunet_tensor_release(h);
+        lunet_tensor_release(half);
+    }
+    return st;
+}
+
+RULE(neg_backward) { return scaled(&grads[0], g, -1.0); }
+
+RULE(exp_backward) { return lunet_tensor_binary(&grads[0], LUNET_BINARY_MUL, g, n->saved[0]); }
+
+RULE(log_backward) { return lunet_tensor_binary(&grads[0], LUNET_BINARY_DIV, g, n->saved[0]); }
+
+RULE(sqrt_backward)
+{
+    lunet_tensor_t *two;
+    lunet_status_t st = scaled(&two, n->saved[0], 2.0);
+    if (st)
+        return st;
+    st = lunet_tensor_binary(&grads[0], LUNET_BINARY_DIV, g, two);
+    lunet_tensor_release(two);
+    return st;
+}
+
+/* Element-wise rules with a fixed formula run as one loop: dx = f(g, s), s saved. */
+typedef enum pointwise_kind { PW_SIGMOID, PW_TANH, PW_RELU, PW_ABS, PW_CLAMP } pointwise_kind_t;
+
+typedef struct pointwise_ctx {
+    pointwise_kind_t kind;
+    double lo, hi;
+} pointwise_ctx_t;
+
+// g, s, dx all of one float dtype and shape
+static void pointwise_f32(char **d, const int64_t *s, int64_t n, void *vctx)
+{
+    const pointwise_ctx_t *c = vctx;
+    for (int64_t i = 0; i < n; i++) {
+        float gv = *(const float *)(d[1] + i * s[1]), y = *(const float *)(d[2] + i * s[2]);
+        float r;
+        switch (c->kind) {
+        case PW_SIGMOID: r = gv * (1.0f - y) * y; break;   /* PyTorch's order, bit-exact */
+        case PW_TANH: r = gv * fmaf(-y, y, 1.0f); break;   /* fused, as PyTorch */
+        case PW_RELU: r = y <= 0 ? 0.0f : gv; break;       /* NaN output passes g */
+        case PW_ABS: r = y > 0 ? gv : y < 0 ? -gv : 0.0f; break;
+        default: r = (y >= (float)c->lo || isnan(c->lo)) && (y <= (float)c->hi || isnan(c->hi)) ? gv : 0.0f; break;
+        }
+        *(float *)(d[0] + i * s[0]) = r;
+    }
+}
+
+static void pointwise_f64(char **d, const int64_t *s, int64_t n, void *vctx)
+{
+    const pointwise_ctx_t *c = vctx;
+    for (int64_t i = 0; i < n; i++) {
+        double gv = *(const double *)(d[1] + i * s[1]), y = *(const double *)(d[2] + i * s[2]);
+        double r;
+        switch (c->kind) {
+        case PW_SIGMOID: r = gv * (1.0 - y) * y; break;
+        case PW_TANH: r = gv * fma(-y, y, 1.0); break;
+        case PW_RELU: r = y <= 0 ? 0.0 : gv; break;
+        case PW_ABS: r = y > 0 ? gv : y < 0 ? -gv : 0.0; break;
+        default: r = (y >= c->lo || isnan(c->lo)) && (y <= c->hi || isnan(c->hi)) ? gv : 0.0; break;
+        }
+        *(double *)(d[0] + i * s[0]) = r;
+    }
+}
+
+static lunet_status_t pointwise(lunet_tensor_t **out, lunet_tensor_t *g, lunet_tensor_t *s,
+                                pointwise_ctx_t c)
+{
+    lunet_tensor_t *gs = NULL, *r = NULL;
+    lunet_status_t st;
+    if (!lunet_dtype_is_floating(s->dtype))
+        return lunet_fail(LUNET_STATUS_RUNTIME, "backward: integer tensor in a float rule");
+    if ((st = lunet_tensor_to(&gs, g, s->dtype)) || (st = lunet_tensor_empty_like(&r, s, s->dtype))) {
+        lunet_tensor_release(gs);
+        return st;
+    }
+    lunet_iter_t it;
+    lunet_iter_init(&it, r->ndim, r->shape);
+    lunet_iter_add(&it, r);
+    lunet_iter_add(&it, gs);
+    lunet_iter_add(&it, s);
+    lunet_iter_run(&it, s->dtype == LUNET_DTYPE_FLOAT32 ? pointwise_f32 : pointwise_f64, &c);
+    lunet_tensor_release(gs);
+    *out = r;
+    return LUNET_OK;
+}
+
+RULE(sigmoid_backward) { return pointwise(&grads[0], g, n->saved[0], (pointwise_ctx_t){PW_SIGMOID, 0, 0}); }
+RULE(tanh_backward) { return pointwise(&grads[0], g, n->saved[0], (pointwise_ctx_t){PW_TANH, 0, 0}); }
+RULE(relu_backward) { return pointwise(&grads[0], g, n->saved[0], (pointwise_ctx_t){PW_RELU, 0, 0}); }
+RULE(abs_backward) { return pointwise(&grads[0], g, n->saved[0], (pointwise_ctx_t){PW_ABS, 0, 0}); }
+RULE(clamp_backward)
+{
+    return pointwise(&grads[0], g, n->saved[0], (pointwise_ctx_t){PW_CLAMP, n->args.d[0], n->args.d[1]});
+}
+
+RULE(where_backward)
+{
+    lunet_tensor_t *cond = n->saved[0], *zero;
+    lunet_status_t st = lunet_tensor_scalar(&zero, g->dtype, 0, true);
+    if (st)
+        return st;
+    for (int i = 0; i < 2 && !st; i++) {
+        if (!n->in[i].needs_grad)
+            continue;
+        lunet_tensor_t *w;
+        if (!(st = lunet_tensor_where(&w, cond, i == 0 ? g : zero, i == 0 ? zero : g))) {
+            st = sum_to(&grads[i], w, &n->in[i]);
+            lunet_tensor_release(w);
+        }
+    }
+    lunet_tensor_release(zero);
+    return st;
+}
+
+/* g of a reduction, re-shaped with the reduced dims as size 1 and expanded to the input. */
+static lunet_status_t unreduce(lunet_tensor_t **out, lunet_node_t *n, lunet_tensor_t *g)
+{
+    const lunet_edge_t *e = &n->in[0];
+    int64_t kshape[LUNET_MAX_DIMS];
+    for (int d = 0; d < e->ndim; d++)
+        kshape[d] = n->args.i[d] ? 1 : e->shape[d];
+    lunet_tensor_t *k;
+    lunet_status_t st = lunet_tensor_reshape(&k, g, e->ndim, kshape);
+    if (st)
+        return st;
+    st = lunet_tensor_expand(out, k, e->ndim, e->shape);
+    lunet_tensor_release(k);
+    return st;
+}
+
+RULE(sum_backward) { return unreduce(&grads[0], n, g); }
+
+RULE(mean_backward)
+{
+    int64_t count = 1;
+    for (int d = 0; d < n->in[0].ndim; d++)
+        if (n->args.i[d])
+            count *= n->in[0].shape[d];
+    lunet_tensor_t *s;
+    lunet_status_t st = scaled(&s, g, 1.0 / (double)count);
+    if (st)
+        return st;
+    st = unreduce(&grads[0], n, s);
+    lunet_tensor_release(s);
+    return st;
+}
+
+RULE(max_all_backward)
+{
+    lunet_tensor_t *x = n->saved[0], *y = n->saved[1], *mask = NULL, *cnt = NULL, *w = NULL;
+    lunet_status_t st;
+    if (!(st = lunet_tensor_binary(&mask, LUNET_BINARY_EQ, x, y)) &&
+        !(st = lunet_tensor_reduce(&cnt, NULL, LUNET_REDUCE_SUM, mask, 0, NULL, false)) &&
+        !(st = lunet_tensor_binary(&w, LUNET_BINARY_DIV, g, cnt)))
+        st = lunet_tensor_binary(&grads[0], LUNET_BINARY_MUL, mask, w);
+    lunet_tensor_release(mask);
+    lunet_tensor_release(cnt);
+    lunet_tensor_release(w);
+    return st;
+}
+
+RULE(max_dim_backward)
+{
+    const lunet_edge_t *e = &n->in[0];
+    int dim = (int)n->args.i[0];
+    lunet_tensor_t *idx = n->saved[0], *gi = NULL, *ii = NULL;
+    lunet_status_t st;
+    if (e->ndim == 0)
+        return lunet_tensor_reshape(&grads[0], g, 0, NULL);
+    if (n->args.i[1]) {
+        lunet_tensor_retain(g), gi = g;
+        lunet_tensor_retain(idx), ii = idx;
+    } else if ((st = lunet_tensor_unsqueeze(&gi, g, dim)) ||
+               (st = lunet_tensor_unsqueeze(&ii, idx, dim))) {
+        lunet_tensor_release(gi);
+        return st;
+    }
+    st = lunet_gather_backward(&grads[0], gi, e->ndim, e->shape, dim, ii);
+    lunet_tensor_release(gi);
+    lunet_tensor_release(ii);
+    return st;
+}
+
+RULE(view_backward) { return lunet_tensor_reshape(&grads[0], g, n->in[0].ndim, n->in[0].shape); }
+
+RULE(permute_backward)
+{
+    int64_t inv[LUNET_MAX_DIMS];
+    for (int k = 0; k < g->ndim; k++)
+        inv[n->args.i[k]] = k;
+    return lunet_tensor_permute(&grads[0], g, g->ndim, inv);
+}
+
+RULE(expand_backward) { return sum_to(&grads[0], g, &n->in[0]); }
+
+/* narrow/select: the gradient is zero outside the slice the view looked at. */
+RULE(slice_backward)
+{
+    const lunet_edge_t *e = &n->in[0];
+    lunet_tensor_t *z, *v;
+    lunet_status_t st = lunet_tensor_zeros(&z, g->dtype, e->ndim, e->shape);
+    if (st)
+        return st;
+    if (n->op == LUNET_OP_NARROW)
+        st = lunet_tensor_narrow(&v, z, n->args.i[0], n->args.i[1], g->ndim ? g->shape[n->args.i[0]] : 1);
+    else
+        st = lunet_tensor_select(&v, z, n->args.i[0], n->args.i[1]);
+    if (!st) {
+        st = lunet_tensor_copy_(v, g);
+        lunet_tensor_release(v);
+    }
+    if (st) {
+        lunet_tensor_release(z);
+        return st;
+    }
+    grads[0] = z;
+    return LUNET_OK;
+}
+
+RULE(index_select_backward)
+{
+    const lunet_edge_t *e = &n->in[0];
+    int dim = (int)n->args.i[0];
+    lunet_tensor_t *gt = NULL, *r = NULL;
+    int64_t tshape[LUNET_MAX_DIMS];
+    memcpy(tshape, e->shape, sizeof(int64_t) * (size_t)e->ndim);
+    tshape[0] = e->shape[dim];
+    tshape[dim] = e->shape[0];
+    int64_t block = 1;
+    for (int d = 1; d < e->ndim; d++)
+        block *= tshape[d];
+    lunet_status_t st = lunet_tensor_transpose(&gt, g, 0, dim);
+    if (!st)
+        st = lunet_index_backward(&r, gt, e->ndim, tshape, n->saved[0], block);
+    if (!st)
+        st = lunet_tensor_transpose(&grads[0], r, 0, dim);
+    lunet_tensor_release(gt);
+    lunet_tensor_release(r);
+    return st;
+}
+
+RULE(gather_backward)
+{
+    const lunet_edge_t *e = &n->in[0];
+    return lunet_gather_backward(&grads[0], g, e->ndim, e->shape, n->args.i[0], n->saved[0]);
+}
+
+RULE(index_backward)
+{
+    const lunet_edge_t *e = &n->in[0];
+    return lunet_index_backward(&grads[0], g, e->ndim, e->shape, n->saved[0], n->args.i[0]);
+}
+
+/* g @ b^T and a^T @ g */
+static lunet_status_t mm_grads(lunet_tensor_t **ga, lunet_tensor_t **gb, lunet_tensor_t *g,
+                               lunet_tensor_t *a, lunet_tensor_t *b, double alpha)
+{
+    lunet_tensor_t *t = NULL, *r = NULL, *gs = NULL;
+    lunet_status_t st = scaled(&gs, g, alpha);
+    if (st)
+        return st;
+    if (ga && !(st = lunet_tensor_transpose(&t, b, 0, 1)))
+        st = lunet_tensor_mm(ga, gs, t);
+    lunet_tensor_release(t);
+    t = NULL;
+    if (!st && gb && !(st = lunet_tensor_transpose(&t, a, 0, 1)))
+        st = lunet_tensor_mm(gb, t, gs);
+    lunet_tensor_release(t);
+    lunet_tensor_release(r);
+    lunet_tensor_release(gs);
+    return st;
+}
+
+RULE(mm_backward)
+{
+    return mm_grads(n->in[0].needs_grad ? &grads[0] : NULL, n->in[1].needs_grad ? &grads[1] : NULL,
+                    g, n->saved[0], n->saved[1], 1.0);
+}
+
+RULE(addmm_backward)
+{
+    lunet_status_t st = LUNET_OK;
+    if (n->in[0].needs_grad) {
+        lunet_tensor_t *s;
+        if ((st = scaled(&s, g, n->args.d[0])))
+            return st;
+        st = sum_to(&grads[0], s, &n->in[0]);
+        lunet_tensor_release(s);
+        if (st)
+            return st;
+    }
+    return mm_grads(n->in[1].needs_grad ? &grads[1] : NULL, n->in[2].needs_grad ? &grads[2] : NULL,
+                    g, n->saved[0], n->saved[1], n->args.d[1]);
+}
+
+/* Conversions and copies pass the gradient through (the engine casts it to the input's dtype). */
+RULE(identity_backward)
+{
+    (void)n;
+    lunet_tensor_retain(g);
+    grads[0] = g;
+    return LUNET_OK;
+}
+
+RULE(softmax_backward) { return lunet_softmax_backward(&grads[0], g, n->saved[0], n->args.i[0]); }
+
+RULE(log_softmax_backward)
+{
+    return lunet_log_softmax_backward(&grads[0], g, n->saved[0], n->args.i[0]);
+}
+
+static void loss_options(lunet_loss_options_t *o, lunet_node_t *n, lunet_tensor_t *weight)
+{
+    lunet_loss_options_init(o);
+    o->weight = weight;
+    o->ignore_index = n->args.i[0];
+    o->reduction = (lunet_reduction_t)n->args.i[1];
+    o->label_smoothing = n->args.d[0];
+}
+
+RULE(cross_entropy_backward)
+{
+    lunet_loss_options_t o;
+    loss_options(&o, n, n->saved[2]);
+    return lunet_loss_cross_entropy_backward(&grads[0], g, n->saved[0], n->saved[1], &o);
+}
+
+RULE(nll_loss_backward)
+{
+    lunet_loss_options_t o;
+    loss_options(&o, n, n->saved[2]);
+    return lunet_loss_nll_backward(&grads[0], g, n->saved[0], n->saved[1], &o);
+}
+
+RULE(mse_loss_backward)
+{
+    return lunet_loss_mse_backward(n->in[0].needs_grad ? &grads[0] : NULL,
+                                   n->in[1].needs_grad ? &grads[1] : NULL, g, n->saved[0],
+                                   n->saved[1], (lunet_reduction_t)n->args.i[0]);
+}
+
+RULE(linear_backward)
+{
+    return lunet_linear_backward(n->in[0].needs_grad ? &grads[0] : NULL,
+                                 n->in[1].needs_grad ? &grads[1] : NULL,
+                                 n->in[2].needs_grad ? &grads[2] : NULL, g, n->saved[0],
+                                 n->saved[1], n->saved[2]);
+}
+
+/* In lunet_op_t order; the op field lets the tests check that no row is out of place. */
+const lunet_op_info_t lunet_op_table[] = {
+    {LUNET_OP_ADD, "AddBackward0", add_backward},
+    {LUNET_OP_SUB, "SubBackward0", add_backward},
+    {LUNET_OP_MUL, "MulBackward0", mul_backward},
+    {LUNET_OP_DIV, "DivBackward0", div_backward},
+    {LUNET_OP_POW, "PowBackward1", pow_backward},
+    {LUNET_OP_MAXIMUM, "MaximumBackward0", extreme_backward},
+    {LUNET_OP_MINIMUM, "MinimumBackward0", extreme_backward},
+    {LUNET_OP_NEG, "NegBackward0", neg_backward},
+    {LUNET_OP_EXP, "ExpBackward0", exp_backward},
+    {LUNET_OP_LOG, "LogBackward0", log_backward},
+    {LUNET_OP_SQRT, "SqrtBackward0", sqrt_backward},
+    {LUNET_OP_ABS, "AbsBackward0", abs_backward},
+    {LUNET_OP_SIGMOID, "SigmoidBackward0", sigmoid_backward},
+    {LUNET_OP_TANH, "TanhBackward0", tanh_backward},
+    {LUNET_OP_RELU, "ReluBackward0", relu_backward},
+    {LUNET_OP_CLAMP, "ClampBackward1", clamp_backward},
+    {LUNET_OP_WHERE, "WhereBackward0", where_backward},
+    {LUNET_OP_SUM, "SumBackward0", sum_backward},
+    {LUNET_OP_MEAN, "MeanBackward0", mean_backward},
+    {LUNET_OP_MAX_ALL, "MaxBackward1", max_all_backward},
+    {LUNET_OP_MAX_DIM, "MaxBackward0", max_dim_backward},
+    {LUNET_OP_VIEW, "ViewBackward0", view_backward},
+    {LUNET_OP_PERMUTE, "PermuteBackward0", permute_backward},
+    {LUNET_OP_EXPAND, "ExpandBackward0", expand_backward},
+    {LUNET_OP_NARROW, "SliceBackward0", slice_backward},
+    {LUNET_OP_SELECT, "SelectBackward0", slice_backward},
+    {LUNET_OP_INDEX_SELECT, "IndexSelectBackward0", index_select_backward},
+    {LUNET_OP_GATHER, "GatherBackward0", gather_backward},
+    {LUNET_OP_INDEX, "IndexBackward0", index_backward},
+    {LUNET_OP_MM, "MmBackward0", mm_backward},
+    {LUNET_OP_ADDMM, "AddmmBackward0", addmm_backward},
+    {LUNET_OP_TO, "ToCopyBackward0", identity_backward},
+    {LUNET_OP_CLONE, "CloneBackward0", identity_backward},
+    {LUNET_OP_COPY, "CopyBackwards", identity_backward},
+    {LUNET_OP_SOFTMAX, "SoftmaxBackward0", softmax_backward},
+    {LUNET_OP_LOG_SOFTMAX, "LogSoftmaxBackward0", log_softmax_backward},
+    {LUNET_OP_NLL_LOSS, "NllLossBackward0", nll_loss_backward},
+    {LUNET_OP_CROSS_ENTROPY, "NllLossBackward0", cross_entropy_backward},
+    {LUNET_OP_MSE_LOSS, "MseLossBackward0", mse_loss_backward},
+    {LUNET_OP_LINEAR, "AddmmBackward0", linear_backward},
+};
+
+/* A missing row makes the count differ; test_autograd.c checks lunet_op_table[i].op == i. */
+_Static_assert(sizeof lunet_op_table / sizeof lunet_op_table[0] == LUNET_OP_COUNT,
+               "one backward rule per op");

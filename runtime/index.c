@@ -1,0 +1,360 @@
+/*
+ * index.c - gather, index_select, advanced indexing x[i0, i1, ...], and the scatter-adds
+ * their gradients need (lunet_index_add_flat, lunet_gather_backward).
+ */
+#include "autograd.h"
+#include "index.h"
+#include "internal.h"
+
+#include <string.h>
+
+/* ---- gather (parity spec 11.3) */
+
+lunet_status_t lunet_tensor_gather(lunet_tensor_t **out, lunet_tensor_t *x, int64_t dim,
+                                   lunet_tensor_t *index)
+{
+    int d;
+    lunet_status_t st = lunet_dim_wrap(&d, dim, x->ndim);
+    if (st)
+        return st;
+    if (index->dtype != LUNET_DTYPE_INT64)
+        return lunet_fail(LUNET_STATUS_RUNTIME, "gather(): Expected dtype int64 for index");
+    int xnd = x->ndim > 0 ? x->ndim : 1, ind = index->ndim > 0 ? index->ndim : 1;
+    if (xnd != ind)
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "Index tensor must have the same number of dimensions as input tensor");
+    for (int k = 0; k < index->ndim; k++) {
+        if (k != d && index->shape[k] > x->shape[k]) {
+            char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
+            return lunet_fail(LUNET_STATUS_RUNTIME,
+                              "Size does not match at dimension %d expected index %s to be "
+                              "smaller than self %s apart from dimension %d", k,
+                              lunet_shape_str(b1, sizeof b1, index->ndim, index->shape),
+                              lunet_shape_str(b2, sizeof b2, x->ndim, x->shape), d);
+        }
+    }
+    int64_t size = x->ndim > 0 ? x->shape[d] : 1;
+    /* validate every index before allocating the result */
+    for (int64_t i = 0; i < index->numel; i++) {
+        int64_t v = (int64_t)lunet_tensor_get(index, i);
+        if (v < 0 || v >= size)
+            return lunet_fail(LUNET_STATUS_RUNTIME,
+                              "index %lld is out of bounds for dimension %d with size %lld",
+                              (long long)v, d, (long long)size);
+    }
+    lunet_tensor_t *r;
+    if ((st = lunet_tensor_empty(&r, x->dtype, index->ndim, index->shape)))
+        return st;
+    size_t es = lunet_dtype_size(x->dtype);
+    const char *px = lunet_tensor_data(x);
+    char *pr = lunet_tensor_data(r);
+    int64_t coord[LUNET_MAX_DIMS] = {0};
+    for (int64_t i = 0; i < r->numel; i++) {
+        int64_t ioff = 0, xoff = 0;
+        for (int k = 0; k < index->ndim; k++)
+            ioff += coord[k] * index->strides[k];
+        int64_t v = ((const int64_t *)lunet_tensor_data(index))[ioff];
+        for (int k = 0; k < x->ndim; k++)
+            xoff += (k == d ? v : coord[k]) * x->strides[k];
+        memcpy(pr + (size_t)i * es, px + xoff * (int64_t)es, es);
+        for (int k = index->ndim - 1; k >= 0; k--) {
+            if (++coord[k] < index->shape[k])
+                break;
+            coord[k] = 0;
+        }
+    }
+    if (lunet_autograd_needed(x, NULL)) {
+        lunet_tensor_t *in[1] = {x};
+        lunet_tensor_t *saved[1] = {index};
+        lunet_op_args_t args = {.i = {d}};
+        if ((st = lunet_autograd_record(r, LUNET_OP_GATHER, 1, in, 1, saved, &args))) {
+            lunet_tensor_release(r);
+            return st;
+        }
+    }
+    *out = r;
+    return LUNET_OK;
+}
+
+// g (index shape) scattered-added into dx (x shape) along dim at positions index
+lunet_status_t lunet_gather_backward(lunet_tensor_t **dx, lunet_tensor_t *g, int xnd,
+                                     const int64_t *xshape, int64_t dim, lunet_tensor_t *index)
+{
+    lunet_tensor_t *r, *gc;
+    lunet_status_t st = lunet_tensor_zeros(&r, g->dtype, xnd, xshape);
+    if (st)
+        return st;
+    if ((st = lunet_tensor_contiguous(&gc, g))) {
+        lunet_tensor_release(r);
+        return st;
+    }
+    int64_t coord[LUNET_MAX_DIMS] = {0};
+    const int64_t *pi = lunet_tensor_data(index);
+    for (int64_t i = 0; i < index->numel; i++) {
+        int64_t ioff = 0, xoff = 0;
+        for (int k = 0; k < index->ndim; k++)
+            ioff += coord[k] * index->strides[k];
+        for (int k = 0; k < xnd; k++)
+            xoff += (k == dim ? pi[ioff] : coord[k]) * r->strides[k];
+        if (g->dtype == LUNET_DTYPE_FLOAT32)
+            ((float *)lunet_tensor_data(r))[xoff] += ((const float *)lunet_tensor_data(gc))[i];
+        else
+            ((double *)lunet_tensor_data(r))[xoff] += ((const double *)lunet_tensor_data(gc))[i];
+        for (int k = index->ndim - 1; k >= 0; k--) {
+            if (++coord[k] < index->shape[k])
+                break;
+            coord[k] = 0;
+        }
+    }
+    lunet_tensor_release(gc);
+    *dx = r;
+    return LUNET_OK;
+}
+
+/* ---- index_select */
+
+lunet_status_t lunet_tensor_index_select(lunet_tensor_t **out, lunet_tensor_t *x, int64_t dim,
+                                         lunet_tensor_t *index)
+{
+    int d;
+    lunet_status_t st = lunet_dim_wrap(&d, dim, x->ndim);
+    if (st)
+        return st;
+    if (index->dtype != LUNET_DTYPE_INT64)
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "index_select(): Expected dtype int64 for index");
+    if (index->ndim > 1)
+        return lunet_fail(LUNET_STATUS_INDEX, "index_select(): Index is supposed to be a vector");
+    int64_t size = x->ndim > 0 ? x->shape[d] : 1;
+    for (int64_t i = 0; i < index->numel; i++) {
+        int64_t v = (int64_t)lunet_tensor_get(index, i);
+        if (v < 0 || v >= size)
+            return lunet_fail(LUNET_STATUS_INDEX,
+                              "index out of range in self: index %lld is out of bounds for "
+                              "dimension %d with size %lld", (long long)v, d, (long long)size);
+    }
+    /* x[..., idx[k], ...] = one leading-dim selection per k, done as flat advanced indexing */
+    lunet_tensor_t *xt = NULL, *r = NULL, *rt = NULL;
+    bool was = lunet_set_grad_enabled(false);
+    if (x->ndim == 0) {
+        lunet_set_grad_enabled(was);
+        return lunet_tensor_clone(out, x);
+    }
+    st = lunet_tensor_transpose(&xt, x, 0, d);
+    lunet_tensor_t *idx[1] = {index};
+    if (!st)
+        st = lunet_tensor_index(&r, xt, 1, idx);
+    if (!st)
+        st = lunet_tensor_transpose(&rt, r, 0, d);
+    lunet_tensor_t *res = NULL;
+    if (!st)
+        st = lunet_tensor_contiguous(&res, rt);
+    lunet_set_grad_enabled(was);
+    lunet_tensor_release(xt);
+    lunet_tensor_release(r);
+    lunet_tensor_release(rt);
+    if (st)
+        return st;
+    if (lunet_autograd_needed(x, NULL)) {
+        lunet_tensor_t *in[1] = {x};
+        lunet_tensor_t *saved[1] = {index};
+        lunet_op_args_t args = {.i = {d}};
+        if ((st = lunet_autograd_record(res, LUNET_OP_INDEX_SELECT, 1, in, 1, saved, &args))) {
+            lunet_tensor_release(res);
+            return st;
+        }
+    }
+    *out = res;
+    return LUNET_OK;
+}
+
+/* ---- advanced indexing (parity spec 11.4) */
+
+/* Expands bool masks into int64 coordinate tensors (nonzero), one per masked dim. */
+static lunet_status_t expand_masks(int *nout, lunet_tensor_t **out, const lunet_tensor_t *x,
+                                   int nidx, lunet_tensor_t **idx)
+{
+    int n = 0;
+    for (int j = 0; j < nidx; j++) {
+        lunet_tensor_t *t = idx[j];
+        if (t->dtype == LUNET_DTYPE_BOOL || t->dtype == LUNET_DTYPE_UINT8) {
+            if (n + t->ndim > x->ndim)
+                return lunet_fail(LUNET_STATUS_INDEX, "too many indices for tensor of dimension %d",
+                                  x->ndim);
+            for (int k = 0; k < t->ndim; k++)
+                if (t->shape[k] != x->shape[n + k])
+                    return lunet_fail(LUNET_STATUS_INDEX,
+                                      "The shape of the mask [%lld] at index %d does not match "
+                                      "the shape of the indexed tensor [%lld] at index %d",
+                                      (long long)t->shape[k], k, (long long)x->shape[n + k], n + k);
+            int64_t count = 0;
+            for (int64_t i = 0; i < t->numel; i++)
+                count += lunet_tensor_get(t, i) != 0;
+            lunet_status_t st;
+            for (int k = 0; k < t->ndim; k++) {
+                if ((st = lunet_tensor_empty(&out[n + k], LUNET_DTYPE_INT64, 1, &count)))
+                    return st;
+            }
+            int64_t w = 0;
+            for (int64_t i = 0; i < t->numel; i++) {
+                if (lunet_tensor_get(t, i) == 0)
+                    continue;
+                int64_t rem = i;
+                for (int k = t->ndim - 1; k >= 0; k--) {
+                    ((int64_t *)lunet_tensor_data(out[n + k]))[w] = rem % t->shape[k];
+                    rem /= t->shape[k];
+                }
+                w++;
+            }
+            n += t->ndim;
+        } else if (t->dtype == LUNET_DTYPE_INT64) {
+            lunet_tensor_retain(t);
+            out[n++] = t;
+        } else {
+            return lunet_fail(LUNET_STATUS_INDEX,
+                              "tensors used as indices must be long, byte or bool tensors");
+        }
+    }
+    *nout = n;
+    return LUNET_OK;
+}
+
+lunet_status_t lunet_tensor_index(lunet_tensor_t **out, lunet_tensor_t *x, int nidx,
+                                  lunet_tensor_t **idx)
+{
+    lunet_tensor_t *ix[LUNET_MAX_DIMS] = {NULL};
+    lunet_tensor_t *xc = NULL, *r = NULL, *pos = NULL;
+    int n = 0;
+    lunet_status_t st;
+    if (nidx > x->ndim || nidx > LUNET_MAX_DIMS) {
+        st = lunet_fail(LUNET_STATUS_INDEX,
+                        "too many indices for tensor of dimension %d (got %d)", x->ndim, nidx);
+        return st;
+    }
+    if ((st = expand_masks(&n, ix, x, nidx, idx)))
+        goto done;
+    /* broadcast the index tensors together */
+    int bnd = 0;
+    int64_t bshape[LUNET_MAX_DIMS];
+    lunet_tensor_t probe = {.ndim = 0};
+    for (int j = 0; j < n; j++) {
+        int nd2;
+        int64_t s2[LUNET_MAX_DIMS];
+        if (lunet_broadcast_shape(&nd2, s2, &probe, ix[j])) {
+            char buf[1024];
+            size_t len = 0;
+            for (int k = 0; k < n; k++) {
+                char b[LUNET_SHAPE_BUF];
+                len += (size_t)snprintf(buf + len, sizeof buf - len, k ? ", %s" : "%s",
+                                        lunet_shape_str(b, sizeof b, ix[k]->ndim, ix[k]->shape));
+                if (len >= sizeof buf)
+                    break;
+            }
+            st = lunet_fail(LUNET_STATUS_INDEX,
+                            "shape mismatch: indexing tensors could not be broadcast together "
+                            "with shapes %s", buf);
+            goto done;
+        }
+        probe.ndim = bnd = nd2;
+        memcpy(probe.shape, s2, sizeof s2);
+        memcpy(bshape, s2, sizeof s2);
+    }
+    int64_t bnum = lunet_shape_numel(bnd, bshape);
+    /* flat positions into x's first n dims, bounds-checked before the result exists */
+    if ((st = lunet_tensor_empty(&pos, LUNET_DTYPE_INT64, bnd, bshape)))
+        goto done;
+    int64_t *pp = lunet_tensor_data(pos);
+    for (int64_t i = 0; i < bnum; i++)
+        pp[i] = 0;
+    for (int j = 0; j < n; j++) {
+        lunet_tensor_t *e;
+        bool was = lunet_set_grad_enabled(false);
+        st = lunet_tensor_expand(&e, ix[j], bnd, bshape);
+        lunet_set_grad_enabled(was);
+        if (st)
+            goto done;
+        int64_t size = x->shape[j];
+        for (int64_t i = 0; i < bnum; i++) {
+            int64_t v = (int64_t)lunet_tensor_get(e, i);
+            if (v < -size || v >= size) {
+                lunet_tensor_release(e);
+                st = lunet_fail(LUNET_STATUS_INDEX,
+                                "index %lld is out of bounds for dimension %d with size %lld",
+                                (long long)v, j, (long long)size);
+                goto done;
+            }
+            pp[i] = pp[i] * size + (v < 0 ? v + size : v);
+        }
+        lunet_tensor_release(e);
+    }
+    /* result (B..., trailing dims of x) */
+    int rnd = bnd + x->ndim - n;
+    if (rnd > LUNET_MAX_DIMS) {
+        st = lunet_fail(LUNET_STATUS_INDEX, "index: result has too many dims");
+        goto done;
+    }
+    int64_t rshape[LUNET_MAX_DIMS];
+    memcpy(rshape, bshape, sizeof(int64_t) * (size_t)bnd);
+    int64_t block = 1;
+    for (int k = n; k < x->ndim; k++) {
+        rshape[bnd + k - n] = x->shape[k];
+        block *= x->shape[k];
+    }
+    bool was = lunet_set_grad_enabled(false);
+    st = lunet_tensor_contiguous(&xc, x);
+    lunet_set_grad_enabled(was);
+    if (st || (st = lunet_tensor_empty(&r, x->dtype, rnd, rshape)))
+        goto done;
+    size_t bytes = (size_t)block * lunet_dtype_size(x->dtype);
+    const char *px = lunet_tensor_data(xc);
+    char *pr = lunet_tensor_data(r);
+    for (int64_t i = 0; i < bnum; i++)
+        memcpy(pr + (size_t)i * bytes, px + (size_t)pp[i] * bytes, bytes);
+    if (lunet_autograd_needed(x, NULL)) {
+        lunet_tensor_t *in[1] = {x};
+        lunet_tensor_t *saved[1] = {pos};
+        lunet_op_args_t args = {.i = {block}};
+        if ((st = lunet_autograd_record(r, LUNET_OP_INDEX, 1, in, 1, saved, &args)))
+            goto done;
+    }
+    *out = r;
+    r = NULL;
+done:
+    for (int j = 0; j < n; j++)
+        lunet_tensor_release(ix[j]);
+    lunet_tensor_release(xc);
+    lunet_tensor_release(r);
+    lunet_tensor_release(pos);
+    return st;
+}
+
+// g (B..., trailing) added block-wise into dx (x shape) at flat leading positions pos (B)
+lunet_status_t lunet_index_backward(lunet_tensor_t **dx, lunet_tensor_t *g, int xnd,
+                                    const int64_t *xshape, lunet_tensor_t *pos, int64_t block)
+{
+    lunet_tensor_t *r, *gc;
+    lunet_status_t st = lunet_tensor_zeros(&r, g->dtype, xnd, xshape);
+    if (st)
+        return st;
+    if ((st = lunet_tensor_contiguous(&gc, g))) {
+        lunet_tensor_release(r);
+        return st;
+    }
+    const int64_t *pp = lunet_tensor_data(pos);
+    for (int64_t i = 0; i < pos->numel; i++) {
+        if (g->dtype == LUNET_DTYPE_FLOAT32) {
+            float *dst = (float *)lunet_tensor_data(r) + pp[i] * block;
+            const float *src = (const float *)lunet_tensor_data(gc) + i * block;
+            for (int64_t k = 0; k < block; k++)
+                dst[k] += src[k];
+        } else {
+            double *dst = (double *)lunet_tensor_data(r) + pp[i] * block;
+            const double *src = (const double *)lunet_tensor_data(gc) + i * block;
+            for (int64_t k = 0; k < block; k++)
+                dst[k] += src[k];
+        }
+    }
+    lunet_tensor_release(gc);
+    *dx = r;
+    return LUNET_OK;
+}

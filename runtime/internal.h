@@ -1,0 +1,83 @@
+/*
+ * internal.h - shared by the runtime's own files; not installed.
+ */
+#ifndef LUNET_INTERNAL_H
+#define LUNET_INTERNAL_H
+
+#include "lunet.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+#define LUNET_ALIGN 64
+
+struct lunet_storage {
+    void *data;
+    size_t nbytes;
+    int refcount;
+    uint32_t version; /* bumped by every in-place write; autograd checks it */
+    void (*release_fn)(void *data, void *ctx); /* for wrapped host buffers */
+    void *release_ctx;
+    bool wrapped;
+};
+
+/* ---- error.c */
+/* Same as lunet_error_set, for the runtime's own use. */
+#define lunet_fail lunet_error_set
+/* "[2, 3]" into buf (for messages). */
+const char *lunet_shape_str(char *buf, size_t n, int ndim, const int64_t *shape);
+#define LUNET_SHAPE_BUF 256
+
+/* ---- storage.c: a caching allocator, so a steady training loop does not call malloc. */
+lunet_status_t lunet_storage_new(lunet_storage_t **out, size_t nbytes);
+lunet_status_t lunet_storage_wrap(lunet_storage_t **out, void *data, size_t nbytes,
+                                  void (*release_fn)(void *, void *), void *ctx);
+void lunet_storage_retain(lunet_storage_t *s);
+void lunet_storage_release(lunet_storage_t *s);
+/* Frees every cached block (tests call it before leak checks). */
+void lunet_memory_trim(void);
+/* Bytes currently obtained from malloc for tensor data (live + cached). */
+size_t lunet_memory_reserved(void);
+
+/* ---- tensor.c */
+/* A tensor struct (refcount 1, no storage) from the struct pool. */
+lunet_tensor_t *lunet_tensor_alloc(void);
+/* A new contiguous tensor with the shape and dtype of t. */
+lunet_status_t lunet_tensor_empty_like(lunet_tensor_t **out, const lunet_tensor_t *t,
+                                       lunet_dtype_t dt);
+/* out = a view of t's storage with the given geometry (retains the storage). */
+lunet_status_t lunet_tensor_make_view(lunet_tensor_t **out, lunet_tensor_t *t, int ndim,
+                                      const int64_t *shape, const int64_t *strides,
+                                      int64_t offset);
+void lunet_tensor_set_contiguous_strides(lunet_tensor_t *t);
+int64_t lunet_shape_numel(int ndim, const int64_t *shape);
+bool lunet_shape_equal(int na, const int64_t *a, int nb, const int64_t *b);
+/* Fails if writing to t would write one memory location twice (expanded tensors). */
+lunet_status_t lunet_tensor_check_writable(const lunet_tensor_t *t);
+/* Marks t's storage as modified in place. */
+void lunet_tensor_bump_version(lunet_tensor_t *t);
+
+/* ---- iter.c: walks up to LUNET_ITER_MAX_OPS strided operands over one shape. */
+#define LUNET_ITER_MAX_OPS 4
+typedef void (*lunet_loop_fn)(char **data, const int64_t *strides, int64_t n, void *ctx);
+typedef struct lunet_iter {
+    int ndim;
+    int nops;
+    int64_t shape[LUNET_MAX_DIMS];
+    int64_t strides[LUNET_ITER_MAX_OPS][LUNET_MAX_DIMS]; /* bytes; 0 on broadcast dims */
+    char *data[LUNET_ITER_MAX_OPS];
+} lunet_iter_t;
+void lunet_iter_init(lunet_iter_t *it, int ndim, const int64_t *shape);
+/* Adds t, broadcast to the iteration shape (t must be broadcastable to it). */
+void lunet_iter_add(lunet_iter_t *it, const lunet_tensor_t *t);
+/* Calls fn once per innermost run, after merging dims that are contiguous for every op. */
+void lunet_iter_run(lunet_iter_t *it, lunet_loop_fn fn, void *ctx);
+
+/* ---- elementwise helpers shared with other files */
+/* Copies src converted into dst (same shape after broadcasting src). */
+void lunet_copy_cast(lunet_tensor_t *dst, const lunet_tensor_t *src);
+/* Reads element at data pointer p of dtype dt as double / writes double. */
+double lunet_load(const void *p, lunet_dtype_t dt);
+void lunet_store(void *p, lunet_dtype_t dt, double v);
+
+#endif

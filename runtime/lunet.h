@@ -1,0 +1,495 @@
+/*
+ * lunet.h - the public C API of the Lunet runtime.
+ *
+ * Conventions (read these once, they hold for every function below):
+ *
+ *  - Every fallible function returns a lunet_status_t.  LUNET_OK (0) means success; any
+ *    other value means failure, and lunet_error_message() then returns a message naming
+ *    the operation and the offending shapes, dtypes, values or file.  The message lives
+ *    in a thread-local buffer that the next failing call overwrites.  Nothing here aborts,
+ *    exits or prints.
+ *  - Results come back through an out-parameter, always the first argument
+ *    (lunet_tensor_t **out).  On failure *out is left untouched and nothing leaks.
+ *  - Ownership: a function that hands out a tensor gives the caller one reference; drop it
+ *    with lunet_tensor_release().  Arguments are borrowed: a function that keeps a tensor
+ *    beyond the call (a view, an autograd record) takes its own reference.
+ *  - Views (view, transpose, select, narrow, expand, ...) share storage with their base;
+ *    storage is refcounted and freed when the last tensor using it is released.
+ *  - Positions (dims, indices) are 0-based; negative dims count from the end.
+ *  - The runtime is not thread-safe per tensor: one thread uses a given graph at a time.
+ *    Error buffers and the grad mode flag are per thread; the default generator is global.
+ */
+#ifndef LUNET_H
+#define LUNET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LUNET_VERSION "0.1.0"
+#define LUNET_MAX_DIMS 16
+
+/* ---------------------------------------------------------------- errors -------------- */
+
+typedef enum lunet_status {
+    LUNET_OK = 0,
+    LUNET_STATUS_RUNTIME, /* PyTorch's RuntimeError */
+    LUNET_STATUS_INDEX,   /* IndexError */
+    LUNET_STATUS_VALUE,   /* ValueError */
+    LUNET_STATUS_TYPE,    /* TypeError */
+    LUNET_STATUS_NOMEM,   /* allocation failed */
+    LUNET_STATUS_IO,      /* a file could not be read or written */
+    LUNET_STATUS_COUNT
+} lunet_status_t;
+
+/* The message of the last failure on this thread ("" if none). */
+const char *lunet_error_message(void);
+/* The status of the last failure on this thread. */
+lunet_status_t lunet_error_status(void);
+/* PyTorch's exception class for a status: "RuntimeError", "IndexError", ... */
+const char *lunet_status_name(lunet_status_t st);
+/* Set the thread's error (for host code and the bindings); returns st. */
+lunet_status_t lunet_error_set(lunet_status_t st, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* ---------------------------------------------------------------- dtypes -------------- */
+
+typedef enum lunet_dtype {
+    LUNET_DTYPE_FLOAT32 = 0,
+    LUNET_DTYPE_FLOAT64,
+    LUNET_DTYPE_INT64,
+    LUNET_DTYPE_UINT8,
+    LUNET_DTYPE_BOOL,
+    LUNET_DTYPE_COUNT
+} lunet_dtype_t;
+
+size_t lunet_dtype_size(lunet_dtype_t dt);
+/* "float32", "float64", "int64", "uint8", "bool" */
+const char *lunet_dtype_name(lunet_dtype_t dt);
+/* PyTorch's scalar type names used in error texts: "Float", "Double", "Long", "Byte", "Bool" */
+const char *lunet_dtype_torch_name(lunet_dtype_t dt);
+bool lunet_dtype_is_floating(lunet_dtype_t dt);
+/* The default floating dtype (float32 unless changed); per process. */
+lunet_dtype_t lunet_default_dtype(void);
+lunet_status_t lunet_set_default_dtype(lunet_dtype_t dt);
+
+/* ---------------------------------------------------------------- tensors ------------- */
+
+typedef struct lunet_storage lunet_storage_t;
+typedef struct lunet_node lunet_node_t;
+
+/*
+ * A tensor: a strided view of a refcounted storage.  Fields are readable by host code;
+ * change them only through the API.  Strides and offset count elements, not bytes.
+ */
+typedef struct lunet_tensor {
+    lunet_storage_t *storage;
+    lunet_dtype_t dtype;
+    int ndim;
+    int64_t shape[LUNET_MAX_DIMS];
+    int64_t strides[LUNET_MAX_DIMS];
+    int64_t offset;
+    int64_t numel;
+    int refcount;
+    /* true for a 0-d tensor made from a Lua/C number: lowest rank in type promotion */
+    bool wrapped_number;
+    /* autograd */
+    bool requires_grad;
+    bool retains_grad;
+    struct lunet_tensor *grad; /* accumulated gradient of a leaf (owned), or NULL */
+    lunet_node_t *grad_fn;     /* the node that made this tensor (owned ref), or NULL */
+    uint32_t version_seen;     /* storage version when recorded (see autograd.c) */
+} lunet_tensor_t;
+
+/* Creation.  All elements are row-major contiguous and 64-byte aligned. */
+lunet_status_t lunet_tensor_empty(lunet_tensor_t **out, lunet_dtype_t dt, int ndim,
+                                  const int64_t *shape);
+lunet_status_t lunet_tensor_zeros(lunet_tensor_t **out, lunet_dtype_t dt, int ndim,
+                                  const int64_t *shape);
+lunet_status_t lunet_tensor_full(lunet_tensor_t **out, lunet_dtype_t dt, int ndim,
+                                 const int64_t *shape, double value);
+/* A 0-d tensor holding a number; wrapped=true marks it as a plain number for promotion. */
+lunet_status_t lunet_tensor_scalar(lunet_tensor_t **out, lunet_dtype_t dt, double value,
+                                   bool wrapped);
+/* Copies count values of type dt from data into a new tensor of the given shape. */
+lunet_status_t lunet_tensor_from_data(lunet_tensor_t **out, lunet_dtype_t dt, int ndim,
+                                      const int64_t *shape, const void *data);
+/*
+ * Wraps a host buffer without copying.  The tensor (and every view of it) reads and writes
+ * `data` directly; the buffer must stay valid until the last such tensor is released, at
+ * which point release_fn(data, ctx) is called (release_fn may be NULL when the host keeps
+ * ownership and guarantees the lifetime).  `data` must be aligned for dt.
+ */
+lunet_status_t lunet_tensor_wrap(lunet_tensor_t **out, lunet_dtype_t dt, int ndim,
+                                 const int64_t *shape, void *data,
+                                 void (*release_fn)(void *data, void *ctx), void *ctx);
+lunet_status_t lunet_tensor_arange(lunet_tensor_t **out, lunet_dtype_t dt, double start,
+                                   double end, double step);
+lunet_status_t lunet_tensor_linspace(lunet_tensor_t **out, lunet_dtype_t dt, double start,
+                                     double end, int64_t steps);
+lunet_status_t lunet_tensor_eye(lunet_tensor_t **out, lunet_dtype_t dt, int64_t n,
+                                int64_t m);
+
+void lunet_tensor_retain(lunet_tensor_t *t);
+/* Drops one reference; frees the tensor (and its storage, grad, node) at zero. NULL is ok. */
+void lunet_tensor_release(lunet_tensor_t *t);
+
+/* Facts. */
+bool lunet_tensor_is_contiguous(const lunet_tensor_t *t);
+/* Address of the first element (storage base + offset). */
+void *lunet_tensor_data(const lunet_tensor_t *t);
+/* Element at a flat row-major position, converted to double (any layout). */
+double lunet_tensor_get(const lunet_tensor_t *t, int64_t flat_index);
+/* Normalise a possibly negative dim for a tensor of ndim dims (0-d counts as 1). */
+lunet_status_t lunet_dim_wrap(int *out, int64_t dim, int ndim);
+
+/* Conversion and copies. */
+lunet_status_t lunet_tensor_to(lunet_tensor_t **out, lunet_tensor_t *t, lunet_dtype_t dt);
+lunet_status_t lunet_tensor_clone(lunet_tensor_t **out, lunet_tensor_t *t);
+lunet_status_t lunet_tensor_contiguous(lunet_tensor_t **out, lunet_tensor_t *t);
+/* A tensor sharing storage, with no autograd history and requires_grad false. */
+lunet_status_t lunet_tensor_detach(lunet_tensor_t **out, lunet_tensor_t *t);
+/* Copies src (broadcast to dst's shape, converted to dst's dtype) into dst. */
+lunet_status_t lunet_tensor_copy_(lunet_tensor_t *dst, lunet_tensor_t *src);
+lunet_status_t lunet_tensor_fill_(lunet_tensor_t *dst, double value);
+
+/* Views: results share storage with t. */
+lunet_status_t lunet_tensor_view(lunet_tensor_t **out, lunet_tensor_t *t, int ndim,
+                                 const int64_t *shape);
+/* Like view, but copies when the strides do not allow a view. */
+lunet_status_t lunet_tensor_reshape(lunet_tensor_t **out, lunet_tensor_t *t, int ndim,
+                                    const int64_t *shape);
+lunet_status_t lunet_tensor_transpose(lunet_tensor_t **out, lunet_tensor_t *t, int64_t d0,
+                                      int64_t d1);
+lunet_status_t lunet_tensor_permute(lunet_tensor_t **out, lunet_tensor_t *t, int ndim,
+                                    const int64_t *dims);
+/* dim = LUNET_ALL_DIMS squeezes every size-1 dim. */
+#define LUNET_ALL_DIMS INT64_MIN
+lunet_status_t lunet_tensor_squeeze(lunet_tensor_t **out, lunet_tensor_t *t, int64_t dim);
+lunet_status_t lunet_tensor_unsqueeze(lunet_tensor_t **out, lunet_tensor_t *t, int64_t dim);
+lunet_status_t lunet_tensor_flatten(lunet_tensor_t **out, lunet_tensor_t *t, int64_t start,
+                                    int64_t end);
+lunet_status_t lunet_tensor_narrow(lunet_tensor_t **out, lunet_tensor_t *t, int64_t dim,
+                                   int64_t start, int64_t length);
+lunet_status_t lunet_tensor_select(lunet_tensor_t **out, lunet_tensor_t *t, int64_t dim,
+                                   int64_t index);
+/* shape entries of -1 keep the existing size. */
+lunet_status_t lunet_tensor_expand(lunet_tensor_t **out, lunet_tensor_t *t, int ndim,
+                                   const int64_t *shape);
+
+/* ---------------------------------------------------------------- element-wise -------- */
+
+typedef enum lunet_binary_op {
+    LUNET_BINARY_ADD = 0,
+    LUNET_BINARY_SUB,
+    LUNET_BINARY_MUL,
+    LUNET_BINARY_DIV,
+    LUNET_BINARY_POW,
+    LUNET_BINARY_MAXIMUM,
+    LUNET_BINARY_MINIMUM,
+    LUNET_BINARY_FLOOR_DIV,
+    LUNET_BINARY_EQ,
+    LUNET_BINARY_NE,
+    LUNET_BINARY_LT,
+    LUNET_BINARY_LE,
+    LUNET_BINARY_GT,
+    LUNET_BINARY_GE,
+    LUNET_BINARY_COUNT
+} lunet_binary_op_t;
+
+typedef enum lunet_unary_op {
+    LUNET_UNARY_NEG = 0,
+    LUNET_UNARY_EXP,
+    LUNET_UNARY_LOG,
+    LUNET_UNARY_SQRT,
+    LUNET_UNARY_ABS,
+    LUNET_UNARY_SIGMOID,
+    LUNET_UNARY_TANH,
+    LUNET_UNARY_RELU,
+    LUNET_UNARY_COUNT
+} lunet_unary_op_t;
+
+/* Name of an op as used in messages ("add", "exp", ...). */
+const char *lunet_binary_op_name(lunet_binary_op_t op);
+const char *lunet_unary_op_name(lunet_unary_op_t op);
+
+/* out = a op b with broadcasting and PyTorch's type promotion (comparisons give bool). */
+lunet_status_t lunet_tensor_binary(lunet_tensor_t **out, lunet_binary_op_t op,
+                                   lunet_tensor_t *a, lunet_tensor_t *b);
+/* a = a op b in place (b broadcast to a's shape; the result must be castable to a's dtype). */
+lunet_status_t lunet_tensor_binary_(lunet_tensor_t *a, lunet_binary_op_t op, lunet_tensor_t *b);
+/* a + alpha * b (PyTorch's add(b, alpha=)); alpha = 1 is a plain add. */
+lunet_status_t lunet_tensor_add_scaled(lunet_tensor_t **out, lunet_tensor_t *a,
+                                       lunet_tensor_t *b, double alpha);
+lunet_status_t lunet_tensor_unary(lunet_tensor_t **out, lunet_unary_op_t op, lunet_tensor_t *x);
+lunet_status_t lunet_tensor_unary_(lunet_tensor_t *x, lunet_unary_op_t op);
+/* clamp to [lo, hi]; pass NAN to leave a side open. */
+lunet_status_t lunet_tensor_clamp(lunet_tensor_t **out, lunet_tensor_t *x, double lo, double hi);
+lunet_status_t lunet_tensor_clamp_(lunet_tensor_t *x, double lo, double hi);
+/* cond ? a : b, all three broadcast together; cond is bool. */
+lunet_status_t lunet_tensor_where(lunet_tensor_t **out, lunet_tensor_t *cond, lunet_tensor_t *a,
+                                  lunet_tensor_t *b);
+lunet_status_t lunet_tensor_masked_fill(lunet_tensor_t **out, lunet_tensor_t *x,
+                                        lunet_tensor_t *mask, double value);
+/* The dtype a binary op on a and b computes in (promotion rules of PyTorch). */
+lunet_dtype_t lunet_result_dtype(const lunet_tensor_t *a, const lunet_tensor_t *b);
+/* Broadcast shape of a and b into shape (returns ndim through *ndim). */
+lunet_status_t lunet_broadcast_shape(int *ndim, int64_t *shape, const lunet_tensor_t *a,
+                                     const lunet_tensor_t *b);
+
+/* ---------------------------------------------------------------- reductions ---------- */
+
+typedef enum lunet_reduce_op {
+    LUNET_REDUCE_SUM = 0,
+    LUNET_REDUCE_MEAN,
+    LUNET_REDUCE_PROD,
+    LUNET_REDUCE_MAX,
+    LUNET_REDUCE_MIN,
+    LUNET_REDUCE_ARGMAX,
+    LUNET_REDUCE_ARGMIN,
+    LUNET_REDUCE_ALL,
+    LUNET_REDUCE_ANY,
+    LUNET_REDUCE_COUNT
+} lunet_reduce_op_t;
+
+/*
+ * Reduce over the dims listed in dims (ndims of them; ndims = 0 reduces everything to a
+ * 0-d tensor).  For MAX/MIN over one dim, *indices (if not NULL) receives the int64
+ * positions of the first extreme value.
+ */
+lunet_status_t lunet_tensor_reduce(lunet_tensor_t **out, lunet_tensor_t **indices,
+                                   lunet_reduce_op_t op, lunet_tensor_t *x, int ndims,
+                                   const int64_t *dims, bool keepdim);
+
+/* ---------------------------------------------------------------- indexing ------------ */
+
+lunet_status_t lunet_tensor_gather(lunet_tensor_t **out, lunet_tensor_t *x, int64_t dim,
+                                   lunet_tensor_t *index);
+lunet_status_t lunet_tensor_index_select(lunet_tensor_t **out, lunet_tensor_t *x, int64_t dim,
+                                         lunet_tensor_t *index);
+/*
+ * Advanced indexing x[i0, i1, ...] with one int64 (or bool mask) tensor per leading dim;
+ * the index tensors broadcast together.  nidx <= x->ndim.
+ */
+lunet_status_t lunet_tensor_index(lunet_tensor_t **out, lunet_tensor_t *x, int nidx,
+                                  lunet_tensor_t **idx);
+
+/* ---------------------------------------------------------------- matmul -------------- */
+
+/* PyTorch's matmul: 1-D/2-D/batched with broadcasting of batch dims. */
+lunet_status_t lunet_tensor_matmul(lunet_tensor_t **out, lunet_tensor_t *a, lunet_tensor_t *b);
+/* 2-D only: a (n, k) @ b (k, m). */
+lunet_status_t lunet_tensor_mm(lunet_tensor_t **out, lunet_tensor_t *a, lunet_tensor_t *b);
+/* beta * c + alpha * (a @ b), c broadcast to (n, m). */
+lunet_status_t lunet_tensor_addmm(lunet_tensor_t **out, lunet_tensor_t *c, lunet_tensor_t *a,
+                                  lunet_tensor_t *b, double beta, double alpha);
+/* "openblas" or "builtin": which GEMM this build uses. */
+const char *lunet_blas_name(void);
+
+/* ---------------------------------------------------------------- random -------------- */
+
+/* MT19937 with PyTorch's seeding and stream usage (parity spec section 14). */
+typedef struct lunet_generator {
+    uint32_t state[624];
+    int index;
+    uint64_t seed;
+    bool has_cached_normal;
+    double cached_normal;
+} lunet_generator_t;
+
+/* The process-wide default generator (seeded randomly at first use). */
+lunet_generator_t *lunet_default_generator(void);
+void lunet_generator_seed(lunet_generator_t *g, uint64_t seed);
+/* The seed given to the last lunet_generator_seed (torch.initial_seed()). */
+uint64_t lunet_generator_initial_seed(const lunet_generator_t *g);
+uint32_t lunet_generator_random32(lunet_generator_t *g);
+uint64_t lunet_generator_random64(lunet_generator_t *g);
+/*
+ * In place: x ~ U[a, b) (float dtypes), one draw per element: in row-major order when x is
+ * contiguous, else in memory order as PyTorch's TensorIterator does (same for normal_ and
+ * random_int_).  g may be NULL for the default generator.
+ */
+lunet_status_t lunet_tensor_uniform_(lunet_tensor_t *x, lunet_generator_t *g, double a, double b);
+/* In place: x ~ N(mean, std). */
+lunet_status_t lunet_tensor_normal_(lunet_tensor_t *x, lunet_generator_t *g, double mean,
+                                    double std);
+/* In place: integers uniform in [low, high). */
+lunet_status_t lunet_tensor_random_int_(lunet_tensor_t *x, lunet_generator_t *g, int64_t low,
+                                        int64_t high);
+/* A new int64 tensor holding a random permutation of 0..n-1. */
+lunet_status_t lunet_tensor_randperm(lunet_tensor_t **out, lunet_generator_t *g, int64_t n);
+
+/* ---------------------------------------------------------------- printing ------------ */
+
+/*
+ * PyTorch's text for a tensor (parity spec section 9), e.g. "tensor([1., 2.])".
+ * *text is malloc'ed; the caller frees it.  A tensor made by an autograd node shows
+ * "grad_fn=<NAME>" (lunet_tensor_grad_fn_name), a leaf requiring grad "requires_grad=True";
+ * dtype names print with the prefix given ("torch." or "lunet."; NULL means "torch.").
+ */
+lunet_status_t lunet_tensor_format(char **text, lunet_tensor_t *t, const char *dtype_prefix);
+/* "torch.Size([256, 1, 28, 28])" with prefix "torch." (*text malloc'ed; caller frees). */
+lunet_status_t lunet_size_format(char **text, int ndim, const int64_t *shape, const char *prefix);
+
+/* ---------------------------------------------------------------- softmax, losses ----- */
+/* (softmax.c, loss.c)  Parity spec sections 1-3. */
+
+typedef enum lunet_reduction {
+    LUNET_REDUCTION_NONE = 0,
+    LUNET_REDUCTION_MEAN,
+    LUNET_REDUCTION_SUM,
+    LUNET_REDUCTION_COUNT
+} lunet_reduction_t;
+
+/* "none", "mean", "sum" -> enum; fails with "avg is not a valid value for reduction". */
+lunet_status_t lunet_reduction_parse(lunet_reduction_t *out, const char *name);
+
+typedef struct lunet_loss_options {
+    lunet_tensor_t *weight;  /* per-class weights (C), or NULL */
+    int64_t ignore_index;    /* default -100 */
+    lunet_reduction_t reduction; /* default MEAN */
+    double label_smoothing;  /* default 0 */
+} lunet_loss_options_t;
+
+/* Fills opts with PyTorch's defaults. */
+void lunet_loss_options_init(lunet_loss_options_t *opts);
+
+/* y = softmax(x) / log_softmax(x) along dim (numerically stable; records autograd). */
+lunet_status_t lunet_tensor_softmax(lunet_tensor_t **out, lunet_tensor_t *x, int64_t dim);
+lunet_status_t lunet_tensor_log_softmax(lunet_tensor_t **out, lunet_tensor_t *x, int64_t dim);
+/* dx from upstream g and the forward output y. */
+lunet_status_t lunet_softmax_backward(lunet_tensor_t **dx, lunet_tensor_t *g, lunet_tensor_t *y,
+                                      int64_t dim);
+lunet_status_t lunet_log_softmax_backward(lunet_tensor_t **dx, lunet_tensor_t *g,
+                                          lunet_tensor_t *y, int64_t dim);
+
+/* Cross-entropy of logits x with class-index (int64) or probability targets. */
+lunet_status_t lunet_loss_cross_entropy(lunet_tensor_t **out, lunet_tensor_t *x,
+                                        lunet_tensor_t *target, const lunet_loss_options_t *o);
+/* Gradient w.r.t. x, given upstream g (0-d for mean/sum, per-position for none). */
+lunet_status_t lunet_loss_cross_entropy_backward(lunet_tensor_t **dx, lunet_tensor_t *g,
+                                                 lunet_tensor_t *x, lunet_tensor_t *target,
+                                                 const lunet_loss_options_t *o);
+lunet_status_t lunet_loss_nll(lunet_tensor_t **out, lunet_tensor_t *x, lunet_tensor_t *target,
+                              const lunet_loss_options_t *o);
+lunet_status_t lunet_loss_nll_backward(lunet_tensor_t **dx, lunet_tensor_t *g, lunet_tensor_t *x,
+                                       lunet_tensor_t *target, const lunet_loss_options_t *o);
+lunet_status_t lunet_loss_mse(lunet_tensor_t **out, lunet_tensor_t *a, lunet_tensor_t *b,
+                              lunet_reduction_t reduction);
+/*
+ * Cross-entropy that also hands back (if lse != NULL) the per-position log-sum-exp of the
+ * logits (float64, shape (positions)); the autograd node saves it so that the backward is a
+ * single pass p = exp(x - lse).  Records autograd exactly as lunet_loss_cross_entropy.
+ */
+lunet_status_t lunet_loss_cross_entropy_lse(lunet_tensor_t **out, lunet_tensor_t **lse,
+                                            lunet_tensor_t *x, lunet_tensor_t *target,
+                                            const lunet_loss_options_t *o);
+/* Gradient w.r.t. x; lse from the forward, or NULL to recompute it. */
+lunet_status_t lunet_loss_cross_entropy_backward_lse(lunet_tensor_t **dx, lunet_tensor_t *g,
+                                                     lunet_tensor_t *x, lunet_tensor_t *target,
+                                                     lunet_tensor_t *lse,
+                                                     const lunet_loss_options_t *o);
+/* Gradients of mse_loss(a, b) (a, b of one shape and dtype); da or db may be NULL. */
+lunet_status_t lunet_loss_mse_backward(lunet_tensor_t **da, lunet_tensor_t **db,
+                                       lunet_tensor_t *g, lunet_tensor_t *a, lunet_tensor_t *b,
+                                       lunet_reduction_t reduction);
+
+/* ---------------------------------------------------------------- IDX files ----------- */
+/* (idx.c)  Parity spec section 12.2.  gzip or plain, detected from the bytes. */
+
+/* Reads an IDX file: 0x08 -> uint8, 0x09/0x0B/0x0C -> int64, 0x0D -> float32, 0x0E -> float64. */
+lunet_status_t lunet_idx_read(lunet_tensor_t **out, const char *path);
+/* Same from memory; `name` is used in messages. */
+lunet_status_t lunet_idx_read_buffer(lunet_tensor_t **out, const void *buf, size_t len,
+                                     const char *name);
+/*
+ * Writes t as IDX with the given type code (0 picks one from the dtype: uint8 -> 0x08,
+ * int64 -> 0x0C, float32 -> 0x0D, float64 -> 0x0E), gzip-compressed if gzip.  Written to a
+ * temporary file and renamed, so the old file survives a failed write.
+ */
+lunet_status_t lunet_idx_write(const char *path, lunet_tensor_t *t, int type_code, bool gzip);
+
+/* ---------------------------------------------------------------- data ---------------- */
+/* (data.c)  Parity spec sections 12.4-12.5: ToTensor / Normalize, bit-exact, per batch. */
+
+/*
+ * One DataLoader batch of an image dataset in one call: for b < n, sample idx[b] of
+ * images_u8 (N, H, W) [or (N, C, H, W)] goes to out_x[b] (float32 (n, 1, H, W) [(n, C, H, W)],
+ * contiguous, preallocated) as f32(v) / f32(scale_div) (ToTensor with scale_div = 255: one
+ * float32 division, bit-exact), then, if nnorm > 0, (x - f32(mean[c])) / f32(std[c]) with
+ * two float32 roundings (Normalize; nnorm = 1 broadcasts over channels, else nnorm = C).
+ * out_y (int64 (n), may be NULL) receives labels[idx[b]] (labels int64 (N), may be NULL).
+ * Indices out of range fail with IndexError before anything is written.
+ */
+lunet_status_t lunet_data_image_batch(lunet_tensor_t *out_x, lunet_tensor_t *out_y,
+                                      lunet_tensor_t *images_u8, lunet_tensor_t *labels,
+                                      const int64_t *idx, int64_t n, double scale_div,
+                                      int nnorm, const double *mean, const double *std);
+/* ToTensor on one image: uint8 (H, W) -> float32 (1, H, W), uint8 (H, W, C) -> (C, H, W). */
+lunet_status_t lunet_data_to_tensor(lunet_tensor_t **out, lunet_tensor_t *img);
+/*
+ * Normalize: x float (..., C, H, W) -> new tensor (x - mean[c]) / std[c]; nmean and nstd are
+ * 1 or C.  float32 input computes in float32 (two roundings), float64 in double.
+ * Errors use torchvision's texts (non-float input, fewer than 3 dims, zero std).
+ */
+lunet_status_t lunet_data_normalize(lunet_tensor_t **out, lunet_tensor_t *x, int nmean,
+                                    const double *mean, int nstd, const double *std);
+/* Integer class counts: out[k] = #{i : labels[i] == k} for k < nclass; fails on a label
+ * outside [0, nclass) naming its position (dataset label checks). */
+lunet_status_t lunet_data_label_histogram(int64_t *out, lunet_tensor_t *labels, int64_t nclass);
+/* Writes a uint8 image (H, W) gray or (H, W, 3) RGB as a PNG file (zlib, CRC-checked chunks). */
+lunet_status_t lunet_data_write_png(const char *path, lunet_tensor_t *img);
+
+/* ---------------------------------------------------------------- nn, optim ----------- */
+/* (nn.c, optim.c)  Parity spec sections 5-7: enough to build and train an MLP from C. */
+
+/*
+ * y = x @ w^T + b (b may be NULL), then relu when `relu` -- one GEMM and one pass over y.
+ * x (*, in), w (out, in), b (out), y (*, out).  Records autograd ("AddmmBackward0", or
+ * "ReluBackward0" when fused with relu).
+ */
+lunet_status_t lunet_nn_linear(lunet_tensor_t **out, lunet_tensor_t *x, lunet_tensor_t *w,
+                               lunet_tensor_t *b, bool relu);
+/* PyTorch's default init of a Linear layer from g: w ~ U(-k, k), then b ~ U(-k, k),
+   k = f32(1/sqrt(in_features)).  b may be NULL. */
+lunet_status_t lunet_nn_linear_reset(lunet_tensor_t *w, lunet_tensor_t *b, lunet_generator_t *g);
+
+typedef struct lunet_sgd_options {
+    double lr, momentum, dampening, weight_decay;
+    bool nesterov, maximize;
+} lunet_sgd_options_t;
+
+/* Validates options with PyTorch's messages ("Invalid learning rate: -1", ...). */
+lunet_status_t lunet_sgd_check(const lunet_sgd_options_t *o);
+/*
+ * One SGD step of parameter p with gradient grad (PyTorch 1.13's algorithm, bit-exact in
+ * float32).  *momentum_buffer is created on the first step when momentum != 0 (the caller
+ * owns it and passes it back on later steps).  Runs without recording autograd.
+ */
+lunet_status_t lunet_sgd_update(lunet_tensor_t *p, lunet_tensor_t *grad,
+                                lunet_tensor_t **momentum_buffer, const lunet_sgd_options_t *o);
+
+/* ---------------------------------------------------------------- autograd ------------ */
+
+bool lunet_grad_enabled(void);
+/* Sets this thread's grad mode; returns the previous mode. */
+bool lunet_set_grad_enabled(bool enabled);
+lunet_status_t lunet_tensor_requires_grad_(lunet_tensor_t *t, bool requires_grad);
+/* True when t is a leaf (no grad_fn). */
+bool lunet_tensor_is_leaf(const lunet_tensor_t *t);
+/* Name of the node that made t ("MulBackward0"), or NULL for a leaf. */
+const char *lunet_tensor_grad_fn_name(const lunet_tensor_t *t);
+/* Runs backward from t; grad may be NULL for a scalar t. */
+lunet_status_t lunet_tensor_backward(lunet_tensor_t *t, lunet_tensor_t *grad, bool retain_graph);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LUNET_H */

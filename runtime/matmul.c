@@ -1,0 +1,404 @@
+/*
+ * matmul.c - mm, addmm and matmul.  Float32/float64 products go to OpenBLAS's cblas_?gemm
+ * with transpose flags read from the strides (a transposed view costs no copy); a portable
+ * kernel serves `make BLAS=none` builds and integer dtypes.
+ */
+#include "autograd.h"
+#include "internal.h"
+
+#include <string.h>
+
+#ifndef LUNET_NO_BLAS
+#include <cblas.h>
+#endif
+
+const char *lunet_blas_name(void)
+{
+#ifdef LUNET_NO_BLAS
+    return "builtin";
+#else
+    return "openblas";
+#endif
+}
+
+/* A 2-D operand as BLAS sees it: row-major data, transposed or not, leading dimension. */
+typedef struct gemm_operand {
+    const void *data;
+    bool trans;
+    int64_t ld;
+} gemm_operand_t;
+
+/* Reads t's layout; false when neither t nor its transpose is row-major with unit stride. */
+static bool blas_layout(const lunet_tensor_t *t, gemm_operand_t *op)
+{
+    int64_t rows = t->shape[0], cols = t->shape[1];
+    op->data = lunet_tensor_data(t);
+    if (t->strides[1] == 1 || cols == 1) {
+        int64_t ld = rows == 1 ? (cols > 1 ? cols : 1) : t->strides[0];
+        if (ld >= (cols > 1 ? cols : 1)) {
+            op->trans = false;
+            op->ld = ld;
+            return true;
+        }
+    }
+    if (t->strides[0] == 1 || rows == 1) {
+        int64_t ld = cols == 1 ? (rows > 1 ? rows : 1) : t->strides[1];
+        if (ld >= (rows > 1 ? rows : 1)) {
+            op->trans = true;
+            op->ld = ld;
+            return true;
+        }
+    }
+    return false;
+}
+
+// a (M, K) op b (K, N) -> c (M, N) row-major contiguous; c = alpha*a@b + beta*c
+static void gemm_builtin_f32(const gemm_operand_t *a, const gemm_operand_t *b, float *c,
+                             int64_t m, int64_t n, int64_t k, float alpha, float beta)
+{
+    const float *pa = a->data, *pb = b->data;
+    for (int64_t i = 0; i < m; i++) {
+        float *ci = c + i * n;
+        for (int64_t j = 0; j < n; j++)
+            ci[j] = beta == 0 ? 0.0f : beta * ci[j];
+        for (int64_t p = 0; p < k; p++) {
+            float av = alpha * (a->trans ? pa[p * a->ld + i] : pa[i * a->ld + p]);
+            if (!b->trans) {
+                const float *bp = pb + p * b->ld;
+                for (int64_t j = 0; j < n; j++)
+                    ci[j] += av * bp[j];
+            } else {
+                for (int64_t j = 0; j < n; j++)
+                    ci[j] += av * pb[j * b->ld + p];
+            }
+        }
+    }
+}
+
+// a (M, K) op b (K, N) -> c (M, N), float64
+static void gemm_builtin_f64(const gemm_operand_t *a, const gemm_operand_t *b, double *c,
+                             int64_t m, int64_t n, int64_t k, double alpha, double beta)
+{
+    const double *pa = a->data, *pb = b->data;
+    for (int64_t i = 0; i < m; i++) {
+        double *ci = c + i * n;
+        for (int64_t j = 0; j < n; j++)
+            ci[j] = beta == 0 ? 0.0 : beta * ci[j];
+        for (int64_t p = 0; p < k; p++) {
+            double av = alpha * (a->trans ? pa[p * a->ld + i] : pa[i * a->ld + p]);
+            if (!b->trans) {
+                const double *bp = pb + p * b->ld;
+                for (int64_t j = 0; j < n; j++)
+                    ci[j] += av * bp[j];
+            } else {
+                for (int64_t j = 0; j < n; j++)
+                    ci[j] += av * pb[j * b->ld + p];
+            }
+        }
+    }
+}
+
+// a (M, K) @ b (K, N) -> c (M, N), int64 (any layout, read element-wise)
+static void gemm_generic(const lunet_tensor_t *a, const lunet_tensor_t *b, lunet_tensor_t *c,
+                         double alpha, double beta)
+{
+    int64_t m = a->shape[0], k = a->shape[1], n = b->shape[1];
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double acc = 0;
+            for (int64_t p = 0; p < k; p++)
+                acc += lunet_tensor_get(a, i * k + p) * lunet_tensor_get(b, p * n + j);
+            double old = beta == 0 ? 0 : lunet_tensor_get(c, i * n + j);
+            lunet_store((char *)lunet_tensor_data(c) + (size_t)(i * n + j) * lunet_dtype_size(c->dtype),
+                        c->dtype, alpha * acc + beta * old);
+        }
+}
+
+/* c (M, N) contiguous = alpha * a @ b + beta * c. */
+static lunet_status_t gemm(lunet_tensor_t *c, lunet_tensor_t *a, lunet_tensor_t *b, double alpha,
+                           double beta)
+{
+    int64_t m = a->shape[0], k = a->shape[1], n = b->shape[1];
+    if (!lunet_dtype_is_floating(c->dtype)) {
+        gemm_generic(a, b, c, alpha, beta);
+        return LUNET_OK;
+    }
+    if (m == 0 || n == 0)
+        return LUNET_OK;
+    lunet_tensor_t *ac = NULL, *bc = NULL;
+    gemm_operand_t oa, ob;
+    lunet_status_t st = LUNET_OK;
+    bool was = lunet_set_grad_enabled(false);
+    if (!blas_layout(a, &oa)) {
+        if ((st = lunet_tensor_clone(&ac, a)))
+            goto done;
+        blas_layout(ac, &oa);
+    }
+    if (!blas_layout(b, &ob)) {
+        if ((st = lunet_tensor_clone(&bc, b)))
+            goto done;
+        blas_layout(bc, &ob);
+    }
+    if (k == 0) {
+        /* empty inner dim: the product is zero */
+        lunet_tensor_t *z;
+        if ((st = lunet_tensor_scalar(&z, c->dtype, beta, false)))
+            goto done;
+        st = lunet_tensor_binary_(c, LUNET_BINARY_MUL, z);
+        lunet_tensor_release(z);
+        goto done;
+    }
+#ifdef LUNET_NO_BLAS
+    if (c->dtype == LUNET_DTYPE_FLOAT32)
+        gemm_builtin_f32(&oa, &ob, lunet_tensor_data(c), m, n, k, (float)alpha, (float)beta);
+    else
+        gemm_builtin_f64(&oa, &ob, lunet_tensor_data(c), m, n, k, alpha, beta);
+#else
+    (void)gemm_builtin_f32;
+    (void)gemm_builtin_f64;
+    if (c->dtype == LUNET_DTYPE_FLOAT32)
+        cblas_sgemm(CblasRowMajor, oa.trans ? CblasTrans : CblasNoTrans,
+                    ob.trans ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, (float)alpha,
+                    oa.data, (int)oa.ld, ob.data, (int)ob.ld, (float)beta,
+                    lunet_tensor_data(c), (int)n);
+    else
+        cblas_dgemm(CblasRowMajor, oa.trans ? CblasTrans : CblasNoTrans,
+                    ob.trans ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, alpha,
+                    oa.data, (int)oa.ld, ob.data, (int)ob.ld, beta, lunet_tensor_data(c), (int)n);
+#endif
+done:
+    lunet_set_grad_enabled(was);
+    lunet_tensor_release(ac);
+    lunet_tensor_release(bc);
+    return st;
+}
+
+static lunet_status_t check_mm(const char *op, const lunet_tensor_t *a, const lunet_tensor_t *b)
+{
+    if (a->ndim != 2 || b->ndim != 2)
+        return lunet_fail(LUNET_STATUS_RUNTIME, "%s: expected 2-D tensors, got %dD and %dD", op,
+                          a->ndim, b->ndim);
+    if (a->shape[1] != b->shape[0])
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "%s: mat1 and mat2 shapes cannot be multiplied (%lldx%lld and %lldx%lld)",
+                          op, (long long)a->shape[0], (long long)a->shape[1],
+                          (long long)b->shape[0], (long long)b->shape[1]);
+    if (a->dtype != b->dtype)
+        return lunet_fail(LUNET_STATUS_RUNTIME, "%s: expected scalar type %s but found %s", op,
+                          lunet_dtype_torch_name(a->dtype), lunet_dtype_torch_name(b->dtype));
+    if (a->dtype == LUNET_DTYPE_BOOL)
+        return lunet_fail(LUNET_STATUS_RUNTIME, "%s: \"addmm_impl_cpu_\" not implemented for 'Bool'",
+                          op);
+    return LUNET_OK;
+}
+
+lunet_status_t lunet_tensor_mm(lunet_tensor_t **out, lunet_tensor_t *a, lunet_tensor_t *b)
+{
+    lunet_status_t st = check_mm("mm", a, b);
+    if (st)
+        return st;
+    int64_t shape[2] = {a->shape[0], b->shape[1]};
+    lunet_tensor_t *c;
+    if ((st = lunet_tensor_empty(&c, a->dtype, 2, shape)))
+        return st;
+    if ((st = gemm(c, a, b, 1.0, 0.0)))
+        goto fail;
+    if (lunet_autograd_needed(a, b)) {
+        lunet_tensor_t *in[2] = {a, b};
+        if ((st = lunet_autograd_record(c, LUNET_OP_MM, 2, in, 2, in, NULL)))
+            goto fail;
+    }
+    *out = c;
+    return LUNET_OK;
+fail:
+    lunet_tensor_release(c);
+    return st;
+}
+
+lunet_status_t lunet_tensor_addmm(lunet_tensor_t **out, lunet_tensor_t *bias, lunet_tensor_t *a,
+                                  lunet_tensor_t *b, double beta, double alpha)
+{
+    lunet_status_t st = check_mm("addmm", a, b);
+    if (st)
+        return st;
+    int64_t shape[2] = {a->shape[0], b->shape[1]};
+    lunet_tensor_t *c, *e = NULL;
+    if ((st = lunet_tensor_empty(&c, a->dtype, 2, shape)))
+        return st;
+    bool was = lunet_set_grad_enabled(false);
+    st = lunet_tensor_expand(&e, bias, 2, shape);
+    lunet_set_grad_enabled(was);
+    if (st) {
+        lunet_tensor_release(c);
+        return st;
+    }
+    if (beta != 0)
+        lunet_copy_cast(c, e);
+    lunet_tensor_release(e);
+    if ((st = gemm(c, a, b, alpha, beta)))
+        goto fail;
+    if (lunet_autograd_needed(bias, a) || lunet_autograd_needed(b, NULL)) {
+        lunet_tensor_t *in[3] = {bias, a, b};
+        lunet_op_args_t args = {.d = {beta, alpha}};
+        if ((st = lunet_autograd_record(c, LUNET_OP_ADDMM, 3, in, 2, in + 1, &args)))
+            goto fail;
+    }
+    *out = c;
+    return LUNET_OK;
+fail:
+    lunet_tensor_release(c);
+    return st;
+}
+
+lunet_status_t lunet_tensor_matmul(lunet_tensor_t **out, lunet_tensor_t *a, lunet_tensor_t *b)
+{
+    lunet_status_t st;
+    if (a->ndim == 0 || b->ndim == 0)
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "both arguments to matmul need to be at least 1D, but they are %dD and "
+                          "%dD", a->ndim, b->ndim);
+    if (a->ndim <= 2 && b->ndim <= 2) {
+        /* 1-D operands become a row (left) or a column (right), squeezed afterwards */
+        lunet_tensor_t *a2 = NULL, *b2 = NULL, *c = NULL;
+        if (a->ndim == 1 && b->ndim >= 1 && a->shape[0] != b->shape[0])
+            return lunet_fail(LUNET_STATUS_RUNTIME,
+                              b->ndim == 1 ? "inconsistent tensor size, expected tensor [%lld] and "
+                                             "src [%lld] to have the same number of elements, but "
+                                             "got %lld and %lld elements respectively"
+                                           : "size mismatch, got %lld, %lldx%lld,%lld",
+                              (long long)a->shape[0], (long long)b->shape[0],
+                              (long long)a->shape[0], (long long)b->shape[0]);
+        if (a->ndim == 2 && b->ndim == 1 && a->shape[1] != b->shape[0])
+            return lunet_fail(LUNET_STATUS_RUNTIME,
+                              "size mismatch, got %lld, %lldx%lld,%lld", (long long)a->shape[0],
+                              (long long)a->shape[0], (long long)a->shape[1],
+                              (long long)b->shape[0]);
+        if ((st = a->ndim == 1 ? lunet_tensor_unsqueeze(&a2, a, 0)
+                               : (lunet_tensor_retain(a), a2 = a, LUNET_OK)))
+            return st;
+        if ((st = b->ndim == 1 ? lunet_tensor_unsqueeze(&b2, b, 1)
+                               : (lunet_tensor_retain(b), b2 = b, LUNET_OK))) {
+            lunet_tensor_release(a2);
+            return st;
+        }
+        st = lunet_tensor_mm(&c, a2, b2);
+        lunet_tensor_release(a2);
+        lunet_tensor_release(b2);
+        if (st)
+            return st;
+        if (a->ndim == 2 && b->ndim == 2) {
+            *out = c;
+            return LUNET_OK;
+        }
+        int64_t shape[1] = {a->ndim == 2 ? a->shape[0] : b->ndim == 2 ? b->shape[1] : 0};
+        st = lunet_tensor_reshape(out, c, a->ndim == 1 && b->ndim == 1 ? 0 : 1, shape);
+        lunet_tensor_release(c);
+        return st;
+    }
+    if (b->ndim <= 2 && a->ndim >= 3) {
+        /* fold a's leading dims into rows: (..., n, k) @ (k, m) */
+        int64_t k = a->shape[a->ndim - 1], rows = a->numel / (k ? k : 1);
+        int64_t s2[2] = {k ? rows : lunet_shape_numel(a->ndim - 1, a->shape), k};
+        lunet_tensor_t *a2, *c;
+        if ((st = lunet_tensor_reshape(&a2, a, 2, s2)))
+            return st;
+        st = lunet_tensor_matmul(&c, a2, b);
+        lunet_tensor_release(a2);
+        if (st)
+            return st;
+        int64_t shape[LUNET_MAX_DIMS];
+        memcpy(shape, a->shape, sizeof(int64_t) * (size_t)(a->ndim - 1));
+        int nd = a->ndim - 1;
+        if (b->ndim == 2)
+            shape[nd++] = b->shape[1];
+        st = lunet_tensor_reshape(out, c, nd, shape);
+        lunet_tensor_release(c);
+        return st;
+    }
+    /* batched: broadcast the batch dims, one gemm per batch (no gradient support) */
+    if (lunet_autograd_needed(a, b))
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "matmul: gradients of batched products are not supported yet");
+    lunet_tensor_t *a3 = NULL, *b3 = NULL, *r = NULL;
+    if (a->ndim == 1 && (st = lunet_tensor_unsqueeze(&a3, a, 0)))
+        return st;
+    if (b->ndim == 1 && (st = lunet_tensor_unsqueeze(&b3, b, 1))) {
+        lunet_tensor_release(a3);
+        return st;
+    }
+    lunet_tensor_t *A = a3 ? a3 : a, *B = b3 ? b3 : b;
+    int64_t n = A->shape[A->ndim - 2], k = A->shape[A->ndim - 1];
+    int64_t k2 = B->shape[B->ndim - 2], m = B->shape[B->ndim - 1];
+    lunet_tensor_t ba = {.ndim = A->ndim - 2}, bb = {.ndim = B->ndim - 2};
+    memcpy(ba.shape, A->shape, sizeof(int64_t) * (size_t)ba.ndim);
+    memcpy(bb.shape, B->shape, sizeof(int64_t) * (size_t)bb.ndim);
+    int bnd;
+    int64_t bshape[LUNET_MAX_DIMS];
+    if (k != k2) {
+        st = lunet_fail(LUNET_STATUS_RUNTIME,
+                        "matmul: mat1 and mat2 shapes cannot be multiplied (%lldx%lld and %lldx%lld)",
+                        (long long)n, (long long)k, (long long)k2, (long long)m);
+        goto done;
+    }
+    if ((st = lunet_broadcast_shape(&bnd, bshape, &ba, &bb)))
+        goto done;
+    if (A->dtype != B->dtype) {
+        st = lunet_fail(LUNET_STATUS_RUNTIME, "matmul: expected scalar type %s but found %s",
+                        lunet_dtype_torch_name(A->dtype), lunet_dtype_torch_name(B->dtype));
+        goto done;
+    }
+    int64_t rshape[LUNET_MAX_DIMS];
+    memcpy(rshape, bshape, sizeof(int64_t) * (size_t)bnd);
+    rshape[bnd] = n;
+    rshape[bnd + 1] = m;
+    if ((st = lunet_tensor_empty(&r, A->dtype, bnd + 2, rshape)))
+        goto done;
+    int64_t nb = lunet_shape_numel(bnd, bshape);
+    int64_t coord[LUNET_MAX_DIMS] = {0};
+    for (int64_t i = 0; i < nb; i++) {
+        /* 2-D slices of A, B and r for this batch position */
+        lunet_tensor_t sa = *A, sb = *B, sr = *r;
+        sa.ndim = sb.ndim = sr.ndim = 2;
+        sa.offset = A->offset;
+        sb.offset = B->offset;
+        sr.offset = r->offset;
+        for (int d = 0; d < bnd; d++) {
+            int da = d - (bnd - (A->ndim - 2)), db = d - (bnd - (B->ndim - 2));
+            if (da >= 0 && A->shape[da] > 1)
+                sa.offset += coord[d] * A->strides[da];
+            if (db >= 0 && B->shape[db] > 1)
+                sb.offset += coord[d] * B->strides[db];
+            sr.offset += coord[d] * r->strides[d];
+        }
+        sa.shape[0] = n, sa.shape[1] = k, sa.strides[0] = A->strides[A->ndim - 2], sa.strides[1] = A->strides[A->ndim - 1];
+        sb.shape[0] = k, sb.shape[1] = m, sb.strides[0] = B->strides[B->ndim - 2], sb.strides[1] = B->strides[B->ndim - 1];
+        sr.shape[0] = n, sr.shape[1] = m, sr.strides[0] = m, sr.strides[1] = 1;
+        sa.numel = n * k, sb.numel = k * m, sr.numel = n * m;
+        if ((st = gemm(&sr, &sa, &sb, 1.0, 0.0)))
+            goto done;
+        for (int d = bnd - 1; d >= 0; d--) {
+            if (++coord[d] < bshape[d])
+                break;
+            coord[d] = 0;
+        }
+    }
+    if (a->ndim == 1 || b->ndim == 1) {
+        int64_t shape[LUNET_MAX_DIMS];
+        int nd = 0;
+        for (int d = 0; d < bnd; d++)
+            shape[nd++] = bshape[d];
+        if (a->ndim != 1)
+            shape[nd++] = n;
+        if (b->ndim != 1)
+            shape[nd++] = m;
+        st = lunet_tensor_reshape(out, r, nd, shape);
+        goto done;
+    }
+    *out = r;
+    r = NULL;
+done:
+    lunet_tensor_release(a3);
+    lunet_tensor_release(b3);
+    lunet_tensor_release(r);
+    return st;
+}

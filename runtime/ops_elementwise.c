@@ -1,0 +1,731 @@
+/*
+ * ops_elementwise.c - binary and unary element-wise math with PyTorch's broadcasting and
+ * type promotion, in-place variants, clamp, where, masked_fill, and the dtype-converting copy.
+ *
+ * Every kernel runs over runs produced by iter.c: data[0] is the output, data[1], data[2]
+ * the inputs, strides in bytes.  The contiguous case is a plain indexed loop the compiler
+ * vectorises; a stride-0 operand (a broadcast scalar) has its own loop too.
+ */
+#include "autograd.h"
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---- promotion (parity spec 11.2) */
+
+static int category(lunet_dtype_t dt)
+{
+    return dt == LUNET_DTYPE_BOOL ? 0 : lunet_dtype_is_floating(dt) ? 2 : 1;
+}
+
+/* The larger of two dtypes of one category. */
+static lunet_dtype_t wider(lunet_dtype_t a, lunet_dtype_t b)
+{
+    if (category(a) != category(b))
+        return category(a) > category(b) ? a : b;
+    if (a == LUNET_DTYPE_FLOAT64 || b == LUNET_DTYPE_FLOAT64)
+        return LUNET_DTYPE_FLOAT64;
+    if (a == LUNET_DTYPE_INT64 || b == LUNET_DTYPE_INT64)
+        return LUNET_DTYPE_INT64;
+    return a;
+}
+
+static int tier(const lunet_tensor_t *t) { return t->wrapped_number ? 0 : t->ndim == 0 ? 1 : 2; }
+
+lunet_dtype_t lunet_result_dtype(const lunet_tensor_t *a, const lunet_tensor_t *b)
+{
+    int cat = category(a->dtype) > category(b->dtype) ? category(a->dtype) : category(b->dtype);
+    int best_tier = -1;
+    lunet_dtype_t best = LUNET_DTYPE_BOOL;
+    const lunet_tensor_t *ops[2] = {a, b};
+    for (int k = 0; k < 2; k++) {
+        if (category(ops[k]->dtype) != cat)
+            continue;
+        int tr = tier(ops[k]);
+        if (tr > best_tier) {
+            best_tier = tr;
+            best = ops[k]->dtype;
+        } else if (tr == best_tier) {
+            best = wider(best, ops[k]->dtype);
+        }
+    }
+    /* a plain number alone supplying the category: float -> default dtype, int -> int64 */
+    if (best_tier == 0) {
+        if (cat == 2)
+            return lunet_default_dtype();
+        if (cat == 1) {
+            /* int tensor of lower tier keeps its own dtype (int32 + 5 -> int32) */
+            for (int k = 0; k < 2; k++)
+                if (!ops[k]->wrapped_number && category(ops[k]->dtype) == 1)
+                    return ops[k]->dtype;
+            return LUNET_DTYPE_INT64;
+        }
+    }
+    return best;
+}
+
+lunet_status_t lunet_broadcast_shape(int *ndim, int64_t *shape, const lunet_tensor_t *a,
+                                     const lunet_tensor_t *b)
+{
+    int nd = a->ndim > b->ndim ? a->ndim : b->ndim;
+    for (int i = 0; i < nd; i++) {
+        int ia = i - (nd - a->ndim), ib = i - (nd - b->ndim);
+        int64_t sa = ia >= 0 ? a->shape[ia] : 1, sb = ib >= 0 ? b->shape[ib] : 1;
+        if (sa != sb && sa != 1 && sb != 1)
+            return lunet_fail(LUNET_STATUS_RUNTIME,
+                              "The size of tensor a (%lld) must match the size of tensor b "
+                              "(%lld) at non-singleton dimension %d", (long long)sa,
+                              (long long)sb, i);
+        shape[i] = sa == 1 ? sb : sa;
+    }
+    *ndim = nd;
+    return LUNET_OK;
+}
+
+/* ---- copy with conversion */
+
+static void copy_same(char **d, const int64_t *s, int64_t n, void *ctx)
+{
+    size_t es = *(size_t *)ctx;
+    if (s[0] == (int64_t)es && s[1] == (int64_t)es) {
+        memcpy(d[0], d[1], (size_t)n * es);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++)
+        memcpy(d[0] + i * s[0], d[1] + i * s[1], es);
+}
+
+typedef struct cast_ctx {
+    lunet_dtype_t to, from;
+} cast_ctx_t;
+
+static void copy_cast_loop(char **d, const int64_t *s, int64_t n, void *ctx)
+{
+    const cast_ctx_t *c = ctx;
+    if (c->to == LUNET_DTYPE_FLOAT32 && c->from == LUNET_DTYPE_FLOAT64) {
+        for (int64_t i = 0; i < n; i++)
+            *(float *)(d[0] + i * s[0]) = (float)*(const double *)(d[1] + i * s[1]);
+    } else if (c->to == LUNET_DTYPE_FLOAT64 && c->from == LUNET_DTYPE_FLOAT32) {
+        for (int64_t i = 0; i < n; i++)
+            *(double *)(d[0] + i * s[0]) = *(const float *)(d[1] + i * s[1]);
+    } else if (c->to == LUNET_DTYPE_FLOAT32 && c->from == LUNET_DTYPE_INT64) {
+        for (int64_t i = 0; i < n; i++)
+            *(float *)(d[0] + i * s[0]) = (float)*(const int64_t *)(d[1] + i * s[1]);
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            lunet_store(d[0] + i * s[0], c->to, lunet_load(d[1] + i * s[1], c->from));
+    }
+}
+
+void lunet_copy_cast(lunet_tensor_t *dst, const lunet_tensor_t *src)
+{
+    lunet_iter_t it;
+    lunet_iter_init(&it, dst->ndim, dst->shape);
+    lunet_iter_add(&it, dst);
+    lunet_iter_add(&it, src);
+    if (dst->dtype == src->dtype) {
+        size_t es = lunet_dtype_size(dst->dtype);
+        lunet_iter_run(&it, copy_same, &es);
+    } else {
+        cast_ctx_t c = {dst->dtype, src->dtype};
+        lunet_iter_run(&it, copy_cast_loop, &c);
+    }
+}
+
+/* ---- binary kernels */
+
+/* One loop body per (op, type): contiguous, scalar-b, scalar-a, and general strided. */
+#define BINARY_LOOP(T, OUT, EXPR)                                                          \
+    do {                                                                                   \
+        const int64_t st_ = sizeof(T), so_ = sizeof(OUT);                                  \
+        OUT *o = (OUT *)d[0];                                                              \
+        const T *pa = (const T *)d[1], *pb = (const T *)d[2];                              \
+        if (s[0] == so_ && s[1] == st_ && s[2] == st_) {                                   \
+            for (int64_t i = 0; i < n; i++) {                                              \
+                T x = pa[i], y = pb[i];                                                    \
+                o[i] = (OUT)(EXPR);                                                        \
+            }                                                                              \
+        } else if (s[0] == so_ && s[1] == st_ && s[2] == 0) {                              \
+            const T y = pb[0];                                                             \
+            for (int64_t i = 0; i < n; i++) {                                              \
+                T x = pa[i];                                                               \
+                o[i] = (OUT)(EXPR);                                                        \
+            }                                                                              \
+        } else if (s[0] == so_ && s[1] == 0 && s[2] == st_) {                              \
+            const T x = pa[0];                                                             \
+            for (int64_t i = 0; i < n; i++) {                                              \
+                T y = pb[i];                                                               \
+                o[i] = (OUT)(EXPR);                                                        \
+            }                                                                              \
+        } else {                                                                           \
+            for (int64_t i = 0; i < n; i++) {                                              \
+                T x = *(const T *)(d[1] + i * s[1]), y = *(const T *)(d[2] + i * s[2]);    \
+                *(OUT *)(d[0] + i * s[0]) = (OUT)(EXPR);                                   \
+            }                                                                              \
+        }                                                                                  \
+    } while (0)
+
+typedef struct binary_ctx {
+    double alpha; /* add/sub scale */
+} binary_ctx_t;
+
+#define KPARAMS char **d, const int64_t *s, int64_t n, void *ctx
+#define ALPHA_F (float)((binary_ctx_t *)ctx)->alpha
+#define ALPHA_D ((binary_ctx_t *)ctx)->alpha
+#define ALPHA_I (int64_t)((binary_ctx_t *)ctx)->alpha
+
+static int64_t ipow(int64_t b, int64_t e)
+{
+    if (e < 0)
+        return b == 1 ? 1 : b == -1 ? (e % 2 ? -1 : 1) : 0;
+    int64_t r = 1;
+    while (e) {
+        if (e & 1)
+            r *= b;
+        b *= b;
+        e >>= 1;
+    }
+    return r;
+}
+
+static int64_t ifloordiv(int64_t a, int64_t b)
+{
+    if (b == 0)
+        return 0;
+    int64_t q = a / b;
+    return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+
+/* PyTorch's add(b, alpha) for float32 is one fused multiply-add. */
+static void add_f32(KPARAMS) { const float al = ALPHA_F; BINARY_LOOP(float, float, al == 1 ? x + y : fmaf(al, y, x)); }
+static void add_f64(KPARAMS) { const double al = ALPHA_D; BINARY_LOOP(double, double, al == 1 ? x + y : fma(al, y, x)); }
+static void add_i64(KPARAMS) { const int64_t al = ALPHA_I; BINARY_LOOP(int64_t, int64_t, x + al * y); }
+static void sub_f32(KPARAMS) { const float al = ALPHA_F; BINARY_LOOP(float, float, al == 1 ? x - y : fmaf(-al, y, x)); }
+static void sub_f64(KPARAMS) { const double al = ALPHA_D; BINARY_LOOP(double, double, al == 1 ? x - y : fma(-al, y, x)); }
+static void sub_i64(KPARAMS) { const int64_t al = ALPHA_I; BINARY_LOOP(int64_t, int64_t, x - al * y); }
+static void mul_f32(KPARAMS) { (void)ctx; BINARY_LOOP(float, float, x * y); }
+static void mul_f64(KPARAMS) { (void)ctx; BINARY_LOOP(double, double, x * y); }
+static void mul_i64(KPARAMS) { (void)ctx; BINARY_LOOP(int64_t, int64_t, x * y); }
+static void div_f32(KPARAMS) { (void)ctx; BINARY_LOOP(float, float, x / y); }
+static void div_f64(KPARAMS) { (void)ctx; BINARY_LOOP(double, double, x / y); }
+static void pow_f32(KPARAMS) { (void)ctx; BINARY_LOOP(float, float, y == 2.0f ? x * x : powf(x, y)); }
+static void pow_f64(KPARAMS) { (void)ctx; BINARY_LOOP(double, double, y == 2.0 ? x * x : pow(x, y)); }
+static void pow_i64(KPARAMS) { (void)ctx; BINARY_LOOP(int64_t, int64_t, ipow(x, y)); }
+/* maximum/minimum propagate NaN */
+static void max_f32(KPARAMS) { (void)ctx; BINARY_LOOP(float, float, (x != x || x > y) ? x : y); }
+static void max_f64(KPARAMS) { (void)ctx; BINARY_LOOP(double, double, (x != x || x > y) ? x : y); }
+static void max_i64(KPARAMS) { (void)ctx; BINARY_LOOP(int64_t, int64_t, x > y ? x : y); }
+static void min_f32(KPARAMS) { (void)ctx; BINARY_LOOP(float, float, (x != x || x < y) ? x : y); }
+static void min_f64(KPARAMS) { (void)ctx; BINARY_LOOP(double, double, (x != x || x < y) ? x : y); }
+static void min_i64(KPARAMS) { (void)ctx; BINARY_LOOP(int64_t, int64_t, x < y ? x : y); }
+static void fdiv_f32(KPARAMS) { (void)ctx; BINARY_LOOP(float, float, floorf(x / y)); }
+static void fdiv_f64(KPARAMS) { (void)ctx; BINARY_LOOP(double, double, floor(x / y)); }
+static void fdiv_i64(KPARAMS) { (void)ctx; BINARY_LOOP(int64_t, int64_t, ifloordiv(x, y)); }
+static void eq_f32(KPARAMS) { (void)ctx; BINARY_LOOP(float, uint8_t, x == y); }
+static void eq_f64(KPARAMS) { (void)ctx; BINARY_LOOP(double, uint8_t, x == y); }
+static void eq_i64(KPARAMS) { (void)ctx; BINARY_LOOP(int64_t, uint8_t, x == y); }
+static void ne_f32(KPARAMS) { (void)ctx; BINARY_LOOP(float, uint8_t, x != y); }
+static void ne_f64(KPARAMS) { (void)ctx; BINARY_LOOP(double, uint8_t, x != y); }
+static void ne_i64(KPARAMS) { (void)ctx; BINARY_LOOP(int64_t, uint8_t, x != y); }
+static void lt_f32(KPARAMS) { (void)ctx; BINARY_LOOP(float, uint8_t, x < y); }
+static void lt_f64(KPARAMS) { (void)ctx; BINARY_LOOP(double, uint8_t, x < y); }
+static void lt_i64(KPARAMS) { (void)ctx; BINARY_LOOP(int64_t, uint8_t, x < y); }
+static void le_f32(KPARAMS) { (void)ctx; BINARY_LOOP(float, uint8_t, x <= y); }
+static void le_f64(KPARAMS) { (void)ctx; BINARY_LOOP(double, uint8_t, x <= y); }
+static void le_i64(KPARAMS) { (void)ctx; BINARY_LOOP(int64_t, uint8_t, x <= y); }
+static void gt_f32(KPARAMS) { (void)ctx; BINARY_LOOP(float, uint8_t, x > y); }
+static void gt_f64(KPARAMS) { (void)ctx; BINARY_LOOP(double, uint8_t, x > y); }
+static void gt_i64(KPARAMS) { (void)ctx; BINARY_LOOP(int64_t, uint8_t, x > y); }
+static void ge_f32(KPARAMS) { (void)ctx; BINARY_LOOP(float, uint8_t, x >= y); }
+static void ge_f64(KPARAMS) { (void)ctx; BINARY_LOOP(double, uint8_t, x >= y); }
+static void ge_i64(KPARAMS) { (void)ctx; BINARY_LOOP(int64_t, uint8_t, x >= y); }
+
+/* Kernels by op and compute type (float32, float64, int64); NULL = not defined for ints. */
+static const struct {
+    const char *name;
+    bool compare;
+    lunet_loop_fn fn[3];
+} binary_table[] = {
+    [LUNET_BINARY_ADD] = {"add", false, {add_f32, add_f64, add_i64}},
+    [LUNET_BINARY_SUB] = {"sub", false, {sub_f32, sub_f64, sub_i64}},
+    [LUNET_BINARY_MUL] = {"mul", false, {mul_f32, mul_f64, mul_i64}},
+    [LUNET_BINARY_DIV] = {"div", false, {div_f32, div_f64, NULL}},
+    [LUNET_BINARY_POW] = {"pow", false, {pow_f32, pow_f64, pow_i64}},
+    [LUNET_BINARY_MAXIMUM] = {"maximum", false, {max_f32, max_f64, max_i64}},
+    [LUNET_BINARY_MINIMUM] = {"minimum", false, {min_f32, min_f64, min_i64}},
+    [LUNET_BINARY_FLOOR_DIV] = {"floor_divide", false, {fdiv_f32, fdiv_f64, fdiv_i64}},
+    [LUNET_BINARY_EQ] = {"eq", true, {eq_f32, eq_f64, eq_i64}},
+    [LUNET_BINARY_NE] = {"ne", true, {ne_f32, ne_f64, ne_i64}},
+    [LUNET_BINARY_LT] = {"lt", true, {lt_f32, lt_f64, lt_i64}},
+    [LUNET_BINARY_LE] = {"le", true, {le_f32, le_f64, le_i64}},
+    [LUNET_BINARY_GT] = {"gt", true, {gt_f32, gt_f64, gt_i64}},
+    [LUNET_BINARY_GE] = {"ge", true, {ge_f32, ge_f64, ge_i64}},
+};
+_Static_assert(sizeof binary_table / sizeof binary_table[0] == LUNET_BINARY_COUNT,
+               "one kernel row per binary op");
+
+const char *lunet_binary_op_name(lunet_binary_op_t op) { return binary_table[op].name; }
+
+/* Kernels compute in float32, float64 or int64; uint8 and bool go through int64. */
+static lunet_dtype_t kernel_dtype(lunet_dtype_t dt)
+{
+    return lunet_dtype_is_floating(dt) ? dt : LUNET_DTYPE_INT64;
+}
+
+static int kernel_slot(lunet_dtype_t dt)
+{
+    return dt == LUNET_DTYPE_FLOAT32 ? 0 : dt == LUNET_DTYPE_FLOAT64 ? 1 : 2;
+}
+
+/* t converted to dt (a new reference; the same tensor when it already has dt). */
+static lunet_status_t as_dtype(lunet_tensor_t **out, lunet_tensor_t *t, lunet_dtype_t dt)
+{
+    if (t->dtype == dt) {
+        lunet_tensor_retain(t);
+        *out = t;
+        return LUNET_OK;
+    }
+    lunet_tensor_t *r;
+    lunet_status_t st = lunet_tensor_empty_like(&r, t, dt);
+    if (st)
+        return st;
+    lunet_copy_cast(r, t);
+    r->wrapped_number = t->wrapped_number;
+    *out = r;
+    return LUNET_OK;
+}
+
+/* Runs kernel op on a, b (already in the kernel dtype) into out. */
+static void run_binary(lunet_tensor_t *out, lunet_binary_op_t op, lunet_tensor_t *a,
+                       lunet_tensor_t *b, double alpha)
+{
+    lunet_iter_t it;
+    binary_ctx_t ctx = {alpha};
+    lunet_iter_init(&it, out->ndim, out->shape);
+    lunet_iter_add(&it, out);
+    lunet_iter_add(&it, a);
+    lunet_iter_add(&it, b);
+    lunet_iter_run(&it, binary_table[op].fn[kernel_slot(a->dtype)], &ctx);
+}
+
+static lunet_dtype_t binary_result_dtype(lunet_binary_op_t op, lunet_tensor_t *a,
+                                         lunet_tensor_t *b, lunet_dtype_t *compute)
+{
+    lunet_dtype_t common = lunet_result_dtype(a, b);
+    if (op == LUNET_BINARY_DIV && !lunet_dtype_is_floating(common))
+        common = lunet_default_dtype(); /* true division */
+    *compute = common;
+    return binary_table[op].compare ? LUNET_DTYPE_BOOL : common;
+}
+
+static lunet_status_t binary_impl(lunet_tensor_t **out, lunet_binary_op_t op, lunet_tensor_t *a,
+                                  lunet_tensor_t *b, double alpha)
+{
+    int nd;
+    int64_t shape[LUNET_MAX_DIMS];
+    lunet_status_t st = lunet_broadcast_shape(&nd, shape, a, b);
+    if (st)
+        return st;
+    lunet_dtype_t compute, rdt = binary_result_dtype(op, a, b, &compute);
+    lunet_dtype_t kdt = kernel_dtype(compute);
+    if (op == LUNET_BINARY_SUB && a->dtype == LUNET_DTYPE_BOOL && b->dtype == LUNET_DTYPE_BOOL)
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "Subtraction, the `-` operator, with two bool tensors is not "
+                          "supported. Use the `^` or `logical_xor()` operator instead.");
+    lunet_tensor_t *ca = NULL, *cb = NULL, *r = NULL, *rk = NULL;
+    if ((st = as_dtype(&ca, a, kdt)) || (st = as_dtype(&cb, b, kdt)))
+        goto done;
+    lunet_dtype_t kout = binary_table[op].compare ? LUNET_DTYPE_BOOL : kdt;
+    if ((st = lunet_tensor_empty(&rk, kout, nd, shape)))
+        goto done;
+    run_binary(rk, op, ca, cb, alpha);
+    if ((st = as_dtype(&r, rk, rdt)))
+        goto done;
+    if (!binary_table[op].compare && lunet_autograd_needed(a, b)) {
+        static const lunet_op_t ad_op[LUNET_BINARY_COUNT] = {
+            [LUNET_BINARY_ADD] = LUNET_OP_ADD,         [LUNET_BINARY_SUB] = LUNET_OP_SUB,
+            [LUNET_BINARY_MUL] = LUNET_OP_MUL,         [LUNET_BINARY_DIV] = LUNET_OP_DIV,
+            [LUNET_BINARY_POW] = LUNET_OP_POW,         [LUNET_BINARY_MAXIMUM] = LUNET_OP_MAXIMUM,
+            [LUNET_BINARY_MINIMUM] = LUNET_OP_MINIMUM, [LUNET_BINARY_FLOOR_DIV] = LUNET_OP_COUNT,
+        };
+        lunet_op_t aop = ad_op[op];
+        if (aop == LUNET_OP_COUNT) {
+            st = lunet_fail(LUNET_STATUS_RUNTIME, "%s: the derivative is not implemented",
+                            binary_table[op].name);
+            goto done;
+        }
+        lunet_tensor_t *in[2] = {a, b};
+        lunet_tensor_t *saved[3] = {a, b, r};
+        lunet_op_args_t args = {.d = {alpha}};
+        int nsaved = (aop == LUNET_OP_ADD || aop == LUNET_OP_SUB) ? 0 : aop == LUNET_OP_POW ? 3 : 2;
+        if ((st = lunet_autograd_record(r, aop, 2, in, nsaved, saved, &args)))
+            goto done;
+    }
+    *out = r;
+    r = NULL;
+done:
+    lunet_tensor_release(ca);
+    lunet_tensor_release(cb);
+    lunet_tensor_release(rk);
+    lunet_tensor_release(r);
+    return st;
+}
+
+lunet_status_t lunet_tensor_binary(lunet_tensor_t **out, lunet_binary_op_t op, lunet_tensor_t *a,
+                                   lunet_tensor_t *b)
+{
+    if ((unsigned)op >= LUNET_BINARY_COUNT)
+        return lunet_fail(LUNET_STATUS_VALUE, "binary: unknown op %d", (int)op);
+    return binary_impl(out, op, a, b, 1.0);
+}
+
+lunet_status_t lunet_tensor_add_scaled(lunet_tensor_t **out, lunet_tensor_t *a,
+                                       lunet_tensor_t *b, double alpha)
+{
+    return binary_impl(out, LUNET_BINARY_ADD, a, b, alpha);
+}
+
+lunet_status_t lunet_tensor_binary_(lunet_tensor_t *a, lunet_binary_op_t op, lunet_tensor_t *b)
+{
+    if ((unsigned)op >= LUNET_BINARY_COUNT)
+        return lunet_fail(LUNET_STATUS_VALUE, "binary: unknown op %d", (int)op);
+    const char *name = binary_table[op].name;
+    lunet_status_t st = lunet_autograd_check_inplace(a, name);
+    if (st)
+        return st;
+    int nd;
+    int64_t shape[LUNET_MAX_DIMS];
+    if ((st = lunet_broadcast_shape(&nd, shape, a, b)))
+        return st;
+    if (!lunet_shape_equal(nd, shape, a->ndim, a->shape)) {
+        char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "output with shape %s doesn't match the broadcast shape %s",
+                          lunet_shape_str(b1, sizeof b1, a->ndim, a->shape),
+                          lunet_shape_str(b2, sizeof b2, nd, shape));
+    }
+    lunet_dtype_t compute, rdt = binary_result_dtype(op, a, b, &compute);
+    if (category(rdt) > category(a->dtype))
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "result type %s can't be cast to the desired output type %s",
+                          lunet_dtype_torch_name(rdt), lunet_dtype_torch_name(a->dtype));
+    if ((st = lunet_tensor_check_writable(a)))
+        return st;
+    if (binary_table[op].compare || a->dtype != kernel_dtype(a->dtype)) {
+        /* rare: compute out of place, then copy back */
+        lunet_tensor_t *r;
+        if ((st = lunet_tensor_binary(&r, op, a, b)))
+            return st;
+        lunet_copy_cast(a, r);
+        lunet_tensor_release(r);
+    } else {
+        lunet_tensor_t *cb;
+        if ((st = as_dtype(&cb, b, a->dtype)))
+            return st;
+        run_binary(a, op, a, cb, 1.0);
+        lunet_tensor_release(cb);
+    }
+    lunet_tensor_bump_version(a);
+    return LUNET_OK;
+}
+
+/* ---- unary kernels */
+
+#define UNARY_LOOP(T, EXPR)                                                                \
+    do {                                                                                   \
+        const int64_t st_ = sizeof(T);                                                     \
+        T *o = (T *)d[0];                                                                  \
+        const T *px = (const T *)d[1];                                                     \
+        if (s[0] == st_ && s[1] == st_) {                                                  \
+            for (int64_t i = 0; i < n; i++) {                                              \
+                T x = px[i];                                                               \
+                o[i] = (EXPR);                                                             \
+            }                                                                              \
+        } else {                                                                           \
+            for (int64_t i = 0; i < n; i++) {                                              \
+                T x = *(const T *)(d[1] + i * s[1]);                                       \
+                *(T *)(d[0] + i * s[0]) = (EXPR);                                          \
+            }                                                                              \
+        }                                                                                  \
+    } while (0)
+
+static void neg_f32(KPARAMS) { (void)ctx; UNARY_LOOP(float, -x); }
+static void neg_f64(KPARAMS) { (void)ctx; UNARY_LOOP(double, -x); }
+static void neg_i64(KPARAMS) { (void)ctx; UNARY_LOOP(int64_t, -x); }
+static void exp_f32(KPARAMS) { (void)ctx; UNARY_LOOP(float, expf(x)); }
+static void exp_f64(KPARAMS) { (void)ctx; UNARY_LOOP(double, exp(x)); }
+static void log_f32(KPARAMS) { (void)ctx; UNARY_LOOP(float, logf(x)); }
+static void log_f64(KPARAMS) { (void)ctx; UNARY_LOOP(double, log(x)); }
+static void sqrt_f32(KPARAMS) { (void)ctx; UNARY_LOOP(float, sqrtf(x)); }
+static void sqrt_f64(KPARAMS) { (void)ctx; UNARY_LOOP(double, sqrt(x)); }
+static void abs_f32(KPARAMS) { (void)ctx; UNARY_LOOP(float, fabsf(x)); }
+static void abs_f64(KPARAMS) { (void)ctx; UNARY_LOOP(double, fabs(x)); }
+static void abs_i64(KPARAMS) { (void)ctx; UNARY_LOOP(int64_t, x < 0 ? -x : x); }
+/* The plain form, as PyTorch: exp overflow gives exactly 0, never NaN (parity spec 6). */
+static void sigmoid_f32(KPARAMS) { (void)ctx; UNARY_LOOP(float, 1.0f / (1.0f + expf(-x))); }
+static void sigmoid_f64(KPARAMS) { (void)ctx; UNARY_LOOP(double, 1.0 / (1.0 + exp(-x))); }
+static void tanh_f32(KPARAMS) { (void)ctx; UNARY_LOOP(float, tanhf(x)); }
+static void tanh_f64(KPARAMS) { (void)ctx; UNARY_LOOP(double, tanh(x)); }
+/* x < 0 ? 0 : x keeps NaN and -0.0, as PyTorch's relu does. */
+static void relu_f32(KPARAMS) { (void)ctx; UNARY_LOOP(float, x < 0 ? 0.0f : x); }
+static void relu_f64(KPARAMS) { (void)ctx; UNARY_LOOP(double, x < 0 ? 0.0 : x); }
+static void relu_i64(KPARAMS) { (void)ctx; UNARY_LOOP(int64_t, x < 0 ? 0 : x); }
+
+static const struct {
+    const char *name;
+    bool float_only; /* integer input gives a default-float result */
+    lunet_op_t ad_op;
+    lunet_loop_fn fn[3];
+} unary_table[] = {
+    [LUNET_UNARY_NEG] = {"neg", false, LUNET_OP_NEG, {neg_f32, neg_f64, neg_i64}},
+    [LUNET_UNARY_EXP] = {"exp", true, LUNET_OP_EXP, {exp_f32, exp_f64, NULL}},
+    [LUNET_UNARY_LOG] = {"log", true, LUNET_OP_LOG, {log_f32, log_f64, NULL}},
+    [LUNET_UNARY_SQRT] = {"sqrt", true, LUNET_OP_SQRT, {sqrt_f32, sqrt_f64, NULL}},
+    [LUNET_UNARY_ABS] = {"abs", false, LUNET_OP_ABS, {abs_f32, abs_f64, abs_i64}},
+    [LUNET_UNARY_SIGMOID] = {"sigmoid", true, LUNET_OP_SIGMOID, {sigmoid_f32, sigmoid_f64, NULL}},
+    [LUNET_UNARY_TANH] = {"tanh", true, LUNET_OP_TANH, {tanh_f32, tanh_f64, NULL}},
+    [LUNET_UNARY_RELU] = {"relu", false, LUNET_OP_RELU, {relu_f32, relu_f64, relu_i64}},
+};
+_Static_assert(sizeof unary_table / sizeof unary_table[0] == LUNET_UNARY_COUNT,
+               "one kernel row per unary op");
+
+const char *lunet_unary_op_name(lunet_unary_op_t op) { return unary_table[op].name; }
+
+static void run_unary(lunet_tensor_t *out, lunet_unary_op_t op, lunet_tensor_t *x)
+{
+    lunet_iter_t it;
+    lunet_iter_init(&it, out->ndim, out->shape);
+    lunet_iter_add(&it, out);
+    lunet_iter_add(&it, x);
+    lunet_iter_run(&it, unary_table[op].fn[kernel_slot(x->dtype)], NULL);
+}
+
+lunet_status_t lunet_tensor_unary(lunet_tensor_t **out, lunet_unary_op_t op, lunet_tensor_t *x)
+{
+    if ((unsigned)op >= LUNET_UNARY_COUNT)
+        return lunet_fail(LUNET_STATUS_VALUE, "unary: unknown op %d", (int)op);
+    if (op == LUNET_UNARY_NEG && x->dtype == LUNET_DTYPE_BOOL)
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "Negation, the `-` operator, on a bool tensor is not supported. If you "
+                          "are trying to invert a mask, use the `~` or `logical_not()` operator "
+                          "instead.");
+    lunet_dtype_t rdt = x->dtype;
+    if (!lunet_dtype_is_floating(rdt) && unary_table[op].float_only)
+        rdt = lunet_default_dtype();
+    lunet_dtype_t kdt = kernel_dtype(rdt);
+    lunet_tensor_t *cx = NULL, *rk = NULL, *r = NULL;
+    lunet_status_t st;
+    if ((st = as_dtype(&cx, x, kdt)) || (st = lunet_tensor_empty_like(&rk, x, kdt)))
+        goto done;
+    run_unary(rk, op, cx);
+    if ((st = as_dtype(&r, rk, rdt)))
+        goto done;
+    if (lunet_autograd_needed(x, NULL)) {
+        lunet_tensor_t *in[1] = {x};
+        lunet_tensor_t *saved[2] = {x, r};
+        lunet_op_t aop = unary_table[op].ad_op;
+        bool save_out = aop == LUNET_OP_EXP || aop == LUNET_OP_SQRT || aop == LUNET_OP_SIGMOID ||
+                        aop == LUNET_OP_TANH || aop == LUNET_OP_RELU;
+        int nsaved = aop == LUNET_OP_NEG ? 0 : 1;
+        if ((st = lunet_autograd_record(r, aop, 1, in, nsaved, save_out ? saved + 1 : saved,
+                                        NULL)))
+            goto done;
+    }
+    *out = r;
+    r = NULL;
+done:
+    lunet_tensor_release(cx);
+    lunet_tensor_release(rk);
+    lunet_tensor_release(r);
+    return st;
+}
+
+lunet_status_t lunet_tensor_unary_(lunet_tensor_t *x, lunet_unary_op_t op)
+{
+    if ((unsigned)op >= LUNET_UNARY_COUNT)
+        return lunet_fail(LUNET_STATUS_VALUE, "unary: unknown op %d", (int)op);
+    lunet_status_t st = lunet_autograd_check_inplace(x, unary_table[op].name);
+    if (st)
+        return st;
+    if ((st = lunet_tensor_check_writable(x)))
+        return st;
+    if (!lunet_dtype_is_floating(x->dtype) && unary_table[op].float_only)
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "result type Float can't be cast to the desired output type %s",
+                          lunet_dtype_torch_name(x->dtype));
+    if (x->dtype != kernel_dtype(x->dtype)) {
+        lunet_tensor_t *r;
+        if ((st = lunet_tensor_unary(&r, op, x)))
+            return st;
+        lunet_copy_cast(x, r);
+        lunet_tensor_release(r);
+    } else {
+        run_unary(x, op, x);
+    }
+    lunet_tensor_bump_version(x);
+    return LUNET_OK;
+}
+
+/* ---- clamp, where, masked_fill */
+
+typedef struct clamp_ctx {
+    double lo, hi;
+} clamp_ctx_t;
+
+static void clamp_f32(KPARAMS)
+{
+    const clamp_ctx_t *c = ctx;
+    const float lo = (float)c->lo, hi = (float)c->hi;
+    const bool has_lo = !isnan(c->lo), has_hi = !isnan(c->hi);
+    UNARY_LOOP(float, x != x ? x : (has_lo && x < lo) ? lo : (has_hi && x > hi) ? hi : x);
+}
+
+static void clamp_f64(KPARAMS)
+{
+    const clamp_ctx_t *c = ctx;
+    const double lo = c->lo, hi = c->hi;
+    const bool has_lo = !isnan(lo), has_hi = !isnan(hi);
+    UNARY_LOOP(double, x != x ? x : (has_lo && x < lo) ? lo : (has_hi && x > hi) ? hi : x);
+}
+
+static void clamp_i64(KPARAMS)
+{
+    const clamp_ctx_t *c = ctx;
+    const bool has_lo = !isnan(c->lo), has_hi = !isnan(c->hi);
+    const int64_t lo = has_lo ? (int64_t)c->lo : 0, hi = has_hi ? (int64_t)c->hi : 0;
+    UNARY_LOOP(int64_t, (has_lo && x < lo) ? lo : (has_hi && x > hi) ? hi : x);
+}
+
+static void run_clamp(lunet_tensor_t *out, lunet_tensor_t *x, double lo, double hi)
+{
+    lunet_iter_t it;
+    clamp_ctx_t c = {lo, hi};
+    lunet_iter_init(&it, out->ndim, out->shape);
+    lunet_iter_add(&it, out);
+    lunet_iter_add(&it, x);
+    lunet_loop_fn fns[3] = {clamp_f32, clamp_f64, clamp_i64};
+    lunet_iter_run(&it, fns[kernel_slot(x->dtype)], &c);
+}
+
+lunet_status_t lunet_tensor_clamp(lunet_tensor_t **out, lunet_tensor_t *x, double lo, double hi)
+{
+    if (isnan(lo) && isnan(hi))
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "torch.clamp: At least one of 'min' or 'max' must not be None");
+    lunet_dtype_t kdt = kernel_dtype(x->dtype);
+    lunet_tensor_t *cx = NULL, *rk = NULL, *r = NULL;
+    lunet_status_t st;
+    if ((st = as_dtype(&cx, x, kdt)) || (st = lunet_tensor_empty_like(&rk, x, kdt)))
+        goto done;
+    run_clamp(rk, cx, lo, hi);
+    if ((st = as_dtype(&r, rk, x->dtype)))
+        goto done;
+    if (lunet_autograd_needed(x, NULL)) {
+        lunet_tensor_t *in[1] = {x};
+        lunet_op_args_t args = {.d = {lo, hi}, .name = "ClampBackward1"};
+        if ((st = lunet_autograd_record(r, LUNET_OP_CLAMP, 1, in, 1, in, &args)))
+            goto done;
+    }
+    *out = r;
+    r = NULL;
+done:
+    lunet_tensor_release(cx);
+    lunet_tensor_release(rk);
+    lunet_tensor_release(r);
+    return st;
+}
+
+lunet_status_t lunet_tensor_clamp_(lunet_tensor_t *x, double lo, double hi)
+{
+    lunet_status_t st = lunet_autograd_check_inplace(x, "clamp_");
+    if (st)
+        return st;
+    if ((st = lunet_tensor_check_writable(x)))
+        return st;
+    lunet_tensor_t *r;
+    if ((st = lunet_tensor_clamp(&r, x, lo, hi)))
+        return st;
+    lunet_copy_cast(x, r);
+    lunet_tensor_release(r);
+    lunet_tensor_bump_version(x);
+    return LUNET_OK;
+}
+
+/* out = cond ? a : b, all in the same dtype; cond is bool (uint8 storage). */
+static void where_loop(char **d, const int64_t *s, int64_t n, void *ctx)
+{
+    size_t es = *(size_t *)ctx;
+    for (int64_t i = 0; i < n; i++) {
+        const char *src = *(const uint8_t *)(d[1] + i * s[1]) ? d[2] + i * s[2] : d[3] + i * s[3];
+        memcpy(d[0] + i * s[0], src, es);
+    }
+}
+
+lunet_status_t lunet_tensor_where(lunet_tensor_t **out, lunet_tensor_t *cond, lunet_tensor_t *a,
+                                  lunet_tensor_t *b)
+{
+    if (cond->dtype != LUNET_DTYPE_BOOL && cond->dtype != LUNET_DTYPE_UINT8)
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "where expected condition to be a boolean tensor, but got a tensor "
+                          "with dtype %s", lunet_dtype_torch_name(cond->dtype));
+    int nd, nd2;
+    int64_t shape[LUNET_MAX_DIMS], shape2[LUNET_MAX_DIMS];
+    lunet_status_t st = lunet_broadcast_shape(&nd, shape, a, b);
+    if (st)
+        return st;
+    lunet_tensor_t probe = {.ndim = nd};
+    memcpy(probe.shape, shape, sizeof shape);
+    if ((st = lunet_broadcast_shape(&nd2, shape2, cond, &probe)))
+        return st;
+    lunet_dtype_t dt = lunet_result_dtype(a, b);
+    lunet_tensor_t *ca = NULL, *cb = NULL, *r = NULL;
+    if ((st = as_dtype(&ca, a, dt)) || (st = as_dtype(&cb, b, dt)) ||
+        (st = lunet_tensor_empty(&r, dt, nd2, shape2)))
+        goto done;
+    lunet_iter_t it;
+    size_t es = lunet_dtype_size(dt);
+    lunet_iter_init(&it, nd2, shape2);
+    lunet_iter_add(&it, r);
+    lunet_iter_add(&it, cond);
+    lunet_iter_add(&it, ca);
+    lunet_iter_add(&it, cb);
+    lunet_iter_run(&it, where_loop, &es);
+    if (lunet_autograd_needed(a, b)) {
+        lunet_tensor_t *in[2] = {a, b};
+        lunet_tensor_t *saved[1] = {cond};
+        if ((st = lunet_autograd_record(r, LUNET_OP_WHERE, 2, in, 1, saved, NULL)))
+            goto done;
+    }
+    *out = r;
+    r = NULL;
+done:
+    lunet_tensor_release(ca);
+    lunet_tensor_release(cb);
+    lunet_tensor_release(r);
+    return st;
+}
+
+lunet_status_t lunet_tensor_masked_fill(lunet_tensor_t **out, lunet_tensor_t *x,
+                                        lunet_tensor_t *mask, double value)
+{
+    if (mask->dtype != LUNET_DTYPE_BOOL)
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "masked_fill_ only supports boolean masks, but got mask with dtype %s",
+                          lunet_dtype_torch_name(mask->dtype));
+    lunet_tensor_t *v;
+    lunet_status_t st = lunet_tensor_scalar(&v, x->dtype, value, false);
+    if (st)
+        return st;
+    lunet_tensor_t *r;
+    st = lunet_tensor_where(&r, mask, v, x);
+    lunet_tensor_release(v);
+    if (st)
+        return st;
+    if (!lunet_shape_equal(r->ndim, r->shape, x->ndim, x->shape)) {
+        lunet_tensor_release(r);
+        return lunet_fail(LUNET_STATUS_RUNTIME, "masked_fill: mask must broadcast to the input");
+    }
+    *out = r;
+    return LUNET_OK;
+}

@@ -1,0 +1,312 @@
+/*
+ * reduce.c - sum, mean, prod, max, min, argmax, argmin, all, any over any set of dims.
+ *
+ * The input is viewed as (M, R): kept dims first, reduced dims last (a permuted view made
+ * contiguous; free when the reduced dims are already innermost).  Each output element
+ * reduces one contiguous run of R values.
+ */
+#include "autograd.h"
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+static const char *const reduce_names[] = {
+    [LUNET_REDUCE_SUM] = "sum",       [LUNET_REDUCE_MEAN] = "mean",
+    [LUNET_REDUCE_PROD] = "prod",     [LUNET_REDUCE_MAX] = "max",
+    [LUNET_REDUCE_MIN] = "min",       [LUNET_REDUCE_ARGMAX] = "argmax",
+    [LUNET_REDUCE_ARGMIN] = "argmin", [LUNET_REDUCE_ALL] = "all",
+    [LUNET_REDUCE_ANY] = "any",
+};
+_Static_assert(sizeof reduce_names / sizeof reduce_names[0] == LUNET_REDUCE_COUNT,
+               "one name per reduction");
+
+/* ---- kernels: x (M, R) contiguous -> y (M) */
+
+// x (M, R) float, y (M): sums in double, then rounded once
+static void sum_f32(const float *x, float *y, int64_t m, int64_t r, bool mean)
+{
+    for (int64_t i = 0; i < m; i++) {
+        const float *p = x + i * r;
+        double acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0;
+        int64_t j = 0;
+        for (; j + 4 <= r; j += 4) {
+            acc0 += p[j];
+            acc1 += p[j + 1];
+            acc2 += p[j + 2];
+            acc3 += p[j + 3];
+        }
+        for (; j < r; j++)
+            acc0 += p[j];
+        double s = (acc0 + acc1) + (acc2 + acc3);
+        y[i] = (float)(mean ? s / (double)r : s);
+    }
+}
+
+static void sum_f64(const double *x, double *y, int64_t m, int64_t r, bool mean)
+{
+    for (int64_t i = 0; i < m; i++) {
+        const double *p = x + i * r;
+        double acc0 = 0, acc1 = 0;
+        int64_t j = 0;
+        for (; j + 2 <= r; j += 2) {
+            acc0 += p[j];
+            acc1 += p[j + 1];
+        }
+        for (; j < r; j++)
+            acc0 += p[j];
+        y[i] = mean ? (acc0 + acc1) / (double)r : acc0 + acc1;
+    }
+}
+
+// x (M, R) any dtype read as double, y (M) in out dtype
+static void generic_reduce(lunet_reduce_op_t op, const lunet_tensor_t *x, lunet_tensor_t *y,
+                           lunet_tensor_t *idx, int64_t m, int64_t r)
+{
+    const char *px = lunet_tensor_data(x);
+    char *py = lunet_tensor_data(y);
+    size_t es = lunet_dtype_size(x->dtype), eo = lunet_dtype_size(y->dtype);
+    int64_t *pi = idx ? lunet_tensor_data(idx) : NULL;
+    bool int_in = !lunet_dtype_is_floating(x->dtype);
+    for (int64_t i = 0; i < m; i++) {
+        const char *row = px + (size_t)(i * r) * es;
+        if (op == LUNET_REDUCE_SUM && int_in) {
+            int64_t acc = 0;
+            for (int64_t j = 0; j < r; j++)
+                acc += x->dtype == LUNET_DTYPE_INT64 ? ((const int64_t *)row)[j]
+                                                     : (int64_t)((const uint8_t *)row)[j];
+            *(int64_t *)(py + (size_t)i * eo) = acc;
+            continue;
+        }
+        if (op == LUNET_REDUCE_PROD && int_in) {
+            int64_t acc = 1;
+            for (int64_t j = 0; j < r; j++)
+                acc *= x->dtype == LUNET_DTYPE_INT64 ? ((const int64_t *)row)[j]
+                                                     : (int64_t)((const uint8_t *)row)[j];
+            *(int64_t *)(py + (size_t)i * eo) = acc;
+            continue;
+        }
+        double acc;
+        int64_t best = 0;
+        switch (op) {
+        case LUNET_REDUCE_SUM:
+        case LUNET_REDUCE_MEAN:
+            acc = 0;
+            for (int64_t j = 0; j < r; j++)
+                acc += lunet_load(row + (size_t)j * es, x->dtype);
+            if (op == LUNET_REDUCE_MEAN)
+                acc /= (double)r;
+            break;
+        case LUNET_REDUCE_PROD:
+            acc = 1;
+            for (int64_t j = 0; j < r; j++)
+                acc *= lunet_load(row + (size_t)j * es, x->dtype);
+            break;
+        case LUNET_REDUCE_ALL:
+            acc = 1;
+            for (int64_t j = 0; j < r && acc != 0; j++)
+                acc = lunet_load(row + (size_t)j * es, x->dtype) != 0;
+            break;
+        case LUNET_REDUCE_ANY:
+            acc = 0;
+            for (int64_t j = 0; j < r && acc == 0; j++)
+                acc = lunet_load(row + (size_t)j * es, x->dtype) != 0;
+            break;
+        default: { /* max, min, argmax, argmin: first extreme, NaN wins at its first place */
+            bool want_max = op == LUNET_REDUCE_MAX || op == LUNET_REDUCE_ARGMAX;
+            acc = lunet_load(row, x->dtype);
+            for (int64_t j = 1; j < r && !isnan(acc); j++) {
+                double v = lunet_load(row + (size_t)j * es, x->dtype);
+                if (isnan(v) || (want_max ? v > acc : v < acc)) {
+                    acc = v;
+                    best = j;
+                }
+            }
+            break;
+        }
+        }
+        if (op == LUNET_REDUCE_ARGMAX || op == LUNET_REDUCE_ARGMIN)
+            *(int64_t *)(py + (size_t)i * eo) = best;
+        else
+            lunet_store(py + (size_t)i * eo, y->dtype, acc);
+        if (pi)
+            pi[i] = best;
+    }
+}
+
+// x (M, R) float32, y (M), idx (M): the hot path of argmax/max over classes
+static void max_f32(const float *x, float *y, int64_t *idx, int64_t m, int64_t r, bool want_max)
+{
+    for (int64_t i = 0; i < m; i++) {
+        const float *p = x + i * r;
+        float best = p[0];
+        int64_t bi = 0;
+        for (int64_t j = 1; j < r && best == best; j++) {
+            float v = p[j];
+            if (v != v || (want_max ? v > best : v < best)) {
+                best = v;
+                bi = j;
+            }
+        }
+        if (y)
+            y[i] = best;
+        if (idx)
+            idx[i] = bi;
+    }
+}
+
+lunet_status_t lunet_tensor_reduce(lunet_tensor_t **out, lunet_tensor_t **indices,
+                                   lunet_reduce_op_t op, lunet_tensor_t *x, int ndims,
+                                   const int64_t *dims, bool keepdim)
+{
+    if ((unsigned)op >= LUNET_REDUCE_COUNT)
+        return lunet_fail(LUNET_STATUS_VALUE, "reduce: unknown op %d", (int)op);
+    const char *name = reduce_names[op];
+    bool reduced[LUNET_MAX_DIMS] = {false};
+    bool all = ndims == 0;
+    lunet_status_t st;
+    if (ndims > LUNET_MAX_DIMS)
+        return lunet_fail(LUNET_STATUS_VALUE, "%s: too many dims", name);
+    for (int k = 0; k < ndims; k++) {
+        int d;
+        if ((st = lunet_dim_wrap(&d, dims[k], x->ndim)))
+            return st;
+        if (x->ndim > 0 && reduced[d])
+            return lunet_fail(LUNET_STATUS_RUNTIME,
+                              "dim %d appears multiple times in the list of dims", d);
+        reduced[d] = true;
+    }
+    bool extreme = op == LUNET_REDUCE_MAX || op == LUNET_REDUCE_MIN || op == LUNET_REDUCE_ARGMAX ||
+                   op == LUNET_REDUCE_ARGMIN;
+    if (extreme && ndims > 1)
+        return lunet_fail(LUNET_STATUS_RUNTIME, "%s: expected a single dim, got %d", name, ndims);
+    if (op == LUNET_REDUCE_MEAN && !lunet_dtype_is_floating(x->dtype))
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "mean(): could not infer output dtype. Input dtype must be either a "
+                          "floating point or complex dtype. Got: %s",
+                          lunet_dtype_torch_name(x->dtype));
+    if (extreme && x->numel == 0) {
+        if (all)
+            return lunet_fail(op <= LUNET_REDUCE_MIN ? LUNET_STATUS_RUNTIME : LUNET_STATUS_INDEX,
+                              "%s(): Expected reduction dim to be specified for input.numel() == "
+                              "0.%s", name,
+                              op <= LUNET_REDUCE_MIN ? " Specify the reduction dim with the 'dim' "
+                                                       "argument." : "");
+        for (int d = 0; d < x->ndim; d++)
+            if (reduced[d] && x->shape[d] == 0)
+                return lunet_fail(LUNET_STATUS_INDEX,
+                                  "%s(): Expected reduction dim %d to have non-zero size.", name, d);
+    }
+
+    /* geometry: kept dims then reduced dims */
+    int64_t perm[LUNET_MAX_DIMS], oshape[LUNET_MAX_DIMS];
+    int np = 0, ond = 0;
+    int64_t m = 1, r = 1;
+    for (int d = 0; d < x->ndim; d++) {
+        bool red = all || reduced[d];
+        if (!red) {
+            perm[np++] = d;
+            m *= x->shape[d];
+            oshape[ond++] = x->shape[d];
+        } else if (keepdim) {
+            oshape[ond++] = 1;
+        }
+    }
+    for (int d = 0; d < x->ndim; d++)
+        if (all || reduced[d]) {
+            perm[np++] = d;
+            r *= x->shape[d];
+        }
+    /* argmax/argmin without dim index the flattened tensor and give a 0-d result */
+    if (all && !keepdim)
+        ond = 0;
+
+    lunet_dtype_t odt = x->dtype;
+    if ((op == LUNET_REDUCE_SUM || op == LUNET_REDUCE_PROD) && !lunet_dtype_is_floating(odt))
+        odt = LUNET_DTYPE_INT64;
+    if (op == LUNET_REDUCE_ARGMAX || op == LUNET_REDUCE_ARGMIN)
+        odt = LUNET_DTYPE_INT64;
+    if (op == LUNET_REDUCE_ALL || op == LUNET_REDUCE_ANY)
+        odt = LUNET_DTYPE_BOOL;
+
+    lunet_tensor_t *pv = NULL, *xc = NULL, *y = NULL, *idx = NULL;
+    bool was = lunet_set_grad_enabled(false); /* internal views need no history */
+    st = lunet_tensor_permute(&pv, x, x->ndim, perm);
+    if (!st)
+        st = lunet_tensor_contiguous(&xc, pv);
+    lunet_set_grad_enabled(was);
+    if (st)
+        goto done;
+    if ((st = lunet_tensor_empty(&y, odt, ond, oshape)))
+        goto done;
+    bool want_idx = indices && !all && (op == LUNET_REDUCE_MAX || op == LUNET_REDUCE_MIN);
+    if (want_idx && (st = lunet_tensor_empty(&idx, LUNET_DTYPE_INT64, ond, oshape)))
+        goto done;
+
+    if (r == 0) {
+        double v = op == LUNET_REDUCE_MEAN ? NAN : (op == LUNET_REDUCE_PROD || op == LUNET_REDUCE_ALL) ? 1 : 0;
+        lunet_tensor_fill_(y, v);
+    } else if (x->dtype == LUNET_DTYPE_FLOAT32 && (op == LUNET_REDUCE_SUM || op == LUNET_REDUCE_MEAN)) {
+        sum_f32(lunet_tensor_data(xc), lunet_tensor_data(y), m, r, op == LUNET_REDUCE_MEAN);
+    } else if (x->dtype == LUNET_DTYPE_FLOAT64 && (op == LUNET_REDUCE_SUM || op == LUNET_REDUCE_MEAN)) {
+        sum_f64(lunet_tensor_data(xc), lunet_tensor_data(y), m, r, op == LUNET_REDUCE_MEAN);
+    } else if (x->dtype == LUNET_DTYPE_FLOAT32 && extreme) {
+        bool want_max = op == LUNET_REDUCE_MAX || op == LUNET_REDUCE_ARGMAX;
+        bool arg = op == LUNET_REDUCE_ARGMAX || op == LUNET_REDUCE_ARGMIN;
+        max_f32(lunet_tensor_data(xc), arg ? NULL : lunet_tensor_data(y),
+                arg ? lunet_tensor_data(y) : idx ? lunet_tensor_data(idx) : NULL, m, r, want_max);
+    } else {
+        generic_reduce(op, xc, y, idx, m, r);
+    }
+
+    if (lunet_autograd_needed(x, NULL) && lunet_dtype_is_floating(odt)) {
+        lunet_tensor_t *in[1] = {x};
+        lunet_op_args_t args = {{0}, {0}, NULL};
+        for (int d = 0; d < x->ndim; d++)
+            args.i[d] = all || reduced[d];
+        args.i[LUNET_MAX_DIMS] = keepdim;
+        args.i[LUNET_MAX_DIMS + 1] = all;
+        if (op == LUNET_REDUCE_SUM || op == LUNET_REDUCE_MEAN) {
+            args.name = op == LUNET_REDUCE_SUM ? (all ? "SumBackward0" : "SumBackward1")
+                                               : (all ? "MeanBackward0" : "MeanBackward1");
+            st = lunet_autograd_record(y, op == LUNET_REDUCE_SUM ? LUNET_OP_SUM : LUNET_OP_MEAN,
+                                       1, in, 0, NULL, &args);
+        } else if ((op == LUNET_REDUCE_MAX || op == LUNET_REDUCE_MIN) && all) {
+            lunet_tensor_t *saved[2] = {x, y};
+            args.name = op == LUNET_REDUCE_MAX ? "MaxBackward1" : "MinBackward1";
+            st = lunet_autograd_record(y, LUNET_OP_MAX_ALL, 1, in, 2, saved, &args);
+        } else if (op == LUNET_REDUCE_MAX || op == LUNET_REDUCE_MIN) {
+            lunet_tensor_t *ix = idx;
+            if (!ix) {
+                st = lunet_fail(LUNET_STATUS_RUNTIME, "%s: gradient needs the indices", name);
+                goto done;
+            }
+            int d = 0;
+            while (!reduced[d])
+                d++;
+            args.i[0] = d;
+            args.i[1] = keepdim;
+            args.name = op == LUNET_REDUCE_MAX ? "MaxBackward0" : "MinBackward0";
+            lunet_tensor_t *saved[1] = {ix};
+            st = lunet_autograd_record(y, LUNET_OP_MAX_DIM, 1, in, 1, saved, &args);
+        } else if (op == LUNET_REDUCE_PROD) {
+            st = lunet_fail(LUNET_STATUS_RUNTIME, "prod: the derivative is not implemented");
+        }
+        if (st)
+            goto done;
+    }
+    *out = y;
+    y = NULL;
+    if (indices && want_idx) {
+        *indices = idx;
+        idx = NULL;
+    } else if (indices) {
+        *indices = NULL;
+    }
+done:
+    lunet_tensor_release(pv);
+    lunet_tensor_release(xc);
+    lunet_tensor_release(y);
+    lunet_tensor_release(idx);
+    return st;
+}

@@ -1,0 +1,492 @@
+/*
+ * tensor.c - tensor structs, creation, refcounting, dtype facts, copies and conversions.
+ * Views live in view.c, element-wise math in ops_elementwise.c.
+ */
+#include "autograd.h"
+#include "internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- dtypes */
+
+static const struct {
+    const char *name;
+    const char *torch_name;
+    size_t size;
+    bool floating;
+} dtype_info[] = {
+    [LUNET_DTYPE_FLOAT32] = {"float32", "Float", 4, true},
+    [LUNET_DTYPE_FLOAT64] = {"float64", "Double", 8, true},
+    [LUNET_DTYPE_INT64] = {"int64", "Long", 8, false},
+    [LUNET_DTYPE_UINT8] = {"uint8", "Byte", 1, false},
+    [LUNET_DTYPE_BOOL] = {"bool", "Bool", 1, false},
+};
+_Static_assert(sizeof dtype_info / sizeof dtype_info[0] == LUNET_DTYPE_COUNT, "one row per dtype");
+
+size_t lunet_dtype_size(lunet_dtype_t dt) { return dtype_info[dt].size; }
+const char *lunet_dtype_name(lunet_dtype_t dt) { return dtype_info[dt].name; }
+const char *lunet_dtype_torch_name(lunet_dtype_t dt) { return dtype_info[dt].torch_name; }
+bool lunet_dtype_is_floating(lunet_dtype_t dt) { return dtype_info[dt].floating; }
+
+static lunet_dtype_t default_dtype = LUNET_DTYPE_FLOAT32;
+
+lunet_dtype_t lunet_default_dtype(void) { return default_dtype; }
+
+lunet_status_t lunet_set_default_dtype(lunet_dtype_t dt)
+{
+    if (!lunet_dtype_is_floating(dt))
+        return lunet_fail(LUNET_STATUS_TYPE,
+                          "set_default_dtype: only floating-point types are supported as the "
+                          "default type (got %s)", lunet_dtype_name(dt));
+    default_dtype = dt;
+    return LUNET_OK;
+}
+
+double lunet_load(const void *p, lunet_dtype_t dt)
+{
+    switch (dt) {
+    case LUNET_DTYPE_FLOAT32: return *(const float *)p;
+    case LUNET_DTYPE_FLOAT64: return *(const double *)p;
+    case LUNET_DTYPE_INT64: return (double)*(const int64_t *)p;
+    case LUNET_DTYPE_UINT8: return *(const uint8_t *)p;
+    case LUNET_DTYPE_BOOL: return *(const uint8_t *)p ? 1.0 : 0.0;
+    default: return 0;
+    }
+}
+
+/* Float to integer conversion truncates toward zero, as PyTorch's does. */
+void lunet_store(void *p, lunet_dtype_t dt, double v)
+{
+    switch (dt) {
+    case LUNET_DTYPE_FLOAT32: *(float *)p = (float)v; break;
+    case LUNET_DTYPE_FLOAT64: *(double *)p = v; break;
+    case LUNET_DTYPE_INT64: *(int64_t *)p = isfinite(v) ? (int64_t)v : INT64_MIN; break;
+    case LUNET_DTYPE_UINT8: *(uint8_t *)p = isfinite(v) ? (uint8_t)(int64_t)v : 0; break;
+    case LUNET_DTYPE_BOOL: *(uint8_t *)p = v != 0; break;
+    default: break;
+    }
+}
+
+/* ---- tensor structs, recycled through a small free list */
+
+static lunet_tensor_t *free_structs[512];
+static int n_free_structs;
+
+lunet_tensor_t *lunet_tensor_alloc(void)
+{
+    lunet_tensor_t *t = n_free_structs > 0 ? free_structs[--n_free_structs]
+                                           : malloc(sizeof(lunet_tensor_t));
+    if (!t)
+        return NULL;
+    memset(t, 0, sizeof *t);
+    t->refcount = 1;
+    return t;
+}
+
+void lunet_tensor_retain(lunet_tensor_t *t)
+{
+    if (t)
+        t->refcount++;
+}
+
+void lunet_tensor_release(lunet_tensor_t *t)
+{
+    if (!t || --t->refcount > 0)
+        return;
+    lunet_storage_release(t->storage);
+    lunet_tensor_release(t->grad);
+    lunet_node_release(t->grad_fn);
+    if (n_free_structs < (int)(sizeof free_structs / sizeof free_structs[0]))
+        free_structs[n_free_structs++] = t;
+    else
+        free(t);
+}
+
+void lunet_tensor_structs_trim(void)
+{
+    while (n_free_structs > 0)
+        free(free_structs[--n_free_structs]);
+}
+
+int64_t lunet_shape_numel(int ndim, const int64_t *shape)
+{
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++)
+        n *= shape[i];
+    return n;
+}
+
+bool lunet_shape_equal(int na, const int64_t *a, int nb, const int64_t *b)
+{
+    if (na != nb)
+        return false;
+    for (int i = 0; i < na; i++)
+        if (a[i] != b[i])
+            return false;
+    return true;
+}
+
+void lunet_tensor_set_contiguous_strides(lunet_tensor_t *t)
+{
+    int64_t s = 1;
+    for (int i = t->ndim - 1; i >= 0; i--) {
+        t->strides[i] = s;
+        s *= t->shape[i] > 1 ? t->shape[i] : 1;
+    }
+}
+
+static lunet_status_t check_shape(const char *op, int ndim, const int64_t *shape, int64_t *numel)
+{
+    if (ndim < 0 || ndim > LUNET_MAX_DIMS)
+        return lunet_fail(LUNET_STATUS_VALUE, "%s: %d dims is more than the %d supported", op,
+                          ndim, LUNET_MAX_DIMS);
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0)
+            return lunet_fail(LUNET_STATUS_RUNTIME,
+                              "%s: Trying to create tensor with negative dimension %lld", op,
+                              (long long)shape[i]);
+        if (shape[i] > 0 && n > INT64_MAX / 16 / shape[i])
+            return lunet_fail(LUNET_STATUS_VALUE, "%s: shape is too large", op);
+        n *= shape[i];
+    }
+    *numel = n;
+    return LUNET_OK;
+}
+
+lunet_status_t lunet_tensor_empty(lunet_tensor_t **out, lunet_dtype_t dt, int ndim,
+                                  const int64_t *shape)
+{
+    int64_t numel;
+    lunet_status_t st = check_shape("empty", ndim, shape, &numel);
+    if (st)
+        return st;
+    if ((unsigned)dt >= LUNET_DTYPE_COUNT)
+        return lunet_fail(LUNET_STATUS_TYPE, "empty: unknown dtype %d", (int)dt);
+    lunet_tensor_t *t = lunet_tensor_alloc();
+    if (!t)
+        return lunet_fail(LUNET_STATUS_NOMEM, "empty: out of memory");
+    st = lunet_storage_new(&t->storage, (size_t)numel * lunet_dtype_size(dt));
+    if (st) {
+        lunet_tensor_release(t);
+        return st;
+    }
+    t->dtype = dt;
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++)
+        t->shape[i] = shape[i];
+    t->numel = numel;
+    lunet_tensor_set_contiguous_strides(t);
+    *out = t;
+    return LUNET_OK;
+}
+
+lunet_status_t lunet_tensor_empty_like(lunet_tensor_t **out, const lunet_tensor_t *t,
+                                       lunet_dtype_t dt)
+{
+    return lunet_tensor_empty(out, dt, t->ndim, t->shape);
+}
+
+lunet_status_t lunet_tensor_zeros(lunet_tensor_t **out, lunet_dtype_t dt, int ndim,
+                                  const int64_t *shape)
+{
+    lunet_tensor_t *t;
+    lunet_status_t st = lunet_tensor_empty(&t, dt, ndim, shape);
+    if (st)
+        return st;
+    memset(t->storage->data, 0, (size_t)t->numel * lunet_dtype_size(dt));
+    *out = t;
+    return LUNET_OK;
+}
+
+lunet_status_t lunet_tensor_full(lunet_tensor_t **out, lunet_dtype_t dt, int ndim,
+                                 const int64_t *shape, double value)
+{
+    lunet_tensor_t *t;
+    lunet_status_t st = lunet_tensor_empty(&t, dt, ndim, shape);
+    if (st)
+        return st;
+    lunet_tensor_fill_(t, value);
+    *out = t;
+    return LUNET_OK;
+}
+
+lunet_status_t lunet_tensor_scalar(lunet_tensor_t **out, lunet_dtype_t dt, double value,
+                                   bool wrapped)
+{
+    lunet_tensor_t *t;
+    lunet_status_t st = lunet_tensor_empty(&t, dt, 0, NULL);
+    if (st)
+        return st;
+    lunet_store(t->storage->data, dt, value);
+    t->wrapped_number = wrapped;
+    *out = t;
+    return LUNET_OK;
+}
+
+lunet_status_t lunet_tensor_from_data(lunet_tensor_t **out, lunet_dtype_t dt, int ndim,
+                                      const int64_t *shape, const void *data)
+{
+    lunet_tensor_t *t;
+    lunet_status_t st = lunet_tensor_empty(&t, dt, ndim, shape);
+    if (st)
+        return st;
+    memcpy(t->storage->data, data, (size_t)t->numel * lunet_dtype_size(dt));
+    *out = t;
+    return LUNET_OK;
+}
+
+lunet_status_t lunet_tensor_wrap(lunet_tensor_t **out, lunet_dtype_t dt, int ndim,
+                                 const int64_t *shape, void *data,
+                                 void (*release_fn)(void *data, void *ctx), void *ctx)
+{
+    int64_t numel;
+    lunet_status_t st = check_shape("wrap", ndim, shape, &numel);
+    if (st)
+        return st;
+    if (!data && numel > 0)
+        return lunet_fail(LUNET_STATUS_VALUE, "wrap: NULL data for %lld elements",
+                          (long long)numel);
+    if ((uintptr_t)data % lunet_dtype_size(dt) != 0)
+        return lunet_fail(LUNET_STATUS_VALUE, "wrap: data is not aligned for %s",
+                          lunet_dtype_name(dt));
+    lunet_tensor_t *t = lunet_tensor_alloc();
+    if (!t)
+        return lunet_fail(LUNET_STATUS_NOMEM, "wrap: out of memory");
+    st = lunet_storage_wrap(&t->storage, data, (size_t)numel * lunet_dtype_size(dt), release_fn,
+                            ctx);
+    if (st) {
+        lunet_tensor_release(t);
+        return st;
+    }
+    t->dtype = dt;
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++)
+        t->shape[i] = shape[i];
+    t->numel = numel;
+    lunet_tensor_set_contiguous_strides(t);
+    *out = t;
+    return LUNET_OK;
+}
+
+lunet_status_t lunet_tensor_arange(lunet_tensor_t **out, lunet_dtype_t dt, double start,
+                                   double end, double step)
+{
+    if (step == 0)
+        return lunet_fail(LUNET_STATUS_RUNTIME, "arange: step must be nonzero");
+    if (!isfinite(start) || !isfinite(end))
+        return lunet_fail(LUNET_STATUS_RUNTIME, "arange: unsupported range: %g -> %g", start,
+                          end);
+    if ((step > 0 && end < start) || (step < 0 && end > start))
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "arange: upper bound and larger bound inconsistent with step sign");
+    int64_t n = (int64_t)ceil((end - start) / step);
+    lunet_tensor_t *t;
+    lunet_status_t st = lunet_tensor_empty(&t, dt, 1, &n);
+    if (st)
+        return st;
+    char *p = t->storage->data;
+    size_t es = lunet_dtype_size(dt);
+    for (int64_t i = 0; i < n; i++)
+        lunet_store(p + (size_t)i * es, dt, start + (double)i * step);
+    *out = t;
+    return LUNET_OK;
+}
+
+lunet_status_t lunet_tensor_linspace(lunet_tensor_t **out, lunet_dtype_t dt, double start,
+                                     double end, int64_t steps)
+{
+    if (steps < 0)
+        return lunet_fail(LUNET_STATUS_RUNTIME, "linspace: number of steps must be non-negative");
+    lunet_tensor_t *t;
+    lunet_status_t st = lunet_tensor_empty(&t, dt, 1, &steps);
+    if (st)
+        return st;
+    char *p = t->storage->data;
+    size_t es = lunet_dtype_size(dt);
+    double step = steps > 1 ? (end - start) / (double)(steps - 1) : 0;
+    /* PyTorch fills the first half from start and the second half from end. */
+    int64_t half = steps / 2;
+    for (int64_t i = 0; i < steps; i++) {
+        double v = i < half ? start + step * (double)i : end - step * (double)(steps - 1 - i);
+        lunet_store(p + (size_t)i * es, dt, v);
+    }
+    *out = t;
+    return LUNET_OK;
+}
+
+lunet_status_t lunet_tensor_eye(lunet_tensor_t **out, lunet_dtype_t dt, int64_t n, int64_t m)
+{
+    int64_t shape[2] = {n, m};
+    lunet_tensor_t *t;
+    lunet_status_t st = lunet_tensor_zeros(&t, dt, 2, shape);
+    if (st)
+        return st;
+    size_t es = lunet_dtype_size(dt);
+    for (int64_t i = 0; i < n && i < m; i++)
+        lunet_store((char *)t->storage->data + (size_t)(i * m + i) * es, dt, 1);
+    *out = t;
+    return LUNET_OK;
+}
+
+/* ---- facts */
+
+bool lunet_tensor_is_contiguous(const lunet_tensor_t *t)
+{
+    int64_t expect = 1;
+    for (int i = t->ndim - 1; i >= 0; i--) {
+        if (t->shape[i] == 1)
+            continue;
+        if (t->strides[i] != expect)
+            return t->numel == 0;
+        expect *= t->shape[i];
+    }
+    return true;
+}
+
+void *lunet_tensor_data(const lunet_tensor_t *t)
+{
+    return (char *)t->storage->data + (size_t)t->offset * lunet_dtype_size(t->dtype);
+}
+
+double lunet_tensor_get(const lunet_tensor_t *t, int64_t flat_index)
+{
+    int64_t off = t->offset;
+    for (int i = t->ndim - 1; i >= 0; i--) {
+        int64_t size = t->shape[i];
+        off += (flat_index % size) * t->strides[i];
+        flat_index /= size;
+    }
+    return lunet_load((char *)t->storage->data + (size_t)off * lunet_dtype_size(t->dtype),
+                      t->dtype);
+}
+
+lunet_status_t lunet_dim_wrap(int *out, int64_t dim, int ndim)
+{
+    int n = ndim > 0 ? ndim : 1;
+    if (dim < -n || dim >= n)
+        return lunet_fail(LUNET_STATUS_INDEX,
+                          "Dimension out of range (expected to be in range of [%d, %d], but got "
+                          "%lld)", -n, n - 1, (long long)dim);
+    *out = (int)(dim < 0 ? dim + n : dim);
+    return LUNET_OK;
+}
+
+void lunet_tensor_bump_version(lunet_tensor_t *t) { t->storage->version++; }
+
+lunet_status_t lunet_tensor_check_writable(const lunet_tensor_t *t)
+{
+    for (int i = 0; i < t->ndim; i++) {
+        if (t->strides[i] == 0 && t->shape[i] > 1)
+            return lunet_fail(LUNET_STATUS_RUNTIME,
+                              "unsupported operation: more than one element of the written-to "
+                              "tensor refers to a single memory location. Please clone() the "
+                              "tensor before performing the operation.");
+    }
+    return LUNET_OK;
+}
+
+/* ---- copies and conversions */
+
+lunet_status_t lunet_tensor_fill_(lunet_tensor_t *dst, double value)
+{
+    lunet_status_t st = lunet_autograd_check_inplace(dst, "fill_");
+    if (st)
+        return st;
+    if ((st = lunet_tensor_check_writable(dst)))
+        return st;
+    lunet_tensor_t *v;
+    if ((st = lunet_tensor_scalar(&v, dst->dtype, value, true)))
+        return st;
+    lunet_copy_cast(dst, v);
+    lunet_tensor_release(v);
+    lunet_tensor_bump_version(dst);
+    return LUNET_OK;
+}
+
+lunet_status_t lunet_tensor_copy_(lunet_tensor_t *dst, lunet_tensor_t *src)
+{
+    lunet_status_t st = lunet_autograd_check_inplace(dst, "copy_");
+    if (st)
+        return st;
+    int nd;
+    int64_t shape[LUNET_MAX_DIMS];
+    if ((st = lunet_broadcast_shape(&nd, shape, dst, src)))
+        return st;
+    if (!lunet_shape_equal(nd, shape, dst->ndim, dst->shape)) {
+        char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "copy_: output with shape %s doesn't match the broadcast shape %s",
+                          lunet_shape_str(b1, sizeof b1, dst->ndim, dst->shape),
+                          lunet_shape_str(b2, sizeof b2, nd, shape));
+    }
+    if ((st = lunet_tensor_check_writable(dst)))
+        return st;
+    lunet_copy_cast(dst, src);
+    lunet_tensor_bump_version(dst);
+    return lunet_autograd_record_copy(dst, src);
+}
+
+lunet_status_t lunet_tensor_to(lunet_tensor_t **out, lunet_tensor_t *t, lunet_dtype_t dt)
+{
+    if (dt == t->dtype) {
+        lunet_tensor_retain(t);
+        *out = t;
+        return LUNET_OK;
+    }
+    lunet_tensor_t *r;
+    lunet_status_t st = lunet_tensor_empty_like(&r, t, dt);
+    if (st)
+        return st;
+    lunet_copy_cast(r, t);
+    if (lunet_dtype_is_floating(dt) && lunet_autograd_needed(t, NULL)) {
+        lunet_tensor_t *in[1] = {t};
+        if ((st = lunet_autograd_record(r, LUNET_OP_TO, 1, in, 0, NULL, NULL))) {
+            lunet_tensor_release(r);
+            return st;
+        }
+    }
+    *out = r;
+    return LUNET_OK;
+}
+
+lunet_status_t lunet_tensor_clone(lunet_tensor_t **out, lunet_tensor_t *t)
+{
+    lunet_tensor_t *r;
+    lunet_status_t st = lunet_tensor_empty_like(&r, t, t->dtype);
+    if (st)
+        return st;
+    lunet_copy_cast(r, t);
+    if (lunet_autograd_needed(t, NULL)) {
+        lunet_tensor_t *in[1] = {t};
+        if ((st = lunet_autograd_record(r, LUNET_OP_CLONE, 1, in, 0, NULL, NULL))) {
+            lunet_tensor_release(r);
+            return st;
+        }
+    }
+    *out = r;
+    return LUNET_OK;
+}
+
+lunet_status_t lunet_tensor_contiguous(lunet_tensor_t **out, lunet_tensor_t *t)
+{
+    if (lunet_tensor_is_contiguous(t)) {
+        lunet_tensor_retain(t);
+        *out = t;
+        return LUNET_OK;
+    }
+    return lunet_tensor_clone(out, t);
+}
+
+lunet_status_t lunet_tensor_detach(lunet_tensor_t **out, lunet_tensor_t *t)
+{
+    lunet_tensor_t *r;
+    lunet_status_t st = lunet_tensor_make_view(&r, t, t->ndim, t->shape, t->strides, t->offset);
+    if (st)
+        return st;
+    r->requires_grad = false;
+    *out = r;
+    return LUNET_OK;
+}
