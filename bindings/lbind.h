@@ -3,7 +3,7 @@
  *
  * Each binding file exports one lb_open_<part>(L) that adds its functions to the module
  * table on top of the stack; bindings/lunet.c calls them all, then runs the embedded Lua
- * sources (bindings/lua/*.lua) that build nn, optim and data on top.  Those run in file-name
+ * sources (the .lua files of bindings/lua/) that build nn, optim and data on top.  Those run in file-name
  * order (00_nn.lua first), each called with the module table as its only argument (`...`);
  * they add fields to it (lunet.nn, lunet.nn.functional, lunet.optim, lunet.data, ...).
  * C functions meant only for those Lua files live in the module table under `_c`.

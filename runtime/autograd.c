@@ -117,7 +117,7 @@ void lunet_node_release(lunet_node_t *n)
                     lunet_node_release(n->in[i].node);
             }
         }
-        if (n_free_nodes < (int)(sizeof free_nodes / sizeof free_nodes[0]))
+        if (LUNET_POOLING && n_free_nodes < (int)(sizeof free_nodes / sizeof free_nodes[0]))
             free_nodes[n_free_nodes++] = n;
         else
             free(n);

@@ -170,11 +170,13 @@ lunet_status_t lunet_tensor_index_select(lunet_tensor_t **out, lunet_tensor_t *x
 
 /* ---- advanced indexing (parity spec 11.4) */
 
-/* Expands bool masks into int64 coordinate tensors (nonzero), one per masked dim. */
+/* Expands bool masks into int64 coordinate tensors (nonzero), one per masked dim.
+   *nout counts the tensors placed in out[] so far, also on failure (the caller frees them). */
 static lunet_status_t expand_masks(int *nout, lunet_tensor_t **out, const lunet_tensor_t *x,
                                    int nidx, lunet_tensor_t **idx)
 {
     int n = 0;
+    *nout = 0;
     for (int j = 0; j < nidx; j++) {
         lunet_tensor_t *t = idx[j];
         if (t->dtype == LUNET_DTYPE_BOOL || t->dtype == LUNET_DTYPE_UINT8) {
@@ -194,6 +196,7 @@ static lunet_status_t expand_masks(int *nout, lunet_tensor_t **out, const lunet_
             for (int k = 0; k < t->ndim; k++) {
                 if ((st = lunet_tensor_empty(&out[n + k], LUNET_DTYPE_INT64, 1, &count)))
                     return st;
+                *nout = n + k + 1;
             }
             int64_t w = 0;
             for (int64_t i = 0; i < t->numel; i++) {
@@ -210,6 +213,7 @@ static lunet_status_t expand_masks(int *nout, lunet_tensor_t **out, const lunet_
         } else if (t->dtype == LUNET_DTYPE_INT64) {
             lunet_tensor_retain(t);
             out[n++] = t;
+            *nout = n;
         } else {
             return lunet_fail(LUNET_STATUS_INDEX,
                               "tensors used as indices must be long, byte or bool tensors");

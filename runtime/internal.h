@@ -11,6 +11,14 @@
 
 #define LUNET_ALIGN 64
 
+/* Free lists of tensors, nodes and data blocks; -DLUNET_NO_POOL turns them off so that
+   valgrind and ASan see every allocation's true owner. */
+#ifdef LUNET_NO_POOL
+#define LUNET_POOLING 0
+#else
+#define LUNET_POOLING 1
+#endif
+
 struct lunet_storage {
     void *data;
     size_t nbytes;

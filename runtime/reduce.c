@@ -23,11 +23,28 @@ _Static_assert(sizeof reduce_names / sizeof reduce_names[0] == LUNET_REDUCE_COUN
 
 /* ---- kernels: x (M, R) contiguous -> y (M) */
 
-// x (M, R) float, y (M): sums in double, then rounded once
+/*
+ * x (M, R) float32, y (M).  Rows shorter than 8 use PyTorch's scalar order exactly (four
+ * float accumulators, element i into acc[i % 4], the tail into acc[0]), so small sums print
+ * as PyTorch's do (softmax rows summing to 1.0000 rather than 1.).  Longer rows, where
+ * PyTorch's vectorised cascade takes over, are summed in double and rounded once: within
+ * the parity tolerance, and more accurate.
+ */
 static void sum_f32(const float *x, float *y, int64_t m, int64_t r, bool mean)
 {
     for (int64_t i = 0; i < m; i++) {
         const float *p = x + i * r;
+        if (r < 8) {
+            float acc[4] = {0, 0, 0, 0};
+            int64_t full = r / 4 * 4, j = 0;
+            for (; j < full; j++)
+                acc[j % 4] += p[j];
+            for (; j < r; j++)
+                acc[0] += p[j];
+            float s = ((acc[0] + acc[1]) + acc[2]) + acc[3];
+            y[i] = mean ? (float)((double)s / (double)r) : s;
+            continue;
+        }
         double acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0;
         int64_t j = 0;
         for (; j + 4 <= r; j += 4) {

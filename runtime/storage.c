@@ -45,7 +45,7 @@ static void *block_get(size_t nbytes)
 
 static void block_put(void *p, size_t nbytes)
 {
-    if (cached_bytes + nbytes <= CACHE_LIMIT) {
+    if (LUNET_POOLING && cached_bytes + nbytes <= CACHE_LIMIT) {
         int empty = -1;
         for (int i = 0; i < CACHE_SLOTS; i++) {
             if (cache[i].nbytes == nbytes && cache[i].count < CACHE_PER_SLOT) {
@@ -92,7 +92,7 @@ static lunet_storage_t *header_get(void)
 
 static void header_put(lunet_storage_t *s)
 {
-    if (n_free_headers < (int)(sizeof free_headers / sizeof free_headers[0]))
+    if (LUNET_POOLING && n_free_headers < (int)(sizeof free_headers / sizeof free_headers[0]))
         free_headers[n_free_headers++] = s;
     else
         free(s);

@@ -98,7 +98,7 @@ void lunet_tensor_release(lunet_tensor_t *t)
     lunet_storage_release(t->storage);
     lunet_tensor_release(t->grad);
     lunet_node_release(t->grad_fn);
-    if (n_free_structs < (int)(sizeof free_structs / sizeof free_structs[0]))
+    if (LUNET_POOLING && n_free_structs < (int)(sizeof free_structs / sizeof free_structs[0]))
         free_structs[n_free_structs++] = t;
     else
         free(t);

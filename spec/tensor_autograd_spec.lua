@@ -1,0 +1,131 @@
+-- tensor_autograd_spec.lua - the autograd surface of tensors: requires_grad, grad, grad_fn,
+-- is_leaf, backward, no_grad, detach (parity spec 8, [V-18], [V-18b], [V-19]).
+local lunet = require "lunet"
+
+describe("lunet autograd surface", function()
+  it("leaves, grad_fn and requires_grad", function()
+    local a = lunet.tensor({ 1.0, 2.0, 3.0 }, { requires_grad = true })
+    assert.is_true(a.is_leaf)
+    assert.is_nil(a.grad)
+    assert.is_nil(a.grad_fn)
+    local m = a * 2
+    assert.is_false(m.is_leaf)
+    assert.is_true(m.requires_grad)
+    assert.are.equal("<MulBackward0>", tostring(m.grad_fn))
+    assert.are.equal("MulBackward0", m.grad_fn.name)
+    assert.is_false(lunet.tensor({ 1.0 }).requires_grad)
+    assert.are.equal("tensor([1., 2., 3.], requires_grad=True)", tostring(a))
+    assert.are.equal("tensor([2., 4., 6.], grad_fn=<MulBackward0>)", tostring(m))
+  end)
+
+  it("gradients accumulate across backward calls", function()
+    local a = lunet.tensor({ 1.0, 2.0, 3.0 }, { requires_grad = true })
+    ;(a * a):sum():backward()
+    assert.are.same({ 2, 4, 6 }, a.grad:tolist())
+    ;(a * a):sum():backward()
+    assert.are.same({ 4, 8, 12 }, a.grad:tolist())
+    local g = a.grad
+    assert.are.equal(g, a.grad) -- the same object each time
+    g:zero_()
+    assert.are.same({ 0, 0, 0 }, a.grad:tolist())
+    a.grad = nil
+    assert.is_nil(a.grad)
+  end)
+
+  it("backward with an explicit gradient (tensor or table)", function()
+    local a = lunet.tensor({ 1.0, 2.0, 3.0 }, { requires_grad = true })
+    assert_error_contains(function() (a * 2):backward() end,
+      "grad can be implicitly created only for scalar outputs")
+    ;(a * 2):backward(lunet.tensor({ 1.0, 0.1, 0.01 }))
+    assert_close(a.grad, { 2.0, 0.20000000298023224, 0.019999999552965164 })
+    a.grad = nil
+    ;(a * 2):backward({ 1.0, 0.1, 0.01 })
+    assert_close(a.grad, { 2.0, 0.20000000298023224, 0.019999999552965164 })
+    assert_error_contains(function() (a * 2):backward(lunet.ones(4)) end, "Mismatch in shape")
+  end)
+
+  it("retain_graph", function()
+    local a = lunet.tensor({ 1.0, 2.0 }, { requires_grad = true })
+    local z = (a * a):sum()
+    z:backward({ retain_graph = true })
+    z:backward()
+    assert.are.same({ 4, 8 }, a.grad:tolist())
+    z = (a * a):sum()
+    z:backward()
+    assert_error_contains(function() z:backward() end,
+      "Trying to backward through the graph a second time")
+  end)
+
+  it("reports PyTorch's errors", function()
+    assert_error_contains(function() lunet.tensor({ 1.0 }):sum():backward() end,
+      "element 0 of tensors does not require grad and does not have a grad_fn")
+    local a = lunet.tensor({ 1.0, 2.0 }, { requires_grad = true })
+    assert_error_contains(function() a:add_(1) end,
+      "a leaf Variable that requires grad is being used in an in-place operation.")
+    assert_error_contains(function() a.grad = lunet.zeros(3) end,
+      "assigned grad has data of a different size")
+    assert_error_contains(function() a:backward("x") end, "bad argument")
+  end)
+
+  it("no_grad returns the function's results and restores the mode", function()
+    local a = lunet.tensor({ 1.0, 2.0, 3.0 }, { requires_grad = true })
+    assert.is_true(lunet.is_grad_enabled())
+    local d, extra = lunet.no_grad(function(k)
+      assert.is_false(lunet.is_grad_enabled())
+      a:add_(1)
+      return a * k, "x"
+    end, 2)
+    assert.are.equal("x", extra)
+    assert.is_false(d.requires_grad)
+    assert.is_nil(d.grad_fn)
+    assert.are.same({ 4, 6, 8 }, d:tolist())
+    assert.is_true(a.is_leaf)
+    assert.is_true(lunet.is_grad_enabled())
+    local ok, err = pcall(lunet.no_grad, function() error("inside", 0) end)
+    assert.is_false(ok)
+    assert.are.equal("inside", err)
+    assert.is_true(lunet.is_grad_enabled())
+    assert.is_true(lunet.set_grad_enabled(false))
+    assert.is_false(lunet.is_grad_enabled())
+    lunet.set_grad_enabled(true)
+  end)
+
+  it("detach shares storage and is a leaf without grad", function()
+    local a = lunet.tensor({ 1.0, 2.0, 3.0 }, { requires_grad = true })
+    local e = a:detach()
+    e[0] = 100
+    assert.is_false(e.requires_grad)
+    assert.are.equal("tensor([100.,   2.,   3.], requires_grad=True)", tostring(a))
+    local f = a:detach():requires_grad_()
+    assert.is_true(f.is_leaf)
+    assert.is_true(f.requires_grad)
+    a.requires_grad = false
+    assert.is_false(a.requires_grad)
+  end)
+
+  it("gradient of a broadcast operand is summed back", function()
+    local w = lunet.ones(3, { requires_grad = true })
+    ;(lunet.ones(2, 3) * w):sum():backward()
+    assert.are.same({ 2, 2, 2 }, w.grad:tolist())
+  end)
+
+  it("the seed's from-scratch sgd ([V-19])", function()
+    local w = lunet.tensor({ { 0.5 }, { -0.3 } }, { requires_grad = true })
+    local b = lunet.tensor({ 0.0 }, { requires_grad = true })
+    local X = lunet.tensor({ { 1., 2. }, { 3., 4. } })
+    local y = lunet.tensor({ { 1. }, { 2. } })
+    local l = (X:matmul(w) + b - y) ^ 2 / 2
+    l:sum():backward()
+    assert_close(w.grad, { -6.2, -9 })
+    assert_close(b.grad, { -2.8 })
+    lunet.no_grad(function()
+      for _, p in ipairs({ w, b }) do
+        p:sub_(0.1 * p.grad / 2)
+        p.grad:zero_()
+      end
+    end)
+    assert.are.same({ 0.8100000619888306, 0.15000000596046448 }, w:view(-1):tolist())
+    assert.are.same({ 0.14000001549720764 }, b:tolist())
+    assert.is_true(w.is_leaf)
+  end)
+end)

@@ -1,0 +1,185 @@
+-- tensor_view_spec.lua - views (sharing storage), t[i] indexing, advanced indexing, gather,
+-- index_select, and their errors (parity spec 11.3, 11.4, 11.5, [V-24]).
+local lunet = require "lunet"
+
+describe("lunet views and indexing", function()
+  describe("views", function()
+    it("view / reshape infer -1 and share storage", function()
+      local t = lunet.arange(6)
+      assert.are.equal("lunet.Size([2, 3])", tostring(t:view(2, -1).shape))
+      assert.are.equal("lunet.Size([2, 3])", tostring(t:view(-1, 3).shape))
+      assert.are.equal("lunet.Size([1, 3, 2])", tostring(t:view({ 1, -1, 2 }).shape))
+      local v = t:view(2, 3)
+      v[1][2] = 50
+      assert.are.equal(50, t[5])
+      assert.are.same({ 2, 3 }, { t:reshape(2, 3):size(0), t:reshape({ 2, 3 }):size(1) })
+      assert.are.equal("lunet.Size([3, 2])", tostring(t:view_as(lunet.zeros(3, 2)).shape))
+    end)
+
+    it("view errors", function()
+      local t = lunet.arange(6)
+      assert_error_contains(function() t:view(4, -1) end, "shape '[4, -1]' is invalid for input of size 6")
+      assert_error_contains(function() t:view(-1, -1) end, "only one dimension can be inferred")
+      assert_error_contains(function() lunet.empty(0, 3):view(0, -1) end,
+        "cannot reshape tensor of 0 elements into shape [0, -1] because the unspecified dimension size -1 can be any value and is ambiguous")
+      local m = lunet.arange(6.):reshape(2, 3):t()
+      assert_error_contains(function() m:view(-1) end,
+        "view size is not compatible with input tensor's size and stride (at least one dimension spans across two contiguous subspaces). Use .reshape(...) instead.")
+      -- reshape copies instead
+      assert.are.same({ 0, 3, 1, 4, 2, 5 }, m:reshape(-1):tolist())
+    end)
+
+    it("a view of a view writes through to the base", function()
+      local base = lunet.zeros(3, 4)
+      local v1 = base:narrow(0, 1, 2)         -- rows 1..2
+      local v2 = v1:transpose(0, 1):select(0, 3) -- column 3 of those rows
+      v2:fill_(9)
+      assert.are.same({ { 0, 0, 0, 0 }, { 0, 0, 0, 9 }, { 0, 0, 0, 9 } }, base:tolist())
+      v1:narrow(1, 0, 1):add_(1)
+      assert.are.same({ { 0, 0, 0, 0 }, { 1, 0, 0, 9 }, { 1, 0, 0, 9 } }, base:tolist())
+    end)
+
+    it("t, transpose, permute, squeeze, unsqueeze, flatten", function()
+      local x = lunet.arange(6):view(2, 3)
+      assert.are.same({ { 0, 3 }, { 1, 4 }, { 2, 5 } }, x:t():tolist())
+      assert.are.same({ { 0, 3 }, { 1, 4 }, { 2, 5 } }, x:transpose(0, 1):tolist())
+      assert.are.same({ { 0, 3 }, { 1, 4 }, { 2, 5 } }, x:permute(1, 0):tolist())
+      assert.are.same({ 0, 1 }, lunet.arange(2):t():tolist())
+      assert_error_contains(function() lunet.zeros(2, 2, 2):t() end, "t() expects a tensor with <= 2 dimensions")
+      assert.are.equal("lunet.Size([4, 3, 2])", tostring(lunet.zeros(2, 3, 4):permute({ 2, 1, 0 }).shape))
+      assert.are.equal("lunet.Size([2, 3])", tostring(lunet.zeros(2, 1, 3):squeeze().shape))
+      assert.are.equal("lunet.Size([2, 3])", tostring(lunet.zeros(2, 1, 3):squeeze(1).shape))
+      assert.are.equal("lunet.Size([2, 1, 3])", tostring(lunet.zeros(2, 1, 3):squeeze(0).shape))
+      assert.are.equal("lunet.Size([1, 2, 3])", tostring(x:unsqueeze(0).shape))
+      assert.are.equal("lunet.Size([2, 3, 1])", tostring(x:unsqueeze(-1).shape))
+      assert.are.equal("lunet.Size([24])", tostring(lunet.zeros(2, 3, 4):flatten().shape))
+      assert.are.equal("lunet.Size([2, 12])", tostring(lunet.zeros(2, 3, 4):flatten(1).shape))
+      assert.are.equal("lunet.Size([6, 4])", tostring(lunet.zeros(2, 3, 4):flatten(0, 1).shape))
+    end)
+
+    it("narrow and select", function()
+      local x = lunet.arange(12):view(3, 4)
+      assert.are.same({ { 4, 5, 6, 7 }, { 8, 9, 10, 11 } }, x:narrow(0, 1, 2):tolist())
+      assert.are.same({ { 1, 2 }, { 5, 6 }, { 9, 10 } }, x:narrow(1, 1, 2):tolist())
+      assert.are.same({ 2, 6, 10 }, x:select(1, 2):tolist())
+      assert.are.same({ 8, 9, 10, 11 }, x:select(0, -1):tolist())
+      assert.has_error(function() x:select(0, 3) end)
+      assert.has_error(function() x:narrow(0, 2, 5) end)
+    end)
+
+    it("expand and expand_as use stride 0", function()
+      local a = lunet.tensor({ { 1. }, { 2. } })
+      local e = a:expand_as(lunet.zeros(2, 3))
+      assert.are.same({ { 1, 1, 1 }, { 2, 2, 2 } }, e:tolist())
+      assert.are.same({ 1, 0 }, e:stride())
+      assert.is_false(e:is_contiguous())
+      assert.are.equal("lunet.Size([4, 2, 3])", tostring(a:expand(4, -1, 3).shape))
+      assert.are.equal("lunet.Size([2, 3])", tostring(a:expand({ 2, 3 }).shape))
+      assert_error_contains(function() lunet.tensor({ 1., 2. }):expand(3, 3) end,
+        "The expanded size of the tensor (3) must match the existing size (2) at non-singleton dimension 1.  Target sizes: [3, 3].  Tensor sizes: [2]")
+    end)
+  end)
+
+  describe("t[i]", function()
+    it("selects along dim 0: a view, or a number for 1-D", function()
+      local x = lunet.tensor({ { 1, 2 }, { 3, 4 } })
+      assert.is_true(lunet.is_tensor(x[0]))
+      assert.are.same({ 3, 4 }, x[1]:tolist())
+      assert.are.equal(4, x[1][1])
+      assert.are.equal(4, x[-1][-1])
+      assert.are.equal("integer", math.type(x[0][0]))
+      assert.are.equal(true, lunet.tensor({ true })[0])
+      assert.are.equal(0.5, lunet.tensor({ 0.5 })[0])
+    end)
+
+    it("reads out of range with an error", function()
+      local x = lunet.tensor({ 1, 2, 3 })
+      assert_error_contains(function() return x[3] end, "out of")
+      assert_error_contains(function() return x[1.5] end, "tensor index must be an integer")
+    end)
+
+    it("t[i] = number | table | tensor writes through", function()
+      local x = lunet.zeros(2, 3)
+      x[0] = 1
+      x[1] = { 4, 5, 6 }
+      assert.are.same({ { 1, 1, 1 }, { 4, 5, 6 } }, x:tolist())
+      x[1] = lunet.tensor({ 7., 8., 9. })
+      x[0][1] = -1
+      assert.are.same({ { 1, -1, 1 }, { 7, 8, 9 } }, x:tolist())
+      assert_error_contains(function() x[0] = "a" end, "cannot assign a string")
+    end)
+
+    it("a bool mask reads and fills", function()
+      local x = lunet.tensor({ 1., 2., 3. })
+      local m = lunet.tensor({ true, false, true })
+      assert.are.same({ 1, 3 }, x[m]:tolist())
+      x[m] = 0
+      assert.are.same({ 0, 2, 0 }, x:tolist())
+    end)
+
+    it("iterates with # and 0-based indices", function()
+      local x = lunet.tensor({ 10, 20, 30 })
+      local s = 0
+      for i = 0, #x - 1 do s = s + x[i] end
+      assert.are.equal(60, s)
+    end)
+  end)
+
+  describe("advanced indexing (11.4)", function()
+    local y_hat = lunet.tensor({ { 0.1, 0.3, 0.6 }, { 0.3, 0.2, 0.5 } })
+    local y = lunet.tensor({ 0, 2 })
+
+    it("pairs index lists element-wise", function()
+      assert_close(y_hat:index{ { 0, 1 }, y }, { 0.1, 0.5 })
+      assert_close(y_hat:index{ lunet.arange(2), y }, { 0.1, 0.5 })
+      assert_close(y_hat:index({ 0, 1 }, { 0, -1 }), { 0.1, 0.5 })
+      local r = y_hat:index{ { { 0 }, { 1 } }, { 0, 2 } }
+      assert.are.equal("lunet.Size([2, 2])", tostring(r.shape))
+      assert_close(r, { 0.1, 0.6, 0.3, 0.5 })
+      assert_close(y_hat:index{ { 1 } }, { 0.3, 0.2, 0.5 })
+      assert_close(y_hat:index{ lunet.tensor({ false, true }) }, { 0.3, 0.2, 0.5 })
+    end)
+
+    it("reports PyTorch's errors", function()
+      assert_error_contains(function() y_hat:index{ { 0, 1 }, lunet.tensor({ 0, 3 }) } end,
+        "index 3 is out of bounds for dimension 1 with size 3")
+      assert_error_contains(function() y_hat:index{ { 0, 1, 1 }, y } end,
+        "shape mismatch: indexing tensors could not be broadcast together with shapes [3], [2]")
+      assert_error_contains(function() y_hat:index{ { 0, 1 }, y:float() } end,
+        "tensors used as indices must be long, byte or bool tensors")
+      assert_error_contains(function() y_hat:index{ { 0 }, { 0 }, { 0 } } end, "too many indices")
+      assert_error_contains(function() y_hat:index{ "a" } end, "each index must be")
+    end)
+  end)
+
+  describe("gather and index_select (11.3)", function()
+    local y_hat = lunet.tensor({ { 0.1, 0.3, 0.6 }, { 0.3, 0.2, 0.5 } })
+
+    it("gathers along a dim", function()
+      local y = lunet.tensor({ 0, 2 })
+      assert_close(y_hat:gather(1, y:view(-1, 1)):squeeze(1), { 0.1, 0.5 })
+      assert_close(y_hat:gather(0, lunet.tensor({ { 1, 0, 1 } })), { 0.3, 0.3, 0.5 })
+      assert_close(lunet.gather(y_hat, 1, lunet.tensor({ { 2, 2, 1, 0 } })), { 0.6, 0.6, 0.3, 0.1 })
+    end)
+
+    it("gather errors", function()
+      local y = lunet.tensor({ 0, 2 })
+      assert_error_contains(function() y_hat:gather(1, y) end,
+        "Index tensor must have the same number of dimensions as input tensor")
+      assert_error_contains(function() y_hat:gather(1, y:float():unsqueeze(1)) end,
+        "gather(): Expected dtype int64 for index")
+      assert_error_contains(function() y_hat:gather(1, lunet.tensor({ { 3 }, { 0 } })) end,
+        "index 3 is out of bounds for dimension 1 with size 3")
+      assert_error_contains(function() y_hat:gather(1, lunet.tensor({ { -1 }, { 0 } })) end,
+        "index -1 is out of bounds for dimension 1 with size 3")
+      assert_error_contains(function() y_hat:gather(1, lunet.tensor({ { 0, 1, 2, 0 }, { 0, 1, 2, 0 }, { 0, 1, 2, 0 } })) end,
+        "Size does not match at dimension 0 expected index [3, 4] to be smaller than self [2, 3] apart from dimension 1")
+      assert_error_contains(function() y_hat:gather(1, "x") end, "bad argument")
+    end)
+
+    it("index_select with a tensor or a table", function()
+      assert_close(y_hat:index_select(1, lunet.tensor({ 2, 0 })), { 0.6, 0.1, 0.5, 0.3 })
+      assert_close(y_hat:index_select(0, { 1 }), { 0.3, 0.2, 0.5 })
+    end)
+  end)
+end)
