@@ -385,8 +385,9 @@ lunet_status_t lunet_loss_mse(lunet_tensor_t **out, lunet_tensor_t *a, lunet_ten
                               lunet_reduction_t reduction);
 /*
  * Cross-entropy that also hands back (if lse != NULL) the per-position log-sum-exp of the
- * logits (float64, shape (positions)); the autograd node saves it so that the backward is a
- * single pass p = exp(x - lse).  Records autograd exactly as lunet_loss_cross_entropy.
+ * logits as (max, log sum exp(x - max)) pairs (float64, shape (positions, 2)); the autograd
+ * node saves it (saved[3]) so that the backward is a single pass over the logits.  Records
+ * autograd exactly as lunet_loss_cross_entropy.
  */
 lunet_status_t lunet_loss_cross_entropy_lse(lunet_tensor_t **out, lunet_tensor_t **lse,
                                             lunet_tensor_t *x, lunet_tensor_t *target,
@@ -405,6 +406,9 @@ lunet_status_t lunet_loss_mse_backward(lunet_tensor_t **da, lunet_tensor_t **db,
 /* (idx.c)  Parity spec section 12.2.  gzip or plain, detected from the bytes. */
 
 /* Reads an IDX file: 0x08 -> uint8, 0x09/0x0B/0x0C -> int64, 0x0D -> float32, 0x0E -> float64. */
+/* 1 to LUNET_MAX_DIMS dims (a size may be 0; one of 2^31 or more, or a body over 64 GiB, is
+ * rejected); a lying header (bad magic, type code, dims, sizes, short/long body, corrupt gzip)
+ * fails with a message naming the file, before anything the header claims is allocated. */
 lunet_status_t lunet_idx_read(lunet_tensor_t **out, const char *path);
 /* Same from memory; `name` is used in messages. */
 lunet_status_t lunet_idx_read_buffer(lunet_tensor_t **out, const void *buf, size_t len,
