@@ -1320,7 +1320,18 @@ static int t_tostring(lua_State *L)
     lunet_tensor_t *t = self_tensor(L);
     char *s = NULL;
     LB_CHECK(L, lunet_tensor_format(&s, t, "lunet."));
-    lua_pushstring(L, s);
+    /* nn.Parameter marks its tensor; PyTorch prints those with a heading */
+    bool param = false;
+    if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) {
+        lua_getfield(L, -1, "_is_param");
+        param = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    if (param)
+        lua_pushfstring(L, "Parameter containing:\n%s", s);
+    else
+        lua_pushstring(L, s);
     free(s);
     return 1;
 }

@@ -1,0 +1,90 @@
+/*
+ * l_nn.c - the C side of lunet.nn and lunet.optim: the fused Linear forward, PyTorch's
+ * Linear initialisation, and the SGD update.  The classes themselves (nn.Module, nn.Linear,
+ * optim.SGD, ...) are Lua, in bindings/lua/00_nn.lua and 30_optim.lua.
+ */
+#include "lbind.h"
+
+/* _c.linear(x, w [, b [, relu]]) -> y */
+static int c_linear(lua_State *L)
+{
+    lunet_tensor_t *x = lb_checktensor(L, 1), *w = lb_checktensor(L, 2);
+    lunet_tensor_t *b = lua_isnoneornil(L, 3) ? NULL : lb_checktensor(L, 3);
+    bool relu = lua_toboolean(L, 4);
+    lunet_tensor_t *y;
+    LB_CHECK(L, lunet_nn_linear(&y, x, w, b, relu));
+    lb_pushtensor(L, y);
+    return 1;
+}
+
+/* _c.linear_reset(w [, b]): PyTorch's default init from the default generator */
+static int c_linear_reset(lua_State *L)
+{
+    lunet_tensor_t *w = lb_checktensor(L, 1);
+    lunet_tensor_t *b = lua_isnoneornil(L, 2) ? NULL : lb_checktensor(L, 2);
+    LB_CHECK(L, lunet_nn_linear_reset(w, b, lunet_default_generator()));
+    return 0;
+}
+
+static void check_sgd_opts(lua_State *L, int idx, lunet_sgd_options_t *o)
+{
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_getfield(L, idx, "lr");
+    o->lr = luaL_checknumber(L, -1);
+    lua_getfield(L, idx, "momentum");
+    o->momentum = luaL_optnumber(L, -1, 0);
+    lua_getfield(L, idx, "dampening");
+    o->dampening = luaL_optnumber(L, -1, 0);
+    lua_getfield(L, idx, "weight_decay");
+    o->weight_decay = luaL_optnumber(L, -1, 0);
+    lua_getfield(L, idx, "nesterov");
+    o->nesterov = lua_toboolean(L, -1);
+    lua_getfield(L, idx, "maximize");
+    o->maximize = lua_toboolean(L, -1);
+    lua_pop(L, 6);
+}
+
+/* _c.sgd_check(opts): raises PyTorch's message for invalid options */
+static int c_sgd_check(lua_State *L)
+{
+    lunet_sgd_options_t o;
+    check_sgd_opts(L, 1, &o);
+    LB_CHECK(L, lunet_sgd_check(&o));
+    return 0;
+}
+
+/* _c.sgd_update(p, grad, buf_or_nil, opts) -> buf (the momentum buffer, or nil) */
+static int c_sgd_update(lua_State *L)
+{
+    lunet_tensor_t *p = lb_checktensor(L, 1), *g = lb_checktensor(L, 2);
+    lunet_tensor_t *buf = lua_isnoneornil(L, 3) ? NULL : lb_checktensor(L, 3);
+    lunet_sgd_options_t o;
+    check_sgd_opts(L, 4, &o);
+    bool had = buf != NULL;
+    LB_CHECK(L, lunet_sgd_update(p, g, &buf, &o));
+    if (had)
+        lua_pushvalue(L, 3);
+    else
+        lb_pushtensor(L, buf); /* new buffer, or nil when momentum is 0 */
+    return 1;
+}
+
+static const luaL_Reg nn_c[] = {
+    {"linear", c_linear},
+    {"linear_reset", c_linear_reset},
+    {"sgd_check", c_sgd_check},
+    {"sgd_update", c_sgd_update},
+    {NULL, NULL},
+};
+
+void lb_open_nn(lua_State *L)
+{
+    if (lua_getfield(L, -1, "_c") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, "_c");
+    }
+    luaL_setfuncs(L, nn_c, 0);
+    lua_pop(L, 1);
+}

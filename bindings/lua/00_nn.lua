@@ -1,0 +1,386 @@
+-- 00_nn.lua: lunet.nn -- Module (the base class users subclass), Parameter, and the layers
+-- Linear, Sequential, ReLU, Sigmoid, Tanh, Flatten, Identity, MLP; plus the activation and
+-- linear functions of lunet.nn.functional.  Heavy lifting is C (lunet._c.linear: one GEMM
+-- with the bias and, when a ReLU follows, the activation fused in).
+local lunet = ...
+local C = lunet._c
+
+local nn = lunet.nn or {}
+lunet.nn = nn
+local F = nn.functional or {}
+nn.functional = F
+
+local function is_tensor(v) return lunet.is_tensor(v) end
+
+-- ---------------------------------------------------------------- Parameter
+
+-- A leaf that requires grad and sharing t's storage; modules register it on assignment.
+function nn.Parameter(t, requires_grad)
+  if not is_tensor(t) then
+    error("nn.Parameter: expected a tensor, got " .. type(t), 2)
+  end
+  local p = t:detach()
+  if requires_grad ~= false then p:requires_grad_(true) end
+  p._is_param = true
+  return p
+end
+
+local function is_param(v) return is_tensor(v) and v._is_param == true end
+
+-- ---------------------------------------------------------------- Module
+
+-- Instances keep their parameters and submodules in ordered lists, outside the raw
+-- table, so that every assignment goes through __newindex and registers in order.
+local Module = {__name = "Module"}
+nn.Module = Module
+
+local function is_module(v)
+  return type(v) == "table" and rawget(v, "_modules") ~= nil
+end
+nn.is_module = is_module
+
+local function class_index(cls)
+  return function(obj, k)
+    local params = rawget(obj, "_params")
+    local p = params[k]
+    if p ~= nil then return p end
+    local m = rawget(obj, "_modules")[k]
+    if m ~= nil then return m end
+    return cls[k]
+  end
+end
+
+local function class_newindex(obj, k, v)
+  local params, mods = rawget(obj, "_params"), rawget(obj, "_modules")
+  if is_param(v) then
+    if params[k] == nil then table.insert(rawget(obj, "_param_order"), k) end
+    params[k] = v
+  elseif is_module(v) then
+    if mods[k] == nil then table.insert(rawget(obj, "_module_order"), k) end
+    mods[k] = v
+  elseif v == nil and (params[k] ~= nil or mods[k] ~= nil) then
+    -- m.bias = nil unregisters, as in PyTorch
+    local order = params[k] ~= nil and "_param_order" or "_module_order"
+    local list = rawget(obj, order)
+    for i, name in ipairs(list) do if name == k then table.remove(list, i) break end end
+    params[k], mods[k] = nil, nil
+  else
+    rawset(obj, k, v)
+  end
+end
+
+local function new_instance(cls)
+  local obj = {
+    _params = {}, _param_order = {}, _modules = {}, _module_order = {}, training = true,
+  }
+  return setmetatable(obj, cls)
+end
+
+-- Makes a subclass: Net = nn.Module:extend("Net"); Net(...) calls Net.init(self, ...).
+function Module:extend(name)
+  if type(name) ~= "string" then error("Module:extend: expected a class name", 2) end
+  local cls = {__name = name, __super = self}
+  cls.__index = class_index(cls)
+  cls.__newindex = class_newindex
+  cls.__call = function(obj, ...) return obj:forward(...) end
+  cls.__tostring = function(obj) return obj:repr() end
+  return setmetatable(cls, {
+    __index = self,
+    __call = function(c, ...)
+      local obj = new_instance(c)
+      obj:init(...)
+      return obj
+    end,
+    __tostring = function() return "<class " .. name .. ">" end,
+  })
+end
+
+function Module:init() end
+
+function Module:forward()
+  error(self.__name .. " has no forward(): define " .. self.__name .. ":forward(...)", 2)
+end
+
+function Module:extra_repr() return "" end
+
+-- PyTorch's module text: Name(extra) or Name(\n  (child): ...\n)
+function Module:repr()
+  local lines = {}
+  local extra = self:extra_repr()
+  if extra ~= "" then
+    for line in (extra .. "\n"):gmatch("(.-)\n") do lines[#lines + 1] = line end
+  end
+  for _, k in ipairs(rawget(self, "_module_order")) do
+    local child = tostring(rawget(self, "_modules")[k]):gsub("\n", "\n  ")
+    lines[#lines + 1] = "(" .. k .. "): " .. child
+  end
+  if #lines == 0 then return self.__name .. "()" end
+  if #lines == 1 and #rawget(self, "_module_order") == 0 then
+    return self.__name .. "(" .. lines[1] .. ")"
+  end
+  return self.__name .. "(\n  " .. table.concat(lines, "\n  ") .. "\n)"
+end
+
+-- Depth-first (name, module) pairs, the module itself first with name "".
+local function walk_modules(m, prefix, out, seen)
+  if seen[m] then return out end
+  seen[m] = true
+  out[#out + 1] = {prefix, m}
+  for _, k in ipairs(rawget(m, "_module_order")) do
+    walk_modules(rawget(m, "_modules")[k], prefix == "" and k or prefix .. "." .. k, out, seen)
+  end
+  return out
+end
+
+-- Iterator over (name, parameter) in PyTorch's order; each parameter once.
+function Module:named_parameters()
+  local list, seen = {}, {}
+  for _, entry in ipairs(walk_modules(self, "", {}, {})) do
+    local prefix, m = entry[1], entry[2]
+    for _, k in ipairs(rawget(m, "_param_order")) do
+      local p = rawget(m, "_params")[k]
+      if not seen[p] then
+        seen[p] = true
+        list[#list + 1] = {prefix == "" and k or prefix .. "." .. k, p}
+      end
+    end
+  end
+  local i = 0
+  return function()
+    i = i + 1
+    local e = list[i]
+    if e then return e[1], e[2] end
+  end
+end
+
+-- Array of parameters in the same order.
+function Module:parameters()
+  local out = {}
+  for _, p in self:named_parameters() do out[#out + 1] = p end
+  return out
+end
+
+-- Array of the direct submodules, in registration order.
+function Module:children()
+  local out = {}
+  for _, k in ipairs(rawget(self, "_module_order")) do out[#out + 1] = rawget(self, "_modules")[k] end
+  return out
+end
+
+function Module:named_children()
+  local i, order = 0, rawget(self, "_module_order")
+  return function()
+    i = i + 1
+    local k = order[i]
+    if k then return k, rawget(self, "_modules")[k] end
+  end
+end
+
+-- Array of every module (self first), depth first.
+function Module:modules()
+  local out = {}
+  for _, e in ipairs(walk_modules(self, "", {}, {})) do out[#out + 1] = e[2] end
+  return out
+end
+
+function Module:named_modules()
+  local list, i = walk_modules(self, "", {}, {}), 0
+  return function()
+    i = i + 1
+    local e = list[i]
+    if e then return e[1], e[2] end
+  end
+end
+
+function Module:train(mode)
+  if mode == nil then mode = true end
+  for _, m in ipairs(self:modules()) do rawset(m, "training", mode) end
+  return self
+end
+
+function Module:eval() return self:train(false) end
+
+-- PyTorch 1.13: gradients are zero-filled in place; {set_to_none = true} drops them.
+function Module:zero_grad(opts)
+  local to_none = type(opts) == "table" and opts.set_to_none
+  for _, p in ipairs(self:parameters()) do
+    local g = p.grad
+    if g ~= nil then
+      if to_none then p.grad = nil else lunet.no_grad(function() g:zero_() end) end
+    end
+  end
+end
+
+-- name -> tensor (detached, sharing storage), for every parameter.
+function Module:state_dict()
+  local sd = {}
+  for name, p in self:named_parameters() do sd[name] = p:detach() end
+  return sd
+end
+
+function Module:load_state_dict(sd, opts)
+  if type(sd) ~= "table" then error("load_state_dict: expected a table of tensors", 2) end
+  local strict = not (type(opts) == "table" and opts.strict == false)
+  local own, missing, unexpected = {}, {}, {}
+  for name, p in self:named_parameters() do
+    own[name] = p
+    if sd[name] == nil then missing[#missing + 1] = name end
+  end
+  for name in pairs(sd) do
+    if own[name] == nil then unexpected[#unexpected + 1] = tostring(name) end
+  end
+  table.sort(missing)
+  table.sort(unexpected)
+  if strict and (#missing > 0 or #unexpected > 0) then
+    local parts = {}
+    if #missing > 0 then parts[#parts + 1] = 'Missing key(s) in state_dict: "' .. table.concat(missing, '", "') .. '".' end
+    if #unexpected > 0 then parts[#parts + 1] = 'Unexpected key(s) in state_dict: "' .. table.concat(unexpected, '", "') .. '".' end
+    error("Error(s) in loading state_dict for " .. self.__name .. ":\n\t" .. table.concat(parts, "\n\t"), 2)
+  end
+  lunet.no_grad(function()
+    for name, p in pairs(own) do
+      local v = sd[name]
+      if v ~= nil then
+        if not is_tensor(v) then error("load_state_dict: '" .. name .. "' is not a tensor", 3) end
+        if tostring(v:size()) ~= tostring(p:size()) then
+          error(("size mismatch for %s: copying a param with shape %s from checkpoint, the shape in current model is %s.")
+            :format(name, tostring(v:size()), tostring(p:size())), 3)
+        end
+        p:copy_(v)
+      end
+    end
+  end)
+  return {missing_keys = missing, unexpected_keys = unexpected}
+end
+
+setmetatable(Module, {
+  __call = function() error("nn.Module is abstract: subclass it with nn.Module:extend(name)", 2) end,
+})
+
+-- ---------------------------------------------------------------- layers
+
+local Linear = Module:extend("Linear")
+nn.Linear = Linear
+
+function Linear:init(in_features, out_features, opts)
+  if math.type(in_features) ~= "integer" or math.type(out_features) ~= "integer" then
+    error("nn.Linear(in_features, out_features): expected two integers", 3)
+  end
+  opts = opts or {}
+  local dtype = opts.dtype or lunet.get_default_dtype()
+  self.in_features, self.out_features = in_features, out_features
+  self.weight = nn.Parameter(lunet.empty({out_features, in_features}, {dtype = dtype}))
+  if opts.bias ~= false then
+    self.bias = nn.Parameter(lunet.empty({out_features}, {dtype = dtype}))
+  end
+  self:reset_parameters()
+end
+
+function Linear:reset_parameters()
+  C.linear_reset(self.weight, self.bias)
+end
+
+function Linear:forward(x) return C.linear(x, self.weight, self.bias, false) end
+
+function Linear:extra_repr()
+  return ("in_features=%d, out_features=%d, bias=%s"):format(self.in_features,
+    self.out_features, self.bias ~= nil and "True" or "False")
+end
+
+local function simple(name, fn)
+  local cls = Module:extend(name)
+  cls.forward = function(_, x) return fn(x) end
+  nn[name] = cls
+  return cls
+end
+
+simple("ReLU", function(x) return x:relu() end)
+simple("Sigmoid", function(x) return x:sigmoid() end)
+simple("Tanh", function(x) return x:tanh() end)
+simple("Identity", function(x) return x end)
+
+local Flatten = Module:extend("Flatten")
+nn.Flatten = Flatten
+function Flatten:init(start_dim, end_dim)
+  self.start_dim, self.end_dim = start_dim or 1, end_dim or -1
+end
+function Flatten:forward(x) return x:flatten(self.start_dim, self.end_dim) end
+function Flatten:extra_repr()
+  return ("start_dim=%d, end_dim=%d"):format(self.start_dim, self.end_dim)
+end
+
+-- Sequential(m1, m2, ...): children named "0", "1", ...  A Linear followed by a ReLU
+-- runs as one fused C call.
+local Sequential = Module:extend("Sequential")
+nn.Sequential = Sequential
+
+function Sequential:init(...)
+  local mods = table.pack(...)
+  if mods.n == 1 and type(mods[1]) == "table" and not is_module(mods[1]) then
+    mods = mods[1]
+    mods.n = #mods
+  end
+  for i = 1, mods.n do
+    if not is_module(mods[i]) then
+      error(("nn.Sequential: argument %d is not a module"):format(i), 3)
+    end
+    self[tostring(i - 1)] = mods[i]
+  end
+end
+
+function Sequential:forward(x)
+  local list = self:children()
+  local i = 1
+  while i <= #list do
+    local m = list[i]
+    local nxt = list[i + 1]
+    if getmetatable(m) == Linear and nxt ~= nil and getmetatable(nxt) == nn.ReLU then
+      x = C.linear(x, m.weight, m.bias, true)
+      i = i + 2
+    else
+      x = m(x)
+      i = i + 1
+    end
+  end
+  return x
+end
+
+function Sequential:__len() return #rawget(self, "_module_order") end
+
+-- MLP({784, 512, 256, 128, 64, 10} [, {activation = "relu"}]): Linear layers with the
+-- activation between them (none after the last); inputs with more than 2 dims are
+-- flattened to (N, features) first, so image batches go in directly.
+local activations = {relu = nn.ReLU, sigmoid = nn.Sigmoid, tanh = nn.Tanh}
+local MLP = Sequential:extend("MLP")
+nn.MLP = MLP
+
+function MLP:init(sizes, opts)
+  if type(sizes) ~= "table" or #sizes < 2 then
+    error("nn.MLP: expected a list of at least two layer sizes", 3)
+  end
+  opts = opts or {}
+  local act = activations[opts.activation or "relu"]
+  if not act then
+    error("nn.MLP: unknown activation '" .. tostring(opts.activation) .. "' (relu, sigmoid, tanh)", 3)
+  end
+  local mods = {}
+  for i = 1, #sizes - 1 do
+    mods[#mods + 1] = Linear(sizes[i], sizes[i + 1], {bias = opts.bias, dtype = opts.dtype})
+    if i < #sizes - 1 then mods[#mods + 1] = act() end
+  end
+  Sequential.init(self, mods)
+end
+
+function MLP:forward(x)
+  if x:dim() > 2 then x = x:reshape(x:size(0), -1) end
+  return Sequential.forward(self, x)
+end
+
+-- ---------------------------------------------------------------- functional
+
+function F.relu(x) return x:relu() end
+function F.sigmoid(x) return x:sigmoid() end
+function F.tanh(x) return x:tanh() end
+function F.linear(x, w, b) return C.linear(x, w, b, false) end
+
+return nn
