@@ -69,6 +69,13 @@ static int c_sgd_update(lua_State *L)
     return 1;
 }
 
+/* lunet.memory_reserved(): bytes the runtime holds for tensor data (live + cached) */
+static int l_memory_reserved(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)lunet_memory_reserved());
+    return 1;
+}
+
 static const luaL_Reg nn_c[] = {
     {"linear", c_linear},
     {"linear_reset", c_linear_reset},
@@ -87,4 +94,6 @@ void lb_open_nn(lua_State *L)
     }
     luaL_setfuncs(L, nn_c, 0);
     lua_pop(L, 1);
+    lua_pushcfunction(L, l_memory_reserved);
+    lua_setfield(L, -2, "memory_reserved");
 }

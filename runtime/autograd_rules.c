@@ -492,7 +492,9 @@ RULE(cross_entropy_backward)
 {
     lunet_loss_options_t o;
     loss_options(&o, n, n->saved[2]);
-    return lunet_loss_cross_entropy_backward(&grads[0], g, n->saved[0], n->saved[1], &o);
+    /* saved: x, target, weight, and the forward's per-position (max, log-sum-exp) */
+    return lunet_loss_cross_entropy_backward_lse(&grads[0], g, n->saved[0], n->saved[1],
+                                                 n->nsaved > 3 ? n->saved[3] : NULL, &o);
 }
 
 RULE(nll_loss_backward)

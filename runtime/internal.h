@@ -17,6 +17,16 @@
 #define LUNET_POOLING 0
 #else
 #define LUNET_POOLING 1
+/* ---- softmax.c kernels shared with loss.c (one implementation, so that
+ * cross_entropy == nll_loss(log_softmax(x)) bit for bit) */
+// x (C) strided -> *m_out = max, returns log(sum exp(x - m)); scratch (2 C) gets exp(x - m)
+double lunet_softmax_slice_lse_f32(const float *x, int64_t C, int64_t st, float *scratch,
+                                   float *m_out);
+double lunet_softmax_slice_lse_f64(const double *x, int64_t C, int64_t st, double *m_out);
+// e (n) = exp((x - m) - s), contiguous
+void lunet_softmax_exp_f32(float *restrict e, const float *restrict x, int64_t n, float m,
+                           float s);
+
 #endif
 
 struct lunet_storage {
@@ -42,10 +52,10 @@ lunet_status_t lunet_storage_wrap(lunet_storage_t **out, void *data, size_t nbyt
                                   void (*release_fn)(void *, void *), void *ctx);
 void lunet_storage_retain(lunet_storage_t *s);
 void lunet_storage_release(lunet_storage_t *s);
-/* Frees every cached block (tests call it before leak checks). */
-void lunet_memory_trim(void);
-/* Bytes currently obtained from malloc for tensor data (live + cached). */
-size_t lunet_memory_reserved(void);
+
+/* Free the struct/node free lists (part of lunet_memory_trim). */
+void lunet_tensor_structs_trim(void);
+void lunet_autograd_trim(void);
 
 /* ---- tensor.c */
 /* A tensor struct (refcount 1, no storage) from the struct pool. */
@@ -87,5 +97,15 @@ void lunet_copy_cast(lunet_tensor_t *dst, const lunet_tensor_t *src);
 /* Reads element at data pointer p of dtype dt as double / writes double. */
 double lunet_load(const void *p, lunet_dtype_t dt);
 void lunet_store(void *p, lunet_dtype_t dt, double v);
+
+/* ---- softmax.c kernels shared with loss.c (one implementation, so that
+ * cross_entropy == nll_loss(log_softmax(x)) bit for bit) */
+// x (C) strided -> *m_out = max, returns log(sum exp(x - m)); scratch (2 C) gets exp(x - m)
+double lunet_softmax_slice_lse_f32(const float *x, int64_t C, int64_t st, float *scratch,
+                                   float *m_out);
+double lunet_softmax_slice_lse_f64(const double *x, int64_t C, int64_t st, double *m_out);
+// e (n) = exp((x - m) - s), contiguous
+void lunet_softmax_exp_f32(float *restrict e, const float *restrict x, int64_t n, float m,
+                           float s);
 
 #endif

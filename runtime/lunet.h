@@ -137,6 +137,15 @@ lunet_status_t lunet_tensor_linspace(lunet_tensor_t **out, lunet_dtype_t dt, dou
 lunet_status_t lunet_tensor_eye(lunet_tensor_t **out, lunet_dtype_t dt, int64_t n,
                                 int64_t m);
 
+/*
+ * Memory: freed tensor data, tensor structs and autograd nodes are kept for reuse, so a
+ * training loop that makes the same shapes every step stops calling malloc after its first
+ * step.  lunet_memory_reserved() is the bytes held for tensor data (live + cached);
+ * lunet_memory_trim() returns every cached block to the system.
+ */
+size_t lunet_memory_reserved(void);
+void lunet_memory_trim(void);
+
 void lunet_tensor_retain(lunet_tensor_t *t);
 /* Drops one reference; frees the tensor (and its storage, grad, node) at zero. NULL is ok. */
 void lunet_tensor_release(lunet_tensor_t *t);

@@ -79,6 +79,8 @@ void lunet_memory_trim(void)
     cached_bytes = 0;
     while (n_free_headers > 0)
         free(free_headers[--n_free_headers]);
+    lunet_tensor_structs_trim();
+    lunet_autograd_trim();
 }
 
 size_t lunet_memory_reserved(void) { return reserved_bytes; }

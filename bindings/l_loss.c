@@ -1,0 +1,129 @@
+/*
+ * l_loss.c - C entry points behind F.softmax, F.log_softmax, F.cross_entropy, F.nll_loss and
+ * F.mse_loss.  They live in lunet._c; bindings/lua/10_losses.lua builds the public API
+ * (argument forms, nn modules, tensor methods) on top.
+ *
+ *   _c.softmax(x, dim)            _c.log_softmax(x, dim)
+ *   _c.cross_entropy(x, y [, {weight=, ignore_index=, reduction=, label_smoothing=}])
+ *   _c.nll_loss(x, y [, {weight=, ignore_index=, reduction=}])
+ *   _c.mse_loss(a, b [, reduction])
+ */
+#include "lbind.h"
+
+static int l_softmax_common(lua_State *L, bool log_out)
+{
+    lunet_tensor_t *x = lb_checktensor(L, 1);
+    lua_Integer dim = luaL_checkinteger(L, 2);
+    lunet_tensor_t *y;
+    LB_CHECK(L, log_out ? lunet_tensor_log_softmax(&y, x, dim) : lunet_tensor_softmax(&y, x, dim));
+    lb_pushtensor(L, y);
+    return 1;
+}
+
+static int l_softmax(lua_State *L) { return l_softmax_common(L, false); }
+static int l_log_softmax(lua_State *L) { return l_softmax_common(L, true); }
+
+/* reduction string at idx (nil = "mean") */
+static lunet_reduction_t check_reduction(lua_State *L, int idx)
+{
+    lunet_reduction_t r = LUNET_REDUCTION_MEAN;
+    if (lua_isnoneornil(L, idx))
+        return r;
+    const char *s = luaL_checkstring(L, idx);
+    if (lunet_reduction_parse(&r, s) != LUNET_OK)
+        lb_error(L);
+    return r;
+}
+
+/* Reads the options table at idx into o (all fields optional; nil fields keep defaults). */
+static void check_options(lua_State *L, int idx, lunet_loss_options_t *o, bool smoothing)
+{
+    lunet_loss_options_init(o);
+    if (lua_isnoneornil(L, idx))
+        return;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    if (lua_getfield(L, idx, "weight") != LUA_TNIL) {
+        o->weight = lb_totensor(L, -1);
+        if (!o->weight)
+            luaL_error(L, "bad option 'weight' (tensor expected, got %s)", luaL_typename(L, -1));
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "ignore_index") != LUA_TNIL) {
+        int isint;
+        lua_Integer v = lua_tointegerx(L, -1, &isint);
+        if (!isint)
+            luaL_error(L, "bad option 'ignore_index' (integer expected, got %s)",
+                       luaL_typename(L, -1));
+        o->ignore_index = v;
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "reduction") != LUA_TNIL) {
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "bad option 'reduction' (string expected, got %s)",
+                       luaL_typename(L, -1));
+        if (lunet_reduction_parse(&o->reduction, lua_tostring(L, -1)) != LUNET_OK)
+            lb_error(L);
+    }
+    lua_pop(L, 1);
+    if (smoothing && lua_getfield(L, idx, "label_smoothing") != LUA_TNIL) {
+        int isnum;
+        lua_Number v = lua_tonumberx(L, -1, &isnum);
+        if (!isnum)
+            luaL_error(L, "bad option 'label_smoothing' (number expected, got %s)",
+                       luaL_typename(L, -1));
+        o->label_smoothing = v;
+    }
+    if (smoothing)
+        lua_pop(L, 1);
+}
+
+static int l_cross_entropy(lua_State *L)
+{
+    lunet_tensor_t *x = lb_checktensor(L, 1), *y = lb_checktensor(L, 2), *r;
+    lunet_loss_options_t o;
+    check_options(L, 3, &o, true);
+    LB_CHECK(L, lunet_loss_cross_entropy(&r, x, y, &o));
+    lb_pushtensor(L, r);
+    return 1;
+}
+
+static int l_nll_loss(lua_State *L)
+{
+    lunet_tensor_t *x = lb_checktensor(L, 1), *y = lb_checktensor(L, 2), *r;
+    lunet_loss_options_t o;
+    check_options(L, 3, &o, false);
+    LB_CHECK(L, lunet_loss_nll(&r, x, y, &o));
+    lb_pushtensor(L, r);
+    return 1;
+}
+
+static int l_mse_loss(lua_State *L)
+{
+    lunet_tensor_t *a = lb_checktensor(L, 1), *b = lb_checktensor(L, 2), *r;
+    lunet_reduction_t red = check_reduction(L, 3);
+    LB_CHECK(L, lunet_loss_mse(&r, a, b, red));
+    lb_pushtensor(L, r);
+    return 1;
+}
+
+static const luaL_Reg loss_funcs[] = {
+    {"softmax", l_softmax},
+    {"log_softmax", l_log_softmax},
+    {"cross_entropy", l_cross_entropy},
+    {"nll_loss", l_nll_loss},
+    {"mse_loss", l_mse_loss},
+    {NULL, NULL},
+};
+
+void lb_open_loss(lua_State *L)
+{
+    int module = lua_gettop(L);
+    if (lua_getfield(L, module, "_c") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, module, "_c");
+    }
+    luaL_setfuncs(L, loss_funcs, 0);
+    lua_settop(L, module);
+}
