@@ -502,6 +502,99 @@ const char *lunet_tensor_grad_fn_name(const lunet_tensor_t *t);
 /* Runs backward from t; grad may be NULL for a scalar t. */
 lunet_status_t lunet_tensor_backward(lunet_tensor_t *t, lunet_tensor_t *grad, bool retain_graph);
 
+/* ---------------------------------------------------------------- serialize ----------- */
+/*
+ * (serialize.c)  Checkpoints: a tree of values saved in Lunet's versioned, little-endian,
+ * zlib-compressed format (docs/FORMAT.md).  Saving writes "<path>.tmp.XXXXXX" in the same
+ * directory, fsyncs it and renames it over path, so a failed or interrupted save leaves the
+ * previous file intact.  Loading checks every length against the file before allocating and
+ * fails with "load: <path>: not a Lunet file", "... truncated (...)", "... unsupported
+ * version N ..." or "... corrupt data (...)".
+ */
+typedef enum lunet_value_kind {
+    LUNET_VALUE_BOOL = 0,
+    LUNET_VALUE_INT,    /* int64, kept apart from floats */
+    LUNET_VALUE_FLOAT,  /* double */
+    LUNET_VALUE_STRING, /* bytes (may hold NULs), also NUL-terminated */
+    LUNET_VALUE_TENSOR, /* dtype, shape, data and the requires_grad flag */
+    LUNET_VALUE_MAP     /* entries with int or string keys, in order */
+} lunet_value_kind_t;
+
+typedef struct lunet_value lunet_value_t;
+typedef struct lunet_value_entry {
+    lunet_value_t *key; /* LUNET_VALUE_INT or LUNET_VALUE_STRING */
+    lunet_value_t *value;
+} lunet_value_entry_t;
+
+/* A node of a value tree; every node owns its children (and one tensor reference). */
+struct lunet_value {
+    lunet_value_kind_t kind;
+    union {
+        bool b;
+        int64_t i;
+        double f;
+        struct {
+            char *data;
+            size_t len;
+        } str;
+        lunet_tensor_t *tensor;
+        struct {
+            lunet_value_entry_t *entries;
+            size_t count, cap;
+        } map;
+    } u;
+};
+
+lunet_status_t lunet_value_bool(lunet_value_t **out, bool b);
+lunet_status_t lunet_value_int(lunet_value_t **out, int64_t i);
+lunet_status_t lunet_value_float(lunet_value_t **out, double f);
+/* Copies len bytes of s. */
+lunet_status_t lunet_value_string(lunet_value_t **out, const char *s, size_t len);
+/* Takes its own reference to t (saved contiguous, as data; autograd history is not kept). */
+lunet_status_t lunet_value_tensor(lunet_value_t **out, lunet_tensor_t *t);
+/* An empty map. */
+lunet_status_t lunet_value_map(lunet_value_t **out);
+/* Frees v and everything under it (NULL is ok). */
+void lunet_value_free(lunet_value_t *v);
+/*
+ * Appends key -> value to map.  The map takes ownership of key and value in every case (they
+ * are freed if the call fails), so calls can be chained without cleanup.  Keys must be
+ * distinct: lunet_value_save fails on a duplicate.
+ */
+lunet_status_t lunet_value_map_put(lunet_value_t *map, lunet_value_t *key, lunet_value_t *value);
+/* Same with a string key copied from a C string. */
+lunet_status_t lunet_value_map_put_str(lunet_value_t *map, const char *key,
+                                       lunet_value_t *value);
+/* The value under a string / int key, or NULL (borrowed; linear search). */
+const lunet_value_t *lunet_value_map_get(const lunet_value_t *map, const char *key);
+const lunet_value_t *lunet_value_map_geti(const lunet_value_t *map, int64_t key);
+/* Sorts a map's entries: int keys ascending, then string keys bytewise (stable output). */
+void lunet_value_map_sort(lunet_value_t *map);
+
+/* Writes v to path (atomically: temp file, fsync, rename). */
+lunet_status_t lunet_value_save(const char *path, const lunet_value_t *v);
+/* Reads a file written by lunet_value_save; *out is a new tree (free with lunet_value_free). */
+lunet_status_t lunet_value_load(lunet_value_t **out, const char *path);
+
+/* Convenience for C hosts: a map of n named tensors (a state dict), in the given order. */
+lunet_status_t lunet_save_tensors(const char *path, size_t n, const char *const *names,
+                                  lunet_tensor_t *const *tensors);
+/* Reads such a file: *n entries, malloc'ed arrays of names and tensor references, in file
+   order; fails if the file holds anything else.  Release with lunet_tensors_free. */
+lunet_status_t lunet_load_tensors(size_t *n, char ***names, lunet_tensor_t ***tensors,
+                                  const char *path);
+void lunet_tensors_free(size_t n, char **names, lunet_tensor_t **tensors);
+
+/* Writes len bytes to path atomically (temp file in the same directory, fsync, rename). */
+lunet_status_t lunet_write_file_atomic(const char *path, const void *data, size_t len);
+
+/*
+ * Testing aid: make every following save fail after `after_bytes` bytes of the file have been
+ * written (-1 turns it off).  Until this is called, the environment variable
+ * LUNET_FAULT_SAVE_AFTER=N (read at each save) does the same.
+ */
+void lunet_serialize_set_fault(int64_t after_bytes);
+
 #ifdef __cplusplus
 }
 #endif

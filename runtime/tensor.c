@@ -142,14 +142,18 @@ static lunet_status_t check_shape(const char *op, int ndim, const int64_t *shape
     if (ndim < 0 || ndim > LUNET_MAX_DIMS)
         return lunet_fail(LUNET_STATUS_VALUE, "%s: %d dims is more than the %d supported", op,
                           ndim, LUNET_MAX_DIMS);
-    int64_t n = 1;
+    /* the product of the non-zero sizes must fit too: strides are computed from it even
+       when another size is 0 */
+    int64_t n = 1, nonzero = 1;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0)
             return lunet_fail(LUNET_STATUS_RUNTIME,
                               "%s: Trying to create tensor with negative dimension %lld", op,
                               (long long)shape[i]);
-        if (shape[i] > 0 && n > INT64_MAX / 16 / shape[i])
+        if (shape[i] > 0 && nonzero > INT64_MAX / 16 / shape[i])
             return lunet_fail(LUNET_STATUS_VALUE, "%s: shape is too large", op);
+        if (shape[i] > 0)
+            nonzero *= shape[i];
         n *= shape[i];
     }
     *numel = n;

@@ -5,10 +5,8 @@
 --
 -- Pixels: round(v * 255) recovers the original byte exactly (3 decimals of v/255 are
 -- within 0.13 of a byte step); the script checks that for every value.
--- Order and split: samples are interleaved by digit (sample 0 of digits 0..9, then sample 1
--- of each, ...; a digit that runs out is skipped), and every 5th sample of that sequence
--- (positions 4, 9, 14, ...) goes to the test set, the rest to training.  Both sets thus mix
--- all digits in proportion to the package's counts, and the result never changes.
+-- Order and split: a fixed pseudo-random permutation of all 10,000 samples (see below), so
+-- both sets mix the digits as the official files do, and the result never changes.
 local lunet = rawget(_G, "lunet") or require "lunet"
 local C = lunet._c
 
@@ -41,25 +39,20 @@ for d = 0, 9 do
   digits[d] = {bytes = bytes, count = n // P}
 end
 
--- interleave by digit
-local seq = {}
-local j = 0
-while true do
-  local any = false
-  for d = 0, 9 do
-    if j < digits[d].count then
-      seq[#seq + 1] = {d, j}
-      any = true
-    end
-  end
-  if not any then break end
-  j = j + 1
+-- all samples digit by digit (0s first), then a fixed permutation: randperm(10000) after
+-- manual_seed(0) (PyTorch's generator, so torch.manual_seed(0); torch.randperm(10000) gives
+-- the same order); its first 8,000 positions are the training set, the rest the test set.
+local all = {}
+for d = 0, 9 do
+  for k = 0, digits[d].count - 1 do all[#all + 1] = {d, k} end
 end
-
+lunet.manual_seed(0)
+local perm = lunet.randperm(#all):tolist()
+local ntrain = #all * 4 // 5
 local parts = {train = {img = {}, lab = {}}, test = {img = {}, lab = {}}}
-for p, s in ipairs(seq) do
-  local d, k = s[1], s[2]
-  local part = ((p - 1) % 5 == 4) and parts.test or parts.train
+for p, g in ipairs(perm) do
+  local d, k = all[g + 1][1], all[g + 1][2]
+  local part = p <= ntrain and parts.train or parts.test
   local bytes = digits[d].bytes
   part.img[#part.img + 1] = string.char(table.unpack(bytes, k * P + 1, (k + 1) * P))
   part.lab[#part.lab + 1] = string.char(d)
