@@ -92,6 +92,23 @@ static void copy_same(char **d, const int64_t *s, int64_t n, void *ctx)
         memcpy(d[0], d[1], (size_t)n * es);
         return;
     }
+    if (s[0] == (int64_t)es && s[1] == 0) {
+        /* fill with one value (fill_, zero_grad, expanded sources) */
+        if (es == 4) {
+            uint32_t v, *o = (uint32_t *)d[0];
+            memcpy(&v, d[1], 4);
+            for (int64_t i = 0; i < n; i++)
+                o[i] = v;
+        } else if (es == 8) {
+            uint64_t v, *o = (uint64_t *)d[0];
+            memcpy(&v, d[1], 8);
+            for (int64_t i = 0; i < n; i++)
+                o[i] = v;
+        } else {
+            memset(d[0], *(const uint8_t *)d[1], (size_t)n);
+        }
+        return;
+    }
     for (int64_t i = 0; i < n; i++)
         memcpy(d[0] + i * s[0], d[1] + i * s[1], es);
 }
