@@ -5,6 +5,8 @@ CC      ?= cc
 BLAS    ?= openblas
 LUA_PC  ?= lua5.4
 PREFIX  ?= /usr/local
+# busted runs under lua5.4 whatever `lua` points to (luarocks can switch it to 5.1)
+BUSTED  ?= lua5.4 $(shell command -v busted || echo /usr/bin/busted)
 
 ifeq ($(BLAS),none)
 BUILD    ?= build/noblas
@@ -77,7 +79,7 @@ deps:
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	else echo "all Debian packages present"; fi
 
-test: test-c test-c-noblas test-lua
+test: test-c test-c-noblas test-lua test-integration
 
 test-c: $(TEST_BIN)
 	@fail=0; for t in $(TEST_BIN); do echo "== $$t"; $$t || fail=1; done; exit $$fail
@@ -86,7 +88,7 @@ test-c-noblas:
 	$(MAKE) --no-print-directory BLAS=none test-c
 
 test-lua: all
-	LUNET_BUILD=$(BUILD) busted --helper=spec/helper.lua spec
+	LUNET_BUILD=$(BUILD) $(BUSTED) --helper=spec/helper.lua spec
 
 bench: all
 	$(BUILD)/lunet bench/run.lua
@@ -140,3 +142,93 @@ fuzz: $(BUILD)/fuzz/fuzz_idx
 	  -max_len=4096 $(BUILD)/fuzz/corpus tests/idx_corpus
 
 .PHONY: test-asan fuzz
+
+# --- install, examples, repl tests (issue 7) ---
+# `make install PREFIX=/usr/local [DESTDIR=...]`: bin/lunet, lib/liblunet.{a,so} (the C core),
+# lib/liblunet-lua.a (the Lua half, for C hosts embedding Lua), include/lunet.h and
+# lunet_embed.h, lib/lua/5.4/lunet.so (for plain lua5.4), lib/pkgconfig/lunet.pc and
+# lunet-lua.pc, share/man/man1/lunet.1.  `make examples` builds examples/*; `make
+# test-integration` (part of `make test`) runs them, the REPL in tmux and an install check.
+VERSION      := $(shell sed -n 's/^\#define LUNET_VERSION "\(.*\)"/\1/p' runtime/lunet.h)
+BINDIR       ?= $(PREFIX)/bin
+LIBDIR       ?= $(PREFIX)/lib
+INCLUDEDIR   ?= $(PREFIX)/include
+MANDIR       ?= $(PREFIX)/share/man
+LUA_LIBDIR   ?= $(LIBDIR)/lua/5.4
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+LD           ?= ld
+LUNET_LUA_A  := $(BUILD)/liblunet-lua.a
+
+# The bindings as one relocatable object: linking it pulls in every binding file (lunet.c
+# refers to some of them weakly, which would not pull archive members on its own).
+$(BUILD)/obj/lunet-lua.o: $(BD_OBJ) $(GEN_OBJ)
+	$(LD) -r -o $@ $^
+
+$(LUNET_LUA_A): $(BUILD)/obj/lunet-lua.o
+	rm -f $@ && ar rcs $@ $<
+
+all: $(LUNET_LUA_A)
+
+# pkg-config files for a prefix: sed over lunet.pc.in / lunet-lua.pc.in
+PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+  -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@BLAS_LIB@|$(BLAS_LIB)|g' \
+  -e 's|@LUA_PC@|$(LUA_PC)|g'
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) \
+	  $(DESTDIR)$(LUA_LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(MANDIR)/man1
+	install -m 755 $(BUILD)/lunet $(DESTDIR)$(BINDIR)/lunet
+	install -m 644 $(BUILD)/liblunet.a $(LUNET_LUA_A) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(BUILD)/liblunet.so $(DESTDIR)$(LIBDIR)/liblunet.so
+	install -m 755 $(BUILD)/lunet.so $(DESTDIR)$(LUA_LIBDIR)/lunet.so
+	install -m 644 runtime/lunet.h bindings/lunet_embed.h $(DESTDIR)$(INCLUDEDIR)/
+	$(PC_SED) lunet.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/lunet.pc
+	$(PC_SED) lunet-lua.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/lunet-lua.pc
+	install -m 644 man/lunet.1 $(DESTDIR)$(MANDIR)/man1/lunet.1
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/lunet $(DESTDIR)$(LIBDIR)/liblunet.a $(DESTDIR)$(LIBDIR)/liblunet.so \
+	  $(DESTDIR)$(LIBDIR)/liblunet-lua.a $(DESTDIR)$(LUA_LIBDIR)/lunet.so \
+	  $(DESTDIR)$(INCLUDEDIR)/lunet.h $(DESTDIR)$(INCLUDEDIR)/lunet_embed.h \
+	  $(DESTDIR)$(PKGCONFIGDIR)/lunet.pc $(DESTDIR)$(PKGCONFIGDIR)/lunet-lua.pc \
+	  $(DESTDIR)$(MANDIR)/man1/lunet.1
+
+# LuaRocks (lunet-0.1.0-1.rockspec, build type "make"): the module alone, into LUA_LIBDIR.
+rock: $(BUILD)/lunet.so
+
+install-rock: $(BUILD)/lunet.so
+	install -d $(DESTDIR)$(LUA_LIBDIR)
+	install -m 755 $(BUILD)/lunet.so $(DESTDIR)$(LUA_LIBDIR)/lunet.so
+
+EX_BIN := $(BUILD)/examples/embed_host $(BUILD)/examples/c_only
+
+# Built as an outside host would link: the installed libraries' in-tree counterparts.
+$(BUILD)/examples/embed_host: examples/embed_host/main.c bindings/lunet_embed.h $(LUNET_LUA_A) $(BUILD)/liblunet.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLFLAGS) $(LUA_CFLAGS) -Iruntime -Ibindings -o $@ $< $(LUNET_LUA_A) $(BUILD)/liblunet.a \
+	  $(LUA_LIBS) $(LIBS)
+
+$(BUILD)/examples/c_only: examples/c_only/main.c runtime/lunet.h $(BUILD)/liblunet.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLFLAGS) -Iruntime -o $@ $< $(BUILD)/liblunet.a $(LIBS)
+
+examples: $(EX_BIN)
+
+test-examples: examples
+	$(BUILD)/examples/embed_host examples/embed_host/train.lua
+	$(BUILD)/examples/c_only data/FashionMNIST/raw
+
+test-repl: $(BUILD)/lunet
+	bash tests/repl_test.sh $(BUILD)/lunet
+
+# make install into a temporary prefix (and once with DESTDIR), then use what it installed
+test-install: all
+	@tmp=$$(mktemp -d) && \
+	$(MAKE) --no-print-directory install PREFIX=$$tmp/prefix >$$tmp/install.log 2>&1 && \
+	$(MAKE) --no-print-directory install PREFIX=/opt/lunet DESTDIR=$$tmp/dest >>$$tmp/install.log 2>&1 && \
+	bash tests/install_test.sh $$tmp/prefix $$tmp/dest/opt/lunet; st=$$?; \
+	if [ $$st -ne 0 ]; then cat $$tmp/install.log; fi; rm -rf $$tmp; exit $$st
+
+test-integration: test-examples test-repl test-install
+
+.PHONY: uninstall rock install-rock examples test-examples test-repl test-install test-integration

@@ -256,7 +256,52 @@ static int m_random_(lua_State *L)
     return 1;
 }
 
+/*
+ * The default generator's whole state as an int64 tensor of 628 values (the 624 MT words,
+ * the position, the seed, whether a normal value is cached and its bits), so a checkpoint
+ * can resume the exact random stream: lunet.set_rng_state(lunet.get_rng_state()).
+ */
+#define RNG_STATE_LEN 628
+
+static int l_get_rng_state(lua_State *L)
+{
+    const lunet_generator_t *g = lunet_default_generator();
+    int64_t n = RNG_STATE_LEN, v[RNG_STATE_LEN];
+    for (int i = 0; i < 624; i++)
+        v[i] = g->state[i];
+    v[624] = g->index;
+    memcpy(&v[625], &g->seed, sizeof g->seed);
+    v[626] = g->has_cached_normal;
+    memcpy(&v[627], &g->cached_normal, sizeof g->cached_normal);
+    lunet_tensor_t *t;
+    LB_CHECK(L, lunet_tensor_from_data(&t, LUNET_DTYPE_INT64, 1, &n, v));
+    lb_pushtensor(L, t);
+    return 1;
+}
+
+static int l_set_rng_state(lua_State *L)
+{
+    lunet_tensor_t *t = lb_checktensor(L, 1);
+    if (t->dtype != LUNET_DTYPE_INT64 || t->ndim != 1 || t->shape[0] != RNG_STATE_LEN ||
+        !lunet_tensor_is_contiguous(t))
+        return luaL_error(L, "set_rng_state: expected the int64 tensor of %d values that "
+                             "get_rng_state returns", RNG_STATE_LEN);
+    const int64_t *v = lunet_tensor_data(t);
+    if (v[624] < 0 || v[624] > 624)
+        return luaL_error(L, "set_rng_state: corrupt state (position %d)", (int)v[624]);
+    lunet_generator_t *g = lunet_default_generator();
+    for (int i = 0; i < 624; i++)
+        g->state[i] = (uint32_t)v[i];
+    g->index = (int)v[624];
+    memcpy(&g->seed, &v[625], sizeof g->seed);
+    g->has_cached_normal = v[626] != 0;
+    memcpy(&g->cached_normal, &v[627], sizeof g->cached_normal);
+    return 0;
+}
+
 static const luaL_Reg functions[] = {
+    {"get_rng_state", l_get_rng_state},
+    {"set_rng_state", l_set_rng_state},
     {"manual_seed", l_manual_seed},
     {"initial_seed", l_initial_seed},
     {"rand", l_rand},

@@ -1,0 +1,187 @@
+-- mnist_mlp.lua - the MNIST notebook (seed 002) as a Lunet script: a 784-512-256-128-64-10
+-- ReLU network, ToTensor + Normalize((0.1307,), (0.3081,)), batches of 64 shuffled,
+-- cross-entropy, SGD(lr = 0.01, momentum = 0.5), 10 epochs, test accuracy after each epoch.
+--
+--   build/lunet scripts/mnist_mlp.lua [--dataset mnist|fashion] [--epochs 10] [--out DIR]
+--
+-- Writes into --out: metrics.csv (one row per epoch), curves.svg (loss and accuracy per
+-- epoch) and checkpoint.lnt (model, optimizer, random state and history), rewritten after
+-- every epoch; --resume CHECKPOINT continues a run exactly where it stopped.  Seeded like
+-- the notebook's PyTorch run (torch.manual_seed before building the model), the weights and
+-- the shuffles are PyTorch's own.
+local lunet = lunet or require "lunet"
+local argparse = require "argparse"
+local nn, F, optim, data = lunet.nn, lunet.nn.functional, lunet.optim, lunet.data
+local clock = lunet.monotonic or lunet._c.monotonic
+
+local parser = argparse("mnist_mlp.lua", "Train the MNIST notebook's MLP with Lunet.")
+parser:option("--dataset", "Data set: mnist or fashion.", "mnist"):choices({"mnist", "fashion"})
+parser:option("--data", "Folder holding MNIST/raw and FashionMNIST/raw (make data).", "data")
+parser:option("--epochs", "Number of epochs.", "10"):convert(math.tointeger)
+parser:option("--batch-size", "Training batch size.", "64"):convert(math.tointeger)
+parser:option("--test-batch-size", "Test batch size.", "1000"):convert(math.tointeger)
+parser:option("--lr", "Learning rate.", "0.01"):convert(tonumber)
+parser:option("--momentum", "SGD momentum.", "0.5"):convert(tonumber)
+parser:option("--seed", "Seed of the random generator.", "0"):convert(math.tointeger)
+parser:option("--out", "Output folder.", "out/mnist_mlp")
+parser:option("--resume", "Checkpoint to continue from.")
+parser:option("--limit", "Use only the first N training images (and N/6 test images).")
+  :convert(math.tointeger)
+parser:flag("--no-progress", "No progress line during an epoch.")
+local args = parser:parse(arg)
+
+-- ---------------------------------------------------------------- the model
+
+local Net = nn.Module:extend("Net")
+
+function Net:init()
+  self.l1 = nn.Linear(784, 512)
+  self.l2 = nn.Linear(512, 256)
+  self.l3 = nn.Linear(256, 128)
+  self.l4 = nn.Linear(128, 64)
+  self.l5 = nn.Linear(64, 10)
+end
+
+function Net:forward(x)
+  x = x:view(-1, 784)
+  x = F.relu(self.l1(x))
+  x = F.relu(self.l2(x))
+  x = F.relu(self.l3(x))
+  x = F.relu(self.l4(x))
+  return self.l5(x) -- no activation on the last layer: cross-entropy takes logits
+end
+
+-- ---------------------------------------------------------------- data
+
+local transform = data.transforms.Compose{
+  data.transforms.ToTensor(), data.transforms.Normalize({0.1307}, {0.3081}),
+}
+local Dataset = args.dataset == "fashion" and data.FashionMNIST or data.MNIST
+
+local function first(ds, n)
+  -- a quick run on the first n samples
+  if n and n < #ds then
+    ds.data, ds.targets, ds.n = ds.data:narrow(0, 0, n), ds.targets:narrow(0, 0, n), n
+  end
+  return ds
+end
+
+local train_dataset = first(Dataset{root = args.data, train = true, transform = transform}, args.limit)
+local test_dataset = first(Dataset{root = args.data, train = false, transform = transform},
+  args.limit and math.max(args.limit // 6, 1))
+
+-- the random stream: seed, then the weights, then each epoch's loader draws (PyTorch's order)
+lunet.manual_seed(args.seed)
+local model = Net()
+local criterion = nn.CrossEntropyLoss()
+local optimizer = optim.SGD(model:parameters(), {lr = args.lr, momentum = args.momentum})
+local train_loader = data.DataLoader(train_dataset, {batch_size = args.batch_size, shuffle = true})
+local test_loader = data.DataLoader(test_dataset, {batch_size = args.test_batch_size, shuffle = false})
+
+-- ---------------------------------------------------------------- output
+
+local function mkdir(path)
+  local ok = os.execute("mkdir -p '" .. path:gsub("'", "'\\''") .. "'")
+  if not ok then error("cannot create the output folder " .. path) end
+end
+mkdir(args.out)
+local csv_path, svg_path = args.out .. "/metrics.csv", args.out .. "/curves.svg"
+local ckpt_path = args.out .. "/checkpoint.lnt"
+
+-- rewritten whole through a temporary file, so a crash never leaves half a file
+local function write_file(path, text)
+  local tmp = path .. ".tmp"
+  local f = assert(io.open(tmp, "wb"))
+  assert(f:write(text))
+  assert(f:close())
+  assert(os.rename(tmp, path))
+end
+
+local history = {epoch = {}, train_loss = {}, test_acc = {}, epoch_seconds = {}}
+
+local function write_metrics()
+  local rows = {"epoch,train_loss,test_acc,epoch_seconds"}
+  for i, e in ipairs(history.epoch) do
+    rows[#rows + 1] = ("%d,%.6f,%.4f,%.3f"):format(e, history.train_loss[i], history.test_acc[i],
+      history.epoch_seconds[i])
+  end
+  write_file(csv_path, table.concat(rows, "\n") .. "\n")
+  local fig = lunet.plot.figure{width = 900, height = 360,
+    title = ("%s MLP, batch %d, lr %g, momentum %g"):format(train_dataset.name, args.batch_size,
+      args.lr, args.momentum)}
+  fig:panel{title = "Loss", xlabel = "epoch", ylabel = "loss"}
+    :line(history.epoch, history.train_loss, {label = "train loss"})
+  fig:panel{title = "Accuracy", xlabel = "epoch", ylabel = "accuracy"}
+    :line(history.epoch, history.test_acc, {label = "test accuracy"})
+  fig:save(svg_path)
+end
+
+local start_epoch = 1
+if args.resume then
+  local ck = lunet.load(args.resume)
+  model:load_state_dict(ck.model)
+  optimizer:load_state_dict(ck.optimizer)
+  lunet.set_rng_state(ck.rng)
+  history = ck.history
+  start_epoch = ck.epoch + 1
+  print(("resumed from %s after epoch %d"):format(args.resume, ck.epoch))
+end
+
+-- ---------------------------------------------------------------- train and test
+
+local function train(epoch)
+  model:train()
+  local running, total, batches = 0.0, 0.0, 0
+  local bar = not args.no_progress and lunet.progress.new{total = #train_loader,
+    desc = ("epoch %d"):format(epoch), batch_size = args.batch_size} or nil
+  local t0 = clock()
+  for inputs, target in train_loader:iter() do
+    optimizer:zero_grad()
+    local outputs = model(inputs)
+    local loss = criterion(outputs, target)
+    loss:backward()
+    optimizer:step()
+    local l = loss:item()
+    running, total, batches = running + l, total + l, batches + 1
+    if bar then bar:update(1, {loss = l}) end
+    if batches % 300 == 0 then
+      -- the mean of the last 300 batches (the notebook forgot to reset its sum)
+      local line = ("[epoch=%d, batch=%d] loss: %3f"):format(epoch, batches, running / 300)
+      if bar then bar:print(line) else print(line) end
+      running = 0.0
+    end
+  end
+  local seconds = clock() - t0
+  if bar then bar:close() end
+  print(("epoch=%d, total loss=%.4f, mean loss=%.4f, %.2f s"):format(epoch, total, total / batches, seconds))
+  return total / batches, seconds
+end
+
+local function test()
+  model:eval()
+  local correct, count = 0, 0
+  lunet.no_grad(function()
+    for images, labels in test_loader:iter() do
+      local outputs = model(images)
+      local _, predicted = outputs:max(1)
+      count = count + labels:size(0)
+      correct = correct + predicted:eq(labels):sum():item()
+    end
+  end)
+  print(("Accuracy on test set: %.2f%%"):format(100 * correct / count))
+  return correct / count
+end
+
+for epoch = start_epoch, args.epochs do
+  local loss, seconds = train(epoch)
+  local acc = test()
+  local n = #history.epoch + 1
+  history.epoch[n], history.train_loss[n] = epoch, loss
+  history.test_acc[n], history.epoch_seconds[n] = acc, seconds
+  write_metrics()
+  lunet.save({model = model:state_dict(), optimizer = optimizer:state_dict(), epoch = epoch,
+              rng = lunet.get_rng_state(), history = history,
+              args = {dataset = args.dataset, seed = args.seed, lr = args.lr}}, ckpt_path)
+end
+
+print(("metrics: %s\nfigure: %s\ncheckpoint: %s"):format(csv_path, svg_path, ckpt_path))

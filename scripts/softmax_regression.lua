@@ -1,0 +1,139 @@
+-- softmax_regression.lua - softmax regression from scratch on Fashion-MNIST, as the d2l
+-- notebook (seed 001) writes it: W (784, 10) from N(0, 0.01) and b zeros with requires_grad,
+-- the hand-written softmax, net, cross_entropy as -log(y_hat[range, y]), accuracy, an
+-- Accumulator, evaluate_accuracy and the minibatch SGD updater; batch 256, lr 0.1, 10 epochs.
+--
+--   build/lunet scripts/softmax_regression.lua [--epochs 10] [--out DIR]
+--
+-- Prints train loss, train accuracy and test accuracy per epoch, and writes metrics.csv and
+-- curves.svg (the three curves d2l's train_ch3 draws) into --out.
+local lunet = lunet or require "lunet"
+local argparse = require "argparse"
+local data, metrics = lunet.data, lunet.metrics
+local clock = lunet.monotonic or lunet._c.monotonic
+
+local parser = argparse("softmax_regression.lua", "Softmax regression from scratch (d2l 3.6).")
+parser:option("--data", "Folder holding FashionMNIST/raw (make data).", "data")
+parser:option("--epochs", "Number of epochs.", "10"):convert(math.tointeger)
+parser:option("--batch-size", "Batch size.", "256"):convert(math.tointeger)
+parser:option("--lr", "Learning rate.", "0.1"):convert(tonumber)
+parser:option("--seed", "Seed of the random generator.", "0"):convert(math.tointeger)
+parser:option("--out", "Output folder.", "out/softmax_regression")
+parser:option("--limit", "Use only the first N training images (and N/6 test images).")
+  :convert(math.tointeger)
+local args = parser:parse(arg)
+
+lunet.manual_seed(args.seed)
+
+-- d2l.load_data_fashion_mnist: ToTensor only, training batches shuffled
+local function load_data_fashion_mnist(batch_size)
+  local function first(ds, n)
+    if n and n < #ds then
+      ds.data, ds.targets, ds.n = ds.data:narrow(0, 0, n), ds.targets:narrow(0, 0, n), n
+    end
+    return ds
+  end
+  local tf = data.transforms.ToTensor()
+  local mnist_train = first(data.FashionMNIST{root = args.data, train = true, transform = tf}, args.limit)
+  local mnist_test = first(data.FashionMNIST{root = args.data, train = false, transform = tf},
+    args.limit and math.max(args.limit // 6, 1))
+  return data.DataLoader(mnist_train, {batch_size = batch_size, shuffle = true}),
+         data.DataLoader(mnist_test, {batch_size = batch_size, shuffle = false})
+end
+
+local batch_size = args.batch_size
+local train_iter, test_iter = load_data_fashion_mnist(batch_size)
+
+local num_inputs, num_outputs = 784, 10
+local W = lunet.normal(0, 0.01, {num_inputs, num_outputs}, {requires_grad = true})
+local b = lunet.zeros(num_outputs, {requires_grad = true})
+
+-- exp, then divide by the row sums (broadcast); naive on purpose, as in the notebook
+local function softmax(X)
+  local X_exp = X:exp()
+  local partition = X_exp:sum(1, true)
+  return X_exp / partition
+end
+
+local function net(X)
+  return softmax(X:reshape(-1, W.shape[1]):matmul(W) + b)
+end
+
+-- -log of the probability each row gives its true class: y_hat[range(len(y_hat)), y]
+local function cross_entropy(y_hat, y)
+  return -y_hat:index{lunet.arange(#y_hat), y}:log()
+end
+
+local accuracy = metrics.accuracy -- number of correct predictions (argmax over classes)
+
+local function evaluate_accuracy(net_fn, data_iter)
+  local metric = metrics.Accumulator(2) -- correct predictions, predictions
+  lunet.no_grad(function()
+    for X, y in data_iter:iter() do
+      metric:add(accuracy(net_fn(X), y), y:numel())
+    end
+  end)
+  return metric[1] / metric[2]
+end
+
+-- d2l.sgd: param -= lr * param.grad / batch_size, then zero the gradient, without history
+local function sgd(params, lr, size)
+  lunet.no_grad(function()
+    for _, param in ipairs(params) do
+      param:sub_(lr * param.grad / size)
+      param.grad:zero_()
+    end
+  end)
+end
+
+local function updater(size) return sgd({W, b}, args.lr, size) end
+
+local function train_epoch_ch3()
+  local metric = metrics.Accumulator(3) -- loss sum, correct predictions, examples
+  for X, y in train_iter:iter() do
+    local y_hat = net(X)
+    local l = cross_entropy(y_hat, y)
+    l:sum():backward()
+    updater(X:size(0))
+    metric:add(l:sum(), accuracy(y_hat, y), y:numel())
+  end
+  return metric[1] / metric[3], metric[2] / metric[3]
+end
+
+local out = args.out
+assert(os.execute("mkdir -p '" .. out:gsub("'", "'\\''") .. "'"), "cannot create " .. out)
+local hist = {epoch = {}, train_loss = {}, train_acc = {}, test_acc = {}, seconds = {}}
+
+local function write_outputs()
+  local rows = {"epoch,train_loss,train_acc,test_acc,epoch_seconds"}
+  for i, e in ipairs(hist.epoch) do
+    rows[#rows + 1] = ("%d,%.6f,%.4f,%.4f,%.3f"):format(e, hist.train_loss[i], hist.train_acc[i],
+      hist.test_acc[i], hist.seconds[i])
+  end
+  local tmp = out .. "/metrics.csv.tmp"
+  local f = assert(io.open(tmp, "wb"))
+  f:write(table.concat(rows, "\n"), "\n")
+  f:close()
+  assert(os.rename(tmp, out .. "/metrics.csv"))
+  local fig = lunet.plot.figure{width = 560, height = 400, title = "Softmax regression on Fashion-MNIST"}
+  local ax = fig:panel{xlabel = "epoch", ylabel = "", title = ""}
+  ax:line(hist.epoch, hist.train_loss, {label = "train loss"})
+  ax:line(hist.epoch, hist.train_acc, {label = "train acc"})
+  ax:line(hist.epoch, hist.test_acc, {label = "test acc"})
+  fig:save(out .. "/curves.svg")
+end
+
+-- d2l.train_ch3
+for epoch = 1, args.epochs do
+  local t0 = clock()
+  local train_loss, train_acc = train_epoch_ch3()
+  local seconds = clock() - t0
+  local test_acc = evaluate_accuracy(net, test_iter)
+  print(("epoch %d, train loss %.3f, train acc %.3f, test acc %.3f (%.2f s)"):format(epoch,
+    train_loss, train_acc, test_acc, seconds))
+  local n = #hist.epoch + 1
+  hist.epoch[n], hist.train_loss[n], hist.train_acc[n] = epoch, train_loss, train_acc
+  hist.test_acc[n], hist.seconds[n] = test_acc, seconds
+  write_outputs()
+end
+print(("metrics: %s/metrics.csv\nfigure: %s/curves.svg"):format(out, out))
