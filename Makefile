@@ -90,8 +90,12 @@ test-c-noblas:
 test-lua: all
 	LUNET_BUILD=$(BUILD) $(BUSTED) --helper=spec/helper.lua spec
 
-bench: all
-	$(BUILD)/lunet bench/run.lua
+# Benchmarks (not tests): each beside PyTorch's figure from the same run when torch is installed.
+$(BUILD)/bench_%: bench/bench_%.c $(BUILD)/liblunet.a
+	$(CC) -std=gnu11 -O2 -g $(BLAS_DEF) -Iruntime -o $@ $< $(BUILD)/liblunet.a $(LIBS)
+
+bench: all $(BUILD)/bench_core $(BUILD)/bench_loss
+	BUILD=$(BUILD) bash bench/run.sh
 
 clean:
 	rm -rf build

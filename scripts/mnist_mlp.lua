@@ -12,7 +12,7 @@
 local lunet = lunet or require "lunet"
 local argparse = require "argparse"
 local nn, F, optim, data = lunet.nn, lunet.nn.functional, lunet.optim, lunet.data
-local clock = lunet.monotonic or lunet._c.monotonic
+local clock = lunet.monotonic
 
 local parser = argparse("mnist_mlp.lua", "Train the MNIST notebook's MLP with Lunet.")
 parser:option("--dataset", "Data set: mnist or fashion.", "mnist"):choices({"mnist", "fashion"})

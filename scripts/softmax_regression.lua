@@ -10,7 +10,7 @@
 local lunet = lunet or require "lunet"
 local argparse = require "argparse"
 local data, metrics = lunet.data, lunet.metrics
-local clock = lunet.monotonic or lunet._c.monotonic
+local clock = lunet.monotonic
 
 local parser = argparse("softmax_regression.lua", "Softmax regression from scratch (d2l 3.6).")
 parser:option("--data", "Folder holding FashionMNIST/raw (make data).", "data")
