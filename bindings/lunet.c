@@ -15,21 +15,9 @@ typedef struct {
 /* build/gen/lua_sources.c: one entry per .lua file of bindings/lua/, in file-name order. */
 extern const lunet_lua_source_t lunet_lua_sources[];
 
-/*
- * The other binding files are written alongside this one; weak references keep the module
- * linkable (and testable) while one of them is missing.  Once every file exists these all
- * resolve to the real functions and the checks below are always true.
- */
-extern void lb_open_random(lua_State *L) __attribute__((weak));
-extern void lb_open_loss(lua_State *L) __attribute__((weak));
-extern void lb_open_data(lua_State *L) __attribute__((weak));
-extern void lb_open_nn(lua_State *L) __attribute__((weak));
-extern void lb_open_serialize(lua_State *L) __attribute__((weak));
-
+/* Runs one binding file's lb_open_* (declared in lbind.h) with the module table on top. */
 static void open_part(lua_State *L, void (*open)(lua_State *L))
 {
-    if (!open)
-        return;
     int top = lua_gettop(L);
     open(L);
     lua_settop(L, top); /* each part leaves the module table on top */
