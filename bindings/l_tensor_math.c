@@ -546,9 +546,7 @@ static int f_retain_grad(lua_State *L)
     lunet_tensor_t *t = lb_checktensor(L, 1);
     if (!t->requires_grad)
         return luaL_error(L, "can't retain_grad on Tensor that has requires_grad=False");
-    /* lunet.h has no setter; autograd.c reads the flag when it reaches this tensor. */
-    if (!lunet_tensor_is_leaf(t))
-        t->retains_grad = true;
+    LB_CHECK(L, lunet_tensor_retain_grad(t));
     lua_settop(L, 1);
     return 1;
 }

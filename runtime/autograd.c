@@ -50,6 +50,18 @@ lunet_status_t lunet_tensor_requires_grad_(lunet_tensor_t *t, bool requires_grad
     return LUNET_OK;
 }
 
+lunet_status_t lunet_tensor_retain_grad(lunet_tensor_t *t)
+{
+    if (!t->requires_grad)
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "can't retain_grad on Tensor that has requires_grad=False");
+    if (t->grad_fn) {
+        t->retains_grad = true;
+        t->grad_fn->retain_target = t;
+    }
+    return LUNET_OK;
+}
+
 lunet_status_t lunet_autograd_check_inplace(const lunet_tensor_t *t, const char *op)
 {
     if (grad_disabled || !t->requires_grad)
@@ -364,6 +376,14 @@ lunet_status_t lunet_tensor_backward(lunet_tensor_t *t, lunet_tensor_t *grad, bo
         lunet_tensor_t *g = n->grad;
         n->grad = NULL;
         lunet_tensor_t *grads[LUNET_OP_MAX_INPUTS] = {NULL};
+        if (g && n->retain_target) {
+            lunet_tensor_t *keep;
+            if ((st = lunet_tensor_clone(&keep, g)) ||
+                (st = accumulate(&n->retain_target->grad, keep))) {
+                lunet_tensor_release(g);
+                goto out;
+            }
+        }
         if (!g) {
             /* no gradient reached this node (e.g. integer path); still release its inputs */
         } else if ((st = check_saved(n)) ||

@@ -89,6 +89,9 @@ struct lunet_node {
     lunet_dtype_t out_dtype;
     int out_ndim;
     int64_t out_shape[LUNET_MAX_DIMS];
+    /* the output tensor when it asked for retain_grad (not owned: the tensor clears it when
+       it goes away) */
+    lunet_tensor_t *retain_target;
     /* backward scratch */
     lunet_tensor_t *grad;
     int deps;

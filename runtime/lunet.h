@@ -499,6 +499,8 @@ lunet_status_t lunet_tensor_requires_grad_(lunet_tensor_t *t, bool requires_grad
 bool lunet_tensor_is_leaf(const lunet_tensor_t *t);
 /* Name of the node that made t ("MulBackward0"), or NULL for a leaf. */
 const char *lunet_tensor_grad_fn_name(const lunet_tensor_t *t);
+/* Keeps t.grad after backward for a non-leaf t too (a leaf keeps it anyway). */
+lunet_status_t lunet_tensor_retain_grad(lunet_tensor_t *t);
 /* Runs backward from t; grad may be NULL for a scalar t. */
 lunet_status_t lunet_tensor_backward(lunet_tensor_t *t, lunet_tensor_t *grad, bool retain_graph);
 

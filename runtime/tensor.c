@@ -97,6 +97,8 @@ void lunet_tensor_release(lunet_tensor_t *t)
         return;
     lunet_storage_release(t->storage);
     lunet_tensor_release(t->grad);
+    if (t->grad_fn && t->grad_fn->retain_target == t)
+        t->grad_fn->retain_target = NULL;
     lunet_node_release(t->grad_fn);
     if (LUNET_POOLING && n_free_structs < (int)(sizeof free_structs / sizeof free_structs[0]))
         free_structs[n_free_structs++] = t;

@@ -128,4 +128,17 @@ describe("lunet autograd surface", function()
     assert.are.same({ 0.14000001549720764 }, b:tolist())
     assert.is_true(w.is_leaf)
   end)
+
+  it("keeps the gradient of a non-leaf after retain_grad", function()
+    local a = lunet.tensor({1.0, 2.0, 3.0}, {requires_grad = true})
+    local b = a * 2
+    b:retain_grad()
+    local c = b * 3
+    assert.is_nil(c.grad)
+    ;(b * b):sum():backward()
+    assert_close(b.grad, {4, 8, 12}, 0)
+    assert_close(a.grad, {8, 16, 24}, 0)
+    assert.has_error(function() lunet.zeros(2):retain_grad() end,
+      "can't retain_grad on Tensor that has requires_grad=False")
+  end)
 end)
