@@ -17,16 +17,6 @@
 #define LUNET_POOLING 0
 #else
 #define LUNET_POOLING 1
-/* ---- softmax.c kernels shared with loss.c (one implementation, so that
- * cross_entropy == nll_loss(log_softmax(x)) bit for bit) */
-// x (C) strided -> *m_out = max, returns log(sum exp(x - m)); scratch (2 C) gets exp(x - m)
-double lunet_softmax_slice_lse_f32(const float *x, int64_t C, int64_t st, float *scratch,
-                                   float *m_out);
-double lunet_softmax_slice_lse_f64(const double *x, int64_t C, int64_t st, double *m_out);
-// e (n) = exp((x - m) - s), contiguous
-void lunet_softmax_exp_f32(float *restrict e, const float *restrict x, int64_t n, float m,
-                           float s);
-
 #endif
 
 struct lunet_storage {

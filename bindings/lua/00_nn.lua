@@ -201,15 +201,20 @@ end
 function Module:eval() return self:train(false) end
 
 -- PyTorch 1.13: gradients are zero-filled in place; {set_to_none = true} drops them.
-function Module:zero_grad(opts)
+-- Shared with optim (lunet._zero_grads).
+function lunet._zero_grads(params, opts)
   local to_none = type(opts) == "table" and opts.set_to_none
-  for _, p in ipairs(self:parameters()) do
-    local g = p.grad
-    if g ~= nil then
-      if to_none then p.grad = nil else lunet.no_grad(function() g:zero_() end) end
+  lunet.no_grad(function()
+    for _, p in ipairs(params) do
+      local g = p.grad
+      if g ~= nil then
+        if to_none then p.grad = nil else g:zero_() end
+      end
     end
-  end
+  end)
 end
+
+function Module:zero_grad(opts) lunet._zero_grads(self:parameters(), opts) end
 
 -- name -> tensor (detached, sharing storage), for every parameter.
 function Module:state_dict()

@@ -109,15 +109,7 @@ end
 
 -- PyTorch 1.13's default: gradients are zero-filled in place; {set_to_none = true} drops them.
 function SGD:zero_grad(opts)
-  local to_none = type(opts) == "table" and opts.set_to_none
-  for _, group in ipairs(self.param_groups) do
-    for _, p in ipairs(group.params) do
-      local g = p.grad
-      if g ~= nil then
-        if to_none then p.grad = nil else lunet.no_grad(function() g:zero_() end) end
-      end
-    end
-  end
+  for _, group in ipairs(self.param_groups) do lunet._zero_grads(group.params, opts) end
 end
 
 -- {state = {[i] = {momentum_buffer = T}}, param_groups = {{lr = ..., params = {i, ...}}}},
