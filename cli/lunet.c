@@ -366,13 +366,26 @@ static const char repl_helpers[] =
     "      local ks\n"
     "      if type(k) == 'string' and k:match('^[%a_][%w_]*$') and not kw[k] then ks = k\n"
     "      else ks = '[' .. repr(k, MAXDEPTH + 1, seen, inner) .. ']' end\n"
-    "      items[#items + 1] = ks .. ' = ' .. repr(rawget(t, k), depth + 1, seen, inner)\n"
+    "      local vs = repr(rawget(t, k), depth + 1, seen, inner)\n"
+    "      -- keep a multi-line value (a tensor) aligned under its first line\n"
+    "      if vs:find('\\n') then vs = vs:gsub('\\n', '\\n' .. (' '):rep(#ks + 3)) end\n"
+    "      items[#items + 1] = ks .. ' = ' .. vs\n"
     "    end\n"
     "  end\n"
     "  seen[t] = nil\n"
     "  if count > MAXITEMS then items[#items + 1] = '... (' .. (count - MAXITEMS) .. ' more)' end\n"
     "  local one = '{' .. table.concat(items, ', ') .. '}'\n"
     "  if #indent + #one <= WIDTH and not one:find('\\n') then return one end\n"
+    "  if not one:find('\\n') then -- short items: as many on a line as fit\n"
+    "    local lines, cur = {}, nil\n"
+    "    for i, it in ipairs(items) do\n"
+    "      local piece = it .. (i < #items and ',' or '')\n"
+    "      if cur and #inner + #cur + 1 + #piece <= WIDTH then cur = cur .. ' ' .. piece\n"
+    "      else if cur then lines[#lines + 1] = cur end cur = piece end\n"
+    "    end\n"
+    "    lines[#lines + 1] = cur\n"
+    "    return '{\\n' .. inner .. table.concat(lines, '\\n' .. inner) .. '\\n' .. indent .. '}'\n"
+    "  end\n"
     "  return '{\\n' .. inner .. table.concat(items, ',\\n' .. inner) .. '\\n' .. indent .. '}'\n"
     "end\n"
     "function repr(v, depth, seen, indent)\n"
@@ -881,8 +894,7 @@ static int loadline(lua_State *L, int *silent)
         lua_pop(L, 1);
         status = luaL_loadbuffer(L, text, len, "=stdin");
         if (!incomplete(L, status)) {
-            lua_remove(L, 1);
-            *silent = 1; /* statements have no value */
+            lua_remove(L, 1); /* statements print only what they `return` */
             return status;
         }
         lua_pop(L, 1);
