@@ -474,6 +474,37 @@ lunet_status_t lunet_nn_linear(lunet_tensor_t **out, lunet_tensor_t *x, lunet_te
    k = f32(1/sqrt(in_features)).  b may be NULL. */
 lunet_status_t lunet_nn_linear_reset(lunet_tensor_t *w, lunet_tensor_t *b, lunet_generator_t *g);
 
+typedef enum lunet_activation {
+    LUNET_ACTIVATION_NONE = 0,
+    LUNET_ACTIVATION_RELU,
+    LUNET_ACTIVATION_SIGMOID,
+    LUNET_ACTIVATION_TANH,
+    LUNET_ACTIVATION_COUNT
+} lunet_activation_t;
+
+/*
+ * A multi-layer perceptron: Linear layers of the given sizes with `activation` between them
+ * (none after the last), e.g. sizes {784, 512, 256, 128, 64, 10}.  The parameters are leaves
+ * that require grad, owned by the MLP; lunet_mlp_free releases them.
+ */
+typedef struct lunet_mlp {
+    int nlayers;
+    lunet_activation_t activation;
+    lunet_tensor_t **weight; /* nlayers tensors (out, in) */
+    lunet_tensor_t **bias;   /* nlayers tensors (out) */
+} lunet_mlp_t;
+
+/* Builds the layers in order and initialises them as PyTorch's nn.Linear does, from g. */
+lunet_status_t lunet_mlp_new(lunet_mlp_t **out, int nsizes, const int64_t *sizes,
+                             lunet_activation_t activation, lunet_dtype_t dt,
+                             lunet_generator_t *g);
+void lunet_mlp_free(lunet_mlp_t *m);
+/* logits (N, sizes[last]) from x (N, sizes[0]) or (N, ...) with sizes[0] values per row. */
+lunet_status_t lunet_mlp_forward(lunet_tensor_t **out, lunet_mlp_t *m, lunet_tensor_t *x);
+/* 2 * nlayers parameters in PyTorch's order (weight 0, bias 0, weight 1, ...); borrowed. */
+int lunet_mlp_parameter_count(const lunet_mlp_t *m);
+lunet_tensor_t *lunet_mlp_parameter(const lunet_mlp_t *m, int i);
+
 typedef struct lunet_sgd_options {
     double lr, momentum, dampening, weight_decay;
     bool nesterov, maximize;
@@ -488,6 +519,18 @@ lunet_status_t lunet_sgd_check(const lunet_sgd_options_t *o);
  */
 lunet_status_t lunet_sgd_update(lunet_tensor_t *p, lunet_tensor_t *grad,
                                 lunet_tensor_t **momentum_buffer, const lunet_sgd_options_t *o);
+
+/*
+ * An SGD optimizer over a fixed list of parameters (retained), keeping the momentum
+ * buffers between steps: step() updates every parameter that has a gradient, zero_grad()
+ * zero-fills the gradients (PyTorch 1.13's default).
+ */
+typedef struct lunet_sgd lunet_sgd_t;
+lunet_status_t lunet_sgd_new(lunet_sgd_t **out, int nparams, lunet_tensor_t *const *params,
+                             const lunet_sgd_options_t *o);
+lunet_status_t lunet_sgd_step(lunet_sgd_t *opt);
+lunet_status_t lunet_sgd_zero_grad(lunet_sgd_t *opt);
+void lunet_sgd_free(lunet_sgd_t *opt);
 
 /* ---------------------------------------------------------------- autograd ------------ */
 

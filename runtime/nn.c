@@ -7,6 +7,7 @@
 #include "nn_kernels.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #ifndef LUNET_NO_BLAS
@@ -200,4 +201,117 @@ lunet_status_t lunet_nn_linear_reset(lunet_tensor_t *w, lunet_tensor_t *b, lunet
         st = lunet_tensor_uniform_(b, g, -k, k);
     lunet_set_grad_enabled(was);
     return st;
+}
+
+/* ---- MLP builder (C hosts) */
+
+void lunet_mlp_free(lunet_mlp_t *m)
+{
+    if (!m)
+        return;
+    for (int l = 0; l < m->nlayers; l++) {
+        if (m->weight)
+            lunet_tensor_release(m->weight[l]);
+        if (m->bias)
+            lunet_tensor_release(m->bias[l]);
+    }
+    free(m->weight);
+    free(m->bias);
+    free(m);
+}
+
+lunet_status_t lunet_mlp_new(lunet_mlp_t **out, int nsizes, const int64_t *sizes,
+                             lunet_activation_t activation, lunet_dtype_t dt,
+                             lunet_generator_t *g)
+{
+    if (nsizes < 2)
+        return lunet_fail(LUNET_STATUS_VALUE, "mlp: expected at least two layer sizes, got %d",
+                          nsizes);
+    if ((unsigned)activation >= LUNET_ACTIVATION_COUNT)
+        return lunet_fail(LUNET_STATUS_VALUE, "mlp: unknown activation %d", (int)activation);
+    if (!lunet_dtype_is_floating(dt))
+        return lunet_fail(LUNET_STATUS_TYPE, "mlp: parameters must be floating point, got %s",
+                          lunet_dtype_name(dt));
+    for (int i = 0; i < nsizes; i++)
+        if (sizes[i] <= 0)
+            return lunet_fail(LUNET_STATUS_VALUE, "mlp: layer size %d is %lld", i,
+                              (long long)sizes[i]);
+    lunet_mlp_t *m = calloc(1, sizeof *m);
+    if (!m)
+        return lunet_fail(LUNET_STATUS_NOMEM, "mlp: out of memory");
+    m->nlayers = nsizes - 1;
+    m->activation = activation;
+    m->weight = calloc((size_t)m->nlayers, sizeof *m->weight);
+    m->bias = calloc((size_t)m->nlayers, sizeof *m->bias);
+    if (!m->weight || !m->bias) {
+        lunet_mlp_free(m);
+        return lunet_fail(LUNET_STATUS_NOMEM, "mlp: out of memory");
+    }
+    lunet_status_t st = LUNET_OK;
+    for (int l = 0; l < m->nlayers && !st; l++) {
+        int64_t sw[2] = {sizes[l + 1], sizes[l]}, sb[1] = {sizes[l + 1]};
+        if ((st = lunet_tensor_empty(&m->weight[l], dt, 2, sw)) ||
+            (st = lunet_tensor_empty(&m->bias[l], dt, 1, sb)) ||
+            (st = lunet_nn_linear_reset(m->weight[l], m->bias[l], g)))
+            break;
+        m->weight[l]->requires_grad = true;
+        m->bias[l]->requires_grad = true;
+    }
+    if (st) {
+        lunet_mlp_free(m);
+        return st;
+    }
+    *out = m;
+    return LUNET_OK;
+}
+
+int lunet_mlp_parameter_count(const lunet_mlp_t *m) { return 2 * m->nlayers; }
+
+lunet_tensor_t *lunet_mlp_parameter(const lunet_mlp_t *m, int i)
+{
+    if (i < 0 || i >= 2 * m->nlayers)
+        return NULL;
+    return i % 2 == 0 ? m->weight[i / 2] : m->bias[i / 2];
+}
+
+lunet_status_t lunet_mlp_forward(lunet_tensor_t **out, lunet_mlp_t *m, lunet_tensor_t *x)
+{
+    int64_t in = m->weight[0]->shape[1];
+    lunet_tensor_t *h;
+    lunet_status_t st;
+    if (x->ndim > 2) {
+        int64_t s2[2] = {x->shape[0], -1};
+        if ((st = lunet_tensor_reshape(&h, x, 2, s2)))
+            return st;
+    } else {
+        lunet_tensor_retain(x);
+        h = x;
+    }
+    if (h->ndim != 2 || h->shape[1] != in) {
+        char b[LUNET_SHAPE_BUF];
+        lunet_tensor_release(h);
+        return lunet_fail(LUNET_STATUS_RUNTIME, "mlp: expected input (N, %lld), got %s",
+                          (long long)in, lunet_shape_str(b, sizeof b, x->ndim, x->shape));
+    }
+    for (int l = 0; l < m->nlayers; l++) {
+        bool last = l == m->nlayers - 1;
+        bool fuse = !last && m->activation == LUNET_ACTIVATION_RELU;
+        lunet_tensor_t *y;
+        st = lunet_nn_linear(&y, h, m->weight[l], m->bias[l], fuse);
+        lunet_tensor_release(h);
+        if (st)
+            return st;
+        h = y;
+        if (!last && !fuse && m->activation != LUNET_ACTIVATION_NONE) {
+            lunet_unary_op_t op = m->activation == LUNET_ACTIVATION_SIGMOID ? LUNET_UNARY_SIGMOID
+                                                                            : LUNET_UNARY_TANH;
+            st = lunet_tensor_unary(&y, op, h);
+            lunet_tensor_release(h);
+            if (st)
+                return st;
+            h = y;
+        }
+    }
+    *out = h;
+    return LUNET_OK;
 }

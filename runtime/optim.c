@@ -6,6 +6,7 @@
 #include "internal.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 lunet_status_t lunet_sgd_check(const lunet_sgd_options_t *o)
 {
@@ -135,4 +136,89 @@ lunet_status_t lunet_sgd_update(lunet_tensor_t *p, lunet_tensor_t *grad,
     }
     lunet_tensor_release(g);
     return LUNET_OK;
+}
+
+/* ---- an optimizer object for C hosts */
+
+struct lunet_sgd {
+    int nparams;
+    lunet_sgd_options_t options;
+    lunet_tensor_t **params;  /* retained */
+    lunet_tensor_t **buffers; /* momentum buffers, created at the first step */
+};
+
+void lunet_sgd_free(lunet_sgd_t *opt)
+{
+    if (!opt)
+        return;
+    for (int i = 0; i < opt->nparams; i++) {
+        if (opt->params)
+            lunet_tensor_release(opt->params[i]);
+        if (opt->buffers)
+            lunet_tensor_release(opt->buffers[i]);
+    }
+    free(opt->params);
+    free(opt->buffers);
+    free(opt);
+}
+
+lunet_status_t lunet_sgd_new(lunet_sgd_t **out, int nparams, lunet_tensor_t *const *params,
+                             const lunet_sgd_options_t *o)
+{
+    lunet_status_t st = lunet_sgd_check(o);
+    if (st)
+        return st;
+    if (nparams <= 0)
+        return lunet_fail(LUNET_STATUS_VALUE, "optimizer got an empty parameter list");
+    for (int i = 0; i < nparams; i++) {
+        if (!params[i] || !lunet_dtype_is_floating(params[i]->dtype))
+            return lunet_fail(LUNET_STATUS_TYPE, "sgd: parameter %d is not a floating tensor", i);
+        if (params[i]->grad_fn)
+            return lunet_fail(LUNET_STATUS_VALUE, "can't optimize a non-leaf Tensor");
+        for (int j = 0; j < i; j++)
+            if (params[j] == params[i])
+                return lunet_fail(LUNET_STATUS_VALUE,
+                                  "some parameters appear more than once in the list");
+    }
+    lunet_sgd_t *opt = calloc(1, sizeof *opt);
+    if (!opt)
+        return lunet_fail(LUNET_STATUS_NOMEM, "sgd: out of memory");
+    opt->params = calloc((size_t)nparams, sizeof *opt->params);
+    opt->buffers = calloc((size_t)nparams, sizeof *opt->buffers);
+    if (!opt->params || !opt->buffers) {
+        lunet_sgd_free(opt);
+        return lunet_fail(LUNET_STATUS_NOMEM, "sgd: out of memory");
+    }
+    opt->nparams = nparams;
+    opt->options = *o;
+    for (int i = 0; i < nparams; i++) {
+        lunet_tensor_retain(params[i]);
+        opt->params[i] = params[i];
+    }
+    *out = opt;
+    return LUNET_OK;
+}
+
+lunet_status_t lunet_sgd_step(lunet_sgd_t *opt)
+{
+    for (int i = 0; i < opt->nparams; i++) {
+        lunet_tensor_t *p = opt->params[i];
+        if (!p->grad)
+            continue; /* parameters without a gradient are skipped, as in PyTorch */
+        lunet_status_t st = lunet_sgd_update(p, p->grad, &opt->buffers[i], &opt->options);
+        if (st)
+            return st;
+    }
+    return LUNET_OK;
+}
+
+lunet_status_t lunet_sgd_zero_grad(lunet_sgd_t *opt)
+{
+    bool was = lunet_set_grad_enabled(false);
+    lunet_status_t st = LUNET_OK;
+    for (int i = 0; i < opt->nparams && !st; i++)
+        if (opt->params[i]->grad)
+            st = lunet_tensor_fill_(opt->params[i]->grad, 0);
+    lunet_set_grad_enabled(was);
+    return st;
 }
