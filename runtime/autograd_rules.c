@@ -511,12 +511,20 @@ RULE(mse_loss_backward)
                                    n->saved[1], (lunet_reduction_t)n->args.i[0]);
 }
 
+/* A leaf input's existing .grad, which the linear rule may add into directly (the engine
+   then has nothing left to accumulate for that input). */
+static lunet_tensor_t *leaf_grad(const lunet_edge_t *e)
+{
+    return e->needs_grad && e->leaf ? e->leaf->grad : NULL;
+}
+
 RULE(linear_backward)
 {
     return lunet_linear_backward(n->in[0].needs_grad ? &grads[0] : NULL,
                                  n->in[1].needs_grad ? &grads[1] : NULL,
                                  n->in[2].needs_grad ? &grads[2] : NULL, g, n->saved[0],
-                                 n->saved[1], n->saved[2]);
+                                 n->saved[1], n->saved[2], leaf_grad(&n->in[1]),
+                                 leaf_grad(&n->in[2]));
 }
 
 /* In lunet_op_t order; the op field lets the tests check that no row is out of place. */

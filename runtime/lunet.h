@@ -299,6 +299,9 @@ lunet_status_t lunet_tensor_mm(lunet_tensor_t **out, lunet_tensor_t *a, lunet_te
 /* beta * c + alpha * (a @ b), c broadcast to (n, m). */
 lunet_status_t lunet_tensor_addmm(lunet_tensor_t **out, lunet_tensor_t *c, lunet_tensor_t *a,
                                   lunet_tensor_t *b, double beta, double alpha);
+/* In place: c (n, m), contiguous, = beta * c + alpha * (a @ b); no autograd record. */
+lunet_status_t lunet_tensor_addmm_(lunet_tensor_t *c, lunet_tensor_t *a, lunet_tensor_t *b,
+                                   double beta, double alpha);
 /* "openblas" or "builtin": which GEMM this build uses. */
 const char *lunet_blas_name(void);
 

@@ -250,6 +250,30 @@ fail:
     return st;
 }
 
+lunet_status_t lunet_tensor_addmm_(lunet_tensor_t *c, lunet_tensor_t *a, lunet_tensor_t *b,
+                                   double beta, double alpha)
+{
+    lunet_status_t st = check_mm("addmm_", a, b);
+    if (st)
+        return st;
+    if (c->ndim != 2 || c->shape[0] != a->shape[0] || c->shape[1] != b->shape[1] ||
+        c->dtype != a->dtype || !lunet_tensor_is_contiguous(c))
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "addmm_: the output must be a contiguous %s tensor of shape [%lld, %lld]",
+                          lunet_dtype_name(a->dtype), (long long)a->shape[0],
+                          (long long)b->shape[1]);
+    if ((st = lunet_autograd_check_inplace(c, "addmm_")))
+        return st;
+    if (lunet_autograd_needed(a, b))
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "addmm_: in-place products of tensors that require grad are not "
+                          "recorded (use addmm, or run under no_grad)");
+    if ((st = gemm(c, a, b, alpha, beta)))
+        return st;
+    lunet_tensor_bump_version(c);
+    return LUNET_OK;
+}
+
 lunet_status_t lunet_tensor_matmul(lunet_tensor_t **out, lunet_tensor_t *a, lunet_tensor_t *b)
 {
     lunet_status_t st;

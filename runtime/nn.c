@@ -132,15 +132,17 @@ static lunet_status_t relu_mask(lunet_tensor_t **out, lunet_tensor_t *g, lunet_t
     return LUNET_OK;
 }
 
-// g (N, O) -> db (O): column sums
-static lunet_status_t column_sum(lunet_tensor_t **out, lunet_tensor_t *g)
+// g (N, O) -> db (O): column sums, added into `into` when given
+static lunet_status_t column_sum(lunet_tensor_t **out, lunet_tensor_t *g, lunet_tensor_t *into)
 {
     int64_t n = g->shape[0], o = g->shape[1];
     lunet_tensor_t *gc, *r;
     lunet_status_t st = lunet_tensor_contiguous(&gc, g);
     if (st)
         return st;
-    if ((st = lunet_tensor_zeros(&r, g->dtype, 1, &o))) {
+    if (into) {
+        r = into;
+    } else if ((st = lunet_tensor_zeros(&r, g->dtype, 1, &o))) {
         lunet_tensor_release(gc);
         return st;
     }
@@ -158,13 +160,24 @@ static lunet_status_t column_sum(lunet_tensor_t **out, lunet_tensor_t *g)
                 pr[j] += pg[i * o + j];
     }
     lunet_tensor_release(gc);
-    *out = r;
+    if (into)
+        lunet_tensor_bump_version(into);
+    *out = into ? NULL : r;
     return LUNET_OK;
+}
+
+/* A leaf gradient that can take an in-place sum of shape `like`. */
+static bool can_accumulate(const lunet_tensor_t *into, const lunet_tensor_t *like)
+{
+    return into && into->dtype == like->dtype && lunet_tensor_is_contiguous(into) &&
+           lunet_shape_equal(into->ndim, into->shape, like->ndim, like->shape) &&
+           !into->grad_fn && !into->requires_grad;
 }
 
 lunet_status_t lunet_linear_backward(lunet_tensor_t **dx, lunet_tensor_t **dw,
                                      lunet_tensor_t **db, lunet_tensor_t *g, lunet_tensor_t *x,
-                                     lunet_tensor_t *w, lunet_tensor_t *y)
+                                     lunet_tensor_t *w, lunet_tensor_t *y,
+                                     lunet_tensor_t *dw_into, lunet_tensor_t *db_into)
 {
     lunet_tensor_t *gm = NULL, *t = NULL;
     lunet_status_t st;
@@ -177,11 +190,23 @@ lunet_status_t lunet_linear_backward(lunet_tensor_t **dx, lunet_tensor_t **dw,
     if (dx && (st = lunet_tensor_mm(dx, gm, w))) /* (N, O) @ (O, I) */
         goto done;
     if (dw) {
-        if ((st = lunet_tensor_transpose(&t, gm, 0, 1)) || (st = lunet_tensor_mm(dw, t, x)))
-            goto done; /* (O, N) @ (N, I) */
+        /* (O, N) @ (N, I), straight into the leaf's gradient when it has one */
+        if ((st = lunet_tensor_transpose(&t, gm, 0, 1)))
+            goto done;
+        if (can_accumulate(dw_into, w)) {
+            st = lunet_tensor_addmm_(dw_into, t, x, 1.0, 1.0);
+            *dw = NULL;
+        } else {
+            st = lunet_tensor_mm(dw, t, x);
+        }
+        if (st)
+            goto done;
     }
     if (db)
-        st = column_sum(db, gm);
+        st = column_sum(db, gm, db_into && db_into->ndim == 1 && db_into->shape[0] == gm->shape[1] &&
+                                        db_into->dtype == gm->dtype &&
+                                        lunet_tensor_is_contiguous(db_into) && !db_into->grad_fn &&
+                                        !db_into->requires_grad ? db_into : NULL);
 done:
     lunet_tensor_release(gm);
     lunet_tensor_release(t);

@@ -432,6 +432,36 @@ static void test_engine_rules(void **state)
                 "SigmoidBackward0, is at version 1; expected version 0 instead.");
     lunet_tensor_release(ys);
     lunet_tensor_release(y);
+    /* Linear adds its weight and bias gradients straight into existing .grad tensors:
+       a second backward must give exactly twice the first */
+    {
+        lunet_tensor_t *xin = leaf(2, S(5, 4), 90, 0), *wl = leaf(2, S(3, 4), 91, 0),
+                       *bias = leaf(1, S(3), 92, 0), *out, *total;
+        xin->requires_grad = false;
+        double first_w[12], first_b[3];
+        for (int round = 0; round < 2; round++) {
+            CHECK_OK(lunet_nn_linear(&out, xin, wl, bias, true));
+            CHECK_OK(lunet_tensor_reduce(&total, NULL, LUNET_REDUCE_SUM, out, 0, NULL, false));
+            CHECK_OK(lunet_tensor_backward(total, NULL, false));
+            for (int i = 0; i < 12; i++) {
+                if (round == 0)
+                    first_w[i] = lunet_tensor_get(wl->grad, i);
+                else
+                    CHECK_CLOSE(lunet_tensor_get(wl->grad, i), 2 * first_w[i], 1e-15);
+            }
+            for (int i = 0; i < 3; i++) {
+                if (round == 0)
+                    first_b[i] = lunet_tensor_get(bias->grad, i);
+                else
+                    CHECK_CLOSE(lunet_tensor_get(bias->grad, i), 2 * first_b[i], 1e-15);
+            }
+            lunet_tensor_release(out);
+            lunet_tensor_release(total);
+        }
+        lunet_tensor_release(xin);
+        lunet_tensor_release(wl);
+        lunet_tensor_release(bias);
+    }
     /* broadcast operand: w (3) against (2, 3) gets [2, 2, 2] */
     lunet_tensor_t *x23, *w3, *prod;
     CHECK_OK(lunet_tensor_full(&x23, LUNET_DTYPE_FLOAT32, 2, S(2, 3), 1));
