@@ -29,7 +29,7 @@ static void take_error(lua_State *L, char *err, size_t errlen)
     lua_pop(L, 1);
 }
 
-static int traceback(lua_State *L)
+int lunet_lua_traceback(lua_State *L)
 {
     const char *msg = lua_tostring(L, 1);
     if (msg == NULL) {
@@ -93,7 +93,7 @@ int lunet_lua_pcall(lua_State *L, int nargs, int nresults, char *err, size_t err
         return LUA_ERRMEM;
     }
     int base = lua_gettop(L) - nargs; /* the function */
-    lua_pushcfunction(L, traceback);
+    lua_pushcfunction(L, lunet_lua_traceback);
     lua_insert(L, base);
     int status = lua_pcall(L, nargs, nresults, base);
     lua_remove(L, base);

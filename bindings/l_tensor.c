@@ -127,28 +127,15 @@ static void push_elem(lua_State *L, lunet_dtype_t dt, const char *p)
     }
 }
 
-/* Stores double v into p of dtype dt (float -> integer truncates toward 0, as PyTorch). */
-static void store_double(char *p, lunet_dtype_t dt, double v)
-{
-    switch (dt) {
-    case LUNET_DTYPE_FLOAT32: *(float *)p = (float)v; break;
-    case LUNET_DTYPE_FLOAT64: *(double *)p = v; break;
-    case LUNET_DTYPE_INT64: *(int64_t *)p = isfinite(v) ? (int64_t)v : INT64_MIN; break;
-    case LUNET_DTYPE_UINT8: *(uint8_t *)p = isfinite(v) ? (uint8_t)(int64_t)v : 0; break;
-    case LUNET_DTYPE_BOOL: *(uint8_t *)p = v != 0; break;
-    default: break;
-    }
-}
-
 /* Stores Lua value v (number or boolean at idx) exactly into p of dtype dt. */
 static void store_value(lua_State *L, int idx, lunet_dtype_t dt, char *p)
 {
     if (lua_isboolean(L, idx)) {
-        store_double(p, dt, lua_toboolean(L, idx) ? 1.0 : 0.0);
+        lunet_dtype_store(p, dt, lua_toboolean(L, idx) ? 1.0 : 0.0);
     } else if (lua_isinteger(L, idx) && dt == LUNET_DTYPE_INT64) {
         *(int64_t *)p = (int64_t)lua_tointeger(L, idx);
     } else {
-        store_double(p, dt, (double)lua_tonumber(L, idx));
+        lunet_dtype_store(p, dt, (double)lua_tonumber(L, idx));
     }
 }
 
@@ -437,7 +424,7 @@ static void fill_table(lua_State *L, int idx, int d, const table_scan_t *s, lune
         } else {
             lunet_tensor_t *e = lb_totensor(L, -1);
             if (e)
-                store_double(*p, dt, lunet_tensor_get(e, 0));
+                lunet_dtype_store(*p, dt, lunet_tensor_get(e, 0));
             else
                 store_value(L, -1, dt, *p);
             *p += es;
@@ -865,7 +852,8 @@ static int m_contiguous(lua_State *L)
 
 /* ================================================================ views ============== */
 
-static int m_view(lua_State *L)
+/* view/reshape(shape...) or (other): the shape as varargs, a table, or another tensor's. */
+static int view_or_reshape(lua_State *L, bool copy_if_needed)
 {
     lunet_tensor_t *t = lb_checktensor(L, 1), *r;
     lunet_tensor_t *other = lb_totensor(L, 2);
@@ -877,27 +865,15 @@ static int m_view(lua_State *L)
     } else {
         lbt_checkshape(L, 2, &ndim, shape);
     }
-    LB_CHECK(L, lunet_tensor_view(&r, t, ndim, shape));
+    LB_CHECK(L, copy_if_needed ? lunet_tensor_reshape(&r, t, ndim, shape)
+                               : lunet_tensor_view(&r, t, ndim, shape));
     lb_pushtensor(L, r);
     return 1;
 }
 
-static int m_reshape(lua_State *L)
-{
-    lunet_tensor_t *t = lb_checktensor(L, 1), *r;
-    lunet_tensor_t *other = lb_totensor(L, 2);
-    int ndim;
-    int64_t shape[LUNET_MAX_DIMS];
-    if (other) {
-        ndim = other->ndim;
-        memcpy(shape, other->shape, sizeof shape);
-    } else {
-        lbt_checkshape(L, 2, &ndim, shape);
-    }
-    LB_CHECK(L, lunet_tensor_reshape(&r, t, ndim, shape));
-    lb_pushtensor(L, r);
-    return 1;
-}
+static int m_view(lua_State *L) { return view_or_reshape(L, false); }
+
+static int m_reshape(lua_State *L) { return view_or_reshape(L, true); }
 
 /* t:t(): transpose of a tensor with at most 2 dims. */
 static int m_t(lua_State *L)

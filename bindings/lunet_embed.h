@@ -92,6 +92,9 @@ lunet_tensor_t *lunet_lua_to_tensor(lua_State *L, int idx);
 /* Same, with a new reference the caller owns and releases (NULL when not a tensor). */
 lunet_tensor_t *lunet_lua_retain_tensor(lua_State *L, int idx);
 
+/* A message handler for lua_pcall: the error text (or its __tostring) plus a traceback. */
+int lunet_lua_traceback(lua_State *L);
+
 /*
  * Calls the function below the top nargs values, in protected mode with a traceback;
  * like lua_pcall, but on failure the error object is popped and its text copied into err.

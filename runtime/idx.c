@@ -538,7 +538,7 @@ static lunet_status_t check_fits(const char *path, lunet_tensor_t *t, int code)
                                   path, (long long)i, (long long)iv, code_name(code));
             continue;
         }
-        v = lunet_load(p, t->dtype);
+        v = lunet_dtype_load(p, t->dtype);
         if (!integral) {
             if (isfinite(v) && (v < lo || v > hi)) {
                 /* values that round to FLT_MAX are still representable */
@@ -568,7 +568,7 @@ static void encode_chunk(unsigned char *buf, const lunet_tensor_t *t, int code, 
     for (int64_t i = 0; i < n; i++) {
         const char *p = base + (size_t)(i0 + i) * es;
         unsigned char *o = buf + (size_t)i * (size_t)w;
-        double v = lunet_load(p, t->dtype);
+        double v = lunet_dtype_load(p, t->dtype);
         switch (code) {
         case 0x08: o[0] = (unsigned char)(int)v; break;
         case 0x09: o[0] = (unsigned char)(int8_t)(int)v; break;

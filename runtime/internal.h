@@ -84,9 +84,6 @@ void lunet_iter_run(lunet_iter_t *it, lunet_loop_fn fn, void *ctx);
 /* ---- elementwise helpers shared with other files */
 /* Copies src converted into dst (same shape after broadcasting src). */
 void lunet_copy_cast(lunet_tensor_t *dst, const lunet_tensor_t *src);
-/* Reads element at data pointer p of dtype dt as double / writes double. */
-double lunet_load(const void *p, lunet_dtype_t dt);
-void lunet_store(void *p, lunet_dtype_t dt, double v);
 
 /* ---- softmax.c kernels shared with loss.c (one implementation, so that
  * cross_entropy == nll_loss(log_softmax(x)) bit for bit) */

@@ -336,7 +336,7 @@ static lunet_status_t nll_finish(lunet_tensor_t **out, const loss_ctx_t *c, cons
         int64_t y = tgt_at(t, c->u8, p);
         if (y == o->ignore_index) {
             if (none)
-                lunet_store((char *)rd + (size_t)p * (c->f32 ? 4 : 8),
+                lunet_dtype_store((char *)rd + (size_t)p * (c->f32 ? 4 : 8),
                             c->f32 ? LUNET_DTYPE_FLOAT32 : LUNET_DTYPE_FLOAT64, 0.0);
             continue;
         }
@@ -464,7 +464,7 @@ static lunet_status_t prob_finish(lunet_tensor_t **out, const loss_ctx_t *c, con
     void *rd = lunet_tensor_data(r);
     if (red == LUNET_REDUCTION_NONE) {
         for (int64_t p = 0; p < c->npos; p++)
-            lunet_store((char *)rd + (size_t)p * lunet_dtype_size(dt), dt, loss[p]);
+            lunet_dtype_store((char *)rd + (size_t)p * lunet_dtype_size(dt), dt, loss[p]);
     } else {
         double s = 0;
         for (int64_t p = 0; p < c->npos; p++)
@@ -472,7 +472,7 @@ static lunet_status_t prob_finish(lunet_tensor_t **out, const loss_ctx_t *c, con
         double v = -s;
         if (red == LUNET_REDUCTION_MEAN)
             v = c->npos > 0 ? v / (double)c->npos : NAN;
-        lunet_store(rd, dt, v);
+        lunet_dtype_store(rd, dt, v);
     }
     *out = r;
     return LUNET_OK;
@@ -674,7 +674,7 @@ static void ce_backward_rows(void *dx, const void *x, const loss_ctx_t *c,
         int64_t y = c->prob ? 0 : tgt_at(t, c->u8, p);
         if (!c->prob && y == o->ignore_index) {
             for (int64_t k = 0; k < C; k++)
-                lunet_store((char *)dx + (size_t)(base + k * inner) * (f32 ? 4 : 8),
+                lunet_dtype_store((char *)dx + (size_t)(base + k * inner) * (f32 ? 4 : 8),
                             f32 ? LUNET_DTYPE_FLOAT32 : LUNET_DTYPE_FLOAT64, 0.0);
             continue;
         }
@@ -966,7 +966,7 @@ lunet_status_t lunet_loss_mse(lunet_tensor_t **out, lunet_tensor_t *a, lunet_ten
             }
             if (reduction == LUNET_REDUCTION_MEAN)
                 s = n > 0 ? s / (double)n : NAN;
-            lunet_store(rd, ae->dtype, s);
+            lunet_dtype_store(rd, ae->dtype, s);
         }
     }
     if (lunet_autograd_needed(ae, be)) {

@@ -76,6 +76,10 @@ const char *lunet_dtype_name(lunet_dtype_t dt);
 /* PyTorch's scalar type names used in error texts: "Float", "Double", "Long", "Byte", "Bool" */
 const char *lunet_dtype_torch_name(lunet_dtype_t dt);
 bool lunet_dtype_is_floating(lunet_dtype_t dt);
+/* One element at p of dtype dt, read as a double / written from a double (float to integer
+   truncates toward zero, as PyTorch's conversion does). */
+double lunet_dtype_load(const void *p, lunet_dtype_t dt);
+void lunet_dtype_store(void *p, lunet_dtype_t dt, double v);
 /* The default floating dtype (float32 unless changed); per process. */
 lunet_dtype_t lunet_default_dtype(void);
 lunet_status_t lunet_set_default_dtype(lunet_dtype_t dt);

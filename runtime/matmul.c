@@ -109,7 +109,7 @@ static void gemm_generic(const lunet_tensor_t *a, const lunet_tensor_t *b, lunet
             for (int64_t p = 0; p < k; p++)
                 acc += lunet_tensor_get(a, i * k + p) * lunet_tensor_get(b, p * n + j);
             double old = beta == 0 ? 0 : lunet_tensor_get(c, i * n + j);
-            lunet_store((char *)lunet_tensor_data(c) + (size_t)(i * n + j) * lunet_dtype_size(c->dtype),
+            lunet_dtype_store((char *)lunet_tensor_data(c) + (size_t)(i * n + j) * lunet_dtype_size(c->dtype),
                         c->dtype, alpha * acc + beta * old);
         }
 }

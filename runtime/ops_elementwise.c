@@ -131,7 +131,7 @@ static void copy_cast_loop(char **d, const int64_t *s, int64_t n, void *ctx)
             *(float *)(d[0] + i * s[0]) = (float)*(const int64_t *)(d[1] + i * s[1]);
     } else {
         for (int64_t i = 0; i < n; i++)
-            lunet_store(d[0] + i * s[0], c->to, lunet_load(d[1] + i * s[1], c->from));
+            lunet_dtype_store(d[0] + i * s[0], c->to, lunet_dtype_load(d[1] + i * s[1], c->from));
     }
 }
 

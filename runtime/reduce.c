@@ -110,30 +110,30 @@ static void generic_reduce(lunet_reduce_op_t op, const lunet_tensor_t *x, lunet_
         case LUNET_REDUCE_MEAN:
             acc = 0;
             for (int64_t j = 0; j < r; j++)
-                acc += lunet_load(row + (size_t)j * es, x->dtype);
+                acc += lunet_dtype_load(row + (size_t)j * es, x->dtype);
             if (op == LUNET_REDUCE_MEAN)
                 acc /= (double)r;
             break;
         case LUNET_REDUCE_PROD:
             acc = 1;
             for (int64_t j = 0; j < r; j++)
-                acc *= lunet_load(row + (size_t)j * es, x->dtype);
+                acc *= lunet_dtype_load(row + (size_t)j * es, x->dtype);
             break;
         case LUNET_REDUCE_ALL:
             acc = 1;
             for (int64_t j = 0; j < r && acc != 0; j++)
-                acc = lunet_load(row + (size_t)j * es, x->dtype) != 0;
+                acc = lunet_dtype_load(row + (size_t)j * es, x->dtype) != 0;
             break;
         case LUNET_REDUCE_ANY:
             acc = 0;
             for (int64_t j = 0; j < r && acc == 0; j++)
-                acc = lunet_load(row + (size_t)j * es, x->dtype) != 0;
+                acc = lunet_dtype_load(row + (size_t)j * es, x->dtype) != 0;
             break;
         default: { /* max, min, argmax, argmin: first extreme, NaN wins at its first place */
             bool want_max = op == LUNET_REDUCE_MAX || op == LUNET_REDUCE_ARGMAX;
-            acc = lunet_load(row, x->dtype);
+            acc = lunet_dtype_load(row, x->dtype);
             for (int64_t j = 1; j < r && !isnan(acc); j++) {
-                double v = lunet_load(row + (size_t)j * es, x->dtype);
+                double v = lunet_dtype_load(row + (size_t)j * es, x->dtype);
                 if (isnan(v) || (want_max ? v > acc : v < acc)) {
                     acc = v;
                     best = j;
@@ -145,7 +145,7 @@ static void generic_reduce(lunet_reduce_op_t op, const lunet_tensor_t *x, lunet_
         if (op == LUNET_REDUCE_ARGMAX || op == LUNET_REDUCE_ARGMIN)
             *(int64_t *)(py + (size_t)i * eo) = best;
         else
-            lunet_store(py + (size_t)i * eo, y->dtype, acc);
+            lunet_dtype_store(py + (size_t)i * eo, y->dtype, acc);
         if (pi)
             pi[i] = best;
     }

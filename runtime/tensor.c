@@ -44,7 +44,7 @@ lunet_status_t lunet_set_default_dtype(lunet_dtype_t dt)
     return LUNET_OK;
 }
 
-double lunet_load(const void *p, lunet_dtype_t dt)
+double lunet_dtype_load(const void *p, lunet_dtype_t dt)
 {
     switch (dt) {
     case LUNET_DTYPE_FLOAT32: return *(const float *)p;
@@ -57,7 +57,7 @@ double lunet_load(const void *p, lunet_dtype_t dt)
 }
 
 /* Float to integer conversion truncates toward zero, as PyTorch's does. */
-void lunet_store(void *p, lunet_dtype_t dt, double v)
+void lunet_dtype_store(void *p, lunet_dtype_t dt, double v)
 {
     switch (dt) {
     case LUNET_DTYPE_FLOAT32: *(float *)p = (float)v; break;
@@ -226,7 +226,7 @@ lunet_status_t lunet_tensor_scalar(lunet_tensor_t **out, lunet_dtype_t dt, doubl
     lunet_status_t st = lunet_tensor_empty(&t, dt, 0, NULL);
     if (st)
         return st;
-    lunet_store(t->storage->data, dt, value);
+    lunet_dtype_store(t->storage->data, dt, value);
     t->wrapped_number = wrapped;
     *out = t;
     return LUNET_OK;
@@ -296,7 +296,7 @@ lunet_status_t lunet_tensor_arange(lunet_tensor_t **out, lunet_dtype_t dt, doubl
     char *p = t->storage->data;
     size_t es = lunet_dtype_size(dt);
     for (int64_t i = 0; i < n; i++)
-        lunet_store(p + (size_t)i * es, dt, start + (double)i * step);
+        lunet_dtype_store(p + (size_t)i * es, dt, start + (double)i * step);
     *out = t;
     return LUNET_OK;
 }
@@ -317,7 +317,7 @@ lunet_status_t lunet_tensor_linspace(lunet_tensor_t **out, lunet_dtype_t dt, dou
     int64_t half = steps / 2;
     for (int64_t i = 0; i < steps; i++) {
         double v = i < half ? start + step * (double)i : end - step * (double)(steps - 1 - i);
-        lunet_store(p + (size_t)i * es, dt, v);
+        lunet_dtype_store(p + (size_t)i * es, dt, v);
     }
     *out = t;
     return LUNET_OK;
@@ -332,7 +332,7 @@ lunet_status_t lunet_tensor_eye(lunet_tensor_t **out, lunet_dtype_t dt, int64_t 
         return st;
     size_t es = lunet_dtype_size(dt);
     for (int64_t i = 0; i < n && i < m; i++)
-        lunet_store((char *)t->storage->data + (size_t)(i * m + i) * es, dt, 1);
+        lunet_dtype_store((char *)t->storage->data + (size_t)(i * m + i) * es, dt, 1);
     *out = t;
     return LUNET_OK;
 }
@@ -365,7 +365,7 @@ double lunet_tensor_get(const lunet_tensor_t *t, int64_t flat_index)
         off += (flat_index % size) * t->strides[i];
         flat_index /= size;
     }
-    return lunet_load((char *)t->storage->data + (size_t)off * lunet_dtype_size(t->dtype),
+    return lunet_dtype_load((char *)t->storage->data + (size_t)off * lunet_dtype_size(t->dtype),
                       t->dtype);
 }
 

@@ -14,9 +14,6 @@
 
 #include "fixtures/serialize_golden.h"
 
-void lunet_memory_trim(void);                            /* internal.h */
-void lunet_store(void *p, lunet_dtype_t dt, double v); /* internal.h */
-
 static char g_dir[256];
 
 static const char *tmp_path(const char *name)
@@ -163,7 +160,7 @@ static void test_every_dtype_and_rank(void **state)
                            : dts[k] == LUNET_DTYPE_UINT8 ? (double)(250 - i)
                            : dts[k] == LUNET_DTYPE_INT64 ? (double)(i * 1000003 - 7)
                                                          : (i - 5) / 7.0 * (i % 2 ? -1 : 1);
-                lunet_store((char *)lunet_tensor_data(t) + i * lunet_dtype_size(dts[k]),
+                lunet_dtype_store((char *)lunet_tensor_data(t) + i * lunet_dtype_size(dts[k]),
                             dts[k], v);
             }
             if (lunet_dtype_is_floating(dts[k]) && nd == 2)
