@@ -141,6 +141,20 @@ test-asan:
 	ASAN_OPTIONS=detect_leaks=1 build/asan/tests/test_idx
 	ASAN_OPTIONS=detect_leaks=1 build/asan/tests/test_data
 
+# Every cmocka test and a short training run under valgrind, with the free lists off
+# (-DLUNET_NO_POOL) so that each allocation is seen with its true owner.
+MEMCHECK := valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=3
+test-memcheck:
+	$(MAKE) --no-print-directory BUILD=build/memcheck CFLAGS="-O1 -g -DLUNET_NO_POOL" \
+	  build/memcheck/lunet $(TEST_SRC:tests/%.c=build/memcheck/tests/%)
+	@for t in $(TEST_SRC:tests/%.c=build/memcheck/tests/%); do echo "== $$t"; \
+	  $(MEMCHECK) $$t > /dev/null || exit 1; done
+	$(MEMCHECK) build/memcheck/lunet scripts/perception.lua > /dev/null
+	@if [ -f data/FashionMNIST/raw/train-labels-idx1-ubyte ]; then \
+	  $(MEMCHECK) build/memcheck/lunet scripts/mnist_mlp.lua --dataset fashion --epochs 1 \
+	    --limit 256 --no-progress --out build/memcheck/out > /dev/null; fi
+	@echo "memcheck: no leaks, no errors"
+
 # libFuzzer on the IDX parser (clang), seeded with tests/idx_corpus; FUZZ_TIME seconds.
 FUZZ_TIME ?= 20
 $(BUILD)/fuzz/fuzz_idx: tests/fuzz_idx.c $(RT_SRC) $(wildcard runtime/*.h)
@@ -153,7 +167,7 @@ fuzz: $(BUILD)/fuzz/fuzz_idx
 	$(BUILD)/fuzz/fuzz_idx -max_total_time=$(FUZZ_TIME) -rss_limit_mb=2048 -malloc_limit_mb=1024 \
 	  -max_len=4096 $(BUILD)/fuzz/corpus tests/idx_corpus
 
-.PHONY: test-asan fuzz
+.PHONY: test-asan test-memcheck fuzz
 
 # --- install, examples, repl tests (issue 7) ---
 # `make install PREFIX=/usr/local [DESTDIR=...]`: bin/lunet, lib/liblunet.{a,so} (the C core),
