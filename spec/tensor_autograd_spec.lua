@@ -65,6 +65,20 @@ describe("lunet autograd surface", function()
     assert_error_contains(function() a.grad = lunet.zeros(3) end,
       "assigned grad has data of a different size")
     assert_error_contains(function() a:backward("x") end, "bad argument")
+    assert_error_contains(function() lunet.tensor({1, 2}, {requires_grad = true}) end,
+      "Only Tensors of floating point and complex dtype can require gradients")
+    local b = lunet.tensor({1.0, 2.0, 3.0}, {requires_grad = true})
+    local y = b:sigmoid()
+    local s = y:sum()
+    lunet.no_grad(function() y:mul_(2) end)
+    assert_error_contains(function() s:backward() end,
+      "one of the variables needed for gradient computation has been modified by an inplace " ..
+      "operation: [torch.FloatTensor [3]], which is output 0 of SigmoidBackward0, is at version 1; " ..
+      "expected version 0 instead.")
+    assert_error_contains(function() (b * 2):requires_grad_(false) end,
+      "you can only change requires_grad flags of leaf variables.")
+    lunet.no_grad(function() b:add_(1) end) -- allowed without grad mode
+    assert_close(b, {2, 3, 4}, 0)
   end)
 
   it("no_grad returns the function's results and restores the mode", function()
