@@ -1,8 +1,8 @@
 /*
  * c_only - trains an MLP (784 -> 128 -> ReLU -> 10) on Fashion-MNIST with the C API of
  * lunet.h alone: no Lua.  IDX files -> ToTensor + Normalize batches (lunet_data_image_batch)
- * -> fused Linear+ReLU and Linear (lunet_nn_linear) -> cross-entropy -> backward -> SGD
- * with momentum (lunet_sgd_update).  A small slice keeps it quick: the first 6000 training
+ * -> an MLP (lunet_mlp_new: fused Linear+ReLU, then Linear) -> cross-entropy -> backward ->
+ * SGD with momentum (lunet_sgd_new / lunet_sgd_step).  A small slice keeps it quick: the first 6000 training
  * images for 2 epochs, tested on the first 1000 test images.
  *
  * usage: c_only [dir]   (dir holds the IDX files, plain or .gz; default
@@ -80,23 +80,6 @@ static lunet_status_t load(lunet_tensor_t **images, lunet_tensor_t **labels, con
     return st;
 }
 
-/* logits (n, 10) of the images x (n, 1, 28, 28): relu(x w1^T + b1) w2^T + b2 */
-static lunet_status_t forward(lunet_tensor_t **logits, lunet_tensor_t *x, lunet_tensor_t *w1,
-                              lunet_tensor_t *b1, lunet_tensor_t *w2, lunet_tensor_t *b2)
-{
-    lunet_tensor_t *flat, *h;
-    lunet_status_t st = lunet_tensor_view(&flat, x, 2, (const int64_t[]){x->shape[0], 784});
-    if (st != LUNET_OK)
-        return st;
-    st = lunet_nn_linear(&h, flat, w1, b1, true);
-    lunet_tensor_release(flat);
-    if (st != LUNET_OK)
-        return st;
-    st = lunet_nn_linear(logits, h, w2, b2, false);
-    lunet_tensor_release(h);
-    return st;
-}
-
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "data/FashionMNIST/raw";
@@ -120,26 +103,23 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    /* Parameters with PyTorch's Linear init from a seeded default generator. */
+    /* A 784-HIDDEN-10 ReLU MLP initialised as PyTorch's nn.Linear layers from a seeded
+       generator, and SGD with momentum over its parameters. */
     lunet_generator_t *g = lunet_default_generator();
     lunet_generator_seed(g, 0);
-    lunet_tensor_t *w1, *b1, *w2, *b2;
-    if (lunet_tensor_empty(&w1, LUNET_DTYPE_FLOAT32, 2, (const int64_t[]){HIDDEN, 784}) ||
-        !keep(w1) ||
-        lunet_tensor_empty(&b1, LUNET_DTYPE_FLOAT32, 1, (const int64_t[]){HIDDEN}) || !keep(b1) ||
-        lunet_tensor_empty(&w2, LUNET_DTYPE_FLOAT32, 2, (const int64_t[]){10, HIDDEN}) ||
-        !keep(w2) ||
-        lunet_tensor_empty(&b2, LUNET_DTYPE_FLOAT32, 1, (const int64_t[]){10}) || !keep(b2) ||
-        lunet_nn_linear_reset(w1, b1, g) || lunet_nn_linear_reset(w2, b2, g))
-        return fail("making the parameters");
-    lunet_tensor_t *params[4] = {w1, b1, w2, b2};
-    lunet_tensor_t *momentum[4] = {NULL, NULL, NULL, NULL};
+    lunet_mlp_t *model;
+    if (lunet_mlp_new(&model, 3, (const int64_t[]){784, HIDDEN, 10}, LUNET_ACTIVATION_RELU,
+                      LUNET_DTYPE_FLOAT32, g))
+        return fail("making the model");
+    lunet_tensor_t *params[4];
     for (int i = 0; i < 4; i++)
-        if (lunet_tensor_requires_grad_(params[i], true))
-            return fail("requires_grad_");
+        params[i] = lunet_mlp_parameter(model, i);
     lunet_sgd_options_t sgd = {.lr = 0.05, .momentum = 0.9};
-    if (lunet_sgd_check(&sgd))
+    lunet_sgd_t *opt;
+    if (lunet_sgd_new(&opt, 4, params, &sgd)) {
+        lunet_mlp_free(model);
         return fail("SGD options");
+    }
     lunet_loss_options_t ce;
     lunet_loss_options_init(&ce);
 
@@ -162,16 +142,15 @@ int main(int argc, char **argv)
             lunet_status_t st = lunet_data_image_batch(xb, yb, train_x, train_y, order + start,
                                                        BATCH, 255.0, 1, &MEAN, &STD);
             if (st == LUNET_OK)
-                st = forward(&logits, xb, w1, b1, w2, b2);
+                st = lunet_sgd_zero_grad(opt);
+            if (st == LUNET_OK)
+                st = lunet_mlp_forward(&logits, model, xb);
             if (st == LUNET_OK)
                 st = lunet_loss_cross_entropy(&loss, logits, yb, &ce);
             if (st == LUNET_OK)
                 st = lunet_tensor_backward(loss, NULL, false);
-            for (int i = 0; i < 4 && st == LUNET_OK; i++) {
-                st = lunet_sgd_update(params[i], params[i]->grad, &momentum[i], &sgd);
-                if (st == LUNET_OK)
-                    st = lunet_tensor_fill_(params[i]->grad, 0.0); /* zero_grad */
-            }
+            if (st == LUNET_OK)
+                st = lunet_sgd_step(opt);
             if (st == LUNET_OK) {
                 total += lunet_tensor_get(loss, 0);
                 nbatch++;
@@ -180,16 +159,15 @@ int main(int argc, char **argv)
             lunet_tensor_release(loss);
             if (st != LUNET_OK) {
                 lunet_tensor_release(perm);
-                for (int i = 0; i < 4; i++)
-                    lunet_tensor_release(momentum[i]);
+                lunet_sgd_free(opt);
+                lunet_mlp_free(model);
                 return fail("training step");
             }
         }
         lunet_tensor_release(perm);
         printf("epoch %d: mean loss %.4f over %d batches\n", epoch, total / nbatch, nbatch);
     }
-    for (int i = 0; i < 4; i++)
-        lunet_tensor_release(momentum[i]);
+    lunet_sgd_free(opt);
 
     /* Test accuracy without recording autograd. */
     bool was = lunet_set_grad_enabled(false);
@@ -205,7 +183,7 @@ int main(int argc, char **argv)
     if (st == LUNET_OK)
         st = lunet_data_image_batch(tx, ty, test_x, test_y, idx, NTEST, 255.0, 1, &MEAN, &STD);
     if (st == LUNET_OK)
-        st = forward(&logits, tx, w1, b1, w2, b2);
+        st = lunet_mlp_forward(&logits, model, tx);
     if (st == LUNET_OK)
         st = lunet_tensor_reduce(&pred, NULL, LUNET_REDUCE_ARGMAX, logits, 1,
                                  (const int64_t[]){1}, false);
@@ -221,6 +199,7 @@ int main(int argc, char **argv)
     lunet_tensor_release(logits);
     lunet_tensor_release(pred);
     lunet_set_grad_enabled(was);
+    lunet_mlp_free(model);
     if (st != LUNET_OK)
         return fail("testing");
     release_all();
