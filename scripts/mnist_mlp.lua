@@ -111,7 +111,7 @@ local function write_metrics()
       args.lr, args.momentum)}
   fig:panel{title = "Loss", xlabel = "epoch", ylabel = "loss"}
     :line(history.epoch, history.train_loss, {label = "train loss"})
-  fig:panel{title = "Accuracy", xlabel = "epoch", ylabel = "accuracy"}
+  fig:panel{title = "Accuracy", xlabel = "epoch", ylabel = "accuracy", legend = "lower right"}
     :line(history.epoch, history.test_acc, {label = "test accuracy"})
   fig:save(svg_path)
 end

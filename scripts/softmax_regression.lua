@@ -116,7 +116,7 @@ local function write_outputs()
   f:close()
   assert(os.rename(tmp, out .. "/metrics.csv"))
   local fig = lunet.plot.figure{width = 560, height = 400, title = "Softmax regression on Fashion-MNIST"}
-  local ax = fig:panel{xlabel = "epoch", ylabel = "", title = ""}
+  local ax = fig:panel{xlabel = "epoch", ylabel = "", title = "", ylim = {0.3, 0.9}, legend = "lower left"}
   ax:line(hist.epoch, hist.train_loss, {label = "train loss"})
   ax:line(hist.epoch, hist.train_acc, {label = "train acc"})
   ax:line(hist.epoch, hist.test_acc, {label = "test acc"})

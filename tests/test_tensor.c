@@ -415,25 +415,19 @@ static void test_reductions(void **state)
         int64_t dd[1] = {d};
         CHECK_OK(lunet_tensor_reduce(&r, NULL, LUNET_REDUCE_SUM, a, 1, dd, false));
         assert_int_equal(r->numel, 24 / s234[d]);
+        /* the two kept dims, in order, and their sizes */
+        int kd[2], nk = 0;
+        for (int q = 0; q < 3; q++)
+            if (q != d)
+                kd[nk++] = q;
         for (int64_t o = 0; o < r->numel; o++) {
-            /* coordinates of output o in the kept dims */
-            int64_t kept[2], k = 0, rem = o;
-            for (int q = 2; q >= 0; q--)
-                if (q != d) {
-                    kept[q < d ? q : q - 1] = 0;
-                    (void)k;
-                }
-            int64_t ks[2], nk = 0;
-            for (int q = 0; q < 3; q++)
-                if (q != d)
-                    ks[nk++] = s234[q];
-            kept[1] = rem % ks[1];
-            kept[0] = rem / ks[1];
+            int64_t kept[2] = {o / s234[kd[1]], o % s234[kd[1]]};
             double want = 0;
             for (int64_t j = 0; j < s234[d]; j++) {
-                int64_t c[3], m = 0;
-                for (int q = 0; q < 3; q++)
-                    c[q] = q == d ? j : kept[m++];
+                int64_t c[3];
+                c[d] = j;
+                c[kd[0]] = kept[0];
+                c[kd[1]] = kept[1];
                 want += (double)((c[0] * 3 + c[1]) * 4 + c[2]);
             }
             CHECK_CLOSE(lunet_tensor_get(r, o), want, 0);
