@@ -326,6 +326,22 @@ static void run_binary(lunet_tensor_t *out, lunet_binary_op_t op, lunet_tensor_t
     lunet_iter_run(&it, binary_table[op].fn[kernel_slot(a->dtype)], &ctx);
 }
 
+/* Integer floor division by zero and negative integer powers have no integer result. */
+static lunet_status_t check_integer_operand(lunet_binary_op_t op, const lunet_tensor_t *b)
+{
+    if (op != LUNET_BINARY_FLOOR_DIV && op != LUNET_BINARY_POW)
+        return LUNET_OK;
+    for (int64_t i = 0; i < b->numel; i++) {
+        double v = lunet_tensor_get(b, i);
+        if (op == LUNET_BINARY_FLOOR_DIV && v == 0)
+            return lunet_fail(LUNET_STATUS_RUNTIME, "ZeroDivisionError");
+        if (op == LUNET_BINARY_POW && v < 0)
+            return lunet_fail(LUNET_STATUS_RUNTIME,
+                              "Integers to negative integer powers are not allowed.");
+    }
+    return LUNET_OK;
+}
+
 static lunet_dtype_t binary_result_dtype(lunet_binary_op_t op, lunet_tensor_t *a,
                                          lunet_tensor_t *b, lunet_dtype_t *compute)
 {
@@ -352,6 +368,8 @@ static lunet_status_t binary_impl(lunet_tensor_t **out, lunet_binary_op_t op, lu
                           "supported. Use the `^` or `logical_xor()` operator instead.");
     lunet_tensor_t *ca = NULL, *cb = NULL, *r = NULL, *rk = NULL;
     if ((st = as_dtype(&ca, a, kdt)) || (st = as_dtype(&cb, b, kdt)))
+        goto done;
+    if (kdt == LUNET_DTYPE_INT64 && (st = check_integer_operand(op, cb)))
         goto done;
     lunet_dtype_t kout = binary_table[op].compare ? LUNET_DTYPE_BOOL : kdt;
     if ((st = lunet_tensor_empty(&rk, kout, nd, shape)))
@@ -440,6 +458,10 @@ lunet_status_t lunet_tensor_binary_(lunet_tensor_t *a, lunet_binary_op_t op, lun
         lunet_tensor_t *cb;
         if ((st = as_dtype(&cb, b, a->dtype)))
             return st;
+        if (a->dtype == LUNET_DTYPE_INT64 && (st = check_integer_operand(op, cb))) {
+            lunet_tensor_release(cb);
+            return st;
+        }
         run_binary(a, op, a, cb, 1.0);
         lunet_tensor_release(cb);
     }

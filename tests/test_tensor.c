@@ -264,6 +264,16 @@ static void test_promotion(void **state)
     double wf[2] = {3, -4};
     CHECK_TENSOR(c, wf, 2, 0);
     lunet_tensor_release(c);
+    lunet_tensor_t *zero, *q;
+    CHECK_OK(lunet_tensor_scalar(&zero, L, 0, true));
+    CHECK_FAILS(lunet_tensor_binary(&q, LUNET_BINARY_FLOOR_DIV, a, zero), LUNET_STATUS_RUNTIME,
+                "ZeroDivisionError");
+    lunet_tensor_release(zero);
+    lunet_tensor_t *minus;
+    CHECK_OK(lunet_tensor_scalar(&minus, L, -1, true));
+    CHECK_FAILS(lunet_tensor_binary(&q, LUNET_BINARY_POW, a, minus), LUNET_STATUS_RUNTIME,
+                "Integers to negative integer powers are not allowed.");
+    lunet_tensor_release(minus);
     lunet_tensor_t *s;
     CHECK_OK(lunet_tensor_scalar(&s, D, 2.5, true));
     CHECK_FAILS(lunet_tensor_binary_(a, LUNET_BINARY_ADD, s), LUNET_STATUS_RUNTIME,
