@@ -5,89 +5,12 @@
  * Everything draws from the runtime's default generator, so a script's numbers match
  * PyTorch's for the same seed and the same order of calls.
  */
-#include "lbind.h"
+#include "l_tensor.h"
 
 #include <string.h>
 
 /* ---------------------------------------------------------------- argument helpers --- */
-
-typedef struct rand_opts {
-    lunet_dtype_t dtype;
-    bool has_dtype;
-    bool requires_grad;
-} rand_opts_t;
-
-/* Options table {dtype=, requires_grad=} at idx (none or nil allowed). */
-static void check_opts(lua_State *L, int idx, lunet_dtype_t def, rand_opts_t *o)
-{
-    o->dtype = def;
-    o->has_dtype = false;
-    o->requires_grad = false;
-    if (lua_isnoneornil(L, idx))
-        return;
-    luaL_checktype(L, idx, LUA_TTABLE);
-    if (lua_getfield(L, idx, "dtype") != LUA_TNIL) {
-        o->dtype = lb_checkdtype(L, lua_gettop(L));
-        o->has_dtype = true;
-    }
-    lua_pop(L, 1);
-    lua_getfield(L, idx, "requires_grad");
-    o->requires_grad = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-}
-
-/* True for a table that is an options table rather than a size ({} or {dtype=...}). */
-static bool is_opts(lua_State *L, int idx)
-{
-    return lua_type(L, idx) == LUA_TTABLE && lua_rawlen(L, idx) == 0 &&
-           lb_totensor(L, idx) == NULL;
-}
-
-/*
- * A size as integers from idx on, or as one table (a lunet.Size or a sequence).  Checks
- * for negative sizes with PyTorch's text.  Returns the index after the size.
- */
-static int check_size(lua_State *L, int idx, int *ndim, int64_t *shape)
-{
-    int n = 0;
-    if (lua_type(L, idx) == LUA_TTABLE && !is_opts(L, idx)) {
-        lua_Integer len = (lua_Integer)lua_rawlen(L, idx);
-        if (len > LUNET_MAX_DIMS)
-            luaL_argerror(L, idx, "too many dimensions");
-        for (lua_Integer i = 1; i <= len; i++) {
-            lua_geti(L, idx, i);
-            int isint;
-            lua_Integer v = lua_tointegerx(L, -1, &isint);
-            if (!isint)
-                luaL_argerror(L, idx, "size must be a sequence of integers");
-            shape[n++] = (int64_t)v;
-            lua_pop(L, 1);
-        }
-        idx++;
-    } else {
-        while (lua_type(L, idx) == LUA_TNUMBER) {
-            if (n >= LUNET_MAX_DIMS)
-                luaL_argerror(L, idx, "too many dimensions");
-            shape[n++] = (int64_t)luaL_checkinteger(L, idx);
-            idx++;
-        }
-    }
-    *ndim = n;
-    for (int i = 0; i < n; i++) {
-        if (shape[i] < 0) {
-            char buf[LUNET_MAX_DIMS * 24 + 4];
-            size_t len = 0;
-            buf[len++] = '[';
-            for (int j = 0; j < n; j++)
-                len += (size_t)snprintf(buf + len, sizeof buf - len, j ? ", %lld" : "%lld",
-                                        (long long)shape[j]);
-            snprintf(buf + len, sizeof buf - len, "]");
-            return luaL_error(L, "Trying to create tensor with negative dimension %I: %s",
-                              (lua_Integer)shape[i], buf);
-        }
-    }
-    return idx;
-}
+/* Sizes and {dtype=, requires_grad=} are parsed by the tensor binding's helpers (l_tensor.h). */
 
 /* Creates an empty tensor, boxes it at the top of the stack and returns it. */
 static lunet_tensor_t *push_empty(lua_State *L, int ndim, const int64_t *shape, lunet_dtype_t dt)
@@ -97,12 +20,6 @@ static lunet_tensor_t *push_empty(lua_State *L, int ndim, const int64_t *shape, 
         lb_error(L);
     lb_pushtensor(L, t); // the box owns t from here, so a later error does not leak it
     return t;
-}
-
-static void finish(lua_State *L, lunet_tensor_t *t, const rand_opts_t *o)
-{
-    if (o->requires_grad && lunet_tensor_requires_grad_(t, true) != LUNET_OK)
-        lb_error(L);
 }
 
 /* ---------------------------------------------------------------- seeding ------------- */
@@ -132,15 +49,15 @@ static int sized_fill(lua_State *L, bool normal)
 {
     int ndim;
     int64_t shape[LUNET_MAX_DIMS];
-    int next = check_size(L, 1, &ndim, shape);
-    rand_opts_t o;
-    check_opts(L, next, lunet_default_dtype(), &o);
+    int next = lbt_checksize(L, 1, &ndim, shape);
+    lbt_create_opts_t o;
+    lbt_checkcreateopts(L, next, &o);
     lunet_tensor_t *t = push_empty(L, ndim, shape, o.dtype);
     if (normal)
         LB_CHECK(L, lunet_tensor_normal_(t, NULL, 0.0, 1.0));
     else
         LB_CHECK(L, lunet_tensor_uniform_(t, NULL, 0.0, 1.0));
-    finish(L, t, &o);
+    lbt_finish_create(L, t, &o);
     return 1;
 }
 
@@ -156,15 +73,15 @@ static int param_fill(lua_State *L, bool normal)
         luaL_argerror(L, 3, "size expected");
     int ndim;
     int64_t shape[LUNET_MAX_DIMS];
-    int next = check_size(L, 3, &ndim, shape);
-    rand_opts_t o;
-    check_opts(L, next, lunet_default_dtype(), &o);
+    int next = lbt_checksize(L, 3, &ndim, shape);
+    lbt_create_opts_t o;
+    lbt_checkcreateopts(L, next, &o);
     lunet_tensor_t *t = push_empty(L, ndim, shape, o.dtype);
     if (normal)
         LB_CHECK(L, lunet_tensor_normal_(t, NULL, p1, p2));
     else
         LB_CHECK(L, lunet_tensor_uniform_(t, NULL, p1, p2));
-    finish(L, t, &o);
+    lbt_finish_create(L, t, &o);
     return 1;
 }
 
@@ -188,12 +105,12 @@ static int l_randint(lua_State *L)
         luaL_argerror(L, sidx, "size expected");
     int ndim;
     int64_t shape[LUNET_MAX_DIMS];
-    int next = check_size(L, sidx, &ndim, shape);
-    rand_opts_t o;
-    check_opts(L, next, LUNET_DTYPE_INT64, &o);
-    lunet_tensor_t *t = push_empty(L, ndim, shape, o.dtype);
+    int next = lbt_checksize(L, sidx, &ndim, shape);
+    lbt_create_opts_t o;
+    lbt_checkcreateopts(L, next, &o);
+    lunet_tensor_t *t = push_empty(L, ndim, shape, o.has_dtype ? o.dtype : LUNET_DTYPE_INT64);
     LB_CHECK(L, lunet_tensor_random_int_(t, NULL, (int64_t)low, (int64_t)high));
-    finish(L, t, &o);
+    lbt_finish_create(L, t, &o);
     return 1;
 }
 
@@ -201,18 +118,18 @@ static int l_randint(lua_State *L)
 static int l_randperm(lua_State *L)
 {
     lua_Integer n = luaL_checkinteger(L, 1);
-    rand_opts_t o;
-    check_opts(L, 2, LUNET_DTYPE_INT64, &o);
+    lbt_create_opts_t o;
+    lbt_checkcreateopts(L, 2, &o);
     lunet_tensor_t *t;
     LB_CHECK(L, lunet_tensor_randperm(&t, NULL, (int64_t)n));
     lb_pushtensor(L, t);
-    if (o.dtype != LUNET_DTYPE_INT64) {
+    if (o.has_dtype && o.dtype != LUNET_DTYPE_INT64) {
         lunet_tensor_t *c;
         LB_CHECK(L, lunet_tensor_to(&c, t, o.dtype));
         lb_pushtensor(L, c);
         t = c;
     }
-    finish(L, t, &o);
+    lbt_finish_create(L, t, &o);
     return 1;
 }
 

@@ -181,10 +181,17 @@ void lbt_finish_create(lua_State *L, lunet_tensor_t *t, const lbt_create_opts_t 
         lb_error(L);
 }
 
+/* True for a table that is an options table rather than a size ({} or {dtype = ...}). */
+static bool is_options_table(lua_State *L, int idx)
+{
+    return lua_type(L, idx) == LUA_TTABLE && lua_rawlen(L, idx) == 0 &&
+           lb_totensor(L, idx) == NULL;
+}
+
 int lbt_checkshape(lua_State *L, int idx, int *ndim, int64_t *shape)
 {
     int n = 0;
-    if (lua_type(L, idx) == LUA_TTABLE) {
+    if (lua_type(L, idx) == LUA_TTABLE && !is_options_table(L, idx)) {
         lua_Integer len = (lua_Integer)lua_rawlen(L, idx);
         if (len > LUNET_MAX_DIMS)
             luaL_argerror(L, idx, "too many dimensions");
@@ -197,16 +204,36 @@ int lbt_checkshape(lua_State *L, int idx, int *ndim, int64_t *shape)
             shape[n++] = (int64_t)v;
             lua_pop(L, 1);
         }
-        *ndim = n;
-        return idx + 1;
-    }
-    while (lua_type(L, idx) == LUA_TNUMBER) {
-        if (n >= LUNET_MAX_DIMS)
-            luaL_argerror(L, idx, "too many dimensions");
-        shape[n++] = (int64_t)luaL_checkinteger(L, idx);
         idx++;
+    } else {
+        while (lua_type(L, idx) == LUA_TNUMBER) {
+            if (n >= LUNET_MAX_DIMS)
+                luaL_argerror(L, idx, "too many dimensions");
+            shape[n++] = (int64_t)luaL_checkinteger(L, idx);
+            idx++;
+        }
     }
     *ndim = n;
+    return idx;
+}
+
+int lbt_checksize(lua_State *L, int idx, int *ndim, int64_t *shape)
+{
+    idx = lbt_checkshape(L, idx, ndim, shape);
+    int n = *ndim;
+    for (int i = 0; i < n; i++) {
+        if (shape[i] < 0) {
+            char buf[LUNET_MAX_DIMS * 24 + 4];
+            size_t len = 0;
+            buf[len++] = '[';
+            for (int j = 0; j < n; j++)
+                len += (size_t)snprintf(buf + len, sizeof buf - len, j ? ", %lld" : "%lld",
+                                        (long long)shape[j]);
+            snprintf(buf + len, sizeof buf - len, "]");
+            return luaL_error(L, "Trying to create tensor with negative dimension %I: %s",
+                              (lua_Integer)shape[i], buf);
+        }
+    }
     return idx;
 }
 
@@ -532,7 +559,7 @@ static int create_sized(lua_State *L, fill_kind_t kind)
 {
     int ndim;
     int64_t shape[LUNET_MAX_DIMS];
-    int next = lbt_checkshape(L, 1, &ndim, shape);
+    int next = lbt_checksize(L, 1, &ndim, shape);
     lbt_create_opts_t o;
     lbt_checkcreateopts(L, next, &o);
     return make_filled(L, ndim, shape, o.dtype, 1.0, kind, &o);
@@ -548,7 +575,7 @@ static int l_full(lua_State *L)
     int ndim, vidx;
     int64_t shape[LUNET_MAX_DIMS];
     if (lua_type(L, 1) == LUA_TTABLE) {
-        lbt_checkshape(L, 1, &ndim, shape);
+        lbt_checksize(L, 1, &ndim, shape);
         vidx = 2;
     } else {
         /* full(2, 3, value): every number but the last is a size */

@@ -1,5 +1,5 @@
 /*
- * l_tensor.h - private to the tensor binding files (l_tensor.c, l_tensor_math.c).
+ * l_tensor.h - argument helpers shared by the binding files (tensor, random).
  * Everything public goes through lbind.h; this only shares argument-parsing helpers.
  */
 #ifndef LUNET_L_TENSOR_H
@@ -22,6 +22,9 @@ lunet_tensor_t *lbt_tooperand(lua_State *L, int idx, bool *owned);
  * plain sequence).  Returns the index of the first argument after the shape.
  */
 int lbt_checkshape(lua_State *L, int idx, int *ndim, int64_t *shape);
+/* The same for the size of a new tensor: negative sizes raise PyTorch's message
+   ("Trying to create tensor with negative dimension -3: [2, -3]"). */
+int lbt_checksize(lua_State *L, int idx, int *ndim, int64_t *shape);
 
 /* Options table {dtype=, requires_grad=} at idx (nil or none allowed). */
 typedef struct lbt_create_opts {
