@@ -71,18 +71,35 @@ lunet_status_t lunet_autograd_check_inplace(const lunet_tensor_t *t, const char 
                           "a leaf Variable that requires grad is being used in an in-place "
                           "operation.");
     return lunet_fail(LUNET_STATUS_RUNTIME,
-                      "%s: in-place operations on tensors that require grad are not supported "
-                      "(use the out-of-place form, or run it under no_grad)", op);
+                      "%s: this in-place operation cannot be recorded on a tensor that requires "
+                      "grad (use the out-of-place form, or run it under no_grad)", op);
 }
 
-lunet_status_t lunet_autograd_record_copy(lunet_tensor_t *dst, lunet_tensor_t *src)
+lunet_status_t lunet_autograd_check_inplace_recorded(const lunet_tensor_t *t, const char *op)
 {
-    (void)dst;
-    if (!lunet_autograd_needed(src, NULL))
-        return LUNET_OK;
-    return lunet_fail(LUNET_STATUS_RUNTIME,
-                      "copy_: copying a tensor that requires grad into another tensor in place "
-                      "is not supported (use clone())");
+    if (t->requires_grad && !t->grad_fn)
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "a leaf Variable that requires grad is being used in an in-place "
+                          "operation.");
+    /* Another tensor on the same memory (a view, or a value saved for backward) would keep
+       a history that no longer matches the data (PyTorch rebases views; Lunet refuses). */
+    if (t->storage->refcount > 1)
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "%s: in-place operation on a tensor that shares its memory with "
+                          "another (a view, or a value saved for backward) while gradients are "
+                          "recorded; use the out-of-place form or clone() first", op);
+    return LUNET_OK;
+}
+
+void lunet_autograd_rebase(lunet_tensor_t *t, lunet_tensor_t *result)
+{
+    lunet_node_t *old = t->grad_fn;
+    t->grad_fn = result->grad_fn;
+    lunet_node_retain(t->grad_fn);
+    if (t->grad_fn && t->grad_fn->retain_target == result)
+        t->grad_fn->retain_target = NULL;
+    t->requires_grad = result->requires_grad;
+    lunet_node_release(old);
 }
 
 /* ---- nodes */

@@ -44,7 +44,6 @@ typedef enum lunet_op {
     LUNET_OP_ADDMM,   /* inputs c, a, b; saves a, b; d[0] = beta, d[1] = alpha */
     LUNET_OP_TO,      /* dtype conversion */
     LUNET_OP_CLONE,
-    LUNET_OP_COPY,    /* dst = src copied in place: grad flows to src */
     LUNET_OP_SOFTMAX, /* saves out; i[0] = dim */
     LUNET_OP_LOG_SOFTMAX, /* saves out; i[0] = dim */
     LUNET_OP_NLL_LOSS,    /* saves target, weight; options in args */
@@ -120,8 +119,15 @@ lunet_status_t lunet_autograd_record(lunet_tensor_t *out, lunet_op_t op, int nin
                                      lunet_tensor_t **saved, const lunet_op_args_t *args);
 /* Fails if t is a leaf requiring grad and grad mode is on (PyTorch's in-place rule). */
 lunet_status_t lunet_autograd_check_inplace(const lunet_tensor_t *t, const char *op);
-/* Records dst <- src after an in-place copy_ (no-op unless needed). */
-lunet_status_t lunet_autograd_record_copy(lunet_tensor_t *dst, lunet_tensor_t *src);
+/*
+ * In-place ops that record themselves (add_, mul_, relu_, copy_, ...): the check refuses a
+ * leaf requiring grad, and a tensor whose memory another tensor shares; after the op has
+ * computed `result` out of place (with its history) and copied it into t, rebase makes t
+ * take over result's history.  Other in-place ops use lunet_autograd_check_inplace, which
+ * refuses any tensor requiring grad while grad mode is on.
+ */
+lunet_status_t lunet_autograd_check_inplace_recorded(const lunet_tensor_t *t, const char *op);
+void lunet_autograd_rebase(lunet_tensor_t *t, lunet_tensor_t *result);
 void lunet_node_release(lunet_node_t *n);
 void lunet_node_retain(lunet_node_t *n);
 

@@ -562,7 +562,6 @@ const lunet_op_info_t lunet_op_table[] = {
     {LUNET_OP_ADDMM, "AddmmBackward0", addmm_backward},
     {LUNET_OP_TO, "ToCopyBackward0", identity_backward},
     {LUNET_OP_CLONE, "CloneBackward0", identity_backward},
-    {LUNET_OP_COPY, "CopyBackwards", identity_backward},
     {LUNET_OP_SOFTMAX, "SoftmaxBackward0", softmax_backward},
     {LUNET_OP_LOG_SOFTMAX, "LogSoftmaxBackward0", log_softmax_backward},
     {LUNET_OP_NLL_LOSS, "NllLossBackward0", nll_loss_backward},

@@ -421,12 +421,36 @@ lunet_status_t lunet_tensor_add_scaled(lunet_tensor_t **out, lunet_tensor_t *a,
     return binary_impl(out, LUNET_BINARY_ADD, a, b, alpha);
 }
 
+/*
+ * The recorded form of an in-place op on t: `result` was computed out of place with its
+ * history; its values go into t, which takes over that history (PyTorch: in-place on a
+ * non-leaf is allowed and recorded).
+ */
+static lunet_status_t finish_recorded_inplace(lunet_tensor_t *t, lunet_tensor_t *result)
+{
+    lunet_copy_cast(t, result);
+    lunet_tensor_bump_version(t);
+    lunet_autograd_rebase(t, result);
+    lunet_tensor_release(result);
+    return LUNET_OK;
+}
+
+/* Ops whose backward reads their first input: its recorded form works on a copy, so that
+   overwriting t does not change a value saved for backward. */
+static bool binary_saves_input(lunet_binary_op_t op)
+{
+    return op == LUNET_BINARY_MUL || op == LUNET_BINARY_DIV || op == LUNET_BINARY_POW ||
+           op == LUNET_BINARY_MAXIMUM || op == LUNET_BINARY_MINIMUM;
+}
+
 lunet_status_t lunet_tensor_binary_(lunet_tensor_t *a, lunet_binary_op_t op, lunet_tensor_t *b)
 {
     if ((unsigned)op >= LUNET_BINARY_COUNT)
         return lunet_fail(LUNET_STATUS_VALUE, "binary: unknown op %d", (int)op);
     const char *name = binary_table[op].name;
-    lunet_status_t st = lunet_autograd_check_inplace(a, name);
+    bool record = lunet_autograd_needed(a, b);
+    lunet_status_t st = record ? lunet_autograd_check_inplace_recorded(a, name)
+                               : lunet_autograd_check_inplace(a, name);
     if (st)
         return st;
     int nd;
@@ -447,6 +471,18 @@ lunet_status_t lunet_tensor_binary_(lunet_tensor_t *a, lunet_binary_op_t op, lun
                           lunet_dtype_torch_name(rdt), lunet_dtype_torch_name(a->dtype));
     if ((st = lunet_tensor_check_writable(a)))
         return st;
+    if (record) {
+        lunet_tensor_t *src, *r;
+        if (binary_saves_input(op))
+            st = lunet_tensor_clone(&src, a);
+        else
+            st = (lunet_tensor_retain(a), src = a, LUNET_OK);
+        if (st)
+            return st;
+        st = lunet_tensor_binary(&r, op, src, b);
+        lunet_tensor_release(src);
+        return st ? st : finish_recorded_inplace(a, r);
+    }
     if (binary_table[op].compare || a->dtype != kernel_dtype(a->dtype)) {
         /* rare: compute out of place, then copy back */
         lunet_tensor_t *r;
@@ -584,7 +620,9 @@ lunet_status_t lunet_tensor_unary_(lunet_tensor_t *x, lunet_unary_op_t op)
 {
     if ((unsigned)op >= LUNET_UNARY_COUNT)
         return lunet_fail(LUNET_STATUS_VALUE, "unary: unknown op %d", (int)op);
-    lunet_status_t st = lunet_autograd_check_inplace(x, unary_table[op].name);
+    bool record = lunet_autograd_needed(x, NULL);
+    lunet_status_t st = record ? lunet_autograd_check_inplace_recorded(x, unary_table[op].name)
+                               : lunet_autograd_check_inplace(x, unary_table[op].name);
     if (st)
         return st;
     if ((st = lunet_tensor_check_writable(x)))
@@ -593,6 +631,20 @@ lunet_status_t lunet_tensor_unary_(lunet_tensor_t *x, lunet_unary_op_t op)
         return lunet_fail(LUNET_STATUS_RUNTIME,
                           "result type Float can't be cast to the desired output type %s",
                           lunet_dtype_torch_name(x->dtype));
+    if (record) {
+        /* log and abs read their input in backward: work on a copy of it */
+        bool saves_input = op == LUNET_UNARY_LOG || op == LUNET_UNARY_ABS;
+        lunet_tensor_t *src, *r;
+        if (saves_input)
+            st = lunet_tensor_clone(&src, x);
+        else
+            st = (lunet_tensor_retain(x), src = x, LUNET_OK);
+        if (st)
+            return st;
+        st = lunet_tensor_unary(&r, op, src);
+        lunet_tensor_release(src);
+        return st ? st : finish_recorded_inplace(x, r);
+    }
     if (x->dtype != kernel_dtype(x->dtype)) {
         lunet_tensor_t *r;
         if ((st = lunet_tensor_unary(&r, op, x)))
@@ -677,12 +729,22 @@ done:
 
 lunet_status_t lunet_tensor_clamp_(lunet_tensor_t *x, double lo, double hi)
 {
-    lunet_status_t st = lunet_autograd_check_inplace(x, "clamp_");
+    bool record = lunet_autograd_needed(x, NULL);
+    lunet_status_t st = record ? lunet_autograd_check_inplace_recorded(x, "clamp_")
+                               : lunet_autograd_check_inplace(x, "clamp_");
     if (st)
         return st;
     if ((st = lunet_tensor_check_writable(x)))
         return st;
     lunet_tensor_t *r;
+    if (record) {
+        lunet_tensor_t *src; /* clamp's backward reads its input: work on a copy */
+        if ((st = lunet_tensor_clone(&src, x)))
+            return st;
+        st = lunet_tensor_clamp(&r, src, lo, hi);
+        lunet_tensor_release(src);
+        return st ? st : finish_recorded_inplace(x, r);
+    }
     if ((st = lunet_tensor_clamp(&r, x, lo, hi)))
         return st;
     lunet_copy_cast(x, r);

@@ -414,7 +414,9 @@ lunet_status_t lunet_tensor_fill_(lunet_tensor_t *dst, double value)
 
 lunet_status_t lunet_tensor_copy_(lunet_tensor_t *dst, lunet_tensor_t *src)
 {
-    lunet_status_t st = lunet_autograd_check_inplace(dst, "copy_");
+    bool record = lunet_autograd_needed(dst, src);
+    lunet_status_t st = record ? lunet_autograd_check_inplace_recorded(dst, "copy_")
+                               : lunet_autograd_check_inplace(dst, "copy_");
     if (st)
         return st;
     int nd;
@@ -430,9 +432,24 @@ lunet_status_t lunet_tensor_copy_(lunet_tensor_t *dst, lunet_tensor_t *src)
     }
     if ((st = lunet_tensor_check_writable(dst)))
         return st;
+    if (record) {
+        /* dst takes the history of src converted and broadcast to it (old history dropped) */
+        lunet_tensor_t *conv, *r;
+        if ((st = lunet_tensor_to(&conv, src, dst->dtype)))
+            return st;
+        st = lunet_tensor_expand(&r, conv, dst->ndim, dst->shape);
+        lunet_tensor_release(conv);
+        if (st)
+            return st;
+        lunet_copy_cast(dst, r);
+        lunet_tensor_bump_version(dst);
+        lunet_autograd_rebase(dst, r);
+        lunet_tensor_release(r);
+        return LUNET_OK;
+    }
     lunet_copy_cast(dst, src);
     lunet_tensor_bump_version(dst);
-    return lunet_autograd_record_copy(dst, src);
+    return LUNET_OK;
 }
 
 lunet_status_t lunet_tensor_to(lunet_tensor_t **out, lunet_tensor_t *t, lunet_dtype_t dt)

@@ -155,4 +155,16 @@ describe("lunet autograd surface", function()
     assert.has_error(function() lunet.zeros(2):retain_grad() end,
       "can't retain_grad on Tensor that has requires_grad=False")
   end)
+
+  it("records in-place operations on non-leaf tensors (parity spec 8)", function()
+    local x = lunet.tensor({1.0, 2.0}, {requires_grad = true})
+    local a = x * 2
+    a:add_(1)
+    a:mul_(3)
+    assert.are.equal("<MulBackward0>", tostring(a.grad_fn))
+    a:sum():backward()
+    assert_close(x.grad, {6, 6}, 0)
+    local e = x:exp()  -- exp keeps its output for backward: changing it in place is refused
+    assert_error_contains(function() e:add_(1) end, "shares its memory with another")
+  end)
 end)

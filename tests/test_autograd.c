@@ -274,7 +274,77 @@ static lunet_status_t f_mlp(lunet_tensor_t **o, lunet_tensor_t **in)
     return st;
 }
 
+/* in-place ops on a non-leaf are recorded: t = x * 2; t += w; t *= w; tanh_; clamp_; log via abs */
+static lunet_status_t f_inplace(lunet_tensor_t **o, lunet_tensor_t **in)
+{
+    lunet_tensor_t *two, *t;
+    lunet_status_t st = lunet_tensor_scalar(&two, LUNET_DTYPE_FLOAT64, 2, true);
+    if (st) return st;
+    st = lunet_tensor_binary(&t, LUNET_BINARY_MUL, in[0], two);
+    lunet_tensor_release(two);
+    if (st) return st;
+    if ((st = lunet_tensor_binary_(t, LUNET_BINARY_ADD, in[1])) ||
+        (st = lunet_tensor_binary_(t, LUNET_BINARY_MUL, in[1])) ||
+        (st = lunet_tensor_unary_(t, LUNET_UNARY_TANH)) ||
+        (st = lunet_tensor_clamp_(t, -0.9, 0.9)) ||
+        (st = lunet_tensor_unary_(t, LUNET_UNARY_ABS)) ||
+        (st = lunet_tensor_binary_(t, LUNET_BINARY_DIV, in[1]))) {
+        lunet_tensor_release(t);
+        return st;
+    }
+    *o = t;
+    return LUNET_OK;
+}
+
+/* copy_ into a fresh tensor from one that requires grad: dst takes src's history */
+static lunet_status_t f_copy(lunet_tensor_t **o, lunet_tensor_t **in)
+{
+    lunet_tensor_t *t;
+    lunet_status_t st = lunet_tensor_zeros(&t, LUNET_DTYPE_FLOAT64, 2, (const int64_t[]){2, 3});
+    if (st) return st;
+    if ((st = lunet_tensor_copy_(t, in[0]))) {
+        lunet_tensor_release(t);
+        return st;
+    }
+    st = lunet_tensor_binary(o, LUNET_BINARY_MUL, t, t);
+    lunet_tensor_release(t);
+    return st;
+}
+
 #define S(...) ((const int64_t[]){__VA_ARGS__})
+
+static void test_inplace_recorded(void **state)
+{
+    (void)state;
+    gradcheck("in-place chain", f_inplace, 2, (lunet_tensor_t *[]){leaf(2, S(2, 3), 95, 0), leaf(1, S(3), 96, 1.5)});
+    gradcheck("copy_ from a tensor requiring grad", f_copy, 1, (lunet_tensor_t *[]){leaf(1, S(3), 97, 0)});
+    /* a view of a tensor with history, or a tensor saved for backward, is refused */
+    lunet_tensor_t *x = leaf(1, S(4), 98, 0), *y, *v, *one;
+    CHECK_OK(lunet_tensor_scalar(&one, LUNET_DTYPE_FLOAT64, 1, true));
+    CHECK_OK(lunet_tensor_unary(&y, LUNET_UNARY_EXP, x)); /* exp saves its output */
+    CHECK_FAILS(lunet_tensor_binary_(y, LUNET_BINARY_ADD, one), LUNET_STATUS_RUNTIME,
+                "shares its memory with another");
+    lunet_tensor_release(y);
+    CHECK_OK(lunet_tensor_binary(&y, LUNET_BINARY_ADD, x, one));
+    CHECK_OK(lunet_tensor_narrow(&v, y, 0, 1, 2));
+    CHECK_FAILS(lunet_tensor_binary_(v, LUNET_BINARY_ADD, one), LUNET_STATUS_RUNTIME,
+                "shares its memory with another");
+    assert_string_equal(lunet_tensor_grad_fn_name(y), "AddBackward0");
+    lunet_tensor_release(v);
+    /* a leaf requiring grad still refuses, as in PyTorch */
+    CHECK_FAILS(lunet_tensor_binary_(x, LUNET_BINARY_ADD, one), LUNET_STATUS_RUNTIME,
+                "a leaf Variable that requires grad is being used in an in-place operation.");
+    /* a plain tensor that takes in a tensor requiring grad becomes part of the graph */
+    lunet_tensor_t *z;
+    CHECK_OK(lunet_tensor_zeros(&z, LUNET_DTYPE_FLOAT64, 1, S(4)));
+    CHECK_OK(lunet_tensor_binary_(z, LUNET_BINARY_ADD, x));
+    assert_true(z->requires_grad);
+    assert_string_equal(lunet_tensor_grad_fn_name(z), "AddBackward0");
+    lunet_tensor_release(z);
+    lunet_tensor_release(y);
+    lunet_tensor_release(one);
+    lunet_tensor_release(x);
+}
 
 static void test_elementwise_grads(void **state)
 {
@@ -486,6 +556,7 @@ int main(void)
         cmocka_unit_test(test_reduction_and_view_grads),
         cmocka_unit_test(test_matrix_and_loss_grads),
         cmocka_unit_test(test_engine_rules),
+        cmocka_unit_test(test_inplace_recorded),
     };
     return cmocka_run_group_tests_name("autograd", tests, NULL, NULL);
 }
