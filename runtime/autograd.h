@@ -42,6 +42,7 @@ typedef enum lunet_op {
     LUNET_OP_INDEX,   /* saves the broadcast flat positions */
     LUNET_OP_MM,      /* saves a, b */
     LUNET_OP_ADDMM,   /* inputs c, a, b; saves a, b; d[0] = beta, d[1] = alpha */
+    LUNET_OP_BMM,     /* batched matmul (..., n, k) @ (..., k, m), batch dims broadcast */
     LUNET_OP_TO,      /* dtype conversion */
     LUNET_OP_CLONE,
     LUNET_OP_SOFTMAX, /* saves out; i[0] = dim */

@@ -463,6 +463,27 @@ RULE(addmm_backward)
                     g, n->saved[0], n->saved[1], n->args.d[1]);
 }
 
+/* batched: dA = g @ B^T and dB = A^T @ g, each summed over the batch dims it was broadcast on */
+RULE(bmm_backward)
+{
+    lunet_tensor_t *a = n->saved[0], *b = n->saved[1], *t = NULL, *p = NULL;
+    lunet_status_t st = LUNET_OK;
+    for (int i = 0; i < 2 && !st; i++) {
+        if (!n->in[i].needs_grad)
+            continue;
+        if (i == 0 && !(st = lunet_tensor_transpose(&t, b, -1, -2)))
+            st = lunet_tensor_matmul(&p, g, t);
+        if (i == 1 && !(st = lunet_tensor_transpose(&t, a, -1, -2)))
+            st = lunet_tensor_matmul(&p, t, g);
+        if (!st)
+            st = sum_to(&grads[i], p, &n->in[i]);
+        lunet_tensor_release(t);
+        lunet_tensor_release(p);
+        t = p = NULL;
+    }
+    return st;
+}
+
 /* Conversions and copies pass the gradient through (the engine casts it to the input's dtype). */
 RULE(identity_backward)
 {
@@ -560,6 +581,7 @@ const lunet_op_info_t lunet_op_table[] = {
     {LUNET_OP_INDEX, "IndexBackward0", index_backward},
     {LUNET_OP_MM, "MmBackward0", mm_backward},
     {LUNET_OP_ADDMM, "AddmmBackward0", addmm_backward},
+    {LUNET_OP_BMM, "BmmBackward0", bmm_backward},
     {LUNET_OP_TO, "ToCopyBackward0", identity_backward},
     {LUNET_OP_CLONE, "CloneBackward0", identity_backward},
     {LUNET_OP_SOFTMAX, "SoftmaxBackward0", softmax_backward},

@@ -339,10 +339,7 @@ lunet_status_t lunet_tensor_matmul(lunet_tensor_t **out, lunet_tensor_t *a, lune
         lunet_tensor_release(c);
         return st;
     }
-    /* batched: broadcast the batch dims, one gemm per batch (no gradient support) */
-    if (lunet_autograd_needed(a, b))
-        return lunet_fail(LUNET_STATUS_RUNTIME,
-                          "matmul: gradients of batched products are not supported yet");
+    /* batched: broadcast the batch dims, one gemm per batch */
     lunet_tensor_t *a3 = NULL, *b3 = NULL, *r = NULL;
     if (a->ndim == 1 && (st = lunet_tensor_unsqueeze(&a3, a, 0)))
         return st;
@@ -405,6 +402,11 @@ lunet_status_t lunet_tensor_matmul(lunet_tensor_t **out, lunet_tensor_t *a, lune
                 break;
             coord[d] = 0;
         }
+    }
+    if (lunet_autograd_needed(A, B)) {
+        lunet_tensor_t *in[2] = {A, B};
+        if ((st = lunet_autograd_record(r, LUNET_OP_BMM, 2, in, 2, in, NULL)))
+            goto done;
     }
     if (a->ndim == 1 || b->ndim == 1) {
         int64_t shape[LUNET_MAX_DIMS];

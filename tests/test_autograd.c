@@ -399,6 +399,9 @@ static void test_matrix_and_loss_grads(void **state)
     gradcheck("mm", f_mm, 2, (lunet_tensor_t *[]){leaf(2, S(3, 4), 50, 0), leaf(2, S(4, 2), 51, 0)});
     gradcheck("matmul 2x1", f_matmul, 2, (lunet_tensor_t *[]){leaf(2, S(3, 4), 52, 0), leaf(1, S(4), 53, 0)});
     gradcheck("matmul 3x2", f_matmul, 2, (lunet_tensor_t *[]){leaf(3, S(2, 3, 4), 54, 0), leaf(2, S(4, 2), 55, 0)});
+    gradcheck("matmul batched", f_matmul, 2, (lunet_tensor_t *[]){leaf(3, S(2, 3, 4), 87, 0), leaf(3, S(2, 4, 2), 88, 0)});
+    gradcheck("matmul batched, broadcast", f_matmul, 2, (lunet_tensor_t *[]){leaf(3, S(2, 3, 4), 89, 0), leaf(3, S(1, 4, 2), 93, 0)});
+    gradcheck("matmul 1-D @ 3-D", f_matmul, 2, (lunet_tensor_t *[]){leaf(1, S(4), 94, 0), leaf(3, S(2, 4, 3), 99, 0)});
     gradcheck("addmm", f_addmm, 3, (lunet_tensor_t *[]){leaf(1, S(2), 56, 0), leaf(2, S(3, 4), 57, 0), leaf(2, S(4, 2), 58, 0)});
     gradcheck("linear", f_linear, 3, (lunet_tensor_t *[]){leaf(2, S(5, 4), 60, 0), leaf(2, S(3, 4), 61, 0), leaf(1, S(3), 62, 0)});
     gradcheck("linear 3-D", f_linear, 3, (lunet_tensor_t *[]){leaf(3, S(2, 2, 4), 63, 0), leaf(2, S(3, 4), 64, 0), leaf(1, S(3), 65, 0)});
