@@ -315,6 +315,11 @@ RULE(mean_backward)
     return st;
 }
 
+RULE(prod_backward)
+{
+    return lunet_prod_backward(&grads[0], g, n->saved[0], n->args.i);
+}
+
 RULE(max_all_backward)
 {
     lunet_tensor_t *x = n->saved[0], *y = n->saved[1], *mask = NULL, *cnt = NULL, *w = NULL;
@@ -569,6 +574,7 @@ const lunet_op_info_t lunet_op_table[] = {
     {LUNET_OP_WHERE, "WhereBackward0", where_backward},
     {LUNET_OP_SUM, "SumBackward0", sum_backward},
     {LUNET_OP_MEAN, "MeanBackward0", mean_backward},
+    {LUNET_OP_PROD, "ProdBackward0", prod_backward},
     {LUNET_OP_MAX_ALL, "MaxBackward1", max_all_backward},
     {LUNET_OP_MAX_DIM, "MaxBackward0", max_dim_backward},
     {LUNET_OP_VIEW, "ViewBackward0", view_backward},

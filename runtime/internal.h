@@ -85,6 +85,10 @@ void lunet_iter_run(lunet_iter_t *it, lunet_loop_fn fn, void *ctx);
 /* Copies src converted into dst (same shape after broadcasting src). */
 void lunet_copy_cast(lunet_tensor_t *dst, const lunet_tensor_t *src);
 
+/* ---- reduce.c: prod's gradient (autograd_rules.c); reduced[d] != 0 marks a reduced dim */
+lunet_status_t lunet_prod_backward(lunet_tensor_t **dx, lunet_tensor_t *g, lunet_tensor_t *x,
+                                   const int64_t *reduced);
+
 /* ---- softmax.c kernels shared with loss.c (one implementation, so that
  * cross_entropy == nll_loss(log_softmax(x)) bit for bit) */
 // x (C) strided -> *m_out = max, returns log(sum exp(x - m)); scratch (2 C) gets exp(x - m)

@@ -307,7 +307,8 @@ lunet_status_t lunet_tensor_reduce(lunet_tensor_t **out, lunet_tensor_t **indice
             lunet_tensor_t *saved[1] = {ix};
             st = lunet_autograd_record(y, LUNET_OP_MAX_DIM, 1, in, 1, saved, &args);
         } else if (op == LUNET_REDUCE_PROD) {
-            st = lunet_fail(LUNET_STATUS_RUNTIME, "prod: the derivative is not implemented");
+            args.name = all ? "ProdBackward0" : "ProdBackward1";
+            st = lunet_autograd_record(y, LUNET_OP_PROD, 1, in, 1, in, &args);
         }
         if (st)
             goto done;
@@ -325,5 +326,68 @@ done:
     lunet_tensor_release(xc);
     lunet_tensor_release(y);
     lunet_tensor_release(idx);
+    return st;
+}
+
+/*
+ * Gradient of prod over the dims marked in `reduced` (x's dims): each element gets the
+ * product of the other elements of its slice, from prefix and suffix products, so zeros
+ * in x are handled exactly.  g has the output's shape, kept dims in order.
+ */
+lunet_status_t lunet_prod_backward(lunet_tensor_t **dx, lunet_tensor_t *g, lunet_tensor_t *x,
+                                   const int64_t *reduced)
+{
+    int64_t perm[LUNET_MAX_DIMS], inv[LUNET_MAX_DIMS], pshape[LUNET_MAX_DIMS];
+    int np = 0;
+    int64_t m = 1, r = 1;
+    for (int d = 0; d < x->ndim; d++)
+        if (!reduced[d]) {
+            perm[np] = d;
+            pshape[np++] = x->shape[d];
+            m *= x->shape[d];
+        }
+    for (int d = 0; d < x->ndim; d++)
+        if (reduced[d]) {
+            perm[np] = d;
+            pshape[np++] = x->shape[d];
+            r *= x->shape[d];
+        }
+    for (int k = 0; k < x->ndim; k++)
+        inv[perm[k]] = k;
+    lunet_tensor_t *xp = NULL, *xc = NULL, *gc = NULL, *out = NULL, *outp = NULL;
+    lunet_status_t st = lunet_tensor_permute(&xp, x, x->ndim, perm);
+    if (!st)
+        st = lunet_tensor_contiguous(&xc, xp);
+    if (!st)
+        st = lunet_tensor_contiguous(&gc, g);
+    if (!st)
+        st = lunet_tensor_empty(&out, x->dtype, x->ndim, pshape);
+    if (st)
+        goto done;
+    // xc (M, R), gc (M), out (M, R): out[i][j] = g[i] * prod_{k != j} x[i][k]
+    for (int64_t i = 0; i < m; i++) {
+        double gi = lunet_tensor_get(gc, i), left = 1;
+        char *orow = (char *)lunet_tensor_data(out) + (size_t)(i * r) * lunet_dtype_size(x->dtype);
+        const char *xrow = (const char *)lunet_tensor_data(xc) + (size_t)(i * r) * lunet_dtype_size(x->dtype);
+        size_t es = lunet_dtype_size(x->dtype);
+        for (int64_t j = 0; j < r; j++) { /* prefix products first */
+            lunet_dtype_store(orow + (size_t)j * es, x->dtype, left);
+            left *= lunet_dtype_load(xrow + (size_t)j * es, x->dtype);
+        }
+        double right = 1;
+        for (int64_t j = r - 1; j >= 0; j--) {
+            double pre = lunet_dtype_load(orow + (size_t)j * es, x->dtype);
+            lunet_dtype_store(orow + (size_t)j * es, x->dtype, gi * pre * right);
+            right *= lunet_dtype_load(xrow + (size_t)j * es, x->dtype);
+        }
+    }
+    if (!(st = lunet_tensor_permute(&outp, out, x->ndim, inv)))
+        st = lunet_tensor_contiguous(dx, outp);
+done:
+    lunet_tensor_release(xp);
+    lunet_tensor_release(xc);
+    lunet_tensor_release(gc);
+    lunet_tensor_release(out);
+    lunet_tensor_release(outp);
     return st;
 }

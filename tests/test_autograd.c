@@ -118,6 +118,8 @@ static lunet_status_t f_sum_d1(lunet_tensor_t **o, lunet_tensor_t **in) { int64_
 static lunet_status_t f_sum_d02k(lunet_tensor_t **o, lunet_tensor_t **in) { int64_t d[2] = {0, 2}; return lunet_tensor_reduce(o, NULL, LUNET_REDUCE_SUM, in[0], 2, d, true); }
 static lunet_status_t f_mean_d0(lunet_tensor_t **o, lunet_tensor_t **in) { int64_t d[1] = {0}; return lunet_tensor_reduce(o, NULL, LUNET_REDUCE_MEAN, in[0], 1, d, false); }
 static lunet_status_t f_mean_all(lunet_tensor_t **o, lunet_tensor_t **in) { return lunet_tensor_reduce(o, NULL, LUNET_REDUCE_MEAN, in[0], 0, NULL, false); }
+static lunet_status_t f_prod_all(lunet_tensor_t **o, lunet_tensor_t **in) { return lunet_tensor_reduce(o, NULL, LUNET_REDUCE_PROD, in[0], 0, NULL, false); }
+static lunet_status_t f_prod_d1(lunet_tensor_t **o, lunet_tensor_t **in) { int64_t d[1] = {1}; return lunet_tensor_reduce(o, NULL, LUNET_REDUCE_PROD, in[0], 1, d, true); }
 static lunet_status_t f_max_all(lunet_tensor_t **o, lunet_tensor_t **in) { return lunet_tensor_reduce(o, NULL, LUNET_REDUCE_MAX, in[0], 0, NULL, false); }
 static lunet_status_t f_max_d1(lunet_tensor_t **o, lunet_tensor_t **in)
 {
@@ -377,6 +379,8 @@ static void test_reduction_and_view_grads(void **state)
     gradcheck("sum dims keepdim", f_sum_d02k, 1, (lunet_tensor_t *[]){leaf(3, S(2, 3, 2), 32, 0)});
     gradcheck("mean dim", f_mean_d0, 1, (lunet_tensor_t *[]){leaf(2, S(4, 3), 33, 0)});
     gradcheck("mean", f_mean_all, 1, (lunet_tensor_t *[]){leaf(1, S(5), 34, 0)});
+    gradcheck("prod", f_prod_all, 1, (lunet_tensor_t *[]){leaf(2, S(2, 3), 28, 0)});
+    gradcheck("prod dim keepdim", f_prod_d1, 1, (lunet_tensor_t *[]){leaf(3, S(2, 3, 2), 29, 0)});
     gradcheck("max", f_max_all, 1, (lunet_tensor_t *[]){leaf(2, S(3, 3), 35, 0)});
     gradcheck("max dim", f_max_d1, 1, (lunet_tensor_t *[]){leaf(2, S(3, 4), 36, 0)});
     gradcheck("min dim keepdim", f_min_d0k, 1, (lunet_tensor_t *[]){leaf(2, S(3, 4), 37, 0)});
