@@ -19,7 +19,7 @@ BLAS_LIB := -lopenblas
 endif
 
 WARN     := -Wall -Wextra -Wpedantic -Werror -Wshadow -Wstrict-prototypes
-CFLAGS   ?= -O2 -g -ftree-vectorize -fvect-cost-model=dynamic
+CFLAGS   ?= -O2 -g -ftree-vectorize -fvect-cost-model=dynamic -fno-trapping-math
 ALLFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -fPIC $(WARN) $(CFLAGS) $(BLAS_DEF)
 LUA_CFLAGS := $(shell pkg-config --cflags $(LUA_PC) 2>/dev/null || echo -I/usr/include/lua5.4)
 LUA_LIBS   := $(shell pkg-config --libs $(LUA_PC) 2>/dev/null || echo -llua5.4)

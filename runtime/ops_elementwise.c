@@ -214,12 +214,41 @@ static int64_t ifloordiv(int64_t a, int64_t b)
     return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
 
-/* PyTorch's add(b, alpha) for float32 is one fused multiply-add. */
-static void add_f32(KPARAMS) { const float al = ALPHA_F; BINARY_LOOP(float, float, al == 1 ? x + y : fmaf(al, y, x)); }
-static void add_f64(KPARAMS) { const double al = ALPHA_D; BINARY_LOOP(double, double, al == 1 ? x + y : fma(al, y, x)); }
+/* PyTorch's add(b, alpha) is one fused multiply-add; a plain add (alpha 1) gets a loop of
+   its own so that it vectorises. */
+static void add_f32(KPARAMS)
+{
+    const float al = ALPHA_F;
+    if (al == 1)
+        BINARY_LOOP(float, float, x + y);
+    else
+        BINARY_LOOP(float, float, fmaf(al, y, x));
+}
+static void add_f64(KPARAMS)
+{
+    const double al = ALPHA_D;
+    if (al == 1)
+        BINARY_LOOP(double, double, x + y);
+    else
+        BINARY_LOOP(double, double, fma(al, y, x));
+}
 static void add_i64(KPARAMS) { const int64_t al = ALPHA_I; BINARY_LOOP(int64_t, int64_t, x + al * y); }
-static void sub_f32(KPARAMS) { const float al = ALPHA_F; BINARY_LOOP(float, float, al == 1 ? x - y : fmaf(-al, y, x)); }
-static void sub_f64(KPARAMS) { const double al = ALPHA_D; BINARY_LOOP(double, double, al == 1 ? x - y : fma(-al, y, x)); }
+static void sub_f32(KPARAMS)
+{
+    const float al = ALPHA_F;
+    if (al == 1)
+        BINARY_LOOP(float, float, x - y);
+    else
+        BINARY_LOOP(float, float, fmaf(-al, y, x));
+}
+static void sub_f64(KPARAMS)
+{
+    const double al = ALPHA_D;
+    if (al == 1)
+        BINARY_LOOP(double, double, x - y);
+    else
+        BINARY_LOOP(double, double, fma(-al, y, x));
+}
 static void sub_i64(KPARAMS) { const int64_t al = ALPHA_I; BINARY_LOOP(int64_t, int64_t, x - al * y); }
 static void mul_f32(KPARAMS) { (void)ctx; BINARY_LOOP(float, float, x * y); }
 static void mul_f64(KPARAMS) { (void)ctx; BINARY_LOOP(double, double, x * y); }
@@ -528,7 +557,55 @@ lunet_status_t lunet_tensor_binary_(lunet_tensor_t *a, lunet_binary_op_t op, lun
 static void neg_f32(KPARAMS) { (void)ctx; UNARY_LOOP(float, -x); }
 static void neg_f64(KPARAMS) { (void)ctx; UNARY_LOOP(double, -x); }
 static void neg_i64(KPARAMS) { (void)ctx; UNARY_LOOP(int64_t, -x); }
-static void exp_f32(KPARAMS) { (void)ctx; UNARY_LOOP(float, expf(x)); }
+static float pow2i(int32_t n)
+{
+    int32_t bits = (n + 127) * (1 << 23);
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/*
+ * y (n) = exp(x) in float32, a loop the compiler vectorises: Cody-Waite reduction
+ * x = k ln2 + r, Cephes' degree-6 polynomial for exp(r), then 2^k applied in two halves so
+ * that subnormal results come out right.  Within 1 ulp of glibc's expf over [-104, 89]
+ * (checked on 2e7 points), which keeps it within the parity spec's 2 ulp of PyTorch's.
+ */
+LUNET_FMA_CLONES static void exp_f32_contiguous(float *restrict y, const float *restrict x,
+                                                int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i];
+        float c = v > 89.0f ? 89.0f : v;
+        c = c < -104.0f ? -104.0f : c;
+        c = v != v ? 0.0f : c;
+        float k = (c * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to int */
+        float r = fmaf(k, -0.693359375f, c);
+        r = fmaf(k, 2.12194440e-4f, r);
+        float p = 1.9875691500e-4f;
+        p = fmaf(p, r, 1.3981999507e-3f);
+        p = fmaf(p, r, 8.3334519073e-3f);
+        p = fmaf(p, r, 4.1665795894e-2f);
+        p = fmaf(p, r, 1.6666665459e-1f);
+        p = fmaf(p, r, 5.0000001201e-1f);
+        p = fmaf(p, r * r, r) + 1.0f;
+        int32_t ki = (int32_t)k, half = ki / 2;
+        float out = p * pow2i(half) * pow2i(ki - half);
+        out = v > 88.7228391f ? INFINITY : out;
+        out = v < -103.972084f ? 0.0f : out;
+        y[i] = v != v ? v : out;
+    }
+}
+
+static void exp_f32(KPARAMS)
+{
+    (void)ctx;
+    if (s[0] == sizeof(float) && s[1] == sizeof(float)) {
+        exp_f32_contiguous((float *)d[0], (const float *)d[1], n);
+        return;
+    }
+    UNARY_LOOP(float, expf(x));
+}
 static void exp_f64(KPARAMS) { (void)ctx; UNARY_LOOP(double, exp(x)); }
 static void log_f32(KPARAMS) { (void)ctx; UNARY_LOOP(float, logf(x)); }
 static void log_f64(KPARAMS) { (void)ctx; UNARY_LOOP(double, log(x)); }

@@ -22,14 +22,6 @@ lunet_status_t lunet_sgd_check(const lunet_sgd_options_t *o)
     return LUNET_OK;
 }
 
-/* The kernels are built twice, with and without the FMA instruction (chosen at load time):
-   fmaf is then one instruction instead of a library call per element. */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-#define LUNET_FMA_CLONES __attribute__((target_clones("fma", "default")))
-#else
-#define LUNET_FMA_CLONES
-#endif
-
 // p (n), g (n), buf (n) float32, contiguous.  The two usual cases get loops of their own
 // without branches, which the compiler vectorises; the general loop covers the rest.
 LUNET_FMA_CLONES static void sgd_f32(float *restrict p, const float *restrict g,

@@ -337,6 +337,44 @@ static void test_unary_values(void **state)
     lunet_tensor_release(t);
 }
 
+/* float32 exp (a vectorised polynomial) stays within 1 ulp of the C library's expf */
+static void test_exp_accuracy(void **state)
+{
+    (void)state;
+    const int64_t n = 2000003;
+    int64_t shape[1] = {n};
+    lunet_tensor_t *x, *y;
+    CHECK_OK(lunet_tensor_empty(&x, LUNET_DTYPE_FLOAT32, 1, shape));
+    float *px = lunet_tensor_data(x);
+    for (int64_t i = 0; i < n; i++)
+        px[i] = -105.0f + 195.0f * (float)((double)i / (double)(n - 1));
+    float special[8] = {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 88.72283f, -103.97208f, -87.3f};
+    for (int i = 0; i < 8; i++)
+        px[i] = special[i];
+    CHECK_OK(lunet_tensor_unary(&y, LUNET_UNARY_EXP, x));
+    const float *py = lunet_tensor_data(y);
+    int64_t worst = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float want = expf(px[i]), got = py[i];
+        if (isnan(want)) {
+            assert_true(isnan(got));
+            continue;
+        }
+        int32_t a, b;
+        memcpy(&a, &got, 4);
+        memcpy(&b, &want, 4);
+        int64_t d = (int64_t)a - (int64_t)b;
+        if (d < 0)
+            d = -d;
+        if (d > worst)
+            worst = d;
+    }
+    if (worst > 1)
+        fail_msg("exp is %lld ulp from expf", (long long)worst);
+    lunet_tensor_release(x);
+    lunet_tensor_release(y);
+}
+
 static void test_reductions(void **state)
 {
     (void)state;
@@ -683,6 +721,7 @@ int main(void)
         cmocka_unit_test(test_creation),       cmocka_unit_test(test_views_share_storage),
         cmocka_unit_test(test_expand),         cmocka_unit_test(test_broadcasting),
         cmocka_unit_test(test_promotion),      cmocka_unit_test(test_unary_values),
+        cmocka_unit_test(test_exp_accuracy),
         cmocka_unit_test(test_reductions),     cmocka_unit_test(test_indexing),
         cmocka_unit_test(test_matmul_shapes),  cmocka_unit_test(test_matmul_forms),
         cmocka_unit_test(test_wrap_and_errors),
