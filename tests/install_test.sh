@@ -12,7 +12,8 @@ set -u
 P=${1:?usage: install_test.sh PREFIX [DESTDIR_PREFIX]}
 D=${2:-}
 fails=0
-ok() { echo "ok   $1"; }
+passes=0
+ok() { echo "ok   $1"; passes=$((passes + 1)); }
 bad() { echo "FAIL $1"; fails=$((fails + 1)); }
 
 FILES="bin/lunet lib/liblunet.a lib/liblunet.so lib/liblunet-lua.a include/lunet.h
@@ -129,5 +130,5 @@ else
   bad "man page"
 fi
 
-echo "install_test: $fails failed"
+echo "install_test: $passes passed, $fails failed"
 [ "$fails" -eq 0 ]
