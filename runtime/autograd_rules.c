@@ -430,7 +430,7 @@ RULE(index_backward)
 static lunet_status_t mm_grads(lunet_tensor_t **ga, lunet_tensor_t **gb, lunet_tensor_t *g,
                                lunet_tensor_t *a, lunet_tensor_t *b, double alpha)
 {
-    lunet_tensor_t *t = NULL, *r = NULL, *gs = NULL;
+    lunet_tensor_t *t = NULL, *gs = NULL;
     lunet_status_t st = scaled(&gs, g, alpha);
     if (st)
         return st;
@@ -441,7 +441,6 @@ static lunet_status_t mm_grads(lunet_tensor_t **ga, lunet_tensor_t **gb, lunet_t
     if (!st && gb && !(st = lunet_tensor_transpose(&t, a, 0, 1)))
         st = lunet_tensor_mm(gb, t, gs);
     lunet_tensor_release(t);
-    lunet_tensor_release(r);
     lunet_tensor_release(gs);
     return st;
 }

@@ -59,6 +59,9 @@ void lunet_autograd_trim(void);
 /* ---- tensor.c */
 /* A tensor struct (refcount 1, no storage) from the struct pool. */
 lunet_tensor_t *lunet_tensor_alloc(void);
+/* t converted to dt without recording autograd (a new reference; t itself when it already
+   has dt; a wrapped number stays one). */
+lunet_status_t lunet_tensor_convert(lunet_tensor_t **out, lunet_tensor_t *t, lunet_dtype_t dt);
 /* A new contiguous tensor with the shape and dtype of t. */
 lunet_status_t lunet_tensor_empty_like(lunet_tensor_t **out, const lunet_tensor_t *t,
                                        lunet_dtype_t dt);

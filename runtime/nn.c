@@ -32,7 +32,7 @@ static void relu_inplace(lunet_tensor_t *y)
 static lunet_status_t linear_2d(lunet_tensor_t **out, lunet_tensor_t *x, lunet_tensor_t *w,
                                 lunet_tensor_t *b, bool relu)
 {
-    lunet_tensor_t *wt = NULL, *y = NULL, *z = NULL;
+    lunet_tensor_t *wt = NULL, *y = NULL;
     lunet_status_t st;
     bool was = lunet_set_grad_enabled(false);
     st = lunet_tensor_transpose(&wt, w, 0, 1);
@@ -58,7 +58,6 @@ static lunet_status_t linear_2d(lunet_tensor_t **out, lunet_tensor_t *x, lunet_t
             return st;
         }
     }
-    (void)z;
     *out = y;
     return LUNET_OK;
 }

@@ -325,23 +325,6 @@ static int kernel_slot(lunet_dtype_t dt)
 }
 
 /* t converted to dt (a new reference; the same tensor when it already has dt). */
-static lunet_status_t as_dtype(lunet_tensor_t **out, lunet_tensor_t *t, lunet_dtype_t dt)
-{
-    if (t->dtype == dt) {
-        lunet_tensor_retain(t);
-        *out = t;
-        return LUNET_OK;
-    }
-    lunet_tensor_t *r;
-    lunet_status_t st = lunet_tensor_empty_like(&r, t, dt);
-    if (st)
-        return st;
-    lunet_copy_cast(r, t);
-    r->wrapped_number = t->wrapped_number;
-    *out = r;
-    return LUNET_OK;
-}
-
 /* Runs kernel op on a, b (already in the kernel dtype) into out. */
 static void run_binary(lunet_tensor_t *out, lunet_binary_op_t op, lunet_tensor_t *a,
                        lunet_tensor_t *b, double alpha)
@@ -396,7 +379,7 @@ static lunet_status_t binary_impl(lunet_tensor_t **out, lunet_binary_op_t op, lu
                           "Subtraction, the `-` operator, with two bool tensors is not "
                           "supported. Use the `^` or `logical_xor()` operator instead.");
     lunet_tensor_t *ca = NULL, *cb = NULL, *r = NULL, *rk = NULL;
-    if ((st = as_dtype(&ca, a, kdt)) || (st = as_dtype(&cb, b, kdt)))
+    if ((st = lunet_tensor_convert(&ca, a, kdt)) || (st = lunet_tensor_convert(&cb, b, kdt)))
         goto done;
     if (kdt == LUNET_DTYPE_INT64 && (st = check_integer_operand(op, cb)))
         goto done;
@@ -404,7 +387,7 @@ static lunet_status_t binary_impl(lunet_tensor_t **out, lunet_binary_op_t op, lu
     if ((st = lunet_tensor_empty(&rk, kout, nd, shape)))
         goto done;
     run_binary(rk, op, ca, cb, alpha);
-    if ((st = as_dtype(&r, rk, rdt)))
+    if ((st = lunet_tensor_convert(&r, rk, rdt)))
         goto done;
     if (!binary_table[op].compare && lunet_autograd_needed(a, b)) {
         static const lunet_op_t ad_op[LUNET_BINARY_COUNT] = {
@@ -521,7 +504,7 @@ lunet_status_t lunet_tensor_binary_(lunet_tensor_t *a, lunet_binary_op_t op, lun
         lunet_tensor_release(r);
     } else {
         lunet_tensor_t *cb;
-        if ((st = as_dtype(&cb, b, a->dtype)))
+        if ((st = lunet_tensor_convert(&cb, b, a->dtype)))
             return st;
         if (a->dtype == LUNET_DTYPE_INT64 && (st = check_integer_operand(op, cb))) {
             lunet_tensor_release(cb);
@@ -668,10 +651,10 @@ lunet_status_t lunet_tensor_unary(lunet_tensor_t **out, lunet_unary_op_t op, lun
     lunet_dtype_t kdt = kernel_dtype(rdt);
     lunet_tensor_t *cx = NULL, *rk = NULL, *r = NULL;
     lunet_status_t st;
-    if ((st = as_dtype(&cx, x, kdt)) || (st = lunet_tensor_empty_like(&rk, x, kdt)))
+    if ((st = lunet_tensor_convert(&cx, x, kdt)) || (st = lunet_tensor_empty_like(&rk, x, kdt)))
         goto done;
     run_unary(rk, op, cx);
-    if ((st = as_dtype(&r, rk, rdt)))
+    if ((st = lunet_tensor_convert(&r, rk, rdt)))
         goto done;
     if (lunet_autograd_needed(x, NULL)) {
         lunet_tensor_t *in[1] = {x};
@@ -784,10 +767,10 @@ lunet_status_t lunet_tensor_clamp(lunet_tensor_t **out, lunet_tensor_t *x, doubl
     lunet_dtype_t kdt = kernel_dtype(x->dtype);
     lunet_tensor_t *cx = NULL, *rk = NULL, *r = NULL;
     lunet_status_t st;
-    if ((st = as_dtype(&cx, x, kdt)) || (st = lunet_tensor_empty_like(&rk, x, kdt)))
+    if ((st = lunet_tensor_convert(&cx, x, kdt)) || (st = lunet_tensor_empty_like(&rk, x, kdt)))
         goto done;
     run_clamp(rk, cx, lo, hi);
-    if ((st = as_dtype(&r, rk, x->dtype)))
+    if ((st = lunet_tensor_convert(&r, rk, x->dtype)))
         goto done;
     if (lunet_autograd_needed(x, NULL)) {
         lunet_tensor_t *in[1] = {x};
@@ -858,7 +841,7 @@ lunet_status_t lunet_tensor_where(lunet_tensor_t **out, lunet_tensor_t *cond, lu
         return st;
     lunet_dtype_t dt = lunet_result_dtype(a, b);
     lunet_tensor_t *ca = NULL, *cb = NULL, *r = NULL;
-    if ((st = as_dtype(&ca, a, dt)) || (st = as_dtype(&cb, b, dt)) ||
+    if ((st = lunet_tensor_convert(&ca, a, dt)) || (st = lunet_tensor_convert(&cb, b, dt)) ||
         (st = lunet_tensor_empty(&r, dt, nd2, shape2)))
         goto done;
     lunet_iter_t it;

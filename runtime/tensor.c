@@ -452,9 +452,9 @@ lunet_status_t lunet_tensor_copy_(lunet_tensor_t *dst, lunet_tensor_t *src)
     return LUNET_OK;
 }
 
-lunet_status_t lunet_tensor_to(lunet_tensor_t **out, lunet_tensor_t *t, lunet_dtype_t dt)
+lunet_status_t lunet_tensor_convert(lunet_tensor_t **out, lunet_tensor_t *t, lunet_dtype_t dt)
 {
-    if (dt == t->dtype) {
+    if (t->dtype == dt) {
         lunet_tensor_retain(t);
         *out = t;
         return LUNET_OK;
@@ -464,6 +464,20 @@ lunet_status_t lunet_tensor_to(lunet_tensor_t **out, lunet_tensor_t *t, lunet_dt
     if (st)
         return st;
     lunet_copy_cast(r, t);
+    r->wrapped_number = t->wrapped_number;
+    *out = r;
+    return LUNET_OK;
+}
+
+lunet_status_t lunet_tensor_to(lunet_tensor_t **out, lunet_tensor_t *t, lunet_dtype_t dt)
+{
+    lunet_tensor_t *r;
+    lunet_status_t st = lunet_tensor_convert(&r, t, dt);
+    if (st || r == t) {
+        if (!st)
+            *out = r;
+        return st;
+    }
     if (lunet_dtype_is_floating(dt) && lunet_autograd_needed(t, NULL)) {
         lunet_tensor_t *in[1] = {t};
         if ((st = lunet_autograd_record(r, LUNET_OP_TO, 1, in, 0, NULL, NULL))) {
