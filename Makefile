@@ -29,7 +29,7 @@ RT_SRC   := $(sort $(wildcard runtime/*.c))
 RT_OBJ   := $(RT_SRC:%.c=$(BUILD)/obj/%.o)
 BD_SRC   := $(sort $(wildcard bindings/*.c))
 BD_OBJ   := $(BD_SRC:%.c=$(BUILD)/obj/%.o)
-LUA_SRC  := $(sort $(wildcard bindings/lua/*.lua))
+LUA_SRC  := $(sort $(shell find bindings/lua -name '*.lua'))
 GEN_C    := $(BUILD)/gen/lua_sources.c
 GEN_OBJ  := $(BUILD)/obj/gen/lua_sources.o
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
@@ -48,7 +48,7 @@ $(BUILD)/obj/bindings/%.o: bindings/%.c $(wildcard bindings/*.h) $(wildcard runt
 
 $(GEN_C): $(LUA_SRC) tools/embed.lua
 	@mkdir -p $(dir $@)
-	lua5.4 tools/embed.lua $(LUA_SRC) > $@.tmp && mv $@.tmp $@
+	lua5.4 tools/embed.lua bindings/lua $(LUA_SRC) > $@.tmp && mv $@.tmp $@
 
 $(GEN_OBJ): $(GEN_C)
 	@mkdir -p $(dir $@)

@@ -1,5 +1,5 @@
 /*
- * l_data.c - C helpers behind lunet.data (bindings/lua/20_data.lua), under lunet._c:
+ * l_data.c - C helpers behind lunet.data (bindings/lua/lunet/data.lua), under lunet._c:
  * IDX read/write, the one-call-per-batch image kernel, the single-image transforms, label
  * checks, and the DataLoader's draws from the global generator (parity spec section 14.6).
  */
@@ -278,13 +278,5 @@ static const luaL_Reg data_funcs[] = {
 
 void lb_open_data(lua_State *L)
 {
-    /* module table on top; add to (or create) its _c table */
-    if (lua_getfield(L, -1, "_c") != LUA_TTABLE) {
-        lua_pop(L, 1);
-        lua_newtable(L);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, -3, "_c");
-    }
-    luaL_setfuncs(L, data_funcs, 0);
-    lua_pop(L, 1);
+    lb_private_funcs(L, lua_gettop(L), data_funcs);
 }

@@ -1,7 +1,7 @@
 /*
  * l_loss.c - C entry points behind F.softmax, F.log_softmax, F.cross_entropy, F.nll_loss and
- * F.mse_loss.  They live in lunet._c; bindings/lua/10_losses.lua builds the public API
- * (argument forms, nn modules, tensor methods) on top.
+ * F.mse_loss.  They live in lunet._c; bindings/lua/lunet/nn/functional.lua builds the public API
+ * (argument forms, tensor methods; the modules in nn.lua) on top.
  *
  *   _c.softmax(x, dim)            _c.log_softmax(x, dim)
  *   _c.cross_entropy(x, y [, {weight=, ignore_index=, reduction=, label_smoothing=}])
@@ -117,13 +117,5 @@ static const luaL_Reg loss_funcs[] = {
 
 void lb_open_loss(lua_State *L)
 {
-    int module = lua_gettop(L);
-    if (lua_getfield(L, module, "_c") != LUA_TTABLE) {
-        lua_pop(L, 1);
-        lua_newtable(L);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, module, "_c");
-    }
-    luaL_setfuncs(L, loss_funcs, 0);
-    lua_settop(L, module);
+    lb_private_funcs(L, lua_gettop(L), loss_funcs);
 }

@@ -1,7 +1,7 @@
 /*
  * l_nn.c - the C side of lunet.nn and lunet.optim: the fused Linear forward, PyTorch's
  * Linear initialisation, and the SGD update.  The classes themselves (nn.Module, nn.Linear,
- * optim.SGD, ...) are Lua, in bindings/lua/00_nn.lua and 30_optim.lua.
+ * optim.SGD, ...) are Lua, in bindings/lua/lunet/nn.lua and optim.lua.
  */
 #include "lbind.h"
 
@@ -86,14 +86,7 @@ static const luaL_Reg nn_c[] = {
 
 void lb_open_nn(lua_State *L)
 {
-    if (lua_getfield(L, -1, "_c") != LUA_TTABLE) {
-        lua_pop(L, 1);
-        lua_newtable(L);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, -3, "_c");
-    }
-    luaL_setfuncs(L, nn_c, 0);
-    lua_pop(L, 1);
+    lb_private_funcs(L, lua_gettop(L), nn_c);
     lua_pushcfunction(L, l_memory_reserved);
     lua_setfield(L, -2, "memory_reserved");
 }

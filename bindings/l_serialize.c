@@ -356,14 +356,14 @@ static int l_write_file_atomic(lua_State *L)
 void lb_open_serialize(lua_State *L)
 {
     int module = lua_gettop(L);
-    static const luaL_Reg pub[] = {{"save", l_save}, {"load", l_load}, {NULL, NULL}};
+    /* lunet.monotonic: seconds for timing epochs (os.clock is CPU time, os.time whole seconds) */
+    static const luaL_Reg pub[] = {
+        {"save", l_save}, {"load", l_load}, {"monotonic", l_monotonic}, {NULL, NULL}};
     luaL_setfuncs(L, pub, 0);
     static const luaL_Reg priv[] = {{"save_fault", l_save_fault},
                                     {"isatty", l_isatty},
                                     {"monotonic", l_monotonic},
                                     {"write_file_atomic", l_write_file_atomic},
                                     {NULL, NULL}};
-    lua_getfield(L, module, "_c");
-    luaL_setfuncs(L, priv, 0);
-    lua_settop(L, module);
+    lb_private_funcs(L, module, priv);
 }

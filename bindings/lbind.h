@@ -2,11 +2,10 @@
  * lbind.h - shared by the Lua binding files (bindings/l_*.c); not installed.
  *
  * Each binding file exports one lb_open_<part>(L) that adds its functions to the module
- * table on top of the stack; bindings/lunet.c calls them all, then runs the embedded Lua
- * sources (the .lua files of bindings/lua/) that build nn, optim and data on top.  Those run in file-name
- * order (00_nn.lua first), each called with the module table as its only argument (`...`);
- * they add fields to it (lunet.nn, lunet.nn.functional, lunet.optim, lunet.data, ...).
- * C functions meant only for those Lua files live in the module table under `_c`.
+ * table on top of the stack; bindings/lunet.c calls them all, then registers the embedded Lua
+ * modules (the .lua files under bindings/lua/lunet/: lunet.nn, lunet.nn.functional, lunet.optim, lunet.data,
+ * ...) in package.preload and loads those that are fields of lunet.  C functions meant only
+ * for those Lua modules live in the module table under `_c` (lb_private_funcs).
  */
 #ifndef LUNET_LBIND_H
 #define LUNET_LBIND_H
@@ -43,6 +42,9 @@ void lb_pushdtype(lua_State *L, lunet_dtype_t dt);
             return lb_error(L);                                                            \
     } while (0)
 
+/* Adds funcs to the table module._c (created if missing); module is a stack index. */
+void lb_private_funcs(lua_State *L, int module, const luaL_Reg *funcs);
+
 /* Registration entry points, one per binding file. */
 void lb_open_tensor(lua_State *L);
 void lb_open_random(lua_State *L);
@@ -50,5 +52,14 @@ void lb_open_nn(lua_State *L);
 void lb_open_data(lua_State *L);
 void lb_open_serialize(lua_State *L);
 void lb_open_loss(lua_State *L);
+
+/* `require "lunet.<sub>"` from plain lua5.4 before `require "lunet"` (bindings/lunet.c). */
+int luaopen_lunet_nn(lua_State *L);
+int luaopen_lunet_nn_functional(lua_State *L);
+int luaopen_lunet_optim(lua_State *L);
+int luaopen_lunet_data(lua_State *L);
+int luaopen_lunet_metrics(lua_State *L);
+int luaopen_lunet_plot(lua_State *L);
+int luaopen_lunet_progress(lua_State *L);
 
 #endif

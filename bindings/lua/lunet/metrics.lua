@@ -10,14 +10,11 @@
 --     acc[i], acc.data[i]  the i-th sum, 1-based like every Lua array: acc[1] is d2l's metric[0]
 --     acc:get(i)           0-based, like d2l's metric[i] and lunet's other get(i) methods
 --     #acc                 n
-local lunet = ...
-local metrics = {}
-lunet.metrics = metrics
+local lunet = require "lunet"
 
-local function is_tensor(v)
-  local mt = type(v) == "userdata" and getmetatable(v)
-  return mt and mt.__name == "lunet.Tensor" or false
-end
+local metrics = {}
+
+local is_tensor = lunet.is_tensor
 
 function metrics.accuracy(y_hat, y)
   if not is_tensor(y_hat) then error("accuracy: y_hat must be a tensor", 2) end
@@ -87,3 +84,5 @@ function metrics.Accumulator(n)
   for i = 1, n do d[i] = 0.0 end
   return setmetatable({data = d}, Accumulator)
 end
+
+return metrics

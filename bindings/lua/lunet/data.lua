@@ -5,17 +5,14 @@
 -- every DataLoader batch is ONE C call (gather by index + uint8 -> float32 + normalize,
 -- bit-exact with torchvision).  Any other transform (a Lua function, a custom pipeline)
 -- runs per sample and the results are stacked: correct, slower.
-local lunet = ...
+local lunet = require "lunet"
+
 local C = lunet._c
 local data = {}
-lunet.data = data
 
 -- ---------------------------------------------------------------- helpers -------------
 
-local function is_tensor(v)
-  local mt = type(v) == "userdata" and getmetatable(v)
-  return mt and mt.__name == "lunet.Tensor" or false
-end
+local is_tensor = lunet.is_tensor
 
 -- Python's repr of a number: shortest round-trip digits, integral floats end in ".0".
 local function pyrepr(v)

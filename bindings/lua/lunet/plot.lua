@@ -12,10 +12,10 @@
 -- 1-D tensors; non-finite points are skipped.  Each series is one <polyline> (a series with a
 -- single point also gets a <circle>).  Axes get "nice" ticks (steps of 1, 2 or 5 times a power
 -- of ten) with labels; a legend lists the series that have a label.
-local lunet = ...
+local lunet = require "lunet"
+
 local C = lunet._c
 local plot = {}
-lunet.plot = plot
 
 -- matplotlib's tab10, the colours d2l's figures use
 plot.colors = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -23,10 +23,7 @@ plot.colors = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
 
 local DASH = {["-"] = nil, ["--"] = "6,4", ["-."] = "6,3,1.5,3", [":"] = "1.5,3"}
 
-local function is_tensor(v)
-  local mt = type(v) == "userdata" and getmetatable(v)
-  return mt and mt.__name == "lunet.Tensor" or false
-end
+local is_tensor = lunet.is_tensor
 
 local function escape(s)
   return (tostring(s):gsub("[&<>\"']", {["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;",
@@ -311,3 +308,5 @@ function Figure:save(path)
   C.write_file_atomic(path, self:svg())
   return path
 end
+
+return plot

@@ -1,10 +1,10 @@
--- 30_optim.lua: lunet.optim.SGD, PyTorch 1.13's SGD (parity spec section 7).  The update
+-- lunet.optim: SGD, PyTorch 1.13's SGD (parity spec section 7).  The update
 -- of each parameter is one C call (lunet._c.sgd_update), bit-exact with PyTorch in float32.
-local lunet = ...
-local C = lunet._c
+local lunet = require "lunet"
+local nn = require "lunet.nn"
 
-local optim = lunet.optim or {}
-lunet.optim = optim
+local C = lunet._c
+local optim = {}
 
 local DEFAULTS = {momentum = 0, dampening = 0, weight_decay = 0, nesterov = false, maximize = false}
 local KEYS = {"dampening", "differentiable", "foreach", "lr", "maximize", "momentum", "nesterov", "weight_decay"}
@@ -109,7 +109,7 @@ end
 
 -- PyTorch 1.13's default: gradients are zero-filled in place; {set_to_none = true} drops them.
 function SGD:zero_grad(opts)
-  for _, group in ipairs(self.param_groups) do lunet._zero_grads(group.params, opts) end
+  for _, group in ipairs(self.param_groups) do nn._zero_grads(group.params, opts) end
 end
 
 -- {state = {[i] = {momentum_buffer = T}}, param_groups = {{lr = ..., params = {i, ...}}}},

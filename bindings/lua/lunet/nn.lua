@@ -1,16 +1,15 @@
--- 00_nn.lua: lunet.nn -- Module (the base class users subclass), Parameter, and the layers
--- Linear, Sequential, ReLU, Sigmoid, Tanh, Flatten, Identity, MLP; plus the activation and
--- linear functions of lunet.nn.functional.  Heavy lifting is C (lunet._c.linear: one GEMM
--- with the bias and, when a ReLU follows, the activation fused in).
-local lunet = ...
+-- lunet.nn -- Module (the base class users subclass), Parameter, the layers Linear,
+-- Sequential, ReLU, Sigmoid, Tanh, Flatten, Identity, MLP, Softmax, LogSoftmax and the loss
+-- modules CrossEntropyLoss, NLLLoss, MSELoss; lunet.nn.functional is nn.functional.  Heavy
+-- lifting is C (lunet._c.linear: one GEMM with the bias and, when a ReLU follows, the
+-- activation fused in).
+local lunet = require "lunet"
+local F = require "lunet.nn.functional"
+
 local C = lunet._c
+local nn = {functional = F}
 
-local nn = lunet.nn or {}
-lunet.nn = nn
-local F = nn.functional or {}
-nn.functional = F
-
-local function is_tensor(v) return lunet.is_tensor(v) end
+local is_tensor = lunet.is_tensor
 
 -- ---------------------------------------------------------------- Parameter
 
@@ -201,8 +200,8 @@ end
 function Module:eval() return self:train(false) end
 
 -- PyTorch 1.13: gradients are zero-filled in place; {set_to_none = true} drops them.
--- Shared with optim (lunet._zero_grads).
-function lunet._zero_grads(params, opts)
+-- Shared with optim (nn._zero_grads).
+local function zero_grads(params, opts)
   local to_none = type(opts) == "table" and opts.set_to_none
   lunet.no_grad(function()
     for _, p in ipairs(params) do
@@ -214,7 +213,9 @@ function lunet._zero_grads(params, opts)
   end)
 end
 
-function Module:zero_grad(opts) lunet._zero_grads(self:parameters(), opts) end
+nn._zero_grads = zero_grads
+
+function Module:zero_grad(opts) zero_grads(self:parameters(), opts) end
 
 -- name -> tensor (detached, sharing storage), for every parameter.
 function Module:state_dict()
@@ -381,11 +382,50 @@ function MLP:forward(x)
   return Sequential.forward(self, x)
 end
 
--- ---------------------------------------------------------------- functional
+-- ---------------------------------------------------------------- softmax and loss modules
 
-function F.relu(x) return x:relu() end
-function F.sigmoid(x) return x:sigmoid() end
-function F.tanh(x) return x:tanh() end
-function F.linear(x, w, b) return C.linear(x, w, b, false) end
+local function dim_module(name, fn)
+  local M = Module:extend(name)
+  function M:init(dim)
+    if type(dim) == "table" then dim = dim.dim end
+    self.dim = dim
+  end
+  function M:forward(x) return fn(x, self.dim) end
+  function M:extra_repr() return "dim=" .. (self.dim == nil and "None" or tostring(self.dim)) end
+  return M
+end
+
+nn.Softmax = dim_module("Softmax", F.softmax)
+nn.LogSoftmax = dim_module("LogSoftmax", F.log_softmax)
+
+-- Loss modules keep PyTorch's attributes (weight, ignore_index, reduction, label_smoothing)
+-- and print with an empty extra_repr: CrossEntropyLoss().
+local function loss_module(name, keys, fn, fields)
+  local M = Module:extend(name)
+  function M:init(opts)
+    F._check_keys(name, opts, keys)
+    opts = opts or {}
+    for k, default in pairs(fields) do
+      local v = opts[k]
+      if v == nil then v = default end
+      self[k] = v
+    end
+    if keys.weight then self.weight = opts.weight end
+  end
+  function M:forward(x, y)
+    local o = {}
+    for k in pairs(keys) do o[k] = self[k] end
+    return fn(x, y, o)
+  end
+  function M:extra_repr() return "" end
+  return M
+end
+
+local OPTS = F._loss_options
+nn.CrossEntropyLoss = loss_module("CrossEntropyLoss", OPTS.cross_entropy, F.cross_entropy,
+  {ignore_index = -100, reduction = "mean", label_smoothing = 0.0})
+nn.NLLLoss = loss_module("NLLLoss", OPTS.nll_loss, F.nll_loss,
+  {ignore_index = -100, reduction = "mean"})
+nn.MSELoss = loss_module("MSELoss", OPTS.mse_loss, F.mse_loss, {reduction = "mean"})
 
 return nn

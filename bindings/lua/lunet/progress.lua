@@ -17,12 +17,10 @@
 -- for tests).  update(n, info): n batches more (default 1); info.loss is averaged (weighted
 -- by n), other numeric fields of info are shown as their latest value.  p:print(text) writes
 -- a line above the progress line.  Updates that do not redraw build no strings.
-local lunet = ...
+local lunet = require "lunet"
+
 local C = lunet._c
 local progress = {}
-lunet.progress = progress
--- seconds from a monotonic clock, for timing epochs (os.clock is CPU time, os.time whole seconds)
-lunet.monotonic = C.monotonic
 
 local Progress = {}
 Progress.__index = Progress
@@ -193,3 +191,5 @@ end
 
 Progress.__close = function(self) self:close() end
 Progress.__name = "lunet.Progress"
+
+return progress
