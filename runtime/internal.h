@@ -111,4 +111,11 @@ double lunet_softmax_slice_lse_f64(const double *x, int64_t C, int64_t st, doubl
 void lunet_softmax_exp_f32(float *restrict e, const float *restrict x, int64_t n, float m,
                            float s);
 
+/* ---- optim.c: shared by the optimizer objects (SGD, Adam) */
+/* A non-empty list of distinct floating leaf tensors, or PyTorch's message. */
+lunet_status_t lunet_optimizer_check_params(int nparams, lunet_tensor_t *const *params,
+                                            const char *name);
+/* Zero-fills every existing .grad (PyTorch 1.13's zero_grad default), without autograd. */
+lunet_status_t lunet_optimizer_zero_grads(int nparams, lunet_tensor_t *const *params);
+
 #endif

@@ -539,6 +539,44 @@ lunet_status_t lunet_sgd_step(lunet_sgd_t *opt);
 lunet_status_t lunet_sgd_zero_grad(lunet_sgd_t *opt);
 void lunet_sgd_free(lunet_sgd_t *opt);
 
+typedef struct lunet_adam_options {
+    double lr, beta1, beta2, eps, weight_decay;
+    bool amsgrad, maximize;
+    bool decoupled; /* true: AdamW (weight decay scales the parameter, p *= 1 - lr * wd) */
+} lunet_adam_options_t;
+
+/* Validates options with PyTorch's messages ("Invalid beta parameter at index 0: 1.5", ...). */
+lunet_status_t lunet_adam_check(const lunet_adam_options_t *o);
+
+/* The Adam state of one parameter, as PyTorch's optimizer.state[p]. */
+typedef struct lunet_adam_state {
+    double step;                    /* steps taken */
+    lunet_tensor_t *exp_avg;        /* owned by the holder of the struct; NULL before step 1 */
+    lunet_tensor_t *exp_avg_sq;     /* same */
+    lunet_tensor_t *max_exp_avg_sq; /* same; only with amsgrad */
+} lunet_adam_state_t;
+
+/*
+ * One Adam (or AdamW, o->decoupled) step of parameter p with gradient grad: PyTorch 1.13's
+ * single-tensor algorithm, bit-exact in float32 and float64.  Missing state tensors are
+ * created zero-filled (and then owned by *s); s->step is advanced.  Runs without recording
+ * autograd.  On failure p and *s are unchanged.
+ */
+lunet_status_t lunet_adam_update(lunet_tensor_t *p, lunet_tensor_t *grad, lunet_adam_state_t *s,
+                                 const lunet_adam_options_t *o);
+/* Releases the state's tensors and zeroes it. */
+void lunet_adam_state_clear(lunet_adam_state_t *s);
+
+/* An Adam/AdamW optimizer over a fixed list of parameters (retained), as lunet_sgd_t. */
+typedef struct lunet_adam lunet_adam_t;
+lunet_status_t lunet_adam_new(lunet_adam_t **out, int nparams, lunet_tensor_t *const *params,
+                              const lunet_adam_options_t *o);
+lunet_status_t lunet_adam_step(lunet_adam_t *opt);
+lunet_status_t lunet_adam_zero_grad(lunet_adam_t *opt);
+/* The state of parameter i (borrowed), or NULL when i is out of range. */
+const lunet_adam_state_t *lunet_adam_state(const lunet_adam_t *opt, int i);
+void lunet_adam_free(lunet_adam_t *opt);
+
 /* ---------------------------------------------------------------- autograd ------------ */
 
 bool lunet_grad_enabled(void);

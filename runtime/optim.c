@@ -130,6 +130,38 @@ lunet_status_t lunet_sgd_update(lunet_tensor_t *p, lunet_tensor_t *grad,
     return LUNET_OK;
 }
 
+/* ---- shared by the optimizer objects (SGD here, Adam in adam.c) */
+
+lunet_status_t lunet_optimizer_check_params(int nparams, lunet_tensor_t *const *params,
+                                            const char *name)
+{
+    if (nparams <= 0)
+        return lunet_fail(LUNET_STATUS_VALUE, "optimizer got an empty parameter list");
+    for (int i = 0; i < nparams; i++) {
+        if (!params[i] || !lunet_dtype_is_floating(params[i]->dtype))
+            return lunet_fail(LUNET_STATUS_TYPE, "%s: parameter %d is not a floating tensor",
+                              name, i);
+        if (params[i]->grad_fn)
+            return lunet_fail(LUNET_STATUS_VALUE, "can't optimize a non-leaf Tensor");
+        for (int j = 0; j < i; j++)
+            if (params[j] == params[i])
+                return lunet_fail(LUNET_STATUS_VALUE,
+                                  "some parameters appear more than once in the list");
+    }
+    return LUNET_OK;
+}
+
+lunet_status_t lunet_optimizer_zero_grads(int nparams, lunet_tensor_t *const *params)
+{
+    bool was = lunet_set_grad_enabled(false);
+    lunet_status_t st = LUNET_OK;
+    for (int i = 0; i < nparams && !st; i++)
+        if (params[i]->grad)
+            st = lunet_tensor_fill_(params[i]->grad, 0);
+    lunet_set_grad_enabled(was);
+    return st;
+}
+
 /* ---- an optimizer object for C hosts */
 
 struct lunet_sgd {
@@ -160,18 +192,8 @@ lunet_status_t lunet_sgd_new(lunet_sgd_t **out, int nparams, lunet_tensor_t *con
     lunet_status_t st = lunet_sgd_check(o);
     if (st)
         return st;
-    if (nparams <= 0)
-        return lunet_fail(LUNET_STATUS_VALUE, "optimizer got an empty parameter list");
-    for (int i = 0; i < nparams; i++) {
-        if (!params[i] || !lunet_dtype_is_floating(params[i]->dtype))
-            return lunet_fail(LUNET_STATUS_TYPE, "sgd: parameter %d is not a floating tensor", i);
-        if (params[i]->grad_fn)
-            return lunet_fail(LUNET_STATUS_VALUE, "can't optimize a non-leaf Tensor");
-        for (int j = 0; j < i; j++)
-            if (params[j] == params[i])
-                return lunet_fail(LUNET_STATUS_VALUE,
-                                  "some parameters appear more than once in the list");
-    }
+    if ((st = lunet_optimizer_check_params(nparams, params, "sgd")))
+        return st;
     lunet_sgd_t *opt = calloc(1, sizeof *opt);
     if (!opt)
         return lunet_fail(LUNET_STATUS_NOMEM, "sgd: out of memory");
@@ -206,11 +228,5 @@ lunet_status_t lunet_sgd_step(lunet_sgd_t *opt)
 
 lunet_status_t lunet_sgd_zero_grad(lunet_sgd_t *opt)
 {
-    bool was = lunet_set_grad_enabled(false);
-    lunet_status_t st = LUNET_OK;
-    for (int i = 0; i < opt->nparams && !st; i++)
-        if (opt->params[i]->grad)
-            st = lunet_tensor_fill_(opt->params[i]->grad, 0);
-    lunet_set_grad_enabled(was);
-    return st;
+    return lunet_optimizer_zero_grads(opt->nparams, opt->params);
 }
