@@ -23,7 +23,7 @@ CFLAGS   ?= -O2 -g -ftree-vectorize -fvect-cost-model=dynamic -fno-trapping-math
 ALLFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -fPIC $(WARN) $(CFLAGS) $(BLAS_DEF)
 LUA_CFLAGS := $(shell pkg-config --cflags $(LUA_PC) 2>/dev/null || echo -I/usr/include/lua5.4)
 LUA_LIBS   := $(shell pkg-config --libs $(LUA_PC) 2>/dev/null || echo -llua5.4)
-LIBS     := $(BLAS_LIB) -lz -lm
+LIBS     := $(BLAS_LIB) -lz -lm -pthread
 
 RT_SRC   := $(sort $(wildcard runtime/*.c))
 RT_OBJ   := $(RT_SRC:%.c=$(BUILD)/obj/%.o)
@@ -57,12 +57,16 @@ $(GEN_OBJ): $(GEN_C)
 $(BUILD)/liblunet.a: $(RT_OBJ)
 	ar rcs $@ $^
 
+# -z nodelete: the runtime's per-thread free lists have a thread-exit destructor, which must
+# stay mapped even if a host dlcloses the library while its threads live on.
+SO_FLAGS := -shared -Wl,-z,nodelete
+
 $(BUILD)/liblunet.so: $(RT_OBJ)
-	$(CC) -shared -o $@ $^ $(LIBS)
+	$(CC) $(SO_FLAGS) -o $@ $^ $(LIBS)
 
 # The Lua module: runtime + bindings in one shared object that plain lua5.4 can require.
 $(BUILD)/lunet.so: $(RT_OBJ) $(BD_OBJ) $(GEN_OBJ)
-	$(CC) -shared -o $@ $^ $(LIBS)
+	$(CC) $(SO_FLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/lunet: cli/lunet.c $(RT_OBJ) $(BD_OBJ) $(GEN_OBJ)
 	$(CC) $(ALLFLAGS) $(LUA_CFLAGS) -Iruntime -Ibindings -o $@ $^ $(LUA_LIBS) -lreadline $(LIBS)
@@ -261,3 +265,15 @@ test-install: all
 test-integration: test-examples test-repl test-install
 
 .PHONY: uninstall rock install-rock examples test-examples test-repl test-install test-integration
+
+# ---- hardening (issue 10) -----------------------------------------------------------------
+# `make test-tsan`: the threaded stress test (tests/test_threads.c) under ThreadSanitizer
+# (clang).  setarch -R turns off address randomisation when the kernel lets it, which keeps
+# TSan's memory layout checks happy on kernels with large mmap randomisation.
+TSAN_FLAGS := -O1 -g -fsanitize=thread
+test-tsan:
+	$(MAKE) --no-print-directory CC=clang BUILD=build/tsan CFLAGS="$(TSAN_FLAGS)" build/tsan/tests/test_threads
+	@norand=""; if setarch $$(uname -m) -R true 2>/dev/null; then norand="setarch $$(uname -m) -R"; fi; \
+	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" $$norand build/tsan/tests/test_threads
+
+.PHONY: test-tsan

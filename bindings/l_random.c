@@ -182,14 +182,16 @@ static int m_random_(lua_State *L)
 
 static int l_get_rng_state(lua_State *L)
 {
-    const lunet_generator_t *g = lunet_default_generator();
+    lunet_generator_t *g = lunet_default_generator();
     int64_t n = RNG_STATE_LEN, v[RNG_STATE_LEN];
+    lunet_generator_lock(g);
     for (int i = 0; i < 624; i++)
         v[i] = g->state[i];
     v[624] = g->index;
     memcpy(&v[625], &g->seed, sizeof g->seed);
     v[626] = g->has_cached_normal;
     memcpy(&v[627], &g->cached_normal, sizeof g->cached_normal);
+    lunet_generator_unlock(g);
     lunet_tensor_t *t;
     LB_CHECK(L, lunet_tensor_from_data(&t, LUNET_DTYPE_INT64, 1, &n, v));
     lb_pushtensor(L, t);
@@ -207,12 +209,14 @@ static int l_set_rng_state(lua_State *L)
     if (v[624] < 0 || v[624] > 624)
         return luaL_error(L, "set_rng_state: corrupt state (position %d)", (int)v[624]);
     lunet_generator_t *g = lunet_default_generator();
+    lunet_generator_lock(g);
     for (int i = 0; i < 624; i++)
         g->state[i] = (uint32_t)v[i];
     g->index = (int)v[624];
     memcpy(&g->seed, &v[625], sizeof g->seed);
     g->has_cached_normal = v[626] != 0;
     memcpy(&g->cached_normal, &v[627], sizeof g->cached_normal);
+    lunet_generator_unlock(g);
     return 0;
 }
 

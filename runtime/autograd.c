@@ -3,12 +3,15 @@
  * backward (a walk of the recorded graph in dependency order that accumulates gradients
  * into the leaves).  The per-op rules are in autograd_rules.c.
  *
- * Nodes come from a free list and the walk reuses one work array, so a steady training
- * loop records and runs its graph without calling malloc.
+ * Nodes come from the thread's free list and the walk reuses one work array per thread, so
+ * a steady training loop records and runs its graph without calling malloc, and separate
+ * graphs on separate threads share nothing.
  */
 #include "autograd.h"
 #include "internal.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,12 +107,10 @@ void lunet_autograd_rebase(lunet_tensor_t *t, lunet_tensor_t *result)
 
 /* ---- nodes */
 
-static lunet_node_t *free_nodes[1024];
-static int n_free_nodes;
-
+/* Nodes are recycled through the thread's free list (storage.c). */
 static lunet_node_t *node_alloc(void)
 {
-    lunet_node_t *n = n_free_nodes > 0 ? free_nodes[--n_free_nodes] : malloc(sizeof *n);
+    lunet_node_t *n = lunet_pool_get(LUNET_POOL_NODE, sizeof *n);
     if (n)
         memset(n, 0, sizeof *n);
     return n;
@@ -146,18 +147,9 @@ void lunet_node_release(lunet_node_t *n)
                     lunet_node_release(n->in[i].node);
             }
         }
-        if (LUNET_POOLING && n_free_nodes < (int)(sizeof free_nodes / sizeof free_nodes[0]))
-            free_nodes[n_free_nodes++] = n;
-        else
-            free(n);
+        lunet_pool_put(LUNET_POOL_NODE, n);
         n = next;
     }
-}
-
-void lunet_autograd_trim(void)
-{
-    while (n_free_nodes > 0)
-        free(free_nodes[--n_free_nodes]);
 }
 
 lunet_status_t lunet_autograd_record(lunet_tensor_t *out, lunet_op_t op, int ninputs,
@@ -217,10 +209,24 @@ lunet_status_t lunet_autograd_record(lunet_tensor_t *out, lunet_op_t op, int nin
 
 /* ---- backward */
 
-/* The walk's work list, kept between calls. */
+/* The walk's work list, kept between calls and freed when its thread exits. */
 static _Thread_local lunet_node_t **work;
 static _Thread_local size_t work_cap;
-static uint32_t walk_mark;
+static pthread_once_t work_once = PTHREAD_ONCE_INIT;
+static pthread_key_t work_key;
+static bool work_key_ok;
+
+static void work_destroy(void *p)
+{
+    free(p);
+    work = NULL;
+    work_cap = 0;
+}
+
+static void work_make_key(void) { work_key_ok = pthread_key_create(&work_key, work_destroy) == 0; }
+/* Global (not per thread) so that a graph handed from one thread to another never meets a
+   stale mark equal to the new walk's; atomic since several threads walk at once. */
+static _Atomic uint32_t walk_mark;
 
 static lunet_status_t work_reserve(size_t n)
 {
@@ -234,6 +240,9 @@ static lunet_status_t work_reserve(size_t n)
         return lunet_fail(LUNET_STATUS_NOMEM, "backward: out of memory");
     work = w;
     work_cap = cap;
+    pthread_once(&work_once, work_make_key);
+    if (work_key_ok)
+        pthread_setspecific(work_key, w);
     return LUNET_OK;
 }
 
@@ -356,7 +365,7 @@ lunet_status_t lunet_tensor_backward(lunet_tensor_t *t, lunet_tensor_t *grad, bo
     }
 
     /* 1. collect the reachable nodes and count how many edges point at each */
-    uint32_t mark = ++walk_mark;
+    uint32_t mark = atomic_fetch_add_explicit(&walk_mark, 1, memory_order_relaxed) + 1;
     size_t count = 0, top = 0;
     lunet_node_t *root = t->grad_fn;
     if ((st = work_reserve(1)))

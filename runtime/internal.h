@@ -52,9 +52,16 @@ lunet_status_t lunet_storage_wrap(lunet_storage_t **out, void *data, size_t nbyt
 void lunet_storage_retain(lunet_storage_t *s);
 void lunet_storage_release(lunet_storage_t *s);
 
-/* Free the struct/node free lists (part of lunet_memory_trim). */
-void lunet_tensor_structs_trim(void);
-void lunet_autograd_trim(void);
+/* Per-thread free lists of fixed-size objects (tensor structs, autograd nodes, storage
+   headers): get pops one or mallocs size bytes, put keeps p or frees it. */
+typedef enum lunet_pool_kind {
+    LUNET_POOL_STORAGE = 0,
+    LUNET_POOL_TENSOR,
+    LUNET_POOL_NODE,
+    LUNET_POOL_COUNT
+} lunet_pool_kind_t;
+void *lunet_pool_get(lunet_pool_kind_t kind, size_t size);
+void lunet_pool_put(lunet_pool_kind_t kind, void *p);
 
 /* ---- tensor.c */
 /* A tensor struct (refcount 1, no storage) from the struct pool. */

@@ -16,8 +16,15 @@
  *  - Views (view, transpose, select, narrow, expand, ...) share storage with their base;
  *    storage is refcounted and freed when the last tensor using it is released.
  *  - Positions (dims, indices) are 0-based; negative dims count from the end.
- *  - The runtime is not thread-safe per tensor: one thread uses a given graph at a time.
- *    Error buffers and the grad mode flag are per thread; the default generator is global.
+ *  - Threads: separate graphs on separate threads are fine.  A tensor, and everything
+ *    reachable from it (its views, its storage, its autograd graph), is used by one thread
+ *    at a time; hand it to another thread only with your own synchronisation.  The free
+ *    lists of tensor data, tensor structs and autograd nodes are per thread (freed when the
+ *    thread exits); error buffers and the grad mode flag are per thread.  The default
+ *    generator is shared by the process and locked: concurrent draws from it never corrupt
+ *    it (the order in which threads get their numbers is unspecified; see
+ *    lunet_generator_lock).  A generator you make yourself is not locked.  The default
+ *    dtype is per process: set it before starting threads.
  */
 #ifndef LUNET_H
 #define LUNET_H
@@ -144,8 +151,9 @@ lunet_status_t lunet_tensor_eye(lunet_tensor_t **out, lunet_dtype_t dt, int64_t 
 /*
  * Memory: freed tensor data, tensor structs and autograd nodes are kept for reuse, so a
  * training loop that makes the same shapes every step stops calling malloc after its first
- * step.  lunet_memory_reserved() is the bytes held for tensor data (live + cached);
- * lunet_memory_trim() returns every cached block to the system.
+ * step.  The caches are per thread and freed when their thread exits.
+ * lunet_memory_reserved() is the bytes held for tensor data by all threads (live + cached);
+ * lunet_memory_trim() returns the calling thread's cached blocks to the system.
  */
 size_t lunet_memory_reserved(void);
 void lunet_memory_trim(void);
@@ -322,6 +330,14 @@ typedef struct lunet_generator {
 
 /* The process-wide default generator (seeded randomly at first use). */
 lunet_generator_t *lunet_default_generator(void);
+/*
+ * The default generator's lock (recursive; a no-op for any other generator).  Every function
+ * below that draws from or seeds the default generator takes it for the whole call; hold it
+ * yourself to make several calls one uninterrupted sequence, or to read or write its
+ * fields directly while other threads may draw.
+ */
+void lunet_generator_lock(lunet_generator_t *g);
+void lunet_generator_unlock(lunet_generator_t *g);
 void lunet_generator_seed(lunet_generator_t *g, uint64_t seed);
 /* The seed given to the last lunet_generator_seed (torch.initial_seed()). */
 uint64_t lunet_generator_initial_seed(const lunet_generator_t *g);

@@ -12,6 +12,7 @@
 #include "internal.h"
 
 #include <float.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +37,17 @@
 
 /* ---------------------------------------------------------------- generator ----------- */
 
-void lunet_generator_seed(lunet_generator_t *g, uint64_t seed)
+/*
+ * The default generator is shared by the process and guarded by a recursive mutex: every
+ * function here that draws from it or seeds it holds the lock for the whole call, and host
+ * code may hold it across several calls (lunet_generator_lock) to make them one atomic
+ * sequence.  A generator the host makes itself is not locked.
+ */
+static lunet_generator_t def_gen;
+static pthread_mutex_t def_lock;
+static pthread_once_t def_once = PTHREAD_ONCE_INIT;
+
+static void seed_state(lunet_generator_t *g, uint64_t seed)
 {
     // PyTorch keeps the full 64-bit seed for initial_seed() but seeds MT with its low bits.
     uint32_t *s = g->state;
@@ -49,7 +60,33 @@ void lunet_generator_seed(lunet_generator_t *g, uint64_t seed)
     g->cached_normal = 0.0;
 }
 
-uint64_t lunet_generator_initial_seed(const lunet_generator_t *g) { return g->seed; }
+void lunet_generator_lock(lunet_generator_t *g)
+{
+    if (g == &def_gen)
+        pthread_mutex_lock(&def_lock);
+}
+
+void lunet_generator_unlock(lunet_generator_t *g)
+{
+    if (g == &def_gen)
+        pthread_mutex_unlock(&def_lock);
+}
+
+void lunet_generator_seed(lunet_generator_t *g, uint64_t seed)
+{
+    lunet_generator_lock(g);
+    seed_state(g, seed);
+    lunet_generator_unlock(g);
+}
+
+uint64_t lunet_generator_initial_seed(const lunet_generator_t *g)
+{
+    lunet_generator_t *m = (lunet_generator_t *)g; // locking is not a change of state
+    lunet_generator_lock(m);
+    uint64_t seed = g->seed;
+    lunet_generator_unlock(m);
+    return seed;
+}
 
 static void mt_twist(uint32_t *s)
 {
@@ -66,7 +103,8 @@ static void mt_twist(uint32_t *s)
     s[MT_N - 1] = s[MT_M - 1] ^ (y >> 1) ^ ((y & 1u) ? 0x9908b0dfu : 0u);
 }
 
-uint32_t lunet_generator_random32(lunet_generator_t *g)
+/* The draws without locking, for the functions below that hold the lock already. */
+static inline uint32_t mt_random32(lunet_generator_t *g)
 {
     if (g->index >= MT_N) {
         mt_twist(g->state);
@@ -80,11 +118,27 @@ uint32_t lunet_generator_random32(lunet_generator_t *g)
     return y;
 }
 
+static inline uint64_t mt_random64(lunet_generator_t *g)
+{
+    uint64_t hi = mt_random32(g);
+    uint64_t lo = mt_random32(g);
+    return (hi << 32) | lo;
+}
+
+uint32_t lunet_generator_random32(lunet_generator_t *g)
+{
+    lunet_generator_lock(g);
+    uint32_t y = mt_random32(g);
+    lunet_generator_unlock(g);
+    return y;
+}
+
 uint64_t lunet_generator_random64(lunet_generator_t *g)
 {
-    uint64_t hi = lunet_generator_random32(g);
-    uint64_t lo = lunet_generator_random32(g);
-    return (hi << 32) | lo;
+    lunet_generator_lock(g);
+    uint64_t y = mt_random64(g);
+    lunet_generator_unlock(g);
+    return y;
 }
 
 /* A random start seed, as PyTorch's default generator has one per process. */
@@ -110,15 +164,29 @@ static uint64_t entropy_seed(void)
     return s;
 }
 
+static void def_init(void)
+{
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&def_lock, &a);
+    pthread_mutexattr_destroy(&a);
+    seed_state(&def_gen, entropy_seed());
+}
+
 lunet_generator_t *lunet_default_generator(void)
 {
-    static lunet_generator_t def;
-    static bool seeded = false;
-    if (!seeded) {
-        lunet_generator_seed(&def, entropy_seed());
-        seeded = true;
-    }
-    return &def;
+    pthread_once(&def_once, def_init);
+    return &def_gen;
+}
+
+/* g, or the default generator when g is NULL, locked for the caller's draws. */
+static lunet_generator_t *gen_begin(lunet_generator_t *g)
+{
+    if (!g)
+        g = lunet_default_generator();
+    lunet_generator_lock(g);
+    return g;
 }
 
 /* ---------------------------------------------------------------- draws ---------------- */
@@ -126,13 +194,13 @@ lunet_generator_t *lunet_default_generator(void)
 /* [0, 1) float32 from the low 24 bits of one 32-bit draw (exact). */
 static inline float uniform_f32(lunet_generator_t *g)
 {
-    return (float)(lunet_generator_random32(g) & 0xFFFFFFu) * 0x1p-24f;
+    return (float)(mt_random32(g) & 0xFFFFFFu) * 0x1p-24f;
 }
 
 /* [0, 1) float64 from the low 53 bits of one 64-bit draw (exact). */
 static inline double uniform_f64(lunet_generator_t *g)
 {
-    return (double)(lunet_generator_random64(g) & ((UINT64_C(1) << 53) - 1)) * 0x1p-53;
+    return (double)(mt_random64(g) & ((UINT64_C(1) << 53) - 1)) * 0x1p-53;
 }
 
 /* PyTorch's normal_distribution<double>: Box-Muller with the second value cached. */
@@ -278,11 +346,10 @@ lunet_status_t lunet_tensor_uniform_(lunet_tensor_t *x, lunet_generator_t *g, do
     lunet_status_t st = check_target(x, "uniform_");
     if (st)
         return st;
-    if (!g)
-        g = lunet_default_generator();
     void *buf = NULL;
     if ((st = gen_buffer(&buf, x, "uniform_")))
         return st;
+    g = gen_begin(g);
     int64_t n = x->numel;
     if (f32) {
         // x (n) float32: u * (b - a) + a, the subtraction in float32, one fused rounding
@@ -297,6 +364,7 @@ lunet_status_t lunet_tensor_uniform_(lunet_tensor_t *x, lunet_generator_t *g, do
         for (int64_t i = 0; i < n; i++)
             d[i] = fma(uniform_f64(g), r, a);
     }
+    lunet_generator_unlock(g);
     finish_buffer(x, buf);
     return LUNET_OK;
 }
@@ -478,11 +546,10 @@ lunet_status_t lunet_tensor_normal_(lunet_tensor_t *x, lunet_generator_t *g, dou
     lunet_status_t st = check_target(x, "normal_");
     if (st)
         return st;
-    if (!g)
-        g = lunet_default_generator();
     int64_t n = x->numel;
     bool f32 = x->dtype == LUNET_DTYPE_FLOAT32;
     if (n >= 16 && lunet_tensor_is_contiguous(x)) {
+        g = gen_begin(g);
         // Block scheme: n uniforms, Box-Muller on each block of 16, and if n is not a
         // multiple of 16 the last 16 slots are redrawn and recomputed (overlap included).
         if (f32) {
@@ -504,6 +571,7 @@ lunet_status_t lunet_tensor_normal_(lunet_tensor_t *x, lunet_generator_t *g, dou
                 normal_block16_f64(t, mean, std);
             }
         }
+        lunet_generator_unlock(g);
         lunet_tensor_bump_version(x);
         return LUNET_OK;
     }
@@ -511,6 +579,7 @@ lunet_status_t lunet_tensor_normal_(lunet_tensor_t *x, lunet_generator_t *g, dou
     void *buf = NULL;
     if ((st = gen_buffer(&buf, x, "normal_")))
         return st;
+    g = gen_begin(g);
     if (f32) {
         float *d = buf;
         for (int64_t i = 0; i < n; i++)
@@ -520,6 +589,7 @@ lunet_status_t lunet_tensor_normal_(lunet_tensor_t *x, lunet_generator_t *g, dou
         for (int64_t i = 0; i < n; i++)
             d[i] = normal_f64(g, mean, std);
     }
+    lunet_generator_unlock(g);
     finish_buffer(x, buf);
     return LUNET_OK;
 }
@@ -549,17 +619,16 @@ lunet_status_t lunet_tensor_random_int_(lunet_tensor_t *x, lunet_generator_t *g,
     lunet_status_t st = check_target(x, "random_");
     if (st)
         return st;
-    if (!g)
-        g = lunet_default_generator();
     void *buf = NULL;
     if ((st = gen_buffer(&buf, x, "random_")))
         return st;
+    g = gen_begin(g);
     // value = (draw mod range) + low in uint64 arithmetic; 32-bit draws when range < 2^32
     uint64_t range = (uint64_t)high - (uint64_t)low;
     bool wide = range >= (UINT64_C(1) << 32);
     int64_t n = x->numel;
     for (int64_t i = 0; i < n; i++) {
-        uint64_t r = wide ? lunet_generator_random64(g) : lunet_generator_random32(g);
+        uint64_t r = wide ? mt_random64(g) : mt_random32(g);
         int64_t v = (int64_t)(r % range + (uint64_t)low);
         switch (x->dtype) {
         case LUNET_DTYPE_INT64: ((int64_t *)buf)[i] = v; break;
@@ -570,6 +639,7 @@ lunet_status_t lunet_tensor_random_int_(lunet_tensor_t *x, lunet_generator_t *g,
         default: break;
         }
     }
+    lunet_generator_unlock(g);
     finish_buffer(x, buf);
     return LUNET_OK;
 }
@@ -584,18 +654,18 @@ lunet_status_t lunet_tensor_randperm(lunet_tensor_t **out, lunet_generator_t *g,
     lunet_status_t st = lunet_tensor_empty(&t, LUNET_DTYPE_INT64, 1, &n);
     if (st)
         return st;
-    if (!g)
-        g = lunet_default_generator();
+    g = gen_begin(g);
     // r (n) int64: identity, then swap i with i + (random32 mod (n - i))
     int64_t *r = lunet_tensor_data(t);
     for (int64_t i = 0; i < n; i++)
         r[i] = i;
     for (int64_t i = 0; i < n - 1; i++) {
-        int64_t z = (int64_t)(lunet_generator_random32(g) % (uint64_t)(n - i));
+        int64_t z = (int64_t)(mt_random32(g) % (uint64_t)(n - i));
         int64_t sav = r[i];
         r[i] = r[i + z];
         r[i + z] = sav;
     }
+    lunet_generator_unlock(g);
     *out = t;
     return LUNET_OK;
 }

@@ -69,15 +69,11 @@ void lunet_dtype_store(void *p, lunet_dtype_t dt, double v)
     }
 }
 
-/* ---- tensor structs, recycled through a small free list */
-
-static lunet_tensor_t *free_structs[512];
-static int n_free_structs;
+/* ---- tensor structs, recycled through the thread's free list (storage.c) */
 
 lunet_tensor_t *lunet_tensor_alloc(void)
 {
-    lunet_tensor_t *t = n_free_structs > 0 ? free_structs[--n_free_structs]
-                                           : malloc(sizeof(lunet_tensor_t));
+    lunet_tensor_t *t = lunet_pool_get(LUNET_POOL_TENSOR, sizeof(lunet_tensor_t));
     if (!t)
         return NULL;
     memset(t, 0, sizeof *t);
@@ -100,16 +96,7 @@ void lunet_tensor_release(lunet_tensor_t *t)
     if (t->grad_fn && t->grad_fn->retain_target == t)
         t->grad_fn->retain_target = NULL;
     lunet_node_release(t->grad_fn);
-    if (LUNET_POOLING && n_free_structs < (int)(sizeof free_structs / sizeof free_structs[0]))
-        free_structs[n_free_structs++] = t;
-    else
-        free(t);
-}
-
-void lunet_tensor_structs_trim(void)
-{
-    while (n_free_structs > 0)
-        free(free_structs[--n_free_structs]);
+    lunet_pool_put(LUNET_POOL_TENSOR, t);
 }
 
 int64_t lunet_shape_numel(int ndim, const int64_t *shape)
