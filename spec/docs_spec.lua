@@ -1,0 +1,216 @@
+-- docs_spec.lua - the reference covers the API: every public Lua function (the tables of the
+-- loaded `lunet` module, the Tensor methods, the methods of a few objects the module makes)
+-- has an entry in docs/lua-api.md, and every function declared in runtime/lunet.h and
+-- bindings/lunet_embed.h has one in docs/c-api.md.  It also fails on entries naming functions
+-- that no longer exist, so renames reach the docs.
+--
+-- What counts as an entry: a code span whose text starts with the name followed by `(` or
+-- `{`, e.g. `lunet.zeros(size... [, opts])`, `Tensor:sum(dim [, keepdim])`,
+-- `nn.Linear(in, out [, opts])`, `lunet_tensor_zeros(out, dt, ndim, shape)`.  In the Lua
+-- reference `nn.`, `optim.`, `data.`, ... stand for `lunet.nn.`, ...; `F.` for
+-- `lunet.nn.functional.`; `Tensor:` for the tensor methods (lunet.Tensor).  Names starting
+-- with `_` are internal and not checked.  A method a class inherits or overrides (`forward`
+-- of every layer) is covered by its base class's entry; `init` / `new` by the constructor's.
+local lunet = require "lunet"
+
+local function read(path)
+  local f = assert(io.open(path, "r"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- Names the document gives entries: the leading dotted name of every code span followed by
+-- `(` or `{`, outside fenced code blocks, with ':' read as '.'.  The second table holds the
+-- qualified ones (`a.b(`, `a:b(`), which must name something that exists.
+local function documented(path, normalize)
+  local text = read(path):gsub("\n```.-\n```", "\n")
+  local names, qualified = {}, {}
+  for span in text:gmatch("`([^`\n]+)`") do
+    local name, after = span:match("^([%a_][%w_]*[%w_%.:]*)([({]?)")
+    if name and after ~= "" then
+      local n = normalize((name:gsub(":", ".")))
+      names[n] = true
+      if name:find("[.:]") then qualified[n] = true end
+    end
+  end
+  return names, qualified
+end
+
+local function lua_doc_name(name)
+  local head, rest = name:match("^([%a_][%w_]*)(.*)$")
+  if head == "lunet" or head == "Tensor" then return name end
+  if head == "F" then return "lunet.nn.functional" .. rest end
+  if head == "transforms" then return "lunet.data.transforms" .. rest end
+  return "lunet." .. name
+end
+
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do
+    if type(k) == "string" then keys[#keys + 1] = k end
+  end
+  table.sort(keys)
+  return keys
+end
+
+-- The class a table inherits from (its metatable's __index, when that is a table).
+local function parent_of(t)
+  local mt = getmetatable(t)
+  local idx = type(mt) == "table" and rawget(mt, "__index")
+  if type(idx) == "table" and idx ~= t then return idx end
+  return nil
+end
+
+local function inherited(t, k)
+  local p, guard = parent_of(t), 0
+  while p and guard < 32 do
+    if type(rawget(p, k)) == "function" then return true end
+    p, guard = parent_of(p), guard + 1
+  end
+  return false
+end
+
+-- The public Lua functions: name -> true, and the walked tables: name -> table.
+local function lua_api()
+  local expected, tables = {}, {}
+  local tensor_methods = lunet.Tensor or getmetatable(lunet.zeros(1)).__methods
+  local seen = {[tensor_methods] = "Tensor"}
+  local queue = {{lunet, "lunet"}, {tensor_methods, "Tensor"}}
+  seen[lunet] = "lunet"
+  -- modules registered under their own names (require "lunet.nn") but not reachable above
+  for _, name in ipairs(sorted_keys(package.loaded)) do
+    local m = package.loaded[name]
+    if name:match("^lunet%.") and type(m) == "table" then queue[#queue + 1] = {m, name} end
+  end
+  -- objects whose methods live on a class table the module does not export
+  local function probe(name, make)
+    local ok, obj = pcall(make)
+    local mt = ok and getmetatable(obj)
+    if type(mt) == "table" then
+      local idx = rawget(mt, "__index")
+      if type(idx) == "table" then queue[#queue + 1] = {idx, name} end
+    end
+  end
+  probe("lunet.data.TensorDataset", function()
+    return lunet.data.TensorDataset(lunet.zeros(2, 1), lunet.zeros(2))
+  end)
+  probe("lunet.data.DataLoader", function()
+    return lunet.data.DataLoader(lunet.data.TensorDataset(lunet.zeros(2, 1), lunet.zeros(2)))
+  end)
+  probe("lunet.plot.Figure", function() return lunet.plot.figure{} end)
+  probe("lunet.plot.Panel", function() return lunet.plot.figure{}:panel{} end)
+  probe("lunet.progress.Progress", function()
+    return lunet.progress.new{total = 1, tty = false, stream = {write = function() end}}
+  end)
+  local i = 1
+  while i <= #queue do
+    local t, path = queue[i][1], queue[i][2]
+    i = i + 1
+    tables[path] = tables[path] or t
+    for _, k in ipairs(sorted_keys(t)) do
+      local v = rawget(t, k)
+      if not k:match("^_") then
+        if type(v) == "function" then
+          local mt = getmetatable(t)
+          if (k == "init" or k == "new") and type(mt) == "table" and rawget(mt, "__call") then
+            expected[path] = true -- the constructor of a class
+          elseif not inherited(t, k) then
+            expected[path .. "." .. k] = true
+          end
+        elseif type(v) == "table" and not seen[v] then
+          local mt = getmetatable(v)
+          if type(mt) == "table" and rawget(mt, "__call") then
+            expected[path .. "." .. k] = true -- a class: its constructor
+          end
+          seen[v] = path .. "." .. k
+          queue[#queue + 1] = {v, path .. "." .. k}
+        end
+      end
+    end
+  end
+  if getmetatable(lunet.zeros(1)) then
+    for _, k in ipairs(sorted_keys(getmetatable(lunet.zeros(1)))) do
+      if not k:match("^_") and type(getmetatable(lunet.zeros(1))[k]) == "function" then
+        expected["Tensor." .. k] = true
+      end
+    end
+  end
+  return expected, tables
+end
+
+-- Functions declared in a C header (comments and preprocessor lines removed).
+local function c_functions(path, out)
+  local text = read(path):gsub("/%*.-%*/", " "):gsub("//[^\n]*", ""):gsub("\n#[^\n]*", "\n")
+  for name in text:gmatch("([%a_][%w_]*)%s*%(") do
+    if name:match("^lunet_") or name:match("^luaopen_") then out[name] = true end
+  end
+  return out
+end
+
+local function missing_from(expected, have)
+  local miss = {}
+  for name in pairs(expected) do
+    if not have[name] then miss[#miss + 1] = name end
+  end
+  table.sort(miss)
+  return miss
+end
+
+local function report(what, list)
+  return ("%d %s:\n  %s"):format(#list, what, table.concat(list, "\n  "))
+end
+
+describe("the reference (docs/)", function()
+  it("has an entry in docs/lua-api.md for every public Lua function", function()
+    local expected = lua_api()
+    local have = documented("docs/lua-api.md", lua_doc_name)
+    local miss = missing_from(expected, have)
+    assert(#miss == 0, report("public Lua functions without an entry in docs/lua-api.md "
+      .. "(a code span `name(...)`)", miss))
+  end)
+
+  it("names no Lua function that does not exist", function()
+    local _, tables = lua_api()
+    local _, have = documented("docs/lua-api.md", lua_doc_name)
+    local stale = {}
+    for name in pairs(have) do
+      local parent, key = name:match("^(.+)%.([%a_][%w_]*)$")
+      local t = parent and tables[parent]
+      if t and not key:match("^_") then
+        local ok, v = pcall(function() return t[key] end)
+        if not ok or v == nil then stale[#stale + 1] = name end
+      end
+    end
+    table.sort(stale)
+    assert(#stale == 0, report("entries in docs/lua-api.md naming no function", stale))
+  end)
+
+  it("has an entry in docs/c-api.md for every function of lunet.h and lunet_embed.h", function()
+    local expected = c_functions("bindings/lunet_embed.h", c_functions("runtime/lunet.h", {}))
+    local have = documented("docs/c-api.md", function(n) return n end)
+    local miss = missing_from(expected, have)
+    assert(#miss == 0, report("C functions without an entry in docs/c-api.md "
+      .. "(a code span `name(...)`)", miss))
+  end)
+
+  it("names no C function that the headers do not declare", function()
+    local declared = c_functions("bindings/lunet_embed.h", c_functions("runtime/lunet.h", {}))
+    local stale = {}
+    for name in pairs(documented("docs/c-api.md", function(n) return n end)) do
+      if (name:match("^lunet_") or name:match("^luaopen_")) and not declared[name] then
+        stale[#stale + 1] = name
+      end
+    end
+    table.sort(stale)
+    assert(#stale == 0, report("entries in docs/c-api.md naming no declared function", stale))
+  end)
+
+  it("and the README point inside the repository", function()
+    local readme = read("README.md")
+    assert.falsy(readme:find("../shared", 1, true), "README.md points at ../shared")
+    for _, doc in ipairs({"docs/lua-api.md", "docs/c-api.md", "docs/FORMAT.md"}) do
+      assert.truthy(readme:find(doc, 1, true), "README.md does not mention " .. doc)
+    end
+  end)
+end)
