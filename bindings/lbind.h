@@ -49,6 +49,7 @@ void lb_private_funcs(lua_State *L, int module, const luaL_Reg *funcs);
 void lb_open_tensor(lua_State *L);
 void lb_open_random(lua_State *L);
 void lb_open_nn(lua_State *L);
+void lb_open_optim(lua_State *L);
 void lb_open_data(lua_State *L);
 void lb_open_serialize(lua_State *L);
 void lb_open_loss(lua_State *L);

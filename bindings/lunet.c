@@ -112,6 +112,7 @@ int luaopen_lunet(lua_State *L)
     open_part(L, lb_open_loss);
     open_part(L, lb_open_data);
     open_part(L, lb_open_nn);
+    open_part(L, lb_open_optim);
     open_part(L, lb_open_serialize);
 
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
@@ -148,3 +149,4 @@ int luaopen_lunet_data(lua_State *L) { return open_submodule(L, "lunet.data"); }
 int luaopen_lunet_metrics(lua_State *L) { return open_submodule(L, "lunet.metrics"); }
 int luaopen_lunet_plot(lua_State *L) { return open_submodule(L, "lunet.plot"); }
 int luaopen_lunet_progress(lua_State *L) { return open_submodule(L, "lunet.progress"); }
+int luaopen_lunet_optim_lr_scheduler(lua_State *L) { return open_submodule(L, "lunet.optim.lr_scheduler"); }
