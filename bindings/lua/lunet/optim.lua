@@ -66,15 +66,15 @@ optim.Optimizer = Optimizer
 -- A new optimizer class: spec = {defaults =, fixed = {printed option = value}, check(group),
 -- update(p, grad, state, group)}; instances are made by calling the class.
 local function class(name, spec)
-  local cls = setmetatable({__name = name, spec = spec, __tostring = Optimizer.__tostring},
+  local cls = setmetatable({__name = name, _spec = spec, __tostring = Optimizer.__tostring},
     {__index = Optimizer,
-     __call = function(c, params, opts) return Optimizer.init(setmetatable({}, c), params, opts) end})
+     __call = function(c, params, opts) return Optimizer._init(setmetatable({}, c), params, opts) end})
   cls.__index = cls
-  cls.new = function(params, opts) return Optimizer.init(setmetatable({}, cls), params, opts) end
+  cls.new = function(params, opts) return Optimizer._init(setmetatable({}, cls), params, opts) end
   return cls
 end
 
-function Optimizer.init(self, params, opts)
+function Optimizer._init(self, params, opts)
   local name = getmetatable(self).__name
   if lunet.is_tensor(params) then
     error("params argument given to the optimizer should be an iterable of Tensors or dicts, but got " ..
@@ -86,9 +86,9 @@ function Optimizer.init(self, params, opts)
   opts = opts or {}
   if type(opts) ~= "table" then error(name .. ": options must be a table, e.g. {lr = 0.01}", 3) end
   local defaults = {}
-  for k, v in pairs(self.spec.defaults) do defaults[k] = v end
+  for k, v in pairs(self._spec.defaults) do defaults[k] = v end
   for k, v in pairs(opts) do
-    if self.spec.defaults[k] == nil and k ~= "lr" then
+    if self._spec.defaults[k] == nil and k ~= "lr" then
       error(name .. ": unknown option '" .. tostring(k) .. "'", 3)
     end
     defaults[k] = v
@@ -114,7 +114,7 @@ function Optimizer:add_param_group(g, level)
   if group.lr == nil then
     error("parameter group didn't specify a value of required optimization parameter lr", level)
   end
-  local ok, err = pcall(self.spec.check, group, name)
+  local ok, err = pcall(self._spec.check, group, name)
   if not ok then error(err, level) end
   local seen = {}
   for _, other in ipairs(self.param_groups) do
@@ -134,7 +134,7 @@ end
 function Optimizer:step(closure)
   local loss
   if closure then loss = lunet.enable_grad and lunet.enable_grad(closure) or closure() end
-  local state, update = self.state, self.spec.update
+  local state, update = self.state, self._spec.update
   for _, group in ipairs(self.param_groups) do
     for _, p in ipairs(group.params) do
       local g = p.grad
@@ -208,7 +208,7 @@ function Optimizer:__tostring()
   for gi, group in ipairs(self.param_groups) do
     out[#out + 1] = "Parameter Group " .. (gi - 1)
     local shown, keys = {}, {}
-    for k, v in pairs(self.spec.fixed) do shown[k] = {v} end
+    for k, v in pairs(self._spec.fixed) do shown[k] = {v} end
     for k, v in pairs(group) do if k ~= "params" then shown[k] = {v} end end
     for k in pairs(shown) do keys[#keys + 1] = k end
     table.sort(keys)
