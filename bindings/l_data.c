@@ -1,7 +1,7 @@
 /*
  * l_data.c - C helpers behind lunet.data (bindings/lua/lunet/data.lua), under lunet._c:
  * IDX read/write, the one-call-per-batch image kernel, the single-image transforms, label
- * checks, and the DataLoader's draws from the global generator (parity spec section 14.6).
+ * checks, and the DataLoader's draws from the global generator (docs/pytorch-parity.md §14.6).
  */
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /*
  * l_random.c - lunet.manual_seed, rand, randn, normal, uniform, randint, randperm and the
- * in-place methods t:normal_, t:uniform_, t:random_ (parity spec section 14).
+ * in-place methods t:normal_, t:uniform_, t:random_ (docs/pytorch-parity.md §14).
  *
  * Everything draws from the runtime's default generator, so a script's numbers match
  * PyTorch's for the same seed and the same order of calls.

@@ -1,6 +1,6 @@
 /*
  * data.c - the DataLoader's batch kernels: gather by index + ToTensor + Normalize in one
- * pass, and the single-image transforms (parity spec sections 12.4-12.5).
+ * pass, and the single-image transforms (docs/pytorch-parity.md §12.4-§12.5).
  *
  * Exactness: ToTensor is f32(v) / f32(255) (one float32 division) and Normalize is
  * (x - f32(mean)) / f32(std) (two float32 roundings).  A pixel's result depends only on its

@@ -1,5 +1,5 @@
 /*
- * idx.c - IDX files (the MNIST format, parity spec section 12.2): reader and writer.
+ * idx.c - IDX files (the MNIST format, docs/pytorch-parity.md §12.2): reader and writer.
  *
  * Layout: 00 00 <type> <ndim>, ndim big-endian uint32 sizes, then the elements big-endian in
  * row-major order.  Type codes: 0x08 uint8 -> uint8, 0x09 int8 / 0x0B int16 / 0x0C int32 ->

@@ -8,7 +8,7 @@
 
 #include <string.h>
 
-/* ---- gather (parity spec 11.3) */
+/* ---- gather (docs/pytorch-parity.md §11.3) */
 
 lunet_status_t lunet_tensor_gather(lunet_tensor_t **out, lunet_tensor_t *x, int64_t dim,
                                    lunet_tensor_t *index)
@@ -168,7 +168,7 @@ lunet_status_t lunet_tensor_index_select(lunet_tensor_t **out, lunet_tensor_t *x
     return LUNET_OK;
 }
 
-/* ---- advanced indexing (parity spec 11.4) */
+/* ---- advanced indexing (docs/pytorch-parity.md §11.4) */
 
 /* Expands bool masks into int64 coordinate tensors (nonzero), one per masked dim.
    *nout counts the tensors placed in out[] so far, also on failure (the caller frees them). */

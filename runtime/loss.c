@@ -1,6 +1,6 @@
 /*
  * loss.c - cross_entropy, nll_loss and mse_loss with PyTorch 1.13's options, errors and
- * gradients (parity spec sections 2 and 3).
+ * gradients (docs/pytorch-parity.md §2 and §3).
  *
  * Inputs are viewed as (outer, C, inner): (C) -> (1, C, 1), (N, C) -> (N, C, 1),
  * (N, C, d1..dk) -> (N, C, d1*..*dk).  A "position" is one (outer, inner) pair; targets and
@@ -652,7 +652,8 @@ static double index_denominator(const loss_ctx_t *c, int64_t ignore_index)
 /*
  * x, dx (outer, C, inner); q (npos) upstream scale per position; lse (npos, 2) = (max,
  * log sum exp) from the forward, or NULL to recompute; scratch (2 C floats).  Per position,
- * p_k = exp((x_k - max) - log S) into pk (C doubles), then the rule of parity spec 2.5.
+ * p_k = exp((x_k - max) - log S) into pk (C doubles), then the rule of
+ * docs/pytorch-parity.md §2.5.
  */
 static void ce_backward_rows(void *dx, const void *x, const loss_ctx_t *c,
                              const lunet_loss_options_t *o, const double *q, const double *lse,
@@ -748,7 +749,7 @@ static void ce_backward_rows(void *dx, const void *x, const loss_ctx_t *c,
     }
 }
 
-/* Per-position upstream scale q (see parity spec 2.5); *qbuf is malloc'ed. */
+/* Per-position upstream scale q (see docs/pytorch-parity.md §2.5); *qbuf is malloc'ed. */
 static lunet_status_t upstream_scale(double **qbuf, lunet_tensor_t *gc, const loss_ctx_t *c,
                                      const lunet_loss_options_t *o, const char *op)
 {

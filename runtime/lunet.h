@@ -319,7 +319,7 @@ const char *lunet_blas_name(void);
 
 /* ---------------------------------------------------------------- random -------------- */
 
-/* MT19937 with PyTorch's seeding and stream usage (parity spec section 14). */
+/* MT19937 with PyTorch's seeding and stream usage (docs/pytorch-parity.md §14). */
 typedef struct lunet_generator {
     uint32_t state[624];
     int index;
@@ -361,7 +361,7 @@ lunet_status_t lunet_tensor_randperm(lunet_tensor_t **out, lunet_generator_t *g,
 /* ---------------------------------------------------------------- printing ------------ */
 
 /*
- * PyTorch's text for a tensor (parity spec section 9), e.g. "tensor([1., 2.])".
+ * PyTorch's text for a tensor (docs/pytorch-parity.md §9), e.g. "tensor([1., 2.])".
  * *text is malloc'ed; the caller frees it.  A tensor made by an autograd node shows
  * "grad_fn=<NAME>" (lunet_tensor_grad_fn_name), a leaf requiring grad "requires_grad=True";
  * dtype names print with the prefix given ("torch." or "lunet."; NULL means "torch.").
@@ -371,7 +371,7 @@ lunet_status_t lunet_tensor_format(char **text, lunet_tensor_t *t, const char *d
 lunet_status_t lunet_size_format(char **text, int ndim, const int64_t *shape, const char *prefix);
 
 /* ---------------------------------------------------------------- softmax, losses ----- */
-/* (softmax.c, loss.c)  Parity spec sections 1-3. */
+/* (softmax.c, loss.c)  docs/pytorch-parity.md §1-§3. */
 
 typedef enum lunet_reduction {
     LUNET_REDUCTION_NONE = 0,
@@ -435,7 +435,7 @@ lunet_status_t lunet_loss_mse_backward(lunet_tensor_t **da, lunet_tensor_t **db,
                                        lunet_reduction_t reduction);
 
 /* ---------------------------------------------------------------- IDX files ----------- */
-/* (idx.c)  Parity spec section 12.2.  gzip or plain, detected from the bytes. */
+/* (idx.c)  docs/pytorch-parity.md §12.2.  gzip or plain, detected from the bytes. */
 
 /* Reads an IDX file: 0x08 -> uint8, 0x09/0x0B/0x0C -> int64, 0x0D -> float32, 0x0E -> float64. */
 /* 1 to LUNET_MAX_DIMS dims (a size may be 0; one of 2^31 or more, or a body over 64 GiB, is
@@ -453,7 +453,7 @@ lunet_status_t lunet_idx_read_buffer(lunet_tensor_t **out, const void *buf, size
 lunet_status_t lunet_idx_write(const char *path, lunet_tensor_t *t, int type_code, bool gzip);
 
 /* ---------------------------------------------------------------- data ---------------- */
-/* (data.c)  Parity spec sections 12.4-12.5: ToTensor / Normalize, bit-exact, per batch. */
+/* (data.c)  docs/pytorch-parity.md §12.4-§12.5: ToTensor / Normalize, bit-exact, per batch. */
 
 /*
  * One DataLoader batch of an image dataset in one call: for b < n, sample idx[b] of
@@ -484,7 +484,7 @@ lunet_status_t lunet_data_label_histogram(int64_t *out, lunet_tensor_t *labels, 
 lunet_status_t lunet_data_write_png(const char *path, lunet_tensor_t *img);
 
 /* ---------------------------------------------------------------- nn, optim ----------- */
-/* (nn.c, optim.c)  Parity spec sections 5-7: enough to build and train an MLP from C. */
+/* (nn.c, optim.c)  docs/pytorch-parity.md §5-§7: enough to build and train an MLP from C. */
 
 /*
  * y = x @ w^T + b (b may be NULL), then relu when `relu` -- one GEMM and one pass over y.

@@ -12,7 +12,7 @@
 #include <math.h>
 #include <string.h>
 
-/* ---- promotion (parity spec 11.2) */
+/* ---- promotion (docs/pytorch-parity.md §11.2) */
 
 static int category(lunet_dtype_t dt)
 {
@@ -552,7 +552,8 @@ static float pow2i(int32_t n)
  * y (n) = exp(x) in float32, a loop the compiler vectorises: Cody-Waite reduction
  * x = k ln2 + r, Cephes' degree-6 polynomial for exp(r), then 2^k applied in two halves so
  * that subnormal results come out right.  Within 1 ulp of glibc's expf over [-104, 89]
- * (checked on 2e7 points), which keeps it within the parity spec's 2 ulp of PyTorch's.
+ * (checked on 2e7 points), which keeps it within the 2 ulp of PyTorch's that
+ * docs/pytorch-parity.md §0.3 allows.
  */
 LUNET_FMA_CLONES static void exp_f32_contiguous(float *restrict y, const float *restrict x,
                                                 int64_t n)
@@ -597,7 +598,8 @@ static void sqrt_f64(KPARAMS) { (void)ctx; UNARY_LOOP(double, sqrt(x)); }
 static void abs_f32(KPARAMS) { (void)ctx; UNARY_LOOP(float, fabsf(x)); }
 static void abs_f64(KPARAMS) { (void)ctx; UNARY_LOOP(double, fabs(x)); }
 static void abs_i64(KPARAMS) { (void)ctx; UNARY_LOOP(int64_t, x < 0 ? -x : x); }
-/* The plain form, as PyTorch: exp overflow gives exactly 0, never NaN (parity spec 6). */
+/* The plain form, as PyTorch: exp overflow gives exactly 0, never NaN
+   (docs/pytorch-parity.md §6). */
 static void sigmoid_f32(KPARAMS) { (void)ctx; UNARY_LOOP(float, 1.0f / (1.0f + expf(-x))); }
 static void sigmoid_f64(KPARAMS) { (void)ctx; UNARY_LOOP(double, 1.0 / (1.0 + exp(-x))); }
 static void tanh_f32(KPARAMS) { (void)ctx; UNARY_LOOP(float, tanhf(x)); }

@@ -1,6 +1,6 @@
 /*
  * optim.c - SGD with momentum, dampening, Nesterov, weight decay and maximize, exactly as
- * PyTorch 1.13 (parity spec 7.2): each `add(b, alpha=s)` is one fused multiply-add.
+ * PyTorch 1.13 (docs/pytorch-parity.md §7.2): each `add(b, alpha=s)` is one fused multiply-add.
  */
 #include "autograd.h"
 #include "internal.h"

@@ -1,5 +1,5 @@
 /*
- * print.c - PyTorch's text for tensors and sizes (parity spec section 9).
+ * print.c - PyTorch's text for tensors and sizes (docs/pytorch-parity.md §9).
  *
  * Mirrors torch/_tensor_str.py of PyTorch 1.13 with the default print options
  * (precision 4, threshold 1000, edgeitems 3, linewidth 80, automatic sci_mode):

@@ -1,5 +1,5 @@
 /*
- * random.c - PyTorch's CPU random number generator (parity spec section 14).
+ * random.c - PyTorch's CPU random number generator (docs/pytorch-parity.md §14).
  *
  * MT19937 with PyTorch's seeding and its way of turning 32/64-bit draws into values, so
  * the same seed gives the same numbers as torch 1.13 on the CPU.  Every formula below was

@@ -1,5 +1,5 @@
 /*
- * softmax.c - softmax / log_softmax along one dim and their backward (parity spec section 1).
+ * softmax.c - softmax / log_softmax along one dim and their backward (docs/pytorch-parity.md §1).
  *
  * The input is viewed as (outer, C, inner) with C the soft-maxed dim.  Each slice is
  *   m = max x,  S = sum exp(x - m),  softmax = exp(x - m) / S,  log_softmax = (x - m) - log S

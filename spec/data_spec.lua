@@ -1,5 +1,6 @@
 -- data_spec.lua - lunet.data: IDX files, transforms, TensorDataset, DataLoader (shuffle order
--- of parity spec 14.6), and with `make data` done, Fashion-MNIST / MNIST against torchvision.
+-- of docs/pytorch-parity.md §14.6), and with `make data` done, Fashion-MNIST / MNIST against
+-- torchvision.
 -- Fixture: spec/fixtures/data_fixture.lua, written by tests/fixtures/gen_data.py.
 local lunet = require "lunet"
 local data = lunet.data

@@ -23,7 +23,8 @@ local function values(v)
 end
 
 -- assert_close(got, want [, tol]): numbers, nested tables or tensors, element by element,
--- |got - want| <= tol * max(1, |want|) (tol defaults to 1e-6, parity spec 0.3); NaN matches NaN.
+-- |got - want| <= tol * max(1, |want|) (tol defaults to 1e-6, docs/pytorch-parity.md §0.3);
+-- NaN matches NaN.
 function assert_close(got, want, tol)
   tol = tol or 1e-6
   local g, w = values(got), values(want)

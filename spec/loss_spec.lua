@@ -1,5 +1,5 @@
 -- loss_spec.lua: softmax, log_softmax, cross_entropy, nll_loss, mse_loss through the Lua API
--- against PyTorch 1.13 (parity spec sections 1-4).  Goldens: spec/fixtures/loss_golden.lua,
+-- against PyTorch 1.13 (docs/pytorch-parity.md §1-§4).  Goldens: spec/fixtures/loss_golden.lua,
 -- written by tests/fixtures/gen_losses.py; gradients go through autograd (t:backward(g)).
 local lunet = require "lunet"
 local nn, F = lunet.nn, lunet.nn.functional

@@ -1,5 +1,5 @@
 -- print_spec.lua - tostring(t) is PyTorch 1.13's str(t) with "lunet." dtype names
--- (parity spec section 9, [V-20], [V-21]).  Goldens: spec/fixtures/print_golden.lua,
+-- (docs/pytorch-parity.md §9).  Goldens: spec/fixtures/print_golden.lua,
 -- written by tests/fixtures/gen_print.py from real PyTorch.
 local lunet = require "lunet"
 
@@ -73,7 +73,7 @@ describe("tostring(tensor) matches PyTorch's text", function()
 end)
 
 describe("printing through the Lua API", function()
-  it("formatter cases of the parity spec table (9.2)", function()
+  it("formatter cases of the table of docs/pytorch-parity.md §9.2", function()
     assert.are.equal("tensor([1., 2., 3.])", tostring(lunet.tensor({ 1.0, 2.0, 3.0 })))
     assert.are.equal("tensor([ 1.5000,  2.0000, -3.2500])", tostring(lunet.tensor({ 1.5, 2.0, -3.25 })))
     assert.are.equal("tensor([1.0000e-04, 1.0000e+00])", tostring(lunet.tensor({ 0.0001, 1.0 })))
@@ -92,7 +92,7 @@ describe("printing through the Lua API", function()
       tostring(lunet.tensor({ 0, 255 }, { dtype = lunet.uint8 })))
   end)
 
-  it("line width and summarisation ([V-21])", function()
+  it("line width and summarisation (§9.3, §9.4)", function()
     assert.are.equal(
       "tensor([ 0,  1,  2,  3,  4,  5,  6,  7,  8,  9, 10, 11, 12, 13, 14, 15, 16, 17,\n" ..
       "        18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29])",

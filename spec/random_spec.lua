@@ -1,5 +1,5 @@
 -- random_spec.lua: the generator through the Lua API, against PyTorch 1.13's numbers
--- (parity spec section 14; values from torch on the CPU, see tests/fixtures/gen_random.py).
+-- (docs/pytorch-parity.md §14; values from torch on the CPU, see tests/fixtures/gen_random.py).
 local lunet = require "lunet"
 
 -- Every element equal as a double (float32 values convert exactly).

@@ -1,6 +1,6 @@
 -- scripts_loss_spec.lua: runs scripts/cross_entropy.lua (seed 000) and scripts/ce_vs_nll.lua
 -- (seeds 002, 004) with the lunet program and checks the printed numbers against the
--- notebooks' outputs (and parity spec section 4).
+-- notebooks' outputs (and docs/pytorch-parity.md §4).
 local function run(script)
   local bin = LUNET_BIN or "build/lunet"
   local f = assert(io.popen(bin .. " " .. script .. " 2>&1"))

@@ -1,5 +1,5 @@
 -- tensor_autograd_spec.lua - the autograd surface of tensors: requires_grad, grad, grad_fn,
--- is_leaf, backward, no_grad, detach (parity spec 8, [V-18], [V-18b], [V-19]).
+-- is_leaf, backward, no_grad, detach (docs/pytorch-parity.md §8).
 local lunet = require "lunet"
 
 describe("lunet autograd surface", function()
@@ -123,7 +123,7 @@ describe("lunet autograd surface", function()
     assert.are.same({ 2, 2, 2 }, w.grad:tolist())
   end)
 
-  it("the seed's from-scratch sgd ([V-19])", function()
+  it("the seed's from-scratch sgd (§8.1)", function()
     local w = lunet.tensor({ { 0.5 }, { -0.3 } }, { requires_grad = true })
     local b = lunet.tensor({ 0.0 }, { requires_grad = true })
     local X = lunet.tensor({ { 1., 2. }, { 3., 4. } })
@@ -156,7 +156,7 @@ describe("lunet autograd surface", function()
       "can't retain_grad on Tensor that has requires_grad=False")
   end)
 
-  it("records in-place operations on non-leaf tensors (parity spec 8)", function()
+  it("records in-place operations on non-leaf tensors (§8.2)", function()
     local x = lunet.tensor({1.0, 2.0}, {requires_grad = true})
     local a = x * 2
     a:add_(1)

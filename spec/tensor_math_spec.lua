@@ -1,6 +1,6 @@
 -- tensor_math_spec.lua - operators, broadcasting, type promotion, element-wise functions,
 -- reductions, matmul and in-place ops through the Lua API.  Expected values are PyTorch
--- 1.13's (parity spec 10, 11.1, 11.2, [V-22], [V-23], [V-23b]).
+-- 1.13's (docs/pytorch-parity.md §10, §11.1, §11.2).
 local lunet = require "lunet"
 
 local nan = 0 / 0
@@ -173,7 +173,7 @@ describe("lunet math", function()
     end)
   end)
 
-  describe("reductions (10, [V-22])", function()
+  describe("reductions (§10)", function()
     local x = lunet.tensor({ { 1.0, 5.0, 5.0 }, { 7.0, 2.0, 7.0 } })
 
     it("sum and mean over everything, a dim, several dims, keepdim", function()

@@ -1,6 +1,6 @@
--- tensor_spec.lua - the tensor part of the Lua API (lua-api.md "Tensors"): dtypes, creation,
+-- tensor_spec.lua - the tensor part of the Lua API (docs/lua-api.md §3-§9): dtypes, creation,
 -- facts, conversion, views.  Expected values and error texts are PyTorch 1.13's, quoted in
--- the parity spec (sections 8, 10, 11 and [V-22]..[V-24]).
+-- docs/pytorch-parity.md (§8, §10, §11).
 local lunet = require "lunet"
 
 local function dtype_of(v) return lunet.tensor(v).dtype end

@@ -1,5 +1,5 @@
 -- tensor_view_spec.lua - views (sharing storage), t[i] indexing, advanced indexing, gather,
--- index_select, and their errors (parity spec 11.3, 11.4, 11.5, [V-24]).
+-- index_select, and their errors (docs/pytorch-parity.md §11.3-§11.5).
 local lunet = require "lunet"
 
 describe("lunet views and indexing", function()

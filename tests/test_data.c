@@ -297,7 +297,7 @@ static void test_fashion_test_totensor(void **state)
 }
 
 /* The shuffle itself: randperm(60000) from a private MT19937 seeded with the second
- * random64 % 2^63 of the global stream after manual_seed(0) (parity spec 14.6). */
+ * random64 % 2^63 of the global stream after manual_seed(0) (docs/pytorch-parity.md §14.6). */
 static void test_shuffle_order(void **state)
 {
     (void)state;

@@ -192,7 +192,8 @@ static void test_known_bytes(void **state)
     lunet_tensor_release(t);
 }
 
-/* The default type code follows the dtype; uint8 u8 (2, 3) is parity spec [V-26]'s file. */
+/* The default type code follows the dtype; uint8 u8 (2, 3) is the small file torchvision was
+   tried on (docs/pytorch-parity.md §12.2). */
 static void test_default_codes_and_u8(void **state)
 {
     (void)state;

@@ -2,7 +2,7 @@
  * test_loss.c - softmax, log_softmax, cross_entropy, nll_loss, mse_loss against PyTorch 1.13
  * goldens (tests/fixtures/gen_losses.py writes tests/fixtures/loss_golden.h): forward values,
  * gradients w.r.t. the input (fused lse path and recomputing path), CE == NLL(log_softmax)
- * bit for bit, grad_fn names, and every error text of parity spec sections 1-3.
+ * bit for bit, grad_fn names, and every error text of docs/pytorch-parity.md §1-§3.
  */
 #include "check.h"
 
@@ -10,7 +10,7 @@
 
 #include "fixtures/loss_golden.h"
 
-/* parity spec 0.3: float32 1e-6 relative (1e-5 for long sums), float64 1e-12 */
+/* docs/pytorch-parity.md §0.3: float32 1e-6 relative (1e-5 for long sums), float64 1e-12 */
 #define TOL32 1e-6
 #define TOL64 1e-12
 
@@ -203,7 +203,7 @@ static void test_softmax_goldens(void **state)
     }
 }
 
-/* The seed facts of parity spec section 4, spelled out (they are also among the goldens). */
+/* The seed facts of docs/pytorch-parity.md §4, spelled out (they are also among the goldens). */
 static void test_seed_values(void **state)
 {
     (void)state;
@@ -243,7 +243,7 @@ static void test_seed_values(void **state)
     lunet_tensor_release(x);
 }
 
-/* grad_fn names of parity spec 2.5 and 3 (needs the autograd core). */
+/* grad_fn names of docs/pytorch-parity.md §2.5 and §3 (needs the autograd core). */
 static void test_grad_fn_names(void **state)
 {
     (void)state;
@@ -568,7 +568,7 @@ static void test_prob_target_promotion(void **state)
     lunet_loss_options_init(&o);
     CHECK_OK(lunet_loss_cross_entropy(&l, x, t, &o));
     assert_int_equal(l->dtype, LUNET_DTYPE_FLOAT64);
-    /* [V-06] prob mean 0.8731071949005127 (float32 result; the float64 one is close) */
+    /* §2.4: prob mean 0.8731071949005127 (float32 result; the float64 one is close) */
     CHECK_CLOSE(lunet_tensor_get(l, 0), 0.8731071949005127, 1e-6);
     CHECK_OK(lunet_tensor_scalar(&g, LUNET_DTYPE_FLOAT64, 1.0, false));
     CHECK_OK(lunet_loss_cross_entropy_backward(&dx, g, x, t, &o));

@@ -7,7 +7,7 @@
 static void test_linear_init_matches_pytorch(void **state)
 {
     (void)state;
-    /* torch.manual_seed(42); nn.Linear(4, 3) (parity spec 5.2) */
+    /* torch.manual_seed(42); nn.Linear(4, 3) (docs/pytorch-parity.md §5.2) */
     lunet_generator_t g;
     lunet_generator_seed(&g, 42);
     int64_t sizes[2] = {4, 3};

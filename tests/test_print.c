@@ -1,6 +1,6 @@
 /*
  * test_print.c - tensor and size printing, character-exact against PyTorch 1.13
- * (parity spec section 9, [V-20], [V-21]; goldens from tests/fixtures/gen_print.py).
+ * (docs/pytorch-parity.md §9; goldens from tests/fixtures/gen_print.py).
  */
 #include "check.h"
 #include "internal.h"
@@ -117,7 +117,7 @@ static void test_goldens_lunet_prefix(void **state)
     }
 }
 
-/* ---- the explicit strings of the parity spec tables */
+/* ---- the explicit strings of the tables of docs/pytorch-parity.md §9 */
 
 static lunet_tensor_t *f32(int n, const double *v)
 {

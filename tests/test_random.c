@@ -1,5 +1,5 @@
 /*
- * test_random.c - the generator against PyTorch 1.13 (parity spec section 14).
+ * test_random.c - the generator against PyTorch 1.13 (docs/pytorch-parity.md §14).
  *
  * Expected values come from tests/fixtures/gen_random.py (real torch); long streams are
  * compared through an FNV-1a hash of their bytes, so one flipped bit anywhere fails.

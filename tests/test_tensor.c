@@ -126,7 +126,7 @@ static void test_views_share_storage(void **state)
     lunet_tensor_release(row);
     lunet_tensor_release(t);
 
-    /* view errors (parity spec 11.5) */
+    /* view errors (docs/pytorch-parity.md §11.5) */
     int64_t s4m1[2] = {4, -1}, s2m1m1[2] = {-1, -1};
     CHECK_FAILS(lunet_tensor_view(&tt, a, 2, s4m1), LUNET_STATUS_RUNTIME,
                 "shape '[4, -1]' is invalid for input of size 6");

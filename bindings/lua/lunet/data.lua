@@ -1,5 +1,5 @@
 -- lunet.data: IDX files, MNIST / Fashion-MNIST, TensorDataset, transforms and DataLoader
--- (parity spec sections 12-14, Lua names in lua-api.md "data").
+-- (docs/pytorch-parity.md §12-§14; the functions are in docs/lua-api.md §22).
 --
 -- For an image dataset whose transform is ToTensor, or Compose{ToTensor(), Normalize(...)},
 -- every DataLoader batch is ONE C call (gather by index + uint8 -> float32 + normalize,
@@ -280,7 +280,7 @@ local function make_image_dataset(name, classes)
   end
 end
 
--- Parity spec section 13.
+-- docs/pytorch-parity.md §13.
 data.FashionMNIST = make_image_dataset("FashionMNIST", {"T-shirt/top", "Trouser", "Pullover",
   "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"})
 data.MNIST = make_image_dataset("MNIST", {"0 - zero", "1 - one", "2 - two", "3 - three",
