@@ -113,6 +113,7 @@ int luaopen_lunet(lua_State *L)
     open_part(L, lb_open_data);
     open_part(L, lb_open_nn);
     open_part(L, lb_open_optim);
+    open_part(L, lb_open_layers);
     open_part(L, lb_open_serialize);
 
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);

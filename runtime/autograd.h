@@ -52,6 +52,16 @@ typedef enum lunet_op {
     LUNET_OP_CROSS_ENTROPY, /* fused: saves logits, target, weight */
     LUNET_OP_MSE_LOSS,  /* saves a, b; i[0] = reduction */
     LUNET_OP_LINEAR,    /* inputs x, w, b; saves x, w; fused bias (+ relu when i[0]) */
+    LUNET_OP_CONV2D,    /* inputs x, w, b; saves x, w; i[0..8] = conv options */
+    LUNET_OP_MAX_POOL2D, /* saves indices; i[] = pool options */
+    LUNET_OP_AVG_POOL2D, /* i[] = pool options */
+    LUNET_OP_ADAPTIVE_AVG_POOL2D,
+    LUNET_OP_LEAKY_RELU, /* saves x; d[0] = negative_slope */
+    LUNET_OP_ELU,        /* saves x; d[0] = alpha */
+    LUNET_OP_GELU,       /* saves x; i[0] = tanh approximation */
+    LUNET_OP_SOFTPLUS,   /* saves x; d[0] = beta, d[1] = threshold */
+    LUNET_OP_LOG_SIGMOID, /* saves x */
+    LUNET_OP_BATCH_NORM, /* inputs x, w, b; saves x, w, (mean, invstd); i[0] = training */
     LUNET_OP_COUNT
 } lunet_op_t;
 

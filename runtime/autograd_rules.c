@@ -552,6 +552,49 @@ RULE(linear_backward)
                                  leaf_grad(&n->in[2]));
 }
 
+RULE(conv2d_backward)
+{
+    lunet_conv2d_options_t o;
+    lunet_conv2d_options_from_args(&o, n->args.i);
+    return lunet_nn_conv2d_backward(n->in[0].needs_grad ? &grads[0] : NULL,
+                                    n->in[1].needs_grad ? &grads[1] : NULL,
+                                    n->in[2].needs_grad ? &grads[2] : NULL, g, n->saved[0],
+                                    n->saved[1], &o);
+}
+
+RULE(max_pool2d_backward)
+{
+    return lunet_nn_max_pool2d_backward(&grads[0], g, n->saved[0], n->in[0].ndim,
+                                        n->in[0].shape, n->in[0].dtype);
+}
+
+RULE(avg_pool2d_backward)
+{
+    lunet_pool2d_options_t o;
+    lunet_pool2d_options_from_args(&o, n->args.i);
+    return lunet_nn_avg_pool2d_backward(&grads[0], g, n->in[0].ndim, n->in[0].shape,
+                                        n->in[0].dtype, &o);
+}
+
+RULE(adaptive_avg_pool2d_backward)
+{
+    return lunet_nn_adaptive_avg_pool2d_backward(&grads[0], g, n->in[0].ndim, n->in[0].shape,
+                                                 n->in[0].dtype);
+}
+
+RULE(activation_backward)
+{
+    return lunet_nn_activation_backward(&grads[0], g, n->saved[0], n->op, &n->args);
+}
+
+RULE(batch_norm_backward)
+{
+    return lunet_nn_batch_norm_backward(n->in[0].needs_grad ? &grads[0] : NULL,
+                                        n->in[1].needs_grad ? &grads[1] : NULL,
+                                        n->in[2].needs_grad ? &grads[2] : NULL, g, n->saved[0],
+                                        n->saved[1], n->saved[2], n->args.i[0] != 0);
+}
+
 /* In lunet_op_t order; the op field lets the tests check that no row is out of place. */
 const lunet_op_info_t lunet_op_table[] = {
     {LUNET_OP_ADD, "AddBackward0", add_backward},
@@ -595,6 +638,16 @@ const lunet_op_info_t lunet_op_table[] = {
     {LUNET_OP_CROSS_ENTROPY, "NllLossBackward0", cross_entropy_backward},
     {LUNET_OP_MSE_LOSS, "MseLossBackward0", mse_loss_backward},
     {LUNET_OP_LINEAR, "AddmmBackward0", linear_backward},
+    {LUNET_OP_CONV2D, "ConvolutionBackward0", conv2d_backward},
+    {LUNET_OP_MAX_POOL2D, "MaxPool2DWithIndicesBackward0", max_pool2d_backward},
+    {LUNET_OP_AVG_POOL2D, "AvgPool2DBackward0", avg_pool2d_backward},
+    {LUNET_OP_ADAPTIVE_AVG_POOL2D, "AdaptiveAvgPool2DBackward0", adaptive_avg_pool2d_backward},
+    {LUNET_OP_LEAKY_RELU, "LeakyReluBackward0", activation_backward},
+    {LUNET_OP_ELU, "EluBackward0", activation_backward},
+    {LUNET_OP_GELU, "GeluBackward0", activation_backward},
+    {LUNET_OP_SOFTPLUS, "SoftplusBackward0", activation_backward},
+    {LUNET_OP_LOG_SIGMOID, "LogSigmoidBackward0", activation_backward},
+    {LUNET_OP_BATCH_NORM, "NativeBatchNormBackward0", batch_norm_backward},
 };
 
 /* A missing row makes the count differ; test_autograd.c checks lunet_op_table[i].op == i. */

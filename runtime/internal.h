@@ -104,6 +104,13 @@ void lunet_iter_run(lunet_iter_t *it, lunet_loop_fn fn, void *ctx);
 /* Copies src converted into dst (same shape after broadcasting src). */
 void lunet_copy_cast(lunet_tensor_t *dst, const lunet_tensor_t *src);
 
+/* ---- matmul.c: GEMM on raw buffers, c (m, n) contiguous = alpha op(a) op(b) + beta c */
+void lunet_gemm_f32(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
+                    const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c);
+void lunet_gemm_f64(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
+                    const double *a, int64_t lda, const double *b, int64_t ldb, double beta,
+                    double *c);
+
 /* ---- reduce.c: prod's gradient (autograd_rules.c); reduced[d] != 0 marks a reduced dim */
 lunet_status_t lunet_prod_backward(lunet_tensor_t **dx, lunet_tensor_t *g, lunet_tensor_t *x,
                                    const int64_t *reduced);

@@ -528,6 +528,83 @@ lunet_status_t lunet_mlp_forward(lunet_tensor_t **out, lunet_mlp_t *m, lunet_ten
 int lunet_mlp_parameter_count(const lunet_mlp_t *m);
 lunet_tensor_t *lunet_mlp_parameter(const lunet_mlp_t *m, int i);
 
+/* ---------------------------------------------------------------- conv, pooling ------- */
+/* (conv.c, pool.c)  PyTorch's conv2d and 2-D pooling, forward and backward, on float32 and
+   float64; inputs (N, C, H, W) or unbatched (C, H, W).  Errors use PyTorch's texts. */
+
+typedef struct lunet_conv2d_options {
+    int64_t stride[2];        /* (sH, sW) >= 1 */
+    int64_t padding[2];       /* zeros before and after each spatial dim, >= 0 */
+    int64_t padding_extra[2]; /* more zeros after (bottom, right): padding="same", even kernel */
+    int64_t dilation[2];      /* >= 1 */
+    int64_t groups;           /* >= 1, divides C and O */
+} lunet_conv2d_options_t;
+
+/* stride 1, padding 0, dilation 1, groups 1 (PyTorch's defaults). */
+void lunet_conv2d_options_init(lunet_conv2d_options_t *o);
+/*
+ * y = conv2d(x, w, b): x (N, C, H, W) or (C, H, W), w (O, C / groups, kh, kw), b (O) or NULL,
+ * y (N, O, OH, OW) with OH = (H + 2 padding + extra - dilation (kh - 1) - 1) / stride + 1.
+ * o may be NULL (defaults).  Records autograd ("ConvolutionBackward0").
+ */
+lunet_status_t lunet_nn_conv2d(lunet_tensor_t **out, lunet_tensor_t *x, lunet_tensor_t *w,
+                               lunet_tensor_t *b, const lunet_conv2d_options_t *o);
+/* PyTorch's default Conv2d init from g: w from kaiming_uniform_(a=sqrt(5)), b (may be NULL)
+   ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = C/groups kh kw. */
+lunet_status_t lunet_nn_conv2d_reset(lunet_tensor_t *w, lunet_tensor_t *b, lunet_generator_t *g);
+
+typedef struct lunet_pool2d_options {
+    int64_t kernel[2], stride[2], padding[2], dilation[2]; /* dilation: max pooling only */
+    bool ceil_mode;
+    bool count_include_pad;   /* avg pooling: padding zeros count in the divisor */
+    int64_t divisor_override; /* avg pooling: 0 = none */
+} lunet_pool2d_options_t;
+
+/* kernel (kh, kw), stride = kernel, padding 0, dilation 1, count_include_pad true. */
+void lunet_pool2d_options_init(lunet_pool2d_options_t *o, int64_t kh, int64_t kw);
+/* y = max_pool2d(x); *indices (may be NULL) receives int64 flat positions within each (H, W)
+   plane, as return_indices=True gives them.  Records "MaxPool2DWithIndicesBackward0". */
+lunet_status_t lunet_nn_max_pool2d(lunet_tensor_t **out, lunet_tensor_t **indices,
+                                   lunet_tensor_t *x, const lunet_pool2d_options_t *o);
+/* y = avg_pool2d(x) (dilation ignored).  Records "AvgPool2DBackward0". */
+lunet_status_t lunet_nn_avg_pool2d(lunet_tensor_t **out, lunet_tensor_t *x,
+                                   const lunet_pool2d_options_t *o);
+/* y = adaptive_avg_pool2d(x, (oh, ow)).  Records "AdaptiveAvgPool2DBackward0". */
+lunet_status_t lunet_nn_adaptive_avg_pool2d(lunet_tensor_t **out, lunet_tensor_t *x,
+                                            int64_t oh, int64_t ow);
+
+/* ---------------------------------------------------------------- activations, norm --- */
+/* (activation.c, norm.c)  Element-wise activations of any floating tensor; each records its
+   PyTorch grad_fn ("LeakyReluBackward0", "EluBackward0", "GeluBackward0",
+   "SoftplusBackward0", "LogSigmoidBackward0"). */
+lunet_status_t lunet_nn_leaky_relu(lunet_tensor_t **out, lunet_tensor_t *x, double negative_slope);
+/* alpha (exp(x) - 1) for x <= 0, x above */
+lunet_status_t lunet_nn_elu(lunet_tensor_t **out, lunet_tensor_t *x, double alpha);
+/* exact (erf) or, with tanh_approximation, PyTorch's approximate="tanh" */
+lunet_status_t lunet_nn_gelu(lunet_tensor_t **out, lunet_tensor_t *x, bool tanh_approximation);
+/* log(1 + exp(beta x)) / beta, or x where beta x > threshold */
+lunet_status_t lunet_nn_softplus(lunet_tensor_t **out, lunet_tensor_t *x, double beta,
+                                 double threshold);
+lunet_status_t lunet_nn_log_sigmoid(lunet_tensor_t **out, lunet_tensor_t *x);
+
+/*
+ * Batch normalisation of x (N, C, *) over every dim but C.  training: batch statistics, and
+ * running_mean / running_var (C) (either may be NULL) updated in place with momentum and the
+ * unbiased variance; otherwise the running statistics normalise.  weight, bias (C) may be
+ * NULL.  Records "NativeBatchNormBackward0".
+ */
+lunet_status_t lunet_nn_batch_norm(lunet_tensor_t **out, lunet_tensor_t *x,
+                                   lunet_tensor_t *running_mean, lunet_tensor_t *running_var,
+                                   lunet_tensor_t *weight, lunet_tensor_t *bias, bool training,
+                                   double momentum, double eps);
+/*
+ * Dropout's scaled mask for x: a new tensor of x's shape and dtype holding 0 or 1 / (1 - p),
+ * drawn from g (NULL: the default generator) exactly as PyTorch 1.13's CPU dropout draws
+ * it, so x * mask is torch's dropout(x, p) bit for bit.  p = 1 gives zeros without drawing.
+ */
+lunet_status_t lunet_nn_dropout_mask(lunet_tensor_t **out, lunet_tensor_t *x, double p,
+                                     lunet_generator_t *g);
+
 typedef struct lunet_sgd_options {
     double lr, momentum, dampening, weight_decay;
     bool nesterov, maximize;

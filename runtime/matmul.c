@@ -173,6 +173,37 @@ done:
     return st;
 }
 
+/* Raw-buffer GEMM for kernels that keep their own scratch (conv.c): c (m, n) row-major with
+   leading dimension n = alpha * op(a) @ op(b) + beta * c, op = transpose when ta / tb. */
+void lunet_gemm_f32(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
+                    const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c)
+{
+    if (m == 0 || n == 0)
+        return;
+#ifdef LUNET_NO_BLAS
+    gemm_operand_t oa = {a, ta, lda}, ob = {b, tb, ldb};
+    gemm_builtin_f32(&oa, &ob, c, m, n, k, alpha, beta);
+#else
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)n);
+#endif
+}
+
+void lunet_gemm_f64(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
+                    const double *a, int64_t lda, const double *b, int64_t ldb, double beta,
+                    double *c)
+{
+    if (m == 0 || n == 0)
+        return;
+#ifdef LUNET_NO_BLAS
+    gemm_operand_t oa = {a, ta, lda}, ob = {b, tb, ldb};
+    gemm_builtin_f64(&oa, &ob, c, m, n, k, alpha, beta);
+#else
+    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)n);
+#endif
+}
+
 static lunet_status_t check_mm(const char *op, const lunet_tensor_t *a, const lunet_tensor_t *b)
 {
     if (a->ndim != 2 || b->ndim != 2)

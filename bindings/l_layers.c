@@ -1,0 +1,172 @@
+/*
+ * l_layers.c - the C side of the CNN layers of lunet.nn: conv2d, pooling, batch norm,
+ * dropout's mask and the extra activations.  The modules and F.* functions are Lua
+ * (bindings/lua/); these take already-normalised arguments (pairs as two integers), so
+ * argument parsing and PyTorch's Python-side checks live in one place, the Lua side.
+ */
+#include "lbind.h"
+
+static int64_t checkint(lua_State *L, int idx) { return (int64_t)luaL_checkinteger(L, idx); }
+
+static lunet_tensor_t *opttensor(lua_State *L, int idx)
+{
+    return lua_isnoneornil(L, idx) ? NULL : lb_checktensor(L, idx);
+}
+
+/* _c.conv2d(x, w, b|nil, sh, sw, ph, pw, extra_h, extra_w, dh, dw, groups) -> y */
+static int c_conv2d(lua_State *L)
+{
+    lunet_tensor_t *x = lb_checktensor(L, 1), *w = lb_checktensor(L, 2), *b = opttensor(L, 3);
+    lunet_conv2d_options_t o = {.stride = {checkint(L, 4), checkint(L, 5)},
+                                .padding = {checkint(L, 6), checkint(L, 7)},
+                                .padding_extra = {checkint(L, 8), checkint(L, 9)},
+                                .dilation = {checkint(L, 10), checkint(L, 11)},
+                                .groups = checkint(L, 12)};
+    lunet_tensor_t *y;
+    LB_CHECK(L, lunet_nn_conv2d(&y, x, w, b, &o));
+    lb_pushtensor(L, y);
+    return 1;
+}
+
+/* _c.conv2d_reset(w [, b]): PyTorch's default Conv2d init from the default generator */
+static int c_conv2d_reset(lua_State *L)
+{
+    lunet_tensor_t *w = lb_checktensor(L, 1), *b = opttensor(L, 2);
+    LB_CHECK(L, lunet_nn_conv2d_reset(w, b, lunet_default_generator()));
+    return 0;
+}
+
+/* reads kh, kw, sh, sw, ph, pw from idx on */
+static void pool_opts(lua_State *L, int idx, lunet_pool2d_options_t *o)
+{
+    lunet_pool2d_options_init(o, checkint(L, idx), checkint(L, idx + 1));
+    o->stride[0] = checkint(L, idx + 2);
+    o->stride[1] = checkint(L, idx + 3);
+    o->padding[0] = checkint(L, idx + 4);
+    o->padding[1] = checkint(L, idx + 5);
+}
+
+/* _c.max_pool2d(x, kh, kw, sh, sw, ph, pw, dh, dw, ceil_mode) -> y, indices */
+static int c_max_pool2d(lua_State *L)
+{
+    lunet_tensor_t *x = lb_checktensor(L, 1);
+    lunet_pool2d_options_t o;
+    pool_opts(L, 2, &o);
+    o.dilation[0] = checkint(L, 8);
+    o.dilation[1] = checkint(L, 9);
+    o.ceil_mode = lua_toboolean(L, 10);
+    lunet_tensor_t *y, *ind;
+    LB_CHECK(L, lunet_nn_max_pool2d(&y, &ind, x, &o));
+    lb_pushtensor(L, y);
+    lb_pushtensor(L, ind);
+    return 2;
+}
+
+/* _c.avg_pool2d(x, kh, kw, sh, sw, ph, pw, ceil_mode, count_include_pad, divisor|0) -> y */
+static int c_avg_pool2d(lua_State *L)
+{
+    lunet_tensor_t *x = lb_checktensor(L, 1);
+    lunet_pool2d_options_t o;
+    pool_opts(L, 2, &o);
+    o.ceil_mode = lua_toboolean(L, 8);
+    o.count_include_pad = lua_toboolean(L, 9);
+    o.divisor_override = checkint(L, 10);
+    lunet_tensor_t *y;
+    LB_CHECK(L, lunet_nn_avg_pool2d(&y, x, &o));
+    lb_pushtensor(L, y);
+    return 1;
+}
+
+/* _c.adaptive_avg_pool2d(x, oh, ow) -> y */
+static int c_adaptive_avg_pool2d(lua_State *L)
+{
+    lunet_tensor_t *x = lb_checktensor(L, 1), *y;
+    LB_CHECK(L, lunet_nn_adaptive_avg_pool2d(&y, x, checkint(L, 2), checkint(L, 3)));
+    lb_pushtensor(L, y);
+    return 1;
+}
+
+/* _c.leaky_relu(x, slope), elu(x, alpha), gelu(x, tanh), softplus(x, beta, threshold),
+   log_sigmoid(x) -> y */
+static int c_leaky_relu(lua_State *L)
+{
+    lunet_tensor_t *x = lb_checktensor(L, 1), *y;
+    LB_CHECK(L, lunet_nn_leaky_relu(&y, x, luaL_checknumber(L, 2)));
+    lb_pushtensor(L, y);
+    return 1;
+}
+
+static int c_elu(lua_State *L)
+{
+    lunet_tensor_t *x = lb_checktensor(L, 1), *y;
+    LB_CHECK(L, lunet_nn_elu(&y, x, luaL_checknumber(L, 2)));
+    lb_pushtensor(L, y);
+    return 1;
+}
+
+static int c_gelu(lua_State *L)
+{
+    lunet_tensor_t *x = lb_checktensor(L, 1), *y;
+    LB_CHECK(L, lunet_nn_gelu(&y, x, lua_toboolean(L, 2)));
+    lb_pushtensor(L, y);
+    return 1;
+}
+
+static int c_softplus(lua_State *L)
+{
+    lunet_tensor_t *x = lb_checktensor(L, 1), *y;
+    LB_CHECK(L, lunet_nn_softplus(&y, x, luaL_checknumber(L, 2), luaL_checknumber(L, 3)));
+    lb_pushtensor(L, y);
+    return 1;
+}
+
+static int c_log_sigmoid(lua_State *L)
+{
+    lunet_tensor_t *x = lb_checktensor(L, 1), *y;
+    LB_CHECK(L, lunet_nn_log_sigmoid(&y, x));
+    lb_pushtensor(L, y);
+    return 1;
+}
+
+/* _c.batch_norm(x, running_mean|nil, running_var|nil, w|nil, b|nil, training, momentum, eps) */
+static int c_batch_norm(lua_State *L)
+{
+    lunet_tensor_t *x = lb_checktensor(L, 1), *rm = opttensor(L, 2), *rv = opttensor(L, 3);
+    lunet_tensor_t *w = opttensor(L, 4), *b = opttensor(L, 5), *y;
+    LB_CHECK(L, lunet_nn_batch_norm(&y, x, rm, rv, w, b, lua_toboolean(L, 6),
+                                    luaL_checknumber(L, 7), luaL_checknumber(L, 8)));
+    lb_pushtensor(L, y);
+    return 1;
+}
+
+/* _c.dropout_mask(x, p) -> mask (0 or 1 / (1 - p), drawn from the default generator) */
+static int c_dropout_mask(lua_State *L)
+{
+    lunet_tensor_t *x = lb_checktensor(L, 1), *m;
+    LB_CHECK(L, lunet_nn_dropout_mask(&m, x, luaL_checknumber(L, 2), lunet_default_generator()));
+    lb_pushtensor(L, m);
+    return 1;
+}
+
+static const luaL_Reg layers_c[] = {
+    {"conv2d", c_conv2d},
+    {"conv2d_reset", c_conv2d_reset},
+    {"max_pool2d", c_max_pool2d},
+    {"avg_pool2d", c_avg_pool2d},
+    {"adaptive_avg_pool2d", c_adaptive_avg_pool2d},
+    {"leaky_relu", c_leaky_relu},
+    {"elu", c_elu},
+    {"gelu", c_gelu},
+    {"softplus", c_softplus},
+    {"log_sigmoid", c_log_sigmoid},
+    {"batch_norm", c_batch_norm},
+    {"dropout_mask", c_dropout_mask},
+    {NULL, NULL},
+};
+
+void lb_open_layers(lua_State *L)
+{
+    lua_getfield(L, -1, "_c");
+    luaL_setfuncs(L, layers_c, 0);
+    lua_pop(L, 1);
+}

@@ -1,0 +1,551 @@
+/*
+ * pool.c - 2-D pooling: max_pool2d (with indices), avg_pool2d, adaptive_avg_pool2d, and
+ * their gradients.
+ *
+ * Decisions:
+ *  - Inputs are (N, C, H, W) or (C, H, W); both are walked as N C (or C) independent planes
+ *    of a contiguous copy.  Windows, output sizes, the order of the sums and the divisions
+ *    follow PyTorch 1.13's CPU kernels (MaxPoolKernel.cpp, AvgPoolKernel.cpp,
+ *    AdaptiveAvgPoolKernel.cpp), so float32 results are bit-exact: max keeps the first
+ *    maximum (a NaN wins), the average sums row by row in the input's dtype and divides once
+ *    (adaptive: by kh, then by kw).
+ *  - Indices are flat positions within an (H, W) plane, int64, as PyTorch returns them.
+ *  - One generic body per kernel, inlined twice (float, double) by the always_inline
+ *    wrappers, instead of two hand-copied loops.
+ */
+#include "autograd.h"
+#include "internal.h"
+#include "nn_kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+#define INLINE static inline __attribute__((always_inline))
+
+void lunet_pool2d_options_init(lunet_pool2d_options_t *o, int64_t kh, int64_t kw)
+{
+    *o = (lunet_pool2d_options_t){.kernel = {kh, kw},
+                                  .stride = {kh, kw},
+                                  .dilation = {1, 1},
+                                  .count_include_pad = true};
+}
+
+/* PyTorch's pooling_output_shape, with its checks. */
+static lunet_status_t output_size(int64_t *out, int64_t in, int64_t k, int64_t pad,
+                                  int64_t stride, int64_t dil, bool ceil_mode)
+{
+    if (stride == 0)
+        return lunet_fail(LUNET_STATUS_RUNTIME, "stride should not be zero");
+    if (pad < 0)
+        return lunet_fail(LUNET_STATUS_RUNTIME, "pad must be non-negative, but got pad: %lld",
+                          (long long)pad);
+    if (pad > k / 2)
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "pad should be at most half of kernel size, but got pad=%lld and "
+                          "kernel_size=%lld",
+                          (long long)pad, (long long)k);
+    int64_t num = in + 2 * pad - dil * (k - 1) - 1 + (ceil_mode ? stride - 1 : 0);
+    /* div_rtn: rounds toward minus infinity */
+    int64_t q = num / stride;
+    if ((num % stride != 0) && ((num < 0) != (stride < 0)))
+        q--;
+    int64_t o = q + 1;
+    if (ceil_mode && (o - 1) * stride >= in + pad)
+        o--;
+    *out = o;
+    return LUNET_OK;
+}
+
+/* Planes and output geometry of a pooling call, after PyTorch's shape checks. */
+typedef struct pool_geom {
+    int64_t planes, H, W, OH, OW;
+} pool_geom_t;
+
+static lunet_status_t pool_geom(pool_geom_t *g, const lunet_tensor_t *x,
+                                const lunet_pool2d_options_t *o, bool is_max)
+{
+    lunet_status_t st;
+    const char *name = is_max ? "max_pool2d" : "avg_pool2d";
+    if (x->ndim != 3 && x->ndim != 4) {
+        if (is_max)
+            return lunet_fail(LUNET_STATUS_RUNTIME,
+                              "non-empty 3D or 4D (batch mode) tensor expected for input");
+        if (x->ndim < 3)
+            return lunet_fail(LUNET_STATUS_INDEX,
+                              "Dimension out of range (expected to be in range of [%d, %d], but "
+                              "got -3)",
+                              x->ndim ? -x->ndim : -1, x->ndim ? x->ndim - 1 : 0);
+    }
+    int64_t dh = is_max ? o->dilation[0] : 1, dw = is_max ? o->dilation[1] : 1;
+    int64_t H = x->ndim >= 2 ? x->shape[x->ndim - 2] : 0, W = x->shape[x->ndim - 1];
+    int64_t OH, OW;
+    if ((st = output_size(&OH, H, o->kernel[0], o->padding[0], o->stride[0], dh, o->ceil_mode)) ||
+        (st = output_size(&OW, W, o->kernel[1], o->padding[1], o->stride[1], dw, o->ceil_mode)))
+        return st;
+    if (o->kernel[0] <= 0 || o->kernel[1] <= 0)
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "kernel size should be greater than zero, but got kH: %lld kW: %lld",
+                          (long long)o->kernel[0], (long long)o->kernel[1]);
+    if (o->stride[0] <= 0 || o->stride[1] <= 0)
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "stride should be greater than zero, but got dH: %lld dW: %lld",
+                          (long long)o->stride[0], (long long)o->stride[1]);
+    if (dh <= 0 || dw <= 0)
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "dilation should be greater than zero, but got dilationH: %lld "
+                          "dilationW: %lld",
+                          (long long)dh, (long long)dw);
+    int nd = x->ndim;
+    bool valid = x->shape[nd - 3] != 0 && x->shape[nd - 2] != 0;
+    if (!((nd == 3 && x->shape[0] != 0 && valid) || (nd == 4 && valid && x->shape[3] != 0))) {
+        char b[LUNET_SHAPE_BUF];
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "Expected 3D or 4D (batch mode) tensor with optional 0 dim batch size "
+                          "for input, but got:%s",
+                          lunet_shape_str(b, sizeof b, nd, x->shape));
+    }
+    if (OH < 1 || OW < 1)
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "Given input size: (%lldx%lldx%lld). Calculated output size: "
+                          "(%lldx%lldx%lld). Output size is too small",
+                          (long long)x->shape[nd - 3], (long long)H, (long long)W,
+                          (long long)x->shape[nd - 3], (long long)OH, (long long)OW);
+    if (!lunet_dtype_is_floating(x->dtype))
+        return lunet_fail(LUNET_STATUS_RUNTIME, "\"%s\" not implemented for '%s'", name,
+                          lunet_dtype_torch_name(x->dtype));
+    g->planes = nd == 4 ? x->shape[0] * x->shape[1] : x->shape[0];
+    g->H = H, g->W = W, g->OH = OH, g->OW = OW;
+    return LUNET_OK;
+}
+
+/* A new output of x's leading dims with (OH, OW) at the end. */
+static lunet_status_t pool_output(lunet_tensor_t **out, const lunet_tensor_t *x, int64_t OH,
+                                  int64_t OW, lunet_dtype_t dt)
+{
+    int64_t shape[4];
+    memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
+    shape[x->ndim - 2] = OH;
+    shape[x->ndim - 1] = OW;
+    return lunet_tensor_empty(out, dt, x->ndim, shape);
+}
+
+INLINE double ld(const void *p, int64_t i, bool f64)
+{
+    return f64 ? ((const double *)p)[i] : (double)((const float *)p)[i];
+}
+
+INLINE void st_add(void *p, int64_t i, double v, bool f64)
+{
+    if (f64)
+        ((double *)p)[i] += v;
+    else
+        ((float *)p)[i] += (float)v;
+}
+
+/* ---- max */
+
+// x (planes, H, W) -> y (planes, OH, OW), ind (planes, OH, OW) flat positions in a plane
+INLINE void max_pool_body(void *y, int64_t *ind, const void *x, const pool_geom_t *g,
+                          const lunet_pool2d_options_t *o, bool f64)
+{
+    int64_t kh = o->kernel[0], kw = o->kernel[1], sh = o->stride[0], sw = o->stride[1];
+    int64_t ph = o->padding[0], pw = o->padding[1], dh = o->dilation[0], dw = o->dilation[1];
+    int64_t HW = g->H * g->W, OHW = g->OH * g->OW;
+    for (int64_t c = 0; c < g->planes; c++) {
+        const char *xp = (const char *)x + (size_t)(c * HW) * (f64 ? 8 : 4);
+        for (int64_t oh = 0; oh < g->OH; oh++) {
+            int64_t ih0 = oh * sh - ph;
+            int64_t ih1 = ih0 + (kh - 1) * dh + 1 < g->H ? ih0 + (kh - 1) * dh + 1 : g->H;
+            while (ih0 < 0)
+                ih0 += dh;
+            for (int64_t ow = 0; ow < g->OW; ow++) {
+                int64_t iw0 = ow * sw - pw;
+                int64_t iw1 = iw0 + (kw - 1) * dw + 1 < g->W ? iw0 + (kw - 1) * dw + 1 : g->W;
+                while (iw0 < 0)
+                    iw0 += dw;
+                int64_t maxi = ih0 * g->W + iw0;
+                double maxv = -INFINITY;
+                for (int64_t ih = ih0; ih < ih1; ih += dh)
+                    for (int64_t iw = iw0; iw < iw1; iw += dw) {
+                        int64_t i = ih * g->W + iw;
+                        double v = ld(xp, i, f64);
+                        if (v > maxv || isnan(v)) {
+                            maxv = v;
+                            maxi = i;
+                        }
+                    }
+                int64_t oi = c * OHW + oh * g->OW + ow;
+                if (f64)
+                    ((double *)y)[oi] = maxv;
+                else
+                    ((float *)y)[oi] = (float)maxv;
+                ind[oi] = maxi;
+            }
+        }
+    }
+}
+
+static void max_pool_f32(float *y, int64_t *ind, const float *x, const pool_geom_t *g,
+                         const lunet_pool2d_options_t *o)
+{
+    max_pool_body(y, ind, x, g, o, false);
+}
+
+static void max_pool_f64(double *y, int64_t *ind, const double *x, const pool_geom_t *g,
+                         const lunet_pool2d_options_t *o)
+{
+    max_pool_body(y, ind, x, g, o, true);
+}
+
+static void options_to_args(lunet_op_args_t *a, const lunet_pool2d_options_t *o)
+{
+    int64_t v[12] = {o->kernel[0],   o->kernel[1],   o->stride[0],       o->stride[1],
+                     o->padding[0],  o->padding[1],  o->dilation[0],     o->dilation[1],
+                     o->ceil_mode,   o->count_include_pad, o->divisor_override, 0};
+    memcpy(a->i, v, sizeof v);
+}
+
+void lunet_pool2d_options_from_args(lunet_pool2d_options_t *o, const int64_t *i)
+{
+    *o = (lunet_pool2d_options_t){.kernel = {i[0], i[1]},
+                                  .stride = {i[2], i[3]},
+                                  .padding = {i[4], i[5]},
+                                  .dilation = {i[6], i[7]},
+                                  .ceil_mode = i[8] != 0,
+                                  .count_include_pad = i[9] != 0,
+                                  .divisor_override = i[10]};
+}
+
+lunet_status_t lunet_nn_max_pool2d(lunet_tensor_t **out, lunet_tensor_t **indices,
+                                   lunet_tensor_t *x, const lunet_pool2d_options_t *o)
+{
+    lunet_tensor_t *xc = NULL, *y = NULL, *ind = NULL;
+    pool_geom_t g;
+    lunet_status_t st = pool_geom(&g, x, o, true);
+    if (st)
+        return st;
+    if ((st = lunet_tensor_contiguous(&xc, x)) ||
+        (st = pool_output(&y, x, g.OH, g.OW, x->dtype)) ||
+        (st = pool_output(&ind, x, g.OH, g.OW, LUNET_DTYPE_INT64)))
+        goto done;
+    if (x->dtype == LUNET_DTYPE_FLOAT32)
+        max_pool_f32(lunet_tensor_data(y), lunet_tensor_data(ind), lunet_tensor_data(xc), &g, o);
+    else
+        max_pool_f64(lunet_tensor_data(y), lunet_tensor_data(ind), lunet_tensor_data(xc), &g, o);
+    if (lunet_autograd_needed(x, NULL)) {
+        lunet_op_args_t args = {.name = NULL};
+        options_to_args(&args, o);
+        if ((st = lunet_autograd_record(y, LUNET_OP_MAX_POOL2D, 1, &x, 1, &ind, &args)))
+            goto done;
+    }
+    *out = y;
+    y = NULL;
+    if (indices) {
+        *indices = ind;
+        ind = NULL;
+    }
+done:
+    lunet_tensor_release(xc);
+    lunet_tensor_release(y);
+    lunet_tensor_release(ind);
+    return st;
+}
+
+lunet_status_t lunet_nn_max_pool2d_backward(lunet_tensor_t **dx, lunet_tensor_t *g,
+                                            lunet_tensor_t *indices, int ndim,
+                                            const int64_t *shape, lunet_dtype_t dt)
+{
+    lunet_tensor_t *gc = NULL, *r = NULL;
+    lunet_status_t st;
+    if ((st = lunet_tensor_contiguous(&gc, g)) || (st = lunet_tensor_zeros(&r, dt, ndim, shape)))
+        goto done;
+    int64_t HW = shape[ndim - 2] * shape[ndim - 1];
+    int64_t OHW = indices->shape[ndim - 2] * indices->shape[ndim - 1];
+    int64_t planes = OHW ? indices->numel / OHW : 0;
+    const int64_t *ip = lunet_tensor_data(indices);
+    // g (planes, OH, OW) scattered into dx (planes, H, W) at the saved positions
+    for (int64_t c = 0; c < planes; c++)
+        for (int64_t i = 0; i < OHW; i++) {
+            int64_t k = c * OHW + i;
+            if (dt == LUNET_DTYPE_FLOAT32)
+                ((float *)lunet_tensor_data(r))[c * HW + ip[k]] +=
+                    ((const float *)lunet_tensor_data(gc))[k];
+            else
+                ((double *)lunet_tensor_data(r))[c * HW + ip[k]] +=
+                    ((const double *)lunet_tensor_data(gc))[k];
+        }
+    *dx = r;
+    r = NULL;
+done:
+    lunet_tensor_release(gc);
+    lunet_tensor_release(r);
+    return st;
+}
+
+/* ---- average */
+
+/* The window of output (oh, ow), clipped to the image, and its divisor (PyTorch's rule). */
+typedef struct avg_window {
+    int64_t h0, h1, w0, w1, div;
+} avg_window_t;
+
+INLINE bool avg_window(avg_window_t *w, int64_t oh, int64_t ow, const pool_geom_t *g,
+                       const lunet_pool2d_options_t *o)
+{
+    int64_t hs = oh * o->stride[0] - o->padding[0], ws = ow * o->stride[1] - o->padding[1];
+    int64_t he = hs + o->kernel[0] < g->H + o->padding[0] ? hs + o->kernel[0] : g->H + o->padding[0];
+    int64_t we = ws + o->kernel[1] < g->W + o->padding[1] ? ws + o->kernel[1] : g->W + o->padding[1];
+    int64_t pool_size = (he - hs) * (we - ws);
+    hs = hs > 0 ? hs : 0, ws = ws > 0 ? ws : 0;
+    he = he < g->H ? he : g->H, we = we < g->W ? we : g->W;
+    w->h0 = hs, w->h1 = he, w->w0 = ws, w->w1 = we;
+    if (hs >= he || ws >= we)
+        return false;
+    w->div = o->divisor_override ? o->divisor_override
+                                 : (o->count_include_pad ? pool_size : (he - hs) * (we - ws));
+    return true;
+}
+
+// x (planes, H, W) -> y (planes, OH, OW): window sums in the input's dtype, one division
+INLINE void avg_pool_body(void *y, const void *x, const pool_geom_t *g,
+                          const lunet_pool2d_options_t *o, bool f64)
+{
+    int64_t HW = g->H * g->W, OHW = g->OH * g->OW;
+    for (int64_t c = 0; c < g->planes; c++)
+        for (int64_t oh = 0; oh < g->OH; oh++)
+            for (int64_t ow = 0; ow < g->OW; ow++) {
+                int64_t oi = c * OHW + oh * g->OW + ow;
+                avg_window_t w;
+                bool any = avg_window(&w, oh, ow, g, o);
+                if (f64) {
+                    double s = 0;
+                    const double *xp = (const double *)x + c * HW;
+                    for (int64_t ih = w.h0; any && ih < w.h1; ih++)
+                        for (int64_t iw = w.w0; iw < w.w1; iw++)
+                            s += xp[ih * g->W + iw];
+                    ((double *)y)[oi] = any ? s / (double)w.div : 0.0;
+                } else {
+                    float s = 0;
+                    const float *xp = (const float *)x + c * HW;
+                    for (int64_t ih = w.h0; any && ih < w.h1; ih++)
+                        for (int64_t iw = w.w0; iw < w.w1; iw++)
+                            s += xp[ih * g->W + iw];
+                    ((float *)y)[oi] = any ? s / (float)w.div : 0.0f;
+                }
+            }
+}
+
+static void avg_pool_f32(float *y, const float *x, const pool_geom_t *g,
+                         const lunet_pool2d_options_t *o)
+{
+    avg_pool_body(y, x, g, o, false);
+}
+
+static void avg_pool_f64(double *y, const double *x, const pool_geom_t *g,
+                         const lunet_pool2d_options_t *o)
+{
+    avg_pool_body(y, x, g, o, true);
+}
+
+lunet_status_t lunet_nn_avg_pool2d(lunet_tensor_t **out, lunet_tensor_t *x,
+                                   const lunet_pool2d_options_t *o)
+{
+    lunet_tensor_t *xc = NULL, *y = NULL;
+    lunet_pool2d_options_t ov = *o;
+    ov.dilation[0] = ov.dilation[1] = 1;
+    pool_geom_t g;
+    lunet_status_t st = pool_geom(&g, x, &ov, false);
+    if (st)
+        return st;
+    if ((st = lunet_tensor_contiguous(&xc, x)) ||
+        (st = pool_output(&y, x, g.OH, g.OW, x->dtype)))
+        goto done;
+    if (x->dtype == LUNET_DTYPE_FLOAT32)
+        avg_pool_f32(lunet_tensor_data(y), lunet_tensor_data(xc), &g, &ov);
+    else
+        avg_pool_f64(lunet_tensor_data(y), lunet_tensor_data(xc), &g, &ov);
+    if (lunet_autograd_needed(x, NULL)) {
+        lunet_op_args_t args = {.name = NULL};
+        options_to_args(&args, &ov);
+        if ((st = lunet_autograd_record(y, LUNET_OP_AVG_POOL2D, 1, &x, 0, NULL, &args)))
+            goto done;
+    }
+    *out = y;
+    y = NULL;
+done:
+    lunet_tensor_release(xc);
+    lunet_tensor_release(y);
+    return st;
+}
+
+// g (planes, OH, OW) -> dx (planes, H, W): each window gets g / divisor
+INLINE void avg_back_body(void *dx, const void *gy, const pool_geom_t *g,
+                          const lunet_pool2d_options_t *o, bool f64)
+{
+    int64_t HW = g->H * g->W, OHW = g->OH * g->OW;
+    for (int64_t c = 0; c < g->planes; c++)
+        for (int64_t oh = 0; oh < g->OH; oh++)
+            for (int64_t ow = 0; ow < g->OW; ow++) {
+                avg_window_t w;
+                if (!avg_window(&w, oh, ow, g, o))
+                    continue;
+                int64_t oi = c * OHW + oh * g->OW + ow;
+                double d = f64 ? ((const double *)gy)[oi] / (double)w.div
+                               : (double)(((const float *)gy)[oi] / (float)w.div);
+                for (int64_t ih = w.h0; ih < w.h1; ih++)
+                    for (int64_t iw = w.w0; iw < w.w1; iw++)
+                        st_add(dx, c * HW + ih * g->W + iw, d, f64);
+            }
+}
+
+lunet_status_t lunet_nn_avg_pool2d_backward(lunet_tensor_t **dx, lunet_tensor_t *gy, int ndim,
+                                            const int64_t *shape, lunet_dtype_t dt,
+                                            const lunet_pool2d_options_t *o)
+{
+    lunet_tensor_t *gc = NULL, *r = NULL;
+    lunet_status_t st;
+    if ((st = lunet_tensor_contiguous(&gc, gy)) || (st = lunet_tensor_zeros(&r, dt, ndim, shape)))
+        goto done;
+    pool_geom_t g = {.planes = lunet_shape_numel(ndim - 2, shape),
+                     .H = shape[ndim - 2],
+                     .W = shape[ndim - 1],
+                     .OH = gy->shape[ndim - 2],
+                     .OW = gy->shape[ndim - 1]};
+    if (dt == LUNET_DTYPE_FLOAT32)
+        avg_back_body(lunet_tensor_data(r), lunet_tensor_data(gc), &g, o, false);
+    else
+        avg_back_body(lunet_tensor_data(r), lunet_tensor_data(gc), &g, o, true);
+    *dx = r;
+    r = NULL;
+done:
+    lunet_tensor_release(gc);
+    lunet_tensor_release(r);
+    return st;
+}
+
+/* ---- adaptive average */
+
+static int64_t start_index(int64_t a, int64_t b, int64_t c) { return (a * c) / b; }
+static int64_t end_index(int64_t a, int64_t b, int64_t c) { return ((a + 1) * c + b - 1) / b; }
+
+// x (planes, H, W) -> y (planes, OH, OW): sum, then / kh, then / kw (PyTorch's order)
+INLINE void adaptive_body(void *y, const void *x, const pool_geom_t *g, bool f64)
+{
+    int64_t HW = g->H * g->W, OHW = g->OH * g->OW;
+    for (int64_t c = 0; c < g->planes; c++)
+        for (int64_t oh = 0; oh < g->OH; oh++) {
+            int64_t h0 = start_index(oh, g->OH, g->H), h1 = end_index(oh, g->OH, g->H);
+            for (int64_t ow = 0; ow < g->OW; ow++) {
+                int64_t w0 = start_index(ow, g->OW, g->W), w1 = end_index(ow, g->OW, g->W);
+                int64_t oi = c * OHW + oh * g->OW + ow;
+                if (f64) {
+                    const double *xp = (const double *)x + c * HW;
+                    double s = 0;
+                    for (int64_t ih = h0; ih < h1; ih++)
+                        for (int64_t iw = w0; iw < w1; iw++)
+                            s += xp[ih * g->W + iw];
+                    ((double *)y)[oi] = s / (double)(h1 - h0) / (double)(w1 - w0);
+                } else {
+                    const float *xp = (const float *)x + c * HW;
+                    float s = 0;
+                    for (int64_t ih = h0; ih < h1; ih++)
+                        for (int64_t iw = w0; iw < w1; iw++)
+                            s += xp[ih * g->W + iw];
+                    ((float *)y)[oi] = s / (float)(h1 - h0) / (float)(w1 - w0);
+                }
+            }
+        }
+}
+
+lunet_status_t lunet_nn_adaptive_avg_pool2d(lunet_tensor_t **out, lunet_tensor_t *x,
+                                            int64_t oh, int64_t ow)
+{
+    char b[LUNET_SHAPE_BUF];
+    if (x->ndim != 3 && x->ndim != 4)
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "adaptive_avg_pool2d(): Expected 3D or 4D tensor, but got %s",
+                          lunet_shape_str(b, sizeof b, x->ndim, x->shape));
+    if (oh < 0 || ow < 0)
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "adaptive_avg_pool2d: elements of output_size must be greater than or "
+                          "equal to 0 but received {%lld, %lld}",
+                          (long long)oh, (long long)ow);
+    for (int d = 1; d < x->ndim; d++)
+        if (x->shape[d] == 0)
+            return lunet_fail(LUNET_STATUS_RUNTIME,
+                              "adaptive_avg_pool2d(): Expected input to have non-zero size for "
+                              "non-batch dimensions, but input has sizes %s with dimension %d "
+                              "being empty",
+                              lunet_shape_str(b, sizeof b, x->ndim, x->shape), d);
+    if (!lunet_dtype_is_floating(x->dtype))
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "\"adaptive_avg_pool2d\" not implemented for '%s'",
+                          lunet_dtype_torch_name(x->dtype));
+    lunet_tensor_t *xc = NULL, *y = NULL;
+    lunet_status_t st;
+    pool_geom_t g = {.planes = lunet_shape_numel(x->ndim - 2, x->shape),
+                     .H = x->shape[x->ndim - 2],
+                     .W = x->shape[x->ndim - 1],
+                     .OH = oh,
+                     .OW = ow};
+    if ((st = lunet_tensor_contiguous(&xc, x)) || (st = pool_output(&y, x, oh, ow, x->dtype)))
+        goto done;
+    if (x->dtype == LUNET_DTYPE_FLOAT32)
+        adaptive_body(lunet_tensor_data(y), lunet_tensor_data(xc), &g, false);
+    else
+        adaptive_body(lunet_tensor_data(y), lunet_tensor_data(xc), &g, true);
+    if (lunet_autograd_needed(x, NULL) &&
+        (st = lunet_autograd_record(y, LUNET_OP_ADAPTIVE_AVG_POOL2D, 1, &x, 0, NULL, NULL)))
+        goto done;
+    *out = y;
+    y = NULL;
+done:
+    lunet_tensor_release(xc);
+    lunet_tensor_release(y);
+    return st;
+}
+
+// g (planes, OH, OW) -> dx (planes, H, W): g / kh / kw over each window
+INLINE void adaptive_back_body(void *dx, const void *gy, const pool_geom_t *g, bool f64)
+{
+    int64_t HW = g->H * g->W, OHW = g->OH * g->OW;
+    for (int64_t c = 0; c < g->planes; c++)
+        for (int64_t oh = 0; oh < g->OH; oh++) {
+            int64_t h0 = start_index(oh, g->OH, g->H), h1 = end_index(oh, g->OH, g->H);
+            for (int64_t ow = 0; ow < g->OW; ow++) {
+                int64_t w0 = start_index(ow, g->OW, g->W), w1 = end_index(ow, g->OW, g->W);
+                int64_t oi = c * OHW + oh * g->OW + ow;
+                double d = f64 ? ((const double *)gy)[oi] / (double)(h1 - h0) / (double)(w1 - w0)
+                               : (double)(((const float *)gy)[oi] / (float)(h1 - h0) /
+                                          (float)(w1 - w0));
+                for (int64_t ih = h0; ih < h1; ih++)
+                    for (int64_t iw = w0; iw < w1; iw++)
+                        st_add(dx, c * HW + ih * g->W + iw, d, f64);
+            }
+        }
+}
+
+lunet_status_t lunet_nn_adaptive_avg_pool2d_backward(lunet_tensor_t **dx, lunet_tensor_t *gy,
+                                                     int ndim, const int64_t *shape,
+                                                     lunet_dtype_t dt)
+{
+    lunet_tensor_t *gc = NULL, *r = NULL;
+    lunet_status_t st;
+    if ((st = lunet_tensor_contiguous(&gc, gy)) || (st = lunet_tensor_zeros(&r, dt, ndim, shape)))
+        goto done;
+    pool_geom_t g = {.planes = lunet_shape_numel(ndim - 2, shape),
+                     .H = shape[ndim - 2],
+                     .W = shape[ndim - 1],
+                     .OH = gy->shape[ndim - 2],
+                     .OW = gy->shape[ndim - 1]};
+    if (dt == LUNET_DTYPE_FLOAT32)
+        adaptive_back_body(lunet_tensor_data(r), lunet_tensor_data(gc), &g, false);
+    else
+        adaptive_back_body(lunet_tensor_data(r), lunet_tensor_data(gc), &g, true);
+    *dx = r;
+    r = NULL;
+done:
+    lunet_tensor_release(gc);
+    lunet_tensor_release(r);
+    return st;
+}
