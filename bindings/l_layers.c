@@ -164,9 +164,4 @@ static const luaL_Reg layers_c[] = {
     {NULL, NULL},
 };
 
-void lb_open_layers(lua_State *L)
-{
-    lua_getfield(L, -1, "_c");
-    luaL_setfuncs(L, layers_c, 0);
-    lua_pop(L, 1);
-}
+void lb_open_layers(lua_State *L) { lb_private_funcs(L, lua_gettop(L), layers_c); }

@@ -569,7 +569,8 @@ lunet_status_t lunet_nn_max_pool2d(lunet_tensor_t **out, lunet_tensor_t **indice
 /* y = avg_pool2d(x) (dilation ignored).  Records "AvgPool2DBackward0". */
 lunet_status_t lunet_nn_avg_pool2d(lunet_tensor_t **out, lunet_tensor_t *x,
                                    const lunet_pool2d_options_t *o);
-/* y = adaptive_avg_pool2d(x, (oh, ow)).  Records "AdaptiveAvgPool2DBackward0". */
+/* y = adaptive_avg_pool2d(x, (oh, ow)).  Records "AdaptiveAvgPool2DBackward0" (a mean over
+   (H, W), "MeanBackward1", for (1, 1) as in PyTorch). */
 lunet_status_t lunet_nn_adaptive_avg_pool2d(lunet_tensor_t **out, lunet_tensor_t *x,
                                             int64_t oh, int64_t ow);
 

@@ -481,6 +481,10 @@ lunet_status_t lunet_nn_adaptive_avg_pool2d(lunet_tensor_t **out, lunet_tensor_t
         return lunet_fail(LUNET_STATUS_RUNTIME,
                           "\"adaptive_avg_pool2d\" not implemented for '%s'",
                           lunet_dtype_torch_name(x->dtype));
+    if (oh == 1 && ow == 1) { /* PyTorch takes a mean over (H, W) here ("MeanBackward1") */
+        int64_t dims[2] = {-1, -2};
+        return lunet_tensor_reduce(out, NULL, LUNET_REDUCE_MEAN, x, 2, dims, true);
+    }
     lunet_tensor_t *xc = NULL, *y = NULL;
     lunet_status_t st;
     pool_geom_t g = {.planes = lunet_shape_numel(x->ndim - 2, x->shape),
