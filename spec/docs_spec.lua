@@ -186,6 +186,27 @@ describe("the reference (docs/)", function()
     assert(#stale == 0, report("entries in docs/lua-api.md naming no function", stale))
   end)
 
+  it("documents every option `lunet --help` lists", function()
+    local bin = LUNET_BIN or ((os.getenv("LUNET_BUILD") or "build") .. "/lunet")
+    local p = assert(io.popen(bin .. " --help 2>&1"))
+    local help = p:read("a")
+    p:close()
+    local doc = read("docs/lua-api.md")
+    local miss = {}
+    for line in help:gmatch("[^\n]+") do
+      -- an option line: two spaces, the option column ("-l g=mod", "-v, --version"), then
+      -- two or more spaces before its description
+      local opts = line:match("^  (%-.-)  +%S")
+      for opt in (opts or ""):gmatch("(%-[%w%-]*)") do
+        if not (doc:find("`" .. opt .. "`", 1, true) or doc:find("`" .. opt .. " ", 1, true)) then
+          miss[#miss + 1] = opt
+        end
+      end
+    end
+    assert(help:find("%-%-help"), "lunet --help printed no options:\n" .. help)
+    assert(#miss == 0, report("options of `lunet --help` missing from docs/lua-api.md §2", miss))
+  end)
+
   it("has an entry in docs/c-api.md for every function of lunet.h and lunet_embed.h", function()
     local expected = c_functions("bindings/lunet_embed.h", c_functions("runtime/lunet.h", {}))
     local have = documented("docs/c-api.md", function(n) return n end)
