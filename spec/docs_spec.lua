@@ -78,7 +78,11 @@ local function lua_api()
   local seen = {[tensor_methods] = "Tensor"}
   local queue = {{lunet, "lunet"}, {tensor_methods, "Tensor"}}
   seen[lunet] = "lunet"
-  -- modules registered under their own names (require "lunet.nn") but not reachable above
+  -- modules registered under their own names (require "lunet.nn") but not reachable above;
+  -- preloaded ones nothing has required yet are loaded first
+  for _, name in ipairs(sorted_keys(package.preload)) do
+    if name:match("^lunet%.") and package.loaded[name] == nil then pcall(require, name) end
+  end
   for _, name in ipairs(sorted_keys(package.loaded)) do
     local m = package.loaded[name]
     if name:match("^lunet%.") and type(m) == "table" then queue[#queue + 1] = {m, name} end
@@ -97,6 +101,20 @@ local function lua_api()
   end)
   probe("lunet.data.DataLoader", function()
     return lunet.data.DataLoader(lunet.data.TensorDataset(lunet.zeros(2, 1), lunet.zeros(2)))
+  end)
+  probe("lunet.data.MNIST", function()
+    -- a two-image dataset in four tiny IDX files
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p '" .. dir .. "'"))
+    local images, labels = lunet.zeros({2, 28, 28}, {dtype = lunet.uint8}), lunet.tensor({1, 2})
+    for _, split in ipairs({"train", "t10k"}) do
+      lunet.data.write_idx(dir .. "/" .. split .. "-images-idx3-ubyte", images)
+      lunet.data.write_idx(dir .. "/" .. split .. "-labels-idx1-ubyte", labels:byte())
+    end
+    local ds = lunet.data.MNIST{root = dir}
+    os.execute("rm -rf '" .. dir .. "'")
+    return ds
   end)
   probe("lunet.plot.Figure", function() return lunet.plot.figure{} end)
   probe("lunet.plot.Panel", function() return lunet.plot.figure{}:panel{} end)
