@@ -151,3 +151,4 @@ int luaopen_lunet_metrics(lua_State *L) { return open_submodule(L, "lunet.metric
 int luaopen_lunet_plot(lua_State *L) { return open_submodule(L, "lunet.plot"); }
 int luaopen_lunet_progress(lua_State *L) { return open_submodule(L, "lunet.progress"); }
 int luaopen_lunet_optim_lr_scheduler(lua_State *L) { return open_submodule(L, "lunet.optim.lr_scheduler"); }
+int luaopen_lunet_repl(lua_State *L) { return open_submodule(L, "lunet.repl"); }
