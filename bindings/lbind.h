@@ -63,6 +63,7 @@ int luaopen_lunet_data(lua_State *L);
 int luaopen_lunet_metrics(lua_State *L);
 int luaopen_lunet_plot(lua_State *L);
 int luaopen_lunet_progress(lua_State *L);
+int luaopen_lunet_optim_lr_scheduler(lua_State *L);
 int luaopen_lunet_repl(lua_State *L);
 
 #endif
