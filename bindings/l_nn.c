@@ -1,6 +1,6 @@
 /*
- * l_nn.c - the C side of lunet.nn and lunet.optim: the fused Linear forward, PyTorch's
- * Linear initialisation, and the SGD update.  The classes themselves (nn.Module, nn.Linear,
+ * l_nn.c - the C side of lunet.nn and lunet.optim: the fused Linear forward and the SGD
+ * update (Linear's initialisation is nn.init, bindings/l_init.c).  The classes themselves (nn.Module, nn.Linear,
  * optim.SGD, ...) are Lua, in bindings/lua/lunet/nn.lua and optim.lua.
  */
 #include "lbind.h"
@@ -15,15 +15,6 @@ static int c_linear(lua_State *L)
     LB_CHECK(L, lunet_nn_linear(&y, x, w, b, relu));
     lb_pushtensor(L, y);
     return 1;
-}
-
-/* _c.linear_reset(w [, b]): PyTorch's default init from the default generator */
-static int c_linear_reset(lua_State *L)
-{
-    lunet_tensor_t *w = lb_checktensor(L, 1);
-    lunet_tensor_t *b = lua_isnoneornil(L, 2) ? NULL : lb_checktensor(L, 2);
-    LB_CHECK(L, lunet_nn_linear_reset(w, b, lunet_default_generator()));
-    return 0;
 }
 
 static void check_sgd_opts(lua_State *L, int idx, lunet_sgd_options_t *o)
@@ -78,7 +69,6 @@ static int l_memory_reserved(lua_State *L)
 
 static const luaL_Reg nn_c[] = {
     {"linear", c_linear},
-    {"linear_reset", c_linear_reset},
     {"sgd_check", c_sgd_check},
     {"sgd_update", c_sgd_update},
     {NULL, NULL},

@@ -50,6 +50,7 @@ void lb_open_tensor(lua_State *L);
 void lb_open_random(lua_State *L);
 void lb_open_nn(lua_State *L);
 void lb_open_optim(lua_State *L);
+void lb_open_init(lua_State *L);
 void lb_open_data(lua_State *L);
 void lb_open_serialize(lua_State *L);
 void lb_open_loss(lua_State *L);

@@ -114,6 +114,7 @@ int luaopen_lunet(lua_State *L)
     open_part(L, lb_open_nn);
     open_part(L, lb_open_optim);
     open_part(L, lb_open_layers);
+    open_part(L, lb_open_init);
     open_part(L, lb_open_serialize);
 
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
@@ -150,5 +151,6 @@ int luaopen_lunet_data(lua_State *L) { return open_submodule(L, "lunet.data"); }
 int luaopen_lunet_metrics(lua_State *L) { return open_submodule(L, "lunet.metrics"); }
 int luaopen_lunet_plot(lua_State *L) { return open_submodule(L, "lunet.plot"); }
 int luaopen_lunet_progress(lua_State *L) { return open_submodule(L, "lunet.progress"); }
+int luaopen_lunet_nn_init(lua_State *L) { return open_submodule(L, "lunet.nn.init"); }
 int luaopen_lunet_optim_lr_scheduler(lua_State *L) { return open_submodule(L, "lunet.optim.lr_scheduler"); }
 int luaopen_lunet_repl(lua_State *L) { return open_submodule(L, "lunet.repl"); }

@@ -671,6 +671,29 @@ lunet_status_t lunet_adam_zero_grad(lunet_adam_t *opt);
 const lunet_adam_state_t *lunet_adam_state(const lunet_adam_t *opt, int i);
 void lunet_adam_free(lunet_adam_t *opt);
 
+/* ---- torch.nn.init (init.c): bounds computed as PyTorch's Python does, then g's stream */
+
+/* calculate_gain(nonlinearity, param): "linear", "conv1d".."conv_transpose3d", "sigmoid" -> 1,
+   "tanh" -> 5/3, "relu" -> sqrt(2), "leaky_relu" -> sqrt(2 / (1 + slope^2)) (slope = param
+   when has_param, else 0.01), "selu" -> 3/4; else "Unsupported nonlinearity <name>". */
+lunet_status_t lunet_init_calculate_gain(double *out, const char *nonlinearity, bool has_param,
+                                         double param);
+/* _calculate_fan_in_and_fan_out: size(1) and size(0) times the product of the sizes after
+   dim 1; fails for tensors of fewer than 2 dims with PyTorch's message. */
+lunet_status_t lunet_init_fans(int64_t *fan_in, int64_t *fan_out, const lunet_tensor_t *t);
+/* kaiming_uniform_ / kaiming_normal_(t, a, mode "fan_in"|"fan_out", nonlinearity); a tensor
+   with no elements is left alone (PyTorch: a no-op with a warning). */
+lunet_status_t lunet_init_kaiming_uniform_(lunet_tensor_t *t, lunet_generator_t *g, double a,
+                                           const char *mode, const char *nonlinearity);
+lunet_status_t lunet_init_kaiming_normal_(lunet_tensor_t *t, lunet_generator_t *g, double a,
+                                          const char *mode, const char *nonlinearity);
+/* xavier_uniform_ / xavier_normal_(t, gain) */
+lunet_status_t lunet_init_xavier_uniform_(lunet_tensor_t *t, lunet_generator_t *g, double gain);
+lunet_status_t lunet_init_xavier_normal_(lunet_tensor_t *t, lunet_generator_t *g, double gain);
+/* nn.Linear's and nn.Conv2d's reset_parameters: kaiming_uniform_(w, a=sqrt(5)), then b (may
+   be NULL) from U(-1/sqrt(fan_in), 1/sqrt(fan_in)). */
+lunet_status_t lunet_init_layer_reset(lunet_tensor_t *w, lunet_tensor_t *b, lunet_generator_t *g);
+
 /* ---------------------------------------------------------------- autograd ------------ */
 
 bool lunet_grad_enabled(void);

@@ -5,9 +5,10 @@
 -- activation fused in).
 local lunet = require "lunet"
 local F = require "lunet.nn.functional"
+local init = require "lunet.nn.init"
 
 local C = lunet._c
-local nn = {functional = F}
+local nn = {functional = F, init = init}
 
 local is_tensor = lunet.is_tensor
 
@@ -282,8 +283,14 @@ function Linear:init(in_features, out_features, opts)
   self:reset_parameters()
 end
 
+-- PyTorch's nn.Linear.reset_parameters, through nn.init (bit-exact after manual_seed).
 function Linear:reset_parameters()
-  C.linear_reset(self.weight, self.bias)
+  init.kaiming_uniform_(self.weight, math.sqrt(5))
+  if self.bias ~= nil then
+    local fan_in = init._calculate_fan_in_and_fan_out(self.weight)
+    local bound = fan_in > 0 and 1 / math.sqrt(fan_in) or 0
+    init.uniform_(self.bias, -bound, bound)
+  end
 end
 
 function Linear:forward(x) return C.linear(x, self.weight, self.bias, false) end
