@@ -549,8 +549,6 @@ lunet_status_t lunet_nn_conv2d_reset(lunet_tensor_t *w, lunet_tensor_t *b, lunet
     if (w->ndim != 4)
         return lunet_fail(LUNET_STATUS_RUNTIME, "conv2d init: weight must be 4-D, got %dD",
                           w->ndim);
-    /* fan_in = (C_in / groups) kh kw; kaiming_uniform(a=sqrt(5)) reduces to 1/sqrt(fan_in),
-       as for Linear, and the bias bound is the same number */
-    int64_t fan_in = w->shape[1] * w->shape[2] * w->shape[3];
-    return lunet_nn_uniform_fan_in(w, b, fan_in, g);
+    /* nn.init's code, as PyTorch's reset_parameters (fan_in = C_in / groups * kh * kw) */
+    return lunet_init_layer_reset(w, b, g);
 }

@@ -6,7 +6,6 @@
 #include "internal.h"
 #include "nn_kernels.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -212,29 +211,11 @@ done:
     return st;
 }
 
-lunet_status_t lunet_nn_uniform_fan_in(lunet_tensor_t *w, lunet_tensor_t *b, int64_t fan_in,
-                                       lunet_generator_t *g)
-{
-    /* PyTorch's reset_parameters in Python doubles: kaiming_uniform_(a=sqrt(5)) takes
-       gain = sqrt(2 / (1 + a^2)), bound = sqrt(3) * gain / sqrt(fan_in); the bias bound is
-       1 / sqrt(fan_in).  uniform_ rounds them to the tensor's dtype. */
-    double a = sqrt(5.0);
-    double gain = sqrt(2.0 / (1 + a * a));
-    double kw = fan_in > 0 ? sqrt(3.0) * (gain / sqrt((double)fan_in)) : 0.0;
-    double kb = fan_in > 0 ? 1 / sqrt((double)fan_in) : 0.0;
-    bool was = lunet_set_grad_enabled(false);
-    lunet_status_t st = fan_in > 0 ? lunet_tensor_uniform_(w, g, -kw, kw) : LUNET_OK;
-    if (!st && b)
-        st = lunet_tensor_uniform_(b, g, -kb, kb);
-    lunet_set_grad_enabled(was);
-    return st;
-}
-
 lunet_status_t lunet_nn_linear_reset(lunet_tensor_t *w, lunet_tensor_t *b, lunet_generator_t *g)
 {
     if (w->ndim != 2)
         return lunet_fail(LUNET_STATUS_RUNTIME, "linear init: weight must be 2-D");
-    return lunet_nn_uniform_fan_in(w, b, w->shape[1], g);
+    return lunet_init_layer_reset(w, b, g); /* nn.init's code, as PyTorch's reset_parameters */
 }
 
 /* ---- MLP builder (C hosts) */

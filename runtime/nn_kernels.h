@@ -18,13 +18,6 @@ lunet_status_t lunet_linear_backward(lunet_tensor_t **dx, lunet_tensor_t **dw,
                                      lunet_tensor_t *w, lunet_tensor_t *y,
                                      lunet_tensor_t *dw_into, lunet_tensor_t *db_into);
 
-/*
- * PyTorch's default init of a layer with fan_in inputs per output (Linear, Conv2d): w from
- * kaiming_uniform_(a=sqrt(5)), then b (may be NULL) ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
- */
-lunet_status_t lunet_nn_uniform_fan_in(lunet_tensor_t *w, lunet_tensor_t *b, int64_t fan_in,
-                                       lunet_generator_t *g);
-
 /* ---- conv.c, pool.c: gradients for autograd_rules.c; options travel in node args */
 /* dx (like x), dw (like w), db (O): each may be NULL when not needed. */
 lunet_status_t lunet_nn_conv2d_backward(lunet_tensor_t **dx, lunet_tensor_t **dw,
