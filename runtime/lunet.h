@@ -802,6 +802,68 @@ lunet_status_t lunet_write_file_atomic(const char *path, const void *data, size_
  */
 void lunet_serialize_set_fault(int64_t after_bytes);
 
+/* ---------------------------------------------------------------- distributed --------- */
+/*
+ * (distributed.c)  torch.distributed's default process group on Open MPI: the processes
+ * started by mpirun (or one process started alone).  Collectives are called by every rank
+ * in the same order, from the thread that called lunet_dist_init.  Each first exchanges a
+ * small header, so a shape, dtype, op or root that differs between ranks, or an invalid
+ * argument on one rank, fails on every rank ("all_reduce: the tensor's shape differs between
+ * ranks (this rank: [3])", "... the call failed on rank 1 (its error says why)") instead of
+ * hanging.  Tensors of any dtype and layout are written in place (no autograd record).
+ * Before init (or in a build without MPI) every call but init fails with PyTorch's "Default
+ * process group has not been initialized, please make sure to call init_process_group."
+ */
+typedef enum lunet_dist_op {
+    LUNET_DIST_OP_SUM = 0,
+    LUNET_DIST_OP_AVG, /* sum / world size; floating dtypes only */
+    LUNET_DIST_OP_MAX,
+    LUNET_DIST_OP_MIN,
+    LUNET_DIST_OP_COUNT
+} lunet_dist_op_t;
+
+/* "sum", "avg", "max", "min" (any case) -> op; ValueError otherwise. */
+lunet_status_t lunet_dist_op_parse(lunet_dist_op_t *out, const char *name);
+const char *lunet_dist_op_name(lunet_dist_op_t op);
+/* True when this build has MPI (torch.distributed.is_mpi_available()). */
+bool lunet_dist_is_available(void);
+/*
+ * init_process_group(backend="mpi"): initialises MPI unless the host already did, and makes
+ * the group (rank and size from the launcher).  Fails with "trying to initialize the default
+ * process group twice!", "Invalid backend: 'x'", or, built without MPI, "init_process_group:
+ * Lunet was built without MPI ...".
+ */
+lunet_status_t lunet_dist_init(const char *backend);
+bool lunet_dist_is_initialized(void);
+lunet_status_t lunet_dist_get_rank(int *out);
+lunet_status_t lunet_dist_get_world_size(int *out);
+/* In place: t = op over every rank's t.  bool: sum and max are or, min is and. */
+lunet_status_t lunet_dist_all_reduce(lunet_tensor_t *t, lunet_dist_op_t op);
+/* In place: t = rank src's t ("broadcast: invalid root rank: 5 (world size 2)"). */
+lunet_status_t lunet_dist_broadcast(lunet_tensor_t *t, int src);
+/* outs[r] = rank r's t, for nouts == world size outputs of t's shape and dtype. */
+lunet_status_t lunet_dist_all_gather(lunet_tensor_t *const *outs, int nouts, lunet_tensor_t *t);
+lunet_status_t lunet_dist_barrier(void);
+/*
+ * DistributedDataParallel's gradient reduction, one MPI call for n tensors: each tensor's
+ * values times prescale (float32: times (float)prescale, as PyTorch's DDP divides into its
+ * bucket) are packed into flat (contiguous, their dtype, as many elements as all of them),
+ * flat is summed over the ranks, and the result is copied back.  A tensor that already lives
+ * at its place in flat (a gradient slab) is scaled in place and not copied.  Contiguous
+ * tensors of flat's dtype only; prescale != 1 needs a floating dtype.
+ */
+lunet_status_t lunet_dist_all_reduce_coalesced(lunet_tensor_t *flat, int n,
+                                               lunet_tensor_t *const *tensors, double prescale);
+/* destroy_process_group: frees the group and finalises MPI if lunet_dist_init started it
+   (MPI cannot start again in the same process afterwards). */
+lunet_status_t lunet_dist_destroy(void);
+/*
+ * For hosts on a fatal error: ends every process of the job (MPI_Abort with code) when MPI is
+ * running, so that the other ranks do not wait forever in a collective; returns when it is
+ * not.  The one function of this API that can end the process.
+ */
+void lunet_dist_abort(int code);
+
 #ifdef __cplusplus
 }
 #endif
