@@ -9,6 +9,7 @@
  * instead (lunet_dist_abort), so that the other ranks do not wait in a collective forever.
  */
 #include "lbind.h"
+#include "lunet_embed.h" /* luaopen_lunet */
 
 #include <string.h>
 
@@ -215,5 +216,17 @@ void lb_open_distributed(lua_State *L)
     }
     lua_setmetatable(L, -2);
     lua_setfield(L, -2, "_sentinel");
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE); /* require "lunet.distributed" */
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, "lunet.distributed");
+    lua_pop(L, 1);
     lua_setfield(L, -2, "distributed");
+}
+
+/* `require "lunet.distributed"` from plain lua5.4 through the all-in-one C loader. */
+int luaopen_lunet_distributed(lua_State *L)
+{
+    luaL_requiref(L, "lunet", luaopen_lunet, 0);
+    lua_getfield(L, -1, "distributed");
+    return 1;
 }

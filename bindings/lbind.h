@@ -67,5 +67,6 @@ int luaopen_lunet_plot(lua_State *L);
 int luaopen_lunet_progress(lua_State *L);
 int luaopen_lunet_optim_lr_scheduler(lua_State *L);
 int luaopen_lunet_repl(lua_State *L);
+int luaopen_lunet_distributed(lua_State *L); /* bindings/l_distributed.c */
 
 #endif
