@@ -3,6 +3,7 @@
 -- cross-entropy, SGD(lr = 0.01, momentum = 0.5), 10 epochs, test accuracy after each epoch.
 --
 --   build/lunet scripts/mnist_mlp.lua [--dataset mnist|fashion] [--epochs 10] [--out DIR]
+--                                      [--optimizer sgd|adam|adamw] [--lr LR] [--weight-decay WD]
 --
 -- Writes into --out: metrics.csv (one row per epoch), curves.svg (loss and accuracy per
 -- epoch) and checkpoint.lnt (model, optimizer, random state and history), rewritten after
@@ -20,8 +21,12 @@ parser:option("--data", "Folder holding MNIST/raw and FashionMNIST/raw (make dat
 parser:option("--epochs", "Number of epochs.", "10"):convert(math.tointeger)
 parser:option("--batch-size", "Training batch size.", "64"):convert(math.tointeger)
 parser:option("--test-batch-size", "Test batch size.", "1000"):convert(math.tointeger)
-parser:option("--lr", "Learning rate.", "0.01"):convert(tonumber)
+parser:option("--optimizer", "Optimizer: sgd (with --momentum), adam or adamw.", "sgd")
+  :choices({"sgd", "adam", "adamw"})
+parser:option("--lr", "Learning rate (default 0.01 for sgd, 0.001 for adam and adamw)."):convert(tonumber)
 parser:option("--momentum", "SGD momentum.", "0.5"):convert(tonumber)
+parser:option("--weight-decay", "Weight decay (default: the optimizer's, 0.01 for adamw, else 0).")
+  :convert(tonumber)
 parser:option("--seed", "Seed of the random generator.", "0"):convert(math.tointeger)
 parser:option("--out", "Output folder.", "out/mnist_mlp")
 parser:option("--resume", "Checkpoint to continue from.")
@@ -29,6 +34,7 @@ parser:option("--limit", "Use only the first N training images (and N/6 test ima
   :convert(math.tointeger)
 parser:flag("--no-progress", "No progress line during an epoch.")
 local args = parser:parse(arg)
+args.lr = args.lr or (args.optimizer == "sgd" and 0.01 or 0.001)
 
 -- ---------------------------------------------------------------- the model
 
@@ -74,7 +80,14 @@ local test_dataset = first(Dataset{root = args.data, train = false, transform = 
 lunet.manual_seed(args.seed)
 local model = Net()
 local criterion = nn.CrossEntropyLoss()
-local optimizer = optim.SGD(model:parameters(), {lr = args.lr, momentum = args.momentum})
+local optimizer
+if args.optimizer == "sgd" then
+  optimizer = optim.SGD(model:parameters(),
+    {lr = args.lr, momentum = args.momentum, weight_decay = args.weight_decay})
+else
+  optimizer = (args.optimizer == "adam" and optim.Adam or optim.AdamW)(model:parameters(),
+    {lr = args.lr, weight_decay = args.weight_decay})
+end
 local train_loader = data.DataLoader(train_dataset, {batch_size = args.batch_size, shuffle = true})
 local test_loader = data.DataLoader(test_dataset, {batch_size = args.test_batch_size, shuffle = false})
 
@@ -107,8 +120,8 @@ local function write_metrics()
   end
   write_file(csv_path, table.concat(rows, "\n") .. "\n")
   local fig = lunet.plot.figure{width = 900, height = 360,
-    title = ("%s MLP, batch %d, lr %g, momentum %g"):format(train_dataset.name, args.batch_size,
-      args.lr, args.momentum)}
+    title = ("%s MLP, %s, batch %d, lr %g%s"):format(train_dataset.name, tostring(optimizer):match("^%w+"),
+      args.batch_size, args.lr, args.optimizer == "sgd" and (", momentum %g"):format(args.momentum) or "")}
   fig:panel{title = "Loss", xlabel = "epoch", ylabel = "loss"}
     :line(history.epoch, history.train_loss, {label = "train loss"})
   fig:panel{title = "Accuracy", xlabel = "epoch", ylabel = "accuracy", legend = "lower right"}
@@ -119,6 +132,10 @@ end
 local start_epoch = 1
 if args.resume then
   local ck = lunet.load(args.resume)
+  if (ck.args.optimizer or "sgd") ~= args.optimizer then
+    error(("%s was trained with --optimizer %s, not %s"):format(args.resume, ck.args.optimizer or "sgd",
+      args.optimizer))
+  end
   model:load_state_dict(ck.model)
   optimizer:load_state_dict(ck.optimizer)
   lunet.set_rng_state(ck.rng)
@@ -181,7 +198,7 @@ for epoch = start_epoch, args.epochs do
   write_metrics()
   lunet.save({model = model:state_dict(), optimizer = optimizer:state_dict(), epoch = epoch,
               rng = lunet.get_rng_state(), history = history,
-              args = {dataset = args.dataset, seed = args.seed, lr = args.lr}}, ckpt_path)
+              args = {dataset = args.dataset, seed = args.seed, lr = args.lr, optimizer = args.optimizer}}, ckpt_path)
 end
 
 print(("metrics: %s\nfigure: %s\ncheckpoint: %s"):format(csv_path, svg_path, ckpt_path))

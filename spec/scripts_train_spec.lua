@@ -101,6 +101,35 @@ describe("scripts/mnist_mlp.lua", function()
     assert.is_truthy(tail(full))
   end)
 
+  it_data("with --optimizer adamw reaches PyTorch's losses and accuracies, and resumes exactly", function()
+    -- spec/fixtures/mlp_adamw.lua: the same run in PyTorch 1.13 (spec/fixtures/gen_mlp_adamw.py)
+    local want = dofile("spec/fixtures/mlp_adamw.lua")
+    local a, b = tmpdir(), tmpdir()
+    local common = ("%s scripts/mnist_mlp.lua --dataset fashion --optimizer adamw --limit 3200 --no-progress ")
+      :format(bin)
+    local ok, text = run(common .. "--epochs 2 --out " .. a)
+    assert.is_true(ok, text)
+    local rows = csv(a .. "/metrics.csv")
+    assert.are.equal(2, #rows)
+    for i = 1, 2 do
+      assert_close(rows[i].train_loss, want.train_loss[i], 1e-5)
+      assert.are.equal(("%.4f"):format(want.test_acc[i]), ("%.4f"):format(rows[i].test_acc))
+    end
+    assert.is_truthy(assert(read(a .. "/curves.svg")):find("AdamW, batch 64, lr 0.001", 1, true))
+    ok = run(common .. "--epochs 1 --out " .. b)
+    assert.is_true(ok)
+    local ok2, resumed = run(common .. "--epochs 2 --out " .. b .. " --resume " .. b .. "/checkpoint.lnt")
+    assert.is_true(ok2, resumed)
+    local rb = csv(b .. "/metrics.csv")
+    for i = 1, 2 do
+      assert.are.same({rows[i].train_loss, rows[i].test_acc}, {rb[i].train_loss, rb[i].test_acc})
+    end
+    local sgd = common:gsub("adamw", "sgd")
+    local ok3, wrong = run(sgd .. "--epochs 2 --out " .. b .. " --resume " .. b .. "/checkpoint.lnt")
+    assert.is_falsy(ok3)
+    assert.is_truthy(wrong:find("was trained with --optimizer adamw, not sgd", 1, true))
+  end)
+
   local it_mnist = have_mnist and it or pending
   it_mnist("trains on the MNIST digits", function()
     local out = tmpdir()
