@@ -46,13 +46,19 @@ local function class_index(cls)
     if p ~= nil then return p end
     local m = rawget(obj, "_modules")[k]
     if m ~= nil then return m end
+    local b = rawget(obj, "_buffers")[k]
+    if b ~= nil then return b end
     return cls[k]
   end
 end
 
 local function class_newindex(obj, k, v)
   local params, mods = rawget(obj, "_params"), rawget(obj, "_modules")
-  if is_param(v) then
+  local buffers = rawget(obj, "_buffers")
+  if buffers[k] ~= nil and (v == nil or is_tensor(v)) then
+    buffers[k] = v -- assigning a registered buffer replaces it (nil keeps the name, as PyTorch)
+    if v == nil then buffers[k] = false end
+  elseif is_param(v) then
     if params[k] == nil then table.insert(rawget(obj, "_param_order"), k) end
     params[k] = v
   elseif is_module(v) then
@@ -71,7 +77,8 @@ end
 
 local function new_instance(cls)
   local obj = {
-    _params = {}, _param_order = {}, _modules = {}, _module_order = {}, training = true,
+    _params = {}, _param_order = {}, _modules = {}, _module_order = {}, _buffers = {},
+    _buffer_order = {}, training = true,
   }
   return setmetatable(obj, cls)
 end
@@ -153,6 +160,43 @@ function Module:named_parameters()
   end
 end
 
+-- Registers a buffer: state that is not a parameter (BatchNorm's running statistics),
+-- saved in state_dict and reached as self[name]; t may be nil (a registered empty slot).
+function Module:register_buffer(name, t)
+  if type(name) ~= "string" then error("register_buffer: buffer name should be a string", 2) end
+  if t ~= nil and not is_tensor(t) then
+    error(("cannot assign '%s' object to buffer '%s' (torch Tensor or None required)")
+      :format(type(t), name), 2)
+  end
+  local buffers = rawget(self, "_buffers")
+  if buffers[name] == nil then table.insert(rawget(self, "_buffer_order"), name) end
+  buffers[name] = t == nil and false or t
+end
+
+-- Iterator over (name, buffer) in PyTorch's order (empty slots skipped).
+function Module:named_buffers()
+  local list = {}
+  for _, entry in ipairs(walk_modules(self, "", {}, {})) do
+    local prefix, m = entry[1], entry[2]
+    for _, k in ipairs(rawget(m, "_buffer_order")) do
+      local b = rawget(m, "_buffers")[k]
+      if b then list[#list + 1] = {prefix == "" and k or prefix .. "." .. k, b} end
+    end
+  end
+  local i = 0
+  return function()
+    i = i + 1
+    local e = list[i]
+    if e then return e[1], e[2] end
+  end
+end
+
+function Module:buffers()
+  local out = {}
+  for _, b in self:named_buffers() do out[#out + 1] = b end
+  return out
+end
+
 -- Array of parameters in the same order.
 function Module:parameters()
   local out = {}
@@ -218,10 +262,11 @@ nn._zero_grads = zero_grads
 
 function Module:zero_grad(opts) zero_grads(self:parameters(), opts) end
 
--- name -> tensor (detached, sharing storage), for every parameter.
+-- name -> tensor (detached, sharing storage), for every parameter and buffer.
 function Module:state_dict()
   local sd = {}
   for name, p in self:named_parameters() do sd[name] = p:detach() end
+  for name, b in self:named_buffers() do sd[name] = b:detach() end
   return sd
 end
 
@@ -231,6 +276,10 @@ function Module:load_state_dict(sd, opts)
   local own, missing, unexpected = {}, {}, {}
   for name, p in self:named_parameters() do
     own[name] = p
+    if sd[name] == nil then missing[#missing + 1] = name end
+  end
+  for name, b in self:named_buffers() do
+    own[name] = b
     if sd[name] == nil then missing[#missing + 1] = name end
   end
   for name in pairs(sd) do
@@ -434,5 +483,8 @@ nn.CrossEntropyLoss = loss_module("CrossEntropyLoss", OPTS.cross_entropy, F.cros
 nn.NLLLoss = loss_module("NLLLoss", OPTS.nll_loss, F.nll_loss,
   {ignore_index = -100, reduction = "mean"})
 nn.MSELoss = loss_module("MSELoss", OPTS.mse_loss, F.mse_loss, {reduction = "mean"})
+
+-- Conv2d, pooling, Dropout, BatchNorm and the CNN activations (lunet.nn.cnn_layers).
+require("lunet.nn.cnn_layers")(nn)
 
 return nn

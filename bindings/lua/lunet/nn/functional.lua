@@ -111,4 +111,7 @@ end
 F._loss_options = {cross_entropy = CE_KEYS, nll_loss = NLL_KEYS, mse_loss = MSE_KEYS}
 F._check_keys = check_keys
 
+-- conv2d, pooling, dropout, batch_norm and the CNN activations (lunet.nn.cnn)
+require("lunet.nn.cnn")(F)
+
 return F
