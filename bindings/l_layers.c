@@ -28,14 +28,6 @@ static int c_conv2d(lua_State *L)
     return 1;
 }
 
-/* _c.conv2d_reset(w [, b]): PyTorch's default Conv2d init from the default generator */
-static int c_conv2d_reset(lua_State *L)
-{
-    lunet_tensor_t *w = lb_checktensor(L, 1), *b = opttensor(L, 2);
-    LB_CHECK(L, lunet_nn_conv2d_reset(w, b, lunet_default_generator()));
-    return 0;
-}
-
 /* reads kh, kw, sh, sw, ph, pw from idx on */
 static void pool_opts(lua_State *L, int idx, lunet_pool2d_options_t *o)
 {
@@ -150,7 +142,6 @@ static int c_dropout_mask(lua_State *L)
 
 static const luaL_Reg layers_c[] = {
     {"conv2d", c_conv2d},
-    {"conv2d_reset", c_conv2d_reset},
     {"max_pool2d", c_max_pool2d},
     {"avg_pool2d", c_avg_pool2d},
     {"adaptive_avg_pool2d", c_adaptive_avg_pool2d},

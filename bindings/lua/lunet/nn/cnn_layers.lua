@@ -8,7 +8,6 @@
 local lunet = require "lunet"
 local cnn = require "lunet.nn.functional"
 
-local C = lunet._c
 local options, pair, py_repr = cnn._options, cnn._pair, cnn._py_repr
 
 -- Python's repr of an int, a float, a string or a tuple of numbers.
@@ -86,8 +85,9 @@ return function(nn)
     self:reset_parameters()
   end
 
-  -- kaiming_uniform_(a=sqrt(5)) and the bias bound 1/sqrt(fan_in), from the default generator
-  function Conv2d:reset_parameters() C.conv2d_reset(self.weight, self.bias) end
+  -- PyTorch's _ConvNd.reset_parameters is nn.Linear's: kaiming_uniform_(a=sqrt(5)), then the
+  -- bias from U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = in/groups kh kw
+  Conv2d.reset_parameters = nn.Linear.reset_parameters
 
   function Conv2d:forward(x)
     return cnn.conv2d(x, self.weight, self.bias, {stride = self.stride, padding = self.padding,
