@@ -323,7 +323,9 @@ examples: $(EX_BIN)
 .PHONY: deps
 DEB_PACKAGES := gcc make pkg-config lua5.4 liblua5.4-dev zlib1g-dev libopenblas-dev libcmocka-dev \
   lua-busted libreadline-dev lua-argparse dataset-fashion-mnist tmux clang libclang-rt-14-dev \
-  valgrind libopenmpi-dev openmpi-bin
+  valgrind libopenmpi-dev openmpi-bin libzmq3-dev libcjson-dev libssl-dev jupyter-core \
+  jupyter-client python3-jupyter-client python3-jupyter-kernel-test python3-nbclient \
+  python3-nbformat
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \

@@ -15,6 +15,7 @@
 #include <lualib.h>
 
 #include "cli.h"
+#include "kernel.h"
 #include "lunet_embed.h"
 
 const char *cli_progname = "lunet";
@@ -39,6 +40,9 @@ static void print_usage(FILE *f)
             "  -W        turn warnings on\n"
             "  -E        accepted for compatibility with lua (no effect)\n"
             "  --        stop handling options\n"
+            "  --kernel CONNECTION_FILE  run as a Jupyter kernel (first option only)\n"
+            "  --install-kernel [--user | --prefix P | --sys-prefix]  install the Jupyter\n"
+            "            kernel spec for this program (default --user)\n"
             "  -         stop handling options and execute stdin\n"
             "Options run in order (-e and -l before the script); the script gets its\n"
             "arguments as `...` and in the table `arg` (arg[0] is the script name).\n"
@@ -191,6 +195,8 @@ static int handle_script(lua_State *L, char **argv)
 #define has_v 4
 #define has_e 8
 #define has_h 16
+#define has_kernel 32
+#define has_install_kernel 64
 
 /* Scans options; returns flags, and in *first the index of the script (or argc). */
 static int collectargs(char **argv, int *first)
@@ -200,6 +206,15 @@ static int collectargs(char **argv, int *first)
     if (argv[0] == NULL) {
         *first = 0;
         return 0;
+    }
+    /* the kernel modes take the whole command line */
+    if (argv[1] && strcmp(argv[1], "--kernel") == 0) {
+        *first = 1;
+        return argv[2] && !argv[3] ? has_kernel : has_error;
+    }
+    if (argv[1] && strcmp(argv[1], "--install-kernel") == 0) {
+        *first = 1;
+        return has_install_kernel;
     }
     for (i = 1; argv[i] != NULL; i++) {
         *first = i;
@@ -306,6 +321,10 @@ static int pmain(lua_State *L)
         print_usage(stderr);
         return 0;
     }
+    if (args & has_install_kernel) {
+        lua_pushboolean(L, lunet_kernel_install(argv[0], argc - 2, argv + 2) == 0);
+        return 1;
+    }
     if (args & has_h) {
         print_usage(stdout);
         lua_pushboolean(L, 1);
@@ -322,7 +341,13 @@ static int pmain(lua_State *L)
     /* lunet is loaded once: package.loaded.lunet and the global `lunet` */
     luaL_requiref(L, "lunet", luaopen_lunet, 1);
     lua_pop(L, 1);
-    createargtable(L, argv, argc, script);
+    createargtable(L, argv, (args & has_kernel) ? 1 : argc, script); /* kernel: arg[0] only */
+    if (args & has_kernel) {
+        lua_gc(L, LUA_GCRESTART);
+        lua_gc(L, LUA_GCGEN, 0, 0);
+        lua_pushboolean(L, lunet_kernel_main(L, argv[2]) == 0);
+        return 1;
+    }
     lua_gc(L, LUA_GCRESTART);
     lua_gc(L, LUA_GCGEN, 0, 0);
     if (!runargs(L, argv, script))

@@ -1,0 +1,458 @@
+-- lunet.kernel: the Lua half of the Jupyter kernel (cli/kernel.c is the other half).
+-- kernel.c calls start(K) once, K holding its callbacks (stream, publish, input, now,
+-- clear_hook), and then the returned handlers: execute, user_expression, complete,
+-- inspect, is_complete, history.  Not useful outside `lunet --kernel`.
+--
+-- Decisions:
+--  - A cell runs as the REPL runs a line: first as `return <cell>` (its values are the
+--    result), else as statements; when that fails too, the statements before the last line
+--    run and the last line is the result (as in IPython: `x = f()` then `x`).  A trailing `;`
+--    silences the result.  Each cell is one chunk, so a cell's locals end with it.
+--  - print, io.write, io.stdout/io.stderr and io.read are replaced for the kernel's life:
+--    output becomes `stream` messages (buffered, sent at most every 50 ms and at the end of
+--    the cell), input an input_request to the frontend.
+--  - lunet.plot figures saved with fig:save(path) are also shown below the cell, redrawn in
+--    place when the same path is saved again (a training loop's live curves); a
+--    lunet.progress bar writing to the default stream redraws in place (display_id).
+local lunet = require "lunet"
+local display = require "lunet.display"
+
+local M = {}
+
+-- kernel.c sends a table with this metatable as a JSON array even when it is empty
+local JSON_ARRAY = {__jsonarray = true}
+
+function M.start(K)
+  local H = {}
+  local has_repl, repl = pcall(require, "lunet.repl")
+  if not has_repl then repl = nil end
+
+  local function text_of(...)
+    if repl and repl.show then return repl.show(...) end
+    local n = select("#", ...)
+    if n == 0 then return nil end
+    local parts = {}
+    for i = 1, n do
+      local v = select(i, ...)
+      parts[i] = type(v) == "string" and v or tostring(v)
+    end
+    return table.concat(parts, "\t")
+  end
+  display.text = function(v) return text_of(v) end
+
+  -- ---------------------------------------------------------------- streams -----------
+  local buf = {stdout = {}, stderr = {}}
+  local last_flush = K.now()
+  local order = {}
+
+  local function flush(name)
+    local b = buf[name]
+    if #b > 0 then
+      local s = table.concat(b)
+      buf[name] = {}
+      K.stream(name, s)
+    end
+  end
+  local function flush_all()
+    -- the older stream first keeps stdout/stderr interleaving roughly right
+    for i = 1, #order do flush(order[i]) end
+    order = {}
+    flush("stdout")
+    flush("stderr")
+    last_flush = K.now()
+  end
+  H.flush = flush_all
+
+  local function write(name, ...)
+    local b = buf[name]
+    for i = 1, select("#", ...) do
+      local v = select(i, ...)
+      local tv = type(v)
+      if tv ~= "string" and tv ~= "number" then
+        error(("bad argument #%d to 'write' (string expected, got %s)"):format(i, tv), 3)
+      end
+      b[#b + 1] = tostring(v)
+    end
+    if #b > 0 and order[#order] ~= name then order[#order + 1] = name end
+    if #b > 512 or K.now() - last_flush > 0.05 then flush_all() end
+  end
+
+  local FileProxy = {}
+  FileProxy.__index = FileProxy
+  FileProxy.__name = "FILE*"
+  FileProxy.__tostring = function(self) return ("file (%s)"):format(self.name) end
+  function FileProxy:write(...) write(self.name, ...) return self end
+  function FileProxy:flush() flush_all() return self end
+  function FileProxy:setvbuf() return true end
+  function FileProxy:seek() return nil, "Illegal seek", 29 end
+  function FileProxy:close() return nil, "cannot close standard file" end
+
+  local function read_line(prompt)
+    flush_all()
+    return K.input(prompt or "", false)
+  end
+
+  -- io.read formats: "l", "L", "n", "a", or a byte count (one line from the frontend each)
+  local function read(fmt)
+    fmt = fmt or "l"
+    if type(fmt) == "string" then fmt = fmt:gsub("^%*", "") end
+    local line = read_line("")
+    if fmt == "n" then return tonumber(line) end
+    if fmt == "L" or fmt == "a" then return line .. "\n" end
+    if math.type(fmt) == "integer" then return line:sub(1, fmt) end
+    return line
+  end
+
+  local StdinProxy = setmetatable({name = "stdin"}, FileProxy)
+  function StdinProxy:read(...)
+    local n = select("#", ...)
+    if n <= 1 then return read((...)) end
+    local out = {}
+    for i = 1, n do out[i] = read((select(i, ...))) end
+    return table.unpack(out, 1, n)
+  end
+  function StdinProxy:lines(...)
+    local fmts = table.pack(...)
+    return function() return self:read(table.unpack(fmts, 1, fmts.n)) end
+  end
+  function StdinProxy:write() return nil, "stdin is not writable" end
+
+  local stdout = setmetatable({name = "stdout"}, FileProxy)
+  local stderr = setmetatable({name = "stderr"}, FileProxy)
+  local real_output, real_input = io.output, io.input
+  io.stdout, io.stderr, io.stdin = stdout, stderr, StdinProxy
+  local out_redirected, in_redirected = false, false
+  function io.write(...)
+    if out_redirected then return real_output():write(...) end
+    write("stdout", ...)
+    return stdout
+  end
+  function io.read(...)
+    if in_redirected then return real_input():read(...) end
+    return StdinProxy:read(...)
+  end
+  local real_lines = io.lines
+  function io.lines(file, ...)
+    if file == nil then return StdinProxy:lines(...) end
+    return real_lines(file, ...)
+  end
+  function io.output(f)
+    if f == nil then return out_redirected and real_output() or stdout end
+    if f == stdout then out_redirected = false return stdout end
+    out_redirected = true
+    return real_output(f)
+  end
+  function io.input(f)
+    if f == nil then return in_redirected and real_input() or StdinProxy end
+    if f == StdinProxy then in_redirected = false return StdinProxy end
+    in_redirected = true
+    return real_input(f)
+  end
+  function _G.print(...)
+    local n = select("#", ...)
+    local parts = {}
+    for i = 1, n do parts[i] = tostring((select(i, ...))) end
+    write("stdout", table.concat(parts, "\t"), "\n")
+  end
+
+  -- ---------------------------------------------------------------- rich output -------
+  display.publish = function(msg_type, content)
+    flush_all()
+    K.publish(msg_type, content)
+  end
+
+  -- fig:save(path) also shows the figure; saving the same path again redraws it
+  local plot = require "lunet.plot"
+  local Figure = getmetatable(plot.figure{})
+  local save = Figure.save
+  local shown = {}
+  function Figure:save(path)
+    local r = save(self, path)
+    local id = "lunet-figure:" .. tostring(path)
+    display(self, {display_id = id, update = shown[id]})
+    shown[id] = true
+    return r
+  end
+
+  -- a progress bar on the default stream redraws one output in place
+  local progress = require "lunet.progress"
+  local new = progress.new
+  local bars = 0
+  function progress.new(opts)
+    opts = opts or {}
+    if type(opts) == "table" and opts.stream == nil then
+      bars = bars + 1
+      local id = ("lunet-progress-%d"):format(bars)
+      local lines, current, started = {}, "", false
+      local stream = {}
+      function stream.write(_, ...)
+        for i = 1, select("#", ...) do
+          local s = tostring((select(i, ...)))
+          local pos = 1
+          while pos <= #s do
+            local a, b = s:find("\r\27%[K", pos)
+            local nl = s:find("\n", pos, true)
+            if a and (not nl or a < nl) then
+              current = current .. s:sub(pos, a - 1)
+              current, pos = "", b + 1
+            elseif nl then
+              lines[#lines + 1] = current .. s:sub(pos, nl - 1)
+              current, pos = "", nl + 1
+            else
+              current, pos = current .. s:sub(pos), #s + 1
+            end
+          end
+        end
+      end
+      function stream.flush()
+        local t = table.concat(lines, "\n") .. (#lines > 0 and current ~= "" and "\n" or "") .. current
+        display.publish(started and "update_display_data" or "display_data",
+                        {data = {["text/plain"] = t}, metadata = {}, transient = {display_id = id}})
+        started = true
+      end
+      local o = {}
+      for k, v in pairs(opts) do o[k] = v end
+      o.stream, o.tty = stream, o.tty == nil and true or o.tty
+      opts = o
+    end
+    return new(opts)
+  end
+
+  -- ---------------------------------------------------------------- execute -----------
+  local function strip_semicolon(code)
+    local body = code:gsub("%s+$", "")
+    if body:sub(-1) == ";" then return body:sub(1, -2), true end
+    return code, false
+  end
+
+  local function trim_traceback(msg)
+    if repl and repl.trim then return repl.trim(msg) end
+    local head, tb = msg:match("^(.-)\nstack traceback:\n(.*)$")
+    if not head then return msg end
+    local keep = {}
+    for line in (tb .. "\n"):gmatch("(.-)\n") do
+      if not (line:match("^%s*%[C%]:") or line:match("^%s*%(%.%.%.tail calls%.%.%.%)$")
+              or line:match("lunet/kernel%.lua:")) then
+        keep[#keep + 1] = line
+      end
+    end
+    if #keep == 0 then return head end
+    return head .. "\nstack traceback:\n" .. table.concat(keep, "\n")
+  end
+
+  -- compiles a cell: the function and whether its values are a result
+  local function compile(code, name)
+    local body, quiet = strip_semicolon(code)
+    local f = load("return " .. body .. "\n", name, "t")
+    if f then return f, not quiet end
+    -- statements, and the last line (or last few lines) an expression to show?
+    local lines = {}
+    for l in (body .. "\n"):gmatch("(.-)\n") do lines[#lines + 1] = l end
+    for k = #lines, math.max(2, #lines - 9), -1 do
+      local head = table.concat(lines, "\n", 1, k - 1)
+      local tail = table.concat(lines, "\n", k)
+      if tail:match("%S") and load("return " .. tail .. "\n", name, "t") and load(head, name, "t") then
+        local g = load(head .. "\nreturn " .. tail .. "\n", name, "t")
+        if g then return g, not quiet end
+      end
+    end
+    local err
+    f, err = load(code, name, "t")
+    if f then return f, false end
+    return nil, err
+  end
+
+  local function traceback(e)
+    if type(e) ~= "string" then
+      local mt = getmetatable(e)
+      if mt and mt.__tostring then e = tostring(e)
+      else e = ("(error object is a %s value)"):format(type(e)) end
+    end
+    return debug.traceback(e, 2)
+  end
+
+  local function error_table(ename, msg)
+    msg = trim_traceback(msg)
+    local tb = {}
+    for line in (msg .. "\n"):gmatch("(.-)\n") do tb[#tb + 1] = line end
+    local evalue = msg:match("^(.-)\nstack traceback:") or msg
+    return {ename = ename, evalue = evalue, traceback = tb}
+  end
+
+  local history = {}
+
+  function H.execute(code, silent, count, store)
+    local name = ("=cell[%d]"):format(count)
+    local f, show = compile(code, name)
+    if not f then
+      flush_all()
+      return false, error_table("SyntaxError", show)
+    end
+    local res = table.pack(xpcall(f, traceback))
+    K.clear_hook()
+    flush_all()
+    local entry = store and {line = count, input = code} or nil
+    if entry then history[#history + 1] = entry end
+    if not res[1] then
+      local msg = res[2]
+      local ename = msg:match("^[^\n]*interrupted!") and "KeyboardInterrupt" or "LuaError"
+      return false, error_table(ename, msg)
+    end
+    if silent or not show or res.n < 2 then return true, nil end
+    local ok, data, meta
+    if res.n == 2 then
+      ok, data, meta = pcall(display.bundle, res[2])
+    else
+      ok, data = pcall(text_of, table.unpack(res, 2, res.n))
+      data = ok and {["text/plain"] = data} or data
+    end
+    if not ok then
+      return false, error_table("LuaError", "error showing the result: " .. tostring(data))
+    end
+    if entry then entry.output = data["text/plain"] end
+    return true, {data = data, metadata = meta or {}}
+  end
+
+  function H.user_expression(expr)
+    local f, err = load("return " .. expr, "=expression", "t")
+    if not f then return {status = "error", ename = "SyntaxError", evalue = err, traceback = {err}} end
+    local ok, v = xpcall(f, traceback)
+    if not ok then
+      local e = error_table("LuaError", v)
+      e.status = "error"
+      return e
+    end
+    local okb, data, meta = pcall(display.bundle, v)
+    if not okb then data, meta = {["text/plain"] = tostring(v)}, {} end
+    return {status = "ok", data = data, metadata = meta}
+  end
+
+  -- ---------------------------------------------------------------- introspection -----
+  -- cursor_pos counts unicode characters; Lua strings count bytes
+  local function byte_pos(code, cursor)
+    if type(cursor) ~= "number" then return #code end
+    local ok, p = pcall(utf8.offset, code, cursor + 1)
+    if not ok or not p then return #code end
+    return p - 1
+  end
+  local function char_pos(code, bytes)
+    local ok, n = pcall(utf8.len, code, 1, bytes)
+    return ok and n or bytes
+  end
+
+  function H.complete(req)
+    local code = type(req.code) == "string" and req.code or ""
+    local bp = byte_pos(code, req.cursor_pos)
+    local before = code:sub(1, bp)
+    local word = before:match("[%w_%.:]*$") or ""
+    local matches = setmetatable({}, JSON_ARRAY)
+    if repl and repl.complete then
+      local ok, r = pcall(repl.complete, word, before)
+      if ok and type(r) == "table" then matches = setmetatable(r, JSON_ARRAY) end
+    end
+    return {status = "ok", matches = matches, cursor_start = char_pos(code, bp - #word),
+            cursor_end = char_pos(code, bp), metadata = {}}
+  end
+
+  -- the value named by a dotted path (a.b:c), without calling anything but __index
+  local function resolve(path)
+    local v = _G
+    for part in path:gmatch("[^%.:]+") do
+      if type(v) ~= "table" and type(v) ~= "userdata" then return nil end
+      local ok, w = pcall(function() return v[part] end)
+      if not ok or w == nil then return nil end
+      v = w
+    end
+    return v
+  end
+
+  local function signature(f, name)
+    local info = debug.getinfo(f, "Su")
+    if info.what == "C" then return name .. "(...)", "a C function" end
+    local params = {}
+    for i = 1, info.nparams do params[i] = debug.getlocal(f, i) end
+    if info.isvararg then params[#params + 1] = "..." end
+    local where = info.short_src .. ":" .. info.linedefined
+    return name .. "(" .. table.concat(params, ", ") .. ")", "defined at " .. where
+  end
+
+  function H.inspect(req)
+    local code = type(req.code) == "string" and req.code or ""
+    local bp = byte_pos(code, req.cursor_pos)
+    local s = code:sub(1, bp) .. (code:sub(bp + 1):match("^[%w_]*") or "")
+    local name = s:match("([%a_][%w_%.:]*)%(?%s*$") or s:match("([%a_][%w_%.:]*)[^%w_%.:]*$")
+    local v = name and resolve(name)
+    if v == nil then return {status = "ok", found = false, data = {}, metadata = {}} end
+    local lines = {}
+    if type(v) == "function" then
+      local sig, where = signature(v, name)
+      lines[1] = sig
+      local doc = repl and repl.doc and repl.doc(name)
+      if doc then lines[#lines + 1] = doc end
+      lines[#lines + 1] = where
+    else
+      local t = type(v)
+      if lunet.is_tensor(v) then t = ("tensor %s, %s"):format(table.concat(v:size(), " x "), v.dtype) end
+      lines[1] = name .. ": " .. t
+      local doc = repl and repl.doc and repl.doc(name)
+      if doc then lines[#lines + 1] = doc end
+      if req.detail_level == 1 or type(v) ~= "table" then
+        local ok, s2 = pcall(text_of, v)
+        if ok and s2 then lines[#lines + 1] = s2 end
+      end
+    end
+    return {status = "ok", found = true, data = {["text/plain"] = table.concat(lines, "\n")},
+            metadata = {}}
+  end
+
+  function H.is_complete(req)
+    local code = type(req.code) == "string" and req.code or ""
+    if repl and repl.is_complete then return {status = repl.is_complete(code), indent = ""} end
+    local body = strip_semicolon(code)
+    if load("return " .. body, "=cell", "t") then return {status = "complete"} end
+    local f, err = load(code, "=cell", "t")
+    if f then return {status = "complete"} end
+    if err:match("<eof>$") then return {status = "incomplete", indent = "  "} end
+    return {status = "invalid"}
+  end
+
+  -- glob (* and ?) to a Lua pattern
+  local function glob(p)
+    return "^" .. p:gsub("[%^%$%(%)%%%.%[%]%+%-]", "%%%0"):gsub("%*", ".*"):gsub("%?", ".") .. "$"
+  end
+
+  function H.history(req)
+    local out = setmetatable({}, JSON_ARRAY)
+    local function item(e)
+      local v = req.output and {e.input, e.output or ""} or e.input
+      return {1, e.line, v}
+    end
+    local kind = req.hist_access_type
+    if kind == "tail" then
+      local n = math.tointeger(req.n) or 10
+      for i = math.max(1, #history - n + 1), #history do out[#out + 1] = item(history[i]) end
+    elseif kind == "range" then
+      local start, stop = math.tointeger(req.start) or 1, math.tointeger(req.stop)
+      for _, e in ipairs(history) do
+        if e.line >= start and (not stop or e.line < stop) then out[#out + 1] = item(e) end
+      end
+    elseif kind == "search" then
+      local pat, seen, found = glob(req.pattern or "*"), {}, {}
+      for i = #history, 1, -1 do
+        local e = history[i]
+        if e.input:match(pat) and not (req.unique and seen[e.input]) then
+          seen[e.input] = true
+          table.insert(found, 1, e)
+        end
+      end
+      local n = math.tointeger(req.n)
+      local first = n and math.max(1, #found - n + 1) or 1
+      for i = first, #found do out[#out + 1] = item(found[i]) end
+    end
+    return {status = "ok", history = out}
+  end
+
+  return H
+end
+
+return M

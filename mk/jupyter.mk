@@ -1,0 +1,40 @@
+# The Jupyter kernel (`lunet --kernel`, cli/kernel*.c): needs ZeroMQ, cJSON and OpenSSL's
+# libcrypto, found with pkg-config (Debian: libzmq3-dev libcjson-dev libssl-dev).
+# ZMQ=auto (default) builds it when all three are found; ZMQ=none leaves it out.  Without it
+# cli/kernel_none.c stands in and `lunet --kernel` says what is missing.  Switching ZMQ in
+# one build directory does not relink: use another BUILD (make ZMQ=none BUILD=build/nozmq).
+ZMQ ?= auto
+ifneq ($(ZMQ),none)
+KERNEL_PKGS := $(shell pkg-config --exists libzmq libcjson libcrypto 2>/dev/null && echo libzmq libcjson libcrypto)
+endif
+ifneq ($(KERNEL_PKGS),)
+KERNEL_CFLAGS := $(shell pkg-config --cflags $(KERNEL_PKGS))
+KERNEL_LIBS   := $(shell pkg-config --libs $(KERNEL_PKGS))
+CLI_SRC := $(filter-out cli/kernel_none.c,$(CLI_SRC))
+# only the kernel's objects and the program see these flags and libraries
+$(BUILD)/obj/cli/kernel%.o: FEATURE_CFLAGS += $(KERNEL_CFLAGS)
+$(BUILD)/lunet: FEATURE_LIBS += $(KERNEL_LIBS)
+FEATURE_TESTS += test-kernel
+else
+CLI_SRC := $(filter-out cli/kernel.c cli/kernel_wire.c,$(CLI_SRC))
+ifneq ($(ZMQ),none)
+$(info lunet: ZeroMQ/cJSON/libcrypto not found by pkg-config (install libzmq3-dev libcjson-dev libssl-dev): the Jupyter kernel is not built)
+endif
+endif
+FEATURE_TESTS += test-kernel-nozmq
+
+PYTHON ?= /usr/bin/python3
+
+# The kernel under jupyter_client: conformance suite, rich output, hostile input, interrupts;
+# then every notebook in notebooks/ run by nbclient and checked.  Bounded by timeout.
+.PHONY: test-kernel test-kernel-nozmq test-notebooks
+test-kernel: $(BUILD)/lunet
+	timeout 300 $(PYTHON) tests/kernel/test_kernel.py $(BUILD)
+
+# A build without ZeroMQ still builds, and --kernel says what is missing.
+test-kernel-nozmq:
+	$(MAKE) --no-print-directory ZMQ=none BUILD=build/nozmq build/nozmq/lunet
+	@out=$$(build/nozmq/lunet --kernel /nonexistent.json 2>&1); st=$$?; \
+	if [ $$st -ne 0 ] && echo "$$out" | grep -q "libzmq3-dev libcjson-dev libssl-dev"; then \
+	  echo "test-kernel-nozmq: ok (exit $$st): $$out" | head -1; \
+	else echo "test-kernel-nozmq: FAILED: exit $$st, output: $$out"; exit 1; fi
