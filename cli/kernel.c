@@ -351,9 +351,17 @@ static int k_clear_hook(lua_State *L)
     return 0;
 }
 
+/* _kernel.interrupted() -> true once an interrupt came for the running cell */
+static int k_interrupted(lua_State *L)
+{
+    lua_pushboolean(L, atomic_load(&kernel_of(L)->interrupted));
+    return 1;
+}
+
 static const luaL_Reg kernel_funcs[] = {
-    {"stream", k_stream}, {"publish", k_publish}, {"input", k_input},
-    {"now", k_now},       {"clear_hook", k_clear_hook}, {NULL, NULL}};
+    {"stream", k_stream},         {"publish", k_publish}, {"input", k_input},
+    {"now", k_now},               {"clear_hook", k_clear_hook},
+    {"interrupted", k_interrupted}, {NULL, NULL}};
 
 /* Calls kernel.lua's function `name` with nargs arguments below it on the stack top,
  * returning nres results (LUA_MULTRET allowed).  On failure logs and returns -1. */

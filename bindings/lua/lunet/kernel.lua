@@ -155,6 +155,15 @@ function M.start(K)
     write("stdout", table.concat(parts, "\t"), "\n")
   end
 
+  -- an interrupt caught by the cell's own pcall/xpcall goes on up, so the cell stops
+  local real_pcall, real_xpcall = pcall, xpcall
+  local function rethrow(ok, ...)
+    if not ok and K.interrupted() then error((...), 0) end
+    return ok, ...
+  end
+  function _G.pcall(f, ...) return rethrow(real_pcall(f, ...)) end
+  function _G.xpcall(f, h, ...) return rethrow(real_xpcall(f, h, ...)) end
+
   -- ---------------------------------------------------------------- rich output -------
   display.publish = function(msg_type, content)
     flush_all()
@@ -258,7 +267,7 @@ function M.start(K)
     end
     local err
     f, err = load(code, name, "t")
-    if f then return f, false end
+    if f then return f, not quiet end -- statements show what they `return`, as in the REPL
     return nil, err
   end
 
@@ -288,7 +297,7 @@ function M.start(K)
       flush_all()
       return false, error_table("SyntaxError", show)
     end
-    local res = table.pack(xpcall(f, traceback))
+    local res = table.pack(real_xpcall(f, traceback))
     K.clear_hook()
     flush_all()
     local entry = store and {line = count, input = code} or nil
@@ -301,9 +310,9 @@ function M.start(K)
     if silent or not show or res.n < 2 then return true, nil end
     local ok, data, meta
     if res.n == 2 then
-      ok, data, meta = pcall(display.bundle, res[2])
+      ok, data, meta = real_pcall(display.bundle, res[2])
     else
-      ok, data = pcall(text_of, table.unpack(res, 2, res.n))
+      ok, data = real_pcall(text_of, table.unpack(res, 2, res.n))
       data = ok and {["text/plain"] = data} or data
     end
     if not ok then
