@@ -12,7 +12,7 @@ KERNEL_CFLAGS := $(shell pkg-config --cflags $(KERNEL_PKGS))
 KERNEL_LIBS   := $(shell pkg-config --libs $(KERNEL_PKGS))
 CLI_SRC := $(filter-out cli/kernel_none.c,$(CLI_SRC))
 # only the kernel's objects and the program see these flags and libraries
-$(BUILD)/obj/cli/kernel%.o: FEATURE_CFLAGS += $(KERNEL_CFLAGS)
+$(BUILD)/obj/cli/kernel.o $(BUILD)/obj/cli/kernel_wire.o: FEATURE_CFLAGS += $(KERNEL_CFLAGS)
 $(BUILD)/lunet: FEATURE_LIBS += $(KERNEL_LIBS)
 FEATURE_TESTS += test-kernel
 else
