@@ -25,6 +25,9 @@ FEATURE_TESTS += test-kernel-nozmq
 
 PYTHON ?= /usr/bin/python3
 
+# this file is included before `all:`; its rules must not become the default goal
+.DEFAULT_GOAL := all
+
 # The kernel under jupyter_client: conformance suite, rich output, hostile input, interrupts;
 # then every notebook in notebooks/ run by nbclient and checked.  Bounded by timeout.
 .PHONY: test-kernel test-kernel-nozmq test-notebooks

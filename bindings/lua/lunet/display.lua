@@ -21,10 +21,10 @@ local lunet = require "lunet"
 local C = lunet._c
 local M = {}
 
--- Set by the kernel: publish(msg_type, content) sends display_data / update_display_data /
--- clear_output; text(v) is the REPL's printer (tostring until then).
-M.publish = nil
-M.text = function(v) return tostring(v) end
+-- Set by the kernel: _publish(msg_type, content) sends display_data / update_display_data /
+-- clear_output; _text(v) is the REPL's printer (tostring until then).
+M._publish = nil
+M._text = function(v) return tostring(v) end
 
 local function is_tensor(v) return lunet.is_tensor(v) end
 
@@ -40,7 +40,7 @@ local b64 = {}
 for i = 1, 64 do b64[i - 1] = B64:sub(i, i) end
 
 -- RFC 4648 base64 (what the protocol wants for binary MIME types)
-function M.base64(s)
+local function base64(s)
   local out, n = {}, #s
   for i = 1, n - 2, 3 do
     local a, b, c = s:byte(i, i + 2)
@@ -77,7 +77,7 @@ local function looks_like_image(t)
 end
 
 -- PNG bytes of an image tensor, through the project's PNG writer (it writes files).
-function M.png(t)
+local function png(t)
   local img = to_u8_image(t)
   local path = os.tmpname()
   local ok, err = pcall(C.write_png, path, img)
@@ -116,7 +116,7 @@ local function shown(n)
 end
 
 -- A compact HTML table of a 1-D or 2-D tensor (index headers, elided middle).
-function M.html_table(t)
+local function html_table(t)
   local x = t:dim() == 1 and t:view(1, -1) or t
   local rows, cols = shown(x:size(0)), shown(x:size(1))
   local out = {'<table class="lunet-tensor" style="font-family:monospace;font-size:small">',
@@ -144,10 +144,10 @@ Image.__tostring = function(self)
   return ("<image %s>"):format(table.concat(self.tensor:size(), "x"))
 end
 Image.__mimebundle = function(self)
-  local bytes, w = M.png(self.tensor)
+  local bytes, w = png(self.tensor)
   local meta = {}
   if w < 112 then meta["image/png"] = {width = w * math.max(1, 112 // w)} end
-  return {["image/png"] = M.base64(bytes), ["text/plain"] = tostring(self)}, meta
+  return {["image/png"] = base64(bytes), ["text/plain"] = tostring(self)}, meta
 end
 
 function M.image(t, opts)
@@ -200,10 +200,10 @@ function M.bundle(v)
       local w = v:size(2)
       if w < 112 then meta["image/png"] = {width = w * math.max(1, 112 // w)} end
     elseif (v:dim() == 1 or v:dim() == 2) and v:numel() > 0 then
-      data["text/html"] = M.html_table(v)
+      data["text/html"] = html_table(v)
     end
   end
-  if data["text/plain"] == nil then data["text/plain"] = M.text(v) end
+  if data["text/plain"] == nil then data["text/plain"] = M._text(v) end
   return data, meta
 end
 
@@ -225,12 +225,12 @@ local function display(v, opts)
     id = ("lunet-%d-%d"):format(os.time(), next_id)
   end
   local h = setmetatable({display_id = tostring(id)}, Handle)
-  if M.publish then
+  if M._publish then
     local data, meta = M.bundle(v)
-    M.publish(opts.update and "update_display_data" or "display_data",
+    M._publish(opts.update and "update_display_data" or "display_data",
               {data = data, metadata = meta, transient = {display_id = h.display_id}})
   elseif not opts.update then
-    io.stdout:write(M.text(v), "\n")
+    io.stdout:write(M._text(v), "\n")
   end
   if opts.display_id ~= nil then return h end
 end
@@ -238,8 +238,7 @@ end
 function Handle:update(v) return display(v, {display_id = self.display_id, update = true}) end
 
 function M.clear(wait)
-  if M.publish then M.publish("clear_output", {wait = wait and true or false}) end
+  if M._publish then M._publish("clear_output", {wait = wait and true or false}) end
 end
 
-M.display = display
 return setmetatable(M, {__call = function(_, v, opts) return display(v, opts) end})

@@ -38,7 +38,7 @@ function M.start(K)
     end
     return table.concat(parts, "\t")
   end
-  display.text = function(v) return text_of(v) end
+  display._text = function(v) return text_of(v) end
 
   -- ---------------------------------------------------------------- streams -----------
   local buf = {stdout = {}, stderr = {}}
@@ -165,7 +165,7 @@ function M.start(K)
   function _G.xpcall(f, h, ...) return rethrow(real_xpcall(f, h, ...)) end
 
   -- ---------------------------------------------------------------- rich output -------
-  display.publish = function(msg_type, content)
+  display._publish = function(msg_type, content)
     flush_all()
     K.publish(msg_type, content)
   end
@@ -215,7 +215,7 @@ function M.start(K)
       end
       function stream.flush()
         local t = table.concat(lines, "\n") .. (#lines > 0 and current ~= "" and "\n" or "") .. current
-        display.publish(started and "update_display_data" or "display_data",
+        display._publish(started and "update_display_data" or "display_data",
                         {data = {["text/plain"] = t}, metadata = {}, transient = {display_id = id}})
         started = true
       end
