@@ -55,7 +55,11 @@ class LunetKernelTests(jupyter_kernel_test.KernelTests):
 
     code_hello_world = 'print("hello, world")'
     code_stderr = 'io.stderr:write("oops\\n")'
-    completion_samples = [{"text": "lunet.arang"}, {"text": "string.up"}]
+    completion_samples = [
+        {"text": "lunet.arang", "matches": {"lunet.arange("}},
+        {"text": "x = string.up", "matches": {"string.upper("}},
+        {"text": "print(math.fl", "matches": {"math.floor("}},
+    ]
     complete_code_samples = ["1 + 1", "x = 1", "for i = 1, 2 do end", "print('a');"]
     incomplete_code_samples = ["for i = 1, 2 do", "function f(x)", "t = {1, 2,"]
     invalid_code_samples = ["1 +* 2", "end end"]

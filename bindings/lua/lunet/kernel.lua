@@ -16,6 +16,7 @@
 --    lunet.progress bar writing to the default stream redraws in place (display_id).
 local lunet = require "lunet"
 local display = require "lunet.display"
+local repl = require "lunet.repl"
 
 local M = {}
 
@@ -24,20 +25,7 @@ local JSON_ARRAY = {__jsonarray = true}
 
 function M.start(K)
   local H = {}
-  local has_repl, repl = pcall(require, "lunet.repl")
-  if not has_repl then repl = nil end
-
-  local function text_of(...)
-    if repl and repl.show then return repl.show(...) end
-    local n = select("#", ...)
-    if n == 0 then return nil end
-    local parts = {}
-    for i = 1, n do
-      local v = select(i, ...)
-      parts[i] = type(v) == "string" and v or tostring(v)
-    end
-    return table.concat(parts, "\t")
-  end
+  local text_of = repl.format
   display._text = function(v) return text_of(v) end
 
   -- ---------------------------------------------------------------- streams -----------
@@ -228,33 +216,27 @@ function M.start(K)
   end
 
   -- ---------------------------------------------------------------- execute -----------
-  local function strip_semicolon(code)
-    local body = code:gsub("%s+$", "")
-    if body:sub(-1) == ";" then return body:sub(1, -2), true end
-    return code, false
-  end
-
+  -- the prompt's own frames and the kernel's are noise in a cell's traceback
   local function trim_traceback(msg)
-    if repl and repl.trim then return repl.trim(msg) end
+    msg = repl.trim_traceback(msg)
     local head, tb = msg:match("^(.-)\nstack traceback:\n(.*)$")
     if not head then return msg end
     local keep = {}
     for line in (tb .. "\n"):gmatch("(.-)\n") do
-      if not (line:match("^%s*%[C%]:") or line:match("^%s*%(%.%.%.tail calls%.%.%.%)$")
-              or line:match("lunet/kernel%.lua:")) then
-        keep[#keep + 1] = line
-      end
+      if not line:match("lunet/kernel%.lua:") then keep[#keep + 1] = line end
     end
     if #keep == 0 then return head end
     return head .. "\nstack traceback:\n" .. table.concat(keep, "\n")
   end
 
-  -- compiles a cell: the function and whether its values are a result
+  -- compiles a cell as the prompt compiles a line (repl.compile); when that fails, the
+  -- statements before the last line (or last few lines) run and that line is the result
   local function compile(code, name)
-    local body, quiet = strip_semicolon(code)
-    local f = load("return " .. body .. "\n", name, "t")
-    if f then return f, not quiet end
-    -- statements, and the last line (or last few lines) an expression to show?
+    local f, silent_or_err = repl.compile(code, name)
+    if f then return f, not silent_or_err end
+    local body = code:gsub("[ \t\n]+$", "")
+    local quiet = body:sub(-1) == ";"
+    if quiet then body = body:sub(1, -2) end
     local lines = {}
     for l in (body .. "\n"):gmatch("(.-)\n") do lines[#lines + 1] = l end
     for k = #lines, math.max(2, #lines - 9), -1 do
@@ -265,10 +247,7 @@ function M.start(K)
         if g then return g, not quiet end
       end
     end
-    local err
-    f, err = load(code, name, "t")
-    if f then return f, not quiet end -- statements show what they `return`, as in the REPL
-    return nil, err
+    return nil, silent_or_err
   end
 
   local function traceback(e)
@@ -352,14 +331,13 @@ function M.start(K)
   function H.complete(req)
     local code = type(req.code) == "string" and req.code or ""
     local bp = byte_pos(code, req.cursor_pos)
-    local before = code:sub(1, bp)
-    local word = before:match("[%w_%.:]*$") or ""
+    local start, in_string = repl.word_start(code, bp)
     local matches = setmetatable({}, JSON_ARRAY)
-    if repl and repl.complete then
-      local ok, r = pcall(repl.complete, word, before)
-      if ok and type(r) == "table" then matches = setmetatable(r, JSON_ARRAY) end
+    if not in_string then
+      local ok, r = pcall(repl.complete, code:sub(start, bp))
+      if ok then for i, m in ipairs(r) do matches[i] = m end end
     end
-    return {status = "ok", matches = matches, cursor_start = char_pos(code, bp - #word),
+    return {status = "ok", matches = matches, cursor_start = char_pos(code, start - 1),
             cursor_end = char_pos(code, bp), metadata = {}}
   end
 
@@ -396,15 +374,11 @@ function M.start(K)
     if type(v) == "function" then
       local sig, where = signature(v, name)
       lines[1] = sig
-      local doc = repl and repl.doc and repl.doc(name)
-      if doc then lines[#lines + 1] = doc end
       lines[#lines + 1] = where
     else
       local t = type(v)
       if lunet.is_tensor(v) then t = ("tensor %s, %s"):format(table.concat(v:size(), " x "), v.dtype) end
       lines[1] = name .. ": " .. t
-      local doc = repl and repl.doc and repl.doc(name)
-      if doc then lines[#lines + 1] = doc end
       if req.detail_level == 1 or type(v) ~= "table" then
         local ok, s2 = pcall(text_of, v)
         if ok and s2 then lines[#lines + 1] = s2 end
@@ -415,14 +389,8 @@ function M.start(K)
   end
 
   function H.is_complete(req)
-    local code = type(req.code) == "string" and req.code or ""
-    if repl and repl.is_complete then return {status = repl.is_complete(code), indent = ""} end
-    local body = strip_semicolon(code)
-    if load("return " .. body, "=cell", "t") then return {status = "complete"} end
-    local f, err = load(code, "=cell", "t")
-    if f then return {status = "complete"} end
-    if err:match("<eof>$") then return {status = "incomplete", indent = "  "} end
-    return {status = "invalid"}
+    local status = repl.is_complete(type(req.code) == "string" and req.code or "")
+    return {status = status, indent = status == "incomplete" and "  " or ""}
   end
 
   -- glob (* and ?) to a Lua pattern
