@@ -662,7 +662,7 @@ static void *open_socket(kernel_t *k, int type, int port, int max_msg)
     return s;
 }
 
-/* handlers = require("lunet.kernel").start(K), K holding the callbacks above */
+/* handlers = require("lunet.kernel")._start(K), K holding the callbacks above */
 static int load_kernel_lua(kernel_t *k)
 {
     lua_State *L = k->L;
@@ -673,7 +673,7 @@ static int load_kernel_lua(kernel_t *k)
         klog("cannot start: %s", err);
         return -1;
     }
-    lua_getfield(L, -1, "start");
+    lua_getfield(L, -1, "_start");
     lua_remove(L, -2);
     lua_newtable(L);
     lua_pushlightuserdata(L, k);

@@ -1,5 +1,5 @@
 -- lunet.kernel: the Lua half of the Jupyter kernel (cli/kernel.c is the other half).
--- kernel.c calls start(K) once, K holding its callbacks (stream, publish, input, now,
+-- kernel.c calls _start(K) once, K holding its callbacks (stream, publish, input, now,
 -- clear_hook), and then the returned handlers: execute, user_expression, complete,
 -- inspect, is_complete, history.  Not useful outside `lunet --kernel`.
 --
@@ -23,7 +23,7 @@ local M = {}
 -- kernel.c sends a table with this metatable as a JSON array even when it is empty
 local JSON_ARRAY = {__jsonarray = true}
 
-function M.start(K)
+function M._start(K)
   local H = {}
   local text_of = repl.format
   display._text = function(v) return text_of(v) end
