@@ -1,7 +1,7 @@
 /*
  * adam.c - Adam and AdamW exactly as PyTorch 1.13's CPU default (the single-tensor
  * implementations `_single_tensor_adam` / `_single_tensor_adamw` of torch/optim/adam.py and
- * adamw.py), fused into one pass over each parameter.
+ * adamw.py), fused into one pass over each parameter (docs/pytorch-parity.md §18).
  *
  * Decisions:
  *  - Operation order and rounding follow PyTorch's tensor ops one by one, in the parameter's

@@ -1,6 +1,6 @@
 /*
  * init.c - torch.nn.init's gain, fans, Kaiming and Xavier initialisations, for nn.init in
- * Lua and for the layers' reset_parameters (Linear, Conv2d) in C.
+ * Lua and for the layers' reset_parameters (Linear, Conv2d) in C (docs/pytorch-parity.md §20).
  *
  * Decisions:
  *  - The bounds and standard deviations are computed in double exactly as torch/nn/init.py

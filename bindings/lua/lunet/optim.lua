@@ -1,7 +1,8 @@
 -- lunet.optim: PyTorch 1.13's SGD, Adam and AdamW over parameter groups, with state_dict /
 -- load_state_dict (through lunet.save/lunet.load) and the lr schedulers of
 -- lunet.optim.lr_scheduler.  Each parameter's update is one fused C call
--- (_c.sgd_update, runtime/optim.c; _c.adam_update, runtime/adam.c), bit-exact with PyTorch.
+-- (_c.sgd_update, runtime/optim.c; _c.adam_update, runtime/adam.c), bit-exact with PyTorch
+-- (docs/pytorch-parity.md §7, §18, §19).
 --
 -- Decisions:
 --  - One Optimizer base holds what every optimizer shares (groups, zero_grad, state_dict,

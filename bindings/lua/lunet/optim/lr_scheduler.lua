@@ -1,4 +1,5 @@
--- lunet.optim.lr_scheduler: PyTorch 1.13's StepLR, MultiStepLR and CosineAnnealingLR.
+-- lunet.optim.lr_scheduler: PyTorch 1.13's StepLR, MultiStepLR and CosineAnnealingLR
+-- (docs/pytorch-parity.md §19).
 --
 -- Decisions:
 --  - step() uses PyTorch's recursive ("chainable") form, each lr computed from the group's
