@@ -245,6 +245,24 @@ describe("the reference (docs/)", function()
     assert(#stale == 0, report("entries in docs/c-api.md naming no declared function", stale))
   end)
 
+  -- GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens.
+  local function slug(heading)
+    return (heading:lower():gsub("[^%w%s_%-]", ""):gsub("%s", "-"))
+  end
+
+  it("lists every section in each document's contents", function()
+    local miss = {}
+    for _, doc in ipairs({"docs/lua-api.md", "docs/c-api.md", "docs/pytorch-parity.md"}) do
+      local text = read(doc):gsub("\n```.-\n```", "\n")
+      for heading in text:gmatch("\n## ([^\n]+)") do
+        if heading ~= "Contents" and not text:find("(#" .. slug(heading) .. ")", 1, true) then
+          miss[#miss + 1] = doc .. ": " .. heading .. " (#" .. slug(heading) .. ")"
+        end
+      end
+    end
+    assert(#miss == 0, report("sections missing from their document's contents list", miss))
+  end)
+
   it("is what the README points to", function()
     local readme = read("README.md")
     for _, doc in ipairs({"docs/lua-api.md", "docs/c-api.md", "docs/pytorch-parity.md",
