@@ -173,12 +173,8 @@ static lunet_status_t act_forward(lunet_tensor_t **out, lunet_tensor_t *x, const
         for (int64_t i = 0; i < n; i++)
             py[i] = act_f64(px[i], p);
     }
-    if (lunet_autograd_needed(x, NULL)) {
-        lunet_op_args_t args = {.i = {p->i0}, .d = {p->d0, p->d1}};
-        if ((st = lunet_autograd_record(y, p->op, 1, &x, 1, &x, &args)))
-            goto done;
-    }
-    *out = y;
+    lunet_op_args_t args = {.i = {p->i0}, .d = {p->d0, p->d1}};
+    st = lunet_autograd_finish(out, y, p->op, 1, &x, NULL, &args);
     y = NULL;
 done:
     lunet_tensor_release(xc);

@@ -153,9 +153,20 @@ void lunet_node_release(lunet_node_t *n)
 }
 
 lunet_status_t lunet_autograd_record(lunet_tensor_t *out, lunet_op_t op, int ninputs,
-                                     lunet_tensor_t **inputs, int nsaved,
-                                     lunet_tensor_t **saved, const lunet_op_args_t *args)
+                                     lunet_tensor_t **inputs, lunet_tensor_t **extra,
+                                     const lunet_op_args_t *args)
 {
+    /* what the op's row says to keep, in the order its rule reads n->saved[] */
+    const lunet_op_info_t *info = &lunet_op_table[op];
+    lunet_tensor_t *saved[LUNET_OP_MAX_SAVED];
+    int nsaved = 0;
+    for (int i = 0; i < ninputs; i++)
+        if (info->saves & (LUNET_SAVE_IN0 << i))
+            saved[nsaved++] = inputs[i];
+    if (info->saves & LUNET_SAVE_OUT)
+        saved[nsaved++] = out;
+    for (int i = 0; i < info->nextra; i++)
+        saved[nsaved++] = extra[i];
     lunet_node_t *n = node_alloc();
     if (!n)
         return lunet_fail(LUNET_STATUS_NOMEM, "autograd: out of memory");
@@ -204,6 +215,24 @@ lunet_status_t lunet_autograd_record(lunet_tensor_t *out, lunet_op_t op, int nin
     lunet_node_release(out->grad_fn);
     out->grad_fn = n;
     out->requires_grad = true;
+    return LUNET_OK;
+}
+
+lunet_status_t lunet_autograd_finish(lunet_tensor_t **out, lunet_tensor_t *result, lunet_op_t op,
+                                     int ninputs, lunet_tensor_t **inputs,
+                                     lunet_tensor_t **extra, const lunet_op_args_t *args)
+{
+    bool need = false;
+    for (int i = 0; i < ninputs && !need; i++)
+        need = lunet_autograd_needed(inputs[i], NULL);
+    if (need) {
+        lunet_status_t st = lunet_autograd_record(result, op, ninputs, inputs, extra, args);
+        if (st) {
+            lunet_tensor_release(result);
+            return st;
+        }
+    }
+    *out = result;
     return LUNET_OK;
 }
 
@@ -263,14 +292,34 @@ static lunet_status_t accumulate(lunet_tensor_t **slot, lunet_tensor_t *g)
     return LUNET_OK;
 }
 
-/* Converts g to the edge's dtype (gradients keep their input's dtype). */
+/*
+ * Fits a rule's gradient to its input: summed over the dims the input was broadcast along
+ * (leading dims, and size-1 dims that grew), then converted to the input's dtype.  This is
+ * the one place broadcasting is undone, so rules return g in the broadcast result's shape.
+ */
 static lunet_status_t fit_grad(lunet_tensor_t **g, const lunet_edge_t *e)
 {
+    lunet_tensor_t *c;
+    lunet_status_t st;
+    if (!lunet_shape_equal((*g)->ndim, (*g)->shape, e->ndim, e->shape)) {
+        int64_t dims[LUNET_MAX_DIMS];
+        int nd = 0, lead = (*g)->ndim - e->ndim;
+        for (int d = 0; d < (*g)->ndim; d++)
+            if (d < lead || (e->shape[d - lead] == 1 && (*g)->shape[d] != 1))
+                dims[nd++] = d;
+        lunet_tensor_t *s = NULL;
+        if (nd && (st = lunet_tensor_reduce(&s, NULL, LUNET_REDUCE_SUM, *g, nd, dims, true)))
+            return st;
+        st = lunet_tensor_reshape(&c, s ? s : *g, e->ndim, e->shape);
+        lunet_tensor_release(s);
+        if (st)
+            return st;
+        lunet_tensor_release(*g);
+        *g = c;
+    }
     if ((*g)->dtype == e->dtype)
         return LUNET_OK;
-    lunet_tensor_t *c;
-    lunet_status_t st = lunet_tensor_to(&c, *g, e->dtype);
-    if (st)
+    if ((st = lunet_tensor_to(&c, *g, e->dtype)))
         return st;
     lunet_tensor_release(*g);
     *g = c;

@@ -1,9 +1,16 @@
 /*
  * autograd.h - the op table and the recording API the runtime's ops use (not installed).
  *
- * An op that may need a gradient calls lunet_autograd_needed(); if true, it records a node
- * on its output with lunet_autograd_record().  Each op has exactly one backward rule in the
- * table of autograd_rules.c, checked at compile time against LUNET_OP_COUNT.
+ * An op ends with lunet_autograd_finish(out, result, op, inputs, ...): when grad mode is on
+ * and an input requires grad, it records a node on the result, then hands the result over
+ * (or releases it on failure).  Each op has one row in the table of autograd_rules.c
+ * (checked at compile time against LUNET_OP_COUNT) giving its grad_fn name, what its node
+ * saves for backward (lunet_save_t flags, plus a fixed number of extra tensors the op
+ * passes, such as indices or targets) and its backward rule.
+ *
+ * A backward rule returns each input's gradient in the shape of the op's broadcast result
+ * or already in the input's shape: the engine reduces (sums) it to the input's shape and
+ * converts it to the input's dtype, once, where gradients are accumulated.
  */
 #ifndef LUNET_AUTOGRAD_H
 #define LUNET_AUTOGRAD_H
@@ -68,6 +75,16 @@ typedef enum lunet_op {
 #define LUNET_OP_MAX_INPUTS 3
 #define LUNET_OP_MAX_SAVED 4
 
+/* What a node saves for backward, in this order: flagged inputs, the output, then the op's
+   nextra extra tensors; a rule finds them in n->saved[] in the same order. */
+typedef enum lunet_save {
+    LUNET_SAVE_NONE = 0,
+    LUNET_SAVE_IN0 = 1 << 0,
+    LUNET_SAVE_IN1 = 1 << 1,
+    LUNET_SAVE_IN2 = 1 << 2,
+    LUNET_SAVE_OUT = 1 << 3,
+} lunet_save_t;
+
 /* Small per-node arguments: integers (dims, flags) and doubles (scales, bounds). */
 typedef struct lunet_op_args {
     int64_t i[LUNET_MAX_DIMS + 4];
@@ -114,7 +131,9 @@ typedef lunet_status_t (*lunet_backward_fn)(lunet_node_t *n, lunet_tensor_t *g,
                                             lunet_tensor_t **grads);
 typedef struct lunet_op_info {
     lunet_op_t op;
-    const char *name;
+    const char *name;   /* PyTorch's grad_fn name (lunet_op_args_t.name may override it) */
+    unsigned saves;     /* lunet_save_t flags */
+    int nextra;         /* extra tensors the forward passes to save (after the flagged ones) */
     lunet_backward_fn backward;
 } lunet_op_info_t;
 /* The table of autograd_rules.c, indexed by lunet_op_t. */
@@ -123,12 +142,23 @@ extern const lunet_op_info_t lunet_op_table[];
 /* true when grad mode is on and a or b (either may be NULL) requires grad. */
 bool lunet_autograd_needed(const lunet_tensor_t *a, const lunet_tensor_t *b);
 /*
- * Gives `out` a grad_fn node for op, with edges to the inputs that require grad.
- * `saved` tensors are retained by the node until backward frees them.
+ * Gives `out` a grad_fn node for op, with edges to the inputs (any may be NULL) that
+ * require grad.  The node keeps detached views of what op's table row says it saves: the
+ * flagged inputs, out, and extra[0 .. nextra-1] (entries may be NULL; extra may be NULL when
+ * nextra is 0), until backward frees them.
  */
 lunet_status_t lunet_autograd_record(lunet_tensor_t *out, lunet_op_t op, int ninputs,
-                                     lunet_tensor_t **inputs, int nsaved,
-                                     lunet_tensor_t **saved, const lunet_op_args_t *args);
+                                     lunet_tensor_t **inputs, lunet_tensor_t **extra,
+                                     const lunet_op_args_t *args);
+/*
+ * The ending of every op that may be differentiated: when grad mode is on and one of the
+ * inputs requires grad, records op on result (lunet_autograd_record); then *out = result.
+ * Takes over the caller's reference to result: on failure result is released and *out is
+ * left alone.
+ */
+lunet_status_t lunet_autograd_finish(lunet_tensor_t **out, lunet_tensor_t *result, lunet_op_t op,
+                                     int ninputs, lunet_tensor_t **inputs,
+                                     lunet_tensor_t **extra, const lunet_op_args_t *args);
 /* Fails if t is a leaf requiring grad and grad mode is on (PyTorch's in-place rule). */
 lunet_status_t lunet_autograd_check_inplace(const lunet_tensor_t *t, const char *op);
 /*

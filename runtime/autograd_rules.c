@@ -1,7 +1,10 @@
 /*
  * autograd_rules.c - one backward rule per op of lunet_op_t (autograd.h).  The table at the
  * end is checked against LUNET_OP_COUNT at compile time, so an op cannot exist without a
- * rule.  Rules run with grad mode off and build their results from ordinary tensor ops.
+ * rule; its rows also say what each op's node saves (autograd.h).  Rules run with grad mode
+ * off and build their results from ordinary tensor ops.  A rule may return an input's
+ * gradient in the broadcast shape of the op's result: the engine (autograd.c fit_grad) sums
+ * it back to the input's shape and dtype.
  */
 #include "autograd.h"
 #include "index.h"
@@ -15,42 +18,6 @@
 #define RULE(fn)                                                                           \
     static lunet_status_t fn(lunet_node_t *n __attribute__((unused)), lunet_tensor_t *g,  \
                              lunet_tensor_t **grads)
-
-/* g reduced (summed) to the shape of input i: undoes broadcasting. */
-static lunet_status_t sum_to(lunet_tensor_t **out, lunet_tensor_t *g, const lunet_edge_t *e)
-{
-    if (lunet_shape_equal(g->ndim, g->shape, e->ndim, e->shape)) {
-        lunet_tensor_retain(g);
-        *out = g;
-        return LUNET_OK;
-    }
-    int64_t dims[LUNET_MAX_DIMS];
-    int nd = 0, lead = g->ndim - e->ndim;
-    for (int d = 0; d < g->ndim; d++)
-        if (d < lead || (e->shape[d - lead] == 1 && g->shape[d] != 1))
-            dims[nd++] = d;
-    lunet_tensor_t *s;
-    lunet_status_t st = nd ? lunet_tensor_reduce(&s, NULL, LUNET_REDUCE_SUM, g, nd, dims, true)
-                           : (lunet_tensor_retain(g), s = g, LUNET_OK);
-    if (st)
-        return st;
-    st = lunet_tensor_reshape(out, s, e->ndim, e->shape);
-    lunet_tensor_release(s);
-    return st;
-}
-
-/* out = sum_to(a op b, input i), releasing the intermediate. */
-static lunet_status_t binary_to(lunet_tensor_t **out, lunet_binary_op_t op, lunet_tensor_t *a,
-                                lunet_tensor_t *b, const lunet_edge_t *e)
-{
-    lunet_tensor_t *t;
-    lunet_status_t st = lunet_tensor_binary(&t, op, a, b);
-    if (st)
-        return st;
-    st = sum_to(out, t, e);
-    lunet_tensor_release(t);
-    return st;
-}
 
 static lunet_status_t scaled(lunet_tensor_t **out, lunet_tensor_t *g, double s)
 {
@@ -70,27 +37,22 @@ static lunet_status_t scaled(lunet_tensor_t **out, lunet_tensor_t *g, double s)
 
 RULE(add_backward)
 {
-    lunet_status_t st = LUNET_OK;
-    if (n->in[0].needs_grad && (st = sum_to(&grads[0], g, &n->in[0])))
-        return st;
-    if (n->in[1].needs_grad) {
-        lunet_tensor_t *s;
-        double alpha = n->op == LUNET_OP_SUB ? -n->args.d[0] : n->args.d[0];
-        if ((st = scaled(&s, g, alpha)))
-            return st;
-        st = sum_to(&grads[1], s, &n->in[1]);
-        lunet_tensor_release(s);
+    if (n->in[0].needs_grad) {
+        lunet_tensor_retain(g);
+        grads[0] = g;
     }
-    return st;
+    if (!n->in[1].needs_grad)
+        return LUNET_OK;
+    return scaled(&grads[1], g, n->op == LUNET_OP_SUB ? -n->args.d[0] : n->args.d[0]);
 }
 
 RULE(mul_backward)
 {
     lunet_status_t st = LUNET_OK;
-    if (n->in[0].needs_grad && (st = binary_to(&grads[0], LUNET_BINARY_MUL, g, n->saved[1], &n->in[0])))
+    if (n->in[0].needs_grad && (st = lunet_tensor_binary(&grads[0], LUNET_BINARY_MUL, g, n->saved[1])))
         return st;
     if (n->in[1].needs_grad)
-        st = binary_to(&grads[1], LUNET_BINARY_MUL, g, n->saved[0], &n->in[1]);
+        st = lunet_tensor_binary(&grads[1], LUNET_BINARY_MUL, g, n->saved[0]);
     return st;
 }
 
@@ -98,15 +60,18 @@ RULE(div_backward)
 {
     lunet_tensor_t *a = n->saved[0], *b = n->saved[1];
     lunet_status_t st = LUNET_OK;
-    if (n->in[0].needs_grad && (st = binary_to(&grads[0], LUNET_BINARY_DIV, g, b, &n->in[0])))
+    if (n->in[0].needs_grad && (st = lunet_tensor_binary(&grads[0], LUNET_BINARY_DIV, g, b)))
         return st;
     if (n->in[1].needs_grad) {
         /* -g * a / (b * b) */
         lunet_tensor_t *t1 = NULL, *t2 = NULL, *bb = NULL;
         if (!(st = lunet_tensor_binary(&t1, LUNET_BINARY_MUL, g, a)) &&
             !(st = lunet_tensor_binary(&bb, LUNET_BINARY_MUL, b, b)) &&
-            !(st = lunet_tensor_binary(&t2, LUNET_BINARY_DIV, t1, bb)))
-            lunet_tensor_unary_(t2, LUNET_UNARY_NEG), st = sum_to(&grads[1], t2, &n->in[1]);
+            !(st = lunet_tensor_binary(&t2, LUNET_BINARY_DIV, t1, bb)) &&
+            !(st = lunet_tensor_unary_(t2, LUNET_UNARY_NEG))) {
+            grads[1] = t2;
+            t2 = NULL;
+        }
         lunet_tensor_release(t1);
         lunet_tensor_release(t2);
         lunet_tensor_release(bb);
@@ -125,7 +90,7 @@ RULE(pow_backward)
             !(st = lunet_tensor_binary(&bm1, LUNET_BINARY_SUB, b, one)) &&
             !(st = lunet_tensor_binary(&p, LUNET_BINARY_POW, a, bm1)) &&
             !(st = lunet_tensor_binary(&t, LUNET_BINARY_MUL, p, b)))
-            st = binary_to(&grads[0], LUNET_BINARY_MUL, g, t, &n->in[0]);
+            st = lunet_tensor_binary(&grads[0], LUNET_BINARY_MUL, g, t);
         lunet_tensor_release(one);
         lunet_tensor_release(bm1);
         lunet_tensor_release(p);
@@ -138,7 +103,7 @@ RULE(pow_backward)
         lunet_tensor_t *la = NULL, *t = NULL;
         if (!(st = lunet_tensor_unary(&la, LUNET_UNARY_LOG, a)) &&
             !(st = lunet_tensor_binary(&t, LUNET_BINARY_MUL, y, la)))
-            st = binary_to(&grads[1], LUNET_BINARY_MUL, g, t, &n->in[1]);
+            st = lunet_tensor_binary(&grads[1], LUNET_BINARY_MUL, g, t);
         lunet_tensor_release(la);
         lunet_tensor_release(t);
     }
@@ -154,18 +119,16 @@ RULE(extreme_backward)
     for (int i = 0; i < 2 && !st; i++) {
         if (!n->in[i].needs_grad)
             continue;
-        lunet_tensor_t *wins = NULL, *ties = NULL, *w = NULL, *h = NULL, *half = NULL;
+        lunet_tensor_t *wins = NULL, *ties = NULL, *h = NULL, *half = NULL;
         lunet_tensor_t *x = i == 0 ? a : b, *y = i == 0 ? b : a;
         if (!(st = lunet_tensor_binary(&wins, win, x, y)) &&
             !(st = lunet_tensor_binary(&ties, LUNET_BINARY_EQ, x, y)) &&
             !(st = lunet_tensor_scalar(&half, g->dtype, 0.5, true)) &&
             !(st = lunet_tensor_binary(&h, LUNET_BINARY_MUL, ties, half)) &&
-            !(st = lunet_tensor_binary_(h, LUNET_BINARY_ADD, wins)) &&
-            !(st = lunet_tensor_binary(&w, LUNET_BINARY_MUL, g, h)))
-            st = sum_to(&grads[i], w, &n->in[i]);
+            !(st = lunet_tensor_binary_(h, LUNET_BINARY_ADD, wins)))
+            st = lunet_tensor_binary(&grads[i], LUNET_BINARY_MUL, g, h);
         lunet_tensor_release(wins);
         lunet_tensor_release(ties);
-        lunet_tensor_release(w);
         lunet_tensor_release(h);
         lunet_tensor_release(half);
     }
@@ -272,11 +235,7 @@ RULE(where_backward)
     for (int i = 0; i < 2 && !st; i++) {
         if (!n->in[i].needs_grad)
             continue;
-        lunet_tensor_t *w;
-        if (!(st = lunet_tensor_where(&w, cond, i == 0 ? g : zero, i == 0 ? zero : g))) {
-            st = sum_to(&grads[i], w, &n->in[i]);
-            lunet_tensor_release(w);
-        }
+        st = lunet_tensor_where(&grads[i], cond, i == 0 ? g : zero, i == 0 ? zero : g);
     }
     lunet_tensor_release(zero);
     return st;
@@ -366,8 +325,6 @@ RULE(permute_backward)
     return lunet_tensor_permute(&grads[0], g, g->ndim, inv);
 }
 
-RULE(expand_backward) { return sum_to(&grads[0], g, &n->in[0]); }
-
 /* narrow/select: the gradient is zero outside the slice the view looked at. */
 RULE(slice_backward)
 {
@@ -454,41 +411,32 @@ RULE(mm_backward)
 RULE(addmm_backward)
 {
     lunet_status_t st = LUNET_OK;
-    if (n->in[0].needs_grad) {
-        lunet_tensor_t *s;
-        if ((st = scaled(&s, g, n->args.d[0])))
-            return st;
-        st = sum_to(&grads[0], s, &n->in[0]);
-        lunet_tensor_release(s);
-        if (st)
-            return st;
-    }
+    if (n->in[0].needs_grad && (st = scaled(&grads[0], g, n->args.d[0])))
+        return st;
     return mm_grads(n->in[1].needs_grad ? &grads[1] : NULL, n->in[2].needs_grad ? &grads[2] : NULL,
                     g, n->saved[0], n->saved[1], n->args.d[1]);
 }
 
-/* batched: dA = g @ B^T and dB = A^T @ g, each summed over the batch dims it was broadcast on */
+/* batched: dA = g @ B^T and dB = A^T @ g (the engine sums them over broadcast batch dims) */
 RULE(bmm_backward)
 {
-    lunet_tensor_t *a = n->saved[0], *b = n->saved[1], *t = NULL, *p = NULL;
+    lunet_tensor_t *a = n->saved[0], *b = n->saved[1], *t = NULL;
     lunet_status_t st = LUNET_OK;
     for (int i = 0; i < 2 && !st; i++) {
         if (!n->in[i].needs_grad)
             continue;
         if (i == 0 && !(st = lunet_tensor_transpose(&t, b, -1, -2)))
-            st = lunet_tensor_matmul(&p, g, t);
+            st = lunet_tensor_matmul(&grads[0], g, t);
         if (i == 1 && !(st = lunet_tensor_transpose(&t, a, -1, -2)))
-            st = lunet_tensor_matmul(&p, t, g);
-        if (!st)
-            st = sum_to(&grads[i], p, &n->in[i]);
+            st = lunet_tensor_matmul(&grads[1], t, g);
         lunet_tensor_release(t);
-        lunet_tensor_release(p);
-        t = p = NULL;
+        t = NULL;
     }
     return st;
 }
 
-/* Conversions and copies pass the gradient through (the engine casts it to the input's dtype). */
+/* Conversions, copies and expand pass the gradient through (the engine casts it to the
+   input's dtype and sums it over expanded dims). */
 RULE(identity_backward)
 {
     (void)n;
@@ -595,59 +543,98 @@ RULE(batch_norm_backward)
                                         n->saved[1], n->saved[2], n->args.i[0] != 0);
 }
 
-/* In lunet_op_t order; the op field lets the tests check that no row is out of place. */
+/*
+ * In lunet_op_t order (the op field lets test_autograd.c check that no row is out of place).
+ * saves: what the node keeps for backward, read by the rule as n->saved[] in the order
+ * flagged inputs, output, then the nextra tensors the forward passes (autograd.h).
+ */
 const lunet_op_info_t lunet_op_table[] = {
-    {LUNET_OP_ADD, "AddBackward0", add_backward},
-    {LUNET_OP_SUB, "SubBackward0", add_backward},
-    {LUNET_OP_MUL, "MulBackward0", mul_backward},
-    {LUNET_OP_DIV, "DivBackward0", div_backward},
-    {LUNET_OP_POW, "PowBackward1", pow_backward},
-    {LUNET_OP_MAXIMUM, "MaximumBackward0", extreme_backward},
-    {LUNET_OP_MINIMUM, "MinimumBackward0", extreme_backward},
-    {LUNET_OP_NEG, "NegBackward0", neg_backward},
-    {LUNET_OP_EXP, "ExpBackward0", exp_backward},
-    {LUNET_OP_LOG, "LogBackward0", log_backward},
-    {LUNET_OP_SQRT, "SqrtBackward0", sqrt_backward},
-    {LUNET_OP_ABS, "AbsBackward0", abs_backward},
-    {LUNET_OP_SIGMOID, "SigmoidBackward0", sigmoid_backward},
-    {LUNET_OP_TANH, "TanhBackward0", tanh_backward},
-    {LUNET_OP_RELU, "ReluBackward0", relu_backward},
-    {LUNET_OP_CLAMP, "ClampBackward1", clamp_backward},
-    {LUNET_OP_WHERE, "WhereBackward0", where_backward},
-    {LUNET_OP_SUM, "SumBackward0", sum_backward},
-    {LUNET_OP_MEAN, "MeanBackward0", mean_backward},
-    {LUNET_OP_PROD, "ProdBackward0", prod_backward},
-    {LUNET_OP_MAX_ALL, "MaxBackward1", max_all_backward},
-    {LUNET_OP_MAX_DIM, "MaxBackward0", max_dim_backward},
-    {LUNET_OP_VIEW, "ViewBackward0", view_backward},
-    {LUNET_OP_PERMUTE, "PermuteBackward0", permute_backward},
-    {LUNET_OP_EXPAND, "ExpandBackward0", expand_backward},
-    {LUNET_OP_NARROW, "SliceBackward0", slice_backward},
-    {LUNET_OP_SELECT, "SelectBackward0", slice_backward},
-    {LUNET_OP_INDEX_SELECT, "IndexSelectBackward0", index_select_backward},
-    {LUNET_OP_GATHER, "GatherBackward0", gather_backward},
-    {LUNET_OP_INDEX, "IndexBackward0", index_backward},
-    {LUNET_OP_MM, "MmBackward0", mm_backward},
-    {LUNET_OP_ADDMM, "AddmmBackward0", addmm_backward},
-    {LUNET_OP_BMM, "BmmBackward0", bmm_backward},
-    {LUNET_OP_TO, "ToCopyBackward0", identity_backward},
-    {LUNET_OP_CLONE, "CloneBackward0", identity_backward},
-    {LUNET_OP_SOFTMAX, "SoftmaxBackward0", softmax_backward},
-    {LUNET_OP_LOG_SOFTMAX, "LogSoftmaxBackward0", log_softmax_backward},
-    {LUNET_OP_NLL_LOSS, "NllLossBackward0", nll_loss_backward},
-    {LUNET_OP_CROSS_ENTROPY, "NllLossBackward0", cross_entropy_backward},
-    {LUNET_OP_MSE_LOSS, "MseLossBackward0", mse_loss_backward},
-    {LUNET_OP_LINEAR, "AddmmBackward0", linear_backward},
-    {LUNET_OP_CONV2D, "ConvolutionBackward0", conv2d_backward},
-    {LUNET_OP_MAX_POOL2D, "MaxPool2DWithIndicesBackward0", max_pool2d_backward},
-    {LUNET_OP_AVG_POOL2D, "AvgPool2DBackward0", avg_pool2d_backward},
-    {LUNET_OP_ADAPTIVE_AVG_POOL2D, "AdaptiveAvgPool2DBackward0", adaptive_avg_pool2d_backward},
-    {LUNET_OP_LEAKY_RELU, "LeakyReluBackward0", activation_backward},
-    {LUNET_OP_ELU, "EluBackward0", activation_backward},
-    {LUNET_OP_GELU, "GeluBackward0", activation_backward},
-    {LUNET_OP_SOFTPLUS, "SoftplusBackward0", activation_backward},
-    {LUNET_OP_LOG_SIGMOID, "LogSigmoidBackward0", activation_backward},
-    {LUNET_OP_BATCH_NORM, "NativeBatchNormBackward0", batch_norm_backward},
+    [LUNET_OP_ADD] = {LUNET_OP_ADD, "AddBackward0", LUNET_SAVE_NONE, 0, add_backward},
+    [LUNET_OP_SUB] = {LUNET_OP_SUB, "SubBackward0", LUNET_SAVE_NONE, 0, add_backward},
+    [LUNET_OP_MUL] = {LUNET_OP_MUL, "MulBackward0",
+        LUNET_SAVE_IN0 | LUNET_SAVE_IN1, 0, mul_backward},
+    [LUNET_OP_DIV] = {LUNET_OP_DIV, "DivBackward0",
+        LUNET_SAVE_IN0 | LUNET_SAVE_IN1, 0, div_backward},
+    [LUNET_OP_POW] = {LUNET_OP_POW, "PowBackward1",
+        LUNET_SAVE_IN0 | LUNET_SAVE_IN1 | LUNET_SAVE_OUT, 0, pow_backward},
+    [LUNET_OP_MAXIMUM] = {LUNET_OP_MAXIMUM, "MaximumBackward0",
+        LUNET_SAVE_IN0 | LUNET_SAVE_IN1, 0, extreme_backward},
+    [LUNET_OP_MINIMUM] = {LUNET_OP_MINIMUM, "MinimumBackward0",
+        LUNET_SAVE_IN0 | LUNET_SAVE_IN1, 0, extreme_backward},
+    [LUNET_OP_NEG] = {LUNET_OP_NEG, "NegBackward0", LUNET_SAVE_NONE, 0, neg_backward},
+    [LUNET_OP_EXP] = {LUNET_OP_EXP, "ExpBackward0", LUNET_SAVE_OUT, 0, exp_backward},
+    [LUNET_OP_LOG] = {LUNET_OP_LOG, "LogBackward0", LUNET_SAVE_IN0, 0, log_backward},
+    [LUNET_OP_SQRT] = {LUNET_OP_SQRT, "SqrtBackward0", LUNET_SAVE_OUT, 0, sqrt_backward},
+    [LUNET_OP_ABS] = {LUNET_OP_ABS, "AbsBackward0", LUNET_SAVE_IN0, 0, abs_backward},
+    [LUNET_OP_SIGMOID] = {LUNET_OP_SIGMOID, "SigmoidBackward0",
+        LUNET_SAVE_OUT, 0, sigmoid_backward},
+    [LUNET_OP_TANH] = {LUNET_OP_TANH, "TanhBackward0", LUNET_SAVE_OUT, 0, tanh_backward},
+    [LUNET_OP_RELU] = {LUNET_OP_RELU, "ReluBackward0", LUNET_SAVE_OUT, 0, relu_backward},
+    [LUNET_OP_CLAMP] = {LUNET_OP_CLAMP, "ClampBackward1", LUNET_SAVE_IN0, 0, clamp_backward},
+    /* extra: condition */
+    [LUNET_OP_WHERE] = {LUNET_OP_WHERE, "WhereBackward0", LUNET_SAVE_NONE, 1, where_backward},
+    [LUNET_OP_SUM] = {LUNET_OP_SUM, "SumBackward0", LUNET_SAVE_NONE, 0, sum_backward},
+    [LUNET_OP_MEAN] = {LUNET_OP_MEAN, "MeanBackward0", LUNET_SAVE_NONE, 0, mean_backward},
+    [LUNET_OP_PROD] = {LUNET_OP_PROD, "ProdBackward0", LUNET_SAVE_IN0, 0, prod_backward},
+    [LUNET_OP_MAX_ALL] = {LUNET_OP_MAX_ALL, "MaxBackward1",
+        LUNET_SAVE_IN0 | LUNET_SAVE_OUT, 0, max_all_backward},
+    /* extra: indices */
+    [LUNET_OP_MAX_DIM] = {LUNET_OP_MAX_DIM, "MaxBackward0", LUNET_SAVE_NONE, 1, max_dim_backward},
+    [LUNET_OP_VIEW] = {LUNET_OP_VIEW, "ViewBackward0", LUNET_SAVE_NONE, 0, view_backward},
+    [LUNET_OP_PERMUTE] = {LUNET_OP_PERMUTE, "PermuteBackward0",
+        LUNET_SAVE_NONE, 0, permute_backward},
+    [LUNET_OP_EXPAND] = {LUNET_OP_EXPAND, "ExpandBackward0", LUNET_SAVE_NONE, 0, identity_backward},
+    [LUNET_OP_NARROW] = {LUNET_OP_NARROW, "SliceBackward0", LUNET_SAVE_NONE, 0, slice_backward},
+    [LUNET_OP_SELECT] = {LUNET_OP_SELECT, "SelectBackward0", LUNET_SAVE_NONE, 0, slice_backward},
+    /* extra: index */
+    [LUNET_OP_INDEX_SELECT] = {LUNET_OP_INDEX_SELECT, "IndexSelectBackward0",
+        LUNET_SAVE_NONE, 1, index_select_backward},
+    /* extra: index */
+    [LUNET_OP_GATHER] = {LUNET_OP_GATHER, "GatherBackward0", LUNET_SAVE_NONE, 1, gather_backward},
+    /* extra: flat positions */
+    [LUNET_OP_INDEX] = {LUNET_OP_INDEX, "IndexBackward0", LUNET_SAVE_NONE, 1, index_backward},
+    [LUNET_OP_MM] = {LUNET_OP_MM, "MmBackward0", LUNET_SAVE_IN0 | LUNET_SAVE_IN1, 0, mm_backward},
+    [LUNET_OP_ADDMM] = {LUNET_OP_ADDMM, "AddmmBackward0",
+        LUNET_SAVE_IN1 | LUNET_SAVE_IN2, 0, addmm_backward},
+    [LUNET_OP_BMM] = {LUNET_OP_BMM, "BmmBackward0",
+        LUNET_SAVE_IN0 | LUNET_SAVE_IN1, 0, bmm_backward},
+    [LUNET_OP_TO] = {LUNET_OP_TO, "ToCopyBackward0", LUNET_SAVE_NONE, 0, identity_backward},
+    [LUNET_OP_CLONE] = {LUNET_OP_CLONE, "CloneBackward0", LUNET_SAVE_NONE, 0, identity_backward},
+    [LUNET_OP_SOFTMAX] = {LUNET_OP_SOFTMAX, "SoftmaxBackward0",
+        LUNET_SAVE_OUT, 0, softmax_backward},
+    [LUNET_OP_LOG_SOFTMAX] = {LUNET_OP_LOG_SOFTMAX, "LogSoftmaxBackward0",
+        LUNET_SAVE_OUT, 0, log_softmax_backward},
+    /* extra: target, weight */
+    [LUNET_OP_NLL_LOSS] = {LUNET_OP_NLL_LOSS, "NllLossBackward0",
+        LUNET_SAVE_IN0, 2, nll_loss_backward},
+    /* extra: target, weight, (max, lse) */
+    [LUNET_OP_CROSS_ENTROPY] = {LUNET_OP_CROSS_ENTROPY, "NllLossBackward0",
+        LUNET_SAVE_IN0, 3, cross_entropy_backward},
+    [LUNET_OP_MSE_LOSS] = {LUNET_OP_MSE_LOSS, "MseLossBackward0",
+        LUNET_SAVE_IN0 | LUNET_SAVE_IN1, 0, mse_loss_backward},
+    /* extra: the output when a ReLU is fused */
+    [LUNET_OP_LINEAR] = {LUNET_OP_LINEAR, "AddmmBackward0",
+        LUNET_SAVE_IN0 | LUNET_SAVE_IN1, 1, linear_backward},
+    [LUNET_OP_CONV2D] = {LUNET_OP_CONV2D, "ConvolutionBackward0",
+        LUNET_SAVE_IN0 | LUNET_SAVE_IN1, 0, conv2d_backward},
+    /* extra: indices */
+    [LUNET_OP_MAX_POOL2D] = {LUNET_OP_MAX_POOL2D, "MaxPool2DWithIndicesBackward0",
+        LUNET_SAVE_NONE, 1, max_pool2d_backward},
+    [LUNET_OP_AVG_POOL2D] = {LUNET_OP_AVG_POOL2D, "AvgPool2DBackward0",
+        LUNET_SAVE_NONE, 0, avg_pool2d_backward},
+    [LUNET_OP_ADAPTIVE_AVG_POOL2D] = {LUNET_OP_ADAPTIVE_AVG_POOL2D, "AdaptiveAvgPool2DBackward0",
+        LUNET_SAVE_NONE, 0, adaptive_avg_pool2d_backward},
+    [LUNET_OP_LEAKY_RELU] = {LUNET_OP_LEAKY_RELU, "LeakyReluBackward0",
+        LUNET_SAVE_IN0, 0, activation_backward},
+    [LUNET_OP_ELU] = {LUNET_OP_ELU, "EluBackward0", LUNET_SAVE_IN0, 0, activation_backward},
+    [LUNET_OP_GELU] = {LUNET_OP_GELU, "GeluBackward0", LUNET_SAVE_IN0, 0, activation_backward},
+    [LUNET_OP_SOFTPLUS] = {LUNET_OP_SOFTPLUS, "SoftplusBackward0",
+        LUNET_SAVE_IN0, 0, activation_backward},
+    [LUNET_OP_LOG_SIGMOID] = {LUNET_OP_LOG_SIGMOID, "LogSigmoidBackward0",
+        LUNET_SAVE_IN0, 0, activation_backward},
+    /* extra: (mean, invstd) */
+    [LUNET_OP_BATCH_NORM] = {LUNET_OP_BATCH_NORM, "NativeBatchNormBackward0",
+        LUNET_SAVE_IN0 | LUNET_SAVE_IN1, 1, batch_norm_backward},
 };
 
 /* A missing row makes the count differ; test_autograd.c checks lunet_op_table[i].op == i. */

@@ -335,15 +335,10 @@ static lunet_status_t conv2d_4d(lunet_tensor_t **out, lunet_tensor_t *x, lunet_t
         conv_forward_f64(lunet_tensor_data(y), lunet_tensor_data(xc), lunet_tensor_data(wc),
                          bc ? lunet_tensor_data(bc) : NULL, cols ? lunet_tensor_data(cols) : NULL,
                          &g);
-    if (lunet_autograd_needed(x, w) || lunet_autograd_needed(b, NULL)) {
-        lunet_tensor_t *in[3] = {x, w, b};
-        lunet_tensor_t *saved[2] = {x, w};
-        lunet_op_args_t args = {.name = NULL};
-        options_to_args(&args, o);
-        if ((st = lunet_autograd_record(y, LUNET_OP_CONV2D, 3, in, 2, saved, &args)))
-            goto done;
-    }
-    r = y;
+    lunet_tensor_t *in[3] = {x, w, b};
+    lunet_op_args_t args = {.name = NULL};
+    options_to_args(&args, o);
+    st = lunet_autograd_finish(&r, y, LUNET_OP_CONV2D, 3, in, NULL, &args);
     y = NULL;
 done:
     lunet_tensor_release(xc);

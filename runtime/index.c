@@ -63,17 +63,8 @@ lunet_status_t lunet_tensor_gather(lunet_tensor_t **out, lunet_tensor_t *x, int6
             coord[k] = 0;
         }
     }
-    if (lunet_autograd_needed(x, NULL)) {
-        lunet_tensor_t *in[1] = {x};
-        lunet_tensor_t *saved[1] = {index};
-        lunet_op_args_t args = {.i = {d}};
-        if ((st = lunet_autograd_record(r, LUNET_OP_GATHER, 1, in, 1, saved, &args))) {
-            lunet_tensor_release(r);
-            return st;
-        }
-    }
-    *out = r;
-    return LUNET_OK;
+    lunet_op_args_t args = {.i = {d}};
+    return lunet_autograd_finish(out, r, LUNET_OP_GATHER, 1, &x, &index, &args);
 }
 
 // g (index shape) scattered-added into dx (x shape) along dim at positions index
@@ -155,17 +146,8 @@ lunet_status_t lunet_tensor_index_select(lunet_tensor_t **out, lunet_tensor_t *x
     lunet_tensor_release(rt);
     if (st)
         return st;
-    if (lunet_autograd_needed(x, NULL)) {
-        lunet_tensor_t *in[1] = {x};
-        lunet_tensor_t *saved[1] = {index};
-        lunet_op_args_t args = {.i = {d}};
-        if ((st = lunet_autograd_record(res, LUNET_OP_INDEX_SELECT, 1, in, 1, saved, &args))) {
-            lunet_tensor_release(res);
-            return st;
-        }
-    }
-    *out = res;
-    return LUNET_OK;
+    lunet_op_args_t args = {.i = {d}};
+    return lunet_autograd_finish(out, res, LUNET_OP_INDEX_SELECT, 1, &x, &index, &args);
 }
 
 /* ---- advanced indexing (docs/pytorch-parity.md §11.4) */
@@ -314,14 +296,8 @@ lunet_status_t lunet_tensor_index(lunet_tensor_t **out, lunet_tensor_t *x, int n
     char *pr = lunet_tensor_data(r);
     for (int64_t i = 0; i < bnum; i++)
         memcpy(pr + (size_t)i * bytes, px + (size_t)pp[i] * bytes, bytes);
-    if (lunet_autograd_needed(x, NULL)) {
-        lunet_tensor_t *in[1] = {x};
-        lunet_tensor_t *saved[1] = {pos};
-        lunet_op_args_t args = {.i = {block}};
-        if ((st = lunet_autograd_record(r, LUNET_OP_INDEX, 1, in, 1, saved, &args)))
-            goto done;
-    }
-    *out = r;
+    lunet_op_args_t args = {.i = {block}};
+    st = lunet_autograd_finish(out, r, LUNET_OP_INDEX, 1, &x, &pos, &args);
     r = NULL;
 done:
     for (int j = 0; j < n; j++)

@@ -549,18 +549,12 @@ lunet_status_t lunet_loss_cross_entropy_lse(lunet_tensor_t **out, lunet_tensor_t
     }
     if (st)
         goto done;
-    if (need) {
-        lunet_op_args_t args;
-        loss_args(&args, o);
-        args.name = ce_grad_fn_name(c.prob, x->ndim, c.npos, o);
-        lunet_tensor_t *in[1] = {c.xin};
-        lunet_tensor_t *saved[4] = {c.xin, c.prob ? c.t : target, c.w, lse};
-        if ((st = lunet_autograd_record(r, LUNET_OP_CROSS_ENTROPY, 1, in, 4, saved, &args))) {
-            lunet_tensor_release(r);
-            goto done;
-        }
-    }
-    *out = r;
+    lunet_op_args_t args;
+    loss_args(&args, o);
+    args.name = ce_grad_fn_name(c.prob, x->ndim, c.npos, o);
+    lunet_tensor_t *extra[3] = {c.prob ? c.t : target, c.w, lse};
+    if ((st = lunet_autograd_finish(out, r, LUNET_OP_CROSS_ENTROPY, 1, &c.xin, extra, &args)))
+        goto done;
     if (lse_out) {
         *lse_out = lse;
         lse = NULL;
@@ -602,20 +596,15 @@ lunet_status_t lunet_loss_nll(lunet_tensor_t **out, lunet_tensor_t *x, lunet_ten
     lunet_tensor_t *r = NULL;
     st = nll_finish(&r, &c, lp, NULL, &o2);
     free(lp);
-    if (!st && lunet_autograd_needed(x, NULL)) {
+    if (!st) {
         lunet_op_args_t args;
         loss_args(&args, &o2);
         args.name = nll_grad_fn_name(x->ndim, o->reduction);
-        lunet_tensor_t *in[1] = {x};
-        lunet_tensor_t *saved[3] = {x, target, o->weight};
-        if ((st = lunet_autograd_record(r, LUNET_OP_NLL_LOSS, 1, in, 3, saved, &args)))
-            lunet_tensor_release(r);
+        lunet_tensor_t *extra[2] = {target, o->weight};
+        st = lunet_autograd_finish(out, r, LUNET_OP_NLL_LOSS, 1, &x, extra, &args);
     }
     ctx_free(&c);
-    if (st)
-        return st;
-    *out = r;
-    return LUNET_OK;
+    return st;
 }
 
 /* ---- backward */
@@ -970,15 +959,9 @@ lunet_status_t lunet_loss_mse(lunet_tensor_t **out, lunet_tensor_t *a, lunet_ten
             lunet_dtype_store(rd, ae->dtype, s);
         }
     }
-    if (lunet_autograd_needed(ae, be)) {
-        lunet_op_args_t args;
-        memset(&args, 0, sizeof args);
-        args.i[0] = (int64_t)reduction;
-        lunet_tensor_t *in[2] = {ae, be}, *saved[2] = {ae, be};
-        if ((st = lunet_autograd_record(r, LUNET_OP_MSE_LOSS, 2, in, 2, saved, &args)))
-            goto done;
-    }
-    *out = r;
+    lunet_op_args_t args = {.i = {(int64_t)reduction}};
+    lunet_tensor_t *in[2] = {ae, be};
+    st = lunet_autograd_finish(out, r, LUNET_OP_MSE_LOSS, 2, in, NULL, &args);
     r = NULL;
 done:
     lunet_tensor_release(r);

@@ -234,13 +234,8 @@ lunet_status_t lunet_tensor_mm(lunet_tensor_t **out, lunet_tensor_t *a, lunet_te
         return st;
     if ((st = gemm(c, a, b, 1.0, 0.0)))
         goto fail;
-    if (lunet_autograd_needed(a, b)) {
-        lunet_tensor_t *in[2] = {a, b};
-        if ((st = lunet_autograd_record(c, LUNET_OP_MM, 2, in, 2, in, NULL)))
-            goto fail;
-    }
-    *out = c;
-    return LUNET_OK;
+    lunet_tensor_t *in[2] = {a, b};
+    return lunet_autograd_finish(out, c, LUNET_OP_MM, 2, in, NULL, NULL);
 fail:
     lunet_tensor_release(c);
     return st;
@@ -268,14 +263,9 @@ lunet_status_t lunet_tensor_addmm(lunet_tensor_t **out, lunet_tensor_t *bias, lu
     lunet_tensor_release(e);
     if ((st = gemm(c, a, b, alpha, beta)))
         goto fail;
-    if (lunet_autograd_needed(bias, a) || lunet_autograd_needed(b, NULL)) {
-        lunet_tensor_t *in[3] = {bias, a, b};
-        lunet_op_args_t args = {.d = {beta, alpha}};
-        if ((st = lunet_autograd_record(c, LUNET_OP_ADDMM, 3, in, 2, in + 1, &args)))
-            goto fail;
-    }
-    *out = c;
-    return LUNET_OK;
+    lunet_tensor_t *in[3] = {bias, a, b};
+    lunet_op_args_t args = {.d = {beta, alpha}};
+    return lunet_autograd_finish(out, c, LUNET_OP_ADDMM, 3, in, NULL, &args);
 fail:
     lunet_tensor_release(c);
     return st;
@@ -436,7 +426,7 @@ lunet_status_t lunet_tensor_matmul(lunet_tensor_t **out, lunet_tensor_t *a, lune
     }
     if (lunet_autograd_needed(A, B)) {
         lunet_tensor_t *in[2] = {A, B};
-        if ((st = lunet_autograd_record(r, LUNET_OP_BMM, 2, in, 2, in, NULL)))
+        if ((st = lunet_autograd_record(r, LUNET_OP_BMM, 2, in, NULL, NULL)))
             goto done;
     }
     if (a->ndim == 1 || b->ndim == 1) {

@@ -48,17 +48,10 @@ static lunet_status_t linear_2d(lunet_tensor_t **out, lunet_tensor_t *x, lunet_t
         return st;
     if (relu)
         relu_inplace(y);
-    if (lunet_autograd_needed(x, w) || lunet_autograd_needed(b, NULL)) {
-        lunet_tensor_t *in[3] = {x, w, b};
-        lunet_tensor_t *saved[3] = {x, w, relu ? y : NULL};
-        lunet_op_args_t args = {.i = {relu}, .name = relu ? "ReluBackward0" : (b ? "AddmmBackward0" : "MmBackward0")};
-        if ((st = lunet_autograd_record(y, LUNET_OP_LINEAR, 3, in, relu ? 3 : 2, saved, &args))) {
-            lunet_tensor_release(y);
-            return st;
-        }
-    }
-    *out = y;
-    return LUNET_OK;
+    lunet_tensor_t *in[3] = {x, w, b};
+    lunet_tensor_t *extra[1] = {relu ? y : NULL};
+    lunet_op_args_t args = {.i = {relu}, .name = relu ? "ReluBackward0" : (b ? "AddmmBackward0" : "MmBackward0")};
+    return lunet_autograd_finish(out, y, LUNET_OP_LINEAR, 3, in, extra, &args);
 }
 
 lunet_status_t lunet_nn_linear(lunet_tensor_t **out, lunet_tensor_t *x, lunet_tensor_t *w,

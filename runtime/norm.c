@@ -131,14 +131,9 @@ lunet_status_t lunet_nn_batch_norm(lunet_tensor_t **out, lunet_tensor_t *x,
         if (running_var)
             lunet_tensor_bump_version(running_var);
     }
-    if (lunet_autograd_needed(x, weight) || lunet_autograd_needed(bias, NULL)) {
-        lunet_tensor_t *in[3] = {x, weight, bias};
-        lunet_tensor_t *saved[3] = {x, weight, stats};
-        lunet_op_args_t args = {.i = {training}};
-        if ((st = lunet_autograd_record(y, LUNET_OP_BATCH_NORM, 3, in, 3, saved, &args)))
-            goto done;
-    }
-    *out = y;
+    lunet_tensor_t *in[3] = {x, weight, bias};
+    lunet_op_args_t args = {.i = {training}};
+    st = lunet_autograd_finish(out, y, LUNET_OP_BATCH_NORM, 3, in, &stats, &args);
     y = NULL;
 done:
     lunet_tensor_release(xc);

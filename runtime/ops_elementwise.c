@@ -403,10 +403,8 @@ static lunet_status_t binary_impl(lunet_tensor_t **out, lunet_binary_op_t op, lu
             goto done;
         }
         lunet_tensor_t *in[2] = {a, b};
-        lunet_tensor_t *saved[3] = {a, b, r};
         lunet_op_args_t args = {.d = {alpha}};
-        int nsaved = (aop == LUNET_OP_ADD || aop == LUNET_OP_SUB) ? 0 : aop == LUNET_OP_POW ? 3 : 2;
-        if ((st = lunet_autograd_record(r, aop, 2, in, nsaved, saved, &args)))
+        if ((st = lunet_autograd_record(r, aop, 2, in, NULL, &args)))
             goto done;
     }
     *out = r;
@@ -658,18 +656,7 @@ lunet_status_t lunet_tensor_unary(lunet_tensor_t **out, lunet_unary_op_t op, lun
     run_unary(rk, op, cx);
     if ((st = lunet_tensor_convert(&r, rk, rdt)))
         goto done;
-    if (lunet_autograd_needed(x, NULL)) {
-        lunet_tensor_t *in[1] = {x};
-        lunet_tensor_t *saved[2] = {x, r};
-        lunet_op_t aop = unary_table[op].ad_op;
-        bool save_out = aop == LUNET_OP_EXP || aop == LUNET_OP_SQRT || aop == LUNET_OP_SIGMOID ||
-                        aop == LUNET_OP_TANH || aop == LUNET_OP_RELU;
-        int nsaved = aop == LUNET_OP_NEG ? 0 : 1;
-        if ((st = lunet_autograd_record(r, aop, 1, in, nsaved, save_out ? saved + 1 : saved,
-                                        NULL)))
-            goto done;
-    }
-    *out = r;
+    st = lunet_autograd_finish(out, r, unary_table[op].ad_op, 1, &x, NULL, NULL);
     r = NULL;
 done:
     lunet_tensor_release(cx);
@@ -774,13 +761,8 @@ lunet_status_t lunet_tensor_clamp(lunet_tensor_t **out, lunet_tensor_t *x, doubl
     run_clamp(rk, cx, lo, hi);
     if ((st = lunet_tensor_convert(&r, rk, x->dtype)))
         goto done;
-    if (lunet_autograd_needed(x, NULL)) {
-        lunet_tensor_t *in[1] = {x};
-        lunet_op_args_t args = {.d = {lo, hi}, .name = "ClampBackward1"};
-        if ((st = lunet_autograd_record(r, LUNET_OP_CLAMP, 1, in, 1, in, &args)))
-            goto done;
-    }
-    *out = r;
+    lunet_op_args_t args = {.d = {lo, hi}, .name = "ClampBackward1"};
+    st = lunet_autograd_finish(out, r, LUNET_OP_CLAMP, 1, &x, NULL, &args);
     r = NULL;
 done:
     lunet_tensor_release(cx);
@@ -854,13 +836,8 @@ lunet_status_t lunet_tensor_where(lunet_tensor_t **out, lunet_tensor_t *cond, lu
     lunet_iter_add(&it, ca);
     lunet_iter_add(&it, cb);
     lunet_iter_run(&it, where_loop, &es);
-    if (lunet_autograd_needed(a, b)) {
-        lunet_tensor_t *in[2] = {a, b};
-        lunet_tensor_t *saved[1] = {cond};
-        if ((st = lunet_autograd_record(r, LUNET_OP_WHERE, 2, in, 1, saved, NULL)))
-            goto done;
-    }
-    *out = r;
+    lunet_tensor_t *in[2] = {a, b};
+    st = lunet_autograd_finish(out, r, LUNET_OP_WHERE, 2, in, &cond, NULL);
     r = NULL;
 done:
     lunet_tensor_release(ca);

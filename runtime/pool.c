@@ -232,14 +232,12 @@ lunet_status_t lunet_nn_max_pool2d(lunet_tensor_t **out, lunet_tensor_t **indice
         max_pool_f32(lunet_tensor_data(y), lunet_tensor_data(ind), lunet_tensor_data(xc), &g, o);
     else
         max_pool_f64(lunet_tensor_data(y), lunet_tensor_data(ind), lunet_tensor_data(xc), &g, o);
-    if (lunet_autograd_needed(x, NULL)) {
-        lunet_op_args_t args = {.name = NULL};
-        options_to_args(&args, o);
-        if ((st = lunet_autograd_record(y, LUNET_OP_MAX_POOL2D, 1, &x, 1, &ind, &args)))
-            goto done;
-    }
-    *out = y;
+    lunet_op_args_t args = {.name = NULL};
+    options_to_args(&args, o);
+    st = lunet_autograd_finish(out, y, LUNET_OP_MAX_POOL2D, 1, &x, &ind, &args);
     y = NULL;
+    if (st)
+        goto done;
     if (indices) {
         *indices = ind;
         ind = NULL;
@@ -364,13 +362,9 @@ lunet_status_t lunet_nn_avg_pool2d(lunet_tensor_t **out, lunet_tensor_t *x,
         avg_pool_f32(lunet_tensor_data(y), lunet_tensor_data(xc), &g, &ov);
     else
         avg_pool_f64(lunet_tensor_data(y), lunet_tensor_data(xc), &g, &ov);
-    if (lunet_autograd_needed(x, NULL)) {
-        lunet_op_args_t args = {.name = NULL};
-        options_to_args(&args, &ov);
-        if ((st = lunet_autograd_record(y, LUNET_OP_AVG_POOL2D, 1, &x, 0, NULL, &args)))
-            goto done;
-    }
-    *out = y;
+    lunet_op_args_t args = {.name = NULL};
+    options_to_args(&args, &ov);
+    st = lunet_autograd_finish(out, y, LUNET_OP_AVG_POOL2D, 1, &x, NULL, &args);
     y = NULL;
 done:
     lunet_tensor_release(xc);
@@ -498,10 +492,7 @@ lunet_status_t lunet_nn_adaptive_avg_pool2d(lunet_tensor_t **out, lunet_tensor_t
         adaptive_body(lunet_tensor_data(y), lunet_tensor_data(xc), &g, false);
     else
         adaptive_body(lunet_tensor_data(y), lunet_tensor_data(xc), &g, true);
-    if (lunet_autograd_needed(x, NULL) &&
-        (st = lunet_autograd_record(y, LUNET_OP_ADAPTIVE_AVG_POOL2D, 1, &x, 0, NULL, NULL)))
-        goto done;
-    *out = y;
+    st = lunet_autograd_finish(out, y, LUNET_OP_ADAPTIVE_AVG_POOL2D, 1, &x, NULL, NULL);
     y = NULL;
 done:
     lunet_tensor_release(xc);

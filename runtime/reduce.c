@@ -287,11 +287,10 @@ lunet_status_t lunet_tensor_reduce(lunet_tensor_t **out, lunet_tensor_t **indice
             args.name = op == LUNET_REDUCE_SUM ? (all ? "SumBackward0" : "SumBackward1")
                                                : (all ? "MeanBackward0" : "MeanBackward1");
             st = lunet_autograd_record(y, op == LUNET_REDUCE_SUM ? LUNET_OP_SUM : LUNET_OP_MEAN,
-                                       1, in, 0, NULL, &args);
+                                       1, in, NULL, &args);
         } else if ((op == LUNET_REDUCE_MAX || op == LUNET_REDUCE_MIN) && all) {
-            lunet_tensor_t *saved[2] = {x, y};
             args.name = op == LUNET_REDUCE_MAX ? "MaxBackward1" : "MinBackward1";
-            st = lunet_autograd_record(y, LUNET_OP_MAX_ALL, 1, in, 2, saved, &args);
+            st = lunet_autograd_record(y, LUNET_OP_MAX_ALL, 1, in, NULL, &args);
         } else if (op == LUNET_REDUCE_MAX || op == LUNET_REDUCE_MIN) {
             lunet_tensor_t *ix = idx;
             if (!ix) {
@@ -304,11 +303,10 @@ lunet_status_t lunet_tensor_reduce(lunet_tensor_t **out, lunet_tensor_t **indice
             args.i[0] = d;
             args.i[1] = keepdim;
             args.name = op == LUNET_REDUCE_MAX ? "MaxBackward0" : "MinBackward0";
-            lunet_tensor_t *saved[1] = {ix};
-            st = lunet_autograd_record(y, LUNET_OP_MAX_DIM, 1, in, 1, saved, &args);
+            st = lunet_autograd_record(y, LUNET_OP_MAX_DIM, 1, in, &ix, &args);
         } else if (op == LUNET_REDUCE_PROD) {
             args.name = all ? "ProdBackward0" : "ProdBackward1";
-            st = lunet_autograd_record(y, LUNET_OP_PROD, 1, in, 1, in, &args);
+            st = lunet_autograd_record(y, LUNET_OP_PROD, 1, in, NULL, &args);
         }
         if (st)
             goto done;

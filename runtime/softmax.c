@@ -219,20 +219,9 @@ static lunet_status_t softmax_common(lunet_tensor_t **out, lunet_tensor_t *x, in
             softmax_f64(lunet_tensor_data(y), lunet_tensor_data(xc), outer, C, inner, log_out);
     }
     lunet_tensor_release(xc);
-    if (lunet_autograd_needed(x, NULL)) {
-        lunet_op_args_t args;
-        memset(&args, 0, sizeof args);
-        args.i[0] = d;
-        lunet_tensor_t *in[1] = {x}, *saved[1] = {y};
-        st = lunet_autograd_record(y, log_out ? LUNET_OP_LOG_SOFTMAX : LUNET_OP_SOFTMAX, 1, in,
-                                   1, saved, &args);
-        if (st) {
-            lunet_tensor_release(y);
-            return st;
-        }
-    }
-    *out = y;
-    return LUNET_OK;
+    lunet_op_args_t args = {.i = {d}};
+    return lunet_autograd_finish(out, y, log_out ? LUNET_OP_LOG_SOFTMAX : LUNET_OP_SOFTMAX, 1, &x,
+                                 NULL, &args);
 }
 
 lunet_status_t lunet_tensor_softmax(lunet_tensor_t **out, lunet_tensor_t *x, int64_t dim)

@@ -465,15 +465,11 @@ lunet_status_t lunet_tensor_to(lunet_tensor_t **out, lunet_tensor_t *t, lunet_dt
             *out = r;
         return st;
     }
-    if (lunet_dtype_is_floating(dt) && lunet_autograd_needed(t, NULL)) {
-        lunet_tensor_t *in[1] = {t};
-        if ((st = lunet_autograd_record(r, LUNET_OP_TO, 1, in, 0, NULL, NULL))) {
-            lunet_tensor_release(r);
-            return st;
-        }
+    if (!lunet_dtype_is_floating(dt)) { /* an integer result has no gradient */
+        *out = r;
+        return LUNET_OK;
     }
-    *out = r;
-    return LUNET_OK;
+    return lunet_autograd_finish(out, r, LUNET_OP_TO, 1, &t, NULL, NULL);
 }
 
 lunet_status_t lunet_tensor_clone(lunet_tensor_t **out, lunet_tensor_t *t)
@@ -483,15 +479,7 @@ lunet_status_t lunet_tensor_clone(lunet_tensor_t **out, lunet_tensor_t *t)
     if (st)
         return st;
     lunet_copy_cast(r, t);
-    if (lunet_autograd_needed(t, NULL)) {
-        lunet_tensor_t *in[1] = {t};
-        if ((st = lunet_autograd_record(r, LUNET_OP_CLONE, 1, in, 0, NULL, NULL))) {
-            lunet_tensor_release(r);
-            return st;
-        }
-    }
-    *out = r;
-    return LUNET_OK;
+    return lunet_autograd_finish(out, r, LUNET_OP_CLONE, 1, &t, NULL, NULL);
 }
 
 lunet_status_t lunet_tensor_contiguous(lunet_tensor_t **out, lunet_tensor_t *t)

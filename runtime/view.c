@@ -37,15 +37,7 @@ static lunet_status_t view_recorded(lunet_tensor_t **out, lunet_tensor_t *t, int
     lunet_status_t st = lunet_tensor_make_view(&v, t, ndim, shape, strides, offset);
     if (st)
         return st;
-    if (lunet_autograd_needed(t, NULL)) {
-        lunet_tensor_t *in[1] = {t};
-        if ((st = lunet_autograd_record(v, op, 1, in, 0, NULL, args))) {
-            lunet_tensor_release(v);
-            return st;
-        }
-    }
-    *out = v;
-    return LUNET_OK;
+    return lunet_autograd_finish(out, v, op, 1, &t, NULL, args);
 }
 
 /* Resolves one -1 entry and checks the element count (PyTorch's infer_size). */

@@ -430,8 +430,45 @@ static void test_engine_rules(void **state)
     (void)state;
     /* the op table is in enum order */
     for (int i = 0; i < LUNET_OP_COUNT; i++) {
-        assert_int_equal(lunet_op_table[i].op, i);
-        assert_non_null(lunet_op_table[i].backward);
+        const lunet_op_info_t *row = &lunet_op_table[i];
+        assert_int_equal(row->op, i);
+        assert_non_null(row->backward);
+        assert_non_null(row->name);
+        /* what the row saves fits in a node */
+        int nsaved = row->nextra;
+        for (unsigned f = LUNET_SAVE_IN0; f <= LUNET_SAVE_OUT; f <<= 1)
+            nsaved += (row->saves & f) != 0;
+        if (nsaved > LUNET_OP_MAX_SAVED)
+            fail_msg("op %d (%s) saves %d tensors, more than LUNET_OP_MAX_SAVED", i, row->name,
+                     nsaved);
+        assert_int_equal(row->saves & ~(unsigned)(LUNET_SAVE_IN0 | LUNET_SAVE_IN1 |
+                                                  LUNET_SAVE_IN2 | LUNET_SAVE_OUT), 0);
+    }
+    /* broadcast gradients are summed back to each input's shape once, by the engine */
+    {
+        lunet_tensor_t *x, *y, *z, *t;
+        double xv[3] = {1, 2, 3}, yv[2] = {10, 20};
+        CHECK_OK(lunet_tensor_from_data(&x, LUNET_DTYPE_FLOAT64, 2, S(1, 3), xv));
+        CHECK_OK(lunet_tensor_from_data(&y, LUNET_DTYPE_FLOAT64, 2, S(2, 1), yv));
+        CHECK_OK(lunet_tensor_requires_grad_(x, true));
+        CHECK_OK(lunet_tensor_requires_grad_(y, true));
+        CHECK_OK(lunet_tensor_binary(&z, LUNET_BINARY_MUL, x, y)); /* (2, 3) */
+        CHECK_OK(lunet_tensor_reduce(&t, NULL, LUNET_REDUCE_SUM, z, 0, NULL, false));
+        CHECK_OK(lunet_tensor_backward(t, NULL, false));
+        assert_int_equal(x->grad->ndim, 2);
+        assert_int_equal(x->grad->shape[0], 1);
+        assert_int_equal(x->grad->shape[1], 3);
+        assert_int_equal(y->grad->shape[0], 2);
+        assert_int_equal(y->grad->shape[1], 1);
+        const double *gx = lunet_tensor_data(x->grad), *gy = lunet_tensor_data(y->grad);
+        for (int j = 0; j < 3; j++)
+            CHECK_CLOSE(gx[j], 30.0, 0.0); /* y summed over the broadcast rows */
+        CHECK_CLOSE(gy[0], 6.0, 0.0);
+        CHECK_CLOSE(gy[1], 6.0, 0.0);
+        lunet_tensor_release(t);
+        lunet_tensor_release(z);
+        lunet_tensor_release(x);
+        lunet_tensor_release(y);
     }
     /* gradients accumulate: sum(a*a) twice gives 2a then 4a */
     lunet_tensor_t *a, *sq, *s;
