@@ -34,17 +34,20 @@ lunet_status_t lunet_tensor_gather(lunet_tensor_t **out, lunet_tensor_t *x, int6
         }
     }
     int64_t size = x->ndim > 0 ? x->shape[d] : 1;
-    /* validate every index before allocating the result */
-    for (int64_t i = 0; i < index->numel; i++) {
-        int64_t v = (int64_t)lunet_tensor_get(index, i);
-        if (v < 0 || v >= size)
-            return lunet_fail(LUNET_STATUS_RUNTIME,
-                              "index %lld is out of bounds for dimension %d with size %lld",
-                              (long long)v, d, (long long)size);
-    }
+    /* the result first, as PyTorch does: an impossible size (a huge expanded index) fails
+       at once instead of after a scan of every index */
     lunet_tensor_t *r;
     if ((st = lunet_tensor_empty(&r, x->dtype, index->ndim, index->shape)))
         return st;
+    for (int64_t i = 0; i < index->numel; i++) {
+        int64_t v = (int64_t)lunet_tensor_get(index, i);
+        if (v < 0 || v >= size) {
+            lunet_tensor_release(r);
+            return lunet_fail(LUNET_STATUS_RUNTIME,
+                              "index %lld is out of bounds for dimension %d with size %lld",
+                              (long long)v, d, (long long)size);
+        }
+    }
     size_t es = lunet_dtype_size(x->dtype);
     const char *px = lunet_tensor_data(x);
     char *pr = lunet_tensor_data(r);
@@ -117,6 +120,17 @@ lunet_status_t lunet_tensor_index_select(lunet_tensor_t **out, lunet_tensor_t *x
     if (index->ndim > 1)
         return lunet_fail(LUNET_STATUS_INDEX, "index_select(): Index is supposed to be a vector");
     int64_t size = x->ndim > 0 ? x->shape[d] : 1;
+    /* The result's size before the indices, as PyTorch allocates it first: an impossible
+       size (a huge expanded index) fails at once instead of after a scan of every index.
+       The trial block goes back to the thread's cache, where the result below finds it. */
+    int64_t oshape[LUNET_MAX_DIMS];
+    memcpy(oshape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
+    if (x->ndim > 0)
+        oshape[d] = index->numel;
+    lunet_tensor_t *trial;
+    if ((st = lunet_tensor_empty(&trial, x->dtype, x->ndim, oshape)))
+        return st;
+    lunet_tensor_release(trial);
     for (int64_t i = 0; i < index->numel; i++) {
         int64_t v = (int64_t)lunet_tensor_get(index, i);
         if (v < 0 || v >= size)

@@ -77,7 +77,22 @@ lunet_status_t lunet_tensor_make_view(lunet_tensor_t **out, lunet_tensor_t *t, i
                                       const int64_t *shape, const int64_t *strides,
                                       int64_t offset);
 void lunet_tensor_set_contiguous_strides(lunet_tensor_t *t);
+/* The element count of a shape every tensor already satisfies (no overflow check). */
 int64_t lunet_shape_numel(int ndim, const int64_t *shape);
+/* The element count of a shape not yet checked, into *numel; false when it overflows (the
+   running product, as PyTorch checks it) or when the product of the non-zero sizes times
+   itemsize does not fit int64 (which keeps every stride and byte offset exact). */
+bool lunet_shape_numel_checked(int ndim, const int64_t *shape, size_t itemsize, int64_t *numel);
+/* a * b and a + b wrapping as two's complement, for the strides and offsets of views of
+   empty tensors (never used to reach memory; PyTorch wraps them the same way). */
+static inline int64_t lunet_wrap_mul(int64_t a, int64_t b)
+{
+    return (int64_t)((uint64_t)a * (uint64_t)b);
+}
+static inline int64_t lunet_wrap_add(int64_t a, int64_t b)
+{
+    return (int64_t)((uint64_t)a + (uint64_t)b);
+}
 bool lunet_shape_equal(int na, const int64_t *a, int nb, const int64_t *b);
 /* Fails if writing to t would write one memory location twice (expanded tensors). */
 lunet_status_t lunet_tensor_check_writable(const lunet_tensor_t *t);

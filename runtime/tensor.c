@@ -107,6 +107,23 @@ int64_t lunet_shape_numel(int ndim, const int64_t *shape)
     return n;
 }
 
+bool lunet_shape_numel_checked(int ndim, const int64_t *shape, size_t itemsize, int64_t *numel)
+{
+    // PyTorch's test (c10::safe_multiplies_u64): the running product in uint64 never
+    // overflows and ends within int64; a negative size counts as a huge one.
+    uint64_t n = 1, span = itemsize;
+    bool over = false;
+    for (int i = 0; i < ndim; i++) {
+        uint64_t d = (uint64_t)shape[i];
+        over |= __builtin_mul_overflow(n, d, &n);
+        over |= __builtin_mul_overflow(span, d > 1 ? d : 1, &span);
+    }
+    if (over || n > INT64_MAX || span > INT64_MAX)
+        return false;
+    *numel = (int64_t)n;
+    return true;
+}
+
 bool lunet_shape_equal(int na, const int64_t *a, int nb, const int64_t *b)
 {
     if (na != nb)
@@ -126,26 +143,31 @@ void lunet_tensor_set_contiguous_strides(lunet_tensor_t *t)
     }
 }
 
-static lunet_status_t check_shape(const char *op, int ndim, const int64_t *shape, int64_t *numel)
+/*
+ * The checks of a new tensor's shape, with PyTorch's messages.  Its byte size must fit in
+ * int64 (PyTorch: "Storage size calculation overflowed"); Lunet asks the same of the
+ * product of the non-zero sizes, so that contiguous strides and every offset into the
+ * tensor are exact even for an empty tensor such as (0, 2^62, 4), which PyTorch allows
+ * with wrapped strides.
+ */
+static lunet_status_t check_shape(const char *op, int ndim, const int64_t *shape,
+                                  lunet_dtype_t dt, int64_t *numel)
 {
+    char buf[LUNET_SHAPE_BUF];
     if (ndim < 0 || ndim > LUNET_MAX_DIMS)
         return lunet_fail(LUNET_STATUS_VALUE, "%s: %d dims is more than the %d supported", op,
                           ndim, LUNET_MAX_DIMS);
-    /* the product of the non-zero sizes must fit too: strides are computed from it even
-       when another size is 0 */
-    int64_t n = 1, nonzero = 1;
-    for (int i = 0; i < ndim; i++) {
+    if ((unsigned)dt >= LUNET_DTYPE_COUNT)
+        return lunet_fail(LUNET_STATUS_TYPE, "%s: unknown dtype %d", op, (int)dt);
+    for (int i = 0; i < ndim; i++)
         if (shape[i] < 0)
             return lunet_fail(LUNET_STATUS_RUNTIME,
-                              "%s: Trying to create tensor with negative dimension %lld", op,
-                              (long long)shape[i]);
-        if (shape[i] > 0 && nonzero > INT64_MAX / 16 / shape[i])
-            return lunet_fail(LUNET_STATUS_VALUE, "%s: shape is too large", op);
-        if (shape[i] > 0)
-            nonzero *= shape[i];
-        n *= shape[i];
-    }
-    *numel = n;
+                              "Trying to create tensor with negative dimension %lld: %s",
+                              (long long)shape[i], lunet_shape_str(buf, sizeof buf, ndim, shape));
+    if (!lunet_shape_numel_checked(ndim, shape, lunet_dtype_size(dt), numel))
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "Storage size calculation overflowed with sizes=%s",
+                          lunet_shape_str(buf, sizeof buf, ndim, shape));
     return LUNET_OK;
 }
 
@@ -153,11 +175,9 @@ lunet_status_t lunet_tensor_empty(lunet_tensor_t **out, lunet_dtype_t dt, int nd
                                   const int64_t *shape)
 {
     int64_t numel;
-    lunet_status_t st = check_shape("empty", ndim, shape, &numel);
+    lunet_status_t st = check_shape("empty", ndim, shape, dt, &numel);
     if (st)
         return st;
-    if ((unsigned)dt >= LUNET_DTYPE_COUNT)
-        return lunet_fail(LUNET_STATUS_TYPE, "empty: unknown dtype %d", (int)dt);
     lunet_tensor_t *t = lunet_tensor_alloc();
     if (!t)
         return lunet_fail(LUNET_STATUS_NOMEM, "empty: out of memory");
@@ -236,7 +256,7 @@ lunet_status_t lunet_tensor_wrap(lunet_tensor_t **out, lunet_dtype_t dt, int ndi
                                  void (*release_fn)(void *data, void *ctx), void *ctx)
 {
     int64_t numel;
-    lunet_status_t st = check_shape("wrap", ndim, shape, &numel);
+    lunet_status_t st = check_shape("wrap", ndim, shape, dt, &numel);
     if (st)
         return st;
     if (!data && numel > 0)
@@ -275,7 +295,10 @@ lunet_status_t lunet_tensor_arange(lunet_tensor_t **out, lunet_dtype_t dt, doubl
     if ((step > 0 && end < start) || (step < 0 && end > start))
         return lunet_fail(LUNET_STATUS_RUNTIME,
                           "arange: upper bound and larger bound inconsistent with step sign");
-    int64_t n = (int64_t)ceil((end - start) / step);
+    double size_d = ceil((end - start) / step);
+    if (!(size_d >= 0 && size_d < 0x1p63)) // PyTorch's check, without the cast's UB at 2^63
+        return lunet_fail(LUNET_STATUS_RUNTIME, "invalid size, possible overflow?");
+    int64_t n = (int64_t)size_d;
     lunet_tensor_t *t;
     lunet_status_t st = lunet_tensor_empty(&t, dt, 1, &n);
     if (st)

@@ -11,6 +11,9 @@ lunet_status_t lunet_tensor_make_view(lunet_tensor_t **out, lunet_tensor_t *t, i
                                       const int64_t *shape, const int64_t *strides,
                                       int64_t offset)
 {
+    int64_t numel;
+    if (!lunet_shape_numel_checked(ndim, shape, 1, &numel))
+        return lunet_fail(LUNET_STATUS_RUNTIME, "numel: integer multiplication overflow");
     lunet_tensor_t *v = lunet_tensor_alloc();
     if (!v)
         return lunet_fail(LUNET_STATUS_NOMEM, "view: out of memory");
@@ -23,7 +26,7 @@ lunet_status_t lunet_tensor_make_view(lunet_tensor_t **out, lunet_tensor_t *t, i
         v->strides[i] = strides[i];
     }
     v->offset = offset;
-    v->numel = lunet_shape_numel(ndim, shape);
+    v->numel = numel;
     *out = v;
     return LUNET_OK;
 }
@@ -40,12 +43,17 @@ static lunet_status_t view_recorded(lunet_tensor_t **out, lunet_tensor_t *t, int
     return lunet_autograd_finish(out, v, op, 1, &t, NULL, args);
 }
 
-/* Resolves one -1 entry and checks the element count (PyTorch's infer_size). */
+/*
+ * Resolves one -1 entry and checks the element count (PyTorch's infer_size).  The product
+ * of the given sizes wraps as PyTorch's does, so a request such as (2^32, 2^32) for 0
+ * elements passes here like there and is then refused by the overflow-checked count.
+ */
 static lunet_status_t infer_shape(int64_t *shape, int ndim, const int64_t *req, int64_t numel)
 {
     char buf[LUNET_SHAPE_BUF];
     int infer = -1;
     int64_t known = 1;
+    int64_t checked;
     if (ndim > LUNET_MAX_DIMS)
         return lunet_fail(LUNET_STATUS_VALUE, "view: %d dims is more than the %d supported",
                           ndim, LUNET_MAX_DIMS);
@@ -59,7 +67,7 @@ static lunet_status_t infer_shape(int64_t *shape, int ndim, const int64_t *req, 
             return lunet_fail(LUNET_STATUS_RUNTIME, "invalid shape dimension %lld",
                               (long long)req[i]);
         } else {
-            known *= req[i];
+            known = lunet_wrap_mul(known, req[i]);
         }
     }
     if (infer >= 0) {
@@ -80,6 +88,8 @@ static lunet_status_t infer_shape(int64_t *shape, int ndim, const int64_t *req, 
         return lunet_fail(LUNET_STATUS_RUNTIME, "shape '%s' is invalid for input of size %lld",
                           lunet_shape_str(buf, sizeof buf, ndim, req), (long long)numel);
     }
+    if (!lunet_shape_numel_checked(ndim, shape, 1, &checked) || checked != numel)
+        return lunet_fail(LUNET_STATUS_RUNTIME, "numel: integer multiplication overflow");
     return LUNET_OK;
 }
 
@@ -104,7 +114,7 @@ static bool view_strides(const lunet_tensor_t *t, int ndim, const int64_t *shape
             (t->shape[tensor_d - 1] != 1 &&
              t->strides[tensor_d - 1] != tensor_numel * chunk_base_stride)) {
             while (view_d >= 0 && (view_numel < tensor_numel || shape[view_d] == 1)) {
-                strides[view_d] = view_numel * chunk_base_stride;
+                strides[view_d] = lunet_wrap_mul(view_numel, chunk_base_stride);
                 view_numel *= shape[view_d];
                 view_d--;
             }
@@ -243,7 +253,7 @@ lunet_status_t lunet_tensor_unsqueeze(lunet_tensor_t **out, lunet_tensor_t *t, i
     for (int i = 0, j = 0; i <= t->ndim; i++) {
         if (i == d) {
             shape[i] = 1;
-            strides[i] = j < t->ndim ? t->strides[j] * t->shape[j] : 1;
+            strides[i] = j < t->ndim ? lunet_wrap_mul(t->strides[j], t->shape[j]) : 1;
         } else {
             shape[i] = t->shape[j];
             strides[i] = t->strides[j];
@@ -290,14 +300,20 @@ lunet_status_t lunet_tensor_narrow(lunet_tensor_t **out, lunet_tensor_t *t, int6
         return st;
     if (t->ndim == 0)
         return lunet_fail(LUNET_STATUS_RUNTIME, "narrow() cannot be applied to a 0-dim tensor.");
+    // PyTorch 1.13: start == size is allowed (an empty slice at the end); any other start
+    // is wrapped like a dim, with that message; the length check cannot overflow.
     int64_t size = t->shape[d];
-    if (start < 0)
-        start += size;
-    if (start < 0 || start > size)
-        return lunet_fail(LUNET_STATUS_INDEX,
-                          "start out of range (expected to be in range of [%lld, %lld], but got "
-                          "%lld)", (long long)-size, (long long)size, (long long)start);
-    if (length < 0 || start + length > size)
+    if (start != size) {
+        int64_t lim = size > 0 ? size : 1;
+        if (start < -lim || start >= lim)
+            return lunet_fail(LUNET_STATUS_INDEX,
+                              "Dimension out of range (expected to be in range of [%lld, %lld], "
+                              "but got %lld)", (long long)-lim, (long long)(lim - 1),
+                              (long long)start);
+        if (start < 0)
+            start += lim;
+    }
+    if (length < 0 || start > size - length)
         return lunet_fail(LUNET_STATUS_RUNTIME,
                           "start (%lld) + length (%lld) exceeds dimension size (%lld).",
                           (long long)start, (long long)length, (long long)size);
@@ -305,7 +321,8 @@ lunet_status_t lunet_tensor_narrow(lunet_tensor_t **out, lunet_tensor_t *t, int6
     memcpy(shape, t->shape, sizeof(int64_t) * (size_t)t->ndim);
     shape[d] = length;
     lunet_op_args_t args = {.i = {d, start}, .name = "SliceBackward0"};
-    return view_recorded(out, t, t->ndim, shape, t->strides, t->offset + start * t->strides[d],
+    return view_recorded(out, t, t->ndim, shape, t->strides,
+                         lunet_wrap_add(t->offset, lunet_wrap_mul(start, t->strides[d])),
                          LUNET_OP_NARROW, &args);
 }
 
@@ -334,7 +351,8 @@ lunet_status_t lunet_tensor_select(lunet_tensor_t **out, lunet_tensor_t *t, int6
         strides[j++] = t->strides[i];
     }
     lunet_op_args_t args = {.i = {d, index}, .name = "SelectBackward0"};
-    return view_recorded(out, t, t->ndim - 1, shape, strides, t->offset + index * t->strides[d],
+    return view_recorded(out, t, t->ndim - 1, shape, strides,
+                         lunet_wrap_add(t->offset, lunet_wrap_mul(index, t->strides[d])),
                          LUNET_OP_SELECT, &args);
 }
 

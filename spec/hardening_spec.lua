@@ -1,0 +1,102 @@
+-- hardening_spec.lua - hostile sizes, indices and integers (issue 10): shape arithmetic that
+-- would overflow int64 is refused with PyTorch 1.13's messages before any memory is touched.
+-- Expected texts are PyTorch 1.13's (checked with torch 1.13 on the same calls).
+local lunet = require "lunet"
+
+local BIG = math.maxinteger
+
+describe("hardening", function()
+  describe("overflow-checked shapes (item 1)", function()
+    it("view and reshape refuse sizes whose product wraps", function()
+      assert_error_contains(function() lunet.zeros(0):view(1 << 32, 1 << 32) end,
+        "numel: integer multiplication overflow")
+      assert_error_contains(function() lunet.zeros(0):reshape(16, 1 << 62) end,
+        "numel: integer multiplication overflow")
+      assert_error_contains(function() lunet.zeros(0):view(-1, 1 << 62, 4) end,
+        "cannot reshape tensor of 0 elements into shape [-1, 4611686018427387904, 4] because " ..
+        "the unspecified dimension size -1 can be any value and is ambiguous")
+      assert_error_contains(function() lunet.zeros(2, 3):view(1 << 62, 1 << 62, 0) end,
+        "shape '[4611686018427387904, 4611686018427387904, 0]' is invalid for input of size 6")
+      -- what PyTorch allows stays allowed
+      assert.are.equal("lunet.Size([4611686018427387904, 0])",
+        tostring(lunet.zeros(0):view(1 << 62, -1).shape))
+    end)
+
+    it("narrow checks start + length without overflow", function()
+      local t = lunet.zeros(16)
+      assert_error_contains(function() t:narrow(0, 2, BIG) end,
+        "start (2) + length (9223372036854775807) exceeds dimension size (16).")
+      assert_error_contains(function() t:narrow(0, 2, 15) end,
+        "start (2) + length (15) exceeds dimension size (16).")
+      assert_error_contains(function() t:narrow(0, 3, -1) end,
+        "start (3) + length (-1) exceeds dimension size (16).")
+      assert_error_contains(function() t:narrow(0, -20, 1) end,
+        "Dimension out of range (expected to be in range of [-16, 15], but got -20)")
+      assert_error_contains(function() t:narrow(0, BIG, 1) end,
+        "but got 9223372036854775807)")
+      assert_error_contains(function() t:narrow(0, math.mininteger, 1) end,
+        "but got -9223372036854775808)")
+      assert.are.equal(0, t:narrow(0, 16, 0):numel())
+      assert.are.equal(0, t:narrow(0, -16, 0):numel())
+      assert.are.equal(14, t:narrow(0, 2, 14):numel())
+      -- the view stays inside its storage: writing its last element touches t[15] only
+      local v = t:narrow(0, 2, 14)
+      v[13] = 7
+      assert.are.equal(7, t[15])
+      assert.are.equal(7, t:sum():item())
+    end)
+
+    it("expand refuses a wrapping element count", function()
+      assert_error_contains(function() lunet.ones(1):expand(1 << 32, 1 << 32) end,
+        "numel: integer multiplication overflow")
+      assert_error_contains(function() lunet.ones(1):expand(1 << 62, 4) end,
+        "numel: integer multiplication overflow")
+      assert_error_contains(function() lunet.zeros(2, 0):expand(1 << 62, 1 << 62, 2, 0) end,
+        "numel: integer multiplication overflow")
+      assert.are.equal(1 << 62, lunet.ones(1):expand(1 << 31, 1 << 31):numel())
+    end)
+
+    it("creation refuses a byte size that does not fit", function()
+      assert_error_contains(function() lunet.empty(1 << 32, 1 << 32) end,
+        "Storage size calculation overflowed with sizes=[4294967296, 4294967296]")
+      assert_error_contains(function() lunet.zeros(1 << 62, 4) end,
+        "Storage size calculation overflowed with sizes=[4611686018427387904, 4]")
+      assert_error_contains(function() lunet.full({ 1 << 62, 4 }, 1) end,
+        "Storage size calculation overflowed")
+      assert_error_contains(function() lunet.zeros(1 << 60, 4, { dtype = lunet.float32 }) end,
+        "Storage size calculation overflowed")
+      assert_error_contains(function() lunet.empty(-1) end,
+        "Trying to create tensor with negative dimension -1: [-1]")
+    end)
+
+    it("arange with a step too small for the range says so", function()
+      assert_error_contains(function() lunet.arange(0, 1, 5e-324) end,
+        "invalid size, possible overflow?")
+      assert_error_contains(function() lunet.arange(-1e308, 1e308, 1e-300) end,
+        "invalid size, possible overflow?")
+    end)
+
+    it("index_select and gather size their result before scanning a huge index", function()
+      -- results of 2^62 bytes: no machine allocates them, even with overcommit, so these
+      -- fail at once; the index is valid, so a scan first would take hours
+      local x = lunet.zeros(3, 1 << 20)
+      local i1 = lunet.zeros(1, { dtype = lunet.int64 }):expand(1 << 40)
+      assert.is_false(pcall(function() x:index_select(0, i1) end))
+      local i2 = lunet.zeros(1, 1, { dtype = lunet.int64 }):expand(1 << 40, 1 << 20)
+      assert.is_false(pcall(function() x:gather(0, i2) end))
+      local i3 = lunet.zeros(1, 1, { dtype = lunet.int64 }):expand(1 << 30, 1 << 30)
+      assert_error_contains(function() return lunet.zeros(3)[i3] end,
+        "Storage size calculation overflowed")
+      local i4 = lunet.zeros(1, { dtype = lunet.int64 }):expand(1 << 62)
+      assert_error_contains(function() lunet.zeros(3, 4):index_select(0, i4) end,
+        "Storage size calculation overflowed")
+    end)
+
+    it("indexing error texts print the index the user gave", function()
+      assert_error_contains(function() return lunet.zeros(16)[BIG] end,
+        "index 9223372036854775807 is out of bounds for dimension 0 with size 16")
+      assert_error_contains(function() return lunet.zeros(16)[math.mininteger] end,
+        "index -9223372036854775808 is out of bounds for dimension 0 with size 16")
+    end)
+  end)
+end)
