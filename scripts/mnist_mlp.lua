@@ -10,12 +10,36 @@
 -- every epoch; --resume CHECKPOINT continues a run exactly where it stopped.  Seeded like
 -- the notebook's PyTorch run (torch.manual_seed before building the model), the weights and
 -- the shuffles are PyTorch's own.
+--
+-- --model picks the network: mlp (the notebook's, default), cnn (the course's CNN:
+-- Conv2d(1, 10, 5) -> MaxPool2d(2) -> ReLU -> Conv2d(10, 20, 5) -> MaxPool2d(2) -> ReLU ->
+-- Linear(320, 10)) or lenet (d2l's LeNet-5: sigmoid, average pooling, xavier_uniform_
+-- weights).  scripts/mnist_cnn.lua and scripts/lenet.lua run this loop with their settings.
 local lunet = lunet or require "lunet"
 local argparse = require "argparse"
 local nn, F, optim, data = lunet.nn, lunet.nn.functional, lunet.optim, lunet.data
 local clock = lunet.monotonic
 
-local parser = argparse("mnist_mlp.lua", "Train the MNIST notebook's MLP with Lunet.")
+-- scripts/mnist_cnn.lua and scripts/lenet.lua run this file as loadfile(...)(settings):
+-- settings.name names the script, settings.defaults lists {option [, value]} pairs used when
+-- the command line does not give that option.
+local settings = type((...)) == "table" and (...) or {defaults = {}}
+local argv = {}
+do
+  local given = {}
+  for i, a in ipairs(arg) do
+    argv[i] = a
+    given[a:match("^(%-%-[%w-]+)") or ""] = true
+  end
+  for _, d in ipairs(settings.defaults) do
+    if not given[d[1]] then table.insert(argv, d[1]); argv[#argv + 1] = d[2] end
+  end
+end
+
+local parser = argparse(settings.name or "mnist_mlp.lua", settings.description
+  or "Train the MNIST notebook's MLP with Lunet.")
+parser:option("--model", "Network: mlp (the notebook's), cnn (the course's CNN) or lenet (d2l's LeNet-5).",
+  "mlp"):choices({"mlp", "cnn", "lenet"})
 parser:option("--dataset", "Data set: mnist or fashion.", "mnist"):choices({"mnist", "fashion"})
 parser:option("--data", "Folder holding MNIST/raw and FashionMNIST/raw (make data).", "data")
 parser:option("--epochs", "Number of epochs.", "10"):convert(math.tointeger)
@@ -33,7 +57,8 @@ parser:option("--resume", "Checkpoint to continue from.")
 parser:option("--limit", "Use only the first N training images (and N/6 test images).")
   :convert(math.tointeger)
 parser:flag("--no-progress", "No progress line during an epoch.")
-local args = parser:parse(arg)
+parser:flag("--no-normalize", "ToTensor only, without Normalize((0.1307,), (0.3081,)) (d2l's LeNet).")
+local args = parser:parse(argv)
 args.lr = args.lr or (args.optimizer == "sgd" and 0.01 or 0.001)
 
 -- ---------------------------------------------------------------- the model
@@ -57,11 +82,45 @@ function Net:forward(x)
   return self.l5(x) -- no activation on the last layer: cross-entropy takes logits
 end
 
+-- The course's CNN (layers made in PyTorch's order, so the seeded weights are PyTorch's).
+local CNN = nn.Module:extend("CNN")
+
+function CNN:init()
+  self.conv1 = nn.Conv2d(1, 10, 5)
+  self.conv2 = nn.Conv2d(10, 20, 5)
+  self.mp = nn.MaxPool2d(2)
+  self.fc = nn.Linear(320, 10)
+end
+
+function CNN:forward(x)
+  local n = x:size(0)
+  x = F.relu(self.mp(self.conv1(x)))
+  x = F.relu(self.mp(self.conv2(x)))
+  return self.fc(x:view(n, -1))
+end
+
+-- d2l's LeNet-5 (chapter 7.6), with d2l's init_weights: xavier_uniform_ on every Linear and
+-- Conv2d weight, in module order (net.apply), the biases as PyTorch made them.
+local function LeNet()
+  local net = nn.Sequential(
+    nn.Conv2d(1, 6, 5, {padding = 2}), nn.Sigmoid(), nn.AvgPool2d(2, 2),
+    nn.Conv2d(6, 16, 5), nn.Sigmoid(), nn.AvgPool2d(2, 2), nn.Flatten(),
+    nn.Linear(16 * 5 * 5, 120), nn.Sigmoid(), nn.Linear(120, 84), nn.Sigmoid(),
+    nn.Linear(84, 10))
+  for _, m in ipairs(net:modules()) do
+    if m.__name == "Linear" or m.__name == "Conv2d" then nn.init.xavier_uniform_(m.weight) end
+  end
+  return net
+end
+
+local models = {mlp = Net, cnn = CNN, lenet = LeNet}
+local model_names = {mlp = "MLP", cnn = "CNN", lenet = "LeNet-5"}
+
 -- ---------------------------------------------------------------- data
 
-local transform = data.transforms.Compose{
+local transform = data.transforms.Compose(args.no_normalize and {data.transforms.ToTensor()} or {
   data.transforms.ToTensor(), data.transforms.Normalize({0.1307}, {0.3081}),
-}
+})
 local Dataset = args.dataset == "fashion" and data.FashionMNIST or data.MNIST
 
 local function first(ds, n)
@@ -78,7 +137,7 @@ local test_dataset = first(Dataset{root = args.data, train = false, transform = 
 
 -- the random stream: seed, then the weights, then each epoch's loader draws (PyTorch's order)
 lunet.manual_seed(args.seed)
-local model = Net()
+local model = models[args.model]()
 local criterion = nn.CrossEntropyLoss()
 local optimizer
 if args.optimizer == "sgd" then
@@ -120,7 +179,8 @@ local function write_metrics()
   end
   write_file(csv_path, table.concat(rows, "\n") .. "\n")
   local fig = lunet.plot.figure{width = 900, height = 360,
-    title = ("%s MLP, %s, batch %d, lr %g%s"):format(train_dataset.name, tostring(optimizer):match("^%w+"),
+    title = ("%s %s, %s, batch %d, lr %g%s"):format(train_dataset.name, model_names[args.model],
+      tostring(optimizer):match("^%w+"),
       args.batch_size, args.lr, args.optimizer == "sgd" and (", momentum %g"):format(args.momentum) or "")}
   fig:panel{title = "Loss", xlabel = "epoch", ylabel = "loss"}
     :line(history.epoch, history.train_loss, {label = "train loss"})
@@ -132,6 +192,9 @@ end
 local start_epoch = 1
 if args.resume then
   local ck = lunet.load(args.resume)
+  if (ck.args.model or "mlp") ~= args.model then
+    error(("%s was trained with --model %s, not %s"):format(args.resume, ck.args.model or "mlp", args.model))
+  end
   if (ck.args.optimizer or "sgd") ~= args.optimizer then
     error(("%s was trained with --optimizer %s, not %s"):format(args.resume, ck.args.optimizer or "sgd",
       args.optimizer))
@@ -198,7 +261,8 @@ for epoch = start_epoch, args.epochs do
   write_metrics()
   lunet.save({model = model:state_dict(), optimizer = optimizer:state_dict(), epoch = epoch,
               rng = lunet.get_rng_state(), history = history,
-              args = {dataset = args.dataset, seed = args.seed, lr = args.lr, optimizer = args.optimizer}}, ckpt_path)
+              args = {dataset = args.dataset, seed = args.seed, lr = args.lr, optimizer = args.optimizer,
+                      model = args.model}}, ckpt_path)
 end
 
 print(("metrics: %s\nfigure: %s\ncheckpoint: %s"):format(csv_path, svg_path, ckpt_path))
