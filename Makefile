@@ -74,6 +74,9 @@ $(BUILD)/obj/runtime/%.o: runtime/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALLFLAGS) $(DEPFLAGS) -c $< -o $@
 
+# Adam's fused loop needs sqrt as an instruction to vectorise (errno is never read there).
+$(BUILD)/obj/runtime/adam.o: ALLFLAGS += -fno-math-errno
+
 $(BUILD)/liblunet.a: $(RT_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
