@@ -56,6 +56,7 @@ void lb_open_serialize(lua_State *L);
 void lb_open_loss(lua_State *L);
 void lb_open_layers(lua_State *L);
 void lb_open_distributed(lua_State *L);
+void lb_open_threads(lua_State *L);
 
 /* `require "lunet.<sub>"` from plain lua5.4 before `require "lunet"` (bindings/lunet.c). */
 int luaopen_lunet_nn(lua_State *L);

@@ -118,6 +118,7 @@ int luaopen_lunet(lua_State *L)
     open_part(L, lb_open_init);
     open_part(L, lb_open_serialize);
     open_part(L, lb_open_distributed);
+    open_part(L, lb_open_threads);
 
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
     lua_pushvalue(L, module);

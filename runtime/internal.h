@@ -126,6 +126,11 @@ void lunet_gemm_f64(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double al
                     const double *a, int64_t lda, const double *b, int64_t ldb, double beta,
                     double *c);
 
+/* ---- matmul.c: Linear's forward in one pass per output block (nn.c).
+   c (M, N) contiguous = [relu](a (M, K) @ b (K, N) + bias (N)); bias contiguous or NULL. */
+lunet_status_t lunet_gemm_bias_relu(lunet_tensor_t *c, lunet_tensor_t *a, lunet_tensor_t *b,
+                                    const lunet_tensor_t *bias, bool relu);
+
 /* ---- reduce.c: prod's gradient (autograd_rules.c); reduced[d] != 0 marks a reduced dim */
 lunet_status_t lunet_prod_backward(lunet_tensor_t **dx, lunet_tensor_t *g, lunet_tensor_t *x,
                                    const int64_t *reduced);

@@ -317,6 +317,27 @@ lunet_status_t lunet_tensor_addmm_(lunet_tensor_t *c, lunet_tensor_t *a, lunet_t
 /* "openblas" or "builtin": which GEMM this build uses. */
 const char *lunet_blas_name(void);
 
+/* ---------------------------------------------------------------- threads ------------- */
+
+/* The threads large operations use (PyTorch's torch.get_num_threads): the CPUs of the
+   process's affinity mask, or LUNET_NUM_THREADS when set, until lunet_set_num_threads. */
+int lunet_get_num_threads(void);
+/* n >= 1 threads (capped at 256); fails inside a parallel block.  Results are the same bits
+   on any thread count. */
+lunet_status_t lunet_set_num_threads(int n);
+/* A block of work: the indices [begin, end) of a lunet_parallel_for. */
+typedef void (*lunet_parallel_fn)(void *ctx, int64_t begin, int64_t end);
+/*
+ * Calls fn(ctx, b, min(b + grain, n)) once for every b = 0, grain, 2 grain, ... < n, spread
+ * over the runtime's threads (the caller is one of them); returns when all are done.  The
+ * blocks depend on n and grain only, never on the thread count: a reduction that keeps one
+ * partial per block and combines them in block order gives the same bits on any thread
+ * count.  Blocks run in any order, on any thread, and must not call into the runtime's
+ * allocator or set errors (prepare memory first).  A call made from inside a block runs
+ * serially on that thread.
+ */
+void lunet_parallel_for(int64_t n, int64_t grain, lunet_parallel_fn fn, void *ctx);
+
 /* ---------------------------------------------------------------- random -------------- */
 
 /* MT19937 with PyTorch's seeding and stream usage (docs/pytorch-parity.md §14). */

@@ -54,11 +54,11 @@ static bool blas_layout(const lunet_tensor_t *t, gemm_operand_t *op)
 
 // a (M, K) op b (K, N) -> c (M, N) row-major contiguous; c = alpha*a@b + beta*c
 static void gemm_builtin_f32(const gemm_operand_t *a, const gemm_operand_t *b, float *c,
-                             int64_t m, int64_t n, int64_t k, float alpha, float beta)
+                             int64_t ldc, int64_t m, int64_t n, int64_t k, float alpha, float beta)
 {
     const float *pa = a->data, *pb = b->data;
     for (int64_t i = 0; i < m; i++) {
-        float *ci = c + i * n;
+        float *ci = c + i * ldc;
         for (int64_t j = 0; j < n; j++)
             ci[j] = beta == 0 ? 0.0f : beta * ci[j];
         for (int64_t p = 0; p < k; p++) {
@@ -77,11 +77,12 @@ static void gemm_builtin_f32(const gemm_operand_t *a, const gemm_operand_t *b, f
 
 // a (M, K) op b (K, N) -> c (M, N), float64
 static void gemm_builtin_f64(const gemm_operand_t *a, const gemm_operand_t *b, double *c,
-                             int64_t m, int64_t n, int64_t k, double alpha, double beta)
+                             int64_t ldc, int64_t m, int64_t n, int64_t k, double alpha,
+                             double beta)
 {
     const double *pa = a->data, *pb = b->data;
     for (int64_t i = 0; i < m; i++) {
-        double *ci = c + i * n;
+        double *ci = c + i * ldc;
         for (int64_t j = 0; j < n; j++)
             ci[j] = beta == 0 ? 0.0 : beta * ci[j];
         for (int64_t p = 0; p < k; p++) {
@@ -95,6 +96,20 @@ static void gemm_builtin_f64(const gemm_operand_t *a, const gemm_operand_t *b, d
                     ci[j] += av * pb[j * b->ld + p];
             }
         }
+    }
+}
+
+// c (n) = relu(c), in place; keeps NaN like PyTorch's relu
+static void relu_rows(lunet_dtype_t dt, void *c, int64_t n)
+{
+    if (dt == LUNET_DTYPE_FLOAT32) {
+        float *p = c;
+        for (int64_t i = 0; i < n; i++)
+            p[i] = p[i] < 0 ? 0.0f : p[i];
+    } else {
+        double *p = c;
+        for (int64_t i = 0; i < n; i++)
+            p[i] = p[i] < 0 ? 0.0 : p[i];
     }
 }
 
@@ -114,9 +129,114 @@ static void gemm_generic(const lunet_tensor_t *a, const lunet_tensor_t *b, lunet
         }
 }
 
-/* c (M, N) contiguous = alpha * a @ b + beta * c. */
-static lunet_status_t gemm(lunet_tensor_t *c, lunet_tensor_t *a, lunet_tensor_t *b, double alpha,
-                           double beta)
+/*
+ * The float GEMM, split into blocks of C's rows or columns that depend on the shape alone
+ * (never on the thread count), each block one single-threaded BLAS call on a thread of
+ * the runtime's pool: the same bits on 1 or n threads.  Small products are one block.
+ * An optional epilogue works on each block while it is in cache: the bias is copied into
+ * the block's rows before the product (beta = 1, as PyTorch's addmm does it) and the ReLU
+ * applied after it.
+ */
+#define GEMM_BLOCK_FLOPS (4LL << 20) /* below this, one block */
+#define GEMM_MAX_BLOCKS 8
+#define GEMM_ALIGN 16 /* block edges fall on multiples of 16 rows / columns */
+
+typedef struct gemm_job {
+    gemm_operand_t a, b;
+    char *c;
+    int64_t m, n, k;
+    double alpha, beta;
+    lunet_dtype_t dtype;
+    bool by_rows;     /* blocks of C's rows (else of its columns) */
+    const void *bias; /* (N) contiguous, copied into each row first; or NULL */
+    bool relu;
+} gemm_job_t;
+
+// c (mb, nb) block, ldc = n: rows [r0, r1) and columns [c0, c1) of job->c
+static void gemm_block(const gemm_job_t *j, int64_t r0, int64_t r1, int64_t c0, int64_t c1)
+{
+    int64_t mb = r1 - r0, nb = c1 - c0, n = j->n;
+    size_t es = lunet_dtype_size(j->dtype);
+    gemm_operand_t a = j->a, b = j->b;
+    a.data = (const char *)a.data + (size_t)(a.trans ? r0 : r0 * a.ld) * es;
+    b.data = (const char *)b.data + (size_t)(b.trans ? c0 * b.ld : c0) * es;
+    char *c = j->c + (size_t)(r0 * n + c0) * es;
+    double beta = j->beta;
+    if (j->bias) {
+        for (int64_t i = 0; i < mb; i++)
+            memcpy(c + (size_t)(i * n) * es, (const char *)j->bias + (size_t)c0 * es,
+                   (size_t)nb * es);
+        beta = 1.0;
+    }
+    if (j->dtype == LUNET_DTYPE_FLOAT32) {
+#ifdef LUNET_NO_BLAS
+        gemm_builtin_f32(&a, &b, (float *)c, n, mb, nb, j->k, (float)j->alpha, (float)beta);
+#else
+        cblas_sgemm(CblasRowMajor, a.trans ? CblasTrans : CblasNoTrans,
+                    b.trans ? CblasTrans : CblasNoTrans, (int)mb, (int)nb, (int)j->k,
+                    (float)j->alpha, a.data, (int)a.ld, b.data, (int)b.ld, (float)beta,
+                    (float *)c, (int)n);
+#endif
+    } else {
+#ifdef LUNET_NO_BLAS
+        gemm_builtin_f64(&a, &b, (double *)c, n, mb, nb, j->k, j->alpha, beta);
+#else
+        cblas_dgemm(CblasRowMajor, a.trans ? CblasTrans : CblasNoTrans,
+                    b.trans ? CblasTrans : CblasNoTrans, (int)mb, (int)nb, (int)j->k, j->alpha,
+                    a.data, (int)a.ld, b.data, (int)b.ld, beta, (double *)c, (int)n);
+#endif
+    }
+    if (j->relu)
+        for (int64_t i = 0; i < mb; i++)
+            relu_rows(j->dtype, c + (size_t)(i * n) * es, nb);
+}
+
+static void gemm_rows(void *ctx, int64_t begin, int64_t end)
+{
+    const gemm_job_t *j = ctx;
+    gemm_block(j, begin, end, 0, j->n);
+}
+
+static void gemm_cols(void *ctx, int64_t begin, int64_t end)
+{
+    const gemm_job_t *j = ctx;
+    gemm_block(j, 0, j->m, begin, end);
+}
+
+/* Rows or columns per block for an (m, n, k) product: a function of the shape only. */
+static int64_t gemm_grain(int64_t m, int64_t n, int64_t k, bool *by_rows)
+{
+    *by_rows = m >= n;
+    int64_t dim = *by_rows ? m : n;
+    double flops = 2.0 * (double)m * (double)n * (double)k;
+    int64_t blocks = (int64_t)(flops / (double)GEMM_BLOCK_FLOPS);
+    if (blocks > GEMM_MAX_BLOCKS)
+        blocks = GEMM_MAX_BLOCKS;
+    if (blocks > dim / GEMM_ALIGN)
+        blocks = dim / GEMM_ALIGN;
+    if (blocks <= 1)
+        return dim;
+    int64_t grain = (dim + blocks - 1) / blocks;
+    return (grain + GEMM_ALIGN - 1) / GEMM_ALIGN * GEMM_ALIGN;
+}
+
+/* Runs a job with k > 0 (or a beta-only update) over the pool, in shape-fixed blocks. */
+static void gemm_run(gemm_job_t *j)
+{
+    if (j->m == 0 || j->n == 0)
+        return;
+#ifndef LUNET_NO_BLAS
+    (void)gemm_builtin_f32; /* compiled and checked in every build */
+    (void)gemm_builtin_f64;
+#endif
+    int64_t grain = gemm_grain(j->m, j->n, j->k, &j->by_rows);
+    lunet_parallel_for(j->by_rows ? j->m : j->n, grain, j->by_rows ? gemm_rows : gemm_cols, j);
+}
+
+/* c (M, N) contiguous = [relu](alpha * a @ b + beta * c), or with bias (N):
+   [relu](alpha * a @ b + bias). */
+static lunet_status_t gemm_ex(lunet_tensor_t *c, lunet_tensor_t *a, lunet_tensor_t *b,
+                              double alpha, double beta, const lunet_tensor_t *bias, bool relu)
 {
     int64_t m = a->shape[0], k = a->shape[1], n = b->shape[1];
     if (!lunet_dtype_is_floating(c->dtype)) {
@@ -139,33 +259,28 @@ static lunet_status_t gemm(lunet_tensor_t *c, lunet_tensor_t *a, lunet_tensor_t 
             goto done;
         blas_layout(bc, &ob);
     }
+    gemm_job_t j = {.a = oa, .b = ob, .c = lunet_tensor_data(c), .m = m, .n = n, .k = k,
+                    .alpha = alpha, .beta = beta, .dtype = c->dtype,
+                    .bias = bias ? lunet_tensor_data(bias) : NULL, .relu = relu};
     if (k == 0) {
-        /* empty inner dim: the product is zero */
-        lunet_tensor_t *z;
-        if ((st = lunet_tensor_scalar(&z, c->dtype, beta, false)))
-            goto done;
-        st = lunet_tensor_binary_(c, LUNET_BINARY_MUL, z);
-        lunet_tensor_release(z);
+        /* empty inner dim: the product is zero, so c is beta * c or the bias rows */
+        size_t es = lunet_dtype_size(c->dtype);
+        char *pc = lunet_tensor_data(c);
+        if (bias) {
+            for (int64_t i = 0; i < m; i++)
+                memcpy(pc + (size_t)(i * n) * es, j.bias, (size_t)n * es);
+        } else {
+            lunet_tensor_t *z;
+            if ((st = lunet_tensor_scalar(&z, c->dtype, beta, false)))
+                goto done;
+            st = lunet_tensor_binary_(c, LUNET_BINARY_MUL, z);
+            lunet_tensor_release(z);
+        }
+        if (!st && relu)
+            relu_rows(c->dtype, pc, m * n);
         goto done;
     }
-#ifdef LUNET_NO_BLAS
-    if (c->dtype == LUNET_DTYPE_FLOAT32)
-        gemm_builtin_f32(&oa, &ob, lunet_tensor_data(c), m, n, k, (float)alpha, (float)beta);
-    else
-        gemm_builtin_f64(&oa, &ob, lunet_tensor_data(c), m, n, k, alpha, beta);
-#else
-    (void)gemm_builtin_f32;
-    (void)gemm_builtin_f64;
-    if (c->dtype == LUNET_DTYPE_FLOAT32)
-        cblas_sgemm(CblasRowMajor, oa.trans ? CblasTrans : CblasNoTrans,
-                    ob.trans ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, (float)alpha,
-                    oa.data, (int)oa.ld, ob.data, (int)ob.ld, (float)beta,
-                    lunet_tensor_data(c), (int)n);
-    else
-        cblas_dgemm(CblasRowMajor, oa.trans ? CblasTrans : CblasNoTrans,
-                    ob.trans ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, alpha,
-                    oa.data, (int)oa.ld, ob.data, (int)ob.ld, beta, lunet_tensor_data(c), (int)n);
-#endif
+    gemm_run(&j);
 done:
     lunet_set_grad_enabled(was);
     lunet_tensor_release(ac);
@@ -174,34 +289,35 @@ done:
 }
 
 /* Raw-buffer GEMM for kernels that keep their own scratch (conv.c): c (m, n) row-major with
-   leading dimension n = alpha * op(a) @ op(b) + beta * c, op = transpose when ta / tb. */
+   leading dimension n = alpha * op(a) @ op(b) + beta * c, op = transpose when ta / tb.
+   Split over the pool like every product (a call from inside a block runs serially). */
 void lunet_gemm_f32(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
                     const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c)
 {
-    if (m == 0 || n == 0)
-        return;
-#ifdef LUNET_NO_BLAS
-    gemm_operand_t oa = {a, ta, lda}, ob = {b, tb, ldb};
-    gemm_builtin_f32(&oa, &ob, c, m, n, k, alpha, beta);
-#else
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)n);
-#endif
+    gemm_job_t j = {.a = {a, ta, lda}, .b = {b, tb, ldb}, .c = (char *)c, .m = m, .n = n,
+                    .k = k, .alpha = alpha, .beta = beta, .dtype = LUNET_DTYPE_FLOAT32};
+    gemm_run(&j);
 }
 
 void lunet_gemm_f64(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
                     const double *a, int64_t lda, const double *b, int64_t ldb, double beta,
                     double *c)
 {
-    if (m == 0 || n == 0)
-        return;
-#ifdef LUNET_NO_BLAS
-    gemm_operand_t oa = {a, ta, lda}, ob = {b, tb, ldb};
-    gemm_builtin_f64(&oa, &ob, c, m, n, k, alpha, beta);
-#else
-    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)n);
-#endif
+    gemm_job_t j = {.a = {a, ta, lda}, .b = {b, tb, ldb}, .c = (char *)c, .m = m, .n = n,
+                    .k = k, .alpha = alpha, .beta = beta, .dtype = LUNET_DTYPE_FLOAT64};
+    gemm_run(&j);
+}
+
+static lunet_status_t gemm(lunet_tensor_t *c, lunet_tensor_t *a, lunet_tensor_t *b, double alpha,
+                           double beta)
+{
+    return gemm_ex(c, a, b, alpha, beta, NULL, false);
+}
+
+lunet_status_t lunet_gemm_bias_relu(lunet_tensor_t *c, lunet_tensor_t *a, lunet_tensor_t *b,
+                                    const lunet_tensor_t *bias, bool relu)
+{
+    return gemm_ex(c, a, b, 1.0, 0.0, bias, relu);
 }
 
 static lunet_status_t check_mm(const char *op, const lunet_tensor_t *a, const lunet_tensor_t *b)

@@ -13,41 +13,24 @@
 #include <cblas.h>
 #endif
 
-// y (N, O) = relu(y): in place, keeps NaN like PyTorch's relu
-static void relu_inplace(lunet_tensor_t *y)
-{
-    int64_t n = y->numel;
-    if (y->dtype == LUNET_DTYPE_FLOAT32) {
-        float *p = lunet_tensor_data(y);
-        for (int64_t i = 0; i < n; i++)
-            p[i] = p[i] < 0 ? 0.0f : p[i];
-    } else {
-        double *p = lunet_tensor_data(y);
-        for (int64_t i = 0; i < n; i++)
-            p[i] = p[i] < 0 ? 0.0 : p[i];
-    }
-}
-
 static lunet_status_t linear_2d(lunet_tensor_t **out, lunet_tensor_t *x, lunet_tensor_t *w,
                                 lunet_tensor_t *b, bool relu)
 {
-    lunet_tensor_t *wt = NULL, *y = NULL;
+    /* one pass per output block: bias rows, the product (beta = 1), the ReLU */
+    lunet_tensor_t *wt = NULL, *y = NULL, *bc = NULL;
     lunet_status_t st;
+    int64_t shape[2] = {x->shape[0], w->shape[0]};
     bool was = lunet_set_grad_enabled(false);
-    st = lunet_tensor_transpose(&wt, w, 0, 1);
-    if (!st) {
-        if (b) {
-            st = lunet_tensor_addmm(&y, b, x, wt, 1.0, 1.0);
-        } else {
-            st = lunet_tensor_mm(&y, x, wt);
-        }
-    }
+    if (!(st = lunet_tensor_transpose(&wt, w, 0, 1)) && !(st = lunet_tensor_empty(&y, w->dtype, 2, shape)) &&
+        !(st = b ? lunet_tensor_contiguous(&bc, b) : LUNET_OK))
+        st = lunet_gemm_bias_relu(y, x, wt, bc, relu);
     lunet_set_grad_enabled(was);
     lunet_tensor_release(wt);
-    if (st)
+    lunet_tensor_release(bc);
+    if (st) {
+        lunet_tensor_release(y);
         return st;
-    if (relu)
-        relu_inplace(y);
+    }
     lunet_tensor_t *in[3] = {x, w, b};
     lunet_tensor_t *extra[1] = {relu ? y : NULL};
     lunet_op_args_t args = {.i = {relu}, .name = relu ? "ReluBackward0" : (b ? "AddmmBackward0" : "MmBackward0")};

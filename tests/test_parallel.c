@@ -1,0 +1,197 @@
+/*
+ * test_parallel.c - the worker pool (lunet_parallel_for, set/get_num_threads) and the promise
+ * that the thread count never changes a bit: a few SGD steps of an MLP whose GEMMs are split
+ * into several blocks, trained on 1, 2 and 3 threads, give identical losses, gradients and
+ * weights.  `make test-c-noblas` runs the same test on the built-in GEMM.
+ */
+#include "check.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+
+/* ---------------------------------------------------------------- parallel_for */
+
+typedef struct {
+    atomic_int *hits;
+    int64_t grain;
+    atomic_int bad_blocks;
+} cover_t;
+
+static void count_block(void *ctx, int64_t b, int64_t e)
+{
+    cover_t *c = ctx;
+    if (b % c->grain != 0 || e - b > c->grain || e <= b)
+        atomic_fetch_add(&c->bad_blocks, 1);
+    for (int64_t i = b; i < e; i++)
+        atomic_fetch_add(&c->hits[i], 1);
+}
+
+static void test_every_index_once(void **state)
+{
+    (void)state;
+    static const int64_t ns[] = {1, 7, 64, 1000, 4097};
+    static const int64_t grains[] = {1, 3, 64, 5000};
+    for (int th = 1; th <= 3; th++) {
+        CHECK_OK(lunet_set_num_threads(th));
+        assert_int_equal(lunet_get_num_threads(), th);
+        for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++)
+            for (size_t g = 0; g < sizeof grains / sizeof grains[0]; g++) {
+                atomic_int *hits = calloc((size_t)ns[a], sizeof *hits);
+                cover_t c = {hits, grains[g], 0};
+                lunet_parallel_for(ns[a], grains[g], count_block, &c);
+                for (int64_t i = 0; i < ns[a]; i++)
+                    if (atomic_load(&hits[i]) != 1)
+                        fail_msg("threads %d, n %lld, grain %lld: index %lld ran %d times", th,
+                                 (long long)ns[a], (long long)grains[g], (long long)i,
+                                 atomic_load(&hits[i]));
+                if (atomic_load(&c.bad_blocks))
+                    fail_msg("threads %d, n %lld, grain %lld: %d blocks off the grain", th,
+                             (long long)ns[a], (long long)grains[g], atomic_load(&c.bad_blocks));
+                free(hits);
+            }
+    }
+    lunet_parallel_for(0, 4, count_block, NULL); /* nothing to do: fn never called */
+}
+
+/* a block that starts a region of its own: it runs serially on that thread */
+typedef struct {
+    atomic_int inner;
+} nested_t;
+
+static void inner_block(void *ctx, int64_t b, int64_t e)
+{
+    nested_t *n = ctx;
+    atomic_fetch_add(&n->inner, (int)(e - b));
+}
+
+static void outer_block(void *ctx, int64_t b, int64_t e)
+{
+    for (int64_t i = b; i < e; i++)
+        lunet_parallel_for(100, 10, inner_block, ctx);
+}
+
+static void test_nested_and_errors(void **state)
+{
+    (void)state;
+    CHECK_OK(lunet_set_num_threads(2));
+    nested_t n = {0};
+    lunet_parallel_for(8, 1, outer_block, &n);
+    assert_int_equal(atomic_load(&n.inner), 800);
+    CHECK_FAILS(lunet_set_num_threads(0), LUNET_STATUS_RUNTIME,
+                "set_num_threads expects a positive integer");
+    CHECK_FAILS(lunet_set_num_threads(-3), LUNET_STATUS_RUNTIME,
+                "set_num_threads expects a positive integer");
+    assert_int_equal(lunet_get_num_threads(), 2);
+}
+
+/* ---------------------------------------------------------------- same bits */
+
+enum { STEPS = 3, BATCH = 64, NPARAM = 4 };
+
+typedef struct {
+    float loss[STEPS];
+    float *grad[NPARAM];
+    float *weight[NPARAM];
+    int64_t numel[NPARAM];
+} run_t;
+
+/* STEPS SGD-momentum steps of a 512-256-10 ReLU MLP on seeded random data. */
+static void train(run_t *r, int threads)
+{
+    CHECK_OK(lunet_set_num_threads(threads));
+    lunet_generator_t *g = lunet_default_generator();
+    lunet_generator_seed(g, 7);
+    lunet_mlp_t *m;
+    CHECK_OK(lunet_mlp_new(&m, 3, (const int64_t[]){512, 256, 10}, LUNET_ACTIVATION_RELU,
+                           LUNET_DTYPE_FLOAT32, g));
+    lunet_tensor_t *params[NPARAM];
+    for (int i = 0; i < NPARAM; i++)
+        params[i] = lunet_mlp_parameter(m, i);
+    lunet_sgd_options_t o = {.lr = 0.05, .momentum = 0.9};
+    lunet_sgd_t *opt;
+    CHECK_OK(lunet_sgd_new(&opt, NPARAM, params, &o));
+    lunet_loss_options_t ce;
+    lunet_loss_options_init(&ce);
+    lunet_tensor_t *x, *y;
+    CHECK_OK(lunet_tensor_empty(&x, LUNET_DTYPE_FLOAT32, 2, (const int64_t[]){BATCH, 512}));
+    CHECK_OK(lunet_tensor_empty(&y, LUNET_DTYPE_INT64, 1, (const int64_t[]){BATCH}));
+    CHECK_OK(lunet_tensor_random_int_(y, g, 0, 10));
+    for (int s = 0; s < STEPS; s++) {
+        lunet_tensor_t *logits, *loss;
+        CHECK_OK(lunet_tensor_normal_(x, g, 0, 1));
+        CHECK_OK(lunet_sgd_zero_grad(opt));
+        CHECK_OK(lunet_mlp_forward(&logits, m, x));
+        CHECK_OK(lunet_loss_cross_entropy(&loss, logits, y, &ce));
+        CHECK_OK(lunet_tensor_backward(loss, NULL, false));
+        r->loss[s] = (float)lunet_tensor_get(loss, 0);
+        if (s == STEPS - 1)
+            for (int i = 0; i < NPARAM; i++) {
+                r->numel[i] = params[i]->numel;
+                r->grad[i] = malloc((size_t)params[i]->numel * sizeof(float));
+                memcpy(r->grad[i], lunet_tensor_data(params[i]->grad),
+                       (size_t)params[i]->numel * sizeof(float));
+            }
+        CHECK_OK(lunet_sgd_step(opt));
+        lunet_tensor_release(logits);
+        lunet_tensor_release(loss);
+    }
+    for (int i = 0; i < NPARAM; i++) {
+        r->weight[i] = malloc((size_t)params[i]->numel * sizeof(float));
+        memcpy(r->weight[i], lunet_tensor_data(params[i]), (size_t)params[i]->numel * sizeof(float));
+    }
+    lunet_tensor_release(x);
+    lunet_tensor_release(y);
+    lunet_sgd_free(opt);
+    lunet_mlp_free(m);
+}
+
+static void run_free(run_t *r)
+{
+    for (int i = 0; i < NPARAM; i++) {
+        free(r->grad[i]);
+        free(r->weight[i]);
+    }
+}
+
+static void same_bits(const char *what, int threads, int i, const float *a, const float *b,
+                      int64_t n)
+{
+    for (int64_t k = 0; k < n; k++)
+        if (memcmp(&a[k], &b[k], sizeof(float)) != 0)
+            fail_msg("%s of parameter %d, element %lld: 1 thread %.9g, %d threads %.9g", what, i,
+                     (long long)k, (double)a[k], threads, (double)b[k]);
+}
+
+static void test_same_bits_on_any_thread_count(void **state)
+{
+    (void)state;
+    int saved = lunet_get_num_threads();
+    run_t one = {0};
+    train(&one, 1);
+    for (int th = 2; th <= 3; th++) {
+        run_t r = {0};
+        train(&r, th);
+        for (int s = 0; s < STEPS; s++)
+            if (memcmp(&one.loss[s], &r.loss[s], sizeof(float)) != 0)
+                fail_msg("loss of step %d: 1 thread %.9g, %d threads %.9g (%s GEMM)", s,
+                         (double)one.loss[s], th, (double)r.loss[s], lunet_blas_name());
+        for (int i = 0; i < NPARAM; i++) {
+            same_bits("gradient", th, i, one.grad[i], r.grad[i], one.numel[i]);
+            same_bits("weight", th, i, one.weight[i], r.weight[i], one.numel[i]);
+        }
+        run_free(&r);
+    }
+    assert_true(one.loss[STEPS - 1] < one.loss[0]); /* it did learn something */
+    run_free(&one);
+    CHECK_OK(lunet_set_num_threads(saved));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_index_once),
+        cmocka_unit_test(test_nested_and_errors),
+        cmocka_unit_test(test_same_bits_on_any_thread_count),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
