@@ -178,14 +178,17 @@ test-asan:
 	ASAN_OPTIONS=detect_leaks=1 build/asan/tests/test_idx
 	ASAN_OPTIONS=detect_leaks=1 build/asan/tests/test_data
 
-# `make test-tsan`: the threaded stress test (tests/test_threads.c) under ThreadSanitizer
+# `make test-tsan`: the threaded stress test (tests/test_threads.c) and the worker pool's
+# test (tests/test_parallel.c) under ThreadSanitizer
 # (clang).  setarch -R turns off address randomisation when the kernel lets it, which keeps
 # TSan's memory layout checks happy on kernels with large mmap randomisation.
 TSAN_FLAGS := -O1 -g -fsanitize=thread
 test-tsan:
-	$(MAKE) --no-print-directory CC=clang BUILD=build/tsan CFLAGS="$(TSAN_FLAGS)" build/tsan/tests/test_threads
+	$(MAKE) --no-print-directory CC=clang BUILD=build/tsan CFLAGS="$(TSAN_FLAGS)" build/tsan/tests/test_threads \
+	  build/tsan/tests/test_parallel
 	@norand=""; if setarch $$(uname -m) -R true 2>/dev/null; then norand="setarch $$(uname -m) -R"; fi; \
-	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" $$norand build/tsan/tests/test_threads
+	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" $$norand build/tsan/tests/test_threads && \
+	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" $$norand build/tsan/tests/test_parallel
 
 # Every cmocka test and a short training run under valgrind, with the free lists off
 # (-DLUNET_NO_POOL) so that each allocation is seen with its true owner.
