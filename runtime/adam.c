@@ -275,24 +275,18 @@ void lunet_adam_state_clear(lunet_adam_state_t *s)
 /* ---- an optimizer object for C hosts */
 
 struct lunet_adam {
-    int nparams;
+    lunet_optimizer_core_t core; /* states: one lunet_adam_state_t each */
     lunet_adam_options_t options;
-    lunet_tensor_t **params;     /* retained */
-    lunet_adam_state_t *states; /* one per parameter, filled at its first step */
 };
 
 void lunet_adam_free(lunet_adam_t *opt)
 {
     if (!opt)
         return;
-    for (int i = 0; i < opt->nparams; i++) {
-        if (opt->params)
-            lunet_tensor_release(opt->params[i]);
-        if (opt->states)
-            lunet_adam_state_clear(&opt->states[i]);
-    }
-    free(opt->params);
-    free(opt->states);
+    lunet_adam_state_t *states = opt->core.states;
+    for (int i = 0; i < opt->core.nparams; i++)
+        lunet_adam_state_clear(&states[i]);
+    lunet_optimizer_release(&opt->core);
     free(opt);
 }
 
@@ -300,48 +294,32 @@ lunet_status_t lunet_adam_new(lunet_adam_t **out, int nparams, lunet_tensor_t *c
                               const lunet_adam_options_t *o)
 {
     lunet_status_t st = lunet_adam_check(o);
-    if (st)
-        return st;
-    if ((st = lunet_optimizer_check_params(nparams, params, "adam")))
-        return st;
-    lunet_adam_t *opt = calloc(1, sizeof *opt);
-    if (!opt)
-        return lunet_fail(LUNET_STATUS_NOMEM, "adam: out of memory");
-    opt->params = calloc((size_t)nparams, sizeof *opt->params);
-    opt->states = calloc((size_t)nparams, sizeof *opt->states);
-    if (!opt->params || !opt->states) {
-        lunet_adam_free(opt);
-        return lunet_fail(LUNET_STATUS_NOMEM, "adam: out of memory");
+    lunet_adam_t *opt = st ? NULL : calloc(1, sizeof *opt);
+    if (!st && !opt)
+        st = lunet_fail(LUNET_STATUS_NOMEM, "adam: out of memory");
+    if (!st && !(st = lunet_optimizer_hold(&opt->core, sizeof(lunet_adam_state_t), nparams,
+                                           params, "adam"))) {
+        opt->options = *o;
+        *out = opt;
+        return LUNET_OK;
     }
-    opt->nparams = nparams;
-    opt->options = *o;
-    for (int i = 0; i < nparams; i++) {
-        lunet_tensor_retain(params[i]);
-        opt->params[i] = params[i];
-    }
-    *out = opt;
-    return LUNET_OK;
+    free(opt);
+    return st;
+}
+
+static lunet_status_t adam_step_one(lunet_tensor_t *p, void *state, const void *options)
+{
+    return lunet_adam_update(p, p->grad, state, options);
 }
 
 lunet_status_t lunet_adam_step(lunet_adam_t *opt)
 {
-    for (int i = 0; i < opt->nparams; i++) {
-        lunet_tensor_t *p = opt->params[i];
-        if (!p->grad)
-            continue; /* parameters without a gradient are skipped, as in PyTorch */
-        lunet_status_t st = lunet_adam_update(p, p->grad, &opt->states[i], &opt->options);
-        if (st)
-            return st;
-    }
-    return LUNET_OK;
+    return lunet_optimizer_step_all(&opt->core, adam_step_one, &opt->options);
 }
 
-lunet_status_t lunet_adam_zero_grad(lunet_adam_t *opt)
-{
-    return lunet_optimizer_zero_grads(opt->nparams, opt->params);
-}
+lunet_status_t lunet_adam_zero_grad(lunet_adam_t *opt) { return lunet_optimizer_zero_grads(&opt->core); }
 
 const lunet_adam_state_t *lunet_adam_state(const lunet_adam_t *opt, int i)
 {
-    return i >= 0 && i < opt->nparams ? &opt->states[i] : NULL;
+    return i >= 0 && i < opt->core.nparams ? (const lunet_adam_state_t *)opt->core.states + i : NULL;
 }

@@ -94,45 +94,34 @@ static lunet_status_t fill_normal(lunet_tensor_t *t, lunet_generator_t *g, doubl
     return st;
 }
 
-/* std = gain / sqrt(fan) of kaiming_*_; *skip when t has no elements (PyTorch: a no-op). */
-static lunet_status_t kaiming_std(double *std, bool *skip, const lunet_tensor_t *t, double a,
-                                  const char *mode, const char *nonlinearity)
+/* kaiming_uniform_ (U(-b, b), b = sqrt(3) * std) or kaiming_normal_ (N(0, std)), std =
+   gain / sqrt(fan); a tensor with no elements is left alone (PyTorch: a no-op). */
+static lunet_status_t kaiming(lunet_tensor_t *t, lunet_generator_t *g, double a, const char *mode,
+                              const char *nonlinearity, bool normal)
 {
-    *skip = false;
     for (int d = 0; d < t->ndim; d++)
-        if (t->shape[d] == 0) {
-            *skip = true;
+        if (t->shape[d] == 0)
             return LUNET_OK;
-        }
     double fan = 0, gain = 0;
     lunet_status_t st = correct_fan(&fan, t, mode);
     if (!st)
         st = lunet_init_calculate_gain(&gain, nonlinearity, true, a);
-    if (!st)
-        *std = gain / sqrt(fan);
-    return st;
+    if (st)
+        return st;
+    double std = gain / sqrt(fan);
+    return normal ? fill_normal(t, g, std) : fill_uniform(t, g, sqrt(3.0) * std);
 }
 
 lunet_status_t lunet_init_kaiming_uniform_(lunet_tensor_t *t, lunet_generator_t *g, double a,
                                            const char *mode, const char *nonlinearity)
 {
-    double std;
-    bool skip;
-    lunet_status_t st = kaiming_std(&std, &skip, t, a, mode, nonlinearity);
-    if (st || skip)
-        return st;
-    return fill_uniform(t, g, sqrt(3.0) * std);
+    return kaiming(t, g, a, mode, nonlinearity, false);
 }
 
 lunet_status_t lunet_init_kaiming_normal_(lunet_tensor_t *t, lunet_generator_t *g, double a,
                                           const char *mode, const char *nonlinearity)
 {
-    double std;
-    bool skip;
-    lunet_status_t st = kaiming_std(&std, &skip, t, a, mode, nonlinearity);
-    if (st || skip)
-        return st;
-    return fill_normal(t, g, std);
+    return kaiming(t, g, a, mode, nonlinearity, true);
 }
 
 /* std = gain * sqrt(2 / (fan_in + fan_out)) of xavier_*_ */

@@ -145,11 +145,25 @@ double lunet_softmax_slice_lse_f64(const double *x, int64_t C, int64_t st, doubl
 void lunet_softmax_exp_f32(float *restrict e, const float *restrict x, int64_t n, float m,
                            float s);
 
-/* ---- optim.c: shared by the optimizer objects (SGD, Adam) */
-/* A non-empty list of distinct floating leaf tensors, or PyTorch's message. */
-lunet_status_t lunet_optimizer_check_params(int nparams, lunet_tensor_t *const *params,
-                                            const char *name);
+/* ---- optim.c: what the optimizer objects (SGD, Adam) share: the retained parameters and
+   one state struct per parameter, stepped in order */
+typedef struct lunet_optimizer_core {
+    int nparams;
+    lunet_tensor_t **params; /* retained */
+    void *states;            /* nparams zero-initialised structs of state_size bytes */
+    size_t state_size;
+} lunet_optimizer_core_t;
+typedef lunet_status_t (*lunet_optimizer_update_fn)(lunet_tensor_t *p, void *state,
+                                                    const void *options);
+/* Checks the list (non-empty, distinct floating leaves, PyTorch's messages), then retains it. */
+lunet_status_t lunet_optimizer_hold(lunet_optimizer_core_t *core, size_t state_size, int nparams,
+                                    lunet_tensor_t *const *params, const char *name);
+/* Releases the parameters and frees the arrays (the states' own tensors are the caller's). */
+void lunet_optimizer_release(lunet_optimizer_core_t *core);
+/* update(p, state i, options) for every parameter that has a gradient, in order. */
+lunet_status_t lunet_optimizer_step_all(lunet_optimizer_core_t *core,
+                                        lunet_optimizer_update_fn update, const void *options);
 /* Zero-fills every existing .grad (PyTorch 1.13's zero_grad default), without autograd. */
-lunet_status_t lunet_optimizer_zero_grads(int nparams, lunet_tensor_t *const *params);
+lunet_status_t lunet_optimizer_zero_grads(lunet_optimizer_core_t *core);
 
 #endif

@@ -132,8 +132,8 @@ lunet_status_t lunet_sgd_update(lunet_tensor_t *p, lunet_tensor_t *grad,
 
 /* ---- shared by the optimizer objects (SGD here, Adam in adam.c) */
 
-lunet_status_t lunet_optimizer_check_params(int nparams, lunet_tensor_t *const *params,
-                                            const char *name)
+/* A non-empty list of distinct floating leaf tensors, or PyTorch's message. */
+static lunet_status_t check_params(int nparams, lunet_tensor_t *const *params, const char *name)
 {
     if (nparams <= 0)
         return lunet_fail(LUNET_STATUS_VALUE, "optimizer got an empty parameter list");
@@ -151,13 +151,58 @@ lunet_status_t lunet_optimizer_check_params(int nparams, lunet_tensor_t *const *
     return LUNET_OK;
 }
 
-lunet_status_t lunet_optimizer_zero_grads(int nparams, lunet_tensor_t *const *params)
+lunet_status_t lunet_optimizer_hold(lunet_optimizer_core_t *core, size_t state_size, int nparams,
+                                    lunet_tensor_t *const *params, const char *name)
+{
+    lunet_status_t st = check_params(nparams, params, name);
+    if (st)
+        return st;
+    lunet_tensor_t **held = calloc((size_t)nparams, sizeof *held);
+    void *states = calloc((size_t)nparams, state_size);
+    if (!held || !states) {
+        free(held);
+        free(states);
+        return lunet_fail(LUNET_STATUS_NOMEM, "%s: out of memory", name);
+    }
+    for (int i = 0; i < nparams; i++) {
+        lunet_tensor_retain(params[i]);
+        held[i] = params[i];
+    }
+    *core = (lunet_optimizer_core_t){.nparams = nparams, .params = held, .states = states,
+                                     .state_size = state_size};
+    return LUNET_OK;
+}
+
+void lunet_optimizer_release(lunet_optimizer_core_t *core)
+{
+    for (int i = 0; i < core->nparams; i++)
+        lunet_tensor_release(core->params[i]);
+    free(core->params);
+    free(core->states);
+    *core = (lunet_optimizer_core_t){0};
+}
+
+lunet_status_t lunet_optimizer_step_all(lunet_optimizer_core_t *core,
+                                        lunet_optimizer_update_fn update, const void *options)
+{
+    for (int i = 0; i < core->nparams; i++) {
+        lunet_tensor_t *p = core->params[i];
+        if (!p->grad)
+            continue; /* parameters without a gradient are skipped, as in PyTorch */
+        lunet_status_t st = update(p, (char *)core->states + (size_t)i * core->state_size, options);
+        if (st)
+            return st;
+    }
+    return LUNET_OK;
+}
+
+lunet_status_t lunet_optimizer_zero_grads(lunet_optimizer_core_t *core)
 {
     bool was = lunet_set_grad_enabled(false);
     lunet_status_t st = LUNET_OK;
-    for (int i = 0; i < nparams && !st; i++)
-        if (params[i]->grad)
-            st = lunet_tensor_fill_(params[i]->grad, 0);
+    for (int i = 0; i < core->nparams && !st; i++)
+        if (core->params[i]->grad)
+            st = lunet_tensor_fill_(core->params[i]->grad, 0);
     lunet_set_grad_enabled(was);
     return st;
 }
@@ -165,24 +210,18 @@ lunet_status_t lunet_optimizer_zero_grads(int nparams, lunet_tensor_t *const *pa
 /* ---- an optimizer object for C hosts */
 
 struct lunet_sgd {
-    int nparams;
+    lunet_optimizer_core_t core; /* states: one momentum buffer (lunet_tensor_t *) each */
     lunet_sgd_options_t options;
-    lunet_tensor_t **params;  /* retained */
-    lunet_tensor_t **buffers; /* momentum buffers, created at the first step */
 };
 
 void lunet_sgd_free(lunet_sgd_t *opt)
 {
     if (!opt)
         return;
-    for (int i = 0; i < opt->nparams; i++) {
-        if (opt->params)
-            lunet_tensor_release(opt->params[i]);
-        if (opt->buffers)
-            lunet_tensor_release(opt->buffers[i]);
-    }
-    free(opt->params);
-    free(opt->buffers);
+    lunet_tensor_t **buffers = opt->core.states;
+    for (int i = 0; i < opt->core.nparams; i++)
+        lunet_tensor_release(buffers[i]);
+    lunet_optimizer_release(&opt->core);
     free(opt);
 }
 
@@ -190,43 +229,27 @@ lunet_status_t lunet_sgd_new(lunet_sgd_t **out, int nparams, lunet_tensor_t *con
                              const lunet_sgd_options_t *o)
 {
     lunet_status_t st = lunet_sgd_check(o);
-    if (st)
-        return st;
-    if ((st = lunet_optimizer_check_params(nparams, params, "sgd")))
-        return st;
-    lunet_sgd_t *opt = calloc(1, sizeof *opt);
-    if (!opt)
-        return lunet_fail(LUNET_STATUS_NOMEM, "sgd: out of memory");
-    opt->params = calloc((size_t)nparams, sizeof *opt->params);
-    opt->buffers = calloc((size_t)nparams, sizeof *opt->buffers);
-    if (!opt->params || !opt->buffers) {
-        lunet_sgd_free(opt);
-        return lunet_fail(LUNET_STATUS_NOMEM, "sgd: out of memory");
+    lunet_sgd_t *opt = st ? NULL : calloc(1, sizeof *opt);
+    if (!st && !opt)
+        st = lunet_fail(LUNET_STATUS_NOMEM, "sgd: out of memory");
+    if (!st && !(st = lunet_optimizer_hold(&opt->core, sizeof(lunet_tensor_t *), nparams, params,
+                                           "sgd"))) {
+        opt->options = *o;
+        *out = opt;
+        return LUNET_OK;
     }
-    opt->nparams = nparams;
-    opt->options = *o;
-    for (int i = 0; i < nparams; i++) {
-        lunet_tensor_retain(params[i]);
-        opt->params[i] = params[i];
-    }
-    *out = opt;
-    return LUNET_OK;
+    free(opt);
+    return st;
+}
+
+static lunet_status_t sgd_step_one(lunet_tensor_t *p, void *buffer, const void *options)
+{
+    return lunet_sgd_update(p, p->grad, buffer, options);
 }
 
 lunet_status_t lunet_sgd_step(lunet_sgd_t *opt)
 {
-    for (int i = 0; i < opt->nparams; i++) {
-        lunet_tensor_t *p = opt->params[i];
-        if (!p->grad)
-            continue; /* parameters without a gradient are skipped, as in PyTorch */
-        lunet_status_t st = lunet_sgd_update(p, p->grad, &opt->buffers[i], &opt->options);
-        if (st)
-            return st;
-    }
-    return LUNET_OK;
+    return lunet_optimizer_step_all(&opt->core, sgd_step_one, &opt->options);
 }
 
-lunet_status_t lunet_sgd_zero_grad(lunet_sgd_t *opt)
-{
-    return lunet_optimizer_zero_grads(opt->nparams, opt->params);
-}
+lunet_status_t lunet_sgd_zero_grad(lunet_sgd_t *opt) { return lunet_optimizer_zero_grads(&opt->core); }
