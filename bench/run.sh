@@ -16,6 +16,10 @@ echo
 echo "== cross-entropy forward + backward"
 "$BUILD/bench_loss"
 torch bench/bench_loss_torch.py
+echo
+echo "== optimizer step over the MNIST MLP's parameters"
+"$BUILD/lunet" bench/bench_optim.lua
+torch bench/bench_optim_torch.py
 if [ -f data/FashionMNIST/raw/train-labels-idx1-ubyte ]; then
   echo
   echo "== Fashion-MNIST loading and DataLoader epoch"
