@@ -71,6 +71,11 @@ describe("optim.Adam and optim.AdamW", function()
       "Adam: betas must be a table of two numbers {beta1, beta2}")
     assert_error_contains(function() optim.AdamW({q}, {lr = "x"}) end, "AdamW: lr must be a number, got string")
     assert_error_contains(function() optim.Adam({q}, {momentum = 0.9}) end, "Adam: unknown option 'momentum'")
+    assert.has_no.errors(function() optim.Adam({q}, {foreach = false, capturable = false, fused = false}) end)
+    assert_error_contains(function() optim.Adam({q}, {fused = true}) end,
+      "Adam: fused = true is not supported (Lunet runs PyTorch's single-tensor CPU algorithm)")
+    assert_error_contains(function() optim.AdamW({q}, {differentiable = false}) end,
+      "AdamW: unknown option 'differentiable'")
     assert_error_contains(function() optim.Adam({}, {}) end, "optimizer got an empty parameter list")
     assert_error_contains(function() optim.Adam({q * 2}) end, "can't optimize a non-leaf Tensor")
     assert_error_contains(function() optim.Adam({{params = {q}}, {params = {q}}}) end,

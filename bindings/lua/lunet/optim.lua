@@ -89,10 +89,17 @@ function Optimizer._init(self, params, opts)
   local defaults = {}
   for k, v in pairs(self._spec.defaults) do defaults[k] = v end
   for k, v in pairs(opts) do
-    if self._spec.defaults[k] == nil and k ~= "lr" then
+    if self._spec.fixed[k] ~= nil then
+      -- PyTorch's implementation switches (foreach, fused, ...): only their CPU default
+      if v ~= false then
+        error(("%s: %s = %s is not supported (Lunet runs PyTorch's single-tensor CPU algorithm)")
+          :format(name, k, tostring(v)), 3)
+      end
+    elseif self._spec.defaults[k] == nil and k ~= "lr" then
       error(name .. ": unknown option '" .. tostring(k) .. "'", 3)
+    else
+      defaults[k] = v
     end
-    defaults[k] = v
   end
   self.defaults, self.param_groups, self.state = defaults, {}, {}
   if #params == 0 then error("optimizer got an empty parameter list", 3) end
