@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -36,16 +37,28 @@
                      (text));                                                              \
     } while (0)
 
+/*
+ * Every helper prints what it compared before failing: cmocka's _fail() does not return
+ * (it jumps out of the test), so the message must come first.
+ */
+
 /* |a - b| <= tol * max(1, |b|), NaN equal to NaN, inf equal to same-signed inf. */
-static inline void check_close_at(double a, double b, double tol, const char *file, int line)
+static inline bool close_enough(double a, double b, double tol)
 {
     if (isnan(a) && isnan(b))
-        return;
+        return true;
     if (isinf(b) && a == b)
-        return;
+        return true;
     double scale = fabs(b) > 1 ? fabs(b) : 1;
-    if (!(fabs(a - b) <= tol * scale))
-        _fail(file, line), print_error("got %.17g, expected %.17g (tol %g)\n", a, b, tol);
+    return fabs(a - b) <= tol * scale;
+}
+
+static inline void check_close_at(double a, double b, double tol, const char *file, int line)
+{
+    if (!close_enough(a, b, tol)) {
+        print_error("got %.17g, expected %.17g (tol %g)\n", a, b, tol);
+        _fail(file, line);
+    }
 }
 #define CHECK_CLOSE(a, b, tol) check_close_at((a), (b), (tol), __FILE__, __LINE__)
 
@@ -57,8 +70,14 @@ static inline void check_tensor_at(lunet_tensor_t *t, const double *want, int64_
         print_error("numel %lld, expected %lld\n", (long long)t->numel, (long long)n);
         _fail(file, line);
     }
-    for (int64_t i = 0; i < n; i++)
-        check_close_at(lunet_tensor_get(t, i), want[i], tol, file, line);
+    for (int64_t i = 0; i < n; i++) {
+        double got = lunet_tensor_get(t, i);
+        if (!close_enough(got, want[i], tol)) {
+            print_error("element %lld of %lld: got %.17g, expected %.17g (tol %g)\n",
+                        (long long)i, (long long)n, got, want[i], tol);
+            _fail(file, line);
+        }
+    }
 }
 #define CHECK_TENSOR(t, want, n, tol) check_tensor_at((t), (want), (n), (tol), __FILE__, __LINE__)
 
