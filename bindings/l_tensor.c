@@ -1170,6 +1170,8 @@ static int t_index(lua_State *L)
             lb_pushtensor(L, t->grad);
         } else if (strcmp(k, "grad_fn") == 0) {
             push_grad_fn(L, t);
+        } else if (strcmp(k, "retains_grad") == 0) {
+            lua_pushboolean(L, t->retains_grad);
         } else if (strcmp(k, "is_leaf") == 0) {
             lua_pushboolean(L, lunet_tensor_is_leaf(t));
         } else if (strcmp(k, "ndim") == 0) {
@@ -1211,32 +1213,11 @@ static int t_index(lua_State *L)
                          "method name)", luaL_typename(L, 2));
 }
 
-static bool same_shape(const lunet_tensor_t *a, const lunet_tensor_t *b)
-{
-    if (a->ndim != b->ndim)
-        return false;
-    for (int i = 0; i < a->ndim; i++)
-        if (a->shape[i] != b->shape[i])
-            return false;
-    return true;
-}
-
 static void set_grad(lua_State *L, lunet_tensor_t *t, int vidx)
 {
-    if (lua_isnil(L, vidx)) {
-        lunet_tensor_release(t->grad);
-        t->grad = NULL;
-        return;
-    }
-    lunet_tensor_t *g = lb_checktensor(L, vidx);
-    if (!same_shape(g, t))
-        luaL_error(L, "assigned grad has data of a different size");
-    if (g->dtype != t->dtype)
-        luaL_error(L, "assigned grad has data of a different type");
-    /* lunet.h has no setter for grad; the binding owns the field's reference here. */
-    lunet_tensor_retain(g);
-    lunet_tensor_release(t->grad);
-    t->grad = g;
+    lunet_tensor_t *g = lua_isnil(L, vidx) ? NULL : lb_checktensor(L, vidx);
+    if (lunet_tensor_set_grad(t, g) != LUNET_OK)
+        lb_error(L);
 }
 
 static int t_newindex(lua_State *L)
@@ -1253,7 +1234,8 @@ static int t_newindex(lua_State *L)
             LB_CHECK(L, lunet_tensor_copy_(t, lb_checktensor(L, 3)));
         } else if (strcmp(k, "shape") == 0 || strcmp(k, "dtype") == 0 ||
                    strcmp(k, "grad_fn") == 0 || strcmp(k, "is_leaf") == 0 ||
-                   strcmp(k, "ndim") == 0 || strcmp(k, "device") == 0) {
+                   strcmp(k, "retains_grad") == 0 || strcmp(k, "ndim") == 0 ||
+                   strcmp(k, "device") == 0) {
             return luaL_error(L, "attribute '%s' of a tensor is read-only", k);
         } else {
             /* Any other field goes to a per-tensor table (used by nn to tag parameters). */

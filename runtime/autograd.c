@@ -65,6 +65,18 @@ lunet_status_t lunet_tensor_retain_grad(lunet_tensor_t *t)
     return LUNET_OK;
 }
 
+lunet_status_t lunet_tensor_set_grad(lunet_tensor_t *t, lunet_tensor_t *g)
+{
+    if (g && !lunet_shape_equal(g->ndim, g->shape, t->ndim, t->shape))
+        return lunet_fail(LUNET_STATUS_RUNTIME, "assigned grad has data of a different size");
+    if (g && g->dtype != t->dtype)
+        return lunet_fail(LUNET_STATUS_RUNTIME, "assigned grad has data of a different type");
+    lunet_tensor_retain(g);
+    lunet_tensor_release(t->grad);
+    t->grad = g;
+    return LUNET_OK;
+}
+
 lunet_status_t lunet_autograd_check_inplace(const lunet_tensor_t *t, const char *op)
 {
     if (grad_disabled || !t->requires_grad)

@@ -147,7 +147,7 @@ bool lunet_autograd_needed(const lunet_tensor_t *a, const lunet_tensor_t *b);
  * flagged inputs, out, and extra[0 .. nextra-1] (entries may be NULL; extra may be NULL when
  * nextra is 0), until backward frees them.
  */
-lunet_status_t lunet_autograd_record(lunet_tensor_t *out, lunet_op_t op, int ninputs,
+LUNET_MUST_CHECK lunet_status_t lunet_autograd_record(lunet_tensor_t *out, lunet_op_t op, int ninputs,
                                      lunet_tensor_t **inputs, lunet_tensor_t **extra,
                                      const lunet_op_args_t *args);
 /*
@@ -156,11 +156,11 @@ lunet_status_t lunet_autograd_record(lunet_tensor_t *out, lunet_op_t op, int nin
  * Takes over the caller's reference to result: on failure result is released and *out is
  * left alone.
  */
-lunet_status_t lunet_autograd_finish(lunet_tensor_t **out, lunet_tensor_t *result, lunet_op_t op,
+LUNET_MUST_CHECK lunet_status_t lunet_autograd_finish(lunet_tensor_t **out, lunet_tensor_t *result, lunet_op_t op,
                                      int ninputs, lunet_tensor_t **inputs,
                                      lunet_tensor_t **extra, const lunet_op_args_t *args);
 /* Fails if t is a leaf requiring grad and grad mode is on (PyTorch's in-place rule). */
-lunet_status_t lunet_autograd_check_inplace(const lunet_tensor_t *t, const char *op);
+LUNET_MUST_CHECK lunet_status_t lunet_autograd_check_inplace(const lunet_tensor_t *t, const char *op);
 /*
  * In-place ops that record themselves (add_, mul_, relu_, copy_, ...): the check refuses a
  * leaf requiring grad, and a tensor whose memory another tensor shares; after the op has
@@ -168,7 +168,7 @@ lunet_status_t lunet_autograd_check_inplace(const lunet_tensor_t *t, const char 
  * take over result's history.  Other in-place ops use lunet_autograd_check_inplace, which
  * refuses any tensor requiring grad while grad mode is on.
  */
-lunet_status_t lunet_autograd_check_inplace_recorded(const lunet_tensor_t *t, const char *op);
+LUNET_MUST_CHECK lunet_status_t lunet_autograd_check_inplace_recorded(const lunet_tensor_t *t, const char *op);
 void lunet_autograd_rebase(lunet_tensor_t *t, lunet_tensor_t *result);
 void lunet_node_release(lunet_node_t *n);
 void lunet_node_retain(lunet_node_t *n);

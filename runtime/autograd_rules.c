@@ -445,11 +445,11 @@ RULE(identity_backward)
     return LUNET_OK;
 }
 
-RULE(softmax_backward) { return lunet_softmax_backward(&grads[0], g, n->saved[0], n->args.i[0]); }
+RULE(softmax_backward) { return lunet_tensor_softmax_backward(&grads[0], g, n->saved[0], n->args.i[0]); }
 
 RULE(log_softmax_backward)
 {
-    return lunet_log_softmax_backward(&grads[0], g, n->saved[0], n->args.i[0]);
+    return lunet_tensor_log_softmax_backward(&grads[0], g, n->saved[0], n->args.i[0]);
 }
 
 static void loss_options(lunet_loss_options_t *o, lunet_node_t *n, lunet_tensor_t *weight)

@@ -236,11 +236,10 @@ lunet_status_t lunet_tensor_index(lunet_tensor_t **out, lunet_tensor_t *x, int n
     /* broadcast the index tensors together */
     int bnd = 0;
     int64_t bshape[LUNET_MAX_DIMS];
-    lunet_tensor_t probe = {.ndim = 0};
     for (int j = 0; j < n; j++) {
         int nd2;
         int64_t s2[LUNET_MAX_DIMS];
-        if (lunet_broadcast_shape(&nd2, s2, &probe, ix[j])) {
+        if (lunet_broadcast_shape(&nd2, s2, bnd, bshape, ix[j]->ndim, ix[j]->shape)) {
             char buf[1024];
             size_t len = 0;
             for (int k = 0; k < n; k++) {
@@ -255,8 +254,7 @@ lunet_status_t lunet_tensor_index(lunet_tensor_t **out, lunet_tensor_t *x, int n
                             "with shapes %s", buf);
             goto done;
         }
-        probe.ndim = bnd = nd2;
-        memcpy(probe.shape, s2, sizeof s2);
+        bnd = nd2;
         memcpy(bshape, s2, sizeof s2);
     }
     int64_t bnum = lunet_shape_numel(bnd, bshape);

@@ -46,8 +46,8 @@ const char *lunet_shape_str(char *buf, size_t n, int ndim, const int64_t *shape)
 #define LUNET_SHAPE_BUF 256
 
 /* ---- storage.c: a caching allocator, so a steady training loop does not call malloc. */
-lunet_status_t lunet_storage_new(lunet_storage_t **out, size_t nbytes);
-lunet_status_t lunet_storage_wrap(lunet_storage_t **out, void *data, size_t nbytes,
+LUNET_MUST_CHECK lunet_status_t lunet_storage_new(lunet_storage_t **out, size_t nbytes);
+LUNET_MUST_CHECK lunet_status_t lunet_storage_wrap(lunet_storage_t **out, void *data, size_t nbytes,
                                   void (*release_fn)(void *, void *), void *ctx);
 void lunet_storage_retain(lunet_storage_t *s);
 void lunet_storage_release(lunet_storage_t *s);
@@ -68,12 +68,12 @@ void lunet_pool_put(lunet_pool_kind_t kind, void *p);
 lunet_tensor_t *lunet_tensor_alloc(void);
 /* t converted to dt without recording autograd (a new reference; t itself when it already
    has dt; a wrapped number stays one). */
-lunet_status_t lunet_tensor_convert(lunet_tensor_t **out, lunet_tensor_t *t, lunet_dtype_t dt);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_convert(lunet_tensor_t **out, lunet_tensor_t *t, lunet_dtype_t dt);
 /* A new contiguous tensor with the shape and dtype of t. */
-lunet_status_t lunet_tensor_empty_like(lunet_tensor_t **out, const lunet_tensor_t *t,
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_empty_like(lunet_tensor_t **out, const lunet_tensor_t *t,
                                        lunet_dtype_t dt);
 /* out = a view of t's storage with the given geometry (retains the storage). */
-lunet_status_t lunet_tensor_make_view(lunet_tensor_t **out, lunet_tensor_t *t, int ndim,
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_make_view(lunet_tensor_t **out, lunet_tensor_t *t, int ndim,
                                       const int64_t *shape, const int64_t *strides,
                                       int64_t offset);
 void lunet_tensor_set_contiguous_strides(lunet_tensor_t *t);
@@ -95,7 +95,7 @@ static inline int64_t lunet_wrap_add(int64_t a, int64_t b)
 }
 bool lunet_shape_equal(int na, const int64_t *a, int nb, const int64_t *b);
 /* Fails if writing to t would write one memory location twice (expanded tensors). */
-lunet_status_t lunet_tensor_check_writable(const lunet_tensor_t *t);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_check_writable(const lunet_tensor_t *t);
 /* Marks t's storage as modified in place. */
 void lunet_tensor_bump_version(lunet_tensor_t *t);
 
@@ -128,11 +128,11 @@ void lunet_gemm_f64(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double al
 
 /* ---- matmul.c: Linear's forward in one pass per output block (nn.c).
    c (M, N) contiguous = [relu](a (M, K) @ b (K, N) + bias (N)); bias contiguous or NULL. */
-lunet_status_t lunet_gemm_bias_relu(lunet_tensor_t *c, lunet_tensor_t *a, lunet_tensor_t *b,
+LUNET_MUST_CHECK lunet_status_t lunet_gemm_bias_relu(lunet_tensor_t *c, lunet_tensor_t *a, lunet_tensor_t *b,
                                     const lunet_tensor_t *bias, bool relu);
 
 /* ---- reduce.c: prod's gradient (autograd_rules.c); reduced[d] != 0 marks a reduced dim */
-lunet_status_t lunet_prod_backward(lunet_tensor_t **dx, lunet_tensor_t *g, lunet_tensor_t *x,
+LUNET_MUST_CHECK lunet_status_t lunet_prod_backward(lunet_tensor_t **dx, lunet_tensor_t *g, lunet_tensor_t *x,
                                    const int64_t *reduced);
 
 /* ---- softmax.c kernels shared with loss.c (one implementation, so that
@@ -156,14 +156,14 @@ typedef struct lunet_optimizer_core {
 typedef lunet_status_t (*lunet_optimizer_update_fn)(lunet_tensor_t *p, void *state,
                                                     const void *options);
 /* Checks the list (non-empty, distinct floating leaves, PyTorch's messages), then retains it. */
-lunet_status_t lunet_optimizer_hold(lunet_optimizer_core_t *core, size_t state_size, int nparams,
+LUNET_MUST_CHECK lunet_status_t lunet_optimizer_hold(lunet_optimizer_core_t *core, size_t state_size, int nparams,
                                     lunet_tensor_t *const *params, const char *name);
 /* Releases the parameters and frees the arrays (the states' own tensors are the caller's). */
 void lunet_optimizer_release(lunet_optimizer_core_t *core);
 /* update(p, state i, options) for every parameter that has a gradient, in order. */
-lunet_status_t lunet_optimizer_step_all(lunet_optimizer_core_t *core,
+LUNET_MUST_CHECK lunet_status_t lunet_optimizer_step_all(lunet_optimizer_core_t *core,
                                         lunet_optimizer_update_fn update, const void *options);
 /* Zero-fills every existing .grad (PyTorch 1.13's zero_grad default), without autograd. */
-lunet_status_t lunet_optimizer_zero_grads(lunet_optimizer_core_t *core);
+LUNET_MUST_CHECK lunet_status_t lunet_optimizer_zero_grads(lunet_optimizer_core_t *core);
 
 #endif

@@ -880,7 +880,7 @@ static lunet_status_t mse_operands(lunet_tensor_t **ae, lunet_tensor_t **be, lun
                           lunet_dtype_torch_name(dt));
     int nd;
     int64_t shape[LUNET_MAX_DIMS];
-    lunet_status_t st = lunet_broadcast_shape(&nd, shape, a, b);
+    lunet_status_t st = lunet_broadcast_shape(&nd, shape, a->ndim, a->shape, b->ndim, b->shape);
     if (st)
         return st;
     lunet_tensor_t *a1 = NULL, *b1 = NULL, *a2 = NULL, *b2 = NULL;

@@ -487,9 +487,6 @@ lunet_status_t lunet_tensor_matmul(lunet_tensor_t **out, lunet_tensor_t *a, lune
     lunet_tensor_t *A = a3 ? a3 : a, *B = b3 ? b3 : b;
     int64_t n = A->shape[A->ndim - 2], k = A->shape[A->ndim - 1];
     int64_t k2 = B->shape[B->ndim - 2], m = B->shape[B->ndim - 1];
-    lunet_tensor_t ba = {.ndim = A->ndim - 2}, bb = {.ndim = B->ndim - 2};
-    memcpy(ba.shape, A->shape, sizeof(int64_t) * (size_t)ba.ndim);
-    memcpy(bb.shape, B->shape, sizeof(int64_t) * (size_t)bb.ndim);
     int bnd;
     int64_t bshape[LUNET_MAX_DIMS];
     if (k != k2) {
@@ -498,7 +495,7 @@ lunet_status_t lunet_tensor_matmul(lunet_tensor_t **out, lunet_tensor_t *a, lune
                         (long long)n, (long long)k, (long long)k2, (long long)m);
         goto done;
     }
-    if ((st = lunet_broadcast_shape(&bnd, bshape, &ba, &bb)))
+    if ((st = lunet_broadcast_shape(&bnd, bshape, A->ndim - 2, A->shape, B->ndim - 2, B->shape)))
         goto done;
     if (A->dtype != B->dtype) {
         st = lunet_fail(LUNET_STATUS_RUNTIME, "matmul: expected scalar type %s but found %s",

@@ -65,13 +65,13 @@ lunet_dtype_t lunet_result_dtype(const lunet_tensor_t *a, const lunet_tensor_t *
     return best;
 }
 
-lunet_status_t lunet_broadcast_shape(int *ndim, int64_t *shape, const lunet_tensor_t *a,
-                                     const lunet_tensor_t *b)
+lunet_status_t lunet_broadcast_shape(int *ndim, int64_t *shape, int andim, const int64_t *ashape,
+                                     int bndim, const int64_t *bshape)
 {
-    int nd = a->ndim > b->ndim ? a->ndim : b->ndim;
+    int nd = andim > bndim ? andim : bndim;
     for (int i = 0; i < nd; i++) {
-        int ia = i - (nd - a->ndim), ib = i - (nd - b->ndim);
-        int64_t sa = ia >= 0 ? a->shape[ia] : 1, sb = ib >= 0 ? b->shape[ib] : 1;
+        int ia = i - (nd - andim), ib = i - (nd - bndim);
+        int64_t sa = ia >= 0 ? ashape[ia] : 1, sb = ib >= 0 ? bshape[ib] : 1;
         if (sa != sb && sa != 1 && sb != 1)
             return lunet_fail(LUNET_STATUS_RUNTIME,
                               "The size of tensor a (%lld) must match the size of tensor b "
@@ -369,7 +369,7 @@ static lunet_status_t binary_impl(lunet_tensor_t **out, lunet_binary_op_t op, lu
 {
     int nd;
     int64_t shape[LUNET_MAX_DIMS];
-    lunet_status_t st = lunet_broadcast_shape(&nd, shape, a, b);
+    lunet_status_t st = lunet_broadcast_shape(&nd, shape, a->ndim, a->shape, b->ndim, b->shape);
     if (st)
         return st;
     lunet_dtype_t compute, rdt = binary_result_dtype(op, a, b, &compute);
@@ -465,7 +465,7 @@ lunet_status_t lunet_tensor_binary_(lunet_tensor_t *a, lunet_binary_op_t op, lun
         return st;
     int nd;
     int64_t shape[LUNET_MAX_DIMS];
-    if ((st = lunet_broadcast_shape(&nd, shape, a, b)))
+    if ((st = lunet_broadcast_shape(&nd, shape, a->ndim, a->shape, b->ndim, b->shape)))
         return st;
     if (!lunet_shape_equal(nd, shape, a->ndim, a->shape)) {
         char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
@@ -816,12 +816,10 @@ lunet_status_t lunet_tensor_where(lunet_tensor_t **out, lunet_tensor_t *cond, lu
                           "with dtype %s", lunet_dtype_torch_name(cond->dtype));
     int nd, nd2;
     int64_t shape[LUNET_MAX_DIMS], shape2[LUNET_MAX_DIMS];
-    lunet_status_t st = lunet_broadcast_shape(&nd, shape, a, b);
+    lunet_status_t st = lunet_broadcast_shape(&nd, shape, a->ndim, a->shape, b->ndim, b->shape);
     if (st)
         return st;
-    lunet_tensor_t probe = {.ndim = nd};
-    memcpy(probe.shape, shape, sizeof shape);
-    if ((st = lunet_broadcast_shape(&nd2, shape2, cond, &probe)))
+    if ((st = lunet_broadcast_shape(&nd2, shape2, cond->ndim, cond->shape, nd, shape)))
         return st;
     lunet_dtype_t dt = lunet_result_dtype(a, b);
     lunet_tensor_t *ca = NULL, *cb = NULL, *r = NULL;

@@ -262,7 +262,8 @@ lunet_status_t lunet_tensor_reduce(lunet_tensor_t **out, lunet_tensor_t **indice
 
     if (r == 0) {
         double v = op == LUNET_REDUCE_MEAN ? NAN : (op == LUNET_REDUCE_PROD || op == LUNET_REDUCE_ALL) ? 1 : 0;
-        lunet_tensor_fill_(y, v);
+        if ((st = lunet_tensor_fill_(y, v)))
+            goto done;
     } else if (x->dtype == LUNET_DTYPE_FLOAT32 && (op == LUNET_REDUCE_SUM || op == LUNET_REDUCE_MEAN)) {
         sum_f32(lunet_tensor_data(xc), lunet_tensor_data(y), m, r, op == LUNET_REDUCE_MEAN);
     } else if (x->dtype == LUNET_DTYPE_FLOAT64 && (op == LUNET_REDUCE_SUM || op == LUNET_REDUCE_MEAN)) {

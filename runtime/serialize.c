@@ -1204,7 +1204,7 @@ done:
 
 /* ---------------------------------------------------------------- tensor lists -------- */
 
-lunet_status_t lunet_save_tensors(const char *path, size_t n, const char *const *names,
+lunet_status_t lunet_tensors_save(const char *path, size_t n, const char *const *names,
                                   lunet_tensor_t *const *tensors)
 {
     if (n && (!names || !tensors))
@@ -1237,7 +1237,7 @@ void lunet_tensors_free(size_t n, char **names, lunet_tensor_t **tensors)
     free(tensors);
 }
 
-lunet_status_t lunet_load_tensors(size_t *n, char ***names, lunet_tensor_t ***tensors,
+lunet_status_t lunet_tensors_load(size_t *n, char ***names, lunet_tensor_t ***tensors,
                                   const char *path)
 {
     lunet_value_t *v;

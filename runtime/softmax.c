@@ -342,13 +342,13 @@ static lunet_status_t softmax_backward_common(lunet_tensor_t **dx, lunet_tensor_
     return LUNET_OK;
 }
 
-lunet_status_t lunet_softmax_backward(lunet_tensor_t **dx, lunet_tensor_t *g, lunet_tensor_t *y,
+lunet_status_t lunet_tensor_softmax_backward(lunet_tensor_t **dx, lunet_tensor_t *g, lunet_tensor_t *y,
                                       int64_t dim)
 {
     return softmax_backward_common(dx, g, y, dim, false);
 }
 
-lunet_status_t lunet_log_softmax_backward(lunet_tensor_t **dx, lunet_tensor_t *g,
+lunet_status_t lunet_tensor_log_softmax_backward(lunet_tensor_t **dx, lunet_tensor_t *g,
                                           lunet_tensor_t *y, int64_t dim)
 {
     return softmax_backward_common(dx, g, y, dim, true);

@@ -221,7 +221,10 @@ lunet_status_t lunet_tensor_full(lunet_tensor_t **out, lunet_dtype_t dt, int ndi
     lunet_status_t st = lunet_tensor_empty(&t, dt, ndim, shape);
     if (st)
         return st;
-    lunet_tensor_fill_(t, value);
+    if ((st = lunet_tensor_fill_(t, value))) {
+        lunet_tensor_release(t);
+        return st;
+    }
     *out = t;
     return LUNET_OK;
 }
@@ -431,7 +434,7 @@ lunet_status_t lunet_tensor_copy_(lunet_tensor_t *dst, lunet_tensor_t *src)
         return st;
     int nd;
     int64_t shape[LUNET_MAX_DIMS];
-    if ((st = lunet_broadcast_shape(&nd, shape, dst, src)))
+    if ((st = lunet_broadcast_shape(&nd, shape, dst->ndim, dst->shape, src->ndim, src->shape)))
         return st;
     if (!lunet_shape_equal(nd, shape, dst->ndim, dst->shape)) {
         char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];

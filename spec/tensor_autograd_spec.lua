@@ -146,7 +146,12 @@ describe("lunet autograd surface", function()
   it("keeps the gradient of a non-leaf after retain_grad", function()
     local a = lunet.tensor({1.0, 2.0, 3.0}, {requires_grad = true})
     local b = a * 2
+    assert.is_false(b.retains_grad)
     b:retain_grad()
+    assert.is_true(b.retains_grad)
+    assert.is_false(a.retains_grad) -- a leaf keeps its grad anyway (PyTorch: False)
+    assert.has_error(function() b.retains_grad = false end,
+      "attribute 'retains_grad' of a tensor is read-only")
     local c = b * 3
     assert.is_nil(c.grad)
     ;(b * b):sum():backward()
@@ -154,6 +159,12 @@ describe("lunet autograd surface", function()
     assert_close(a.grad, {8, 16, 24}, 0)
     assert.has_error(function() lunet.zeros(2):retain_grad() end,
       "can't retain_grad on Tensor that has requires_grad=False")
+    -- t.grad assignment goes through lunet_tensor_set_grad's checks
+    assert.has_error(function() a.grad = lunet.zeros(2) end, "assigned grad has data of a different size")
+    assert.has_error(function() a.grad = lunet.zeros(3, {dtype = lunet.float64}) end,
+      "assigned grad has data of a different type")
+    a.grad = nil
+    assert.is_nil(a.grad)
   end)
 
   it("records in-place operations on non-leaf tensors (§8.2)", function()

@@ -79,7 +79,7 @@ static void test_image_batch_gather_channels(void **state)
     CHECK_OK(lunet_data_image_batch(x, NULL, im, NULL, idx, 2, 1, 2, mean, std));
     CHECK_TENSOR(x, ((double[]){20, 21, 10.5, 11, 0, 1, 0.5, 1}), 8, 0);
     /* errors: index out of range (nothing written), zero std, channel count, shapes */
-    lunet_tensor_fill_(x, 7);
+    CHECK_OK(lunet_tensor_fill_(x, 7));
     int64_t badidx[2] = {0, 3};
     CHECK_FAILS(lunet_data_image_batch(x, NULL, im, NULL, badidx, 2, 1, 0, NULL, NULL),
                 LUNET_STATUS_INDEX, "index 3 is out of range for a dataset of size 3");

@@ -187,10 +187,10 @@ static void test_softmax_goldens(void **state)
         lunet_tensor_t *g = mk(dt, c->ndim, c->shape, c->g), *y, *dx;
         if (c->log) {
             CHECK_OK(lunet_tensor_log_softmax(&y, x, c->dim));
-            CHECK_OK(lunet_log_softmax_backward(&dx, g, y, c->dim));
+            CHECK_OK(lunet_tensor_log_softmax_backward(&dx, g, y, c->dim));
         } else {
             CHECK_OK(lunet_tensor_softmax(&y, x, c->dim));
-            CHECK_OK(lunet_softmax_backward(&dx, g, y, c->dim));
+            CHECK_OK(lunet_tensor_softmax_backward(&dx, g, y, c->dim));
         }
         if (y->dtype != dt || !shape_is(y, c->ndim, c->shape))
             fail_msg("%s: output dtype or shape differs", c->name);

@@ -377,11 +377,11 @@ static void test_save_load_tensors(void **state)
     const char *names[] = {"layer1.weight", "layer1.bias"};
     lunet_tensor_t *ts[] = {w, b};
     const char *path = tmp_path("sd.lunet");
-    CHECK_OK(lunet_save_tensors(path, 2, names, ts));
+    CHECK_OK(lunet_tensors_save(path, 2, names, ts));
     size_t n;
     char **nm;
     lunet_tensor_t **lt;
-    CHECK_OK(lunet_load_tensors(&n, &nm, &lt, path));
+    CHECK_OK(lunet_tensors_load(&n, &nm, &lt, path));
     assert_int_equal(n, 2);
     assert_string_equal(nm[0], "layer1.weight");
     assert_string_equal(nm[1], "layer1.bias");
@@ -393,8 +393,8 @@ static void test_save_load_tensors(void **state)
     CHECK_OK(lunet_value_int(&v, 3));
     CHECK_OK(lunet_value_save(path, v));
     lunet_value_free(v);
-    CHECK_FAILS(lunet_load_tensors(&n, &nm, &lt, path), LUNET_STATUS_TYPE, "not a map");
-    CHECK_FAILS(lunet_save_tensors(path, 1, (const char *[]){NULL}, ts), LUNET_STATUS_VALUE,
+    CHECK_FAILS(lunet_tensors_load(&n, &nm, &lt, path), LUNET_STATUS_TYPE, "not a map");
+    CHECK_FAILS(lunet_tensors_save(path, 1, (const char *[]){NULL}, ts), LUNET_STATUS_VALUE,
                 "NULL");
     lunet_tensor_release(w);
     lunet_tensor_release(b);

@@ -161,7 +161,7 @@ end
 
 -- Tensor fields that the tensor's __index answers without being in its method table.
 local TENSOR_PROPERTIES = {"shape", "dtype", "requires_grad", "grad", "grad_fn", "is_leaf",
-                           "ndim", "data", "device"}
+                           "retains_grad", "ndim", "data", "device"}
 
 local function is_identifier(s) return s:match("^[%a_][%w_]*$") ~= nil end
 
