@@ -332,7 +332,7 @@ const char *lunet_blas_name(void);
 int lunet_get_num_threads(void);
 /* n >= 1 threads (capped at 256); fails inside a parallel block.  Results are the same bits
    on any thread count. */
-lunet_status_t lunet_set_num_threads(int n);
+LUNET_MUST_CHECK lunet_status_t lunet_set_num_threads(int n);
 /* A block of work: the indices [begin, end) of a lunet_parallel_for. */
 typedef void (*lunet_parallel_fn)(void *ctx, int64_t begin, int64_t end);
 /*
