@@ -15,6 +15,7 @@ CLI_SRC := $(filter-out cli/kernel_none.c,$(CLI_SRC))
 $(BUILD)/obj/cli/kernel.o $(BUILD)/obj/cli/kernel_wire.o: FEATURE_CFLAGS += $(KERNEL_CFLAGS)
 $(BUILD)/lunet: FEATURE_LIBS += $(KERNEL_LIBS)
 FEATURE_TESTS += test-kernel
+FEATURE_ALL += $(BUILD)/kernelspec/logo-64x64.png
 else
 CLI_SRC := $(filter-out cli/kernel.c cli/kernel_wire.c,$(CLI_SRC))
 ifneq ($(ZMQ),none)
@@ -41,3 +42,29 @@ test-kernel-nozmq:
 	if [ $$st -ne 0 ] && echo "$$out" | grep -q "libzmq3-dev libcjson-dev libssl-dev"; then \
 	  echo "test-kernel-nozmq: ok (exit $$st): $$out" | head -1; \
 	else echo "test-kernel-nozmq: FAILED: exit $$st, output: $$out"; exit 1; fi
+
+# The kernel spec's logos, drawn by lunet itself (tools/kernel_logo.lua, the PNG writer);
+# `lunet --install-kernel` copies them from $(BUILD)/kernelspec/.
+$(BUILD)/kernelspec/logo-64x64.png: tools/kernel_logo.lua $(BUILD)/lunet
+	$(BUILD)/lunet tools/kernel_logo.lua $(BUILD)/kernelspec
+
+# `make install` also installs the kernel spec: PREFIX/share/jupyter/kernels/lunet, whose
+# kernel.json starts BINDIR/lunet (Jupyter finds it when PREFIX is /usr/local or /usr, or
+# with JUPYTER_PATH=PREFIX/share/jupyter).
+KERNELSPEC_DIR = $(PREFIX)/share/jupyter/kernels/lunet
+.PHONY: install-kernelspec uninstall-kernelspec
+ifneq ($(KERNEL_PKGS),)
+install: install-kernelspec
+uninstall: uninstall-kernelspec
+endif
+install-kernelspec: $(BUILD)/kernelspec/logo-64x64.png
+	install -d $(DESTDIR)$(KERNELSPEC_DIR)
+	printf '{\n  "argv": ["%s", "--kernel", "{connection_file}"],\n  "display_name": "Lunet (Lua 5.4)",\n  "language": "lua",\n  "interrupt_mode": "signal",\n  "metadata": {"debugger": false}\n}\n' \
+	  "$(BINDIR)/lunet" > $(DESTDIR)$(KERNELSPEC_DIR)/kernel.json
+	install -m 644 $(BUILD)/kernelspec/logo-32x32.png $(BUILD)/kernelspec/logo-64x64.png \
+	  $(DESTDIR)$(KERNELSPEC_DIR)/
+
+uninstall-kernelspec:
+	rm -f $(DESTDIR)$(KERNELSPEC_DIR)/kernel.json $(DESTDIR)$(KERNELSPEC_DIR)/logo-32x32.png \
+	  $(DESTDIR)$(KERNELSPEC_DIR)/logo-64x64.png
+	-rmdir $(DESTDIR)$(KERNELSPEC_DIR) 2>/dev/null

@@ -6,7 +6,8 @@
 #   - the installed lunet program runs a script and --help;
 #   - a C file built with `pkg-config --cflags --libs lunet` links and runs (C core);
 #   - a C host built with `pkg-config --cflags --libs lunet-lua` embeds Lua and lunet;
-#   - the man page formats.
+#   - the man page formats;
+#   - the Jupyter kernel spec is there and `jupyter kernelspec list` shows it (kernel builds).
 # DESTDIR_PREFIX, if given, is a tree installed with DESTDIR: it must hold the same files.
 set -u
 P=${1:?usage: install_test.sh PREFIX [DESTDIR_PREFIX]}
@@ -128,6 +129,23 @@ elif grep -q '^\.TH LUNET 1' "$P/share/man/man1/lunet.1"; then
   ok "man page installed (man(1) not available to format it)"
 else
   bad "man page"
+fi
+
+# the Jupyter kernel spec, when this lunet has the kernel (built with ZeroMQ)
+if "$P/bin/lunet" --kernel /nonexistent.json 2>&1 | grep -q "cannot open connection file"; then
+  spec="$P/share/jupyter/kernels/lunet"
+  if [ -f "$spec/kernel.json" ] && [ -f "$spec/logo-32x32.png" ] && [ -f "$spec/logo-64x64.png" ] \
+     && grep -q "\"$P/bin/lunet\", \"--kernel\"" "$spec/kernel.json"; then
+    ok "kernel spec installed (kernel.json starting $P/bin/lunet, logos)"
+  else bad "kernel spec in $spec: $(cat "$spec/kernel.json" 2>&1)"; fi
+  if [ -n "$D" ] && ! grep -q '"/opt/lunet/bin/lunet"' "$D/share/jupyter/kernels/lunet/kernel.json"; then
+    bad "DESTDIR kernel.json does not name /opt/lunet/bin/lunet"
+  fi
+  if command -v jupyter >/dev/null 2>&1; then
+    if JUPYTER_PATH="$P/share/jupyter" jupyter kernelspec list 2>/dev/null | grep -q "lunet *$spec"; then
+      ok "jupyter kernelspec list shows lunet"
+    else bad "jupyter kernelspec list does not show $spec"; fi
+  fi
 fi
 
 echo "install_test: $passes passed, $fails failed"
