@@ -14,7 +14,7 @@ CLI_SRC := $(filter-out cli/kernel_none.c,$(CLI_SRC))
 # only the kernel's objects and the program see these flags and libraries
 $(BUILD)/obj/cli/kernel.o $(BUILD)/obj/cli/kernel_wire.o: FEATURE_CFLAGS += $(KERNEL_CFLAGS)
 $(BUILD)/lunet: FEATURE_LIBS += $(KERNEL_LIBS)
-FEATURE_TESTS += test-kernel
+FEATURE_TESTS += test-kernel test-notebooks
 FEATURE_ALL += $(BUILD)/kernelspec/logo-64x64.png
 else
 CLI_SRC := $(filter-out cli/kernel.c cli/kernel_wire.c,$(CLI_SRC))
@@ -31,9 +31,18 @@ PYTHON ?= /usr/bin/python3
 
 # The kernel under jupyter_client: conformance suite, rich output, hostile input, interrupts;
 # then every notebook in notebooks/ run by nbclient and checked.  Bounded by timeout.
-.PHONY: test-kernel test-kernel-nozmq test-notebooks
+.PHONY: test-kernel test-kernel-nozmq test-notebooks update-notebooks
 test-kernel: $(BUILD)/lunet
 	timeout 300 $(PYTHON) tests/kernel/test_kernel.py $(BUILD)
+
+# Every notebook in notebooks/ on the kernel, its checked cells compared with the committed
+# outputs (the training ones shortened: tests/kernel/run_notebooks.py; needs `make data`).
+# `make update-notebooks` re-runs them in full and writes the outputs back.
+test-notebooks: $(BUILD)/lunet
+	timeout 600 $(PYTHON) tests/kernel/run_notebooks.py $(BUILD)
+
+update-notebooks: $(BUILD)/lunet
+	$(PYTHON) tests/kernel/run_notebooks.py $(BUILD) --update
 
 # A build without ZeroMQ still builds, and --kernel says what is missing.
 test-kernel-nozmq:

@@ -4,9 +4,10 @@
 -- inspect, is_complete, history.  Not useful outside `lunet --kernel`.
 --
 -- Decisions:
---  - A cell runs as the REPL runs a line: first as `return <cell>` (its values are the
---    result), else as statements; when that fails too, the statements before the last line
---    run and the last line is the result (as in IPython: `x = f()` then `x`).  A trailing `;`
+--  - A cell runs as the REPL runs a line (lunet.repl.compile): as `return <cell>` (its
+--    values are the result), else as statements; but a cell of several lines whose last
+--    line is an expression runs the lines before it and shows that line's values, as
+--    IPython does (`x = f()` then `x`; `f()` shows what f returns).  A trailing `;`
 --    silences the result.  Each cell is one chunk, so a cell's locals end with it.
 --  - print, io.write, io.stdout/io.stderr and io.read are replaced for the kernel's life:
 --    output becomes `stream` messages (buffered, sent at most every 50 ms and at the end of
@@ -229,24 +230,28 @@ function M._start(K)
     return head .. "\nstack traceback:\n" .. table.concat(keep, "\n")
   end
 
-  -- compiles a cell as the prompt compiles a line (repl.compile); when that fails, the
-  -- statements before the last line (or last few lines) run and that line is the result
+  -- A cell of several lines whose last line (or last few lines) is an expression runs the
+  -- lines before it and shows that expression, as IPython does -- even when the last line
+  -- would also be a statement (a call).  Any other cell compiles as the prompt compiles a
+  -- line (repl.compile).
   local function compile(code, name)
-    local f, silent_or_err = repl.compile(code, name)
-    if f then return f, not silent_or_err end
     local body = code:gsub("[ \t\n]+$", "")
     local quiet = body:sub(-1) == ";"
     if quiet then body = body:sub(1, -2) end
     local lines = {}
     for l in (body .. "\n"):gmatch("(.-)\n") do lines[#lines + 1] = l end
-    for k = #lines, math.max(2, #lines - 9), -1 do
-      local head = table.concat(lines, "\n", 1, k - 1)
-      local tail = table.concat(lines, "\n", k)
-      if tail:match("%S") and load("return " .. tail .. "\n", name, "t") and load(head, name, "t") then
-        local g = load(head .. "\nreturn " .. tail .. "\n", name, "t")
-        if g then return g, not quiet end
+    if #lines >= 2 and not load("return " .. body .. "\n", name, "t") then
+      for k = #lines, math.max(2, #lines - 9), -1 do
+        local head = table.concat(lines, "\n", 1, k - 1)
+        local tail = table.concat(lines, "\n", k)
+        if tail:match("%S") and load("return " .. tail .. "\n", name, "t") and load(head, name, "t") then
+          local g = load(head .. "\nreturn " .. tail .. "\n", name, "t")
+          if g then return g, not quiet end
+        end
       end
     end
+    local f, silent_or_err = repl.compile(code, name)
+    if f then return f, not silent_or_err end
     return nil, silent_or_err
   end
 
