@@ -235,7 +235,7 @@ local function display(v, opts)
   if opts.display_id ~= nil then return h end
 end
 
-function Handle:update(v) return display(v, {display_id = self.display_id, update = true}) end
+function Handle:update(v) display(v, {display_id = self.display_id, update = true}) end
 
 function M.clear(wait)
   if M._publish then M._publish("clear_output", {wait = wait and true or false}) end
