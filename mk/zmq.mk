@@ -1,9 +1,14 @@
-# The Jupyter kernel (`lunet --kernel`, cli/kernel*.c): needs ZeroMQ, cJSON and OpenSSL's
-# libcrypto, found with pkg-config (Debian: libzmq3-dev libcjson-dev libssl-dev).
-# ZMQ=auto (default) builds it when all three are found; ZMQ=none leaves it out.  Without it
-# cli/kernel_none.c stands in and `lunet --kernel` says what is missing.  Switching ZMQ in
-# one build directory does not relink: use another BUILD (make ZMQ=none BUILD=build/nozmq).
+# mk/zmq.mk - the Jupyter kernel (`lunet --kernel`, cli/kernel*.c): needs ZeroMQ, cJSON and
+# OpenSSL's libcrypto, found with pkg-config (Debian: libzmq3-dev libcjson-dev libssl-dev).
+# ZMQ=auto (default) builds it when all three are found; ZMQ=none leaves it out and builds
+# under build/nozmq.  Without it cli/kernel_none.c stands in and `lunet --kernel` says what
+# is missing.  (Named zmq.mk so that it comes after mpi.mk, which may change BUILD.)
 ZMQ ?= auto
+ifeq ($(ZMQ),none)
+ifneq ($(origin BUILD),command line)
+BUILD := $(BUILD:build%=build/nozmq%)
+endif
+endif
 ifneq ($(ZMQ),none)
 KERNEL_PKGS := $(shell pkg-config --exists libzmq libcjson libcrypto 2>/dev/null && echo libzmq libcjson libcrypto)
 endif
@@ -11,9 +16,9 @@ ifneq ($(KERNEL_PKGS),)
 KERNEL_CFLAGS := $(shell pkg-config --cflags $(KERNEL_PKGS))
 KERNEL_LIBS   := $(shell pkg-config --libs $(KERNEL_PKGS))
 CLI_SRC := $(filter-out cli/kernel_none.c,$(CLI_SRC))
-# only the kernel's objects and the program see these flags and libraries
-$(BUILD)/obj/cli/kernel.o $(BUILD)/obj/cli/kernel_wire.o: FEATURE_CFLAGS += $(KERNEL_CFLAGS)
-$(BUILD)/lunet: FEATURE_LIBS += $(KERNEL_LIBS)
+# only the kernel's objects and the program see these flags and libraries (patterns: any BUILD)
+%/obj/cli/kernel.o %/obj/cli/kernel_wire.o: FEATURE_CFLAGS += $(KERNEL_CFLAGS)
+%/lunet: FEATURE_LIBS += $(KERNEL_LIBS)
 FEATURE_TESTS += test-kernel test-notebooks
 FEATURE_ALL += $(BUILD)/kernelspec/logo-64x64.png
 else
@@ -54,8 +59,8 @@ test-kernel-nozmq:
 
 # The kernel spec's logos, drawn by lunet itself (tools/kernel_logo.lua, the PNG writer);
 # `lunet --install-kernel` copies them from $(BUILD)/kernelspec/.
-$(BUILD)/kernelspec/logo-64x64.png: tools/kernel_logo.lua $(BUILD)/lunet
-	$(BUILD)/lunet tools/kernel_logo.lua $(BUILD)/kernelspec
+%/kernelspec/logo-64x64.png: tools/kernel_logo.lua %/lunet
+	$*/lunet tools/kernel_logo.lua $*/kernelspec
 
 # `make install` also installs the kernel spec: PREFIX/share/jupyter/kernels/lunet, whose
 # kernel.json starts BINDIR/lunet (Jupyter finds it when PREFIX is /usr/local or /usr, or
