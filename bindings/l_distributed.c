@@ -1,8 +1,10 @@
 /*
  * l_distributed.c - lunet.distributed, torch.distributed's names over runtime/distributed.c:
  * init_process_group, is_initialized, get_rank, get_world_size, all_reduce, broadcast,
- * all_gather, barrier, destroy_process_group, ReduceOp.  DistributedDataParallel and
- * DistributedSampler are Lua, on top of these.
+ * all_gather, barrier, destroy_process_group, ReduceOp.  DistributedDataParallel
+ * (lunet/nn/parallel.lua) and DistributedSampler (lunet/data/distributed.lua) are Lua, on
+ * top of these and of three private helpers: the gradient reduction of a bucket, the
+ * sampler's index order, and the hook that runs after Tensor:backward() (DDP's trigger).
  *
  * At lua_close a group still open is destroyed (MPI finalised), so a script that ends
  * normally leaves mpirun content; the lunet program ends the whole job on an uncaught error
@@ -154,19 +156,121 @@ static int l_destroy_process_group(lua_State *L)
     return 0;
 }
 
-/* _all_reduce_coalesced(flat, tensors, prescale): DistributedDataParallel's bucket reduction. */
-#define COALESCED_STACK 64
-static int l_all_reduce_coalesced(lua_State *L)
+/*
+ * _c.all_reduce_grads(flat, params, prescale): DistributedDataParallel's reduction of one
+ * bucket.  The gradients are read from the parameters here (no Lua table of tensors per
+ * step): a parameter without one gets zeros (it took no part in this step's graph), a
+ * non-contiguous one a contiguous copy, so that every rank sends the same layout.
+ */
+#define BUCKET_STACK 64
+static int c_all_reduce_grads(lua_State *L)
 {
     lunet_tensor_t *flat = lb_checktensor(L, 1);
-    double prescale = luaL_optnumber(L, 3, 1.0);
     luaL_checktype(L, 2, LUA_TTABLE);
-    lunet_tensor_t *stack[COALESCED_STACK]; /* a model's few tensors: no allocation per step */
-    lunet_tensor_t **ts = luaL_len(L, 2) <= COALESCED_STACK ? stack : tensor_array(L, 2);
-    int n = check_tensor_list(L, 2, ts, ts == stack ? COALESCED_STACK : (int)luaL_len(L, 2));
-    LB_CHECK(L, lunet_dist_all_reduce_coalesced(flat, n, ts, prescale));
+    double prescale = luaL_optnumber(L, 3, 1.0);
+    lua_Integer n = luaL_len(L, 2);
+    luaL_argcheck(L, n >= 0 && n < (1 << 24), 2, "too many parameters");
+    lunet_tensor_t *stack[BUCKET_STACK]; /* a model's few tensors: no allocation per step */
+    lunet_tensor_t **grads =
+        n <= BUCKET_STACK ? stack : lua_newuserdatauv(L, (size_t)n * sizeof *grads, 0);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_geti(L, 2, i);
+        lunet_tensor_t *p = lb_totensor(L, -1);
+        lua_pop(L, 1); /* the bucket's table keeps the parameter alive */
+        if (!p)
+            return luaL_error(L, "all_reduce_grads: parameter %d is not a tensor", (int)i);
+        if (!p->grad) {
+            LB_CHECK(L, lunet_tensor_zeros(&p->grad, p->dtype, p->ndim, p->shape));
+        } else if (!lunet_tensor_is_contiguous(p->grad) || p->grad->dtype != p->dtype) {
+            lunet_tensor_t *c;
+            LB_CHECK(L, lunet_tensor_to(&c, p->grad, p->dtype));
+            if (!lunet_tensor_is_contiguous(c)) {
+                lunet_tensor_t *cc;
+                lunet_status_t st = lunet_tensor_contiguous(&cc, c);
+                lunet_tensor_release(c);
+                if (st)
+                    return lb_error(L);
+                c = cc;
+            }
+            lunet_tensor_release(p->grad);
+            p->grad = c;
+        }
+        grads[i - 1] = p->grad;
+    }
+    LB_CHECK(L, lunet_dist_all_reduce_coalesced(flat, (int)n, grads, prescale));
     return 0;
 }
+
+/*
+ * _c.distributed_sampler_indices(n, shuffle, seed, num_replicas, rank, num_samples) ->
+ * int64 (num_samples): PyTorch's DistributedSampler order.  The permutation is randperm(n)
+ * from a fresh generator seeded with `seed` (seed + epoch), else 0..n-1; position j of the
+ * padded list of num_samples * num_replicas is perm[j] for j < n, else perm[(j - n) % n]
+ * (PyTorch pads by repeating the list from its start); rank r takes j = r, r + R, r + 2R, ...
+ */
+static int c_distributed_sampler_indices(lua_State *L)
+{
+    lua_Integer n = luaL_checkinteger(L, 1);
+    bool shuffle = lua_toboolean(L, 2);
+    lua_Integer seed = luaL_checkinteger(L, 3);
+    lua_Integer reps = luaL_checkinteger(L, 4), rank = luaL_checkinteger(L, 5);
+    lua_Integer count = luaL_checkinteger(L, 6);
+    luaL_argcheck(L, n >= 0, 1, "negative size");
+    luaL_argcheck(L, reps > 0 && rank >= 0 && rank < reps, 5, "rank out of range");
+    luaL_argcheck(L, count >= 0 && (n > 0 || count == 0) && count <= (INT64_MAX - rank) / reps, 6,
+                  "bad sample count");
+    lunet_tensor_t *perm = NULL, *out;
+    if (shuffle && n > 0) {
+        lunet_generator_t g;
+        lunet_generator_seed(&g, (uint64_t)seed);
+        LB_CHECK(L, lunet_tensor_randperm(&perm, &g, n));
+    }
+    int64_t len = count;
+    lunet_status_t st = lunet_tensor_empty(&out, LUNET_DTYPE_INT64, 1, &len);
+    if (st) {
+        lunet_tensor_release(perm);
+        return lb_error(L);
+    }
+    const int64_t *p = perm ? lunet_tensor_data(perm) : NULL;
+    int64_t *o = lunet_tensor_data(out);
+    for (int64_t k = 0; k < count; k++) {
+        int64_t j = rank + k * reps;
+        int64_t at = j < n ? j : (j - n) % n;
+        o[k] = p ? p[at] : at;
+    }
+    lunet_tensor_release(perm);
+    lb_pushtensor(L, out);
+    return 1;
+}
+
+/* ---------------------------------------------------------------- after backward ------ */
+
+#define POST_BACKWARD_KEY "lunet.post_backward"
+
+/* _c.set_post_backward(fn or nil): fn runs after every successful Tensor:backward(). */
+static int c_set_post_backward(lua_State *L)
+{
+    if (!lua_isnil(L, 1))
+        luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, POST_BACKWARD_KEY);
+    return 0;
+}
+
+void lb_post_backward(lua_State *L)
+{
+    if (lua_getfield(L, LUA_REGISTRYINDEX, POST_BACKWARD_KEY) == LUA_TFUNCTION)
+        lua_call(L, 0, 0);
+    else
+        lua_pop(L, 1);
+}
+
+static const luaL_Reg private_funcs[] = {
+    {"all_reduce_grads", c_all_reduce_grads},
+    {"distributed_sampler_indices", c_distributed_sampler_indices},
+    {"set_post_backward", c_set_post_backward},
+    {NULL, NULL},
+};
 
 /* __gc of a sentinel kept in the module: the group ends with the Lua state. */
 static int sentinel_gc(lua_State *L)
@@ -190,12 +294,12 @@ static const luaL_Reg dist_funcs[] = {
     {"all_gather", l_all_gather},
     {"barrier", l_barrier},
     {"destroy_process_group", l_destroy_process_group},
-    {"_all_reduce_coalesced", l_all_reduce_coalesced},
     {NULL, NULL},
 };
 
 void lb_open_distributed(lua_State *L)
 {
+    lb_private_funcs(L, -1, private_funcs);
     lua_newtable(L);
     luaL_setfuncs(L, dist_funcs, 0);
     lua_newtable(L); /* ReduceOp.SUM == "sum", ... */

@@ -537,6 +537,7 @@ static int f_backward(lua_State *L)
         return luaL_typeerror(L, optidx, "table");
     }
     LB_CHECK(L, lunet_tensor_backward(t, g, retain));
+    lb_post_backward(L); /* DistributedDataParallel's gradient reduction */
     return 0;
 }
 

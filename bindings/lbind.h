@@ -57,6 +57,8 @@ void lb_open_loss(lua_State *L);
 void lb_open_layers(lua_State *L);
 void lb_open_distributed(lua_State *L);
 void lb_open_threads(lua_State *L);
+/* Runs the function set by _c.set_post_backward, if any (after Tensor:backward()). */
+void lb_post_backward(lua_State *L);
 
 /* `require "lunet.<sub>"` from plain lua5.4 before `require "lunet"` (bindings/lunet.c). */
 int luaopen_lunet_nn(lua_State *L);

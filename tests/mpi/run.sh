@@ -63,6 +63,10 @@ for np in 1 2 3; do
   mpirun_ok "collectives on $np ranks" $np 120 "$DIR/collectives.lua"
 done
 
+for np in 1 2 4; do
+  mpirun_ok "DistributedDataParallel parity on $np ranks" $np 120 "$DIR/ddp_parity.lua"
+done
+
 # faults: a rank raising a Lua error ends the whole job quickly, non-zero, with its message
 # fault_case NAME WHEN: rank 1 raises at WHEN ("before_init", "in_step"); the others wait in
 # a collective

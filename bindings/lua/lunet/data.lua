@@ -6,6 +6,7 @@
 -- bit-exact with torchvision).  Any other transform (a Lua function, a custom pipeline)
 -- runs per sample and the results are stacked: correct, slower.
 local lunet = require "lunet"
+local distributed = require "lunet.data.distributed"
 
 local C = lunet._c
 local data = {}
@@ -325,7 +326,9 @@ end
 
 local DataLoader = class("DataLoader")
 
--- DataLoader(ds, {batch_size = 1, shuffle = false, drop_last = false})
+-- DataLoader(ds, {batch_size = 1, shuffle = false, drop_last = false, sampler = nil}); a
+-- sampler (DistributedSampler, or any object with :indices() giving an int64 tensor of
+-- positions and #sampler) chooses the samples and their order instead of shuffle.
 function data.DataLoader(ds, opts)
   opts = opts or {}
   if type(ds) ~= "table" or ds.get == nil then
@@ -336,12 +339,19 @@ function data.DataLoader(ds, opts)
   if math.type(bs) ~= "integer" or bs <= 0 then
     error("batch_size should be a positive integer value, but got batch_size=" .. tostring(bs), 2)
   end
+  local sampler = opts.sampler
+  if sampler ~= nil then
+    if opts.shuffle then error("sampler option is mutually exclusive with shuffle", 2) end
+    if type(sampler) ~= "table" or type(sampler.indices) ~= "function" then
+      error("DataLoader: sampler must have an :indices() method (e.g. data.DistributedSampler)", 2)
+    end
+  end
   return setmetatable({dataset = ds, batch_size = bs, shuffle = opts.shuffle and true or false,
-                       drop_last = opts.drop_last and true or false}, DataLoader)
+                       drop_last = opts.drop_last and true or false, sampler = sampler}, DataLoader)
 end
 
 DataLoader.__len = function(self)
-  local n = #self.dataset
+  local n = self.sampler and #self.sampler or #self.dataset
   if self.drop_last then return n // self.batch_size end
   return (n + self.batch_size - 1) // self.batch_size
 end
@@ -412,7 +422,13 @@ function DataLoader:iter()
   return function()
     if not started then
       started = true
-      if self.shuffle then order = C.shuffle_order(n) end
+      if self.sampler then
+        order = self.sampler:indices()
+        n = order:numel()
+        nb = self.drop_last and n // bs or (n + bs - 1) // bs
+      elseif self.shuffle then
+        order = C.shuffle_order(n)
+      end
     end
     if b >= nb then return nil end
     local start = b * bs
@@ -423,6 +439,9 @@ function DataLoader:iter()
 end
 
 DataLoader.__call = DataLoader.iter
+
+data.DistributedSampler = distributed.DistributedSampler
+data.distributed = distributed
 
 data._ImageDataset, data._TensorDataset, data._DataLoader = ImageDataset, TensorDataset, DataLoader
 data._pyrepr = pyrepr

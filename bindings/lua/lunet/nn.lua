@@ -487,4 +487,14 @@ nn.MSELoss = loss_module("MSELoss", OPTS.mse_loss, F.mse_loss, {reduction = "mea
 -- Conv2d, pooling, Dropout, BatchNorm and the CNN activations (lunet.nn.cnn_layers).
 require("lunet.nn.cnn_layers")(nn)
 
+-- nn.parallel (DistributedDataParallel, lunet/nn/parallel.lua) builds on this module, so it
+-- loads on first use
+setmetatable(nn, {__index = function(t, k)
+  if k == "parallel" then
+    local parallel = require "lunet.nn.parallel"
+    rawset(t, "parallel", parallel)
+    return parallel
+  end
+end})
+
 return nn

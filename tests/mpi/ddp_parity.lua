@@ -1,0 +1,89 @@
+-- ddp_parity.lua - DistributedDataParallel against plain training, in one mpirun job:
+-- every rank trains its DDP replica on its share of each global batch of 64 (64/W rows),
+-- while rank 0 also trains a plain copy on the whole batch.  After 50 SGD steps:
+--   W = 1: losses and weights bit-identical;
+--   W > 1: losses within 1e-5 relative, weights within 1e-5, and every rank's replica
+--          identical to rank 0's (their parameters started different: DDP broadcast them).
+local lunet = lunet or require "lunet"
+local nn, optim, dist = lunet.nn, lunet.optim, lunet.distributed
+
+local STEPS, BATCH, IN, HIDDEN, CLASSES = 50, 64, 20, 32, 5
+dist.init_process_group{backend = "mpi"}
+local R, W = dist.get_rank(), dist.get_world_size()
+assert(BATCH % W == 0, "the global batch must split evenly")
+local per_rank = BATCH // W
+
+local function make_model()
+  return nn.Sequential(nn.Linear(IN, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, HIDDEN), nn.ReLU(),
+                       nn.Linear(HIDDEN, CLASSES))
+end
+
+-- the data, the same on every rank
+lunet.manual_seed(7)
+local X = lunet.randn(STEPS * BATCH, IN)
+local Y = lunet.randint(0, CLASSES, {STEPS * BATCH})
+
+-- rank 0's seed gives the reference weights; the other ranks start elsewhere
+lunet.manual_seed(42 + R)
+local ddp = nn.parallel.DistributedDataParallel(make_model())
+local opt = optim.SGD(ddp:parameters(), {lr = 0.1, momentum = 0.5})
+local ref, ref_opt
+if R == 0 then
+  lunet.manual_seed(42)
+  ref = make_model()
+  ref_opt = optim.SGD(ref:parameters(), {lr = 0.1, momentum = 0.5})
+end
+local criterion = nn.CrossEntropyLoss()
+
+local worst_loss, worst_weight = 0, 0
+for s = 0, STEPS - 1 do
+  local x = X:narrow(0, s * BATCH + R * per_rank, per_rank)
+  local y = Y:narrow(0, s * BATCH + R * per_rank, per_rank)
+  opt:zero_grad()
+  local loss = criterion(ddp(x), y)
+  loss:backward() -- averages the gradients over the ranks
+  opt:step()
+  local global = loss:detach():clone()
+  dist.all_reduce(global, {op = "avg"})
+  if R == 0 then
+    ref_opt:zero_grad()
+    local rl = criterion(ref(X:narrow(0, s * BATCH, BATCH)), Y:narrow(0, s * BATCH, BATCH))
+    rl:backward()
+    ref_opt:step()
+    local a, b = global:item(), rl:item()
+    if W == 1 and a ~= b then
+      error(("step %d: loss %.17g with DDP on 1 rank, %.17g without (not bit-identical)"):format(s, a, b))
+    end
+    worst_loss = math.max(worst_loss, math.abs(a - b) / math.max(math.abs(b), 1e-30))
+  end
+end
+
+-- replicas identical on every rank: elementwise max == min over the ranks
+for name, p in ddp:named_parameters() do
+  local hi, lo = p:detach():clone(), p:detach():clone()
+  dist.all_reduce(hi, "max")
+  dist.all_reduce(lo, "min")
+  if not hi:equal(lo) then error(("rank %d: replica parameter %s differs between ranks"):format(R, name)) end
+end
+
+if R == 0 then
+  local mine = ddp:state_dict()
+  for name, p in ref:named_parameters() do
+    local q = mine["module." .. name]
+    assert(q, "DDP's state_dict lacks module." .. name)
+    local d = (q - p):abs():max():item()
+    if W == 1 and d ~= 0 then error(("%s differs by %g on 1 rank (not bit-identical)"):format(name, d)) end
+    worst_weight = math.max(worst_weight, d)
+  end
+  if worst_loss > 1e-5 then error(("losses differ by %.3g relative (limit 1e-5)"):format(worst_loss)) end
+  if worst_weight > 1e-5 then error(("weights differ by %.3g (limit 1e-5)"):format(worst_weight)) end
+  local st = ddp:comm_stats()
+  local numel = 0
+  for _, p in ipairs(ddp:parameters()) do numel = numel + p:numel() end
+  if st.steps ~= STEPS or st.elements ~= STEPS * numel or st.calls ~= STEPS * st.buckets then
+    error(("comm_stats: %d steps, %d calls, %d elements; expected %d steps of %d elements"):format(
+      st.steps, st.calls, st.elements, STEPS, numel))
+  end
+  print(("ddp parity on %d rank(s): %d steps, max loss difference %.3g relative, max weight difference %.3g, %d all-reduce(s) of %d elements per step")
+    :format(W, STEPS, worst_loss, worst_weight, st.buckets, numel))
+end
