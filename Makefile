@@ -1,6 +1,6 @@
 # Lunet build.  `make` builds everything under build/; `make test` runs every test;
 # `make BLAS=none` builds with the portable GEMM instead of OpenBLAS (under build/noblas);
-# `make MPI=none` without Open MPI (under build/nompi, see mk/mpi.mk).
+# `make MPI=none BUILD=build/nompi` without Open MPI (see mk/mpi.mk).
 #
 # Sections, by component:
 #   configuration . optional features (mk/*.mk) . runtime . bindings . program .

@@ -1,15 +1,12 @@
 # mk/mpi.mk - Open MPI for lunet.distributed (runtime/distributed.c, bindings/l_distributed.c).
 # Found through mpicc (--showme), else `pkg-config ompi`.  Without it (or with `make
-# MPI=none`, which builds under build/nompi) the same sources build a stub whose
-# init_process_group raises "Lunet was built without MPI".  `make test-mpi` (part of
+# MPI=none BUILD=build/nompi`: give such a build its own folder) the same sources build a
+# stub whose init_process_group raises "Lunet was built without MPI".  `make test-mpi` (part of
 # `make test`) runs tests/mpi/ under mpirun and checks the MPI=none build's refusal.
 MPI ?= auto
 ifeq ($(MPI),none)
 MPI_CFLAGS :=
 MPI_LIBS   :=
-ifneq ($(origin BUILD),command line)
-BUILD := $(BUILD:build%=build/nompi%)
-endif
 else
 MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null || pkg-config --cflags ompi 2>/dev/null)
 MPI_LIBS   := $(shell mpicc --showme:link 2>/dev/null || pkg-config --libs ompi 2>/dev/null)
@@ -30,5 +27,5 @@ NOMPI_BUILD := build/nompi
 
 .PHONY: test-mpi
 test-mpi: all
-	$(MAKE) --no-print-directory MPI=none $(NOMPI_BUILD)/lunet
+	$(MAKE) --no-print-directory MPI=none BUILD=$(NOMPI_BUILD) $(NOMPI_BUILD)/lunet
 	bash tests/mpi/run.sh $(BUILD) $(NOMPI_BUILD)
