@@ -348,7 +348,7 @@ lunet_tensor_t *lbt_tooperand(lua_State *L, int idx, bool *owned)
     switch (lua_type(L, idx)) {
     case LUA_TNUMBER:
         if (lua_isinteger(L, idx)) {
-            if (lunet_tensor_scalar(&t, LUNET_DTYPE_INT64, (double)lua_tointeger(L, idx), true))
+            if (lunet_tensor_scalar_int(&t, LUNET_DTYPE_INT64, lua_tointeger(L, idx), true))
                 lb_error(L);
         } else if (lunet_tensor_scalar(&t, LUNET_DTYPE_FLOAT64, lua_tonumber(L, idx), true)) {
             lb_error(L);
@@ -540,8 +540,8 @@ static int l_tensor(lua_State *L)
 
 typedef enum { FILL_ZEROS, FILL_ONES, FILL_EMPTY } fill_kind_t;
 
-static int make_filled(lua_State *L, int ndim, const int64_t *shape, lunet_dtype_t dt, double v,
-                       fill_kind_t kind, const lbt_create_opts_t *o)
+static int make_filled(lua_State *L, int ndim, const int64_t *shape, lunet_dtype_t dt,
+                       const lbt_fill_t *v, fill_kind_t kind, const lbt_create_opts_t *o)
 {
     lunet_tensor_t *t;
     if (kind == FILL_EMPTY)
@@ -549,7 +549,8 @@ static int make_filled(lua_State *L, int ndim, const int64_t *shape, lunet_dtype
     else if (kind == FILL_ZEROS)
         LB_CHECK(L, lunet_tensor_zeros(&t, dt, ndim, shape));
     else
-        LB_CHECK(L, lunet_tensor_full(&t, dt, ndim, shape, v));
+        LB_CHECK(L, v->is_int ? lunet_tensor_full_int(&t, dt, ndim, shape, v->i)
+                              : lunet_tensor_full(&t, dt, ndim, shape, v->d));
     lb_pushtensor(L, t);
     lbt_finish_create(L, t, o);
     return 1;
@@ -562,7 +563,8 @@ static int create_sized(lua_State *L, fill_kind_t kind)
     int next = lbt_checksize(L, 1, &ndim, shape);
     lbt_create_opts_t o;
     lbt_checkcreateopts(L, next, &o);
-    return make_filled(L, ndim, shape, o.dtype, 1.0, kind, &o);
+    lbt_fill_t one = {true, 1, 1.0};
+    return make_filled(L, ndim, shape, o.dtype, &one, kind, &o);
 }
 
 static int l_zeros(lua_State *L) { return create_sized(L, FILL_ZEROS); }
@@ -601,24 +603,25 @@ static int l_full(lua_State *L)
                        : ty == LUA_TBOOLEAN         ? LUNET_DTYPE_BOOL
                        : lua_isinteger(L, vidx)     ? LUNET_DTYPE_INT64
                                                     : lunet_default_dtype();
-    double v = ty == LUA_TBOOLEAN ? (lua_toboolean(L, vidx) ? 1.0 : 0.0) : lua_tonumber(L, vidx);
-    return make_filled(L, ndim, shape, dt, v, FILL_ONES, &o);
+    lbt_fill_t v = lbt_checkfill(L, vidx);
+    return make_filled(L, ndim, shape, dt, &v, FILL_ONES, &o);
 }
 
 static int create_like(lua_State *L, fill_kind_t kind, int vidx)
 {
     lunet_tensor_t *t = lb_checktensor(L, 1);
-    double v = 1.0;
+    lbt_fill_t v = {true, 1, 1.0};
     int optidx = 2;
     if (vidx) {
-        v = luaL_checknumber(L, vidx);
+        luaL_checknumber(L, vidx);
+        v = lbt_checkfill(L, vidx);
         optidx = vidx + 1;
     }
     lbt_create_opts_t o;
     lbt_checkcreateopts(L, optidx, &o);
     int64_t shape[LUNET_MAX_DIMS];
     memcpy(shape, t->shape, sizeof shape);
-    return make_filled(L, t->ndim, shape, o.has_dtype ? o.dtype : t->dtype, v, kind, &o);
+    return make_filled(L, t->ndim, shape, o.has_dtype ? o.dtype : t->dtype, &v, kind, &o);
 }
 
 static int l_zeros_like(lua_State *L) { return create_like(L, FILL_ZEROS, 0); }
@@ -1079,26 +1082,45 @@ static int m_index_select(lua_State *L)
     return 1;
 }
 
-/* A fill value: a number, a boolean or a one-element tensor. */
-static double check_fill_value(lua_State *L, int idx)
+lbt_fill_t lbt_checkfill(lua_State *L, int idx)
 {
+    lbt_fill_t f = {false, 0, 0.0};
     lunet_tensor_t *v = lb_totensor(L, idx);
     if (v) {
         if (v->numel != 1)
             luaL_argerror(L, idx, "a fill value tensor must have exactly one element");
-        return lunet_tensor_get(v, 0);
+        if (v->dtype == LUNET_DTYPE_INT64)
+            f.is_int = true, f.i = *(const int64_t *)lunet_tensor_data(v);
+        else
+            f.d = lunet_tensor_get(v, 0);
+    } else if (lua_isboolean(L, idx)) {
+        f.is_int = true, f.i = lua_toboolean(L, idx);
+    } else if (lua_isinteger(L, idx)) {
+        f.is_int = true, f.i = (int64_t)lua_tointeger(L, idx);
+    } else {
+        f.d = luaL_checknumber(L, idx);
     }
-    if (lua_isboolean(L, idx))
-        return lua_toboolean(L, idx) ? 1.0 : 0.0;
-    return luaL_checknumber(L, idx);
+    return f;
+}
+
+lunet_status_t lbt_fill_(lunet_tensor_t *t, const lbt_fill_t *v)
+{
+    return v->is_int ? lunet_tensor_fill_int_(t, v->i) : lunet_tensor_fill_(t, v->d);
+}
+
+lunet_status_t lbt_masked_fill(lunet_tensor_t **out, lunet_tensor_t *t, lunet_tensor_t *mask,
+                               const lbt_fill_t *v)
+{
+    return v->is_int ? lunet_tensor_masked_fill_int(out, t, mask, v->i)
+                     : lunet_tensor_masked_fill(out, t, mask, v->d);
 }
 
 static int m_masked_fill(lua_State *L)
 {
     lunet_tensor_t *t = lb_checktensor(L, 1), *r;
     lunet_tensor_t *mask = lb_checktensor(L, 2);
-    double v = check_fill_value(L, 3);
-    LB_CHECK(L, lunet_tensor_masked_fill(&r, t, mask, v));
+    lbt_fill_t v = lbt_checkfill(L, 3);
+    LB_CHECK(L, lbt_masked_fill(&r, t, mask, &v));
     lb_pushtensor(L, r);
     return 1;
 }
@@ -1266,11 +1288,11 @@ static int t_newindex(lua_State *L)
         } else if (ty != LUA_TNUMBER && ty != LUA_TBOOLEAN) {
             return luaL_error(L, "cannot assign a %s to a tensor element", luaL_typename(L, 3));
         }
+        lbt_fill_t v = {false, 0, 0.0};
+        if (!src)
+            v = lbt_checkfill(L, 3);
         LB_CHECK(L, lunet_tensor_select(&r, t, 0, (int64_t)i));
-        lunet_status_t st = src ? lunet_tensor_copy_(r, src)
-                                : lunet_tensor_fill_(r, ty == LUA_TBOOLEAN
-                                                            ? (lua_toboolean(L, 3) ? 1.0 : 0.0)
-                                                            : lua_tonumber(L, 3));
+        lunet_status_t st = src ? lunet_tensor_copy_(r, src) : lbt_fill_(r, &v);
         lunet_tensor_release(r);
         if (st)
             return lb_error(L);
@@ -1279,8 +1301,8 @@ static int t_newindex(lua_State *L)
     case LUA_TUSERDATA: {
         /* t[mask] = v for a bool mask and a number. */
         lunet_tensor_t *mask = lb_checktensor(L, 2), *r;
-        double v = check_fill_value(L, 3);
-        LB_CHECK(L, lunet_tensor_masked_fill(&r, t, mask, v));
+        lbt_fill_t v = lbt_checkfill(L, 3);
+        LB_CHECK(L, lbt_masked_fill(&r, t, mask, &v));
         lunet_status_t st = lunet_tensor_copy_(t, r);
         lunet_tensor_release(r);
         if (st)

@@ -36,6 +36,21 @@ void lbt_checkcreateopts(lua_State *L, int idx, lbt_create_opts_t *o);
 /* Applies requires_grad from opts to t (pushed at the top of the stack). */
 void lbt_finish_create(lua_State *L, lunet_tensor_t *t, const lbt_create_opts_t *o);
 
+/*
+ * A fill value (fill_, full, masked_fill, t[i] = v): a number, a boolean or a one-element
+ * tensor.  A Lua integer (or an int64 tensor's value) stays an integer, so it reaches an
+ * int64 tensor exactly, as PyTorch keeps Python ints exact.  Raises for anything else.
+ */
+typedef struct lbt_fill {
+    bool is_int;
+    int64_t i;
+    double d;
+} lbt_fill_t;
+lbt_fill_t lbt_checkfill(lua_State *L, int idx);
+lunet_status_t lbt_fill_(lunet_tensor_t *t, const lbt_fill_t *v);
+lunet_status_t lbt_masked_fill(lunet_tensor_t **out, lunet_tensor_t *t, lunet_tensor_t *mask,
+                               const lbt_fill_t *v);
+
 /* Pushes a lunet.Size for a shape. */
 void lbt_pushsize(lua_State *L, int ndim, const int64_t *shape);
 

@@ -21,7 +21,7 @@ static lunet_status_t operand_noraise(lua_State *L, int idx, lunet_tensor_t **t,
     case LUA_TNUMBER:
         *owned = true;
         if (lua_isinteger(L, idx))
-            return lunet_tensor_scalar(t, LUNET_DTYPE_INT64, (double)lua_tointeger(L, idx), true);
+            return lunet_tensor_scalar_int(t, LUNET_DTYPE_INT64, lua_tointeger(L, idx), true);
         return lunet_tensor_scalar(t, LUNET_DTYPE_FLOAT64, lua_tonumber(L, idx), true);
     case LUA_TBOOLEAN:
         *owned = true;
@@ -308,18 +308,8 @@ static int f_zero_(lua_State *L)
 static int f_fill_(lua_State *L)
 {
     lunet_tensor_t *t = lb_checktensor(L, 1);
-    double v;
-    lunet_tensor_t *vt = lb_totensor(L, 2);
-    if (vt) {
-        if (vt->numel != 1)
-            return luaL_argerror(L, 2, "a fill value tensor must have exactly one element");
-        v = lunet_tensor_get(vt, 0);
-    } else if (lua_isboolean(L, 2)) {
-        v = lua_toboolean(L, 2) ? 1.0 : 0.0;
-    } else {
-        v = luaL_checknumber(L, 2);
-    }
-    LB_CHECK(L, lunet_tensor_fill_(t, v));
+    lbt_fill_t v = lbt_checkfill(L, 2);
+    LB_CHECK(L, lbt_fill_(t, &v));
     lua_settop(L, 1);
     return 1;
 }

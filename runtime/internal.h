@@ -83,6 +83,33 @@ int64_t lunet_shape_numel(int ndim, const int64_t *shape);
    running product, as PyTorch checks it) or when the product of the non-zero sizes times
    itemsize does not fit int64 (which keeps every stride and byte offset exact). */
 bool lunet_shape_numel_checked(int ndim, const int64_t *shape, size_t itemsize, int64_t *numel);
+/*
+ * int64 arithmetic wraps modulo 2^64, as PyTorch's does on x86 (signed overflow is UB in C,
+ * so these go through uint64).  Float-to-int64 conversion of a value outside the int64 range
+ * (or NaN) gives INT64_MIN, the x86 result PyTorch shows.
+ */
+static inline int64_t lunet_i64_add(int64_t a, int64_t b)
+{
+    return (int64_t)((uint64_t)a + (uint64_t)b);
+}
+static inline int64_t lunet_i64_sub(int64_t a, int64_t b)
+{
+    return (int64_t)((uint64_t)a - (uint64_t)b);
+}
+static inline int64_t lunet_i64_mul(int64_t a, int64_t b)
+{
+    return (int64_t)((uint64_t)a * (uint64_t)b);
+}
+static inline int64_t lunet_f64_to_i64(double v)
+{
+    return v >= -0x1p63 && v < 0x1p63 ? (int64_t)v : INT64_MIN;
+}
+/* The same conversion, saturating instead (for bounds such as clamp's). */
+static inline int64_t lunet_f64_to_i64_sat(double v)
+{
+    return v >= 0x1p63 ? INT64_MAX : v >= -0x1p63 ? (int64_t)v : v < 0 ? INT64_MIN : 0;
+}
+
 /* a * b and a + b wrapping as two's complement, for the strides and offsets of views of
    empty tensors (never used to reach memory; PyTorch wraps them the same way). */
 static inline int64_t lunet_wrap_mul(int64_t a, int64_t b)

@@ -16,6 +16,15 @@
  *  - Views (view, transpose, select, narrow, expand, ...) share storage with their base;
  *    storage is refcounted and freed when the last tensor using it is released.
  *  - Positions (dims, indices) are 0-based; negative dims count from the end.
+ *  - Integers: int64 arithmetic (add, sub, mul, neg, abs, pow, sum, prod) wraps modulo 2^64
+ *    as PyTorch's does on x86; INT64_MIN // -1 is INT64_MIN (PyTorch 1.13 dies of SIGFPE
+ *    there) and integer // 0 fails with "ZeroDivisionError".  A float outside the int64
+ *    range, or NaN, converts to INT64_MIN (to uint8: 0), PyTorch's x86 result.  Functions
+ *    taking a double lose integers beyond 2^53; their _int forms (lunet_tensor_full_int,
+ *    fill_int_, masked_fill_int, scalar_int) keep them exact.
+ *  - Sizes: every shape, stride, offset and element count is overflow-checked; a size
+ *    that does not fit fails with PyTorch's message ("numel: integer multiplication
+ *    overflow", "Storage size calculation overflowed with sizes=[...]").
  *  - Threads: separate graphs on separate threads are fine.  A tensor, and everything
  *    reachable from it (its views, its storage, its autograd graph), is used by one thread
  *    at a time; hand it to another thread only with your own synchronisation.  The free
@@ -94,6 +103,9 @@ bool lunet_dtype_is_floating(lunet_dtype_t dt);
    truncates toward zero, as PyTorch's conversion does). */
 double lunet_dtype_load(const void *p, lunet_dtype_t dt);
 void lunet_dtype_store(void *p, lunet_dtype_t dt, double v);
+/* An int64 written as dtype dt, exactly for int64 (a double holds integers exactly only up
+   to 2^53); uint8 keeps the low 8 bits, bool is v != 0. */
+void lunet_dtype_store_int(void *p, lunet_dtype_t dt, int64_t v);
 /* The default floating dtype (float32 unless changed); per process. */
 lunet_dtype_t lunet_default_dtype(void);
 LUNET_MUST_CHECK lunet_status_t lunet_set_default_dtype(lunet_dtype_t dt);
@@ -136,6 +148,11 @@ LUNET_MUST_CHECK lunet_status_t lunet_tensor_full(lunet_tensor_t **out, lunet_dt
 /* A 0-d tensor holding a number; wrapped=true marks it as a plain number for promotion. */
 LUNET_MUST_CHECK lunet_status_t lunet_tensor_scalar(lunet_tensor_t **out, lunet_dtype_t dt, double value,
                                    bool wrapped);
+/* The integer forms of scalar and full: the value stays exact in an int64 tensor. */
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_scalar_int(lunet_tensor_t **out, lunet_dtype_t dt, int64_t value,
+                                       bool wrapped);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_full_int(lunet_tensor_t **out, lunet_dtype_t dt, int ndim,
+                                     const int64_t *shape, int64_t value);
 /* Copies count values of type dt from data into a new tensor of the given shape. */
 LUNET_MUST_CHECK lunet_status_t lunet_tensor_from_data(lunet_tensor_t **out, lunet_dtype_t dt, int ndim,
                                       const int64_t *shape, const void *data);
@@ -187,6 +204,8 @@ LUNET_MUST_CHECK lunet_status_t lunet_tensor_detach(lunet_tensor_t **out, lunet_
 /* Copies src (broadcast to dst's shape, converted to dst's dtype) into dst. */
 LUNET_MUST_CHECK lunet_status_t lunet_tensor_copy_(lunet_tensor_t *dst, lunet_tensor_t *src);
 LUNET_MUST_CHECK lunet_status_t lunet_tensor_fill_(lunet_tensor_t *dst, double value);
+/* fill_ with an integer, exact into int64 tensors (as torch keeps Python ints exact). */
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_fill_int_(lunet_tensor_t *dst, int64_t value);
 
 /* Views: results share storage with t. */
 LUNET_MUST_CHECK lunet_status_t lunet_tensor_view(lunet_tensor_t **out, lunet_tensor_t *t, int ndim,
@@ -266,6 +285,9 @@ LUNET_MUST_CHECK lunet_status_t lunet_tensor_where(lunet_tensor_t **out, lunet_t
                                   lunet_tensor_t *b);
 LUNET_MUST_CHECK lunet_status_t lunet_tensor_masked_fill(lunet_tensor_t **out, lunet_tensor_t *x,
                                         lunet_tensor_t *mask, double value);
+/* masked_fill with an integer, exact into int64 tensors. */
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_masked_fill_int(lunet_tensor_t **out, lunet_tensor_t *x,
+                                            lunet_tensor_t *mask, int64_t value);
 /* The dtype a binary op on a and b computes in (promotion rules of PyTorch). */
 lunet_dtype_t lunet_result_dtype(const lunet_tensor_t *a, const lunet_tensor_t *b);
 /* The broadcast of shapes a and b into shape (its rank through *ndim); fails with PyTorch's

@@ -190,8 +190,9 @@ typedef struct binary_ctx {
 #define KPARAMS char **d, const int64_t *s, int64_t n, void *ctx
 #define ALPHA_F (float)((binary_ctx_t *)ctx)->alpha
 #define ALPHA_D ((binary_ctx_t *)ctx)->alpha
-#define ALPHA_I (int64_t)((binary_ctx_t *)ctx)->alpha
+#define ALPHA_I lunet_f64_to_i64(((binary_ctx_t *)ctx)->alpha)
 
+/* int64 ops wrap modulo 2^64 as PyTorch's do on x86 (lunet_i64_* in internal.h). */
 static int64_t ipow(int64_t b, int64_t e)
 {
     if (e < 0)
@@ -199,17 +200,20 @@ static int64_t ipow(int64_t b, int64_t e)
     int64_t r = 1;
     while (e) {
         if (e & 1)
-            r *= b;
-        b *= b;
+            r = lunet_i64_mul(r, b);
+        b = lunet_i64_mul(b, b);
         e >>= 1;
     }
     return r;
 }
 
+/* INT64_MIN // -1 is INT64_MIN, the wrapped quotient (PyTorch 1.13 dies of SIGFPE there). */
 static int64_t ifloordiv(int64_t a, int64_t b)
 {
     if (b == 0)
         return 0;
+    if (b == -1)
+        return lunet_i64_sub(0, a);
     int64_t q = a / b;
     return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
@@ -232,7 +236,11 @@ static void add_f64(KPARAMS)
     else
         BINARY_LOOP(double, double, fma(al, y, x));
 }
-static void add_i64(KPARAMS) { const int64_t al = ALPHA_I; BINARY_LOOP(int64_t, int64_t, x + al * y); }
+static void add_i64(KPARAMS)
+{
+    const int64_t al = ALPHA_I;
+    BINARY_LOOP(int64_t, int64_t, lunet_i64_add(x, lunet_i64_mul(al, y)));
+}
 static void sub_f32(KPARAMS)
 {
     const float al = ALPHA_F;
@@ -249,10 +257,14 @@ static void sub_f64(KPARAMS)
     else
         BINARY_LOOP(double, double, fma(-al, y, x));
 }
-static void sub_i64(KPARAMS) { const int64_t al = ALPHA_I; BINARY_LOOP(int64_t, int64_t, x - al * y); }
+static void sub_i64(KPARAMS)
+{
+    const int64_t al = ALPHA_I;
+    BINARY_LOOP(int64_t, int64_t, lunet_i64_sub(x, lunet_i64_mul(al, y)));
+}
 static void mul_f32(KPARAMS) { (void)ctx; BINARY_LOOP(float, float, x * y); }
 static void mul_f64(KPARAMS) { (void)ctx; BINARY_LOOP(double, double, x * y); }
-static void mul_i64(KPARAMS) { (void)ctx; BINARY_LOOP(int64_t, int64_t, x * y); }
+static void mul_i64(KPARAMS) { (void)ctx; BINARY_LOOP(int64_t, int64_t, lunet_i64_mul(x, y)); }
 static void div_f32(KPARAMS) { (void)ctx; BINARY_LOOP(float, float, x / y); }
 static void div_f64(KPARAMS) { (void)ctx; BINARY_LOOP(double, double, x / y); }
 static void pow_f32(KPARAMS) { (void)ctx; BINARY_LOOP(float, float, y == 2.0f ? x * x : powf(x, y)); }
@@ -537,7 +549,7 @@ lunet_status_t lunet_tensor_binary_(lunet_tensor_t *a, lunet_binary_op_t op, lun
 
 static void neg_f32(KPARAMS) { (void)ctx; UNARY_LOOP(float, -x); }
 static void neg_f64(KPARAMS) { (void)ctx; UNARY_LOOP(double, -x); }
-static void neg_i64(KPARAMS) { (void)ctx; UNARY_LOOP(int64_t, -x); }
+static void neg_i64(KPARAMS) { (void)ctx; UNARY_LOOP(int64_t, lunet_i64_sub(0, x)); }
 static float pow2i(int32_t n)
 {
     int32_t bits = (n + 127) * (1 << 23);
@@ -595,7 +607,7 @@ static void sqrt_f32(KPARAMS) { (void)ctx; UNARY_LOOP(float, sqrtf(x)); }
 static void sqrt_f64(KPARAMS) { (void)ctx; UNARY_LOOP(double, sqrt(x)); }
 static void abs_f32(KPARAMS) { (void)ctx; UNARY_LOOP(float, fabsf(x)); }
 static void abs_f64(KPARAMS) { (void)ctx; UNARY_LOOP(double, fabs(x)); }
-static void abs_i64(KPARAMS) { (void)ctx; UNARY_LOOP(int64_t, x < 0 ? -x : x); }
+static void abs_i64(KPARAMS) { (void)ctx; UNARY_LOOP(int64_t, x < 0 ? lunet_i64_sub(0, x) : x); }
 /* The plain form, as PyTorch: exp overflow gives exactly 0, never NaN
    (docs/pytorch-parity.md §6). */
 static void sigmoid_f32(KPARAMS) { (void)ctx; UNARY_LOOP(float, 1.0f / (1.0f + expf(-x))); }
@@ -733,7 +745,8 @@ static void clamp_i64(KPARAMS)
 {
     const clamp_ctx_t *c = ctx;
     const bool has_lo = !isnan(c->lo), has_hi = !isnan(c->hi);
-    const int64_t lo = has_lo ? (int64_t)c->lo : 0, hi = has_hi ? (int64_t)c->hi : 0;
+    const int64_t lo = has_lo ? lunet_f64_to_i64_sat(c->lo) : 0;
+    const int64_t hi = has_hi ? lunet_f64_to_i64_sat(c->hi) : 0;
     UNARY_LOOP(int64_t, (has_lo && x < lo) ? lo : (has_hi && x > hi) ? hi : x);
 }
 
@@ -844,19 +857,18 @@ done:
     return st;
 }
 
-lunet_status_t lunet_tensor_masked_fill(lunet_tensor_t **out, lunet_tensor_t *x,
-                                        lunet_tensor_t *mask, double value)
+/* v: a 0-d tensor of x's dtype, released here */
+static lunet_status_t masked_fill_with(lunet_tensor_t **out, lunet_tensor_t *x,
+                                       lunet_tensor_t *mask, lunet_tensor_t *v)
 {
-    if (mask->dtype != LUNET_DTYPE_BOOL)
+    if (mask->dtype != LUNET_DTYPE_BOOL) {
+        lunet_tensor_release(v);
         return lunet_fail(LUNET_STATUS_RUNTIME,
                           "masked_fill_ only supports boolean masks, but got mask with dtype %s",
                           lunet_dtype_torch_name(mask->dtype));
-    lunet_tensor_t *v;
-    lunet_status_t st = lunet_tensor_scalar(&v, x->dtype, value, false);
-    if (st)
-        return st;
+    }
     lunet_tensor_t *r;
-    st = lunet_tensor_where(&r, mask, v, x);
+    lunet_status_t st = lunet_tensor_where(&r, mask, v, x);
     lunet_tensor_release(v);
     if (st)
         return st;
@@ -866,4 +878,20 @@ lunet_status_t lunet_tensor_masked_fill(lunet_tensor_t **out, lunet_tensor_t *x,
     }
     *out = r;
     return LUNET_OK;
+}
+
+lunet_status_t lunet_tensor_masked_fill(lunet_tensor_t **out, lunet_tensor_t *x,
+                                        lunet_tensor_t *mask, double value)
+{
+    lunet_tensor_t *v;
+    lunet_status_t st = lunet_tensor_scalar(&v, x->dtype, value, false);
+    return st ? st : masked_fill_with(out, x, mask, v);
+}
+
+lunet_status_t lunet_tensor_masked_fill_int(lunet_tensor_t **out, lunet_tensor_t *x,
+                                            lunet_tensor_t *mask, int64_t value)
+{
+    lunet_tensor_t *v;
+    lunet_status_t st = lunet_tensor_scalar_int(&v, x->dtype, value, false);
+    return st ? st : masked_fill_with(out, x, mask, v);
 }

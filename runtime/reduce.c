@@ -89,18 +89,38 @@ static void generic_reduce(lunet_reduce_op_t op, const lunet_tensor_t *x, lunet_
         const char *row = px + (size_t)(i * r) * es;
         if (op == LUNET_REDUCE_SUM && int_in) {
             int64_t acc = 0;
-            for (int64_t j = 0; j < r; j++)
-                acc += x->dtype == LUNET_DTYPE_INT64 ? ((const int64_t *)row)[j]
-                                                     : (int64_t)((const uint8_t *)row)[j];
+            for (int64_t j = 0; j < r; j++) // wraps as PyTorch's does on x86
+                acc = lunet_i64_add(acc, x->dtype == LUNET_DTYPE_INT64
+                                             ? ((const int64_t *)row)[j]
+                                             : (int64_t)((const uint8_t *)row)[j]);
             *(int64_t *)(py + (size_t)i * eo) = acc;
             continue;
         }
         if (op == LUNET_REDUCE_PROD && int_in) {
             int64_t acc = 1;
             for (int64_t j = 0; j < r; j++)
-                acc *= x->dtype == LUNET_DTYPE_INT64 ? ((const int64_t *)row)[j]
-                                                     : (int64_t)((const uint8_t *)row)[j];
+                acc = lunet_i64_mul(acc, x->dtype == LUNET_DTYPE_INT64
+                                             ? ((const int64_t *)row)[j]
+                                             : (int64_t)((const uint8_t *)row)[j]);
             *(int64_t *)(py + (size_t)i * eo) = acc;
+            continue;
+        }
+        bool extreme = op == LUNET_REDUCE_MAX || op == LUNET_REDUCE_MIN ||
+                       op == LUNET_REDUCE_ARGMAX || op == LUNET_REDUCE_ARGMIN;
+        if (extreme && x->dtype == LUNET_DTYPE_INT64) {
+            // exact: int64 values beyond 2^53 do not survive a trip through double
+            bool want_max = op == LUNET_REDUCE_MAX || op == LUNET_REDUCE_ARGMAX;
+            const int64_t *p = (const int64_t *)row;
+            int64_t b = p[0], bj = 0;
+            for (int64_t j = 1; j < r; j++)
+                if (want_max ? p[j] > b : p[j] < b)
+                    b = p[j], bj = j;
+            if (op == LUNET_REDUCE_ARGMAX || op == LUNET_REDUCE_ARGMIN)
+                *(int64_t *)(py + (size_t)i * eo) = bj;
+            else
+                *(int64_t *)(py + (size_t)i * eo) = b;
+            if (pi)
+                pi[i] = bj;
             continue;
         }
         double acc;

@@ -62,8 +62,20 @@ void lunet_dtype_store(void *p, lunet_dtype_t dt, double v)
     switch (dt) {
     case LUNET_DTYPE_FLOAT32: *(float *)p = (float)v; break;
     case LUNET_DTYPE_FLOAT64: *(double *)p = v; break;
-    case LUNET_DTYPE_INT64: *(int64_t *)p = isfinite(v) ? (int64_t)v : INT64_MIN; break;
-    case LUNET_DTYPE_UINT8: *(uint8_t *)p = isfinite(v) ? (uint8_t)(int64_t)v : 0; break;
+    case LUNET_DTYPE_INT64: *(int64_t *)p = lunet_f64_to_i64(v); break;
+    case LUNET_DTYPE_UINT8: *(uint8_t *)p = (uint8_t)lunet_f64_to_i64(v); break;
+    case LUNET_DTYPE_BOOL: *(uint8_t *)p = v != 0; break;
+    default: break;
+    }
+}
+
+void lunet_dtype_store_int(void *p, lunet_dtype_t dt, int64_t v)
+{
+    switch (dt) {
+    case LUNET_DTYPE_FLOAT32: *(float *)p = (float)v; break;
+    case LUNET_DTYPE_FLOAT64: *(double *)p = (double)v; break;
+    case LUNET_DTYPE_INT64: *(int64_t *)p = v; break;
+    case LUNET_DTYPE_UINT8: *(uint8_t *)p = (uint8_t)v; break;
     case LUNET_DTYPE_BOOL: *(uint8_t *)p = v != 0; break;
     default: break;
     }
@@ -225,6 +237,34 @@ lunet_status_t lunet_tensor_full(lunet_tensor_t **out, lunet_dtype_t dt, int ndi
         lunet_tensor_release(t);
         return st;
     }
+    *out = t;
+    return LUNET_OK;
+}
+
+lunet_status_t lunet_tensor_full_int(lunet_tensor_t **out, lunet_dtype_t dt, int ndim,
+                                     const int64_t *shape, int64_t value)
+{
+    lunet_tensor_t *t;
+    lunet_status_t st = lunet_tensor_empty(&t, dt, ndim, shape);
+    if (st)
+        return st;
+    if ((st = lunet_tensor_fill_int_(t, value))) {
+        lunet_tensor_release(t);
+        return st;
+    }
+    *out = t;
+    return LUNET_OK;
+}
+
+lunet_status_t lunet_tensor_scalar_int(lunet_tensor_t **out, lunet_dtype_t dt, int64_t value,
+                                       bool wrapped)
+{
+    lunet_tensor_t *t;
+    lunet_status_t st = lunet_tensor_empty(&t, dt, 0, NULL);
+    if (st)
+        return st;
+    lunet_dtype_store_int(t->storage->data, dt, value);
+    t->wrapped_number = wrapped;
     *out = t;
     return LUNET_OK;
 }
@@ -409,20 +449,32 @@ lunet_status_t lunet_tensor_check_writable(const lunet_tensor_t *t)
 
 /* ---- copies and conversions */
 
-lunet_status_t lunet_tensor_fill_(lunet_tensor_t *dst, double value)
+/* dst <- v (a 0-d tensor of dst's dtype, released here) */
+static lunet_status_t fill_with(lunet_tensor_t *dst, lunet_tensor_t *v)
 {
     lunet_status_t st = lunet_autograd_check_inplace(dst, "fill_");
-    if (st)
-        return st;
-    if ((st = lunet_tensor_check_writable(dst)))
-        return st;
-    lunet_tensor_t *v;
-    if ((st = lunet_tensor_scalar(&v, dst->dtype, value, true)))
-        return st;
-    lunet_copy_cast(dst, v);
+    if (!st)
+        st = lunet_tensor_check_writable(dst);
+    if (!st) {
+        lunet_copy_cast(dst, v);
+        lunet_tensor_bump_version(dst);
+    }
     lunet_tensor_release(v);
-    lunet_tensor_bump_version(dst);
-    return LUNET_OK;
+    return st;
+}
+
+lunet_status_t lunet_tensor_fill_(lunet_tensor_t *dst, double value)
+{
+    lunet_tensor_t *v;
+    lunet_status_t st = lunet_tensor_scalar(&v, dst->dtype, value, true);
+    return st ? st : fill_with(dst, v);
+}
+
+lunet_status_t lunet_tensor_fill_int_(lunet_tensor_t *dst, int64_t value)
+{
+    lunet_tensor_t *v;
+    lunet_status_t st = lunet_tensor_scalar_int(&v, dst->dtype, value, true);
+    return st ? st : fill_with(dst, v);
 }
 
 lunet_status_t lunet_tensor_copy_(lunet_tensor_t *dst, lunet_tensor_t *src)
