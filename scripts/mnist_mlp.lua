@@ -15,6 +15,12 @@
 -- Conv2d(1, 10, 5) -> MaxPool2d(2) -> ReLU -> Conv2d(10, 20, 5) -> MaxPool2d(2) -> ReLU ->
 -- Linear(320, 10)) or lenet (d2l's LeNet-5: sigmoid, average pooling, xavier_uniform_
 -- weights).  scripts/mnist_cnn.lua and scripts/lenet.lua run this loop with their settings.
+--
+-- --distributed trains data-parallel on the ranks mpirun started (lunet.distributed):
+--   mpirun -np 2 build/lunet scripts/mnist_mlp.lua --distributed --dataset fashion
+-- The global --batch-size is split across the ranks (DistributedSampler, seeded with --seed),
+-- the model is wrapped in DistributedDataParallel, the test set is split and the counts
+-- all-reduced; only rank 0 prints and writes the metrics, the figure and the checkpoint.
 local lunet = lunet or require "lunet"
 local argparse = require "argparse"
 local nn, F, optim, data = lunet.nn, lunet.nn.functional, lunet.optim, lunet.data
@@ -57,9 +63,22 @@ parser:option("--resume", "Checkpoint to continue from.")
 parser:option("--limit", "Use only the first N training images (and N/6 test images).")
   :convert(math.tointeger)
 parser:flag("--no-progress", "No progress line during an epoch.")
+parser:flag("--distributed", "Data-parallel over the ranks of mpirun: --batch-size is split across them.")
 parser:flag("--no-normalize", "ToTensor only, without Normalize((0.1307,), (0.3081,)) (d2l's LeNet).")
 local args = parser:parse(argv)
 args.lr = args.lr or (args.optimizer == "sgd" and 0.01 or 0.001)
+
+-- one rank, or one of several: rank 0 alone prints and writes
+local dist = lunet.distributed
+local rank, world = 0, 1
+if args.distributed then
+  dist.init_process_group{backend = "mpi"}
+  rank, world = dist.get_rank(), dist.get_world_size()
+  if args.batch_size % world ~= 0 then
+    error(("--batch-size %d does not split across %d ranks"):format(args.batch_size, world))
+  end
+end
+local function print0(...) if rank == 0 then print(...) end end
 
 -- ---------------------------------------------------------------- the model
 
@@ -137,7 +156,8 @@ local test_dataset = first(Dataset{root = args.data, train = false, transform = 
 
 -- the random stream: seed, then the weights, then each epoch's loader draws (PyTorch's order)
 lunet.manual_seed(args.seed)
-local model = models[args.model]()
+local net = models[args.model]()
+local model = args.distributed and nn.parallel.DistributedDataParallel(net) or net
 local criterion = nn.CrossEntropyLoss()
 local optimizer
 if args.optimizer == "sgd" then
@@ -147,8 +167,21 @@ else
   optimizer = (args.optimizer == "adam" and optim.Adam or optim.AdamW)(model:parameters(),
     {lr = args.lr, weight_decay = args.weight_decay})
 end
-local train_loader = data.DataLoader(train_dataset, {batch_size = args.batch_size, shuffle = true})
-local test_loader = data.DataLoader(test_dataset, {batch_size = args.test_batch_size, shuffle = false})
+local train_loader, test_loader, train_sampler
+if args.distributed then
+  -- each rank reads its share; the test set is cut in strides (rank, rank + world, ...)
+  -- without padding, so that the all-reduced counts cover every test image once
+  train_sampler = data.DistributedSampler(train_dataset, {shuffle = true, seed = args.seed})
+  train_loader = data.DataLoader(train_dataset, {batch_size = args.batch_size // world,
+                                                 sampler = train_sampler})
+  local n_test = #test_dataset
+  local stride = setmetatable({indices = function() return lunet.arange(rank, n_test, world) end},
+    {__len = function() return (n_test - rank + world - 1) // world end})
+  test_loader = data.DataLoader(test_dataset, {batch_size = args.test_batch_size, sampler = stride})
+else
+  train_loader = data.DataLoader(train_dataset, {batch_size = args.batch_size, shuffle = true})
+  test_loader = data.DataLoader(test_dataset, {batch_size = args.test_batch_size, shuffle = false})
+end
 
 -- ---------------------------------------------------------------- output
 
@@ -156,7 +189,7 @@ local function mkdir(path)
   local ok = os.execute("mkdir -p '" .. path:gsub("'", "'\\''") .. "'")
   if not ok then error("cannot create the output folder " .. path) end
 end
-mkdir(args.out)
+if rank == 0 then mkdir(args.out) end
 local csv_path, svg_path = args.out .. "/metrics.csv", args.out .. "/curves.svg"
 local ckpt_path = args.out .. "/checkpoint.lnt"
 
@@ -199,20 +232,29 @@ if args.resume then
     error(("%s was trained with --optimizer %s, not %s"):format(args.resume, ck.args.optimizer or "sgd",
       args.optimizer))
   end
-  model:load_state_dict(ck.model)
+  net:load_state_dict(ck.model)
   optimizer:load_state_dict(ck.optimizer)
   lunet.set_rng_state(ck.rng)
   history = ck.history
   start_epoch = ck.epoch + 1
-  print(("resumed from %s after epoch %d"):format(args.resume, ck.epoch))
+  print0(("resumed from %s after epoch %d"):format(args.resume, ck.epoch))
 end
 
 -- ---------------------------------------------------------------- train and test
 
+-- a number's mean over the ranks (each rank's running loss sum, say)
+local function all_ranks_mean(x)
+  local t = lunet.tensor({x}, {dtype = lunet.float64})
+  dist.all_reduce(t, {op = "avg"})
+  return t:tolist()[1]
+end
+
 local function train(epoch)
   model:train()
   local running, total, batches = 0.0, 0.0, 0
-  local bar = not args.no_progress and lunet.progress.new{total = #train_loader,
+  if train_sampler then train_sampler:set_epoch(epoch) end
+  local comm0 = args.distributed and model:comm_stats()
+  local bar = rank == 0 and not args.no_progress and lunet.progress.new{total = #train_loader,
     desc = ("epoch %d"):format(epoch), batch_size = args.batch_size} or nil
   local t0 = clock()
   for inputs, target in train_loader:iter() do
@@ -226,14 +268,24 @@ local function train(epoch)
     if bar then bar:update(1, {loss = l}) end
     if batches % 300 == 0 then
       -- the mean of the last 300 batches (the notebook forgot to reset its sum)
+      if args.distributed then running = all_ranks_mean(running) end
       local line = ("[epoch=%d, batch=%d] loss: %3f"):format(epoch, batches, running / 300)
-      if bar then bar:print(line) else print(line) end
+      if bar then bar:print(line) else print0(line) end
       running = 0.0
     end
   end
   local seconds = clock() - t0
   if bar then bar:close() end
-  print(("epoch=%d, total loss=%.4f, mean loss=%.4f, %.2f s"):format(epoch, total, total / batches, seconds))
+  if args.distributed then total = all_ranks_mean(total) end
+  print0(("epoch=%d, total loss=%.4f, mean loss=%.4f, %.2f s"):format(epoch, total, total / batches, seconds))
+  if args.distributed then
+    local c = model:comm_stats()
+    local steps = c.steps - comm0.steps
+    local per_step = (c.elements - comm0.elements) // math.max(steps, 1)
+    print0(("all-reduce on %d ranks: %d call(s) of %d values in all per step, %.3f ms per step (%.1f%% of the epoch)")
+      :format(world, c.buckets, per_step, 1000 * (c.seconds - comm0.seconds) / math.max(steps, 1),
+              100 * (c.seconds - comm0.seconds) / seconds))
+  end
   return total / batches, seconds
 end
 
@@ -248,7 +300,12 @@ local function test()
       correct = correct + predicted:eq(labels):sum():item()
     end
   end)
-  print(("Accuracy on test set: %.2f%%"):format(100 * correct / count))
+  if args.distributed then -- the whole test set: every rank's counts added up
+    local t = lunet.tensor({correct, count}, {dtype = lunet.int64})
+    dist.all_reduce(t)
+    correct, count = table.unpack(t:tolist())
+  end
+  print0(("Accuracy on test set: %.2f%%"):format(100 * correct / count))
   return correct / count
 end
 
@@ -258,11 +315,13 @@ for epoch = start_epoch, args.epochs do
   local n = #history.epoch + 1
   history.epoch[n], history.train_loss[n] = epoch, loss
   history.test_acc[n], history.epoch_seconds[n] = acc, seconds
-  write_metrics()
-  lunet.save({model = model:state_dict(), optimizer = optimizer:state_dict(), epoch = epoch,
-              rng = lunet.get_rng_state(), history = history,
-              args = {dataset = args.dataset, seed = args.seed, lr = args.lr, optimizer = args.optimizer,
-                      model = args.model}}, ckpt_path)
+  if rank == 0 then
+    write_metrics()
+    lunet.save({model = net:state_dict(), optimizer = optimizer:state_dict(), epoch = epoch,
+                rng = lunet.get_rng_state(), history = history,
+                args = {dataset = args.dataset, seed = args.seed, lr = args.lr, optimizer = args.optimizer,
+                        model = args.model, world_size = world}}, ckpt_path)
+  end
 end
 
-print(("metrics: %s\nfigure: %s\ncheckpoint: %s"):format(csv_path, svg_path, ckpt_path))
+print0(("metrics: %s\nfigure: %s\ncheckpoint: %s"):format(csv_path, svg_path, ckpt_path))

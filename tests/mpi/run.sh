@@ -67,6 +67,26 @@ for np in 1 2 4; do
   mpirun_ok "DistributedDataParallel parity on $np ranks" $np 120 "$DIR/ddp_parity.lua"
 done
 
+# scripts/mnist_mlp.lua --distributed: only rank 0 prints and writes; --resume continues
+# exactly (the metrics of 1 + 1 epochs equal those of 2 epochs straight)
+DATA=${LUNET_DATA:-data}
+if [ -f "$DATA/FashionMNIST/raw/train-labels-idx1-ubyte" ]; then
+  args="scripts/mnist_mlp.lua --distributed --dataset fashion --data $DATA --limit 512 --no-progress"
+  mpirun_ok "mnist_mlp.lua --distributed, 2 epochs on 2 ranks" 2 300 $args --epochs 2 --out "$TMP/straight"
+  acc=$(grep -c "^Accuracy on test set" "$TMP/out")
+  [ "$acc" = 2 ] && ok "only rank 0 printed (2 accuracy lines)" || bad "accuracy lines: $acc, expected 2"
+  mpirun_ok "mnist_mlp.lua --distributed, 1 epoch" 2 300 $args --epochs 1 --out "$TMP/resumed"
+  mpirun_ok "mnist_mlp.lua --distributed --resume, epoch 2" 2 300 $args --epochs 2 --out "$TMP/resumed" \
+    --resume "$TMP/resumed/checkpoint.lnt"
+  if cmp -s <(cut -d, -f1-3 "$TMP/straight/metrics.csv") <(cut -d, -f1-3 "$TMP/resumed/metrics.csv"); then
+    ok "--resume: epoch, loss and accuracy equal to the straight run's"
+  else
+    bad "--resume: metrics differ:"; paste "$TMP/straight/metrics.csv" "$TMP/resumed/metrics.csv"
+  fi
+else
+  echo "skipped: mnist_mlp.lua --distributed (no $DATA/FashionMNIST: make data)"
+fi
+
 # faults: a rank raising a Lua error ends the whole job quickly, non-zero, with its message
 # fault_case NAME WHEN: rank 1 raises at WHEN ("before_init", "in_step"); the others wait in
 # a collective
