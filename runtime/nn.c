@@ -78,65 +78,45 @@ lunet_status_t lunet_nn_linear(lunet_tensor_t **out, lunet_tensor_t *x, lunet_te
     return st;
 }
 
-// g (N, O) masked where y <= 0 (relu's gradient) into a new tensor
-static lunet_status_t relu_mask(lunet_tensor_t **out, lunet_tensor_t *g, lunet_tensor_t *y)
-{
-    lunet_tensor_t *gc, *r;
-    lunet_status_t st = lunet_tensor_contiguous(&gc, g);
-    if (st)
-        return st;
-    if ((st = lunet_tensor_empty_like(&r, g, g->dtype))) {
-        lunet_tensor_release(gc);
-        return st;
-    }
-    int64_t n = g->numel;
-    if (g->dtype == LUNET_DTYPE_FLOAT32) {
-        const float *pg = lunet_tensor_data(gc), *py = lunet_tensor_data(y);
-        float *pr = lunet_tensor_data(r);
-        for (int64_t i = 0; i < n; i++)
-            pr[i] = py[i] <= 0 ? 0.0f : pg[i];
-    } else {
-        const double *pg = lunet_tensor_data(gc), *py = lunet_tensor_data(y);
-        double *pr = lunet_tensor_data(r);
-        for (int64_t i = 0; i < n; i++)
-            pr[i] = py[i] <= 0 ? 0.0 : pg[i];
-    }
-    lunet_tensor_release(gc);
-    *out = r;
-    return LUNET_OK;
-}
+// gm (N, O) = y <= 0 ? 0 : g (relu's gradient; gm == g when y is NULL), and when db is
+// given, db (O) += the column sums of gm, row after row (the order of a plain column sum):
+// one pass over the block instead of two
+#define MASK_SUM(T)                                                                        \
+    do {                                                                                   \
+        const T *pg = lunet_tensor_data(gc), *py = y ? lunet_tensor_data(y) : NULL;        \
+        T *pm = lunet_tensor_data(*gm), *pb = db ? lunet_tensor_data(db) : NULL;           \
+        for (int64_t i = 0; i < n; i++) {                                                  \
+            const T *gi = pg + i * o, *yi = py ? py + i * o : NULL;                        \
+            T *mi = pm + i * o;                                                            \
+            if (yi)                                                                        \
+                for (int64_t j = 0; j < o; j++)                                            \
+                    mi[j] = yi[j] <= 0 ? (T)0 : gi[j];                                     \
+            if (pb)                                                                        \
+                for (int64_t j = 0; j < o; j++)                                            \
+                    pb[j] += mi[j];                                                        \
+        }                                                                                  \
+    } while (0)
 
-// g (N, O) -> db (O): column sums, added into `into` when given
-static lunet_status_t column_sum(lunet_tensor_t **out, lunet_tensor_t *g, lunet_tensor_t *into)
+static lunet_status_t mask_and_bias_sum(lunet_tensor_t **gm, lunet_tensor_t *g,
+                                        lunet_tensor_t *y, lunet_tensor_t *db)
 {
-    int64_t n = g->shape[0], o = g->shape[1];
-    lunet_tensor_t *gc, *r;
+    lunet_tensor_t *gc;
     lunet_status_t st = lunet_tensor_contiguous(&gc, g);
     if (st)
         return st;
-    if (into) {
-        r = into;
-    } else if ((st = lunet_tensor_zeros(&r, g->dtype, 1, &o))) {
+    if (!y) {
+        lunet_tensor_retain(gc);
+        *gm = gc;
+    } else if ((st = lunet_tensor_empty_like(gm, g, g->dtype))) {
         lunet_tensor_release(gc);
         return st;
     }
-    if (g->dtype == LUNET_DTYPE_FLOAT32) {
-        const float *pg = lunet_tensor_data(gc);
-        float *pr = lunet_tensor_data(r);
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t j = 0; j < o; j++)
-                pr[j] += pg[i * o + j];
-    } else {
-        const double *pg = lunet_tensor_data(gc);
-        double *pr = lunet_tensor_data(r);
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t j = 0; j < o; j++)
-                pr[j] += pg[i * o + j];
-    }
+    int64_t n = g->shape[0], o = g->shape[1];
+    if (g->dtype == LUNET_DTYPE_FLOAT32)
+        MASK_SUM(float);
+    else
+        MASK_SUM(double);
     lunet_tensor_release(gc);
-    if (into)
-        lunet_tensor_bump_version(into);
-    *out = into ? NULL : r;
     return LUNET_OK;
 }
 
@@ -153,14 +133,24 @@ lunet_status_t lunet_linear_backward(lunet_tensor_t **dx, lunet_tensor_t **dw,
                                      lunet_tensor_t *w, lunet_tensor_t *y,
                                      lunet_tensor_t *dw_into, lunet_tensor_t *db_into)
 {
-    lunet_tensor_t *gm = NULL, *t = NULL;
+    lunet_tensor_t *gm = NULL, *t = NULL, *bsum = NULL;
     lunet_status_t st;
-    if (y)
-        st = relu_mask(&gm, g, y);
-    else
-        st = lunet_tensor_contiguous(&gm, g);
-    if (st)
+    int64_t o = g->shape[1];
+    bool b_into = db && db_into && db_into->ndim == 1 && db_into->shape[0] == o &&
+                  db_into->dtype == g->dtype && lunet_tensor_is_contiguous(db_into) &&
+                  !db_into->grad_fn && !db_into->requires_grad;
+    if (db && !b_into && (st = lunet_tensor_zeros(&bsum, g->dtype, 1, &o)))
         return st;
+    if ((st = mask_and_bias_sum(&gm, g, y, b_into ? db_into : bsum))) {
+        lunet_tensor_release(bsum);
+        return st;
+    }
+    if (db) {
+        if (b_into)
+            lunet_tensor_bump_version(db_into);
+        *db = bsum; /* NULL when added into the leaf's gradient */
+        bsum = NULL;
+    }
     if (dx && (st = lunet_tensor_mm(dx, gm, w))) /* (N, O) @ (O, I) */
         goto done;
     if (dw) {
@@ -176,12 +166,11 @@ lunet_status_t lunet_linear_backward(lunet_tensor_t **dx, lunet_tensor_t **dw,
         if (st)
             goto done;
     }
-    if (db)
-        st = column_sum(db, gm, db_into && db_into->ndim == 1 && db_into->shape[0] == gm->shape[1] &&
-                                        db_into->dtype == gm->dtype &&
-                                        lunet_tensor_is_contiguous(db_into) && !db_into->grad_fn &&
-                                        !db_into->requires_grad ? db_into : NULL);
 done:
+    if (st && db && *db) {
+        lunet_tensor_release(*db);
+        *db = NULL;
+    }
     lunet_tensor_release(gm);
     lunet_tensor_release(t);
     return st;

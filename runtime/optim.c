@@ -78,6 +78,31 @@ LUNET_FMA_CLONES static void sgd_f64(double *restrict p, const double *restrict 
     }
 }
 
+/* Large parameters are updated by the worker pool in blocks of 64K elements (each element's
+   update is independent of the others, so the bits never depend on the split). */
+#define SGD_GRAIN 65536
+
+typedef struct sgd_job {
+    void *p;
+    const void *g;
+    void *buf;
+    bool first;
+    lunet_dtype_t dtype;
+    const lunet_sgd_options_t *o;
+} sgd_job_t;
+
+// elements [b, e) of p, g, buf
+static void sgd_block(void *ctx, int64_t b, int64_t e)
+{
+    const sgd_job_t *j = ctx;
+    if (j->dtype == LUNET_DTYPE_FLOAT32)
+        sgd_f32((float *)j->p + b, (const float *)j->g + b, j->buf ? (float *)j->buf + b : NULL,
+                j->first, e - b, j->o);
+    else
+        sgd_f64((double *)j->p + b, (const double *)j->g + b,
+                j->buf ? (double *)j->buf + b : NULL, j->first, e - b, j->o);
+}
+
 lunet_status_t lunet_sgd_update(lunet_tensor_t *p, lunet_tensor_t *grad,
                                 lunet_tensor_t **momentum_buffer, const lunet_sgd_options_t *o)
 {
@@ -113,12 +138,9 @@ lunet_status_t lunet_sgd_update(lunet_tensor_t *p, lunet_tensor_t *grad,
             return lunet_fail(LUNET_STATUS_RUNTIME, "sgd: momentum buffer does not match the parameter");
         }
     }
-    if (p->dtype == LUNET_DTYPE_FLOAT32)
-        sgd_f32(lunet_tensor_data(p), lunet_tensor_data(g), buf ? lunet_tensor_data(buf) : NULL,
-                first, p->numel, o);
-    else
-        sgd_f64(lunet_tensor_data(p), lunet_tensor_data(g), buf ? lunet_tensor_data(buf) : NULL,
-                first, p->numel, o);
+    sgd_job_t job = {lunet_tensor_data(p), lunet_tensor_data(g),
+                     buf ? lunet_tensor_data(buf) : NULL, first, p->dtype, o};
+    lunet_parallel_for(p->numel, SGD_GRAIN, sgd_block, &job);
     lunet_tensor_bump_version(p);
     if (first) {
         if (momentum_buffer)

@@ -13,6 +13,12 @@
  *  - Waiting threads spin for a few microseconds (a GEMM follows a GEMM within a training
  *    step), then sleep on a condition variable: a busy process on the other core must never
  *    find Lunet burning it.
+ *  - No collapse when another process holds a core: a worker preempted in the middle of a
+ *    block makes the caller wait for the scheduler.  The caller measures how long it waited
+ *    after its own share; when the wait exceeds the work (the threads are not paying), the
+ *    next regions run on the caller alone, 16 at first and twice as many after each bad
+ *    probe (up to 4096), then it tries the workers again.  Blocks are the same either way,
+ *    so this changes timing only, never bits.
  *  - One parallel region at a time: a call made inside a block, or while another thread's
  *    region runs, runs its blocks serially on its own thread (same blocks, same bits).
  *  - Blocks must not allocate through the runtime's pools or set errors: they compute into
@@ -69,7 +75,13 @@ typedef struct pool {
     int64_t n, grain, nblocks;
     atomic_llong next;     /* next block to claim */
     atomic_llong finished; /* blocks done */
+    /* back-off when the workers do not pay (see above); owned by the region's caller */
+    int64_t serial_left, backoff;
 } pool_t;
+
+#define BACKOFF_MIN 16
+#define BACKOFF_MAX 4096
+#define WAIT_SLACK_NS 50000
 
 static pthread_mutex_t config_mu = PTHREAD_MUTEX_INITIALIZER;
 static int configured_threads;   /* 0: not decided yet */
@@ -294,11 +306,14 @@ void lunet_parallel_for(int64_t n, int64_t grain, lunet_parallel_fn fn, void *ct
         the_pool = pool_start(configured_threads);
     pool_t *p = the_pool;
     pthread_mutex_unlock(&config_mu);
-    if (!p) {
+    if (!p || p->serial_left > 0) {
+        if (p)
+            p->serial_left--;
         atomic_flag_clear_explicit(&region_busy, memory_order_release);
         run_serial(n, grain, fn, ctx);
         return;
     }
+    int64_t t_start = now_ns();
     p->fn = fn;
     p->ctx = ctx;
     p->n = n;
@@ -318,8 +333,8 @@ void lunet_parallel_for(int64_t n, int64_t grain, lunet_parallel_fn fn, void *ct
     in_region = true;
     int64_t ran = run_blocks(p);
     in_region = false;
+    int64_t t0 = now_ns(), waited = 0;
     if (atomic_fetch_add(&p->finished, ran) + ran != nblocks) {
-        int64_t t0 = now_ns();
         for (int i = 0; atomic_load_explicit(&p->finished, memory_order_acquire) != nblocks; i++) {
             if ((i & 63) == 63 && now_ns() - t0 > SPIN_NS) {
                 pthread_mutex_lock(&p->mu);
@@ -331,6 +346,13 @@ void lunet_parallel_for(int64_t n, int64_t grain, lunet_parallel_fn fn, void *ct
             }
             cpu_relax();
         }
+        waited = now_ns() - t0;
+    }
+    if (waited > WAIT_SLACK_NS && waited > t0 - t_start) {
+        p->serial_left = p->backoff ? p->backoff : BACKOFF_MIN;
+        p->backoff = p->serial_left * 2 > BACKOFF_MAX ? BACKOFF_MAX : p->serial_left * 2;
+    } else {
+        p->backoff = 0;
     }
     /* close the region once no worker is inside (they are leaving: no block is left) */
     uint64_t open_state = (uint64_t)gen << 32;
