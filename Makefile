@@ -227,7 +227,7 @@ $(BUILD)/bench_%: bench/bench_%.c $(BUILD)/liblunet.a
 	$(CC) -std=gnu11 -O2 -g $(DEPFLAGS) -MF $@.d $(BLAS_DEF) -Iruntime -o $@ $< \
 	  $(BUILD)/liblunet.a $(LIBS)
 
-bench: all $(BUILD)/bench_core $(BUILD)/bench_loss
+bench: all $(BUILD)/bench_core $(BUILD)/bench_loss $(BUILD)/bench_gemm
 	BUILD=$(BUILD) bash bench/run.sh
 
 # ==== data =================================================================================

@@ -1,19 +1,105 @@
 #!/usr/bin/env bash
-# make bench: Lunet's benchmarks, each beside PyTorch's time for the same work on this
-# machine in the same run (when Debian's python3-torch is installed; CI never needs it).
-# Benchmarks, not tests: the numbers are printed, nothing is asserted.
+# make bench: the whole story in one run.  Benchmarks, not tests: numbers are printed,
+# nothing is asserted.  Every comparison is measured in this run, interleaved (Lunet,
+# PyTorch, Lunet, ...), and reported as the median of ROUNDS runs (default 3), because the
+# machine's other load changes from minute to minute.  PyTorch (Debian's python3-torch)
+# is optional: without it its rows say so.
+#   1. the hardware: FMA peak (register loop) and the FLOP bound of one MLP epoch
+#   2. the GEMM floor: Lunet's own GEMM path at the epoch's 14 shapes
+#   3. epochs on Fashion-MNIST: the MLP (data preloaded; DataLoader) and softmax
+#      regression, Lunet vs PyTorch, and the ratios
+#   4. the MLP epoch while a busy loop holds one core, against Lunet's quiet 1-thread epoch
+#   5. peak RSS of a full MLP run (train + test)
+#   6. the micro-benchmarks (tensor core, losses, data loading)
 set -u
 BUILD=${BUILD:-build}
+ROUNDS=${ROUNDS:-3}
 cd "$(dirname "$0")/.."
 have_torch=0
 /usr/bin/python3 -c 'import torch, torchvision' >/dev/null 2>&1 && have_torch=1
-torch() { if [ $have_torch = 1 ]; then /usr/bin/python3 "$@"; else echo "(PyTorch not installed: apt-get install python3-torch python3-torchvision)"; fi; }
+no_torch="(PyTorch not installed: apt-get install python3-torch python3-torchvision)"
+torch() { if [ $have_torch = 1 ]; then /usr/bin/python3 "$@"; else echo "$no_torch"; fi; }
+tmp=$(mktemp -d)
+busy_pid=
+trap 'rm -rf "$tmp"; [ -n "$busy_pid" ] && kill "$busy_pid" 2>/dev/null' EXIT
 
-echo "== tensor core (matmul, element-wise, one MLP SGD step)"
+median() { sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b + 0 > 0 && a + 0 > 0) printf "%.2fx", a / b; else print "-"}'; }
+
+echo "== machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load:$(uptime | sed 's/.*load average://')"
+echo "   Lunet $("$BUILD/lunet" -e 'io.write(lunet._VERSION)') on $("$BUILD/lunet" -e 'io.write(lunet.get_num_threads())') threads"
+echo
+echo "== 1. the hardware limit"
+"$BUILD/bench_gemm" peak | tee "$tmp/peak"
+bound2=$(sed -n 's/.*; FLOP bound [0-9.]* s on 1 core, \([0-9.]*\) s on 2 cores.*/\1/p' "$tmp/peak")
+echo
+echo "== 2. the step's GEMM floor"
+"$BUILD/bench_gemm" floor "$ROUNDS"
+echo
+
+if [ ! -f data/FashionMNIST/raw/train-labels-idx1-ubyte ]; then
+  echo "(no data/: run make data for the epoch benchmarks)"
+else
+  echo "== 3. one Fashion-MNIST epoch (seconds, median of $ROUNDS interleaved runs)"
+  lunet_loader() { # the scripts' own epoch_seconds
+    "$BUILD/lunet" scripts/mnist_mlp.lua --dataset fashion --epochs 1 --no-progress --out "$tmp/mlp" >/dev/null &&
+      tail -n 1 "$tmp/mlp/metrics.csv" | cut -d, -f4
+  }
+  lunet_sr() {
+    "$BUILD/lunet" scripts/softmax_regression.lua --epochs 1 --out "$tmp/sr" >/dev/null &&
+      tail -n 1 "$tmp/sr/metrics.csv" | cut -d, -f5
+  }
+  for r in $(seq "$ROUNDS"); do
+    "$BUILD/lunet" bench/bench_epoch.lua >> "$tmp/l_mlp"
+    [ $have_torch = 1 ] && /usr/bin/python3 bench/bench_epoch_torch.py mlp >> "$tmp/t_mlp"
+    lunet_loader >> "$tmp/l_loader"
+    [ $have_torch = 1 ] && /usr/bin/python3 bench/bench_epoch_torch.py mlp-loader >> "$tmp/t_loader"
+    lunet_sr >> "$tmp/l_sr"
+    [ $have_torch = 1 ] && /usr/bin/python3 bench/bench_epoch_torch.py sr >> "$tmp/t_sr"
+    LUNET_NUM_THREADS=1 "$BUILD/lunet" bench/bench_epoch.lua >> "$tmp/l_mlp1"
+  done
+  row() { # label lunet-file torch-file
+    local l t
+    l=$(median < "$tmp/$2")
+    if [ $have_torch = 1 ]; then t=$(median < "$tmp/$3"); else t=-; fi
+    printf "%-46s %9s %9s %9s\n" "$1" "$l" "$t" "$(ratio "$l" "$t")"
+  }
+  printf "%-46s %9s %9s %9s\n" "work" "Lunet" "PyTorch" "ratio"
+  row "MLP (batch 64), data preloaded" l_mlp t_mlp
+  row "MLP, DataLoader + ToTensor/Normalize" l_loader t_loader
+  row "softmax regression (batch 256), Lunet's loader" l_sr t_sr
+  l1=$(median < "$tmp/l_mlp1")
+  printf "%-46s %9s\n" "MLP preloaded, Lunet on 1 thread" "$l1"
+  [ $have_torch = 1 ] || echo "$no_torch"
+  [ $have_torch = 1 ] && echo "(PyTorch: $(/usr/bin/python3 -c 'import torch; print(torch.__version__, "with", torch.get_num_threads(), "thread(s)")'); softmax regression with its data preloaded)"
+  echo "MLP preloaded vs the 2-core FLOP bound ($bound2 s): $(ratio "$(median < "$tmp/l_mlp")" "$bound2")"
+  echo
+
+  echo "== 4. the MLP epoch while a busy loop holds CPU 1"
+  if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
+    for r in $(seq "$ROUNDS"); do
+      LUNET_NUM_THREADS=1 "$BUILD/lunet" bench/bench_epoch.lua >> "$tmp/q1"
+      taskset -c 1 sh -c 'while :; do :; done' & busy_pid=$!
+      "$BUILD/lunet" bench/bench_epoch.lua >> "$tmp/busy"
+      kill "$busy_pid"; wait "$busy_pid" 2>/dev/null; busy_pid=
+    done
+    q1=$(median < "$tmp/q1"); b=$(median < "$tmp/busy")
+    echo "quiet, 1 thread: $q1 s; busy core, $("$BUILD/lunet" -e 'io.write(lunet.get_num_threads())') threads: $b s; ratio $(ratio "$b" "$q1") (target <= 1.10x)"
+  else
+    echo "(needs taskset and 2 CPUs)"
+  fi
+  echo
+
+  echo "== 5. peak RSS of a full MLP run (train + test, one epoch)"
+  /usr/bin/time -f "%M" -o "$tmp/rss" "$BUILD/lunet" scripts/mnist_mlp.lua --dataset fashion --epochs 1 \
+    --no-progress --out "$tmp/rss_out" >/dev/null
+  echo "$(awk '{printf "%.1f", $1 / 1024}' "$tmp/rss") MiB (target <= 100 MiB)"
+  echo
+fi
+
+echo "== 6. micro-benchmarks: tensor core, losses, data loading"
 "$BUILD/bench_core"
 torch bench/bench_mlp_torch.py
-echo
-echo "== cross-entropy forward + backward"
 "$BUILD/bench_loss"
 torch bench/bench_loss_torch.py
 echo
@@ -21,19 +107,6 @@ echo "== optimizer step over the MNIST MLP's parameters"
 "$BUILD/lunet" bench/bench_optim.lua
 torch bench/bench_optim_torch.py
 if [ -f data/FashionMNIST/raw/train-labels-idx1-ubyte ]; then
-  echo
-  echo "== Fashion-MNIST loading and DataLoader epoch"
   "$BUILD/lunet" bench/bench_data.lua data
   torch bench/bench_data_torch.py data
-  echo
-  echo "== training time per epoch (Fashion-MNIST)"
-  out=$(mktemp -d)
-  "$BUILD/lunet" scripts/mnist_mlp.lua --dataset fashion --epochs 1 --no-progress --out "$out/mlp" >/dev/null
-  "$BUILD/lunet" scripts/softmax_regression.lua --epochs 1 --out "$out/sr" >/dev/null
-  echo "Lunet MLP epoch (DataLoader, ToTensor+Normalize): $(tail -n 1 "$out/mlp/metrics.csv" | cut -d, -f4) s"
-  echo "Lunet softmax regression epoch (DataLoader): $(tail -n 1 "$out/sr/metrics.csv" | cut -d, -f5) s"
-  rm -rf "$out"
-  torch bench/bench_epoch_torch.py data
-else
-  echo "(no data/: run make data for the data and per-epoch benchmarks)"
 fi
