@@ -191,6 +191,32 @@ LUNET_FMA_CLONES static void adam_f64(double *restrict p, const double *restrict
         adam_f64_body(p, g, m, v, NULL, n, o, s, false, false);
 }
 
+/* Elements per block of the runtime's threads: large parameters are split, small ones run in
+   one block on the caller.  Each element is independent, so the bits never depend on it. */
+#define ADAM_GRAIN 65536
+
+typedef struct adam_job {
+    void *p, *g, *m, *v, *vmax; /* vmax NULL without amsgrad */
+    bool f64;
+    const lunet_adam_options_t *o;
+    adam_scalars_t k;
+} adam_job_t;
+
+// elements [begin, end) of the job's arrays
+static void adam_block(void *ctx, int64_t begin, int64_t end)
+{
+    const adam_job_t *j = ctx;
+    if (j->f64) {
+        double *vmax = j->vmax ? (double *)j->vmax + begin : NULL;
+        adam_f64((double *)j->p + begin, (const double *)j->g + begin, (double *)j->m + begin,
+                 (double *)j->v + begin, vmax, end - begin, j->o, &j->k);
+    } else {
+        float *vmax = j->vmax ? (float *)j->vmax + begin : NULL;
+        adam_f32((float *)j->p + begin, (const float *)j->g + begin, (float *)j->m + begin,
+                 (float *)j->v + begin, vmax, end - begin, j->o, &j->k);
+    }
+}
+
 /* A state tensor that is present must match the parameter; a missing one is made zeroed. */
 static lunet_status_t state_tensor(lunet_tensor_t **fresh, lunet_tensor_t *have,
                                    const lunet_tensor_t *p, const char *name)
@@ -247,14 +273,17 @@ lunet_status_t lunet_adam_update(lunet_tensor_t *p, lunet_tensor_t *grad, lunet_
         s->max_exp_avg_sq = vmax;
     m = v = vmax = NULL;
     s->step = (double)(float)(s->step + 1); /* PyTorch's step is a float32 tensor */
-    adam_scalars_t k = adam_scalars(o, s->step);
-    void *vm = o->amsgrad ? lunet_tensor_data(s->max_exp_avg_sq) : NULL;
-    if (p->dtype == LUNET_DTYPE_FLOAT32)
-        adam_f32(lunet_tensor_data(p), lunet_tensor_data(g), lunet_tensor_data(s->exp_avg),
-                 lunet_tensor_data(s->exp_avg_sq), vm, p->numel, o, &k);
-    else
-        adam_f64(lunet_tensor_data(p), lunet_tensor_data(g), lunet_tensor_data(s->exp_avg),
-                 lunet_tensor_data(s->exp_avg_sq), vm, p->numel, o, &k);
+    adam_job_t job = {
+        .p = lunet_tensor_data(p),
+        .g = lunet_tensor_data(g),
+        .m = lunet_tensor_data(s->exp_avg),
+        .v = lunet_tensor_data(s->exp_avg_sq),
+        .vmax = o->amsgrad ? lunet_tensor_data(s->max_exp_avg_sq) : NULL,
+        .f64 = p->dtype == LUNET_DTYPE_FLOAT64,
+        .o = o,
+        .k = adam_scalars(o, s->step),
+    };
+    lunet_parallel_for(p->numel, ADAM_GRAIN, adam_block, &job);
     lunet_tensor_bump_version(p);
 done:
     lunet_tensor_release(g);
