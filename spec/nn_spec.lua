@@ -258,28 +258,34 @@ describe("optim.SGD", function()
 end)
 
 describe("a training loop", function()
-  it("drives the loss down with flat memory over 1000 steps", function()
-    lunet.manual_seed(0)
-    local x = lunet.randn(64, 8)
-    local y = (x:narrow(1, 0, 1):squeeze(1):gt(0)):long()
-    local m = nn.MLP({8, 16, 2})
-    local crit = nn.CrossEntropyLoss()
-    local opt = optim.SGD(m:parameters(), {lr = 0.1, momentum = 0.5})
-    -- memory the runtime holds (live tensors + its cache of freed blocks), sampled without
-    -- forcing collections.  Lua's collector frees tensors at its own pace, so the figure
-    -- wobbles a little; a leak of even one small tensor per step would add hundreds of KB.
-    local first, last, warm, peak
-    for step = 1, 1000 do
-      opt:zero_grad()
-      local loss = crit(m(x), y)
-      loss:backward()
-      opt:step()
-      if step == 1 then first = loss:item() end
-      if step == 500 then warm = lunet.memory_reserved() end
-      if step > 500 then peak = math.max(peak or 0, lunet.memory_reserved()) end
-      last = loss:item()
-    end
-    assert.is_true(last < first * 0.2, ("loss %g -> %g"):format(first, last))
-    assert.is_true(peak <= warm * 1.25, ("memory grew from %d to %d bytes"):format(warm, peak))
-  end)
+  local optimizers = {
+    SGD = function(params) return optim.SGD(params, {lr = 0.1, momentum = 0.5}) end,
+    AdamW = function(params) return optim.AdamW(params, {lr = 0.01, amsgrad = true}) end,
+  }
+  for _, name in ipairs({"SGD", "AdamW"}) do
+    it("drives the loss down with flat memory over 1000 steps (" .. name .. ")", function()
+      lunet.manual_seed(0)
+      local x = lunet.randn(64, 8)
+      local y = (x:narrow(1, 0, 1):squeeze(1):gt(0)):long()
+      local m = nn.MLP({8, 16, 2})
+      local crit = nn.CrossEntropyLoss()
+      local opt = optimizers[name](m:parameters())
+      -- memory the runtime holds (live tensors + its cache of freed blocks), sampled without
+      -- forcing collections.  Lua's collector frees tensors at its own pace, so the figure
+      -- wobbles a little; a leak of even one small tensor per step would add hundreds of KB.
+      local first, last, warm, peak
+      for step = 1, 1000 do
+        opt:zero_grad()
+        local loss = crit(m(x), y)
+        loss:backward()
+        opt:step()
+        if step == 1 then first = loss:item() end
+        if step == 500 then warm = lunet.memory_reserved() end
+        if step > 500 then peak = math.max(peak or 0, lunet.memory_reserved()) end
+        last = loss:item()
+      end
+      assert.is_true(last < first * 0.2, ("loss %g -> %g"):format(first, last))
+      assert.is_true(peak <= warm * 1.25, ("memory grew from %d to %d bytes"):format(warm, peak))
+    end)
+  end
 end)
