@@ -1,0 +1,81 @@
+#!/usr/bin/python3
+# PyTorch 1.13's training time per epoch of the two CNN scripts on Fashion-MNIST (60,000
+# images of 28x28), data preloaded as tensors (the batches Lunet's DataLoader makes):
+#  - the course's CNN (scripts/mnist_cnn.lua): batch 64, SGD lr 0.01 momentum 0.5,
+#    ToTensor + Normalize;
+#  - d2l's LeNet-5 (scripts/lenet.lua): batch 256, SGD lr 0.9, ToTensor only.
+# and the share of it spent in convolution (forward and both backwards of the conv layers
+# alone, over the same batches).  Run: /usr/bin/python3 bench/bench_cnn_torch.py [data_root]
+import sys, time, torch, torch.nn as nn, torch.nn.functional as F
+from torchvision import datasets
+
+root = sys.argv[1] if len(sys.argv) > 1 else "data"
+
+
+class CNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 10, 5), nn.Conv2d(10, 20, 5)
+        self.mp, self.fc = nn.MaxPool2d(2), nn.Linear(320, 10)
+
+    def forward(self, x):
+        n = x.size(0)
+        x = F.relu(self.mp(self.conv1(x)))
+        x = F.relu(self.mp(self.conv2(x)))
+        return self.fc(x.view(n, -1))
+
+
+def lenet():
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.Sigmoid(), nn.AvgPool2d(2, 2),
+        nn.Conv2d(6, 16, 5), nn.Sigmoid(), nn.AvgPool2d(2, 2), nn.Flatten(),
+        nn.Linear(400, 120), nn.Sigmoid(), nn.Linear(120, 84), nn.Sigmoid(), nn.Linear(84, 10))
+
+
+train = datasets.FashionMNIST(root, train=True)
+X0 = (train.data.float() / 255).unsqueeze(1)
+Y = train.targets
+
+
+def batches(X, bs):
+    perm = torch.randperm(len(Y))
+    for i in range(0, len(Y), bs):
+        idx = perm[i:i + bs]
+        yield X[idx], Y[idx]
+
+
+def epoch(make, X, bs, lr, momentum):
+    torch.manual_seed(0)
+    model = make()
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    t0 = time.perf_counter()
+    for x, y in batches(X, bs):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return time.perf_counter() - t0
+
+
+def conv_only(convs, X, bs):
+    """forward + backward (input and weight gradients) of each conv layer on its input shape"""
+    t0 = time.perf_counter()
+    for x, _ in batches(X, bs):
+        h = x
+        for conv, nxt in convs:
+            h = h.detach().requires_grad_(True)
+            y = conv(h)
+            y.backward(torch.ones_like(y))
+            h = nxt(y.detach())
+    return time.perf_counter() - t0
+
+
+print("PyTorch %s, %d thread(s)" % (torch.__version__, torch.get_num_threads()))
+Xn = (X0 - 0.1307) / 0.3081
+t = min(epoch(CNN, Xn, 64, 0.01, 0.5) for _ in range(2))
+c = CNN()
+tc = conv_only([(c.conv1, lambda y: F.max_pool2d(y, 2)), (c.conv2, lambda y: y)], Xn, 64)
+print("course CNN epoch (batch 64): %.2f s, convolution %.2f s (%.0f%%)" % (t, tc, 100 * tc / t))
+t = min(epoch(lenet, X0, 256, 0.9, 0.0) for _ in range(2))
+le = lenet()
+tc = conv_only([(le[0], lambda y: F.avg_pool2d(torch.sigmoid(y), 2)), (le[3], lambda y: y)], X0, 256)
+print("LeNet-5 epoch (batch 256):   %.2f s, convolution %.2f s (%.0f%%)" % (t, tc, 100 * tc / t))
