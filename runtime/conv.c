@@ -2,26 +2,37 @@
  * conv.c - 2-D convolution (PyTorch's conv2d): forward and both backwards on GEMM.
  *
  * Decisions:
- *  - im2col per image and group, then one GEMM: y[n, g] (Og, P) = w[g] (Og, Kg) @ cols (Kg, P)
- *    with Kg = Cg kh kw and P = OH OW.  Per image rather than one GEMM over the whole batch:
- *    the result lands straight in y's (N, O, OH, OW) layout (no transposing copy), and the
- *    column buffer stays small enough for the cache (25 x 576 floats for MNIST's first layer).
- *    A 1x1 kernel with stride 1 and no padding skips im2col: the image is its own column
- *    matrix.
+ *  - The batch is cut into chunks of nb samples whose columns fit a fixed budget (2^21
+ *    elements); per chunk, im2col writes every sample's columns side by side into one matrix
+ *    cols (C kh kw, nb P), P = OH OW, and each group is ONE GEMM:
+ *    Y[g] (Og, nb P) = w[g] (Og, Kg) @ cols[g] (Kg, nb P).  Large GEMMs keep the GEMM kernel
+ *    busy where per-sample ones (Og x P x Kg = 10 x 576 x 25 for MNIST's first layer) spend
+ *    their time in call overhead; Y is then scattered into y's (N, O, OH, OW) layout with the
+ *    bias added, a pass over the output.
+ *  - Backward per chunk: g is gathered into G (O, nb P) once; dx = col2im(w[g]^T @ G[g]),
+ *    dw += G[g] @ cols[g]^T with the columns recomputed (a CNN's columns are kh kw times its
+ *    activations: keeping them from the forward would cost more memory than im2col costs
+ *    time).
+ *  - im2col, col2im, the scatter and the gather run over the runtime's pool, one sample per
+ *    block (each block writes its own columns / its own image); the GEMMs split themselves
+ *    in shape-fixed blocks, so results do not depend on the thread count.
  *  - im2col writes each column row as a run: zeros, a copy (memcpy at stride 1), zeros; the
  *    bounds of the run depend only on the kernel column, so they are computed once per row.
- *  - Backward recomputes the columns instead of keeping them from the forward: a CNN's
- *    columns are kh kw times its activations, and im2col is cheap next to the GEMMs.
- *  - Scratch comes from the runtime's caching allocator (lunet_tensor_empty), so a steady
- *    training loop does not call malloc.
+ *  - Scratch comes from the runtime's caching allocator (lunet_tensor_empty) before any
+ *    parallel block runs, so a steady training loop does not call malloc.
  *  - Asymmetric padding (padding_extra) exists for padding="same" with an even kernel, where
  *    PyTorch pads the extra row and column at the bottom and right.
  */
 #include "autograd.h"
-#include "nn_kernels.h"
 #include "internal.h"
+#include "nn_kernels.h"
 
 #include <string.h>
+
+#define INLINE static inline __attribute__((always_inline))
+
+/* Elements of column scratch per chunk: 8 MB of float32. */
+#define CONV_COLS_BUDGET ((int64_t)1 << 21)
 
 void lunet_conv2d_options_init(lunet_conv2d_options_t *o)
 {
@@ -32,8 +43,8 @@ void lunet_conv2d_options_init(lunet_conv2d_options_t *o)
 typedef struct conv_geom {
     int64_t N, C, H, W, O, kh, kw, OH, OW;
     int64_t sh, sw, pt, pl, dh, dw, groups;
-    int64_t Cg, Og, K, P; /* per group: in channels, out channels, K = Cg kh kw, P = OH OW */
-    bool pointwise;       /* 1x1, stride 1, no padding: no im2col needed */
+    int64_t Cg, Og, Kg, K, P; /* per group Cg, Og, Kg = Cg kh kw; K = C kh kw; P = OH OW */
+    int64_t chunk;            /* samples per chunk */
 } conv_geom_t;
 
 static void geom_init(conv_geom_t *gm, const lunet_tensor_t *x, const lunet_tensor_t *w,
@@ -50,9 +61,14 @@ static void geom_init(conv_geom_t *gm, const lunet_tensor_t *x, const lunet_tens
     gm->OH = (hp - gm->dh * (gm->kh - 1) - 1) / gm->sh + 1;
     gm->OW = (wp - gm->dw * (gm->kw - 1) - 1) / gm->sw + 1;
     gm->Cg = gm->C / gm->groups, gm->Og = gm->O / gm->groups;
-    gm->K = gm->Cg * gm->kh * gm->kw, gm->P = gm->OH * gm->OW;
-    gm->pointwise = gm->kh == 1 && gm->kw == 1 && gm->sh == 1 && gm->sw == 1 && gm->pt == 0 &&
-                    gm->pl == 0 && o->padding_extra[0] == 0 && o->padding_extra[1] == 0;
+    gm->Kg = gm->Cg * gm->kh * gm->kw, gm->K = gm->C * gm->kh * gm->kw;
+    gm->P = gm->OH * gm->OW;
+    int64_t per = gm->K * gm->P > gm->O * gm->P ? gm->K * gm->P : gm->O * gm->P;
+    gm->chunk = per > 0 ? CONV_COLS_BUDGET / per : gm->N;
+    if (gm->chunk < 1)
+        gm->chunk = 1;
+    if (gm->chunk > gm->N)
+        gm->chunk = gm->N > 0 ? gm->N : 1;
 }
 
 /* Output columns [lo, hi) whose input column iw = ow sw + iw0 lies inside [0, W). */
@@ -65,69 +81,70 @@ static void valid_range(int64_t *lo, int64_t *hi, int64_t iw0, int64_t sw, int64
     *hi = b < *lo ? *lo : (b < OW ? b : OW);
 }
 
-/*
- * x (Cg, H, W) contiguous -> cols (Cg kh kw, OH OW).  es is the element size; the two
- * wrappers below make the compiler specialise the body for float and double.
- */
-static inline __attribute__((always_inline)) void im2col(char *restrict cols,
-                                                         const char *restrict x, size_t es,
-                                                         const conv_geom_t *g)
+/* dst[0, n) = 0, typed (runs are short: a loop beats a memset call) */
+INLINE void zero_run(char *dst, int64_t n, size_t es)
 {
-    int64_t P = g->P, OW = g->OW;
-    for (int64_t c = 0; c < g->Cg; c++)
+    if (es == sizeof(float))
+        for (int64_t i = 0; i < n; i++)
+            ((float *)dst)[i] = 0.0f;
+    else
+        for (int64_t i = 0; i < n; i++)
+            ((double *)dst)[i] = 0.0;
+}
+
+/*
+ * x (C, H, W) contiguous -> cols (C kh kw, P) with row stride ld.  es is the element size;
+ * callers pass a constant, so the body is specialised for float and double.  A CNN's rows
+ * are short (8 to 28 elements), so the runs are plain loops, not memcpy/memset calls.
+ */
+INLINE void im2col(char *restrict cols, int64_t ld, const char *restrict x, size_t es,
+                   const conv_geom_t *g)
+{
+    int64_t OW = g->OW, sw = g->sw;
+    for (int64_t c = 0; c < g->C; c++)
         for (int64_t ki = 0; ki < g->kh; ki++)
             for (int64_t kj = 0; kj < g->kw; kj++) {
-                char *row = cols + (size_t)(((c * g->kh + ki) * g->kw + kj) * P) * es;
+                char *row = cols + (size_t)(((c * g->kh + ki) * g->kw + kj) * ld) * es;
                 int64_t iw0 = kj * g->dw - g->pl, lo, hi;
-                valid_range(&lo, &hi, iw0, g->sw, g->W, OW);
+                valid_range(&lo, &hi, iw0, sw, g->W, OW);
                 for (int64_t oh = 0; oh < g->OH; oh++) {
                     char *dst = row + (size_t)(oh * OW) * es;
                     int64_t ih = oh * g->sh - g->pt + ki * g->dh;
                     if (ih < 0 || ih >= g->H) {
-                        memset(dst, 0, (size_t)OW * es);
+                        zero_run(dst, OW, es);
                         continue;
                     }
                     const char *src = x + (size_t)((c * g->H + ih) * g->W) * es;
-                    memset(dst, 0, (size_t)lo * es);
-                    if (g->sw == 1) {
-                        memcpy(dst + (size_t)lo * es, src + (size_t)(lo + iw0) * es,
-                               (size_t)(hi - lo) * es);
-                    } else if (es == sizeof(float)) {
-                        float *d = (float *)dst;
-                        const float *s = (const float *)src;
-                        for (int64_t ow = lo; ow < hi; ow++)
-                            d[ow] = s[ow * g->sw + iw0];
+                    zero_run(dst, lo, es);
+                    if (es == sizeof(float)) {
+                        float *restrict d = (float *)dst;
+                        const float *restrict s = (const float *)src + iw0;
+                        if (sw == 1)
+                            for (int64_t ow = lo; ow < hi; ow++)
+                                d[ow] = s[ow];
+                        else
+                            for (int64_t ow = lo; ow < hi; ow++)
+                                d[ow] = s[ow * sw];
                     } else {
-                        double *d = (double *)dst;
-                        const double *s = (const double *)src;
+                        double *restrict d = (double *)dst;
+                        const double *restrict s = (const double *)src + iw0;
                         for (int64_t ow = lo; ow < hi; ow++)
-                            d[ow] = s[ow * g->sw + iw0];
+                            d[ow] = s[ow * sw];
                     }
-                    memset(dst + (size_t)hi * es, 0, (size_t)(OW - hi) * es);
+                    zero_run(dst + (size_t)hi * es, OW - hi, es);
                 }
             }
 }
 
-static void im2col_f32(float *cols, const float *x, const conv_geom_t *g)
+/* cols (C kh kw, P) with row stride ld added back into dx (C, H, W) (im2col's adjoint). */
+INLINE void col2im(char *restrict dx, const char *restrict cols, int64_t ld, size_t es,
+                   const conv_geom_t *g)
 {
-    im2col((char *)cols, (const char *)x, sizeof(float), g);
-}
-
-static void im2col_f64(double *cols, const double *x, const conv_geom_t *g)
-{
-    im2col((char *)cols, (const char *)x, sizeof(double), g);
-}
-
-/* cols (Cg kh kw, OH OW) added back into dx (Cg, H, W) contiguous (the adjoint of im2col). */
-static inline __attribute__((always_inline)) void col2im(char *restrict dx,
-                                                         const char *restrict cols, size_t es,
-                                                         const conv_geom_t *g)
-{
-    int64_t P = g->P, OW = g->OW;
-    for (int64_t c = 0; c < g->Cg; c++)
+    int64_t OW = g->OW;
+    for (int64_t c = 0; c < g->C; c++)
         for (int64_t ki = 0; ki < g->kh; ki++)
             for (int64_t kj = 0; kj < g->kw; kj++) {
-                const char *row = cols + (size_t)(((c * g->kh + ki) * g->kw + kj) * P) * es;
+                const char *row = cols + (size_t)(((c * g->kh + ki) * g->kw + kj) * ld) * es;
                 int64_t iw0 = kj * g->dw - g->pl, lo, hi;
                 valid_range(&lo, &hi, iw0, g->sw, g->W, OW);
                 for (int64_t oh = 0; oh < g->OH; oh++) {
@@ -136,7 +153,12 @@ static inline __attribute__((always_inline)) void col2im(char *restrict dx,
                         continue;
                     char *d = dx + (size_t)((c * g->H + ih) * g->W) * es;
                     const char *s = row + (size_t)(oh * OW) * es;
-                    if (es == sizeof(float)) {
+                    if (es == sizeof(float) && g->sw == 1) {
+                        float *restrict dd = (float *)d + iw0;
+                        const float *restrict ss = (const float *)s;
+                        for (int64_t ow = lo; ow < hi; ow++)
+                            dd[ow] += ss[ow];
+                    } else if (es == sizeof(float)) {
                         float *dd = (float *)d;
                         const float *ss = (const float *)s;
                         for (int64_t ow = lo; ow < hi; ow++)
@@ -151,14 +173,114 @@ static inline __attribute__((always_inline)) void col2im(char *restrict dx,
             }
 }
 
-static void col2im_f32(float *dx, const float *cols, const conv_geom_t *g)
+/* One chunk of samples [n0, n0 + nb) and the buffers its parallel blocks share. */
+typedef struct conv_chunk {
+    const conv_geom_t *g;
+    size_t es;
+    int64_t n0, nb;
+    const char *x;    /* (N, C, H, W) */
+    char *dx;         /* (N, C, H, W) */
+    char *cols;       /* (K, nb P) */
+    char *mat;        /* (O, nb P): the forward's Y or the backward's G */
+    char *y;          /* (N, O, P), forward output or upstream gradient */
+    const char *bias; /* (O) or NULL */
+} conv_chunk_t;
+
+// sample b of the chunk: x[n0 + b] (C, H, W) -> cols[:, b P : (b + 1) P]
+INLINE void im2col_blocks(const conv_chunk_t *k, int64_t begin, int64_t end, size_t es)
 {
-    col2im((char *)dx, (const char *)cols, sizeof(float), g);
+    const conv_geom_t *g = k->g;
+    for (int64_t b = begin; b < end; b++)
+        im2col(k->cols + (size_t)(b * g->P) * es, k->nb * g->P,
+               k->x + (size_t)((k->n0 + b) * g->C * g->H * g->W) * es, es, g);
 }
 
-static void col2im_f64(double *dx, const double *cols, const conv_geom_t *g)
+static void im2col_f32(void *ctx, int64_t begin, int64_t end)
 {
-    col2im((char *)dx, (const char *)cols, sizeof(double), g);
+    im2col_blocks(ctx, begin, end, sizeof(float));
+}
+
+static void im2col_f64(void *ctx, int64_t begin, int64_t end)
+{
+    im2col_blocks(ctx, begin, end, sizeof(double));
+}
+
+// sample b: cols[:, b P : (b + 1) P] added into dx[n0 + b] (C, H, W)
+INLINE void col2im_blocks(const conv_chunk_t *k, int64_t begin, int64_t end, size_t es)
+{
+    const conv_geom_t *g = k->g;
+    for (int64_t b = begin; b < end; b++)
+        col2im(k->dx + (size_t)((k->n0 + b) * g->C * g->H * g->W) * es,
+               k->cols + (size_t)(b * g->P) * es, k->nb * g->P, es, g);
+}
+
+static void col2im_f32(void *ctx, int64_t begin, int64_t end)
+{
+    col2im_blocks(ctx, begin, end, sizeof(float));
+}
+
+static void col2im_f64(void *ctx, int64_t begin, int64_t end)
+{
+    col2im_blocks(ctx, begin, end, sizeof(double));
+}
+
+// sample b: Y[:, b P : (b + 1) P] (O, P) + bias -> y[n0 + b] (O, P)
+INLINE void scatter_blocks(const conv_chunk_t *k, int64_t begin, int64_t end, size_t es)
+{
+    const conv_geom_t *g = k->g;
+    int64_t P = g->P, ld = k->nb * P;
+    for (int64_t b = begin; b < end; b++)
+        for (int64_t o = 0; o < g->O; o++) {
+            const char *src = k->mat + (size_t)(o * ld + b * P) * es;
+            char *dst = k->y + (size_t)(((k->n0 + b) * g->O + o) * P) * es;
+            if (!k->bias) {
+                memcpy(dst, src, (size_t)P * es);
+            } else if (es == sizeof(float)) {
+                float bv = ((const float *)k->bias)[o], *d = (float *)dst;
+                const float *s = (const float *)src;
+                for (int64_t p = 0; p < P; p++)
+                    d[p] = s[p] + bv;
+            } else {
+                double bv = ((const double *)k->bias)[o], *d = (double *)dst;
+                const double *s = (const double *)src;
+                for (int64_t p = 0; p < P; p++)
+                    d[p] = s[p] + bv;
+            }
+        }
+}
+
+static void scatter_f32(void *ctx, int64_t begin, int64_t end)
+{
+    scatter_blocks(ctx, begin, end, sizeof(float));
+}
+
+static void scatter_f64(void *ctx, int64_t begin, int64_t end)
+{
+    scatter_blocks(ctx, begin, end, sizeof(double));
+}
+
+// sample b: g[n0 + b] (O, P) -> G[:, b P : (b + 1) P]
+static void gather_blocks(void *ctx, int64_t begin, int64_t end)
+{
+    const conv_chunk_t *k = ctx;
+    const conv_geom_t *g = k->g;
+    int64_t P = g->P, ld = k->nb * P;
+    for (int64_t b = begin; b < end; b++)
+        for (int64_t o = 0; o < g->O; o++)
+            memcpy(k->mat + (size_t)(o * ld + b * P) * k->es,
+                   k->y + (size_t)(((k->n0 + b) * g->O + o) * P) * k->es, (size_t)P * k->es);
+}
+
+/* c (m, n) = alpha op(a) op(b) + beta c in the chunk's dtype */
+static void gemm(bool f32, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const char *a,
+                 int64_t lda, const char *b, int64_t ldb, double beta, char *c)
+{
+    if (f32)
+        lunet_gemm_f32(ta, tb, m, n, k, 1.0f, (const float *)a, lda, (const float *)b, ldb,
+                       (float)beta, (float *)c);
+    else
+        lunet_gemm_f64(ta, tb, m, n, k, 1.0, (const double *)a, lda, (const double *)b, ldb,
+                       beta, (double *)c);
 }
 
 /* ---- checks, in PyTorch's order and words */
@@ -238,62 +360,35 @@ static lunet_status_t check_shapes(const lunet_tensor_t *x, const lunet_tensor_t
     return LUNET_OK;
 }
 
-/* Column scratch (K, P) for one image and group, unless the conv is pointwise. */
-static lunet_status_t cols_scratch(lunet_tensor_t **out, const conv_geom_t *g, lunet_dtype_t dt)
+/* Chunk scratch: cols (K, chunk P) and mat (O, chunk P). */
+static lunet_status_t chunk_scratch(lunet_tensor_t **cols, lunet_tensor_t **mat,
+                                    const conv_geom_t *g, lunet_dtype_t dt)
 {
-    *out = NULL;
-    if (g->pointwise)
-        return LUNET_OK;
-    int64_t shape[2] = {g->K, g->P};
-    return lunet_tensor_empty(out, dt, 2, shape);
+    int64_t sc[2] = {g->K, g->chunk * g->P}, sm[2] = {g->O, g->chunk * g->P};
+    lunet_status_t st = lunet_tensor_empty(cols, dt, 2, sc);
+    if (!st && (st = lunet_tensor_empty(mat, dt, 2, sm))) {
+        lunet_tensor_release(*cols);
+        *cols = NULL;
+    }
+    return st;
 }
 
 // x (N, C, H, W), w (O, Cg, kh, kw), b (O) or NULL -> y (N, O, OH, OW); all contiguous
-static void conv_forward_f32(float *y, const float *x, const float *w, const float *b,
-                             float *cols, const conv_geom_t *g)
+static void conv_forward(char *y, const char *x, const char *w, const char *b, char *cols,
+                         char *mat, const conv_geom_t *g, bool f32)
 {
-    for (int64_t n = 0; n < g->N; n++)
-        for (int64_t gr = 0; gr < g->groups; gr++) {
-            const float *xg = x + (n * g->C + gr * g->Cg) * g->H * g->W;
-            float *yg = y + (n * g->O + gr * g->Og) * g->P;
-            const float *src = xg;
-            if (!g->pointwise) {
-                im2col_f32(cols, xg, g);
-                src = cols;
-            }
-            lunet_gemm_f32(false, false, g->Og, g->P, g->K, 1.0f, w + gr * g->Og * g->K, g->K,
-                           src, g->P, 0.0f, yg);
-            if (b)
-                for (int64_t o = 0; o < g->Og; o++) {
-                    float bv = b[gr * g->Og + o], *row = yg + o * g->P;
-                    for (int64_t p = 0; p < g->P; p++)
-                        row[p] += bv;
-                }
-        }
-}
-
-// float64 twin of conv_forward_f32
-static void conv_forward_f64(double *y, const double *x, const double *w, const double *b,
-                             double *cols, const conv_geom_t *g)
-{
-    for (int64_t n = 0; n < g->N; n++)
-        for (int64_t gr = 0; gr < g->groups; gr++) {
-            const double *xg = x + (n * g->C + gr * g->Cg) * g->H * g->W;
-            double *yg = y + (n * g->O + gr * g->Og) * g->P;
-            const double *src = xg;
-            if (!g->pointwise) {
-                im2col_f64(cols, xg, g);
-                src = cols;
-            }
-            lunet_gemm_f64(false, false, g->Og, g->P, g->K, 1.0, w + gr * g->Og * g->K, g->K,
-                           src, g->P, 0.0, yg);
-            if (b)
-                for (int64_t o = 0; o < g->Og; o++) {
-                    double bv = b[gr * g->Og + o], *row = yg + o * g->P;
-                    for (int64_t p = 0; p < g->P; p++)
-                        row[p] += bv;
-                }
-        }
+    size_t es = f32 ? sizeof(float) : sizeof(double);
+    for (int64_t n0 = 0; n0 < g->N; n0 += g->chunk) {
+        int64_t nb = g->N - n0 < g->chunk ? g->N - n0 : g->chunk, ld = nb * g->P;
+        conv_chunk_t k = {.g = g, .es = es, .n0 = n0, .nb = nb, .x = x, .cols = cols,
+                          .mat = mat, .y = y, .bias = b};
+        lunet_parallel_for(nb, 1, f32 ? im2col_f32 : im2col_f64, &k);
+        for (int64_t gr = 0; gr < g->groups; gr++) /* Y[g] (Og, ld) = w[g] (Og, Kg) @ cols[g] */
+            gemm(f32, false, false, g->Og, ld, g->Kg, w + (size_t)(gr * g->Og * g->Kg) * es,
+                 g->Kg, cols + (size_t)(gr * g->Kg * ld) * es, ld, 0.0,
+                 mat + (size_t)(gr * g->Og * ld) * es);
+        lunet_parallel_for(nb, 1, f32 ? scatter_f32 : scatter_f64, &k);
+    }
 }
 
 /* Options as autograd node arguments (and back). */
@@ -317,7 +412,8 @@ void lunet_conv2d_options_from_args(lunet_conv2d_options_t *o, const int64_t *i)
 static lunet_status_t conv2d_4d(lunet_tensor_t **out, lunet_tensor_t *x, lunet_tensor_t *w,
                                 lunet_tensor_t *b, const lunet_conv2d_options_t *o)
 {
-    lunet_tensor_t *xc = NULL, *wc = NULL, *bc = NULL, *cols = NULL, *y = NULL, *r = NULL;
+    lunet_tensor_t *xc = NULL, *wc = NULL, *bc = NULL, *cols = NULL, *mat = NULL, *y = NULL;
+    lunet_tensor_t *r = NULL;
     lunet_status_t st;
     conv_geom_t g;
     geom_init(&g, x, w, o);
@@ -325,16 +421,11 @@ static lunet_status_t conv2d_4d(lunet_tensor_t **out, lunet_tensor_t *x, lunet_t
     if ((st = lunet_tensor_contiguous(&xc, x)) || (st = lunet_tensor_contiguous(&wc, w)) ||
         (b && (st = lunet_tensor_contiguous(&bc, b))) ||
         (st = lunet_tensor_empty(&y, x->dtype, 4, shape)) ||
-        (st = cols_scratch(&cols, &g, x->dtype)))
+        (st = chunk_scratch(&cols, &mat, &g, x->dtype)))
         goto done;
-    if (x->dtype == LUNET_DTYPE_FLOAT32)
-        conv_forward_f32(lunet_tensor_data(y), lunet_tensor_data(xc), lunet_tensor_data(wc),
-                         bc ? lunet_tensor_data(bc) : NULL, cols ? lunet_tensor_data(cols) : NULL,
-                         &g);
-    else
-        conv_forward_f64(lunet_tensor_data(y), lunet_tensor_data(xc), lunet_tensor_data(wc),
-                         bc ? lunet_tensor_data(bc) : NULL, cols ? lunet_tensor_data(cols) : NULL,
-                         &g);
+    conv_forward(lunet_tensor_data(y), lunet_tensor_data(xc), lunet_tensor_data(wc),
+                 bc ? lunet_tensor_data(bc) : NULL, lunet_tensor_data(cols),
+                 lunet_tensor_data(mat), &g, x->dtype == LUNET_DTYPE_FLOAT32);
     lunet_tensor_t *in[3] = {x, w, b};
     lunet_op_args_t args = {.name = NULL};
     options_to_args(&args, o);
@@ -345,6 +436,7 @@ done:
     lunet_tensor_release(wc);
     lunet_tensor_release(bc);
     lunet_tensor_release(cols);
+    lunet_tensor_release(mat);
     lunet_tensor_release(y);
     if (!st)
         *out = r;
@@ -387,72 +479,32 @@ lunet_status_t lunet_nn_conv2d(lunet_tensor_t **out, lunet_tensor_t *x, lunet_te
 
 /* ---- backward */
 
-// g (N, O, OH, OW), w (O, Cg, kh, kw) -> dx (N, C, H, W), zero-filled by the caller
-static void conv_dx_f32(float *dx, const float *gy, const float *w, float *cols,
-                        const conv_geom_t *g)
+// g (N, O, OH, OW) -> dx (N, C, H, W) (zero-filled by the caller) and dw (O, Cg, kh, kw)
+// (zero-filled, accumulated over chunks); either may be NULL
+static void conv_backward(char *dx, char *dw, char *gy, const char *x, const char *w,
+                          char *cols, char *mat, const conv_geom_t *g, bool f32)
 {
-    for (int64_t n = 0; n < g->N; n++)
-        for (int64_t gr = 0; gr < g->groups; gr++) {
-            float *dxg = dx + (n * g->C + gr * g->Cg) * g->H * g->W;
-            const float *gg = gy + (n * g->O + gr * g->Og) * g->P;
-            /* (K, P) = w[g]^T (K, Og) @ g (Og, P) */
-            lunet_gemm_f32(true, false, g->K, g->P, g->Og, 1.0f, w + gr * g->Og * g->K, g->K,
-                           gg, g->P, 0.0f, g->pointwise ? dxg : cols);
-            if (!g->pointwise)
-                col2im_f32(dxg, cols, g);
+    size_t es = f32 ? sizeof(float) : sizeof(double);
+    for (int64_t n0 = 0; n0 < g->N; n0 += g->chunk) {
+        int64_t nb = g->N - n0 < g->chunk ? g->N - n0 : g->chunk, ld = nb * g->P;
+        conv_chunk_t k = {.g = g, .es = es, .n0 = n0, .nb = nb, .x = x, .dx = dx,
+                          .cols = cols, .mat = mat, .y = gy};
+        lunet_parallel_for(nb, 1, gather_blocks, &k); /* G (O, ld) */
+        if (dw) {
+            lunet_parallel_for(nb, 1, f32 ? im2col_f32 : im2col_f64, &k);
+            for (int64_t gr = 0; gr < g->groups; gr++) /* dw[g] (Og, Kg) += G[g] @ cols[g]^T */
+                gemm(f32, false, true, g->Og, g->Kg, ld, mat + (size_t)(gr * g->Og * ld) * es,
+                     ld, cols + (size_t)(gr * g->Kg * ld) * es, ld, 1.0,
+                     dw + (size_t)(gr * g->Og * g->Kg) * es);
         }
-}
-
-// float64 twin of conv_dx_f32
-static void conv_dx_f64(double *dx, const double *gy, const double *w, double *cols,
-                        const conv_geom_t *g)
-{
-    for (int64_t n = 0; n < g->N; n++)
-        for (int64_t gr = 0; gr < g->groups; gr++) {
-            double *dxg = dx + (n * g->C + gr * g->Cg) * g->H * g->W;
-            const double *gg = gy + (n * g->O + gr * g->Og) * g->P;
-            lunet_gemm_f64(true, false, g->K, g->P, g->Og, 1.0, w + gr * g->Og * g->K, g->K, gg,
-                           g->P, 0.0, g->pointwise ? dxg : cols);
-            if (!g->pointwise)
-                col2im_f64(dxg, cols, g);
+        if (dx) {
+            for (int64_t gr = 0; gr < g->groups; gr++) /* dcols[g] (Kg, ld) = w[g]^T @ G[g] */
+                gemm(f32, true, false, g->Kg, ld, g->Og, w + (size_t)(gr * g->Og * g->Kg) * es,
+                     g->Kg, mat + (size_t)(gr * g->Og * ld) * es, ld, 0.0,
+                     cols + (size_t)(gr * g->Kg * ld) * es);
+            lunet_parallel_for(nb, 1, f32 ? col2im_f32 : col2im_f64, &k);
         }
-}
-
-// g (N, O, OH, OW), x (N, C, H, W) -> dw (O, Cg, kh, kw) += sum_n g[n] @ cols[n]^T
-static void conv_dw_f32(float *dw, const float *gy, const float *x, float *cols,
-                        const conv_geom_t *g)
-{
-    for (int64_t n = 0; n < g->N; n++)
-        for (int64_t gr = 0; gr < g->groups; gr++) {
-            const float *xg = x + (n * g->C + gr * g->Cg) * g->H * g->W;
-            const float *gg = gy + (n * g->O + gr * g->Og) * g->P;
-            const float *src = xg;
-            if (!g->pointwise) {
-                im2col_f32(cols, xg, g);
-                src = cols;
-            }
-            /* (Og, K) += g (Og, P) @ cols^T (P, K) */
-            lunet_gemm_f32(false, true, g->Og, g->K, g->P, 1.0f, gg, g->P, src, g->P, 1.0f,
-                           dw + gr * g->Og * g->K);
-        }
-}
-
-// float64 twin of conv_dw_f32
-static void conv_dw_f64(double *dw, const double *gy, const double *x, double *cols,
-                        const conv_geom_t *g)
-{
-    for (int64_t n = 0; n < g->N; n++)
-        for (int64_t gr = 0; gr < g->groups; gr++) {
-            const double *xg = x + (n * g->C + gr * g->Cg) * g->H * g->W;
-            const double *gg = gy + (n * g->O + gr * g->Og) * g->P;
-            const double *src = xg;
-            if (!g->pointwise) {
-                im2col_f64(cols, xg, g);
-                src = cols;
-            }
-            lunet_gemm_f64(false, true, g->Og, g->K, g->P, 1.0, gg, g->P, src, g->P, 1.0,
-                           dw + gr * g->Og * g->K);
-        }
+    }
 }
 
 // g (N, O, P) -> db (O) = sum over n and p (accumulated in double for float32 too)
@@ -487,41 +539,26 @@ lunet_status_t lunet_nn_conv2d_backward(lunet_tensor_t **dx, lunet_tensor_t **dw
                                         lunet_tensor_t *x, lunet_tensor_t *w,
                                         const lunet_conv2d_options_t *o)
 {
-    lunet_tensor_t *gc = NULL, *xc = NULL, *wc = NULL, *cols = NULL;
+    lunet_tensor_t *gc = NULL, *xc = NULL, *wc = NULL, *cols = NULL, *mat = NULL;
     lunet_tensor_t *rx = NULL, *rw = NULL, *rb = NULL;
     lunet_status_t st;
     conv_geom_t g;
     geom_init(&g, x, w, o);
-    bool f32 = x->dtype == LUNET_DTYPE_FLOAT32;
     int64_t bshape[1] = {g.O};
     if ((st = lunet_tensor_contiguous(&gc, gy)) || (st = lunet_tensor_contiguous(&xc, x)) ||
-        (st = lunet_tensor_contiguous(&wc, w)) || (st = cols_scratch(&cols, &g, x->dtype)))
+        (st = lunet_tensor_contiguous(&wc, w)) ||
+        (st = chunk_scratch(&cols, &mat, &g, x->dtype)) ||
+        (dx && (st = lunet_tensor_zeros(&rx, x->dtype, 4, x->shape))) ||
+        (dw && (st = lunet_tensor_zeros(&rw, w->dtype, 4, w->shape))) ||
+        (db && (st = lunet_tensor_empty(&rb, gy->dtype, 1, bshape))))
         goto done;
-    if (dx) {
-        if ((st = lunet_tensor_zeros(&rx, x->dtype, 4, x->shape)))
-            goto done;
-        if (f32)
-            conv_dx_f32(lunet_tensor_data(rx), lunet_tensor_data(gc), lunet_tensor_data(wc),
-                        cols ? lunet_tensor_data(cols) : NULL, &g);
-        else
-            conv_dx_f64(lunet_tensor_data(rx), lunet_tensor_data(gc), lunet_tensor_data(wc),
-                        cols ? lunet_tensor_data(cols) : NULL, &g);
-    }
-    if (dw) {
-        if ((st = lunet_tensor_zeros(&rw, w->dtype, 4, w->shape)))
-            goto done;
-        if (f32)
-            conv_dw_f32(lunet_tensor_data(rw), lunet_tensor_data(gc), lunet_tensor_data(xc),
-                        cols ? lunet_tensor_data(cols) : NULL, &g);
-        else
-            conv_dw_f64(lunet_tensor_data(rw), lunet_tensor_data(gc), lunet_tensor_data(xc),
-                        cols ? lunet_tensor_data(cols) : NULL, &g);
-    }
-    if (db) {
-        if ((st = lunet_tensor_empty(&rb, gy->dtype, 1, bshape)))
-            goto done;
+    if (dx || dw)
+        conv_backward(rx ? lunet_tensor_data(rx) : NULL, rw ? lunet_tensor_data(rw) : NULL,
+                      lunet_tensor_data(gc), lunet_tensor_data(xc), lunet_tensor_data(wc),
+                      lunet_tensor_data(cols), lunet_tensor_data(mat), &g,
+                      x->dtype == LUNET_DTYPE_FLOAT32);
+    if (db)
         conv_db(rb, gc, &g);
-    }
     if (dx)
         *dx = rx, rx = NULL;
     if (dw)
@@ -533,6 +570,7 @@ done:
     lunet_tensor_release(xc);
     lunet_tensor_release(wc);
     lunet_tensor_release(cols);
+    lunet_tensor_release(mat);
     lunet_tensor_release(rx);
     lunet_tensor_release(rw);
     lunet_tensor_release(rb);

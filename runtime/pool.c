@@ -129,11 +129,6 @@ static lunet_status_t pool_output(lunet_tensor_t **out, const lunet_tensor_t *x,
     return lunet_tensor_empty(out, dt, x->ndim, shape);
 }
 
-INLINE double ld(const void *p, int64_t i, bool f64)
-{
-    return f64 ? ((const double *)p)[i] : (double)((const float *)p)[i];
-}
-
 INLINE void st_add(void *p, int64_t i, double v, bool f64)
 {
     if (f64)
@@ -144,15 +139,68 @@ INLINE void st_add(void *p, int64_t i, double v, bool f64)
 
 /* ---- max */
 
-// x (planes, H, W) -> y (planes, OH, OW), ind (planes, OH, OW) flat positions in a plane
-INLINE void max_pool_body(void *y, int64_t *ind, const void *x, const pool_geom_t *g,
-                          const lunet_pool2d_options_t *o, bool f64)
+/* The max of one window and its flat position; the first maximum wins, a NaN wins. */
+INLINE float window_max_f32(int64_t *at, const float *xp, int64_t ih0, int64_t ih1, int64_t iw0,
+                            int64_t iw1, int64_t dh, int64_t dw, int64_t W)
 {
+    int64_t maxi = ih0 * W + iw0;
+    float maxv = -INFINITY;
+    for (int64_t ih = ih0; ih < ih1; ih += dh)
+        for (int64_t iw = iw0; iw < iw1; iw += dw) {
+            float v = xp[ih * W + iw];
+            if (v > maxv || v != v) {
+                maxv = v;
+                maxi = ih * W + iw;
+            }
+        }
+    *at = maxi;
+    return maxv;
+}
+
+INLINE double window_max_f64(int64_t *at, const double *xp, int64_t ih0, int64_t ih1,
+                             int64_t iw0, int64_t iw1, int64_t dh, int64_t dw, int64_t W)
+{
+    int64_t maxi = ih0 * W + iw0;
+    double maxv = -INFINITY;
+    for (int64_t ih = ih0; ih < ih1; ih += dh)
+        for (int64_t iw = iw0; iw < iw1; iw += dw) {
+            double v = xp[ih * W + iw];
+            if (v > maxv || v != v) {
+                maxv = v;
+                maxi = ih * W + iw;
+            }
+        }
+    *at = maxi;
+    return maxv;
+}
+
+/* A pooling pass over planes, split over the runtime's pool (each block its own planes). */
+typedef struct pool_job {
+    void *y;
+    int64_t *ind;
+    const void *x;
+    const pool_geom_t *g;
+    const lunet_pool2d_options_t *o;
+    bool f64;
+} pool_job_t;
+
+/* Planes per parallel block: about 4096 outputs (a fixed function of the shape). */
+static int64_t plane_grain(const pool_geom_t *g)
+{
+    int64_t per = g->OH * g->OW;
+    return per >= 4096 ? 1 : 4096 / (per > 0 ? per : 1);
+}
+
+// x (planes, H, W) -> y (planes, OH, OW), ind (planes, OH, OW) flat positions in a plane
+static void max_pool_blocks(void *ctx, int64_t c0, int64_t c1)
+{
+    const pool_job_t *j = ctx;
+    const pool_geom_t *g = j->g;
+    const lunet_pool2d_options_t *o = j->o;
     int64_t kh = o->kernel[0], kw = o->kernel[1], sh = o->stride[0], sw = o->stride[1];
     int64_t ph = o->padding[0], pw = o->padding[1], dh = o->dilation[0], dw = o->dilation[1];
     int64_t HW = g->H * g->W, OHW = g->OH * g->OW;
-    for (int64_t c = 0; c < g->planes; c++) {
-        const char *xp = (const char *)x + (size_t)(c * HW) * (f64 ? 8 : 4);
+    for (int64_t c = c0; c < c1; c++)
         for (int64_t oh = 0; oh < g->OH; oh++) {
             int64_t ih0 = oh * sh - ph;
             int64_t ih1 = ih0 + (kh - 1) * dh + 1 < g->H ? ih0 + (kh - 1) * dh + 1 : g->H;
@@ -163,38 +211,15 @@ INLINE void max_pool_body(void *y, int64_t *ind, const void *x, const pool_geom_
                 int64_t iw1 = iw0 + (kw - 1) * dw + 1 < g->W ? iw0 + (kw - 1) * dw + 1 : g->W;
                 while (iw0 < 0)
                     iw0 += dw;
-                int64_t maxi = ih0 * g->W + iw0;
-                double maxv = -INFINITY;
-                for (int64_t ih = ih0; ih < ih1; ih += dh)
-                    for (int64_t iw = iw0; iw < iw1; iw += dw) {
-                        int64_t i = ih * g->W + iw;
-                        double v = ld(xp, i, f64);
-                        if (v > maxv || isnan(v)) {
-                            maxv = v;
-                            maxi = i;
-                        }
-                    }
                 int64_t oi = c * OHW + oh * g->OW + ow;
-                if (f64)
-                    ((double *)y)[oi] = maxv;
+                if (j->f64)
+                    ((double *)j->y)[oi] = window_max_f64(&j->ind[oi], (const double *)j->x + c * HW,
+                                                          ih0, ih1, iw0, iw1, dh, dw, g->W);
                 else
-                    ((float *)y)[oi] = (float)maxv;
-                ind[oi] = maxi;
+                    ((float *)j->y)[oi] = window_max_f32(&j->ind[oi], (const float *)j->x + c * HW,
+                                                         ih0, ih1, iw0, iw1, dh, dw, g->W);
             }
         }
-    }
-}
-
-static void max_pool_f32(float *y, int64_t *ind, const float *x, const pool_geom_t *g,
-                         const lunet_pool2d_options_t *o)
-{
-    max_pool_body(y, ind, x, g, o, false);
-}
-
-static void max_pool_f64(double *y, int64_t *ind, const double *x, const pool_geom_t *g,
-                         const lunet_pool2d_options_t *o)
-{
-    max_pool_body(y, ind, x, g, o, true);
 }
 
 static void options_to_args(lunet_op_args_t *a, const lunet_pool2d_options_t *o)
@@ -228,10 +253,10 @@ lunet_status_t lunet_nn_max_pool2d(lunet_tensor_t **out, lunet_tensor_t **indice
         (st = pool_output(&y, x, g.OH, g.OW, x->dtype)) ||
         (st = pool_output(&ind, x, g.OH, g.OW, LUNET_DTYPE_INT64)))
         goto done;
-    if (x->dtype == LUNET_DTYPE_FLOAT32)
-        max_pool_f32(lunet_tensor_data(y), lunet_tensor_data(ind), lunet_tensor_data(xc), &g, o);
-    else
-        max_pool_f64(lunet_tensor_data(y), lunet_tensor_data(ind), lunet_tensor_data(xc), &g, o);
+    pool_job_t job = {.y = lunet_tensor_data(y), .ind = lunet_tensor_data(ind),
+                      .x = lunet_tensor_data(xc), .g = &g, .o = o,
+                      .f64 = x->dtype == LUNET_DTYPE_FLOAT64};
+    lunet_parallel_for(g.planes, plane_grain(&g), max_pool_blocks, &job);
     lunet_op_args_t args = {.name = NULL};
     options_to_args(&args, o);
     st = lunet_autograd_finish(out, y, LUNET_OP_MAX_POOL2D, 1, &x, &ind, &args);
@@ -249,6 +274,20 @@ done:
     return st;
 }
 
+// g (planes, OH, OW) (job x) scattered into dx (planes, H, W) (job y) at the saved positions
+static void max_pool_back_blocks(void *ctx, int64_t c0, int64_t c1)
+{
+    const pool_job_t *j = ctx;
+    int64_t HW = j->g->H * j->g->W, OHW = j->g->OH * j->g->OW;
+    for (int64_t c = c0; c < c1; c++)
+        for (int64_t i = c * OHW; i < (c + 1) * OHW; i++) {
+            if (j->f64)
+                ((double *)j->y)[c * HW + j->ind[i]] += ((const double *)j->x)[i];
+            else
+                ((float *)j->y)[c * HW + j->ind[i]] += ((const float *)j->x)[i];
+        }
+}
+
 lunet_status_t lunet_nn_max_pool2d_backward(lunet_tensor_t **dx, lunet_tensor_t *g,
                                             lunet_tensor_t *indices, int ndim,
                                             const int64_t *shape, lunet_dtype_t dt)
@@ -257,21 +296,14 @@ lunet_status_t lunet_nn_max_pool2d_backward(lunet_tensor_t **dx, lunet_tensor_t 
     lunet_status_t st;
     if ((st = lunet_tensor_contiguous(&gc, g)) || (st = lunet_tensor_zeros(&r, dt, ndim, shape)))
         goto done;
-    int64_t HW = shape[ndim - 2] * shape[ndim - 1];
-    int64_t OHW = indices->shape[ndim - 2] * indices->shape[ndim - 1];
-    int64_t planes = OHW ? indices->numel / OHW : 0;
-    const int64_t *ip = lunet_tensor_data(indices);
-    // g (planes, OH, OW) scattered into dx (planes, H, W) at the saved positions
-    for (int64_t c = 0; c < planes; c++)
-        for (int64_t i = 0; i < OHW; i++) {
-            int64_t k = c * OHW + i;
-            if (dt == LUNET_DTYPE_FLOAT32)
-                ((float *)lunet_tensor_data(r))[c * HW + ip[k]] +=
-                    ((const float *)lunet_tensor_data(gc))[k];
-            else
-                ((double *)lunet_tensor_data(r))[c * HW + ip[k]] +=
-                    ((const double *)lunet_tensor_data(gc))[k];
-        }
+    pool_geom_t geo = {.planes = lunet_shape_numel(ndim - 2, shape),
+                       .H = shape[ndim - 2],
+                       .W = shape[ndim - 1],
+                       .OH = indices->shape[ndim - 2],
+                       .OW = indices->shape[ndim - 1]};
+    pool_job_t job = {.y = lunet_tensor_data(r), .ind = lunet_tensor_data(indices),
+                      .x = lunet_tensor_data(gc), .g = &geo, .f64 = dt == LUNET_DTYPE_FLOAT64};
+    lunet_parallel_for(geo.planes, plane_grain(&geo), max_pool_back_blocks, &job);
     *dx = r;
     r = NULL;
 done:
