@@ -1,11 +1,12 @@
 #!/usr/bin/python3
 # PyTorch 1.13's training time per epoch of the two CNN scripts on Fashion-MNIST (60,000
-# images of 28x28), data preloaded as tensors (the batches Lunet's DataLoader makes):
+# images of 28x28), the data preloaded as tensors (the batches Lunet's DataLoader makes):
 #  - the course's CNN (scripts/mnist_cnn.lua): batch 64, SGD lr 0.01 momentum 0.5,
 #    ToTensor + Normalize;
-#  - d2l's LeNet-5 (scripts/lenet.lua): batch 256, SGD lr 0.9, ToTensor only.
-# and the share of it spent in convolution (forward and both backwards of the conv layers
-# alone, over the same batches).  Run: /usr/bin/python3 bench/bench_cnn_torch.py [data_root]
+#  - d2l's LeNet-5 (scripts/lenet.lua): batch 256, SGD lr 0.9, ToTensor only;
+# and the time its convolutions take over the same batches (forward and the gradients
+# training needs: weight and bias, and the input's for the second layer), timed alone.
+# Compare with bench/bench_cnn.lua.  Run: /usr/bin/python3 bench/bench_cnn_torch.py [data_root]
 import sys, time, torch, torch.nn as nn, torch.nn.functional as F
 from torchvision import datasets
 
@@ -44,9 +45,7 @@ def batches(X, bs):
         yield X[idx], Y[idx]
 
 
-def epoch(make, X, bs, lr, momentum):
-    torch.manual_seed(0)
-    model = make()
+def epoch(model, X, bs, lr, momentum):
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     t0 = time.perf_counter()
     for x, y in batches(X, bs):
@@ -56,26 +55,31 @@ def epoch(make, X, bs, lr, momentum):
     return time.perf_counter() - t0
 
 
-def conv_only(convs, X, bs):
-    """forward + backward (input and weight gradients) of each conv layer on its input shape"""
-    t0 = time.perf_counter()
+def conv_time(c1, between, c2, X, bs):
+    total = 0.0
     for x, _ in batches(X, bs):
-        h = x
-        for conv, nxt in convs:
-            h = h.detach().requires_grad_(True)
-            y = conv(h)
-            y.backward(torch.ones_like(y))
-            h = nxt(y.detach())
-    return time.perf_counter() - t0
+        t0 = time.perf_counter()
+        y1 = c1(x)
+        y1.backward(torch.ones_like(y1))
+        total += time.perf_counter() - t0
+        h = between(y1.detach()).requires_grad_(True)
+        t0 = time.perf_counter()
+        y2 = c2(h)
+        y2.backward(torch.ones_like(y2))
+        total += time.perf_counter() - t0
+    return total
 
 
+torch.manual_seed(0)
 print("PyTorch %s, %d thread(s)" % (torch.__version__, torch.get_num_threads()))
 Xn = (X0 - 0.1307) / 0.3081
-t = min(epoch(CNN, Xn, 64, 0.01, 0.5) for _ in range(2))
-c = CNN()
-tc = conv_only([(c.conv1, lambda y: F.max_pool2d(y, 2)), (c.conv2, lambda y: y)], Xn, 64)
-print("course CNN epoch (batch 64): %.2f s, convolution %.2f s (%.0f%%)" % (t, tc, 100 * tc / t))
-t = min(epoch(lenet, X0, 256, 0.9, 0.0) for _ in range(2))
+m = CNN()
+t = epoch(m, Xn, 64, 0.01, 0.5)
+tc = conv_time(m.conv1, lambda y: F.relu(F.max_pool2d(y, 2)), m.conv2, Xn, 64)
+print("PyTorch course CNN epoch (batch 64): %.2f s; convolution alone %.2f s (%.0f%%)"
+      % (t, tc, 100 * tc / t))
 le = lenet()
-tc = conv_only([(le[0], lambda y: F.avg_pool2d(torch.sigmoid(y), 2)), (le[3], lambda y: y)], X0, 256)
-print("LeNet-5 epoch (batch 256):   %.2f s, convolution %.2f s (%.0f%%)" % (t, tc, 100 * tc / t))
+t = epoch(le, X0, 256, 0.9, 0.0)
+tc = conv_time(le[0], lambda y: F.avg_pool2d(torch.sigmoid(y), 2), le[3], X0, 256)
+print("PyTorch LeNet-5 epoch (batch 256): %.2f s; convolution alone %.2f s (%.0f%%)"
+      % (t, tc, 100 * tc / t))

@@ -110,3 +110,11 @@ if [ -f data/FashionMNIST/raw/train-labels-idx1-ubyte ]; then
   "$BUILD/lunet" bench/bench_data.lua data
   torch bench/bench_data_torch.py data
 fi
+
+if [ -f data/FashionMNIST/raw/train-labels-idx1-ubyte ]; then
+  echo
+  echo "== 7. CNN epochs on Fashion-MNIST: the course's CNN (scripts/mnist_cnn.lua) and d2l's LeNet-5"
+  echo "   (scripts/lenet.lua), and the time their two convolutions take alone over the same batches"
+  "$BUILD/lunet" bench/bench_cnn.lua data
+  torch bench/bench_cnn_torch.py data
+fi

@@ -191,12 +191,44 @@ static int64_t plane_grain(const pool_geom_t *g)
     return per >= 4096 ? 1 : 4096 / (per > 0 ? per : 1);
 }
 
+// MaxPool2d(2) on float32 when every window is whole: x (planes, H, W) -> y, ind
+// (planes, OH, OW); the same first-maximum / NaN rule as window_max_f32, unrolled
+static void max_pool_2x2_f32(const pool_job_t *j, int64_t c0, int64_t c1)
+{
+    const pool_geom_t *g = j->g;
+    int64_t W = g->W, HW = g->H * W, OHW = g->OH * g->OW;
+    for (int64_t c = c0; c < c1; c++) {
+        const float *xp = (const float *)j->x + c * HW;
+        float *yp = (float *)j->y + c * OHW;
+        int64_t *ip = j->ind + c * OHW;
+        for (int64_t oh = 0; oh < g->OH; oh++)
+            for (int64_t ow = 0; ow < g->OW; ow++) {
+                int64_t i = 2 * oh * W + 2 * ow, at = i;
+                float m = xp[i], v;
+                if ((v = xp[i + 1]) > m || v != v)
+                    m = v, at = i + 1;
+                if ((v = xp[i + W]) > m || v != v)
+                    m = v, at = i + W;
+                if ((v = xp[i + W + 1]) > m || v != v)
+                    m = v, at = i + W + 1;
+                yp[oh * g->OW + ow] = m;
+                ip[oh * g->OW + ow] = at;
+            }
+    }
+}
+
 // x (planes, H, W) -> y (planes, OH, OW), ind (planes, OH, OW) flat positions in a plane
 static void max_pool_blocks(void *ctx, int64_t c0, int64_t c1)
 {
     const pool_job_t *j = ctx;
     const pool_geom_t *g = j->g;
     const lunet_pool2d_options_t *o = j->o;
+    if (!j->f64 && o->kernel[0] == 2 && o->kernel[1] == 2 && o->stride[0] == 2 &&
+        o->stride[1] == 2 && o->padding[0] == 0 && o->padding[1] == 0 && o->dilation[0] == 1 &&
+        o->dilation[1] == 1 && 2 * g->OH <= g->H && 2 * g->OW <= g->W) {
+        max_pool_2x2_f32(j, c0, c1);
+        return;
+    }
     int64_t kh = o->kernel[0], kw = o->kernel[1], sh = o->stride[0], sw = o->stride[1];
     int64_t ph = o->padding[0], pw = o->padding[1], dh = o->dilation[0], dw = o->dilation[1];
     int64_t HW = g->H * g->W, OHW = g->OH * g->OW;

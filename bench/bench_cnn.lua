@@ -1,0 +1,74 @@
+-- bench_cnn.lua - Lunet's training time per epoch of the two CNN scripts on Fashion-MNIST
+-- (60,000 images of 28x28), batches from lunet.data.DataLoader:
+--  - the course's CNN (scripts/mnist_cnn.lua): batch 64, SGD lr 0.01 momentum 0.5,
+--    ToTensor + Normalize;
+--  - d2l's LeNet-5 (scripts/lenet.lua): batch 256, SGD lr 0.9, ToTensor only;
+-- and the time the convolutions take over the same batches (forward and the gradients
+-- training needs: weight and bias, and the input's for the second layer), timed alone.
+-- The same work as bench/bench_cnn_torch.py.  Run: build/lunet bench/bench_cnn.lua [data_root]
+local lunet = require "lunet"
+local nn, F, data = lunet.nn, lunet.nn.functional, lunet.data
+local clock = lunet.monotonic
+local root = arg[1] or "data"
+
+local function loader(normalize, bs)
+  local steps = {data.transforms.ToTensor()}
+  if normalize then steps[2] = data.transforms.Normalize({0.1307}, {0.3081}) end
+  local ds = data.FashionMNIST{root = root, train = true, transform = data.transforms.Compose(steps)}
+  return data.DataLoader(ds, {batch_size = bs, shuffle = true})
+end
+
+local function epoch(model, dl, lr, momentum)
+  local opt = lunet.optim.SGD(model:parameters(), {lr = lr, momentum = momentum})
+  local t0 = clock()
+  for x, y in dl:iter() do
+    opt:zero_grad()
+    F.cross_entropy(model(x), y):backward()
+    opt:step()
+  end
+  return clock() - t0
+end
+
+local function conv_time(c1, between, c2, dl)
+  local total = 0
+  for x in dl:iter() do
+    local t0 = clock()
+    local y1 = c1(x)
+    y1:backward(lunet.ones_like(y1))
+    total = total + clock() - t0
+    local h = between(y1:detach()):requires_grad_(true)
+    t0 = clock()
+    local y2 = c2(h)
+    y2:backward(lunet.ones_like(y2))
+    total = total + clock() - t0
+  end
+  return total
+end
+
+lunet.manual_seed(0)
+print(("Lunet %s, %d thread(s)"):format(lunet._VERSION, lunet.get_num_threads()))
+local CNN = nn.Module:extend("CNN")
+function CNN:init()
+  self.conv1, self.conv2 = nn.Conv2d(1, 10, 5), nn.Conv2d(10, 20, 5)
+  self.mp, self.fc = nn.MaxPool2d(2), nn.Linear(320, 10)
+end
+function CNN:forward(x)
+  local n = x:size(0)
+  x = F.relu(self.mp(self.conv1(x)))
+  x = F.relu(self.mp(self.conv2(x)))
+  return self.fc(x:view(n, -1))
+end
+local m, dl = CNN(), loader(true, 64)
+local t = epoch(m, dl, 0.01, 0.5)
+local tc = conv_time(m.conv1, function(y) return F.relu(F.max_pool2d(y, 2)) end, m.conv2, dl)
+print(("Lunet course CNN epoch (batch 64): %.2f s; convolution alone %.2f s (%.0f%%)")
+  :format(t, tc, 100 * tc / t))
+local le = nn.Sequential(
+  nn.Conv2d(1, 6, 5, {padding = 2}), nn.Sigmoid(), nn.AvgPool2d(2, 2),
+  nn.Conv2d(6, 16, 5), nn.Sigmoid(), nn.AvgPool2d(2, 2), nn.Flatten(),
+  nn.Linear(400, 120), nn.Sigmoid(), nn.Linear(120, 84), nn.Sigmoid(), nn.Linear(84, 10))
+dl = loader(false, 256)
+t = epoch(le, dl, 0.9, 0)
+tc = conv_time(le["0"], function(y) return F.avg_pool2d(y:sigmoid(), 2) end, le["3"], dl)
+print(("Lunet LeNet-5 epoch (batch 256): %.2f s; convolution alone %.2f s (%.0f%%)")
+  :format(t, tc, 100 * tc / t))
