@@ -118,3 +118,21 @@ if [ -f data/FashionMNIST/raw/train-labels-idx1-ubyte ]; then
   "$BUILD/lunet" bench/bench_cnn.lua data
   torch bench/bench_cnn_torch.py data
 fi
+
+if command -v mpirun >/dev/null && "$BUILD/lunet" -e 'os.exit(lunet.distributed.is_available() and 0 or 1)'; then
+  echo
+  echo "== 8. data-parallel training (Open MPI): 1 process x 2 threads against 2 processes x 1 thread"
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  mpirun -np 2 -x LUNET_NUM_THREADS=1 "$BUILD/lunet" bench/bench_allreduce.lua
+  if [ -f data/FashionMNIST/raw/train-labels-idx1-ubyte ]; then
+    out=$(mktemp -d)
+    LUNET_NUM_THREADS=2 "$BUILD/lunet" scripts/mnist_mlp.lua --dataset fashion --epochs 1 \
+      --no-progress --out "$out/one" >/dev/null
+    mpirun -np 2 -x LUNET_NUM_THREADS=1 "$BUILD/lunet" scripts/mnist_mlp.lua --distributed \
+      --dataset fashion --epochs 1 --no-progress --out "$out/two" > "$out/two.log"
+    echo "MLP epoch, 1 process x 2 threads, batch 64:          $(tail -n 1 "$out/one/metrics.csv" | cut -d, -f4) s"
+    echo "MLP epoch, 2 processes x 1 thread, batch 2 x 32 (DDP): $(tail -n 1 "$out/two/metrics.csv" | cut -d, -f4) s"
+    grep "^all-reduce" "$out/two.log"
+    rm -rf "$out"
+  fi
+fi
