@@ -37,6 +37,7 @@ static const struct {
 } fields[] = {
     {"nn", "lunet.nn"},           {"optim", "lunet.optim"},       {"data", "lunet.data"},
     {"metrics", "lunet.metrics"}, {"plot", "lunet.plot"},         {"progress", "lunet.progress"},
+    {"py", "lunet.py"},
     {"display", "lunet.display"},
     {NULL, NULL},
 };

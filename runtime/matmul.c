@@ -52,52 +52,43 @@ static bool blas_layout(const lunet_tensor_t *t, gemm_operand_t *op)
     return false;
 }
 
-// a (M, K) op b (K, N) -> c (M, N) row-major contiguous; c = alpha*a@b + beta*c
+/*
+ * a (M, K) op b (K, N) -> c (M, N) row-major contiguous; c = alpha*a@b + beta*c.  One body
+ * for the two element types T (float, double), so the float32 and float64 kernels cannot
+ * drift apart; each keeps its own greppable name below.
+ */
+#define GEMM_BUILTIN_BODY(T)                                                               \
+    const T *pa = a->data, *pb = b->data;                                                  \
+    for (int64_t i = 0; i < m; i++) {                                                      \
+        T *ci = c + i * ldc;                                                               \
+        for (int64_t j = 0; j < n; j++)                                                    \
+            ci[j] = beta == 0 ? (T)0 : beta * ci[j];                                       \
+        for (int64_t p = 0; p < k; p++) {                                                  \
+            T av = alpha * (a->trans ? pa[p * a->ld + i] : pa[i * a->ld + p]);             \
+            if (!b->trans) {                                                               \
+                const T *bp = pb + p * b->ld;                                              \
+                for (int64_t j = 0; j < n; j++)                                            \
+                    ci[j] += av * bp[j];                                                   \
+            } else {                                                                       \
+                for (int64_t j = 0; j < n; j++)                                            \
+                    ci[j] += av * pb[j * b->ld + p];                                       \
+            }                                                                              \
+        }                                                                                  \
+    }
+
 static void gemm_builtin_f32(const gemm_operand_t *a, const gemm_operand_t *b, float *c,
                              int64_t ldc, int64_t m, int64_t n, int64_t k, float alpha, float beta)
 {
-    const float *pa = a->data, *pb = b->data;
-    for (int64_t i = 0; i < m; i++) {
-        float *ci = c + i * ldc;
-        for (int64_t j = 0; j < n; j++)
-            ci[j] = beta == 0 ? 0.0f : beta * ci[j];
-        for (int64_t p = 0; p < k; p++) {
-            float av = alpha * (a->trans ? pa[p * a->ld + i] : pa[i * a->ld + p]);
-            if (!b->trans) {
-                const float *bp = pb + p * b->ld;
-                for (int64_t j = 0; j < n; j++)
-                    ci[j] += av * bp[j];
-            } else {
-                for (int64_t j = 0; j < n; j++)
-                    ci[j] += av * pb[j * b->ld + p];
-            }
-        }
-    }
+    GEMM_BUILTIN_BODY(float)
 }
 
-// a (M, K) op b (K, N) -> c (M, N), float64
 static void gemm_builtin_f64(const gemm_operand_t *a, const gemm_operand_t *b, double *c,
                              int64_t ldc, int64_t m, int64_t n, int64_t k, double alpha,
                              double beta)
 {
-    const double *pa = a->data, *pb = b->data;
-    for (int64_t i = 0; i < m; i++) {
-        double *ci = c + i * ldc;
-        for (int64_t j = 0; j < n; j++)
-            ci[j] = beta == 0 ? 0.0 : beta * ci[j];
-        for (int64_t p = 0; p < k; p++) {
-            double av = alpha * (a->trans ? pa[p * a->ld + i] : pa[i * a->ld + p]);
-            if (!b->trans) {
-                const double *bp = pb + p * b->ld;
-                for (int64_t j = 0; j < n; j++)
-                    ci[j] += av * bp[j];
-            } else {
-                for (int64_t j = 0; j < n; j++)
-                    ci[j] += av * pb[j * b->ld + p];
-            }
-        }
-    }
+    GEMM_BUILTIN_BODY(double)
 }
+#undef GEMM_BUILTIN_BODY
 
 // c (n) = relu(c), in place; keeps NaN like PyTorch's relu
 static void relu_rows(lunet_dtype_t dt, void *c, int64_t n)

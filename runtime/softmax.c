@@ -236,58 +236,46 @@ lunet_status_t lunet_tensor_log_softmax(lunet_tensor_t **out, lunet_tensor_t *x,
 
 /* ---- backward */
 
-// g, y, dx (outer, C, inner) contiguous; softmax: dx = y (g - sum g y); log: dx = g - e^y sum g
+/*
+ * g, y, dx (outer, C, inner) contiguous; softmax: dx = y (g - sum g y); log: dx = g - e^y sum g.
+ * Sums and products in double for both element types T (float, double): one body, so the
+ * two kernels cannot drift apart.
+ */
+#define SOFTMAX_BWD_BODY(T)                                                                \
+    for (int64_t o = 0; o < outer; o++) {                                                  \
+        for (int64_t i = 0; i < inner; i++) {                                              \
+            int64_t base = o * C * inner + i;                                              \
+            double s = 0;                                                                  \
+            if (log_out) {                                                                 \
+                for (int64_t c = 0; c < C; c++)                                            \
+                    s += g[base + c * inner];                                              \
+                for (int64_t c = 0; c < C; c++) {                                          \
+                    int64_t k = base + c * inner;                                          \
+                    dx[k] = (T)((double)g[k] - exp((double)y[k]) * s);                     \
+                }                                                                          \
+            } else {                                                                       \
+                for (int64_t c = 0; c < C; c++)                                            \
+                    s += (double)g[base + c * inner] * y[base + c * inner];                \
+                for (int64_t c = 0; c < C; c++) {                                          \
+                    int64_t k = base + c * inner;                                          \
+                    dx[k] = (T)((double)y[k] * ((double)g[k] - s));                        \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+    }
+
 static void softmax_bwd_f32(float *dx, const float *g, const float *y, int64_t outer, int64_t C,
                             int64_t inner, bool log_out)
 {
-    for (int64_t o = 0; o < outer; o++) {
-        for (int64_t i = 0; i < inner; i++) {
-            int64_t base = o * C * inner + i;
-            double s = 0;
-            if (log_out) {
-                for (int64_t c = 0; c < C; c++)
-                    s += g[base + c * inner];
-                for (int64_t c = 0; c < C; c++) {
-                    int64_t k = base + c * inner;
-                    dx[k] = (float)((double)g[k] - exp((double)y[k]) * s);
-                }
-            } else {
-                for (int64_t c = 0; c < C; c++)
-                    s += (double)g[base + c * inner] * y[base + c * inner];
-                for (int64_t c = 0; c < C; c++) {
-                    int64_t k = base + c * inner;
-                    dx[k] = (float)((double)y[k] * ((double)g[k] - s));
-                }
-            }
-        }
-    }
+    SOFTMAX_BWD_BODY(float)
 }
 
 static void softmax_bwd_f64(double *dx, const double *g, const double *y, int64_t outer,
                             int64_t C, int64_t inner, bool log_out)
 {
-    for (int64_t o = 0; o < outer; o++) {
-        for (int64_t i = 0; i < inner; i++) {
-            int64_t base = o * C * inner + i;
-            double s = 0;
-            if (log_out) {
-                for (int64_t c = 0; c < C; c++)
-                    s += g[base + c * inner];
-                for (int64_t c = 0; c < C; c++) {
-                    int64_t k = base + c * inner;
-                    dx[k] = g[k] - exp(y[k]) * s;
-                }
-            } else {
-                for (int64_t c = 0; c < C; c++)
-                    s += g[base + c * inner] * y[base + c * inner];
-                for (int64_t c = 0; c < C; c++) {
-                    int64_t k = base + c * inner;
-                    dx[k] = y[k] * (g[k] - s);
-                }
-            }
-        }
-    }
+    SOFTMAX_BWD_BODY(double)
 }
+#undef SOFTMAX_BWD_BODY
 
 static lunet_status_t softmax_backward_common(lunet_tensor_t **dx, lunet_tensor_t *g,
                                               lunet_tensor_t *y, int64_t dim, bool log_out)

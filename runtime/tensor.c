@@ -183,6 +183,22 @@ static lunet_status_t check_shape(const char *op, int ndim, const int64_t *shape
     return LUNET_OK;
 }
 
+/* A contiguous tensor header of a checked shape (numel elements), its storage still NULL. */
+static lunet_tensor_t *contiguous_header(lunet_dtype_t dt, int ndim, const int64_t *shape,
+                                         int64_t numel)
+{
+    lunet_tensor_t *t = lunet_tensor_alloc();
+    if (!t)
+        return NULL;
+    t->dtype = dt;
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++)
+        t->shape[i] = shape[i];
+    t->numel = numel;
+    lunet_tensor_set_contiguous_strides(t);
+    return t;
+}
+
 lunet_status_t lunet_tensor_empty(lunet_tensor_t **out, lunet_dtype_t dt, int ndim,
                                   const int64_t *shape)
 {
@@ -190,20 +206,13 @@ lunet_status_t lunet_tensor_empty(lunet_tensor_t **out, lunet_dtype_t dt, int nd
     lunet_status_t st = check_shape("empty", ndim, shape, dt, &numel);
     if (st)
         return st;
-    lunet_tensor_t *t = lunet_tensor_alloc();
+    lunet_tensor_t *t = contiguous_header(dt, ndim, shape, numel);
     if (!t)
         return lunet_fail(LUNET_STATUS_NOMEM, "empty: out of memory");
-    st = lunet_storage_new(&t->storage, (size_t)numel * lunet_dtype_size(dt));
-    if (st) {
+    if ((st = lunet_storage_new(&t->storage, (size_t)numel * lunet_dtype_size(dt)))) {
         lunet_tensor_release(t);
         return st;
     }
-    t->dtype = dt;
-    t->ndim = ndim;
-    for (int i = 0; i < ndim; i++)
-        t->shape[i] = shape[i];
-    t->numel = numel;
-    lunet_tensor_set_contiguous_strides(t);
     *out = t;
     return LUNET_OK;
 }
@@ -308,21 +317,14 @@ lunet_status_t lunet_tensor_wrap(lunet_tensor_t **out, lunet_dtype_t dt, int ndi
     if ((uintptr_t)data % lunet_dtype_size(dt) != 0)
         return lunet_fail(LUNET_STATUS_VALUE, "wrap: data is not aligned for %s",
                           lunet_dtype_name(dt));
-    lunet_tensor_t *t = lunet_tensor_alloc();
+    lunet_tensor_t *t = contiguous_header(dt, ndim, shape, numel);
     if (!t)
         return lunet_fail(LUNET_STATUS_NOMEM, "wrap: out of memory");
-    st = lunet_storage_wrap(&t->storage, data, (size_t)numel * lunet_dtype_size(dt), release_fn,
-                            ctx);
-    if (st) {
+    if ((st = lunet_storage_wrap(&t->storage, data, (size_t)numel * lunet_dtype_size(dt),
+                                 release_fn, ctx))) {
         lunet_tensor_release(t);
         return st;
     }
-    t->dtype = dt;
-    t->ndim = ndim;
-    for (int i = 0; i < ndim; i++)
-        t->shape[i] = shape[i];
-    t->numel = numel;
-    lunet_tensor_set_contiguous_strides(t);
     *out = t;
     return LUNET_OK;
 }

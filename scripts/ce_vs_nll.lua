@@ -9,22 +9,8 @@
 local lunet = require "lunet"
 local nn, F = lunet.nn, lunet.nn.functional
 
-local function pyprint(...)
-  local n, parts = select("#", ...), {}
-  for i = 1, n do parts[i] = tostring((select(i, ...))) end
-  io.write(table.concat(parts, " "), "\n")
-end
-
--- Python's repr of a float (shortest round-trip decimal)
-local function repr(v)
-  for digits = 15, 17 do
-    local s = ("%." .. digits .. "g"):format(v)
-    if tonumber(s) == v then
-      if not s:find("[%.eEn]") then s = s .. ".0" end
-      return s
-    end
-  end
-end
+-- Python's print and repr of a float, as the notebook printed
+local pyprint, repr = lunet.py.print, lunet.py.repr
 
 -- ---------------------------------------------------------------- seed 002
 pyprint("== one sample (seed 002)")

@@ -142,17 +142,10 @@ local transform = data.transforms.Compose(args.no_normalize and {data.transforms
 })
 local Dataset = args.dataset == "fashion" and data.FashionMNIST or data.MNIST
 
-local function first(ds, n)
-  -- a quick run on the first n samples
-  if n and n < #ds then
-    ds.data, ds.targets, ds.n = ds.data:narrow(0, 0, n), ds.targets:narrow(0, 0, n), n
-  end
-  return ds
-end
-
-local train_dataset = first(Dataset{root = args.data, train = true, transform = transform}, args.limit)
-local test_dataset = first(Dataset{root = args.data, train = false, transform = transform},
-  args.limit and math.max(args.limit // 6, 1))
+-- --limit n: a quick run on the first n training samples (and n/6 test samples)
+local train_dataset = Dataset{root = args.data, train = true, transform = transform, limit = args.limit}
+local test_dataset = Dataset{root = args.data, train = false, transform = transform,
+  limit = args.limit and math.max(args.limit // 6, 1)}
 
 -- the random stream: seed, then the weights, then each epoch's loader draws (PyTorch's order)
 lunet.manual_seed(args.seed)

@@ -27,16 +27,10 @@ lunet.manual_seed(args.seed)
 
 -- d2l.load_data_fashion_mnist: ToTensor only, training batches shuffled
 local function load_data_fashion_mnist(batch_size)
-  local function first(ds, n)
-    if n and n < #ds then
-      ds.data, ds.targets, ds.n = ds.data:narrow(0, 0, n), ds.targets:narrow(0, 0, n), n
-    end
-    return ds
-  end
   local tf = data.transforms.ToTensor()
-  local mnist_train = first(data.FashionMNIST{root = args.data, train = true, transform = tf}, args.limit)
-  local mnist_test = first(data.FashionMNIST{root = args.data, train = false, transform = tf},
-    args.limit and math.max(args.limit // 6, 1))
+  local mnist_train = data.FashionMNIST{root = args.data, train = true, transform = tf, limit = args.limit}
+  local mnist_test = data.FashionMNIST{root = args.data, train = false, transform = tf,
+    limit = args.limit and math.max(args.limit // 6, 1)}
   return data.DataLoader(mnist_train, {batch_size = batch_size, shuffle = true}),
          data.DataLoader(mnist_test, {batch_size = batch_size, shuffle = false})
 end

@@ -210,6 +210,21 @@ describe("Fashion-MNIST and MNIST (needs make data)", function()
     assert.are.same(fx.test.first_labels, test.targets:narrow(0, 0, 10):tolist())
   end)
 
+  it("limit keeps the first n samples (views of the full files)", function()
+    if not have_fashion() then pending(SKIP) return end
+    local ds = data.FashionMNIST{root = ROOT, train = true, limit = 10}
+    assert.are.equal(10, #ds)
+    assert.are.same({10, 28, 28}, {ds.data:size(0), ds.data:size(1), ds.data:size(2)})
+    assert.are.same(fx.train.first_labels, ds.targets:tolist())
+    assert.has_error(function() ds:get(10) end, "index 10 is out of bounds for dimension 0 with size 10")
+    assert.are.equal(60000, #data.FashionMNIST{root = ROOT, train = true, limit = 70000})
+    assert.has_error(function() data.FashionMNIST{root = ROOT, limit = -1} end,
+      "FashionMNIST: limit must be a non-negative integer, got -1")
+    local xs, ys = data.DataLoader(ds, {batch_size = 4}):iter()()
+    assert.are.same({4, 28, 28}, {xs:size(0), xs:size(1), xs:size(2)})
+    assert.are.same({table.unpack(fx.train.first_labels, 1, 4)}, ys:tolist())
+  end)
+
   it("first batch, unshuffled: torchvision's values after ToTensor + Normalize", function()
     if not have_fashion() then pending(SKIP) return end
     local ds = data.FashionMNIST{root = ROOT, train = true, transform = tf}

@@ -148,7 +148,7 @@ describe("optim.Adam and optim.AdamW", function()
   end)
 
   it("formats numbers as Python's repr", function()
-    local r = optim._py_repr
+    local r = lunet.py.repr
     assert.are.same({"1.0", "-1", "0.001", "1e-08", "123456.0", "1e+16", "1000000000000000.0", "0.1", "-0.0",
                      "nan", "inf"},
       {r(1.0), r(-1), r(1e-3), r(1e-8), r(123456.0), r(1e16), r(1e15), r(0.1), r(-0.0), r(0 / 0), r(math.huge)})

@@ -15,19 +15,7 @@ local data = {}
 
 local is_tensor = lunet.is_tensor
 
--- Python's repr of a number: shortest round-trip digits, integral floats end in ".0".
-local function pyrepr(v)
-  if math.type(v) == "integer" then return string.format("%d", v) end
-  if v ~= v then return "nan" end
-  if v == math.huge then return "inf" elseif v == -math.huge then return "-inf" end
-  local s
-  for p = 1, 17 do
-    s = string.format("%." .. p .. "g", v)
-    if tonumber(s) == v then break end
-  end
-  if not s:find("[%.eni]") then s = s .. ".0" end
-  return s
-end
+local pyrepr = require("lunet.py").repr
 
 -- a number or an array of numbers, shown as Python shows a tuple: (0.1307,), (0.5, 0.5)
 local function tuple_repr(v)
@@ -250,6 +238,10 @@ local function make_image_dataset(name, classes)
     if opts.download then
       error(name .. ": download=True is not supported by Lunet; run `make data` (see README)", 2)
     end
+    local limit = opts.limit
+    if limit ~= nil and (math.type(limit) ~= "integer" or limit < 0) then
+      error(name .. ": limit must be a non-negative integer, got " .. tostring(limit), 2)
+    end
     local img_path, lab_path = locate(root, name, train)
     if not img_path then
       error("Dataset not found. You can use download=True to download it (Lunet does not "
@@ -267,6 +259,9 @@ local function make_image_dataset(name, classes)
     end
     local ok, err = pcall(C.label_histogram, labels8, #classes)
     if not ok then error(name .. ": " .. lab_path .. ": " .. tostring(err), 2) end
+    if limit and limit < n then -- the first `limit` samples (views: nothing is copied)
+      images, labels8, n = images:narrow(0, 0, limit), labels8:narrow(0, 0, limit), limit
+    end
     local class_to_idx = {}
     for k, c in ipairs(classes) do class_to_idx[c] = k - 1 end
     local cls = {}
@@ -444,5 +439,4 @@ data.DistributedSampler = distributed.DistributedSampler
 data.distributed = distributed
 
 data._ImageDataset, data._TensorDataset, data._DataLoader = ImageDataset, TensorDataset, DataLoader
-data._pyrepr = pyrepr
 return data

@@ -17,24 +17,7 @@ local nn = require "lunet.nn"
 local C = lunet._c
 local optim = {}
 
--- Python's repr of a number: integers as integers, floats as the shortest text that reads
--- back the same float, in Python's layout ("1.0", "0.001", "1e-08", "1e+16").
-local function py_repr(v)
-  if math.type(v) == "integer" then return tostring(v) end
-  if v ~= v then return "nan" end
-  if v == math.huge then return "inf" elseif v == -math.huge then return "-inf" end
-  local s, prec
-  for p = 1, 17 do
-    prec, s = p, ("%." .. (p - 1) .. "e"):format(v)
-    if tonumber(s) == v then break end
-  end
-  local exp10 = tonumber(s:match("e([-+]%d+)$"))
-  if exp10 < -4 or exp10 >= 16 then return s end
-  local decimals = math.max(prec - 1 - exp10, 0)
-  s = ("%." .. decimals .. "f"):format(v)
-  return decimals == 0 and s .. ".0" or s
-end
-optim._py_repr = py_repr
+local py_repr = require("lunet.py").repr
 
 -- A group option as PyTorch's Optimizer.__repr__ prints it.
 local function py_value(v)

@@ -147,7 +147,7 @@ end
 
 -- Python's repr of a number (one implementation, in lunet.optim; required lazily because
 -- lunet.optim itself requires lunet.nn)
-local function py_repr(v) return require("lunet.optim")._py_repr(v) end
+local py_repr = require("lunet.py").repr
 
 local function check_p(p)
   if type(p) ~= "number" or p < 0 or p > 1 then
