@@ -166,25 +166,36 @@ size_t lunet_memory_reserved(void)
     return atomic_load_explicit(&reserved_bytes, memory_order_relaxed);
 }
 
+/* A storage header on data (refcount 1, version 0), from the thread's free list. */
+static lunet_storage_t *storage_header(void *data, size_t nbytes, void (*release_fn)(void *, void *),
+                                       void *ctx, bool wrapped)
+{
+    lunet_storage_t *s = lunet_pool_get(LUNET_POOL_STORAGE, sizeof *s);
+    if (!s)
+        return NULL;
+    s->data = data;
+    s->nbytes = nbytes;
+    s->refcount = 1;
+    s->version = 0;
+    s->release_fn = release_fn;
+    s->release_ctx = ctx;
+    s->wrapped = wrapped;
+    return s;
+}
+
 lunet_status_t lunet_storage_new(lunet_storage_t **out, size_t nbytes)
 {
     size_t rounded = round_size(nbytes);
     if (rounded < nbytes)
         return lunet_fail(LUNET_STATUS_NOMEM, "storage: cannot allocate %zu bytes", nbytes);
-    lunet_storage_t *s = lunet_pool_get(LUNET_POOL_STORAGE, sizeof *s);
-    if (!s)
-        return lunet_fail(LUNET_STATUS_NOMEM, "storage: out of memory");
-    s->data = block_get(rounded);
-    if (!s->data) {
-        lunet_pool_put(LUNET_POOL_STORAGE, s);
+    void *data = block_get(rounded);
+    if (!data)
         return lunet_fail(LUNET_STATUS_NOMEM, "storage: cannot allocate %zu bytes", nbytes);
+    lunet_storage_t *s = storage_header(data, rounded, NULL, NULL, false);
+    if (!s) {
+        block_put(data, rounded);
+        return lunet_fail(LUNET_STATUS_NOMEM, "storage: out of memory");
     }
-    s->nbytes = rounded;
-    s->refcount = 1;
-    s->version = 0;
-    s->release_fn = NULL;
-    s->release_ctx = NULL;
-    s->wrapped = false;
     *out = s;
     return LUNET_OK;
 }
@@ -192,16 +203,9 @@ lunet_status_t lunet_storage_new(lunet_storage_t **out, size_t nbytes)
 lunet_status_t lunet_storage_wrap(lunet_storage_t **out, void *data, size_t nbytes,
                                   void (*release_fn)(void *, void *), void *ctx)
 {
-    lunet_storage_t *s = lunet_pool_get(LUNET_POOL_STORAGE, sizeof *s);
+    lunet_storage_t *s = storage_header(data, nbytes, release_fn, ctx, true);
     if (!s)
         return lunet_fail(LUNET_STATUS_NOMEM, "storage: out of memory");
-    s->data = data;
-    s->nbytes = nbytes;
-    s->refcount = 1;
-    s->version = 0;
-    s->release_fn = release_fn;
-    s->release_ctx = ctx;
-    s->wrapped = true;
     *out = s;
     return LUNET_OK;
 }
