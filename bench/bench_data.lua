@@ -48,13 +48,13 @@ lunet.manual_seed(0)
 local nb = 0
 results[#results + 1] = {"one epoch, batch 64, shuffle, ToTensor+Normalize (938 batches)", best(5, function()
   nb = 0
-  for X, y in ld:iter() do nb = nb + 1 end
+  for _ in ld:iter() do nb = nb + 1 end
 end)}
 assert(nb == 938)
 local slow = data.FashionMNIST {root = root, train = true,
                                 transform = function(img) return T.Normalize({0.1307}, {0.3081})(T.ToTensor()(img)) end}
 results[#results + 1] = {"same epoch, Lua function transform (per-sample path)", best(1, function()
-  for X, y in data.DataLoader(slow, {batch_size = 64, shuffle = true}):iter() do end
+  for _ in data.DataLoader(slow, {batch_size = 64, shuffle = true}):iter() do end
 end)}
 
 for _, r in ipairs(results) do print(string.format("%-70s %9.1f ms", r[1], r[2])) end

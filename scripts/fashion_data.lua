@@ -25,10 +25,8 @@ end
 local batch_size = 256
 local train_iter, test_iter, train_ds = load_data_fashion_mnist(batch_size)
 
-for X, y in train_iter:iter() do
-  print(tostring(X:size()) .. " " .. tostring(y:size()))
-  break
-end
+local X1, y1 = train_iter:iter()() -- the first batch
+print(tostring(X1:size()) .. " " .. tostring(y1:size()))
 print(string.format("%d training batches, %d test batches", #train_iter, #test_iter))
 print("classes:")
 for k, name in ipairs(train_ds.classes) do print(string.format("  %d  %s", k - 1, name)) end

@@ -74,7 +74,7 @@ describe("nn.Module", function()
   it("registers parameters and modules in PyTorch's order", function()
     local m = Net(2, 2)
     local names = {}
-    for name, p in m:named_parameters() do names[#names + 1] = name end
+    for name in m:named_parameters() do names[#names + 1] = name end
     assert.are.same({"scale", "layer1.weight", "layer1.bias", "layer2.weight", "layer2.bias"}, names)
     assert.are.equal(5, #m:parameters())
     assert.are.equal(2, #m:children())

@@ -24,7 +24,7 @@ describe("lunet.progress", function()
     local s, t, clock = fake()
     local p = lunet.progress.new{total = 100, desc = "epoch 1", batch_size = 64, stream = s,
                                  tty = false, clock = clock}
-    for i = 1, 100 do
+    for _ = 1, 100 do
       t.now = t.now + 0.01
       p:update(1, {loss = 2.0})
     end
@@ -100,7 +100,7 @@ describe("lunet.progress", function()
   end)
 
   it("writes nothing while an update does not redraw", function()
-    local s, t, clock = fake()
+    local s, _, clock = fake()
     local p = lunet.progress.new{total = 1000, stream = s, tty = false, clock = clock}
     p:update(1, {loss = 1})
     local n = #s.writes

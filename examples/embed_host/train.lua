@@ -21,7 +21,7 @@ local model = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 2))
 local opt = optim.SGD(model:parameters(), {lr = 0.1, momentum = 0.9})
 local n, batch = X:size(0), 50
 local loss
-for epoch = 1, 60 do
+for _ = 1, 60 do
   local perm = lunet.randperm(n)
   for start = 0, n - 1, batch do
     local idx = perm:narrow(0, start, math.min(batch, n - start))

@@ -104,7 +104,7 @@ local function make(dt, r, n, layout)
   return t
 end
 
-local function expected(dt, n, fn)
+local function expected(_, n, fn)
   local out = {}
   for i = 0, n - 1 do out[#out + 1] = fn(i) end
   return out
