@@ -13,9 +13,10 @@
  *    dw += G[g] @ cols[g]^T with the columns recomputed (a CNN's columns are kh kw times its
  *    activations: keeping them from the forward would cost more memory than im2col costs
  *    time).
- *  - im2col, col2im, the scatter and the gather run over the runtime's pool, one sample per
- *    block (each block writes its own columns / its own image); the GEMMs split themselves
- *    in shape-fixed blocks, so results do not depend on the thread count.
+ *  - The chunks run over the runtime's pool in at most CONV_BLOCKS blocks, each with its own
+ *    scratch and, for the weight gradient, its own partial sum, added in block order
+ *    afterwards: one dispatch per call, and the same bits on any thread count.  Inside a
+ *    block everything (GEMMs included) runs serially on its thread.
  *  - im2col writes each column row as a run: zeros, a copy (memcpy at stride 1), zeros; the
  *    bounds of the run depend only on the kernel column, so they are computed once per row.
  *  - Scratch comes from the runtime's caching allocator (lunet_tensor_empty) before any
@@ -36,6 +37,10 @@
    layers: 2^15..2^16 best, 2^21 1.5-2x slower; keeping the forward's columns for the
    backward (as PyTorch's slow_conv2d keeps "finput") was slower than recomputing them. */
 #define CONV_COLS_BUDGET ((int64_t)1 << 16)
+/* The chunks are shared out in at most this many parallel blocks, each with its own scratch
+   (a function of the shapes only, so the weight gradient's partial sums -- one per block,
+   added in block order -- do not depend on the thread count). */
+#define CONV_BLOCKS 4
 
 void lunet_conv2d_options_init(lunet_conv2d_options_t *o)
 {
@@ -48,6 +53,7 @@ typedef struct conv_geom {
     int64_t sh, sw, pt, pl, dh, dw, groups;
     int64_t Cg, Og, Kg, K, P; /* per group Cg, Og, Kg = Cg kh kw; K = C kh kw; P = OH OW */
     int64_t chunk;            /* samples per chunk */
+    int64_t nchunks, gc, nblocks; /* chunks, chunks per parallel block, blocks */
 } conv_geom_t;
 
 static void geom_init(conv_geom_t *gm, const lunet_tensor_t *x, const lunet_tensor_t *w,
@@ -72,6 +78,11 @@ static void geom_init(conv_geom_t *gm, const lunet_tensor_t *x, const lunet_tens
         gm->chunk = 1;
     if (gm->chunk > gm->N)
         gm->chunk = gm->N > 0 ? gm->N : 1;
+    gm->nchunks = (gm->N + gm->chunk - 1) / gm->chunk;
+    gm->gc = (gm->nchunks + CONV_BLOCKS - 1) / CONV_BLOCKS;
+    if (gm->gc < 1)
+        gm->gc = 1;
+    gm->nblocks = (gm->nchunks + gm->gc - 1) / gm->gc;
 }
 
 /* Output columns [lo, hi) whose input column iw = ow sw + iw0 lies inside [0, W). */
@@ -363,34 +374,60 @@ static lunet_status_t check_shapes(const lunet_tensor_t *x, const lunet_tensor_t
     return LUNET_OK;
 }
 
-/* Chunk scratch: cols (K, chunk P) and mat (O, chunk P). */
-static lunet_status_t chunk_scratch(lunet_tensor_t **cols, lunet_tensor_t **mat,
-                                    const conv_geom_t *g, lunet_dtype_t dt)
+/* Per-block scratch: cols (blocks, K, chunk P), mat (blocks, O, chunk P) and, for the
+   weight gradient, partial sums (blocks, O Kg) when dwp is not NULL. */
+static lunet_status_t block_scratch(lunet_tensor_t **cols, lunet_tensor_t **mat,
+                                    lunet_tensor_t **dwp, const conv_geom_t *g, lunet_dtype_t dt)
 {
-    int64_t sc[2] = {g->K, g->chunk * g->P}, sm[2] = {g->O, g->chunk * g->P};
-    lunet_status_t st = lunet_tensor_empty(cols, dt, 2, sc);
-    if (!st && (st = lunet_tensor_empty(mat, dt, 2, sm))) {
-        lunet_tensor_release(*cols);
-        *cols = NULL;
-    }
+    int64_t sc[3] = {g->nblocks, g->K, g->chunk * g->P}, sm[3] = {g->nblocks, g->O, g->chunk * g->P};
+    int64_t sw[2] = {g->nblocks, g->O * g->Kg};
+    lunet_status_t st = lunet_tensor_empty(cols, dt, 3, sc);
+    if (!st)
+        st = lunet_tensor_empty(mat, dt, 3, sm);
+    if (!st && dwp)
+        st = lunet_tensor_zeros(dwp, dt, 2, sw);
     return st;
 }
 
-// x (N, C, H, W), w (O, Cg, kh, kw), b (O) or NULL -> y (N, O, OH, OW); all contiguous
-static void conv_forward(char *y, const char *x, const char *w, const char *b, char *cols,
-                         char *mat, const conv_geom_t *g, bool f32)
+/* One convolution's work, shared out by chunk over the pool. */
+typedef struct conv_job {
+    const conv_geom_t *g;
+    bool f32;
+    size_t es;
+    const char *x, *w, *bias;
+    char *y;   /* forward: the output; backward: the upstream gradient (N, O, P) */
+    char *dx;  /* backward: (N, C, H, W) zero-filled, or NULL */
+    char *dwp; /* backward: per-block partial weight gradients (blocks, O Kg), or NULL */
+    char *cols, *mat; /* per-block scratch */
+} conv_job_t;
+
+/* The chunk's view of block blk's scratch. */
+static conv_chunk_t chunk_of(const conv_job_t *j, int64_t c, int64_t blk)
 {
-    size_t es = f32 ? sizeof(float) : sizeof(double);
-    for (int64_t n0 = 0; n0 < g->N; n0 += g->chunk) {
-        int64_t nb = g->N - n0 < g->chunk ? g->N - n0 : g->chunk, ld = nb * g->P;
-        conv_chunk_t k = {.g = g, .es = es, .n0 = n0, .nb = nb, .x = x, .cols = cols,
-                          .mat = mat, .y = y, .bias = b};
-        lunet_parallel_for(nb, 1, f32 ? im2col_f32 : im2col_f64, &k);
-        for (int64_t gr = 0; gr < g->groups; gr++) /* Y[g] (Og, ld) = w[g] (Og, Kg) @ cols[g] */
-            gemm(f32, false, false, g->Og, ld, g->Kg, w + (size_t)(gr * g->Og * g->Kg) * es,
-                 g->Kg, cols + (size_t)(gr * g->Kg * ld) * es, ld, 0.0,
-                 mat + (size_t)(gr * g->Og * ld) * es);
-        lunet_parallel_for(nb, 1, f32 ? scatter_f32 : scatter_f64, &k);
+    const conv_geom_t *g = j->g;
+    int64_t n0 = c * g->chunk, nb = g->N - n0 < g->chunk ? g->N - n0 : g->chunk;
+    return (conv_chunk_t){.g = g, .es = j->es, .n0 = n0, .nb = nb, .x = j->x, .dx = j->dx,
+                          .cols = j->cols + (size_t)(blk * g->K * g->chunk * g->P) * j->es,
+                          .mat = j->mat + (size_t)(blk * g->O * g->chunk * g->P) * j->es,
+                          .y = j->y, .bias = j->bias};
+}
+
+// chunks [c0, c1) of x (N, C, H, W) -> y (N, O, OH, OW): per group
+// Y[g] (Og, nb P) = w[g] (Og, Kg) @ cols[g] (Kg, nb P), then y = Y + bias
+static void forward_blocks(void *ctx, int64_t c0, int64_t c1)
+{
+    const conv_job_t *j = ctx;
+    const conv_geom_t *g = j->g;
+    size_t es = j->es;
+    for (int64_t c = c0; c < c1; c++) {
+        conv_chunk_t k = chunk_of(j, c, c0 / g->gc);
+        int64_t ld = k.nb * g->P;
+        (j->f32 ? im2col_f32 : im2col_f64)(&k, 0, k.nb);
+        for (int64_t gr = 0; gr < g->groups; gr++)
+            gemm(j->f32, false, false, g->Og, ld, g->Kg, j->w + (size_t)(gr * g->Og * g->Kg) * es,
+                 g->Kg, k.cols + (size_t)(gr * g->Kg * ld) * es, ld, 0.0,
+                 k.mat + (size_t)(gr * g->Og * ld) * es);
+        (j->f32 ? scatter_f32 : scatter_f64)(&k, 0, k.nb);
     }
 }
 
@@ -424,11 +461,15 @@ static lunet_status_t conv2d_4d(lunet_tensor_t **out, lunet_tensor_t *x, lunet_t
     if ((st = lunet_tensor_contiguous(&xc, x)) || (st = lunet_tensor_contiguous(&wc, w)) ||
         (b && (st = lunet_tensor_contiguous(&bc, b))) ||
         (st = lunet_tensor_empty(&y, x->dtype, 4, shape)) ||
-        (st = chunk_scratch(&cols, &mat, &g, x->dtype)))
+        (st = block_scratch(&cols, &mat, NULL, &g, x->dtype)))
         goto done;
-    conv_forward(lunet_tensor_data(y), lunet_tensor_data(xc), lunet_tensor_data(wc),
-                 bc ? lunet_tensor_data(bc) : NULL, lunet_tensor_data(cols),
-                 lunet_tensor_data(mat), &g, x->dtype == LUNET_DTYPE_FLOAT32);
+    bool f32 = x->dtype == LUNET_DTYPE_FLOAT32;
+    conv_job_t job = {.g = &g, .f32 = f32, .es = f32 ? sizeof(float) : sizeof(double),
+                      .x = lunet_tensor_data(xc), .w = lunet_tensor_data(wc),
+                      .bias = bc ? lunet_tensor_data(bc) : NULL, .y = lunet_tensor_data(y),
+                      .cols = lunet_tensor_data(cols), .mat = lunet_tensor_data(mat)};
+    if (g.N > 0)
+        lunet_parallel_for(g.nchunks, g.gc, forward_blocks, &job);
     lunet_tensor_t *in[3] = {x, w, b};
     lunet_op_args_t args = {.name = NULL};
     options_to_args(&args, o);
@@ -482,30 +523,51 @@ lunet_status_t lunet_nn_conv2d(lunet_tensor_t **out, lunet_tensor_t *x, lunet_te
 
 /* ---- backward */
 
-// g (N, O, OH, OW) -> dx (N, C, H, W) (zero-filled by the caller) and dw (O, Cg, kh, kw)
-// (zero-filled, accumulated over chunks); either may be NULL
-static void conv_backward(char *dx, char *dw, char *gy, const char *x, const char *w,
-                          char *cols, char *mat, const conv_geom_t *g, bool f32)
+// chunks [c0, c1): g (N, O, OH, OW) -> dx (N, C, H, W) += col2im(w[g]^T @ G[g]) and the
+// block's partial dw (O, Kg) += G[g] @ cols[g]^T, G the chunk's gradient gathered (O, nb P)
+static void backward_blocks(void *ctx, int64_t c0, int64_t c1)
 {
-    size_t es = f32 ? sizeof(float) : sizeof(double);
-    for (int64_t n0 = 0; n0 < g->N; n0 += g->chunk) {
-        int64_t nb = g->N - n0 < g->chunk ? g->N - n0 : g->chunk, ld = nb * g->P;
-        conv_chunk_t k = {.g = g, .es = es, .n0 = n0, .nb = nb, .x = x, .dx = dx,
-                          .cols = cols, .mat = mat, .y = gy};
-        lunet_parallel_for(nb, 1, gather_blocks, &k); /* G (O, ld) */
+    const conv_job_t *j = ctx;
+    const conv_geom_t *g = j->g;
+    size_t es = j->es;
+    int64_t blk = c0 / g->gc;
+    char *dw = j->dwp ? j->dwp + (size_t)(blk * g->O * g->Kg) * es : NULL;
+    for (int64_t c = c0; c < c1; c++) {
+        conv_chunk_t k = chunk_of(j, c, blk);
+        int64_t ld = k.nb * g->P;
+        gather_blocks(&k, 0, k.nb);
         if (dw) {
-            lunet_parallel_for(nb, 1, f32 ? im2col_f32 : im2col_f64, &k);
-            for (int64_t gr = 0; gr < g->groups; gr++) /* dw[g] (Og, Kg) += G[g] @ cols[g]^T */
-                gemm(f32, false, true, g->Og, g->Kg, ld, mat + (size_t)(gr * g->Og * ld) * es,
-                     ld, cols + (size_t)(gr * g->Kg * ld) * es, ld, 1.0,
+            (j->f32 ? im2col_f32 : im2col_f64)(&k, 0, k.nb);
+            for (int64_t gr = 0; gr < g->groups; gr++)
+                gemm(j->f32, false, true, g->Og, g->Kg, ld, k.mat + (size_t)(gr * g->Og * ld) * es,
+                     ld, k.cols + (size_t)(gr * g->Kg * ld) * es, ld, 1.0,
                      dw + (size_t)(gr * g->Og * g->Kg) * es);
         }
-        if (dx) {
-            for (int64_t gr = 0; gr < g->groups; gr++) /* dcols[g] (Kg, ld) = w[g]^T @ G[g] */
-                gemm(f32, true, false, g->Kg, ld, g->Og, w + (size_t)(gr * g->Og * g->Kg) * es,
-                     g->Kg, mat + (size_t)(gr * g->Og * ld) * es, ld, 0.0,
-                     cols + (size_t)(gr * g->Kg * ld) * es);
-            lunet_parallel_for(nb, 1, f32 ? col2im_f32 : col2im_f64, &k);
+        if (j->dx) {
+            for (int64_t gr = 0; gr < g->groups; gr++)
+                gemm(j->f32, true, false, g->Kg, ld, g->Og,
+                     j->w + (size_t)(gr * g->Og * g->Kg) * es, g->Kg,
+                     k.mat + (size_t)(gr * g->Og * ld) * es, ld, 0.0,
+                     k.cols + (size_t)(gr * g->Kg * ld) * es);
+            (j->f32 ? col2im_f32 : col2im_f64)(&k, 0, k.nb);
+        }
+    }
+}
+
+// partial sums (blocks, n) -> out (n), added in block order
+static void sum_blocks(char *out, const char *parts, int64_t blocks, int64_t n, bool f32)
+{
+    for (int64_t i = 0; i < n; i++) {
+        if (f32) {
+            float acc = 0;
+            for (int64_t b = 0; b < blocks; b++)
+                acc += ((const float *)parts)[b * n + i];
+            ((float *)out)[i] = acc;
+        } else {
+            double acc = 0;
+            for (int64_t b = 0; b < blocks; b++)
+                acc += ((const double *)parts)[b * n + i];
+            ((double *)out)[i] = acc;
         }
     }
 }
@@ -542,7 +604,7 @@ lunet_status_t lunet_nn_conv2d_backward(lunet_tensor_t **dx, lunet_tensor_t **dw
                                         lunet_tensor_t *x, lunet_tensor_t *w,
                                         const lunet_conv2d_options_t *o)
 {
-    lunet_tensor_t *gc = NULL, *xc = NULL, *wc = NULL, *cols = NULL, *mat = NULL;
+    lunet_tensor_t *gc = NULL, *xc = NULL, *wc = NULL, *cols = NULL, *mat = NULL, *dwp = NULL;
     lunet_tensor_t *rx = NULL, *rw = NULL, *rb = NULL;
     lunet_status_t st;
     conv_geom_t g;
@@ -550,16 +612,23 @@ lunet_status_t lunet_nn_conv2d_backward(lunet_tensor_t **dx, lunet_tensor_t **dw
     int64_t bshape[1] = {g.O};
     if ((st = lunet_tensor_contiguous(&gc, gy)) || (st = lunet_tensor_contiguous(&xc, x)) ||
         (st = lunet_tensor_contiguous(&wc, w)) ||
-        (st = chunk_scratch(&cols, &mat, &g, x->dtype)) ||
+        (st = block_scratch(&cols, &mat, dw ? &dwp : NULL, &g, x->dtype)) ||
         (dx && (st = lunet_tensor_zeros(&rx, x->dtype, 4, x->shape))) ||
-        (dw && (st = lunet_tensor_zeros(&rw, w->dtype, 4, w->shape))) ||
+        (dw && (st = g.N > 0 ? lunet_tensor_empty(&rw, w->dtype, 4, w->shape)
+                             : lunet_tensor_zeros(&rw, w->dtype, 4, w->shape))) ||
         (db && (st = lunet_tensor_empty(&rb, gy->dtype, 1, bshape))))
         goto done;
-    if (dx || dw)
-        conv_backward(rx ? lunet_tensor_data(rx) : NULL, rw ? lunet_tensor_data(rw) : NULL,
-                      lunet_tensor_data(gc), lunet_tensor_data(xc), lunet_tensor_data(wc),
-                      lunet_tensor_data(cols), lunet_tensor_data(mat), &g,
-                      x->dtype == LUNET_DTYPE_FLOAT32);
+    bool f32 = x->dtype == LUNET_DTYPE_FLOAT32;
+    if ((dx || dw) && g.N > 0) {
+        conv_job_t job = {.g = &g, .f32 = f32, .es = f32 ? sizeof(float) : sizeof(double),
+                          .x = lunet_tensor_data(xc), .w = lunet_tensor_data(wc),
+                          .y = lunet_tensor_data(gc), .dx = rx ? lunet_tensor_data(rx) : NULL,
+                          .dwp = dwp ? lunet_tensor_data(dwp) : NULL,
+                          .cols = lunet_tensor_data(cols), .mat = lunet_tensor_data(mat)};
+        lunet_parallel_for(g.nchunks, g.gc, backward_blocks, &job);
+    }
+    if (dw && g.N > 0)
+        sum_blocks(lunet_tensor_data(rw), lunet_tensor_data(dwp), g.nblocks, rw->numel, f32);
     if (db)
         conv_db(rb, gc, &g);
     if (dx)
@@ -574,6 +643,7 @@ done:
     lunet_tensor_release(wc);
     lunet_tensor_release(cols);
     lunet_tensor_release(mat);
+    lunet_tensor_release(dwp);
     lunet_tensor_release(rx);
     lunet_tensor_release(rw);
     lunet_tensor_release(rb);

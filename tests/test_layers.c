@@ -339,6 +339,56 @@ static void test_dropout_matches_pytorch(void **state)
         lunet_tensor_release(all[i]);
 }
 
+/* conv2d's forward and gradients over several parallel blocks: the same bits on 1 and 3
+   threads (the blocks and the order of the partial sums depend on the shapes only). */
+static void test_conv2d_same_bits_on_any_thread_count(void **state)
+{
+    (void)state;
+    lunet_generator_t g;
+    int64_t sx[4] = {40, 4, 20, 20}, sw[4] = {8, 2, 3, 3}, sb[1] = {8};
+    lunet_conv2d_options_t o;
+    lunet_conv2d_options_init(&o);
+    o.groups = 2;
+    o.padding[0] = o.padding[1] = 1;
+    double first[3] = {0, 0, 0};
+    int before = lunet_get_num_threads();
+    for (int run = 0; run < 2; run++) {
+        CHECK_OK(lunet_set_num_threads(run == 0 ? 1 : 3));
+        lunet_generator_seed(&g, 3);
+        lunet_tensor_t *x, *w, *b, *y, *s;
+        CHECK_OK(lunet_tensor_empty(&x, LUNET_DTYPE_FLOAT32, 4, sx));
+        CHECK_OK(lunet_tensor_empty(&w, LUNET_DTYPE_FLOAT32, 4, sw));
+        CHECK_OK(lunet_tensor_empty(&b, LUNET_DTYPE_FLOAT32, 1, sb));
+        CHECK_OK(lunet_tensor_normal_(x, &g, 0, 1));
+        CHECK_OK(lunet_tensor_normal_(w, &g, 0, 1));
+        CHECK_OK(lunet_tensor_normal_(b, &g, 0, 1));
+        CHECK_OK(lunet_tensor_requires_grad_(x, true));
+        CHECK_OK(lunet_tensor_requires_grad_(w, true));
+        CHECK_OK(lunet_nn_conv2d(&y, x, w, b, &o));
+        CHECK_OK(lunet_tensor_unary(&s, LUNET_UNARY_TANH, y)); /* a non-uniform upstream */
+        lunet_tensor_t *t;
+        CHECK_OK(lunet_tensor_reduce(&t, NULL, LUNET_REDUCE_SUM, s, 0, NULL, false));
+        CHECK_OK(lunet_tensor_backward(t, NULL, false));
+        /* checksums weighted by position: any differing bit changes them */
+        double sums[3] = {0, 0, 0};
+        lunet_tensor_t *ts[3] = {y, x->grad, w->grad};
+        for (int k = 0; k < 3; k++)
+            for (int64_t i = 0; i < ts[k]->numel; i++)
+                sums[k] += lunet_tensor_get(ts[k], i) * (double)(i % 97 + 1);
+        for (int k = 0; k < 3; k++) {
+            if (run == 0)
+                first[k] = sums[k];
+            else if (sums[k] != first[k])
+                fail_msg("tensor %d: checksum %.17g on 3 threads, %.17g on 1", k, sums[k],
+                         first[k]);
+        }
+        lunet_tensor_t *all[] = {x, w, b, y, s, t};
+        for (size_t i = 0; i < 6; i++)
+            lunet_tensor_release(all[i]);
+    }
+    CHECK_OK(lunet_set_num_threads(before));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -346,6 +396,7 @@ int main(void)
         cmocka_unit_test(test_errors_match_pytorch),
         cmocka_unit_test(test_conv2d_init_matches_pytorch),
         cmocka_unit_test(test_dropout_matches_pytorch),
+        cmocka_unit_test(test_conv2d_same_bits_on_any_thread_count),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
