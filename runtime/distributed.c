@@ -23,6 +23,11 @@
  *    above INT_MAX (MPI's int counts) are sent in pieces.
  *  - Collectives write tensors in place without recording autograd (as c10d does), but bump
  *    the storage version so that a tensor saved for backward is not silently changed.
+ *  - A rank waiting in a collective yields the CPU between polls (Open MPI's
+ *    mpi_yield_when_idle, set unless the environment already sets it): on a machine shared
+ *    with other work, a spinning rank otherwise eats the time slices its peer needs to
+ *    reach the collective (an MLP epoch on 2 ranks of a loaded 2-core machine: 8.5 s
+ *    spinning, 3.9-5.0 s yielding); Gloo, PyTorch's CPU backend, sleeps in its waits too.
  *  - destroy_process_group finalises MPI, which MPI allows once per process: a second
  *    init_process_group after it fails with a message saying so.
  *  - Built without MPI (no LUNET_HAVE_MPI), init fails with "Lunet was built without MPI"
@@ -31,6 +36,7 @@
 #include "internal.h"
 
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -208,6 +214,7 @@ lunet_status_t lunet_dist_init(const char *backend)
                           "init_process_group: MPI has been finalized in this process");
     if (!inited) {
         int provided = 0;
+        setenv("OMPI_MCA_mpi_yield_when_idle", "1", 0); /* see Decisions */
         if ((rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided)) != MPI_SUCCESS)
             return mpi_fail("init_process_group", rc);
         group.owns_mpi = true;
