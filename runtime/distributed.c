@@ -342,29 +342,16 @@ static MPI_Op mpi_op(lunet_dist_op_t op, lunet_dtype_t dt)
     return op == LUNET_DIST_OP_MAX ? MPI_MAX : op == LUNET_DIST_OP_MIN ? MPI_MIN : MPI_SUM;
 }
 
-/* In-place all-reduce of count elements at p, in pieces MPI's int counts can hold. */
-static int allreduce_raw(void *p, int64_t count, lunet_dtype_t dt, MPI_Op op)
+/* One in-place collective over count elements at p, in pieces MPI's int counts can hold:
+   a broadcast from root when root >= 0, else an all-reduce with op. */
+static int in_pieces(void *p, int64_t count, lunet_dtype_t dt, MPI_Op op, int root)
 {
     char *c = p;
     size_t es = lunet_dtype_size(dt);
     do {
         int n = count > INT_MAX ? INT_MAX : (int)count;
-        int rc = MPI_Allreduce(MPI_IN_PLACE, c, n, mpi_type(dt), op, group.comm);
-        if (rc != MPI_SUCCESS)
-            return rc;
-        c += (size_t)n * es;
-        count -= n;
-    } while (count > 0);
-    return MPI_SUCCESS;
-}
-
-static int bcast_raw(void *p, int64_t count, lunet_dtype_t dt, int root)
-{
-    char *c = p;
-    size_t es = lunet_dtype_size(dt);
-    do {
-        int n = count > INT_MAX ? INT_MAX : (int)count;
-        int rc = MPI_Bcast(c, n, mpi_type(dt), root, group.comm);
+        int rc = root >= 0 ? MPI_Bcast(c, n, mpi_type(dt), root, group.comm)
+                           : MPI_Allreduce(MPI_IN_PLACE, c, n, mpi_type(dt), op, group.comm);
         if (rc != MPI_SUCCESS)
             return rc;
         c += (size_t)n * es;
@@ -445,7 +432,7 @@ lunet_status_t lunet_dist_all_reduce(lunet_tensor_t *t, lunet_dist_op_t op)
     }
     if ((st = agree(h, st)))
         goto done;
-    int rc = allreduce_raw(lunet_tensor_data(buf), buf->numel, t->dtype, mpi_op(op, t->dtype));
+    int rc = in_pieces(lunet_tensor_data(buf), buf->numel, t->dtype, mpi_op(op, t->dtype), -1);
     if (rc != MPI_SUCCESS) {
         st = mpi_fail("all_reduce", rc);
         goto done;
@@ -477,7 +464,7 @@ lunet_status_t lunet_dist_broadcast(lunet_tensor_t *t, int src)
     }
     if ((st = agree(h, st)))
         goto done;
-    int rc = bcast_raw(lunet_tensor_data(buf), buf->numel, t->dtype, src);
+    int rc = in_pieces(lunet_tensor_data(buf), buf->numel, t->dtype, MPI_OP_NULL, src);
     if (rc != MPI_SUCCESS) {
         st = mpi_fail("broadcast", rc);
         goto done;
@@ -646,7 +633,7 @@ lunet_status_t lunet_dist_all_reduce_coalesced(lunet_tensor_t *flat, int n,
                    flat->dtype, prescale);
         off += tensors[i]->numel;
     }
-    int rc = allreduce_raw(base, flat->numel, flat->dtype, MPI_SUM);
+    int rc = in_pieces(base, flat->numel, flat->dtype, MPI_SUM, -1);
     if (rc != MPI_SUCCESS)
         return mpi_fail("all_reduce_coalesced", rc);
     lunet_tensor_bump_version(flat);
