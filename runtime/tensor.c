@@ -235,14 +235,15 @@ lunet_status_t lunet_tensor_zeros(lunet_tensor_t **out, lunet_dtype_t dt, int nd
     return LUNET_OK;
 }
 
-lunet_status_t lunet_tensor_full(lunet_tensor_t **out, lunet_dtype_t dt, int ndim,
-                                 const int64_t *shape, double value)
+/* A new tensor holding one number everywhere: a double, or (is_int, exactly) an int64. */
+static lunet_status_t filled(lunet_tensor_t **out, lunet_dtype_t dt, int ndim,
+                             const int64_t *shape, bool is_int, double dv, int64_t iv)
 {
     lunet_tensor_t *t;
     lunet_status_t st = lunet_tensor_empty(&t, dt, ndim, shape);
     if (st)
         return st;
-    if ((st = lunet_tensor_fill_(t, value))) {
+    if ((st = is_int ? lunet_tensor_fill_int_(t, iv) : lunet_tensor_fill_(t, dv))) {
         lunet_tensor_release(t);
         return st;
     }
@@ -250,17 +251,31 @@ lunet_status_t lunet_tensor_full(lunet_tensor_t **out, lunet_dtype_t dt, int ndi
     return LUNET_OK;
 }
 
+lunet_status_t lunet_tensor_full(lunet_tensor_t **out, lunet_dtype_t dt, int ndim,
+                                 const int64_t *shape, double value)
+{
+    return filled(out, dt, ndim, shape, false, value, 0);
+}
+
 lunet_status_t lunet_tensor_full_int(lunet_tensor_t **out, lunet_dtype_t dt, int ndim,
                                      const int64_t *shape, int64_t value)
 {
+    return filled(out, dt, ndim, shape, true, 0, value);
+}
+
+/* A 0-d tensor of one number (stored directly: this runs for every number an op meets). */
+static lunet_status_t number(lunet_tensor_t **out, lunet_dtype_t dt, bool wrapped, bool is_int,
+                             double dv, int64_t iv)
+{
     lunet_tensor_t *t;
-    lunet_status_t st = lunet_tensor_empty(&t, dt, ndim, shape);
+    lunet_status_t st = lunet_tensor_empty(&t, dt, 0, NULL);
     if (st)
         return st;
-    if ((st = lunet_tensor_fill_int_(t, value))) {
-        lunet_tensor_release(t);
-        return st;
-    }
+    if (is_int)
+        lunet_dtype_store_int(t->storage->data, dt, iv);
+    else
+        lunet_dtype_store(t->storage->data, dt, dv);
+    t->wrapped_number = wrapped;
     *out = t;
     return LUNET_OK;
 }
@@ -268,27 +283,13 @@ lunet_status_t lunet_tensor_full_int(lunet_tensor_t **out, lunet_dtype_t dt, int
 lunet_status_t lunet_tensor_scalar_int(lunet_tensor_t **out, lunet_dtype_t dt, int64_t value,
                                        bool wrapped)
 {
-    lunet_tensor_t *t;
-    lunet_status_t st = lunet_tensor_empty(&t, dt, 0, NULL);
-    if (st)
-        return st;
-    lunet_dtype_store_int(t->storage->data, dt, value);
-    t->wrapped_number = wrapped;
-    *out = t;
-    return LUNET_OK;
+    return number(out, dt, wrapped, true, 0, value);
 }
 
 lunet_status_t lunet_tensor_scalar(lunet_tensor_t **out, lunet_dtype_t dt, double value,
                                    bool wrapped)
 {
-    lunet_tensor_t *t;
-    lunet_status_t st = lunet_tensor_empty(&t, dt, 0, NULL);
-    if (st)
-        return st;
-    lunet_dtype_store(t->storage->data, dt, value);
-    t->wrapped_number = wrapped;
-    *out = t;
-    return LUNET_OK;
+    return number(out, dt, wrapped, false, value, 0);
 }
 
 lunet_status_t lunet_tensor_from_data(lunet_tensor_t **out, lunet_dtype_t dt, int ndim,
