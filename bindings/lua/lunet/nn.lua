@@ -139,19 +139,8 @@ local function walk_modules(m, prefix, out, seen)
   return out
 end
 
--- Iterator over (name, parameter) in PyTorch's order; each parameter once.
-function Module:named_parameters()
-  local list, seen = {}, {}
-  for _, entry in ipairs(walk_modules(self, "", {}, {})) do
-    local prefix, m = entry[1], entry[2]
-    for _, k in ipairs(rawget(m, "_param_order")) do
-      local p = rawget(m, "_params")[k]
-      if not seen[p] then
-        seen[p] = true
-        list[#list + 1] = {prefix == "" and k or prefix .. "." .. k, p}
-      end
-    end
-  end
+-- An iterator over the {name, value} pairs of list.
+local function iterate(list)
   local i = 0
   return function()
     i = i + 1
@@ -159,6 +148,27 @@ function Module:named_parameters()
     if e then return e[1], e[2] end
   end
 end
+
+-- (qualified name, value) for the entries of the registry `store` (in the order kept in
+-- `order`) of m and its submodules, depth first as PyTorch's _named_members: each value
+-- once, empty slots (false) skipped.
+local function named_members(m, order, store)
+  local list, seen = {}, {}
+  for _, entry in ipairs(walk_modules(m, "", {}, {})) do
+    local prefix, sub = entry[1], entry[2]
+    for _, k in ipairs(rawget(sub, order)) do
+      local v = rawget(sub, store)[k]
+      if v and not seen[v] then
+        seen[v] = true
+        list[#list + 1] = {prefix == "" and k or prefix .. "." .. k, v}
+      end
+    end
+  end
+  return iterate(list)
+end
+
+-- Iterator over (name, parameter) in PyTorch's order; each parameter once.
+function Module:named_parameters() return named_members(self, "_param_order", "_params") end
 
 -- Registers a buffer: state that is not a parameter (BatchNorm's running statistics),
 -- saved in state_dict and reached as self[name]; t may be nil (a registered empty slot).
@@ -174,22 +184,7 @@ function Module:register_buffer(name, t)
 end
 
 -- Iterator over (name, buffer) in PyTorch's order (empty slots skipped).
-function Module:named_buffers()
-  local list = {}
-  for _, entry in ipairs(walk_modules(self, "", {}, {})) do
-    local prefix, m = entry[1], entry[2]
-    for _, k in ipairs(rawget(m, "_buffer_order")) do
-      local b = rawget(m, "_buffers")[k]
-      if b then list[#list + 1] = {prefix == "" and k or prefix .. "." .. k, b} end
-    end
-  end
-  local i = 0
-  return function()
-    i = i + 1
-    local e = list[i]
-    if e then return e[1], e[2] end
-  end
-end
+function Module:named_buffers() return named_members(self, "_buffer_order", "_buffers") end
 
 function Module:buffers()
   local out = {}
@@ -227,14 +222,7 @@ function Module:modules()
   return out
 end
 
-function Module:named_modules()
-  local list, i = walk_modules(self, "", {}, {}), 0
-  return function()
-    i = i + 1
-    local e = list[i]
-    if e then return e[1], e[2] end
-  end
-end
+function Module:named_modules() return iterate(walk_modules(self, "", {}, {})) end
 
 function Module:train(mode)
   if mode == nil then mode = true end
