@@ -262,6 +262,7 @@ static void sub_i64(KPARAMS)
     const int64_t al = ALPHA_I;
     BINARY_LOOP(int64_t, int64_t, lunet_i64_sub(x, lunet_i64_mul(al, y)));
 }
+/* clang-format off: one kernel a line, read as a table */
 static void mul_f32(KPARAMS) { (void)ctx; BINARY_LOOP(float, float, x * y); }
 static void mul_f64(KPARAMS) { (void)ctx; BINARY_LOOP(double, double, x * y); }
 static void mul_i64(KPARAMS) { (void)ctx; BINARY_LOOP(int64_t, int64_t, lunet_i64_mul(x, y)); }
@@ -298,6 +299,7 @@ static void gt_i64(KPARAMS) { (void)ctx; BINARY_LOOP(int64_t, uint8_t, x > y); }
 static void ge_f32(KPARAMS) { (void)ctx; BINARY_LOOP(float, uint8_t, x >= y); }
 static void ge_f64(KPARAMS) { (void)ctx; BINARY_LOOP(double, uint8_t, x >= y); }
 static void ge_i64(KPARAMS) { (void)ctx; BINARY_LOOP(int64_t, uint8_t, x >= y); }
+/* clang-format on */
 
 /* Kernels by op and compute type (float32, float64, int64); NULL = not defined for ints. */
 static const struct {
@@ -547,9 +549,11 @@ lunet_status_t lunet_tensor_binary_(lunet_tensor_t *a, lunet_binary_op_t op, lun
         }                                                                                  \
     } while (0)
 
+/* clang-format off: one kernel a line, read as a table */
 static void neg_f32(KPARAMS) { (void)ctx; UNARY_LOOP(float, -x); }
 static void neg_f64(KPARAMS) { (void)ctx; UNARY_LOOP(double, -x); }
 static void neg_i64(KPARAMS) { (void)ctx; UNARY_LOOP(int64_t, lunet_i64_sub(0, x)); }
+/* clang-format on */
 static float pow2i(int32_t n)
 {
     int32_t bits = (n + 127) * (1 << 23);
@@ -600,6 +604,7 @@ static void exp_f32(KPARAMS)
     }
     UNARY_LOOP(float, expf(x));
 }
+/* clang-format off: one kernel a line, read as a table */
 static void exp_f64(KPARAMS) { (void)ctx; UNARY_LOOP(double, exp(x)); }
 static void log_f32(KPARAMS) { (void)ctx; UNARY_LOOP(float, logf(x)); }
 static void log_f64(KPARAMS) { (void)ctx; UNARY_LOOP(double, log(x)); }
@@ -618,6 +623,7 @@ static void tanh_f64(KPARAMS) { (void)ctx; UNARY_LOOP(double, tanh(x)); }
 static void relu_f32(KPARAMS) { (void)ctx; UNARY_LOOP(float, x < 0 ? 0.0f : x); }
 static void relu_f64(KPARAMS) { (void)ctx; UNARY_LOOP(double, x < 0 ? 0.0 : x); }
 static void relu_i64(KPARAMS) { (void)ctx; UNARY_LOOP(int64_t, x < 0 ? 0 : x); }
+/* clang-format on */
 
 static const struct {
     const char *name;

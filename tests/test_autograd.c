@@ -81,6 +81,7 @@ static void gradcheck(const char *name, fn_t f, int nin, lunet_tensor_t **in)
 }
 
 /* ---- the ops under test */
+/* clang-format off: one op a line, read as a table */
 static lunet_status_t f_add(lunet_tensor_t **o, lunet_tensor_t **in) { return lunet_tensor_binary(o, LUNET_BINARY_ADD, in[0], in[1]); }
 static lunet_status_t f_add_scaled(lunet_tensor_t **o, lunet_tensor_t **in) { return lunet_tensor_add_scaled(o, in[0], in[1], -2.5); }
 static lunet_status_t f_sub(lunet_tensor_t **o, lunet_tensor_t **in) { return lunet_tensor_binary(o, LUNET_BINARY_SUB, in[0], in[1]); }
@@ -204,6 +205,7 @@ static lunet_status_t f_linear(lunet_tensor_t **o, lunet_tensor_t **in) { return
 static lunet_status_t f_linear_relu(lunet_tensor_t **o, lunet_tensor_t **in) { return lunet_nn_linear(o, in[0], in[1], in[2], true); }
 static lunet_status_t f_linear_nobias(lunet_tensor_t **o, lunet_tensor_t **in) { return lunet_nn_linear(o, in[0], in[1], NULL, false); }
 static lunet_status_t f_mse(lunet_tensor_t **o, lunet_tensor_t **in) { return lunet_loss_mse(o, in[0], in[1], LUNET_REDUCTION_MEAN); }
+/* clang-format on */
 
 static lunet_tensor_t *ce_target(void)
 {

@@ -206,21 +206,13 @@ function ImageDataset:get(i)
   return img, label
 end
 
-local function check_images(t, path)
+-- torchvision's checks of an IDX file: uint8, with ndim dims (3 for images, 1 for labels).
+local function check_idx(t, path, ndim)
   if t.dtype ~= lunet.uint8 then
     error(string.format("%s: x should be of dtype torch.uint8 instead of torch.%s", path, tostring(t.dtype)), 3)
   end
-  if t:dim() ~= 3 then
-    error(string.format("%s: x should have 3 dimension instead of %d", path, t:dim()), 3)
-  end
-end
-
-local function check_labels(t, path)
-  if t.dtype ~= lunet.uint8 then
-    error(string.format("%s: x should be of dtype torch.uint8 instead of torch.%s", path, tostring(t.dtype)), 3)
-  end
-  if t:dim() ~= 1 then
-    error(string.format("%s: x should have 1 dimension instead of %d", path, t:dim()), 3)
+  if t:dim() ~= ndim then
+    error(string.format("%s: x should have %d dimension instead of %d", path, ndim, t:dim()), 3)
   end
 end
 
@@ -250,9 +242,9 @@ local function make_image_dataset(name, classes)
             .. root .. "/" .. name .. "/raw or " .. root .. ")", 2)
     end
     local images = C.read_idx(img_path)
-    check_images(images, img_path)
+    check_idx(images, img_path, 3)
     local labels8 = C.read_idx(lab_path)
-    check_labels(labels8, lab_path)
+    check_idx(labels8, lab_path, 1)
     local n, nl = images:size(0), labels8:size(0)
     if n ~= nl then
       error(string.format("%s: %s holds %d images but %s holds %d labels", name, img_path, n, lab_path, nl), 2)
