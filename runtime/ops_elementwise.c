@@ -262,7 +262,8 @@ static void sub_i64(KPARAMS)
     const int64_t al = ALPHA_I;
     BINARY_LOOP(int64_t, int64_t, lunet_i64_sub(x, lunet_i64_mul(al, y)));
 }
-/* clang-format off: one kernel a line, read as a table */
+/* one kernel a line, read as a table */
+/* clang-format off */
 static void mul_f32(KPARAMS) { (void)ctx; BINARY_LOOP(float, float, x * y); }
 static void mul_f64(KPARAMS) { (void)ctx; BINARY_LOOP(double, double, x * y); }
 static void mul_i64(KPARAMS) { (void)ctx; BINARY_LOOP(int64_t, int64_t, lunet_i64_mul(x, y)); }
@@ -549,7 +550,8 @@ lunet_status_t lunet_tensor_binary_(lunet_tensor_t *a, lunet_binary_op_t op, lun
         }                                                                                  \
     } while (0)
 
-/* clang-format off: one kernel a line, read as a table */
+/* one kernel a line, read as a table */
+/* clang-format off */
 static void neg_f32(KPARAMS) { (void)ctx; UNARY_LOOP(float, -x); }
 static void neg_f64(KPARAMS) { (void)ctx; UNARY_LOOP(double, -x); }
 static void neg_i64(KPARAMS) { (void)ctx; UNARY_LOOP(int64_t, lunet_i64_sub(0, x)); }
@@ -604,7 +606,8 @@ static void exp_f32(KPARAMS)
     }
     UNARY_LOOP(float, expf(x));
 }
-/* clang-format off: one kernel a line, read as a table */
+/* one kernel a line, read as a table */
+/* clang-format off */
 static void exp_f64(KPARAMS) { (void)ctx; UNARY_LOOP(double, exp(x)); }
 static void log_f32(KPARAMS) { (void)ctx; UNARY_LOOP(float, logf(x)); }
 static void log_f64(KPARAMS) { (void)ctx; UNARY_LOOP(double, log(x)); }

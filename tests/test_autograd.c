@@ -81,7 +81,8 @@ static void gradcheck(const char *name, fn_t f, int nin, lunet_tensor_t **in)
 }
 
 /* ---- the ops under test */
-/* clang-format off: one op a line, read as a table */
+/* one op a line, read as a table */
+/* clang-format off */
 static lunet_status_t f_add(lunet_tensor_t **o, lunet_tensor_t **in) { return lunet_tensor_binary(o, LUNET_BINARY_ADD, in[0], in[1]); }
 static lunet_status_t f_add_scaled(lunet_tensor_t **o, lunet_tensor_t **in) { return lunet_tensor_add_scaled(o, in[0], in[1], -2.5); }
 static lunet_status_t f_sub(lunet_tensor_t **o, lunet_tensor_t **in) { return lunet_tensor_binary(o, LUNET_BINARY_SUB, in[0], in[1]); }
