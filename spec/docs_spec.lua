@@ -225,6 +225,22 @@ describe("the reference (docs/)", function()
     assert(#miss == 0, report("options of `lunet --help` missing from docs/lua-api.md §2", miss))
   end)
 
+  it("names every LUNET_* environment variable the sources read", function()
+    local git = io.popen("git grep -h -o -e 'getenv(\"LUNET_[A-Z_]*\")' -- runtime bindings cli"
+      .. " 2>/dev/null")
+    local found = git and git:read("a") or ""
+    if git then git:close() end
+    local doc = read("docs/lua-api.md")
+    local miss, seen = {}, {}
+    for name in found:gmatch("(LUNET_[A-Z_]+)") do
+      if not seen[name] and not doc:find("`" .. name .. "`", 1, true) then
+        miss[#miss + 1] = name
+      end
+      seen[name] = true
+    end
+    assert(#miss == 0, report("environment variables missing from docs/lua-api.md", miss))
+  end)
+
   it("has an entry in docs/c-api.md for every function of lunet.h and lunet_embed.h", function()
     local expected = c_functions("bindings/lunet_embed.h", c_functions("runtime/lunet.h", {}))
     local have = documented("docs/c-api.md", function(n) return n end)
