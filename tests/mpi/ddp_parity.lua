@@ -3,7 +3,8 @@
 -- while rank 0 also trains a plain copy on the whole batch.  After 50 SGD steps:
 --   W = 1: losses and weights bit-identical;
 --   W > 1: losses within 1e-5 relative, weights within 1e-5, and every rank's replica
---          identical to rank 0's (their parameters started different: DDP broadcast them).
+--          identical to rank 0's (their parameters started different: DDP broadcast them);
+-- then no_sync leaves one backward's gradients local, and the next backward reduces them.
 local lunet = lunet or require "lunet"
 local nn, optim, dist = lunet.nn, lunet.optim, lunet.distributed
 
@@ -66,6 +67,37 @@ for name, p in ddp:named_parameters() do
   if not hi:equal(lo) then error(("rank %d: replica parameter %s differs between ranks"):format(R, name)) end
 end
 
+-- no_sync: a backward inside it leaves the gradients local (they differ between ranks when
+-- the ranks' data do) and counts no reduction; the next backward outside reduces again
+local function grads_same_everywhere()
+  local same = true
+  for _, p in ipairs(ddp:parameters()) do
+    local hi, lo = p.grad:clone(), p.grad:clone()
+    dist.all_reduce(hi, "max")
+    dist.all_reduce(lo, "min")
+    same = same and hi:equal(lo)
+  end
+  return same
+end
+local steps0 = ddp:comm_stats().steps
+local x = X:narrow(0, R * per_rank, per_rank)
+local y = Y:narrow(0, R * per_rank, per_rank)
+opt:zero_grad()
+ddp:no_sync(function() criterion(ddp(x), y):backward() end)
+if ddp:comm_stats().steps ~= steps0 then error("no_sync: a reduction happened") end
+if W > 1 and grads_same_everywhere() then error("no_sync: the gradients were averaged") end
+criterion(ddp(x), y):backward()
+if ddp:comm_stats().steps ~= steps0 + 1 then error("after no_sync: no reduction") end
+if not grads_same_everywhere() then error("after no_sync: the gradients differ between ranks") end
+
+-- buffers (BatchNorm's running statistics, say) start as rank 0's too
+local holder = nn.Sequential(nn.Linear(2, 2))
+holder:register_buffer("stat", lunet.full({3}, R + 0.5))
+nn.parallel.DistributedDataParallel(holder)
+if not holder.stat:equal(lunet.full({3}, 0.5)) then
+  error(("rank %d: buffer not broadcast from rank 0: %s"):format(R, tostring(holder.stat)))
+end
+
 if R == 0 then
   local mine = ddp:state_dict()
   for name, p in ref:named_parameters() do
@@ -80,9 +112,10 @@ if R == 0 then
   local st = ddp:comm_stats()
   local numel = 0
   for _, p in ipairs(ddp:parameters()) do numel = numel + p:numel() end
-  if st.steps ~= STEPS or st.elements ~= STEPS * numel or st.calls ~= STEPS * st.buckets then
+  local steps = STEPS + 1 -- the one after no_sync
+  if st.steps ~= steps or st.elements ~= steps * numel or st.calls ~= steps * st.buckets then
     error(("comm_stats: %d steps, %d calls, %d elements; expected %d steps of %d elements"):format(
-      st.steps, st.calls, st.elements, STEPS, numel))
+      st.steps, st.calls, st.elements, steps, numel))
   end
   print(("ddp parity on %d rank(s): %d steps, max loss difference %.3g relative, max weight difference %.3g, %d all-reduce(s) of %d elements per step")
     :format(W, STEPS, worst_loss, worst_weight, st.buckets, numel))
