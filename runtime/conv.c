@@ -398,6 +398,7 @@ typedef struct conv_job {
     char *y;   /* forward: the output; backward: the upstream gradient (N, O, P) */
     char *dx;  /* backward: (N, C, H, W) zero-filled, or NULL */
     char *dwp; /* backward: per-block partial weight gradients (blocks, O Kg), or NULL */
+    double *dbp; /* backward: per-block partial bias gradients (blocks, O), or NULL */
     char *cols, *mat; /* per-block scratch */
 } conv_job_t;
 
@@ -536,6 +537,20 @@ static void backward_blocks(void *ctx, int64_t c0, int64_t c1)
         conv_chunk_t k = chunk_of(j, c, blk);
         int64_t ld = k.nb * g->P;
         gather_blocks(&k, 0, k.nb);
+        if (j->dbp) /* the chunk's sums of G's rows, in double */
+            for (int64_t o = 0; o < g->O; o++) {
+                double acc = 0;
+                if (j->f32) {
+                    const float *row = (const float *)k.mat + o * ld;
+                    for (int64_t i = 0; i < ld; i++)
+                        acc += row[i];
+                } else {
+                    const double *row = (const double *)k.mat + o * ld;
+                    for (int64_t i = 0; i < ld; i++)
+                        acc += row[i];
+                }
+                j->dbp[blk * g->O + o] += acc;
+            }
         if (dw) {
             (j->f32 ? im2col_f32 : im2col_f64)(&k, 0, k.nb);
             for (int64_t gr = 0; gr < g->groups; gr++)
@@ -572,65 +587,49 @@ static void sum_blocks(char *out, const char *parts, int64_t blocks, int64_t n, 
     }
 }
 
-// g (N, O, P) -> db (O) = sum over n and p (accumulated in double for float32 too)
-static void conv_db(lunet_tensor_t *db, const lunet_tensor_t *gy, const conv_geom_t *g)
-{
-    bool f32 = gy->dtype == LUNET_DTYPE_FLOAT32;
-    for (int64_t o = 0; o < g->O; o++) {
-        double acc = 0;
-        for (int64_t n = 0; n < g->N; n++) {
-            int64_t base = (n * g->O + o) * g->P;
-            if (f32) {
-                const float *p = (const float *)lunet_tensor_data(gy) + base;
-                float s = 0;
-                for (int64_t i = 0; i < g->P; i++)
-                    s += p[i];
-                acc += s;
-            } else {
-                const double *p = (const double *)lunet_tensor_data(gy) + base;
-                for (int64_t i = 0; i < g->P; i++)
-                    acc += p[i];
-            }
-        }
-        if (f32)
-            ((float *)lunet_tensor_data(db))[o] = (float)acc;
-        else
-            ((double *)lunet_tensor_data(db))[o] = acc;
-    }
-}
-
 lunet_status_t lunet_nn_conv2d_backward(lunet_tensor_t **dx, lunet_tensor_t **dw,
                                         lunet_tensor_t **db, lunet_tensor_t *gy,
                                         lunet_tensor_t *x, lunet_tensor_t *w,
                                         const lunet_conv2d_options_t *o)
 {
     lunet_tensor_t *gc = NULL, *xc = NULL, *wc = NULL, *cols = NULL, *mat = NULL, *dwp = NULL;
+    lunet_tensor_t *dbp = NULL;
     lunet_tensor_t *rx = NULL, *rw = NULL, *rb = NULL;
     lunet_status_t st;
     conv_geom_t g;
     geom_init(&g, x, w, o);
-    int64_t bshape[1] = {g.O};
+    int64_t bshape[1] = {g.O}, pshape[2] = {g.nblocks, g.O};
     if ((st = lunet_tensor_contiguous(&gc, gy)) || (st = lunet_tensor_contiguous(&xc, x)) ||
         (st = lunet_tensor_contiguous(&wc, w)) ||
         (st = block_scratch(&cols, &mat, dw ? &dwp : NULL, &g, x->dtype)) ||
         (dx && (st = lunet_tensor_zeros(&rx, x->dtype, 4, x->shape))) ||
         (dw && (st = g.N > 0 ? lunet_tensor_empty(&rw, w->dtype, 4, w->shape)
                              : lunet_tensor_zeros(&rw, w->dtype, 4, w->shape))) ||
-        (db && (st = lunet_tensor_empty(&rb, gy->dtype, 1, bshape))))
+        (db && (st = lunet_tensor_zeros(&rb, gy->dtype, 1, bshape))) ||
+        (db && (st = lunet_tensor_zeros(&dbp, LUNET_DTYPE_FLOAT64, 2, pshape))))
         goto done;
     bool f32 = x->dtype == LUNET_DTYPE_FLOAT32;
-    if ((dx || dw) && g.N > 0) {
+    if ((dx || dw || db) && g.N > 0) {
         conv_job_t job = {.g = &g, .f32 = f32, .es = f32 ? sizeof(float) : sizeof(double),
                           .x = lunet_tensor_data(xc), .w = lunet_tensor_data(wc),
                           .y = lunet_tensor_data(gc), .dx = rx ? lunet_tensor_data(rx) : NULL,
                           .dwp = dwp ? lunet_tensor_data(dwp) : NULL,
+                          .dbp = dbp ? lunet_tensor_data(dbp) : NULL,
                           .cols = lunet_tensor_data(cols), .mat = lunet_tensor_data(mat)};
         lunet_parallel_for(g.nchunks, g.gc, backward_blocks, &job);
     }
     if (dw && g.N > 0)
         sum_blocks(lunet_tensor_data(rw), lunet_tensor_data(dwp), g.nblocks, rw->numel, f32);
-    if (db)
-        conv_db(rb, gc, &g);
+    if (db && g.N > 0) /* block partials in block order, in double, then rounded once */
+        for (int64_t c = 0; c < g.O; c++) {
+            double acc = 0;
+            for (int64_t blk = 0; blk < g.nblocks; blk++)
+                acc += ((const double *)lunet_tensor_data(dbp))[blk * g.O + c];
+            if (f32)
+                ((float *)lunet_tensor_data(rb))[c] = (float)acc;
+            else
+                ((double *)lunet_tensor_data(rb))[c] = acc;
+        }
     if (dx)
         *dx = rx, rx = NULL;
     if (dw)
@@ -644,6 +643,7 @@ done:
     lunet_tensor_release(cols);
     lunet_tensor_release(mat);
     lunet_tensor_release(dwp);
+    lunet_tensor_release(dbp);
     lunet_tensor_release(rx);
     lunet_tensor_release(rw);
     lunet_tensor_release(rb);

@@ -370,10 +370,10 @@ INLINE bool avg_window(avg_window_t *w, int64_t oh, int64_t ow, const pool_geom_
 
 // x (planes, H, W) -> y (planes, OH, OW): window sums in the input's dtype, one division
 INLINE void avg_pool_body(void *y, const void *x, const pool_geom_t *g,
-                          const lunet_pool2d_options_t *o, bool f64)
+                          const lunet_pool2d_options_t *o, int64_t c0, int64_t c1, bool f64)
 {
     int64_t HW = g->H * g->W, OHW = g->OH * g->OW;
-    for (int64_t c = 0; c < g->planes; c++)
+    for (int64_t c = c0; c < c1; c++)
         for (int64_t oh = 0; oh < g->OH; oh++)
             for (int64_t ow = 0; ow < g->OW; ow++) {
                 int64_t oi = c * OHW + oh * g->OW + ow;
@@ -397,16 +397,45 @@ INLINE void avg_pool_body(void *y, const void *x, const pool_geom_t *g,
             }
 }
 
-static void avg_pool_f32(float *y, const float *x, const pool_geom_t *g,
-                         const lunet_pool2d_options_t *o)
+/* AvgPool2d(2) with whole windows, no padding: the common CNN case */
+static bool avg_2x2(const pool_geom_t *g, const lunet_pool2d_options_t *o)
 {
-    avg_pool_body(y, x, g, o, false);
+    return o->kernel[0] == 2 && o->kernel[1] == 2 && o->stride[0] == 2 && o->stride[1] == 2 &&
+           o->padding[0] == 0 && o->padding[1] == 0 && o->divisor_override == 0 &&
+           2 * g->OH <= g->H && 2 * g->OW <= g->W;
 }
 
-static void avg_pool_f64(double *y, const double *x, const pool_geom_t *g,
-                         const lunet_pool2d_options_t *o)
+// x (planes, H, W) -> y (planes, OH, OW) for planes [c0, c1): each window summed in
+// PyTorch's order (row by row from 0) and divided by 4
+static void avg_2x2_f32(const pool_job_t *j, int64_t c0, int64_t c1)
 {
-    avg_pool_body(y, x, g, o, true);
+    const pool_geom_t *g = j->g;
+    int64_t W = g->W, HW = g->H * W, OHW = g->OH * g->OW;
+    for (int64_t c = c0; c < c1; c++) {
+        const float *xp = (const float *)j->x + c * HW;
+        float *yp = (float *)j->y + c * OHW;
+        for (int64_t oh = 0; oh < g->OH; oh++)
+            for (int64_t ow = 0; ow < g->OW; ow++) {
+                const float *p = xp + 2 * oh * W + 2 * ow;
+                float s = 0;
+                s += p[0];
+                s += p[1];
+                s += p[W];
+                s += p[W + 1];
+                yp[oh * g->OW + ow] = s / 4.0f;
+            }
+    }
+}
+
+static void avg_pool_blocks(void *ctx, int64_t c0, int64_t c1)
+{
+    const pool_job_t *j = ctx;
+    if (!j->f64 && avg_2x2(j->g, j->o))
+        avg_2x2_f32(j, c0, c1);
+    else if (j->f64)
+        avg_pool_body(j->y, j->x, j->g, j->o, c0, c1, true);
+    else
+        avg_pool_body(j->y, j->x, j->g, j->o, c0, c1, false);
 }
 
 lunet_status_t lunet_nn_avg_pool2d(lunet_tensor_t **out, lunet_tensor_t *x,
@@ -422,10 +451,9 @@ lunet_status_t lunet_nn_avg_pool2d(lunet_tensor_t **out, lunet_tensor_t *x,
     if ((st = lunet_tensor_contiguous(&xc, x)) ||
         (st = pool_output(&y, x, g.OH, g.OW, x->dtype)))
         goto done;
-    if (x->dtype == LUNET_DTYPE_FLOAT32)
-        avg_pool_f32(lunet_tensor_data(y), lunet_tensor_data(xc), &g, &ov);
-    else
-        avg_pool_f64(lunet_tensor_data(y), lunet_tensor_data(xc), &g, &ov);
+    pool_job_t job = {.y = lunet_tensor_data(y), .x = lunet_tensor_data(xc), .g = &g, .o = &ov,
+                      .f64 = x->dtype == LUNET_DTYPE_FLOAT64};
+    lunet_parallel_for(g.planes, plane_grain(&g), avg_pool_blocks, &job);
     lunet_op_args_t args = {.name = NULL};
     options_to_args(&args, &ov);
     st = lunet_autograd_finish(out, y, LUNET_OP_AVG_POOL2D, 1, &x, NULL, &args);
@@ -438,10 +466,10 @@ done:
 
 // g (planes, OH, OW) -> dx (planes, H, W): each window gets g / divisor
 INLINE void avg_back_body(void *dx, const void *gy, const pool_geom_t *g,
-                          const lunet_pool2d_options_t *o, bool f64)
+                          const lunet_pool2d_options_t *o, int64_t c0, int64_t c1, bool f64)
 {
     int64_t HW = g->H * g->W, OHW = g->OH * g->OW;
-    for (int64_t c = 0; c < g->planes; c++)
+    for (int64_t c = c0; c < c1; c++)
         for (int64_t oh = 0; oh < g->OH; oh++)
             for (int64_t ow = 0; ow < g->OW; ow++) {
                 avg_window_t w;
@@ -454,6 +482,27 @@ INLINE void avg_back_body(void *dx, const void *gy, const pool_geom_t *g,
                     for (int64_t iw = w.w0; iw < w.w1; iw++)
                         st_add(dx, c * HW + ih * g->W + iw, d, f64);
             }
+}
+
+// g (planes, OH, OW) (job x) -> dx (planes, H, W) (job y, zero-filled) for planes [c0, c1)
+static void avg_back_blocks(void *ctx, int64_t c0, int64_t c1)
+{
+    const pool_job_t *j = ctx;
+    const pool_geom_t *g = j->g;
+    if (!j->f64 && avg_2x2(g, j->o)) { /* windows do not overlap: each input gets g / 4 */
+        int64_t W = g->W, HW = g->H * W, OHW = g->OH * g->OW;
+        for (int64_t c = c0; c < c1; c++)
+            for (int64_t oh = 0; oh < g->OH; oh++)
+                for (int64_t ow = 0; ow < g->OW; ow++) {
+                    float d = ((const float *)j->x)[c * OHW + oh * g->OW + ow] / 4.0f;
+                    float *p = (float *)j->y + c * HW + 2 * oh * W + 2 * ow;
+                    p[0] = d, p[1] = d, p[W] = d, p[W + 1] = d;
+                }
+    } else if (j->f64) {
+        avg_back_body(j->y, j->x, g, j->o, c0, c1, true);
+    } else {
+        avg_back_body(j->y, j->x, g, j->o, c0, c1, false);
+    }
 }
 
 lunet_status_t lunet_nn_avg_pool2d_backward(lunet_tensor_t **dx, lunet_tensor_t *gy, int ndim,
@@ -469,10 +518,9 @@ lunet_status_t lunet_nn_avg_pool2d_backward(lunet_tensor_t **dx, lunet_tensor_t 
                      .W = shape[ndim - 1],
                      .OH = gy->shape[ndim - 2],
                      .OW = gy->shape[ndim - 1]};
-    if (dt == LUNET_DTYPE_FLOAT32)
-        avg_back_body(lunet_tensor_data(r), lunet_tensor_data(gc), &g, o, false);
-    else
-        avg_back_body(lunet_tensor_data(r), lunet_tensor_data(gc), &g, o, true);
+    pool_job_t job = {.y = lunet_tensor_data(r), .x = lunet_tensor_data(gc), .g = &g, .o = o,
+                      .f64 = dt == LUNET_DTYPE_FLOAT64};
+    lunet_parallel_for(g.planes, plane_grain(&g), avg_back_blocks, &job);
     *dx = r;
     r = NULL;
 done:
