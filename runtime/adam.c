@@ -98,85 +98,75 @@ static adam_scalars_t adam_scalars(const lunet_adam_options_t *o, double step)
     };
 }
 
-/* The loops below are written once per dtype as an always-inlined body whose flags are
-   constants at each call, so that every option set gets its own branch-free loop, which the
-   compiler vectorises.  The Makefile builds this file with -fno-math-errno (as PyTorch is
-   built), so that sqrt is the instruction rather than a call that may set errno. */
-#define ADAM_BODY static inline __attribute__((always_inline))
+/* The loop is written once (ADAM_LOOP over the element type T and its fma/sqrt) in an
+   always-inlined function per dtype whose flags are constants at each call, so that every
+   option set gets its own branch-free loop, which the compiler vectorises.  The Makefile
+   builds this file with -fno-math-errno (as PyTorch is built), so that sqrt is the
+   instruction rather than a call that may set errno.  Casting the double scalars to T is
+   where PyTorch's kernels round them. */
+#define ADAM_LOOP(T, FMA, SQRT)                                                            \
+    const T b1 = (T)s->beta1, b2 = (T)s->beta2;                                            \
+    const T a1 = (T)s->one_minus_beta1, a2 = (T)s->one_minus_beta2;                        \
+    const T wd = (T)s->weight_decay, eps = (T)s->eps;                                      \
+    const T decay = o->decoupled ? (T)s->decay : (T)1; /* p * 1 is exactly p */             \
+    const T bc2 = (T)s->bias_correction2_sqrt, neg_step = (T)s->neg_step_size;             \
+    const T sign = o->maximize ? (T)-1 : (T)1; /* exact: -g */                              \
+    for (int64_t i = 0; i < n; i++) {                                                      \
+        T d = sign * g[i], w = p[i] * decay;                                               \
+        if (coupled_wd)                                                                    \
+            d = FMA(wd, w, d);                                                             \
+        T mi = FMA(a1, d, m[i] * b1);                                                      \
+        T vi = FMA(a2 * d, d, v[i] * b2);                                                  \
+        m[i] = mi;                                                                         \
+        v[i] = vi;                                                                         \
+        if (amsgrad) {                                                                     \
+            T x = vmax[i];                                                                 \
+            vi = (x != x || x > vi) ? x : vi;                                              \
+            vmax[i] = vi;                                                                  \
+        }                                                                                  \
+        T den = SQRT(vi) / bc2 + eps;                                                      \
+        p[i] = w + (neg_step * mi) / den;                                                  \
+    }
 
 // p (n), g (n), m (n), v (n), vmax (n) if amsgrad, float32, contiguous
-ADAM_BODY void adam_f32_body(float *restrict p, const float *restrict g, float *restrict m,
-                             float *restrict v, float *restrict vmax, int64_t n,
-                             const lunet_adam_options_t *o, const adam_scalars_t *s,
-                             const bool coupled_wd, const bool amsgrad)
+static inline __attribute__((always_inline)) void
+adam_f32_body(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
+              float *restrict vmax, int64_t n, const lunet_adam_options_t *o,
+              const adam_scalars_t *s, const bool coupled_wd, const bool amsgrad)
 {
-    const float b1 = (float)s->beta1, b2 = (float)s->beta2;
-    const float a1 = (float)s->one_minus_beta1, a2 = (float)s->one_minus_beta2;
-    const float wd = (float)s->weight_decay, eps = (float)s->eps;
-    const float decay = o->decoupled ? (float)s->decay : 1.0f; /* p * 1 is exactly p */
-    const float bc2 = (float)s->bias_correction2_sqrt, neg_step = (float)s->neg_step_size;
-    const float sign = o->maximize ? -1.0f : 1.0f; /* exact: -g */
-    for (int64_t i = 0; i < n; i++) {
-        float d = sign * g[i], w = p[i] * decay;
-        if (coupled_wd)
-            d = fmaf(wd, w, d);
-        float mi = fmaf(a1, d, m[i] * b1);
-        float vi = fmaf(a2 * d, d, v[i] * b2);
-        m[i] = mi;
-        v[i] = vi;
-        if (amsgrad) {
-            float x = vmax[i];
-            vi = (x != x || x > vi) ? x : vi;
-            vmax[i] = vi;
-        }
-        float den = sqrtf(vi) / bc2 + eps;
-        p[i] = w + (neg_step * mi) / den;
-    }
+    ADAM_LOOP(float, fmaf, sqrtf)
 }
 
 // p (n), g (n), m (n), v (n), vmax (n) if amsgrad, float64, contiguous
-ADAM_BODY void adam_f64_body(double *restrict p, const double *restrict g, double *restrict m,
-                             double *restrict v, double *restrict vmax, int64_t n,
-                             const lunet_adam_options_t *o, const adam_scalars_t *s,
-                             const bool coupled_wd, const bool amsgrad)
+static inline __attribute__((always_inline)) void
+adam_f64_body(double *restrict p, const double *restrict g, double *restrict m,
+              double *restrict v, double *restrict vmax, int64_t n,
+              const lunet_adam_options_t *o, const adam_scalars_t *s, const bool coupled_wd,
+              const bool amsgrad)
 {
-    const double decay = o->decoupled ? s->decay : 1.0, sign = o->maximize ? -1.0 : 1.0;
-    const double wd = s->weight_decay, b1 = s->beta1, b2 = s->beta2, eps = s->eps;
-    const double a1 = s->one_minus_beta1, a2 = s->one_minus_beta2;
-    const double bc2 = s->bias_correction2_sqrt, neg_step = s->neg_step_size;
-    for (int64_t i = 0; i < n; i++) {
-        double d = sign * g[i], w = p[i] * decay;
-        if (coupled_wd)
-            d = fma(wd, w, d);
-        double mi = fma(a1, d, m[i] * b1);
-        double vi = fma(a2 * d, d, v[i] * b2);
-        m[i] = mi;
-        v[i] = vi;
-        if (amsgrad) {
-            double x = vmax[i];
-            vi = (x != x || x > vi) ? x : vi;
-            vmax[i] = vi;
-        }
-        double den = sqrt(vi) / bc2 + eps;
-        p[i] = w + (neg_step * mi) / den;
-    }
+    ADAM_LOOP(double, fma, sqrt)
 }
+#undef ADAM_LOOP
+
+/* One specialised loop per option set; Adam's weight decay is skipped at 0, as PyTorch skips
+   it (0 * inf would be NaN). */
+#define ADAM_DISPATCH(BODY)                                                                \
+    bool coupled_wd = !o->decoupled && o->weight_decay != 0;                               \
+    if (coupled_wd && vmax)                                                                \
+        BODY(p, g, m, v, vmax, n, o, s, true, true);                                       \
+    else if (coupled_wd)                                                                   \
+        BODY(p, g, m, v, NULL, n, o, s, true, false);                                      \
+    else if (vmax)                                                                         \
+        BODY(p, g, m, v, vmax, n, o, s, false, true);                                      \
+    else                                                                                   \
+        BODY(p, g, m, v, NULL, n, o, s, false, false);
 
 LUNET_FMA_CLONES static void adam_f32(float *restrict p, const float *restrict g,
                                       float *restrict m, float *restrict v, float *restrict vmax,
                                       int64_t n, const lunet_adam_options_t *o,
                                       const adam_scalars_t *s)
 {
-    /* Adam's weight decay is skipped at 0, as PyTorch skips it (0 * inf would be NaN) */
-    bool coupled_wd = !o->decoupled && o->weight_decay != 0;
-    if (coupled_wd && vmax)
-        adam_f32_body(p, g, m, v, vmax, n, o, s, true, true);
-    else if (coupled_wd)
-        adam_f32_body(p, g, m, v, NULL, n, o, s, true, false);
-    else if (vmax)
-        adam_f32_body(p, g, m, v, vmax, n, o, s, false, true);
-    else
-        adam_f32_body(p, g, m, v, NULL, n, o, s, false, false);
+    ADAM_DISPATCH(adam_f32_body)
 }
 
 LUNET_FMA_CLONES static void adam_f64(double *restrict p, const double *restrict g,
@@ -184,16 +174,9 @@ LUNET_FMA_CLONES static void adam_f64(double *restrict p, const double *restrict
                                       double *restrict vmax, int64_t n,
                                       const lunet_adam_options_t *o, const adam_scalars_t *s)
 {
-    bool coupled_wd = !o->decoupled && o->weight_decay != 0;
-    if (coupled_wd && vmax)
-        adam_f64_body(p, g, m, v, vmax, n, o, s, true, true);
-    else if (coupled_wd)
-        adam_f64_body(p, g, m, v, NULL, n, o, s, true, false);
-    else if (vmax)
-        adam_f64_body(p, g, m, v, vmax, n, o, s, false, true);
-    else
-        adam_f64_body(p, g, m, v, NULL, n, o, s, false, false);
+    ADAM_DISPATCH(adam_f64_body)
 }
+#undef ADAM_DISPATCH
 
 /* Elements per block of the runtime's threads: large parameters are split, small ones run in
    one block on the caller.  Each element is independent, so the bits never depend on it. */
