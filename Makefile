@@ -133,7 +133,8 @@ run: deps all data
 # `make test` = the cmocka tests (with and without BLAS), the busted specs, the
 # integration tests (examples, the REPL in tmux, an install), and each feature's tests.
 
-.PHONY: test test-c test-c-noblas test-lua test-examples test-repl test-install test-integration
+.PHONY: test test-c test-c-noblas test-lua test-examples test-repl test-install test-integration \
+  test-kill-save
 test: test-c test-c-noblas test-lua test-integration $(FEATURE_TESTS)
 
 $(BUILD)/tests/%: tests/%.c $(BUILD)/liblunet.a
@@ -165,7 +166,11 @@ test-install: all
 	bash tests/install_test.sh $$tmp/prefix $$tmp/dest/opt/lunet; st=$$?; \
 	if [ $$st -ne 0 ]; then cat $$tmp/install.log; fi; rm -rf $$tmp; exit $$st
 
-test-integration: test-examples test-repl test-install
+# kill -9 during checkpoint saves: the file always loads, no temporary outlives the next save
+test-kill-save: $(BUILD)/lunet
+	bash tests/kill_save_test.sh $(BUILD)/lunet
+
+test-integration: test-examples test-repl test-install test-kill-save
 
 # ==== sanitizers and fuzzing ===============================================================
 

@@ -324,7 +324,7 @@ static void put_be32(unsigned char *p, uint32_t v)
 }
 
 /* One chunk: length, type, data, CRC-32 over type + data. */
-static bool png_chunk(FILE *f, const char *type, const unsigned char *data, size_t n)
+static bool png_chunk(lunet_afile_t *f, const char *type, const unsigned char *data, size_t n)
 {
     unsigned char b[8];
     put_be32(b, (uint32_t)n);
@@ -334,8 +334,8 @@ static bool png_chunk(FILE *f, const char *type, const unsigned char *data, size
         crc = crc32(crc, data, (uInt)n);
     unsigned char c[4];
     put_be32(c, (uint32_t)crc);
-    return fwrite(b, 1, 8, f) == 8 && (n == 0 || fwrite(data, 1, n, f) == n) &&
-           fwrite(c, 1, 4, f) == 4;
+    return !lunet_afile_write(f, b, 8) && (n == 0 || !lunet_afile_write(f, data, n)) &&
+           !lunet_afile_write(f, c, 4);
 }
 
 lunet_status_t lunet_data_write_png(const char *path, lunet_tensor_t *img)
@@ -358,7 +358,6 @@ lunet_status_t lunet_data_write_png(const char *path, lunet_tensor_t *img)
     unsigned char *raw = malloc(raw_n);
     uLongf zn = compressBound((uLong)raw_n);
     unsigned char *z = malloc(zn);
-    FILE *f = NULL;
     if (!raw || !z) {
         st = lunet_fail(LUNET_STATUS_NOMEM, "write_png: %s: out of memory", path);
         goto done;
@@ -372,11 +371,9 @@ lunet_status_t lunet_data_write_png(const char *path, lunet_tensor_t *img)
         st = lunet_fail(LUNET_STATUS_IO, "write_png: %s: zlib compress failed", path);
         goto done;
     }
-    f = fopen(path, "wb");
-    if (!f) {
-        st = lunet_fail(LUNET_STATUS_IO, "write_png: cannot open %s: %s", path, strerror(errno));
+    lunet_afile_t f; /* atomic_file.c: a reader never sees half an image */
+    if ((st = lunet_afile_open(&f, "write_png", path)))
         goto done;
-    }
     static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     unsigned char ihdr[13];
     put_be32(ihdr, (uint32_t)W);
@@ -384,10 +381,14 @@ lunet_status_t lunet_data_write_png(const char *path, lunet_tensor_t *img)
     ihdr[8] = 8;                       /* bit depth */
     ihdr[9] = C == 3 ? 2 : 0;          /* colour type: truecolour or greyscale */
     ihdr[10] = ihdr[11] = ihdr[12] = 0; /* deflate, adaptive filtering, no interlace */
-    bool ok = fwrite(sig, 1, 8, f) == 8 && png_chunk(f, "IHDR", ihdr, 13) &&
-              png_chunk(f, "IDAT", z, zn) && png_chunk(f, "IEND", NULL, 0);
-    if (fclose(f) != 0 || !ok)
-        st = lunet_fail(LUNET_STATUS_IO, "write_png: %s: write failed", path);
+    bool ok = !lunet_afile_write(&f, sig, 8) && png_chunk(&f, "IHDR", ihdr, 13) &&
+              png_chunk(&f, "IDAT", z, zn) && png_chunk(&f, "IEND", NULL, 0);
+    if (ok) {
+        st = lunet_afile_commit(&f);
+    } else {
+        st = lunet_error_status(); /* lunet_afile_write's message */
+        lunet_afile_abort(&f);
+    }
 done:
     free(raw);
     free(z);

@@ -463,7 +463,7 @@ lunet_status_t lunet_idx_read_buffer(lunet_tensor_t **out, const void *buf, size
 
 typedef struct sink {
     const char *path;
-    int fd;
+    lunet_afile_t file;
     bool gz;
     bool zinit;
     z_stream zs;
@@ -472,18 +472,7 @@ typedef struct sink {
 
 static lunet_status_t write_all(sink_t *k, const unsigned char *p, size_t n)
 {
-    while (n > 0) {
-        ssize_t w = write(k->fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return lunet_fail(LUNET_STATUS_IO, "write_idx: %s: write failed: %s", k->path,
-                              strerror(errno));
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return LUNET_OK;
+    return lunet_afile_write(&k->file, p, n);
 }
 
 static lunet_status_t sink_put(sink_t *k, const unsigned char *p, size_t n, bool finish)
@@ -659,26 +648,16 @@ lunet_status_t lunet_idx_write(const char *path, lunet_tensor_t *t, int type_cod
         lunet_tensor_release(c);
         return st;
     }
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
     sink_t *k = calloc(1, sizeof *k);
-    if (!tmp || !k) {
-        free(tmp);
-        free(k);
+    if (!k) {
         lunet_tensor_release(c);
         return lunet_fail(LUNET_STATUS_NOMEM, "write_idx: %s: out of memory", path);
     }
-    /* Same directory as the target, so the final rename is atomic. */
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp.XXXXXX", 12);
+    /* atomic_file.c: the old file or the whole new one, never a part */
     k->path = path;
     k->gz = gzip;
-    k->fd = mkstemp(tmp);
-    if (k->fd < 0) {
-        st = lunet_fail(LUNET_STATUS_IO, "write_idx: cannot create a temporary file for %s: %s",
-                        path, strerror(errno));
+    if ((st = lunet_afile_open(&k->file, "write_idx", path)))
         goto done;
-    }
     if (gzip) {
         /* windowBits 15 + 16: a gzip wrapper that gunzip and read_idx understand. */
         if (deflateInit2(&k->zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8,
@@ -690,33 +669,13 @@ lunet_status_t lunet_idx_write(const char *path, lunet_tensor_t *t, int type_cod
     }
     if ((st = write_body(k, c, type_code)))
         goto fail_fd;
-    if (fchmod(k->fd, 0644) != 0 || fsync(k->fd) != 0) {
-        st = lunet_fail(LUNET_STATUS_IO, "write_idx: %s: cannot sync: %s", path,
-                        strerror(errno));
-        goto fail_fd;
-    }
-    if (close(k->fd) != 0) {
-        k->fd = -1;
-        st = lunet_fail(LUNET_STATUS_IO, "write_idx: %s: close failed: %s", path,
-                        strerror(errno));
-        goto fail_unlink;
-    }
-    k->fd = -1;
-    if (rename(tmp, path) != 0) {
-        st = lunet_fail(LUNET_STATUS_IO, "write_idx: cannot rename %s to %s: %s", tmp, path,
-                        strerror(errno));
-        goto fail_unlink;
-    }
+    st = lunet_afile_commit(&k->file);
     goto done;
 fail_fd:
-    close(k->fd);
-    k->fd = -1;
-fail_unlink:
-    unlink(tmp);
+    lunet_afile_abort(&k->file);
 done:
     if (k->zinit)
         deflateEnd(&k->zs);
-    free(tmp);
     free(k);
     lunet_tensor_release(c);
     return st;

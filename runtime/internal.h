@@ -45,6 +45,22 @@ struct lunet_storage {
 const char *lunet_shape_str(char *buf, size_t n, int ndim, const int64_t *shape);
 #define LUNET_SHAPE_BUF 256
 
+/* ---- atomic_file.c: the one writer of files (see its design note).  open, write (or
+   write to .fd directly), then commit (which always closes) or abort. */
+typedef struct lunet_afile {
+    int fd;
+    const char *what; /* the operation, for messages */
+    const char *path;
+    char *dir;
+    char *tmp;    /* the temporary's name once it has one */
+    bool unnamed; /* an O_TMPFILE, linked at commit */
+    bool named;   /* tmp exists on disk */
+} lunet_afile_t;
+lunet_status_t lunet_afile_open(lunet_afile_t *f, const char *what, const char *path);
+lunet_status_t lunet_afile_write(lunet_afile_t *f, const void *data, size_t n);
+lunet_status_t lunet_afile_commit(lunet_afile_t *f);
+void lunet_afile_abort(lunet_afile_t *f);
+
 /* ---- storage.c: a caching allocator, so a steady training loop does not call malloc. */
 LUNET_MUST_CHECK lunet_status_t lunet_storage_new(lunet_storage_t **out, size_t nbytes);
 LUNET_MUST_CHECK lunet_status_t lunet_storage_wrap(lunet_storage_t **out, void *data, size_t nbytes,

@@ -13,8 +13,9 @@
  *    32  u32 crc32      of header bytes 0..31
  *   body: the payload, one encoded value (see encode_value), deflated.
  *
- * Files are written to "<path>.tmp.XXXXXX" in the target's directory, fsync'ed and renamed
- * over the target, so the previous file survives any failure.  The reader checks every
+ * Files are written through atomic_file.c (an unnamed temporary in the target's directory,
+ * fsync'ed and renamed over the target), so the previous file survives any failure and a
+ * killed save leaves nothing behind.  The reader checks every
  * length against what the file can still hold before allocating anything.
  */
 #include "internal.h"
@@ -401,9 +402,8 @@ static int64_t fault_limit(void)
 }
 
 typedef struct writer {
-    int fd;
+    lunet_afile_t file;
     const char *path; /* the target, for messages */
-    const char *tmp;
     z_stream zs;
     bool zinit;
     unsigned char out[IO_CHUNK];
@@ -427,7 +427,7 @@ static lunet_status_t write_fd(writer_t *w, const unsigned char *p, size_t n)
     }
     size_t done = 0;
     while (done < allowed) {
-        ssize_t k = write(w->fd, p + done, allowed - done);
+        ssize_t k = write(w->file.fd, p + done, allowed - done);
         if (k < 0) {
             if (errno == EINTR)
                 continue;
@@ -630,73 +630,6 @@ static lunet_status_t write_value(writer_t *w, const lunet_value_t *v)
                       (int)v->kind, keypath_str(where, sizeof where, &w->kp));
 }
 
-/* Best effort: make the rename itself durable. */
-static void sync_parent_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir;
-    if (!slash)
-        dir = strdup(".");
-    else if (slash == path)
-        dir = strdup("/");
-    else
-        dir = strndup(path, (size_t)(slash - path));
-    if (!dir)
-        return;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-    free(dir);
-}
-
-/*
- * Opens "<path>.tmp.XXXXXX" next to path.  *tmp is malloc'ed; the caller unlinks and frees.
- */
-static lunet_status_t open_temp(int *fd, char **tmp, const char *what, const char *path)
-{
-    if (!path || !*path)
-        return lunet_fail(LUNET_STATUS_VALUE, "%s: empty file name", what);
-    size_t plen = strlen(path);
-    char *t = malloc(plen + 12);
-    if (!t)
-        return lunet_fail(LUNET_STATUS_NOMEM, "%s: %s: out of memory", what, path);
-    memcpy(t, path, plen);
-    memcpy(t + plen, ".tmp.XXXXXX", 12);
-    int f = mkstemp(t);
-    if (f < 0) {
-        lunet_status_t st = lunet_fail(LUNET_STATUS_IO,
-                                       "%s: cannot create a temporary file for %s: %s", what,
-                                       path, strerror(errno));
-        free(t);
-        return st;
-    }
-    *fd = f;
-    *tmp = t;
-    return LUNET_OK;
-}
-
-/* Gives the temp file the target's mode (or 0644), syncs, closes and renames it. */
-static lunet_status_t commit_temp(int fd, const char *tmp, const char *what, const char *path)
-{
-    struct stat sb;
-    mode_t mode = stat(path, &sb) == 0 ? (sb.st_mode & 07777) : 0644;
-    if (fchmod(fd, mode) != 0 || fsync(fd) != 0) {
-        int e = errno;
-        close(fd);
-        return lunet_fail(LUNET_STATUS_IO, "%s: cannot sync %s: %s", what, path, strerror(e));
-    }
-    if (close(fd) != 0)
-        return lunet_fail(LUNET_STATUS_IO, "%s: cannot write %s: close failed: %s", what, path,
-                          strerror(errno));
-    if (rename(tmp, path) != 0)
-        return lunet_fail(LUNET_STATUS_IO, "%s: cannot rename %s to %s: %s", what, tmp, path,
-                          strerror(errno));
-    sync_parent_dir(path);
-    return LUNET_OK;
-}
-
 lunet_status_t lunet_value_save(const char *path, const lunet_value_t *v)
 {
     if (!v)
@@ -704,19 +637,16 @@ lunet_status_t lunet_value_save(const char *path, const lunet_value_t *v)
     writer_t *w = calloc(1, sizeof *w);
     if (!w)
         return lunet_fail(LUNET_STATUS_NOMEM, "save: out of memory");
-    char *tmp = NULL;
-    lunet_status_t st = open_temp(&w->fd, &tmp, "save", path);
+    lunet_status_t st = lunet_afile_open(&w->file, "save", path);
     if (st) {
         free(w);
         return st;
     }
     w->path = path;
-    w->tmp = tmp;
     w->fault_after = fault_limit();
     w->little_endian = host_is_little_endian();
     w->crc = (uint32_t)crc32(0L, Z_NULL, 0);
     w->strategy = Z_DEFAULT_STRATEGY;
-    bool fd_open = true;
     unsigned char hdr[HEADER_SIZE] = {0};
     if (deflateInit(&w->zs, SAVE_LEVEL) != Z_OK) {
         st = lunet_fail(LUNET_STATUS_NOMEM, "save: %s: cannot start zlib", path);
@@ -734,58 +664,19 @@ lunet_status_t lunet_value_save(const char *path, const lunet_value_t *v)
     put_u64(hdr + 20, w->stored);
     put_u32(hdr + 28, w->crc);
     put_u32(hdr + 32, (uint32_t)crc32(crc32(0L, Z_NULL, 0), hdr, 32));
-    if (pwrite(w->fd, hdr, HEADER_SIZE, 0) != HEADER_SIZE) {
+    if (pwrite(w->file.fd, hdr, HEADER_SIZE, 0) != HEADER_SIZE) {
         st = lunet_fail(LUNET_STATUS_IO, "save: cannot write %s: %s", path, strerror(errno));
         goto fail;
     }
-    fd_open = false;
-    if ((st = commit_temp(w->fd, tmp, "save", path)))
-        goto fail;
+    st = lunet_afile_commit(&w->file);
     deflateEnd(&w->zs);
-    free(tmp);
-    free(w);
-    return LUNET_OK;
-fail:
-    if (fd_open)
-        close(w->fd);
-    unlink(tmp);
-    if (w->zinit)
-        deflateEnd(&w->zs);
-    free(tmp);
     free(w);
     return st;
-}
-
-lunet_status_t lunet_write_file_atomic(const char *path, const void *data, size_t len)
-{
-    if (!data && len)
-        return lunet_fail(LUNET_STATUS_VALUE, "write_file: %s: NULL data", path ? path : "");
-    int fd;
-    char *tmp;
-    lunet_status_t st = open_temp(&fd, &tmp, "write_file", path);
-    if (st)
-        return st;
-    const unsigned char *p = data;
-    size_t done = 0;
-    while (done < len) {
-        ssize_t k = write(fd, p + done, len - done);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0) {
-            st = lunet_fail(LUNET_STATUS_IO, "write_file: cannot write %s: %s", path,
-                            strerror(errno));
-            close(fd);
-            goto fail;
-        }
-        done += (size_t)k;
-    }
-    if ((st = commit_temp(fd, tmp, "write_file", path)))
-        goto fail;
-    free(tmp);
-    return LUNET_OK;
 fail:
-    unlink(tmp);
-    free(tmp);
+    lunet_afile_abort(&w->file);
+    if (w->zinit)
+        deflateEnd(&w->zs);
+    free(w);
     return st;
 }
 

@@ -1,0 +1,136 @@
+/*
+ * test_atomic_file.c - the one file writer (runtime/atomic_file.c) behind checkpoints, IDX
+ * files and PNGs: a write replaces the file whole, keeps its mode, leaves no temporary, and
+ * removes the stale temporaries of writers that died (tests/kill_save_test.sh kills real
+ * ones).
+ */
+#define _GNU_SOURCE /* mkdtemp */
+#include "check.h"
+
+#include <dirent.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char dir[64];
+
+static const char *in_dir(const char *name)
+{
+    static char buf[4][512];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+    return buf[k];
+}
+
+/* Number of names in dir starting with prefix. */
+static int count_prefix(const char *prefix)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL)
+        n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static void touch(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("stale", f);
+    fclose(f);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof dir, "/tmp/lunet_atomic_XXXXXX");
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            unlink(in_dir(e->d_name));
+    if (d)
+        closedir(d);
+    rmdir(dir);
+    return 0;
+}
+
+static void test_replaces_whole_and_keeps_mode(void **state)
+{
+    (void)state;
+    const char *p = in_dir("f.bin");
+    CHECK_OK(lunet_write_file_atomic(p, "first", 5));
+    assert_int_equal(chmod(p, 0600), 0);
+    CHECK_OK(lunet_write_file_atomic(p, "second!", 7));
+    struct stat sb;
+    assert_int_equal(stat(p, &sb), 0);
+    assert_int_equal(sb.st_size, 7);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    assert_int_equal(count_prefix("f.bin.tmp."), 0);
+    /* a directory that does not exist: an error naming the file, nothing created */
+    CHECK_FAILS(lunet_write_file_atomic(in_dir("no/such/f.bin"), "x", 1), LUNET_STATUS_IO,
+                "no/such/f.bin");
+}
+
+static void test_idx_and_png_leave_no_temporary(void **state)
+{
+    (void)state;
+    lunet_tensor_t *img;
+    CHECK_OK(lunet_tensor_zeros(&img, LUNET_DTYPE_UINT8, 2, (const int64_t[]){4, 5}));
+    CHECK_OK(lunet_idx_write(in_dir("x.idx"), img, 0x08, false));
+    CHECK_OK(lunet_idx_write(in_dir("x.idx.gz"), img, 0x08, true));
+    CHECK_OK(lunet_data_write_png(in_dir("x.png"), img));
+    CHECK_OK(lunet_data_write_png(in_dir("x.png"), img)); /* over an existing one */
+    lunet_tensor_release(img);
+    assert_int_equal(count_prefix("x."), 3);
+    assert_int_equal(count_prefix("x.png.tmp."), 0);
+    struct stat sb;
+    assert_int_equal(stat(in_dir("x.png"), &sb), 0);
+    assert_true(sb.st_size > 8);
+}
+
+static void test_stale_temporaries_of_dead_writers_go(void **state)
+{
+    (void)state;
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0)
+        _exit(0);
+    assert_int_equal(waitpid(child, NULL, 0), child); /* its pid now names no process */
+    char dead[128], alive[128], other[128];
+    snprintf(dead, sizeof dead, "%s/c.lnt.tmp.%ld.Ab12Cd", dir, (long)child);
+    snprintf(alive, sizeof alive, "%s/c.lnt.tmp.%ld.Ef34Gh", dir, (long)getppid());
+    snprintf(other, sizeof other, "%s/d.lnt.tmp.%ld.Ij56Kl", dir, (long)child);
+    touch(dead);
+    touch(alive);
+    touch(other);
+    CHECK_OK(lunet_write_file_atomic(in_dir("c.lnt"), "new", 3));
+    /* the dead writer's temporary is gone; a live writer's and another target's stay */
+    assert_int_equal(access(dead, F_OK), -1);
+    assert_int_equal(access(alive, F_OK), 0);
+    assert_int_equal(access(other, F_OK), 0);
+    unlink(alive);
+    unlink(other);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_replaces_whole_and_keeps_mode, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idx_and_png_leave_no_temporary, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stale_temporaries_of_dead_writers_go, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
