@@ -174,7 +174,7 @@ test-integration: test-examples test-repl test-install test-kill-save
 
 # ==== sanitizers and fuzzing ===============================================================
 
-.PHONY: test-asan test-tsan test-memcheck fuzz
+.PHONY: test-asan test-tsan test-memcheck fuzz fuzz-api
 
 # The runtime and the IDX/data tests under AddressSanitizer + UBSan (incl. the bad-file corpus).
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -194,6 +194,31 @@ test-tsan:
 	@norand=""; if setarch $$(uname -m) -R true 2>/dev/null; then norand="setarch $$(uname -m) -R"; fi; \
 	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" $$norand build/tsan/tests/test_threads && \
 	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" $$norand build/tsan/tests/test_parallel
+
+# `make fuzz-api`: tests/fuzz_api.lua, random calls with hostile arguments through the Lua
+# module, under ASan + UBSan (UBSan halts at its first report: -fno-sanitize-recover), then
+# more calls on the release build.  Huge allocations must fail, not swap: the release build
+# runs under `ulimit -v`; an ASan process cannot (its shadow reserves ~20 TB of address
+# space), so there ASan bounds them itself: max_allocation_size_mb with
+# allocator_may_return_null makes a larger malloc return NULL, as ulimit -v would.
+# A failure prints the last calls of the log (the culprit is the last one).
+FUZZ_API_ASAN_SEEDS ?= 1 2 3 4 5 6 7 8 9 10
+FUZZ_API_SEEDS      ?= 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30
+FUZZ_API_CALLS      ?= 20000
+FUZZ_API_ASAN_OPTS  := allocator_may_return_null=1:max_allocation_size_mb=2048:detect_leaks=1
+fuzz-api: $(BUILD)/lunet
+	$(MAKE) --no-print-directory BUILD=build/asan CFLAGS="$(ASAN_FLAGS)" build/asan/lunet
+	@for s in $(FUZZ_API_ASAN_SEEDS); do log=build/asan/fuzz_api.$$s; \
+	  ASAN_OPTIONS=$(FUZZ_API_ASAN_OPTS) UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  timeout 900 build/asan/lunet tests/fuzz_api.lua $$s $(FUZZ_API_CALLS) $$log.log \
+	    > $$log.out 2>&1 || { echo "fuzz-api (ASan+UBSan): seed $$s FAILED; last calls:"; \
+	    tail -6 $$log.log; grep -v "failed to allocate" $$log.out | tail -40; exit 1; }; \
+	  echo "ASan+UBSan: $$(tail -1 $$log.out)"; done
+	@for s in $(FUZZ_API_SEEDS); do log=$(BUILD)/fuzz_api.$$s; \
+	  (ulimit -v 4000000; timeout 900 $(BUILD)/lunet tests/fuzz_api.lua $$s $(FUZZ_API_CALLS) \
+	    $$log.log > $$log.out 2>&1) || { echo "fuzz-api (release): seed $$s FAILED; last calls:"; \
+	    tail -6 $$log.log; tail -20 $$log.out; exit 1; }; \
+	  echo "release: $$(tail -1 $$log.out)"; done
 
 # Every cmocka test and a short training run under valgrind, with the free lists off
 # (-DLUNET_NO_POOL) so that each allocation is seen with its true owner.
