@@ -26,7 +26,9 @@ local Y = lunet.randint(0, CLASSES, {STEPS * BATCH})
 
 -- rank 0's seed gives the reference weights; the other ranks start elsewhere
 lunet.manual_seed(42 + R)
-local ddp = nn.parallel.DistributedDataParallel(make_model())
+-- `ddp_parity.lua view`: the same with gradient_as_bucket_view (same numbers, bit for bit)
+local as_view = arg[1] == "view"
+local ddp = nn.parallel.DistributedDataParallel(make_model(), {gradient_as_bucket_view = as_view})
 local opt = optim.SGD(ddp:parameters(), {lr = 0.1, momentum = 0.5})
 local ref, ref_opt
 if R == 0 then
@@ -117,6 +119,6 @@ if R == 0 then
     error(("comm_stats: %d steps, %d calls, %d elements; expected %d steps of %d elements"):format(
       st.steps, st.calls, st.elements, steps, numel))
   end
-  print(("ddp parity on %d rank(s): %d steps, max loss difference %.3g relative, max weight difference %.3g, %d all-reduce(s) of %d elements per step")
-    :format(W, STEPS, worst_loss, worst_weight, st.buckets, numel))
+  print(("ddp parity on %d rank(s)%s: %d steps, max loss difference %.3g relative, max weight difference %.3g, %d all-reduce(s) of %d elements per step")
+    :format(W, as_view and " (grads as bucket views)" or "", STEPS, worst_loss, worst_weight, st.buckets, numel))
 end

@@ -66,6 +66,10 @@ done
 for np in 1 2 4; do
   mpirun_ok "DistributedDataParallel parity on $np ranks" $np 120 "$DIR/ddp_parity.lua"
 done
+for np in 1 2; do
+  mpirun_ok "DistributedDataParallel parity on $np ranks, gradient_as_bucket_view" $np 120 \
+    "$DIR/ddp_parity.lua" view
+done
 
 # scripts/mnist_mlp.lua --distributed: only rank 0 prints and writes; --resume continues
 # exactly (the metrics of 1 + 1 epochs equal those of 2 epochs straight)

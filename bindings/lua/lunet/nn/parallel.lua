@@ -15,7 +15,8 @@
 --    autograd engine the same way).  The reduction is not overlapped with the backward
 --    pass: on one machine it is a small part of a step (see README).
 --  - No per-step heap allocation in the runtime: the gradients are read from the
---    parameters in C, the buffers are reused.
+--    parameters in C, the buffers are reused.  gradient_as_bucket_view = true (PyTorch's
+--    option) makes each .grad a view of the bucket, which saves the two copies per step.
 local lunet = require "lunet"
 local nn = require "lunet.nn"
 local dist = require "lunet.distributed"
@@ -38,7 +39,8 @@ end
 local DDP = nn.Module:extend("DistributedDataParallel")
 M.DistributedDataParallel = DDP
 
--- DistributedDataParallel(module [, {bucket_cap_mb = 25, broadcast_buffers = true}])
+-- DistributedDataParallel(module [, {bucket_cap_mb = 25, broadcast_buffers = true,
+-- gradient_as_bucket_view = false}])
 function DDP:init(module, opts)
   opts = opts or {}
   if not nn.is_module(module) then
@@ -85,7 +87,23 @@ function DDP:init(module, opts)
     cur.params[#cur.params + 1] = p
     cur.bytes, cur.numel = cur.bytes + bytes, cur.numel + p:numel()
   end
-  for _, b in ipairs(buckets) do b.flat = lunet.empty(b.numel, {dtype = b.dtype}) end
+  for _, b in ipairs(buckets) do
+    b.flat = lunet.zeros(b.numel, {dtype = b.dtype})
+    if opts.gradient_as_bucket_view then
+      -- each .grad becomes a view of its place in the bucket: backward accumulates there
+      -- and the reduction neither packs nor unpacks (zero_grad keeps the views; a grad
+      -- set to nil comes back as a separate tensor and is copied, as without the option)
+      local off = 0
+      lunet.no_grad(function()
+        for _, p in ipairs(b.params) do
+          local view = b.flat:narrow(0, off, p:numel()):view(p:size())
+          if p.grad ~= nil then view:copy_(p.grad) end
+          p.grad = view
+          off = off + p:numel()
+        end
+      end)
+    end
+  end
   rawset(self, "_buckets", buckets)
   C.set_post_backward(after_backward)
 end
