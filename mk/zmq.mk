@@ -36,7 +36,7 @@ PYTHON ?= /usr/bin/python3
 
 # The kernel under jupyter_client: conformance suite, rich output, hostile input, interrupts;
 # then every notebook in notebooks/ run by nbclient and checked.  Bounded by timeout.
-.PHONY: test-kernel test-kernel-nozmq test-notebooks update-notebooks
+.PHONY: test-kernel test-kernel-nozmq test-notebooks update-notebooks bench-kernel
 test-kernel: $(BUILD)/lunet
 	timeout 300 $(PYTHON) tests/kernel/test_kernel.py $(BUILD)
 
@@ -48,6 +48,10 @@ test-notebooks: $(BUILD)/lunet
 
 update-notebooks: $(BUILD)/lunet
 	$(PYTHON) tests/kernel/run_notebooks.py $(BUILD) --update
+
+# Not a test: start-to-kernel_info_reply and `1+1` round-trip latencies (bench/kernel_latency.py).
+bench-kernel: $(BUILD)/lunet
+	$(PYTHON) bench/kernel_latency.py $(BUILD)
 
 # A build without ZeroMQ still builds, and --kernel says what is missing.
 test-kernel-nozmq:

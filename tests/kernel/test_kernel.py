@@ -29,7 +29,7 @@ import jupyter_kernel_test
 BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build")
 LUNET = os.path.join(BUILD, "lunet")
 TMP = tempfile.mkdtemp(prefix="lunet-kernel-test-")
-TIMEOUT = 20
+TIMEOUT = int(os.environ.get("LUNET_KERNEL_TIMEOUT", "20"))
 
 # Kernel specs in a private JUPYTER_PATH: "lunet" as --install-kernel writes it, and
 # "lunet-msg" (interrupt_mode message, a small message limit, stderr kept in a file).
@@ -38,6 +38,11 @@ SPECS = os.path.join(TMP, "share", "jupyter", "kernels")
 with open(os.path.join(SPECS, "lunet", "kernel.json")) as f:
     spec = json.load(f)
 assert spec["argv"][1:] == ["--kernel", "{connection_file}"], spec
+# LUNET_KERNEL_WRAPPER="valgrind -q ..." runs every kernel under that command (by hand)
+if os.environ.get("LUNET_KERNEL_WRAPPER"):
+    spec["argv"] = os.environ["LUNET_KERNEL_WRAPPER"].split() + spec["argv"]
+    with open(os.path.join(SPECS, "lunet", "kernel.json"), "w") as f:
+        json.dump(spec, f)
 msg_spec = dict(spec, interrupt_mode="message", display_name="Lunet (message interrupts)",
                 env={"LUNET_KERNEL_MAX_MESSAGE": "1048576"})
 os.makedirs(os.path.join(SPECS, "lunet-msg"), exist_ok=True)
@@ -367,6 +372,22 @@ class Interrupts(unittest.TestCase):
             reply = c.shell_reply(msg_id)["content"]
             self.assertEqual(reply["ename"], "KeyboardInterrupt", reply)
             self.assertEqual(c.run("'alive'")[0]["status"], "ok")
+        finally:
+            c.close()
+
+
+class Heartbeat(unittest.TestCase):
+    def test_echo(self):
+        c = Client()
+        try:
+            info = c.km.get_connection_info()
+            s = zmq.Context.instance().socket(zmq.REQ)
+            s.linger = 0
+            s.connect("%s://%s:%d" % (info["transport"], info["ip"], info["hb_port"]))
+            s.send(b"ping")
+            self.assertTrue(s.poll(TIMEOUT * 1000), "no heartbeat echo")
+            self.assertEqual(s.recv(), b"ping")
+            s.close()
         finally:
             c.close()
 
