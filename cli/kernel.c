@@ -678,6 +678,13 @@ static int load_kernel_lua(kernel_t *k)
     lua_newtable(L);
     lua_pushlightuserdata(L, k);
     luaL_setfuncs(L, kernel_funcs, 1);
+    /* K.exe_dir: where this executable is, to find docs/lua-api.md for inspect */
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = '\0';
+    char *slash = strrchr(exe, '/');
+    lua_pushlstring(L, exe, slash ? (size_t)(slash - exe) : 0);
+    lua_setfield(L, -2, "exe_dir");
     if (lunet_lua_pcall(L, 1, 1, err, sizeof err) != LUA_OK) {
         klog("cannot start: %s", err);
         return -1;

@@ -68,7 +68,8 @@ test-kernel-nozmq:
 
 # `make install` also installs the kernel spec: PREFIX/share/jupyter/kernels/lunet, whose
 # kernel.json starts BINDIR/lunet (Jupyter finds it when PREFIX is /usr/local or /usr, or
-# with JUPYTER_PATH=PREFIX/share/jupyter).
+# with JUPYTER_PATH=PREFIX/share/jupyter), and share/doc/lunet/lua-api.md, where the
+# kernel's inspect (Shift-Tab) finds its one-line docs.
 KERNELSPEC_DIR = $(PREFIX)/share/jupyter/kernels/lunet
 .PHONY: install-kernelspec uninstall-kernelspec
 ifneq ($(KERNEL_PKGS),)
@@ -81,8 +82,10 @@ install-kernelspec: $(BUILD)/kernelspec/logo-64x64.png
 	  "$(BINDIR)/lunet" > $(DESTDIR)$(KERNELSPEC_DIR)/kernel.json
 	install -m 644 $(BUILD)/kernelspec/logo-32x32.png $(BUILD)/kernelspec/logo-64x64.png \
 	  $(DESTDIR)$(KERNELSPEC_DIR)/
+	install -d $(DESTDIR)$(PREFIX)/share/doc/lunet
+	install -m 644 docs/lua-api.md $(DESTDIR)$(PREFIX)/share/doc/lunet/lua-api.md
 
 uninstall-kernelspec:
 	rm -f $(DESTDIR)$(KERNELSPEC_DIR)/kernel.json $(DESTDIR)$(KERNELSPEC_DIR)/logo-32x32.png \
-	  $(DESTDIR)$(KERNELSPEC_DIR)/logo-64x64.png
+	  $(DESTDIR)$(KERNELSPEC_DIR)/logo-64x64.png $(DESTDIR)$(PREFIX)/share/doc/lunet/lua-api.md
 	-rmdir $(DESTDIR)$(KERNELSPEC_DIR) 2>/dev/null

@@ -238,6 +238,13 @@ class RichOutput(unittest.TestCase):
         self.assertTrue(r["found"])
         self.assertIn("greet(name, punct)", r["data"]["text/plain"])
 
+    def test_inspect_one_line_doc(self):
+        msg_id = self.c.kc.inspect("lunet.arange(", 13)
+        r = self.c.shell_reply(msg_id)["content"]
+        text = r["data"]["text/plain"]
+        self.assertTrue(text.startswith("lunet.arange(end [, opts])"), text)
+        self.assertIn("PyTorch: torch.arange", text)
+
     def test_user_expressions(self):
         msg_id = self.c.kc.execute("y = 21", user_expressions={"double": "y * 2", "bad": "nil + 1"})
         r = self.c.shell_reply(msg_id)["content"]

@@ -368,6 +368,88 @@ function M._start(K)
     return name .. "(" .. table.concat(params, ", ") .. ")", "defined at " .. where
   end
 
+  -- One-line docs from docs/lua-api.md (the build tree's, or the installed copy in
+  -- share/doc/lunet), read at the first inspect: each entry's signatures (a table row's
+  -- first cell, or a ### heading's code spans), its PyTorch equivalent and the first
+  -- sentence of its notes.  Keyed by the name as written and, through resolving that name,
+  -- by the function value itself (so aliases such as `local F = lunet.nn.functional` work).
+  local docs
+  local PREFIX = {["nn."] = "lunet.nn.", ["F."] = "lunet.nn.functional.", ["optim."] = "lunet.optim.",
+                  ["data."] = "lunet.data.", ["plot."] = "lunet.plot.", ["progress."] = "lunet.progress.",
+                  ["display."] = "lunet.display.", ["metrics."] = "lunet.metrics.", ["repl."] = "lunet.repl."}
+  local function first_sentence(text)
+    text = text:gsub("`", ""):gsub("%s+", " "):gsub("^%s+", "")
+    local pos = 1
+    while true do -- a period and a space, not an ellipsis
+      local a = text:find(". ", pos, true)
+      if not a then return text end
+      if text:sub(a - 1, a - 1) ~= "." then return text:sub(1, a) end
+      pos = a + 1
+    end
+  end
+  local function load_docs()
+    docs = {by_name = {}, by_value = {}}
+    local f
+    for _, p in ipairs {K.exe_dir .. "/../docs/lua-api.md", K.exe_dir .. "/../share/doc/lunet/lua-api.md"} do
+      f = io.open(p, "r")
+      if f then break end
+    end
+    if not f then return end
+    local text = f:read("a")
+    f:close()
+    local tensor_methods = getmetatable(lunet.zeros(1)).__methods
+    local function add(spans, entry)
+      for _, sig in ipairs(spans) do
+        local name = sig:match("^([%a_][%w_%.:]*)")
+        if name and not docs.by_name[name] then
+          docs.by_name[name] = entry
+          local full = name
+          for short, long in pairs(PREFIX) do
+            if name:sub(1, #short) == short then full = long .. name:sub(#short + 1) end
+          end
+          local v
+          local method = name:match("^Tensor[:.]([%w_]+)$")
+          if method then v = tensor_methods[method] else v = resolve(full) end
+          if type(v) == "function" and not docs.by_value[v] then docs.by_value[v] = entry end
+        end
+      end
+    end
+    local pending
+    for line in text:gmatch("[^\n]*") do
+      if line:match("^###") then
+        local spans = {}
+        for sp in line:gmatch("`([^`]+)`") do spans[#spans + 1] = sp end
+        pending = #spans > 0 and spans or nil
+      elseif pending and line:match("%S") and not line:match("^|") then
+        add(pending, {sig = table.concat(pending, ", "), doc = first_sentence(line)})
+        pending = nil
+      elseif line:match("^|%s*`") then
+        local cells = {}
+        for c in line:gsub("\\|", "\0"):gsub("%s*|%s*$", ""):gmatch("|([^|]*)") do
+          cells[#cells + 1] = c:gsub("%z", "|")
+        end
+        local spans = {}
+        for sp in (cells[1] or ""):gmatch("`([^`]+)`") do spans[#spans + 1] = sp end
+        local entry = {sig = table.concat(spans, ", "), doc = first_sentence(cells[#cells] or "")}
+        if #cells >= 3 then entry.torch = (cells[2]:gsub("`", ""):gsub("^%s+", ""):gsub("%s+$", "")) end
+        add(spans, entry)
+      end
+    end
+  end
+
+  local function doc_of(name, v)
+    if not docs then real_pcall(load_docs) end
+    local e = docs.by_value and docs.by_value[v]
+    if not e and docs.by_name then
+      e = docs.by_name[name] or docs.by_name[(name:gsub("^lunet%.nn%.functional%.", "F."))]
+        or docs.by_name[(name:gsub("^lunet%.(%a+)%.", "%1."))] or docs.by_name[(name:gsub("^lunet%.", ""))]
+      if not e and lunet.is_tensor(resolve(name:match("^(.*):") or "")) then
+        e = docs.by_name["Tensor:" .. name:match(":([%w_]+)$")]
+      end
+    end
+    return e
+  end
+
   function H.inspect(req)
     local code = type(req.code) == "string" and req.code or ""
     local bp = byte_pos(code, req.cursor_pos)
@@ -376,16 +458,20 @@ function M._start(K)
     local v = name and resolve(name)
     if v == nil then return {status = "ok", found = false, data = {}, metadata = {}} end
     local lines = {}
+    local e = doc_of(name, v)
     if type(v) == "function" then
       local sig, where = signature(v, name)
-      lines[1] = sig
-      lines[#lines + 1] = where
+      lines[1] = e and e.sig ~= "" and e.sig or sig
+      if e then lines[#lines + 1] = e.doc end
+      if e and e.torch and e.torch ~= "" then lines[#lines + 1] = "PyTorch: " .. e.torch end
+      if not e or where ~= "a C function" then lines[#lines + 1] = where end
     else
       local t = type(v)
       if lunet.is_tensor(v) then t = ("tensor %s, %s"):format(table.concat(v:size(), " x "), v.dtype) end
       lines[1] = name .. ": " .. t
+      if e then lines[#lines + 1] = e.sig .. ": " .. e.doc end
       if req.detail_level == 1 or type(v) ~= "table" then
-        local ok, s2 = pcall(text_of, v)
+        local ok, s2 = real_pcall(text_of, v)
         if ok and s2 then lines[#lines + 1] = s2 end
       end
     end
