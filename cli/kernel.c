@@ -52,6 +52,7 @@ typedef struct {
     pthread_mutex_t exec_lock; /* orders "executing" against interrupts from control */
     lua_State *L;
     int kernel_ref;                 /* registry ref of kernel.lua's table */
+    int flush_ref;                  /* registry ref of its flush_stale */
     int execution_count;
     const lunet_kmsg_t *current;    /* the request being served by the main thread */
     int allow_stdin;
@@ -226,11 +227,25 @@ static void on_sigint(int sig)
         request_interrupt(the_kernel);
 }
 
+/* While a cell runs, every 10^6 Lua instructions: output buffered for more than 0.1 s is
+ * sent (a cell that prints and then computes shows its text before it ends). */
+static void tick_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    kernel_t *k = the_kernel;
+    if (!k || k->flush_ref == LUA_NOREF)
+        return;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, k->flush_ref);
+    if (lua_pcall(L, 0, 0, 0) != LUA_OK)
+        lua_pop(L, 1);
+}
+
 static void begin_execution(kernel_t *k)
 {
     pthread_mutex_lock(&k->exec_lock);
     atomic_store(&k->interrupted, 0);
     atomic_store(&k->executing, 1);
+    lua_sethook(k->L, tick_hook, LUA_MASKCOUNT, 1000000);
     pthread_mutex_unlock(&k->exec_lock);
 }
 
@@ -435,6 +450,37 @@ static void add_bundle(lua_State *L, cJSON *obj)
     lua_pop(L, 1);
 }
 
+/* After a failed cell (stop_on_error), before its reply: the execute requests already
+ * queued are answered "aborted" without running, as ipykernel does; other requests are
+ * served.  (Before the reply, so that a request sent after it is never aborted.) */
+static void handle_shell(kernel_t *k, const lunet_kmsg_t *req);
+
+static void abort_queued(kernel_t *k)
+{
+    for (;;) {
+        lunet_kmsg_t m;
+        char err[512];
+        lunet_kwire_status_t st = lunet_kwire_recv(&k->wire, k->shell, ZMQ_DONTWAIT, &m, err, sizeof err);
+        if (st == LUNET_KWIRE_DROPPED) {
+            klog("dropped a message on shell: %s", err);
+            continue;
+        }
+        if (st != LUNET_KWIRE_OK)
+            return;
+        if (strcmp(m.msg_type, "execute_request") == 0) {
+            publish_status(k, &m, "busy");
+            cJSON *c = cJSON_CreateObject();
+            cJSON_AddStringToObject(c, "status", "aborted");
+            cJSON_AddNumberToObject(c, "execution_count", k->execution_count);
+            reply(k, k->shell, &m, "execute_reply", c);
+            publish_status(k, &m, "idle");
+        } else {
+            handle_shell(k, &m);
+        }
+        lunet_kmsg_free(&m);
+    }
+}
+
 static void handle_execute(kernel_t *k, const lunet_kmsg_t *req)
 {
     lua_State *L = k->L;
@@ -468,6 +514,7 @@ static void handle_execute(kernel_t *k, const lunet_kmsg_t *req)
     int rc = call_kernel_lua(k, "execute", 4, 2); /* -> ok, bundle | error table */
     end_execution(k);
     cJSON *content = NULL;
+    int failed = 1;
     if (rc != 0) {
         content = error_content("KernelError", "internal error while running the cell (see the kernel log)");
     } else if (lua_toboolean(L, -2)) {
@@ -480,6 +527,7 @@ static void handle_execute(kernel_t *k, const lunet_kmsg_t *req)
         }
         content = cJSON_CreateObject();
         cJSON_AddStringToObject(content, "status", "ok");
+        failed = 0;
     } else {
         /* {ename =, evalue =, traceback = {...}} */
         cJSON *err = lua_to_json(L, -1, 0);
@@ -508,10 +556,13 @@ static void handle_execute(kernel_t *k, const lunet_kmsg_t *req)
             }
         }
     }
+    if (failed && bool_field(req->content, "stop_on_error", 1))
+        abort_queued(k);
     reply(k, k->shell, req, "execute_reply", content);
     lua_settop(L, top);
     lua_gc(L, LUA_GCSTEP, 0);
 }
+
 
 /* complete / inspect / is_complete / history: kernel.lua builds the whole reply content
  * from the request content. */
@@ -689,6 +740,8 @@ static int load_kernel_lua(kernel_t *k)
         klog("cannot start: %s", err);
         return -1;
     }
+    lua_getfield(L, -1, "flush_stale");
+    k->flush_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     k->kernel_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
 }
@@ -703,6 +756,7 @@ int lunet_kernel_main(lua_State *L, const char *connection_file)
     int threads = 0;
     memset(k, 0, sizeof *k);
     k->L = L;
+    k->kernel_ref = k->flush_ref = LUA_NOREF;
     pthread_mutex_init(&k->iopub_lock, NULL);
     pthread_mutex_init(&k->exec_lock, NULL);
     if (lunet_kconn_load(&k->conn, connection_file, err, sizeof err) != 0) {
@@ -816,8 +870,8 @@ done:
     if (threads & 1)
         pthread_join(hb_thread, NULL);
     zmq_ctx_term(k->ctx);
-    if (k->kernel_ref)
-        luaL_unref(L, LUA_REGISTRYINDEX, k->kernel_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, k->kernel_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, k->flush_ref);
     pthread_mutex_destroy(&k->iopub_lock);
     pthread_mutex_destroy(&k->exec_lock);
     return status;

@@ -226,6 +226,20 @@ class RichOutput(unittest.TestCase):
         reply, out = self.c.run("1 + 1;")
         self.assertEqual(of_type(out, "execute_result"), [])
 
+    def test_stop_on_error_aborts_the_queue(self):
+        # the first cell waits for input, so the second is surely queued when it fails
+        first = self.c.kc.execute("io.read()\nerror('first fails')", allow_stdin=True)
+        self.c.kc.get_stdin_msg(timeout=TIMEOUT)
+        second = self.c.kc.execute("'never runs'")
+        time.sleep(0.3)
+        self.c.kc.input("x")
+        replies = {}
+        while len(replies) < 2:  # the aborted one is answered first
+            r = self.c.kc.get_shell_msg(timeout=TIMEOUT)
+            replies[r["parent_header"].get("msg_id")] = r["content"]["status"]
+        self.assertEqual(replies, {first: "error", second: "aborted"})
+        self.assertEqual(self.c.run("'runs again'")[0]["status"], "ok")
+
     def test_comm_info(self):
         msg_id = self.c.kc.comm_info()
         r = self.c.shell_reply(msg_id)
