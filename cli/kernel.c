@@ -808,11 +808,17 @@ int lunet_kernel_main(lua_State *L, const char *connection_file)
         goto done;
     threads |= 2;
     publish_status(k, NULL, "starting");
+    /* as ipykernel: a kernel whose frontend process died (it is reparented) exits */
+    pid_t parent = getppid();
     while (!atomic_load(&k->shutdown)) {
         zmq_pollitem_t items[3] = {{k->shell, 0, ZMQ_POLLIN, 0},
                                    {k->wake_main, 0, ZMQ_POLLIN, 0},
                                    {k->stdin_sock, 0, ZMQ_POLLIN, 0}};
-        int n = zmq_poll(items, 3, -1);
+        int n = zmq_poll(items, 3, 1000);
+        if (n == 0 && getppid() != parent) {
+            klog("the parent process %ld is gone: shutting down", (long)parent);
+            break;
+        }
         if (n < 0) {
             if (zmq_errno() == EINTR)
                 continue;

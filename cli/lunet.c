@@ -40,7 +40,7 @@ static void print_usage(FILE *f)
             "  -W        turn warnings on\n"
             "  -E        accepted for compatibility with lua (no effect)\n"
             "  --        stop handling options\n"
-            "  --kernel CONNECTION_FILE  run as a Jupyter kernel (the only option)\n"
+            "  --kernel CONNECTION_FILE  run as a Jupyter kernel (first; later arguments ignored)\n"
             "  --install-kernel [--user | --prefix P]  install the Jupyter kernel spec\n"
             "            for this program: for the user (default) or under P/share/jupyter\n"
             "  -         stop handling options and execute stdin\n"
@@ -210,7 +210,7 @@ static int collectargs(char **argv, int *first)
     /* the kernel modes take the whole command line */
     if (argv[1] && strcmp(argv[1], "--kernel") == 0) {
         *first = 1;
-        return argv[2] && !argv[3] ? has_kernel : has_error;
+        return argv[2] ? has_kernel : has_error; /* frontends may append more: ignored */
     }
     if (argv[1] && strcmp(argv[1], "--install-kernel") == 0) {
         *first = 1;

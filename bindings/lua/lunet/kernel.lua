@@ -372,8 +372,8 @@ function M._start(K)
     return name .. "(" .. table.concat(params, ", ") .. ")", "defined at " .. where
   end
 
-  -- One-line docs from docs/lua-api.md (the build tree's, or the installed copy in
-  -- share/doc/lunet), read at the first inspect: each entry's signatures (a table row's
+  -- One-line docs from docs/lua-api.md (the source tree's beside build/ or build/<variant>/,
+  -- or the installed copy in share/doc/lunet), read at the first inspect: each entry's signatures (a table row's
   -- first cell, or a ### heading's code spans), its PyTorch equivalent and the first
   -- sentence of its notes.  Keyed by the name as written and, through resolving that name,
   -- by the function value itself (so aliases such as `local F = lunet.nn.functional` work).
@@ -394,7 +394,8 @@ function M._start(K)
   local function load_docs()
     docs = {by_name = {}, by_value = {}}
     local f
-    for _, p in ipairs {K.exe_dir .. "/../docs/lua-api.md", K.exe_dir .. "/../share/doc/lunet/lua-api.md"} do
+    for _, p in ipairs {K.exe_dir .. "/../docs/lua-api.md", K.exe_dir .. "/../../docs/lua-api.md",
+                        K.exe_dir .. "/../share/doc/lunet/lua-api.md"} do
       f = io.open(p, "r")
       if f then break end
     end
