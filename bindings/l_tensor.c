@@ -60,9 +60,18 @@ void lb_pushtensor(lua_State *L, lunet_tensor_t *t)
      * Lua's collector sees an 8-byte box, not the tensor's data; tell it about the data so
      * that a training loop's temporaries are collected before memory grows.
      */
-    static size_t pending_bytes;
-    pending_bytes += (size_t)t->numel * lunet_dtype_size(t->dtype) + sizeof(lunet_tensor_t);
-    if (pending_bytes >= ((size_t)1 << 22)) {
+    static size_t pending_bytes, since_full;
+    size_t nbytes = (size_t)t->numel * lunet_dtype_size(t->dtype) + sizeof(lunet_tensor_t);
+    pending_bytes += nbytes;
+    since_full += nbytes;
+    if (since_full >= ((size_t)1 << 23)) {
+        /* The generational collector promotes a batch that lives across two steps to the
+           old generation, and a heap of 8-byte boxes never grows enough for a major
+           collection: every 8 MiB of tensors, one full collection (the Lua heap itself
+           is small, so it is quick) keeps dead batches from piling up (peak RSS). */
+        lua_gc(L, LUA_GCCOLLECT);
+        pending_bytes = since_full = 0;
+    } else if (pending_bytes >= ((size_t)1 << 22)) {
         lua_gc(L, LUA_GCSTEP, (int)(pending_bytes >> 10));
         pending_bytes = 0;
     }
