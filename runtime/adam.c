@@ -290,52 +290,41 @@ void lunet_adam_state_clear(lunet_adam_state_t *s)
 
 /* ---- an optimizer object for C hosts */
 
-struct lunet_adam {
-    lunet_optimizer_core_t core; /* states: one lunet_adam_state_t each */
-    lunet_adam_options_t options;
-};
-
-void lunet_adam_free(lunet_adam_t *opt)
-{
-    if (!opt)
-        return;
-    lunet_adam_state_t *states = opt->core.states;
-    for (int i = 0; i < opt->core.nparams; i++)
-        lunet_adam_state_clear(&states[i]);
-    lunet_optimizer_release(&opt->core);
-    free(opt);
-}
-
-lunet_status_t lunet_adam_new(lunet_adam_t **out, int nparams, lunet_tensor_t *const *params,
-                              const lunet_adam_options_t *o)
-{
-    lunet_status_t st = lunet_adam_check(o);
-    lunet_adam_t *opt = st ? NULL : calloc(1, sizeof *opt);
-    if (!st && !opt)
-        st = lunet_fail(LUNET_STATUS_NOMEM, "adam: out of memory");
-    if (!st && !(st = lunet_optimizer_hold(&opt->core, sizeof(lunet_adam_state_t), nparams,
-                                           params, "adam"))) {
-        opt->options = *o;
-        *out = opt;
-        return LUNET_OK;
-    }
-    free(opt);
-    return st;
-}
-
 static lunet_status_t adam_step_one(lunet_tensor_t *p, void *state, const void *options)
 {
     return lunet_adam_update(p, p->grad, state, options);
 }
 
-lunet_status_t lunet_adam_step(lunet_adam_t *opt)
+static void adam_clear(void *state) { lunet_adam_state_clear(state); }
+
+static const lunet_optimizer_kind_t ADAM_KIND = {
+    .name = "adam",
+    .state_size = sizeof(lunet_adam_state_t),
+    .options_size = sizeof(lunet_adam_options_t),
+    .update = adam_step_one,
+    .clear = adam_clear,
+};
+
+lunet_status_t lunet_adam_new(lunet_adam_t **out, int nparams, lunet_tensor_t *const *params,
+                              const lunet_adam_options_t *o)
 {
-    return lunet_optimizer_step_all(&opt->core, adam_step_one, &opt->options);
+    lunet_optimizer_t *opt = NULL;
+    lunet_status_t st = lunet_adam_check(o);
+    if (!st && !(st = lunet_optimizer_new(&opt, &ADAM_KIND, o, nparams, params)))
+        *out = (lunet_adam_t *)opt; /* lunet_adam_t is never defined: it names this object */
+    return st;
 }
 
-lunet_status_t lunet_adam_zero_grad(lunet_adam_t *opt) { return lunet_optimizer_zero_grads(&opt->core); }
+lunet_status_t lunet_adam_step(lunet_adam_t *opt) { return lunet_optimizer_step((lunet_optimizer_t *)opt); }
+
+lunet_status_t lunet_adam_zero_grad(lunet_adam_t *opt)
+{
+    return lunet_optimizer_zero_grad((lunet_optimizer_t *)opt);
+}
 
 const lunet_adam_state_t *lunet_adam_state(const lunet_adam_t *opt, int i)
 {
-    return i >= 0 && i < opt->core.nparams ? (const lunet_adam_state_t *)opt->core.states + i : NULL;
+    return lunet_optimizer_state((const lunet_optimizer_t *)opt, i);
 }
+
+void lunet_adam_free(lunet_adam_t *opt) { lunet_optimizer_free((lunet_optimizer_t *)opt); }

@@ -188,25 +188,29 @@ double lunet_softmax_slice_lse_f64(const double *x, int64_t C, int64_t st, doubl
 void lunet_softmax_exp_f32(float *restrict e, const float *restrict x, int64_t n, float m,
                            float s);
 
-/* ---- optim.c: what the optimizer objects (SGD, Adam) share: the retained parameters and
-   one state struct per parameter, stepped in order */
-typedef struct lunet_optimizer_core {
-    int nparams;
-    lunet_tensor_t **params; /* retained */
-    void *states;            /* nparams zero-initialised structs of state_size bytes */
-    size_t state_size;
-} lunet_optimizer_core_t;
-typedef lunet_status_t (*lunet_optimizer_update_fn)(lunet_tensor_t *p, void *state,
-                                                    const void *options);
-/* Checks the list (non-empty, distinct floating leaves, PyTorch's messages), then retains it. */
-LUNET_MUST_CHECK lunet_status_t lunet_optimizer_hold(lunet_optimizer_core_t *core, size_t state_size, int nparams,
-                                    lunet_tensor_t *const *params, const char *name);
-/* Releases the parameters and frees the arrays (the states' own tensors are the caller's). */
-void lunet_optimizer_release(lunet_optimizer_core_t *core);
-/* update(p, state i, options) for every parameter that has a gradient, in order. */
-LUNET_MUST_CHECK lunet_status_t lunet_optimizer_step_all(lunet_optimizer_core_t *core,
-                                        lunet_optimizer_update_fn update, const void *options);
+/* ---- optim.c: the optimizer objects for C hosts (lunet_sgd_t, lunet_adam_t) are one
+   object, lunet_optimizer_t: the retained parameters, one state per parameter, a copy of the
+   options, and a kind that says how to update with a state and how to release one.  The public
+   types are never defined; their pointers name a lunet_optimizer_t. */
+typedef struct lunet_optimizer_kind {
+    const char *name; /* "sgd", "adam": in messages */
+    size_t state_size, options_size;
+    lunet_status_t (*update)(lunet_tensor_t *p, void *state, const void *options);
+    void (*clear)(void *state); /* releases what a state holds */
+} lunet_optimizer_kind_t;
+typedef struct lunet_optimizer lunet_optimizer_t;
+/* Checks the list (non-empty, distinct floating leaves, PyTorch's messages), then retains it;
+   the states start zeroed. */
+LUNET_MUST_CHECK lunet_status_t lunet_optimizer_new(lunet_optimizer_t **out,
+                                                    const lunet_optimizer_kind_t *kind,
+                                                    const void *options, int nparams,
+                                                    lunet_tensor_t *const *params);
+void lunet_optimizer_free(lunet_optimizer_t *opt);
+/* kind->update(p, its state, options) for every parameter that has a gradient, in order. */
+LUNET_MUST_CHECK lunet_status_t lunet_optimizer_step(lunet_optimizer_t *opt);
 /* Zero-fills every existing .grad (PyTorch 1.13's zero_grad default), without autograd. */
-LUNET_MUST_CHECK lunet_status_t lunet_optimizer_zero_grads(lunet_optimizer_core_t *core);
+LUNET_MUST_CHECK lunet_status_t lunet_optimizer_zero_grad(lunet_optimizer_t *opt);
+/* The state of parameter i, or NULL when i is out of range. */
+const void *lunet_optimizer_state(const lunet_optimizer_t *opt, int i);
 
 #endif

@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 lunet_status_t lunet_sgd_check(const lunet_sgd_options_t *o)
 {
@@ -173,105 +174,126 @@ static lunet_status_t check_params(int nparams, lunet_tensor_t *const *params, c
     return LUNET_OK;
 }
 
-lunet_status_t lunet_optimizer_hold(lunet_optimizer_core_t *core, size_t state_size, int nparams,
-                                    lunet_tensor_t *const *params, const char *name)
+struct lunet_optimizer {
+    const lunet_optimizer_kind_t *kind;
+    int nparams;
+    lunet_tensor_t **params; /* retained */
+    void *states;            /* nparams zero-initialised states of kind->state_size bytes */
+    void *options;           /* a copy, kind->options_size bytes */
+};
+
+void lunet_optimizer_free(lunet_optimizer_t *opt)
 {
-    lunet_status_t st = check_params(nparams, params, name);
+    if (!opt)
+        return;
+    for (int i = 0; i < opt->nparams; i++) {
+        if (opt->params)
+            lunet_tensor_release(opt->params[i]);
+        if (opt->states)
+            opt->kind->clear((char *)opt->states + (size_t)i * opt->kind->state_size);
+    }
+    free(opt->params);
+    free(opt->states);
+    free(opt->options);
+    free(opt);
+}
+
+lunet_status_t lunet_optimizer_new(lunet_optimizer_t **out, const lunet_optimizer_kind_t *kind,
+                                   const void *options, int nparams,
+                                   lunet_tensor_t *const *params)
+{
+    lunet_status_t st = check_params(nparams, params, kind->name);
     if (st)
         return st;
-    lunet_tensor_t **held = calloc((size_t)nparams, sizeof *held);
-    void *states = calloc((size_t)nparams, state_size);
-    if (!held || !states) {
-        free(held);
-        free(states);
-        return lunet_fail(LUNET_STATUS_NOMEM, "%s: out of memory", name);
+    lunet_optimizer_t *opt = calloc(1, sizeof *opt);
+    if (opt) {
+        opt->kind = kind;
+        opt->params = calloc((size_t)nparams, sizeof *opt->params);
+        opt->states = calloc((size_t)nparams, kind->state_size);
+        opt->options = malloc(kind->options_size);
     }
+    if (!opt || !opt->params || !opt->states || !opt->options) {
+        lunet_optimizer_free(opt);
+        return lunet_fail(LUNET_STATUS_NOMEM, "%s: out of memory", kind->name);
+    }
+    memcpy(opt->options, options, kind->options_size);
+    opt->nparams = nparams;
     for (int i = 0; i < nparams; i++) {
         lunet_tensor_retain(params[i]);
-        held[i] = params[i];
+        opt->params[i] = params[i];
     }
-    *core = (lunet_optimizer_core_t){.nparams = nparams, .params = held, .states = states,
-                                     .state_size = state_size};
+    *out = opt;
     return LUNET_OK;
 }
 
-void lunet_optimizer_release(lunet_optimizer_core_t *core)
+lunet_status_t lunet_optimizer_step(lunet_optimizer_t *opt)
 {
-    for (int i = 0; i < core->nparams; i++)
-        lunet_tensor_release(core->params[i]);
-    free(core->params);
-    free(core->states);
-    *core = (lunet_optimizer_core_t){0};
-}
-
-lunet_status_t lunet_optimizer_step_all(lunet_optimizer_core_t *core,
-                                        lunet_optimizer_update_fn update, const void *options)
-{
-    for (int i = 0; i < core->nparams; i++) {
-        lunet_tensor_t *p = core->params[i];
+    for (int i = 0; i < opt->nparams; i++) {
+        lunet_tensor_t *p = opt->params[i];
         if (!p->grad)
             continue; /* parameters without a gradient are skipped, as in PyTorch */
-        lunet_status_t st = update(p, (char *)core->states + (size_t)i * core->state_size, options);
+        void *state = (char *)opt->states + (size_t)i * opt->kind->state_size;
+        lunet_status_t st = opt->kind->update(p, state, opt->options);
         if (st)
             return st;
     }
     return LUNET_OK;
 }
 
-lunet_status_t lunet_optimizer_zero_grads(lunet_optimizer_core_t *core)
+lunet_status_t lunet_optimizer_zero_grad(lunet_optimizer_t *opt)
 {
     bool was = lunet_set_grad_enabled(false);
     lunet_status_t st = LUNET_OK;
-    for (int i = 0; i < core->nparams && !st; i++)
-        if (core->params[i]->grad)
-            st = lunet_tensor_fill_(core->params[i]->grad, 0);
+    for (int i = 0; i < opt->nparams && !st; i++)
+        if (opt->params[i]->grad)
+            st = lunet_tensor_fill_(opt->params[i]->grad, 0);
     lunet_set_grad_enabled(was);
     return st;
 }
 
-/* ---- an optimizer object for C hosts */
-
-struct lunet_sgd {
-    lunet_optimizer_core_t core; /* states: one momentum buffer (lunet_tensor_t *) each */
-    lunet_sgd_options_t options;
-};
-
-void lunet_sgd_free(lunet_sgd_t *opt)
+const void *lunet_optimizer_state(const lunet_optimizer_t *opt, int i)
 {
-    if (!opt)
-        return;
-    lunet_tensor_t **buffers = opt->core.states;
-    for (int i = 0; i < opt->core.nparams; i++)
-        lunet_tensor_release(buffers[i]);
-    lunet_optimizer_release(&opt->core);
-    free(opt);
+    return i >= 0 && i < opt->nparams ? (char *)opt->states + (size_t)i * opt->kind->state_size
+                                      : NULL;
 }
 
-lunet_status_t lunet_sgd_new(lunet_sgd_t **out, int nparams, lunet_tensor_t *const *params,
-                             const lunet_sgd_options_t *o)
-{
-    lunet_status_t st = lunet_sgd_check(o);
-    lunet_sgd_t *opt = st ? NULL : calloc(1, sizeof *opt);
-    if (!st && !opt)
-        st = lunet_fail(LUNET_STATUS_NOMEM, "sgd: out of memory");
-    if (!st && !(st = lunet_optimizer_hold(&opt->core, sizeof(lunet_tensor_t *), nparams, params,
-                                           "sgd"))) {
-        opt->options = *o;
-        *out = opt;
-        return LUNET_OK;
-    }
-    free(opt);
-    return st;
-}
+/* ---- SGD's object for C hosts: a lunet_optimizer_t whose states are momentum buffers */
 
 static lunet_status_t sgd_step_one(lunet_tensor_t *p, void *buffer, const void *options)
 {
     return lunet_sgd_update(p, p->grad, buffer, options);
 }
 
-lunet_status_t lunet_sgd_step(lunet_sgd_t *opt)
+static void sgd_clear(void *buffer)
 {
-    return lunet_optimizer_step_all(&opt->core, sgd_step_one, &opt->options);
+    lunet_tensor_t **b = buffer;
+    lunet_tensor_release(*b);
+    *b = NULL;
 }
 
-lunet_status_t lunet_sgd_zero_grad(lunet_sgd_t *opt) { return lunet_optimizer_zero_grads(&opt->core); }
+static const lunet_optimizer_kind_t SGD_KIND = {
+    .name = "sgd",
+    .state_size = sizeof(lunet_tensor_t *),
+    .options_size = sizeof(lunet_sgd_options_t),
+    .update = sgd_step_one,
+    .clear = sgd_clear,
+};
+
+lunet_status_t lunet_sgd_new(lunet_sgd_t **out, int nparams, lunet_tensor_t *const *params,
+                             const lunet_sgd_options_t *o)
+{
+    lunet_optimizer_t *opt = NULL;
+    lunet_status_t st = lunet_sgd_check(o);
+    if (!st && !(st = lunet_optimizer_new(&opt, &SGD_KIND, o, nparams, params)))
+        *out = (lunet_sgd_t *)opt; /* lunet_sgd_t is never defined: it names this object */
+    return st;
+}
+
+lunet_status_t lunet_sgd_step(lunet_sgd_t *opt) { return lunet_optimizer_step((lunet_optimizer_t *)opt); }
+
+lunet_status_t lunet_sgd_zero_grad(lunet_sgd_t *opt)
+{
+    return lunet_optimizer_zero_grad((lunet_optimizer_t *)opt);
+}
+
+void lunet_sgd_free(lunet_sgd_t *opt) { lunet_optimizer_free((lunet_optimizer_t *)opt); }
