@@ -136,9 +136,7 @@ static int l_to_tensor(lua_State *L)
 {
     lunet_tensor_t *img = lb_checktensor(L, 1);
     lunet_tensor_t *r;
-    LB_CHECK(L, lunet_data_to_tensor(&r, img));
-    lb_pushtensor(L, r);
-    return 1;
+    return lb_result(L, lunet_data_to_tensor(&r, img), &r);
 }
 
 /* _c.normalize(x, mean, std) -> new tensor */
@@ -149,9 +147,7 @@ static int l_normalize(lua_State *L)
     int nm = check_numbers(L, 2, mean, MAX_CHANNELS, "mean");
     int ns = check_numbers(L, 3, std, MAX_CHANNELS, "std");
     lunet_tensor_t *r;
-    LB_CHECK(L, lunet_data_normalize(&r, x, nm, mean, ns, std));
-    lb_pushtensor(L, r);
-    return 1;
+    return lb_result(L, lunet_data_normalize(&r, x, nm, mean, ns, std), &r);
 }
 
 /* _c.label_histogram(labels, nclass) -> array of nclass counts (errors on a bad label) */

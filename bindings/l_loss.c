@@ -77,33 +77,24 @@ static void check_options(lua_State *L, int idx, lunet_loss_options_t *o, bool s
         lua_pop(L, 1);
 }
 
-static int l_cross_entropy(lua_State *L)
+/* _c.cross_entropy(x, y [, opts]) and _c.nll_loss(x, y [, opts]) (no label_smoothing) */
+static int class_loss(lua_State *L, bool cross_entropy)
 {
     lunet_tensor_t *x = lb_checktensor(L, 1), *y = lb_checktensor(L, 2), *r;
     lunet_loss_options_t o;
-    check_options(L, 3, &o, true);
-    LB_CHECK(L, lunet_loss_cross_entropy(&r, x, y, &o));
-    lb_pushtensor(L, r);
-    return 1;
+    check_options(L, 3, &o, cross_entropy);
+    return lb_result(L, cross_entropy ? lunet_loss_cross_entropy(&r, x, y, &o)
+                              : lunet_loss_nll(&r, x, y, &o), &r);
 }
 
-static int l_nll_loss(lua_State *L)
-{
-    lunet_tensor_t *x = lb_checktensor(L, 1), *y = lb_checktensor(L, 2), *r;
-    lunet_loss_options_t o;
-    check_options(L, 3, &o, false);
-    LB_CHECK(L, lunet_loss_nll(&r, x, y, &o));
-    lb_pushtensor(L, r);
-    return 1;
-}
+static int l_cross_entropy(lua_State *L) { return class_loss(L, true); }
+static int l_nll_loss(lua_State *L) { return class_loss(L, false); }
 
 static int l_mse_loss(lua_State *L)
 {
     lunet_tensor_t *a = lb_checktensor(L, 1), *b = lb_checktensor(L, 2), *r;
     lunet_reduction_t red = check_reduction(L, 3);
-    LB_CHECK(L, lunet_loss_mse(&r, a, b, red));
-    lb_pushtensor(L, r);
-    return 1;
+    return lb_result(L, lunet_loss_mse(&r, a, b, red), &r);
 }
 
 static const luaL_Reg loss_funcs[] = {

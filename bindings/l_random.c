@@ -135,27 +135,19 @@ static int l_randperm(lua_State *L)
 
 /* ---------------------------------------------------------------- in place ------------ */
 
-/* t:normal_([mean [, std]]) -> t */
-static int m_normal_(lua_State *L)
+/* t:normal_([mean [, std]]) -> t and t:uniform_([a [, b]]) -> t: both default to (0, 1) */
+static int random_fill_(lua_State *L, bool normal)
 {
     lunet_tensor_t *t = lb_checktensor(L, 1);
-    double mean = luaL_optnumber(L, 2, 0.0);
-    double std = luaL_optnumber(L, 3, 1.0);
-    LB_CHECK(L, lunet_tensor_normal_(t, NULL, mean, std));
+    double p0 = luaL_optnumber(L, 2, 0.0), p1 = luaL_optnumber(L, 3, 1.0);
+    LB_CHECK(L, normal ? lunet_tensor_normal_(t, NULL, p0, p1)
+                       : lunet_tensor_uniform_(t, NULL, p0, p1));
     lua_settop(L, 1);
     return 1;
 }
 
-/* t:uniform_([a [, b]]) -> t */
-static int m_uniform_(lua_State *L)
-{
-    lunet_tensor_t *t = lb_checktensor(L, 1);
-    double a = luaL_optnumber(L, 2, 0.0);
-    double b = luaL_optnumber(L, 3, 1.0);
-    LB_CHECK(L, lunet_tensor_uniform_(t, NULL, a, b));
-    lua_settop(L, 1);
-    return 1;
-}
+static int m_normal_(lua_State *L) { return random_fill_(L, true); }
+static int m_uniform_(lua_State *L) { return random_fill_(L, false); }
 
 /* t:random_(low, high) or t:random_(high) -> t: integers in [low, high) */
 static int m_random_(lua_State *L)

@@ -816,9 +816,7 @@ static int m_tolist(lua_State *L)
 static int convert_to(lua_State *L, lunet_tensor_t *t, lunet_dtype_t dt)
 {
     lunet_tensor_t *r;
-    LB_CHECK(L, lunet_tensor_to(&r, t, dt));
-    lb_pushtensor(L, r);
-    return 1;
+    return lb_result(L, lunet_tensor_to(&r, t, dt), &r);
 }
 
 static int m_to(lua_State *L)
@@ -868,25 +866,19 @@ static int m_type(lua_State *L)
 static int m_clone(lua_State *L)
 {
     lunet_tensor_t *r;
-    LB_CHECK(L, lunet_tensor_clone(&r, lb_checktensor(L, 1)));
-    lb_pushtensor(L, r);
-    return 1;
+    return lb_result(L, lunet_tensor_clone(&r, lb_checktensor(L, 1)), &r);
 }
 
 static int m_detach(lua_State *L)
 {
     lunet_tensor_t *r;
-    LB_CHECK(L, lunet_tensor_detach(&r, lb_checktensor(L, 1)));
-    lb_pushtensor(L, r);
-    return 1;
+    return lb_result(L, lunet_tensor_detach(&r, lb_checktensor(L, 1)), &r);
 }
 
 static int m_contiguous(lua_State *L)
 {
     lunet_tensor_t *r;
-    LB_CHECK(L, lunet_tensor_contiguous(&r, lb_checktensor(L, 1)));
-    lb_pushtensor(L, r);
-    return 1;
+    return lb_result(L, lunet_tensor_contiguous(&r, lb_checktensor(L, 1)), &r);
 }
 
 /* ================================================================ views ============== */
@@ -904,10 +896,8 @@ static int view_or_reshape(lua_State *L, bool copy_if_needed)
     } else {
         lbt_checkshape(L, 2, &ndim, shape);
     }
-    LB_CHECK(L, copy_if_needed ? lunet_tensor_reshape(&r, t, ndim, shape)
-                               : lunet_tensor_view(&r, t, ndim, shape));
-    lb_pushtensor(L, r);
-    return 1;
+    return lb_result(L, copy_if_needed ? lunet_tensor_reshape(&r, t, ndim, shape)
+                               : lunet_tensor_view(&r, t, ndim, shape), &r);
 }
 
 static int m_view(lua_State *L) { return view_or_reshape(L, false); }
@@ -933,9 +923,7 @@ static int m_transpose(lua_State *L)
 {
     lunet_tensor_t *t = lb_checktensor(L, 1), *r;
     lua_Integer d0 = luaL_checkinteger(L, 2), d1 = luaL_checkinteger(L, 3);
-    LB_CHECK(L, lunet_tensor_transpose(&r, t, (int64_t)d0, (int64_t)d1));
-    lb_pushtensor(L, r);
-    return 1;
+    return lb_result(L, lunet_tensor_transpose(&r, t, (int64_t)d0, (int64_t)d1), &r);
 }
 
 static int m_permute(lua_State *L)
@@ -944,36 +932,28 @@ static int m_permute(lua_State *L)
     int ndim;
     int64_t dims[LUNET_MAX_DIMS];
     lbt_checkshape(L, 2, &ndim, dims);
-    LB_CHECK(L, lunet_tensor_permute(&r, t, ndim, dims));
-    lb_pushtensor(L, r);
-    return 1;
+    return lb_result(L, lunet_tensor_permute(&r, t, ndim, dims), &r);
 }
 
 static int m_squeeze(lua_State *L)
 {
     lunet_tensor_t *t = lb_checktensor(L, 1), *r;
     int64_t dim = lua_isnoneornil(L, 2) ? LUNET_ALL_DIMS : (int64_t)luaL_checkinteger(L, 2);
-    LB_CHECK(L, lunet_tensor_squeeze(&r, t, dim));
-    lb_pushtensor(L, r);
-    return 1;
+    return lb_result(L, lunet_tensor_squeeze(&r, t, dim), &r);
 }
 
 static int m_unsqueeze(lua_State *L)
 {
     lunet_tensor_t *t = lb_checktensor(L, 1), *r;
     lua_Integer dim = luaL_checkinteger(L, 2);
-    LB_CHECK(L, lunet_tensor_unsqueeze(&r, t, (int64_t)dim));
-    lb_pushtensor(L, r);
-    return 1;
+    return lb_result(L, lunet_tensor_unsqueeze(&r, t, (int64_t)dim), &r);
 }
 
 static int m_flatten(lua_State *L)
 {
     lunet_tensor_t *t = lb_checktensor(L, 1), *r;
     lua_Integer s = luaL_optinteger(L, 2, 0), e = luaL_optinteger(L, 3, -1);
-    LB_CHECK(L, lunet_tensor_flatten(&r, t, (int64_t)s, (int64_t)e));
-    lb_pushtensor(L, r);
-    return 1;
+    return lb_result(L, lunet_tensor_flatten(&r, t, (int64_t)s, (int64_t)e), &r);
 }
 
 static int m_narrow(lua_State *L)
@@ -981,18 +961,14 @@ static int m_narrow(lua_State *L)
     lunet_tensor_t *t = lb_checktensor(L, 1), *r;
     lua_Integer d = luaL_checkinteger(L, 2), s = luaL_checkinteger(L, 3),
                 n = luaL_checkinteger(L, 4);
-    LB_CHECK(L, lunet_tensor_narrow(&r, t, (int64_t)d, (int64_t)s, (int64_t)n));
-    lb_pushtensor(L, r);
-    return 1;
+    return lb_result(L, lunet_tensor_narrow(&r, t, (int64_t)d, (int64_t)s, (int64_t)n), &r);
 }
 
 static int m_select(lua_State *L)
 {
     lunet_tensor_t *t = lb_checktensor(L, 1), *r;
     lua_Integer d = luaL_checkinteger(L, 2), i = luaL_checkinteger(L, 3);
-    LB_CHECK(L, lunet_tensor_select(&r, t, (int64_t)d, (int64_t)i));
-    lb_pushtensor(L, r);
-    return 1;
+    return lb_result(L, lunet_tensor_select(&r, t, (int64_t)d, (int64_t)i), &r);
 }
 
 static int m_expand(lua_State *L)
@@ -1001,17 +977,13 @@ static int m_expand(lua_State *L)
     int ndim;
     int64_t shape[LUNET_MAX_DIMS];
     lbt_checkshape(L, 2, &ndim, shape);
-    LB_CHECK(L, lunet_tensor_expand(&r, t, ndim, shape));
-    lb_pushtensor(L, r);
-    return 1;
+    return lb_result(L, lunet_tensor_expand(&r, t, ndim, shape), &r);
 }
 
 static int m_expand_as(lua_State *L)
 {
     lunet_tensor_t *t = lb_checktensor(L, 1), *o = lb_checktensor(L, 2), *r;
-    LB_CHECK(L, lunet_tensor_expand(&r, t, o->ndim, o->shape));
-    lb_pushtensor(L, r);
-    return 1;
+    return lb_result(L, lunet_tensor_expand(&r, t, o->ndim, o->shape), &r);
 }
 
 /* ================================================================ indexing =========== */
@@ -1062,9 +1034,7 @@ static int m_index(lua_State *L)
     }
     if (n == 0)
         return luaL_error(L, "index: at least one index expected");
-    LB_CHECK(L, lunet_tensor_index(&r, t, n, idx));
-    lb_pushtensor(L, r);
-    return 1;
+    return lb_result(L, lunet_tensor_index(&r, t, n, idx), &r);
 }
 
 static int m_gather(lua_State *L)
@@ -1072,9 +1042,7 @@ static int m_gather(lua_State *L)
     lunet_tensor_t *t = lb_checktensor(L, 1), *r;
     lua_Integer d = luaL_checkinteger(L, 2);
     lunet_tensor_t *i = lb_checktensor(L, 3);
-    LB_CHECK(L, lunet_tensor_gather(&r, t, (int64_t)d, i));
-    lb_pushtensor(L, r);
-    return 1;
+    return lb_result(L, lunet_tensor_gather(&r, t, (int64_t)d, i), &r);
 }
 
 static int m_index_select(lua_State *L)
@@ -1086,9 +1054,7 @@ static int m_index_select(lua_State *L)
         luaL_checktype(L, 3, LUA_TTABLE);
         i = index_entry(L, 3);
     }
-    LB_CHECK(L, lunet_tensor_index_select(&r, t, (int64_t)d, i));
-    lb_pushtensor(L, r);
-    return 1;
+    return lb_result(L, lunet_tensor_index_select(&r, t, (int64_t)d, i), &r);
 }
 
 lbt_fill_t lbt_checkfill(lua_State *L, int idx)
@@ -1129,9 +1095,7 @@ static int m_masked_fill(lua_State *L)
     lunet_tensor_t *t = lb_checktensor(L, 1), *r;
     lunet_tensor_t *mask = lb_checktensor(L, 2);
     lbt_fill_t v = lbt_checkfill(L, 3);
-    LB_CHECK(L, lbt_masked_fill(&r, t, mask, &v));
-    lb_pushtensor(L, r);
-    return 1;
+    return lb_result(L, lbt_masked_fill(&r, t, mask, &v), &r);
 }
 
 /* ================================================================ metamethods ======== */

@@ -165,9 +165,7 @@ static int f_equal(lua_State *L)
 static int unary(lua_State *L, lunet_unary_op_t op)
 {
     lunet_tensor_t *t = lb_checktensor(L, 1), *r;
-    LB_CHECK(L, lunet_tensor_unary(&r, op, t));
-    lb_pushtensor(L, r);
-    return 1;
+    return lb_result(L, lunet_tensor_unary(&r, op, t), &r);
 }
 
 static int unary_(lua_State *L, lunet_unary_op_t op)
@@ -217,9 +215,7 @@ static int f_clamp(lua_State *L)
     lunet_tensor_t *t = lb_checktensor(L, 1), *r;
     double lo, hi;
     clamp_bounds(L, &lo, &hi);
-    LB_CHECK(L, lunet_tensor_clamp(&r, t, lo, hi));
-    lb_pushtensor(L, r);
-    return 1;
+    return lb_result(L, lunet_tensor_clamp(&r, t, lo, hi), &r);
 }
 
 static int f_clamp_(lua_State *L)
@@ -462,17 +458,13 @@ static int f_min(lua_State *L)
 static int f_matmul(lua_State *L)
 {
     lunet_tensor_t *a = lb_checktensor(L, 1), *b = lb_checktensor(L, 2), *r;
-    LB_CHECK(L, lunet_tensor_matmul(&r, a, b));
-    lb_pushtensor(L, r);
-    return 1;
+    return lb_result(L, lunet_tensor_matmul(&r, a, b), &r);
 }
 
 static int f_mm(lua_State *L)
 {
     lunet_tensor_t *a = lb_checktensor(L, 1), *b = lb_checktensor(L, 2), *r;
-    LB_CHECK(L, lunet_tensor_mm(&r, a, b));
-    lb_pushtensor(L, r);
-    return 1;
+    return lb_result(L, lunet_tensor_mm(&r, a, b), &r);
 }
 
 /* addmm(c, a, b [, {beta=, alpha=}]) = beta*c + alpha*(a @ b) */
@@ -483,9 +475,7 @@ static int f_addmm(lua_State *L)
     if (!lua_isnoneornil(L, 4))
         luaL_checktype(L, 4, LUA_TTABLE);
     double beta = opt_number(L, 4, "beta", 1.0), alpha = opt_number(L, 4, "alpha", 1.0);
-    LB_CHECK(L, lunet_tensor_addmm(&r, c, a, b, beta, alpha));
-    lb_pushtensor(L, r);
-    return 1;
+    return lb_result(L, lunet_tensor_addmm(&r, c, a, b, beta, alpha), &r);
 }
 
 /* ================================================================ autograd =========== */

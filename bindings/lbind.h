@@ -36,6 +36,19 @@ int lb_error(lua_State *L);
 lunet_dtype_t lb_checkdtype(lua_State *L, int idx);
 void lb_pushdtype(lua_State *L, lunet_dtype_t dt);
 
+/*
+ * The ending of a binding that made one tensor r: `return lb_result(L, lunet_x(&r, ...), &r);`
+ * pushes r (taking over its reference) when the call returned LUNET_OK, else raises the
+ * runtime's error.  r goes by address: the call has run before it is read.
+ */
+static inline int lb_result(lua_State *L, lunet_status_t st, lunet_tensor_t **r)
+{
+    if (st != LUNET_OK)
+        return lb_error(L);
+    lb_pushtensor(L, *r);
+    return 1;
+}
+
 #define LB_CHECK(L, expr)                                                                  \
     do {                                                                                   \
         if ((expr) != LUNET_OK)                                                            \
