@@ -8,17 +8,27 @@
 
 #include <string.h>
 
+/* dim wrapped into x's dims, and an int64 index: the checks gather and index_select share. */
+static lunet_status_t check_dim_index(int *d, int64_t dim, const lunet_tensor_t *x,
+                                      const lunet_tensor_t *index, const char *op)
+{
+    lunet_status_t st = lunet_dim_wrap(d, dim, x->ndim);
+    if (st)
+        return st;
+    if (index->dtype != LUNET_DTYPE_INT64)
+        return lunet_fail(LUNET_STATUS_RUNTIME, "%s(): Expected dtype int64 for index", op);
+    return LUNET_OK;
+}
+
 /* ---- gather (docs/pytorch-parity.md §11.3) */
 
 lunet_status_t lunet_tensor_gather(lunet_tensor_t **out, lunet_tensor_t *x, int64_t dim,
                                    lunet_tensor_t *index)
 {
     int d;
-    lunet_status_t st = lunet_dim_wrap(&d, dim, x->ndim);
+    lunet_status_t st = check_dim_index(&d, dim, x, index, "gather");
     if (st)
         return st;
-    if (index->dtype != LUNET_DTYPE_INT64)
-        return lunet_fail(LUNET_STATUS_RUNTIME, "gather(): Expected dtype int64 for index");
     int xnd = x->ndim > 0 ? x->ndim : 1, ind = index->ndim > 0 ? index->ndim : 1;
     if (xnd != ind)
         return lunet_fail(LUNET_STATUS_RUNTIME,
@@ -111,12 +121,9 @@ lunet_status_t lunet_tensor_index_select(lunet_tensor_t **out, lunet_tensor_t *x
                                          lunet_tensor_t *index)
 {
     int d;
-    lunet_status_t st = lunet_dim_wrap(&d, dim, x->ndim);
+    lunet_status_t st = check_dim_index(&d, dim, x, index, "index_select");
     if (st)
         return st;
-    if (index->dtype != LUNET_DTYPE_INT64)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
-                          "index_select(): Expected dtype int64 for index");
     if (index->ndim > 1)
         return lunet_fail(LUNET_STATUS_INDEX, "index_select(): Index is supposed to be a vector");
     int64_t size = x->ndim > 0 ? x->shape[d] : 1;
