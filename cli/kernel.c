@@ -27,6 +27,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +122,56 @@ static cJSON *error_content(const char *ename, const char *evalue)
 
 #define JSON_MAX_DEPTH 32
 
+/* Length of the UTF-8 sequence starting at s (at most n bytes), or 0 when it is invalid. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (len == 0 || len > n || (len == 2 && c < 0xc2) || (len == 4 && c > 0xf4))
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    if (len == 3 && ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f)))
+        return 0; /* overlong, or a surrogate */
+    if (len == 4 && ((c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] > 0x8f)))
+        return 0;
+    return len;
+}
+
+static int utf8_valid(const char *s, size_t n)
+{
+    for (size_t i = 0, k; i < n; i += k)
+        if ((k = utf8_seq((const unsigned char *)s + i, n - i)) == 0)
+            return 0;
+    return 1;
+}
+
+/* A copy of s with each invalid byte replaced by U+FFFD (JSON text must be UTF-8, and a
+ * frontend fails to decode a message that is not); NULL when out of memory. */
+static char *utf8_clean(const char *s, size_t n)
+{
+    if (n > (SIZE_MAX - 1) / 3)
+        return NULL;
+    char *out = malloc(3 * n + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_seq((const unsigned char *)s + i, n - i);
+        if (k == 0) {
+            memcpy(o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
+        } else {
+            memcpy(o, s + i, k);
+            o += k;
+            i += k;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
 /* The value at idx as JSON: a table with keys 1..n only is an array (an empty table is {}). */
 static cJSON *lua_to_json(lua_State *L, int idx, int depth)
 {
@@ -130,8 +181,16 @@ static cJSON *lua_to_json(lua_State *L, int idx, int depth)
         return cJSON_CreateBool(lua_toboolean(L, idx));
     case LUA_TNUMBER:
         return cJSON_CreateNumber(lua_tonumber(L, idx));
-    case LUA_TSTRING: /* cJSON strings end at a zero byte: text after one is cut */
-        return cJSON_CreateString(lua_tostring(L, idx));
+    case LUA_TSTRING: { /* cJSON strings end at a zero byte: text after one is cut */
+        size_t n;
+        const char *str = lua_tolstring(L, idx, &n);
+        if (utf8_valid(str, n))
+            return cJSON_CreateString(str);
+        char *clean = utf8_clean(str, n);
+        cJSON *j = cJSON_CreateString(clean ? clean : "");
+        free(clean);
+        return j;
+    }
     case LUA_TTABLE: {
         if (depth > JSON_MAX_DEPTH || !lua_checkstack(L, 4))
             return cJSON_CreateNull();

@@ -205,6 +205,11 @@ class RichOutput(unittest.TestCase):
                        if m["content"]["name"] == "stdout")
         self.assertEqual(text, "a1\nb\t2\nc\n")
 
+    def test_bytes_that_are_not_utf8(self):
+        reply, out = self.c.run('io.write("a\\255b\\0c", "\\n")')
+        self.assertEqual(reply["status"], "ok")
+        self.assertEqual(of_type(out, "stream")[0]["content"]["text"], "a\ufffdb")
+
     def test_error_has_a_lua_traceback(self):
         reply, out = self.c.run("local function f() error('deep') end\nf()")
         self.assertEqual(reply["status"], "error")
