@@ -4,8 +4,9 @@
 #  - the course's CNN (scripts/mnist_cnn.lua): batch 64, SGD lr 0.01 momentum 0.5,
 #    ToTensor + Normalize;
 #  - d2l's LeNet-5 (scripts/lenet.lua): batch 256, SGD lr 0.9, ToTensor only;
-# and the time its convolutions take over the same batches (forward and the gradients
-# training needs: weight and bias, and the input's for the second layer), timed alone.
+# and the share of the epoch's CPU time its convolutions take (forward and the gradients
+# training needs: weight and bias, and the input's for the second layer; timed alone over
+# the same batches).
 # Compare with bench/bench_cnn.lua.  Run: /usr/bin/python3 bench/bench_cnn_torch.py [data_root]
 import sys, time, torch, torch.nn as nn, torch.nn.functional as F
 from torchvision import datasets
@@ -47,26 +48,26 @@ def batches(X, bs):
 
 def epoch(model, X, bs, lr, momentum):
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for x, y in batches(X, bs):
         opt.zero_grad()
         F.cross_entropy(model(x), y).backward()
         opt.step()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def conv_time(c1, between, c2, X, bs):
     total = 0.0
     for x, _ in batches(X, bs):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         y1 = c1(x)
         y1.backward(torch.ones_like(y1))
-        total += time.perf_counter() - t0
+        total += time.process_time() - t0
         h = between(y1.detach()).requires_grad_(True)
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         y2 = c2(h)
         y2.backward(torch.ones_like(y2))
-        total += time.perf_counter() - t0
+        total += time.process_time() - t0
     return total
 
 
@@ -74,12 +75,12 @@ torch.manual_seed(0)
 print("PyTorch %s, %d thread(s)" % (torch.__version__, torch.get_num_threads()))
 Xn = (X0 - 0.1307) / 0.3081
 m = CNN()
-t = epoch(m, Xn, 64, 0.01, 0.5)
+t, cpu = epoch(m, Xn, 64, 0.01, 0.5)
 tc = conv_time(m.conv1, lambda y: F.relu(F.max_pool2d(y, 2)), m.conv2, Xn, 64)
-print("PyTorch course CNN epoch (batch 64): %.2f s; convolution alone %.2f s (%.0f%%)"
-      % (t, tc, 100 * tc / t))
+print("PyTorch course CNN epoch (batch 64): %.2f s (CPU %.2f s); convolution %.2f s CPU (%.0f%%)"
+      % (t, cpu, tc, 100 * tc / cpu))
 le = lenet()
-t = epoch(le, X0, 256, 0.9, 0.0)
+t, cpu = epoch(le, X0, 256, 0.9, 0.0)
 tc = conv_time(le[0], lambda y: F.avg_pool2d(torch.sigmoid(y), 2), le[3], X0, 256)
-print("PyTorch LeNet-5 epoch (batch 256): %.2f s; convolution alone %.2f s (%.0f%%)"
-      % (t, tc, 100 * tc / t))
+print("PyTorch LeNet-5 epoch (batch 256): %.2f s (CPU %.2f s); convolution %.2f s CPU (%.0f%%)"
+      % (t, cpu, tc, 100 * tc / cpu))

@@ -139,35 +139,20 @@ INLINE void st_add(void *p, int64_t i, double v, bool f64)
 
 /* ---- max */
 
-/* The max of one window and its flat position; the first maximum wins, a NaN wins. */
-INLINE float window_max_f32(int64_t *at, const float *xp, int64_t ih0, int64_t ih1, int64_t iw0,
-                            int64_t iw1, int64_t dh, int64_t dw, int64_t W)
-{
-    int64_t maxi = ih0 * W + iw0;
-    float maxv = -INFINITY;
-    for (int64_t ih = ih0; ih < ih1; ih += dh)
-        for (int64_t iw = iw0; iw < iw1; iw += dw) {
-            float v = xp[ih * W + iw];
-            if (v > maxv || v != v) {
-                maxv = v;
-                maxi = ih * W + iw;
-            }
-        }
-    *at = maxi;
-    return maxv;
-}
-
-INLINE double window_max_f64(int64_t *at, const double *xp, int64_t ih0, int64_t ih1,
-                             int64_t iw0, int64_t iw1, int64_t dh, int64_t dw, int64_t W)
+/* The max of one window and its flat position; the first maximum wins, a NaN wins.  float
+   values compare the same in double, so one body serves both dtypes. */
+INLINE double window_max(int64_t *at, const void *xp, bool f64, int64_t ih0, int64_t ih1,
+                         int64_t iw0, int64_t iw1, int64_t dh, int64_t dw, int64_t W)
 {
     int64_t maxi = ih0 * W + iw0;
     double maxv = -INFINITY;
     for (int64_t ih = ih0; ih < ih1; ih += dh)
         for (int64_t iw = iw0; iw < iw1; iw += dw) {
-            double v = xp[ih * W + iw];
+            int64_t i = ih * W + iw;
+            double v = f64 ? ((const double *)xp)[i] : (double)((const float *)xp)[i];
             if (v > maxv || v != v) {
                 maxv = v;
-                maxi = ih * W + iw;
+                maxi = i;
             }
         }
     *at = maxi;
@@ -192,7 +177,7 @@ static int64_t plane_grain(const pool_geom_t *g)
 }
 
 // MaxPool2d(2) on float32 when every window is whole: x (planes, H, W) -> y, ind
-// (planes, OH, OW); the same first-maximum / NaN rule as window_max_f32, unrolled
+// (planes, OH, OW); the same first-maximum / NaN rule as window_max, unrolled
 static void max_pool_2x2_f32(const pool_job_t *j, int64_t c0, int64_t c1)
 {
     const pool_geom_t *g = j->g;
@@ -245,11 +230,12 @@ static void max_pool_blocks(void *ctx, int64_t c0, int64_t c1)
                     iw0 += dw;
                 int64_t oi = c * OHW + oh * g->OW + ow;
                 if (j->f64)
-                    ((double *)j->y)[oi] = window_max_f64(&j->ind[oi], (const double *)j->x + c * HW,
-                                                          ih0, ih1, iw0, iw1, dh, dw, g->W);
+                    ((double *)j->y)[oi] = window_max(&j->ind[oi], (const double *)j->x + c * HW,
+                                                      true, ih0, ih1, iw0, iw1, dh, dw, g->W);
                 else
-                    ((float *)j->y)[oi] = window_max_f32(&j->ind[oi], (const float *)j->x + c * HW,
-                                                         ih0, ih1, iw0, iw1, dh, dw, g->W);
+                    ((float *)j->y)[oi] = (float)window_max(&j->ind[oi],
+                                                            (const float *)j->x + c * HW, false,
+                                                            ih0, ih1, iw0, iw1, dh, dw, g->W);
             }
         }
 }

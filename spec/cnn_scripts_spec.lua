@@ -5,27 +5,7 @@
 local bin = LUNET_BIN or ((os.getenv("LUNET_BUILD") or "build") .. "/lunet")
 local want = dofile("spec/fixtures/cnn_scripts.lua")
 
-local function run(cmd)
-  local f = assert(io.popen(cmd .. " 2>&1"))
-  local out = f:read("a")
-  local ok = f:close()
-  return ok, out
-end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function tmpdir()
-  local p = os.tmpname()
-  os.remove(p)
-  assert(os.execute("mkdir -p " .. p))
-  return p
-end
+local run, read, tmpdir = run_command, read_file, make_tmpdir -- spec/helper.lua
 
 -- metrics.csv as {train_loss = {...}, test_acc = {...}}
 local function metrics(path)

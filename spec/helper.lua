@@ -75,3 +75,28 @@ function assert_lines(text, expected)
   end
   return true
 end
+
+-- run_command(cmd): runs a shell command with stderr joined to stdout; returns ok, output.
+function run_command(cmd)
+  local f = assert(io.popen(cmd .. " 2>&1"))
+  local out = f:read("a")
+  local ok = f:close()
+  return ok, out
+end
+
+-- read_file(path): the file's bytes, or nil when it cannot be opened.
+function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- make_tmpdir(): a new empty directory's path.
+function make_tmpdir()
+  local p = os.tmpname()
+  os.remove(p)
+  assert(os.execute("mkdir -p " .. p))
+  return p
+end
