@@ -188,14 +188,15 @@ static void max_pool_2x2_f32(const pool_job_t *j, int64_t c0, int64_t c1)
         int64_t *ip = j->ind + c * OHW;
         for (int64_t oh = 0; oh < g->OH; oh++)
             for (int64_t ow = 0; ow < g->OW; ow++) {
+                /* selects, not branches: random data would mispredict half of them */
                 int64_t i = 2 * oh * W + 2 * ow, at = i;
-                float m = xp[i], v;
-                if ((v = xp[i + 1]) > m || v != v)
-                    m = v, at = i + 1;
-                if ((v = xp[i + W]) > m || v != v)
-                    m = v, at = i + W;
-                if ((v = xp[i + W + 1]) > m || v != v)
-                    m = v, at = i + W + 1;
+                float m = xp[i], v = xp[i + 1];
+                bool t = (v > m) | (v != v);
+                m = t ? v : m, at = t ? i + 1 : at;
+                v = xp[i + W], t = (v > m) | (v != v);
+                m = t ? v : m, at = t ? i + W : at;
+                v = xp[i + W + 1], t = (v > m) | (v != v);
+                m = t ? v : m, at = t ? i + W + 1 : at;
                 yp[oh * g->OW + ow] = m;
                 ip[oh * g->OW + ow] = at;
             }
