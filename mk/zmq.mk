@@ -19,7 +19,7 @@ CLI_SRC := $(filter-out cli/kernel_none.c,$(CLI_SRC))
 # only the kernel's objects and the program see these flags and libraries (patterns: any BUILD)
 %/obj/cli/kernel.o %/obj/cli/kernel_wire.o: FEATURE_CFLAGS += $(KERNEL_CFLAGS)
 %/lunet: FEATURE_LIBS += $(KERNEL_LIBS)
-FEATURE_TESTS += test-kernel test-notebooks
+FEATURE_TESTS += test-kernel test-notebooks test-kernel-memcheck
 FEATURE_ALL += $(BUILD)/kernelspec/logo-64x64.png
 else
 CLI_SRC := $(filter-out cli/kernel.c cli/kernel_wire.c,$(CLI_SRC))
@@ -36,9 +36,21 @@ PYTHON ?= /usr/bin/python3
 
 # The kernel under jupyter_client: conformance suite, rich output, hostile input, interrupts;
 # then every notebook in notebooks/ run by nbclient and checked.  Bounded by timeout.
-.PHONY: test-kernel test-kernel-nozmq test-notebooks update-notebooks bench-kernel
+.PHONY: test-kernel test-kernel-nozmq test-kernel-memcheck test-notebooks update-notebooks bench-kernel
 test-kernel: $(BUILD)/lunet
 	timeout 300 $(PYTHON) tests/kernel/test_kernel.py $(BUILD)
+
+# The kernel's C under valgrind: the rich-output and hostile-input tests with every kernel
+# run by valgrind; each log must end in "ERROR SUMMARY: 0 errors" (so the kernel exited
+# normally, with no invalid access and no definite leak).
+test-kernel-memcheck: $(BUILD)/lunet
+	@rm -rf $(BUILD)/kernel-vg && mkdir -p $(BUILD)/kernel-vg
+	LUNET_KERNEL_TIMEOUT=120 LUNET_KERNEL_WRAPPER="valgrind --leak-check=full \
+	  --errors-for-leak-kinds=definite --log-file=$(abspath $(BUILD))/kernel-vg/vg.%p" \
+	  timeout 600 $(PYTHON) tests/kernel/test_kernel.py $(BUILD) RichOutput HostileInput
+	@n=0; for f in $(BUILD)/kernel-vg/vg.*; do n=$$((n + 1)); \
+	  if ! grep -q "ERROR SUMMARY: 0 errors" $$f; then echo "valgrind: $$f"; cat $$f; exit 1; fi; done; \
+	  echo "test-kernel-memcheck: $$n kernels, each 0 errors and no definite leak under valgrind"
 
 # Every notebook in notebooks/ on the kernel, its checked cells compared with the committed
 # outputs (the training ones shortened: tests/kernel/run_notebooks.py; needs `make data`).

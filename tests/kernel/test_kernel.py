@@ -9,7 +9,8 @@
   kernel keeps serving;
 - interrupts in signal and in message mode stop a running cell and the kernel lives.
 
-Usage: test_kernel.py BUILD_DIR  (BUILD_DIR/lunet is the program under test).
+Usage: test_kernel.py BUILD_DIR [TEST...]  (BUILD_DIR/lunet is the program under test;
+LUNET_KERNEL_WRAPPER="valgrind ..." runs each kernel under that command).
 Each test is bounded by timeouts; no timing is asserted.
 """
 import json
@@ -433,6 +434,6 @@ class Restart(unittest.TestCase):
 
 if __name__ == "__main__":
     try:
-        unittest.main(argv=sys.argv[:1], verbosity=2)
+        unittest.main(argv=sys.argv[:1] + sys.argv[2:], verbosity=2)  # test names may follow
     finally:
         shutil.rmtree(TMP, ignore_errors=True)
