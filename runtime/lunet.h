@@ -7,7 +7,8 @@
  *    other value means failure, and lunet_error_message() then returns a message naming
  *    the operation and the offending shapes, dtypes, values or file.  The message lives
  *    in a thread-local buffer that the next failing call overwrites.  Nothing here aborts,
- *    exits or prints.
+ *    exits or prints.  Status-returning functions are declared LUNET_MUST_CHECK
+ *    (warn_unused_result): with GCC or Clang, a caller that drops a status gets a warning.
  *  - Results come back through an out-parameter, always the first argument
  *    (lunet_tensor_t **out).  On failure *out is left untouched and nothing leaks.
  *  - Ownership: a function that hands out a tensor gives the caller one reference; drop it
