@@ -324,17 +324,17 @@ static void lib_block(void *ctx, int64_t b, int64_t e)
                      ldb, s->beta, c + b, s->n);
 }
 
-/* The block rule of runtime/matmul.c (a function of the shape only). */
+/* The block rule of runtime/matmul.c (a function of the shape only): blocks of at least
+   8 MFLOP, at most 4, a power of two, edges on multiples of 16. */
 static int64_t grain_of(const shape_t *s, bool *by_rows)
 {
     *by_rows = s->m >= s->n;
     int64_t dim = *by_rows ? s->m : s->n;
-    int64_t blocks = (int64_t)(2.0 * (double)s->m * (double)s->n * (double)s->k / (4 << 20));
-    if (blocks > 8)
-        blocks = 8;
-    if (blocks > dim / 16)
-        blocks = dim / 16;
-    if (blocks <= 1)
+    double flops = 2.0 * (double)s->m * (double)s->n * (double)s->k;
+    int64_t blocks = 1;
+    while (blocks < 4 && flops >= (double)(2 * blocks) * (8 << 20) && 2 * blocks <= dim / 16)
+        blocks *= 2;
+    if (blocks == 1)
         return dim;
     int64_t g = (dim + blocks - 1) / blocks;
     return (g + 15) / 16 * 16;

@@ -128,8 +128,10 @@ static void gemm_generic(const lunet_tensor_t *a, const lunet_tensor_t *b, lunet
  * the block's rows before the product (beta = 1, as PyTorch's addmm does it) and the ReLU
  * applied after it.
  */
-#define GEMM_BLOCK_FLOPS (4LL << 20) /* below this, one block */
-#define GEMM_MAX_BLOCKS 8
+/* Each block repacks the operand it shares with the others, so blocks stay large: at least
+   8 MFLOP each, at most 4 per product, and a power of two (even on 2 threads). */
+#define GEMM_BLOCK_FLOPS (8LL << 20)
+#define GEMM_MAX_BLOCKS 4
 #define GEMM_ALIGN 16 /* block edges fall on multiples of 16 rows / columns */
 
 typedef struct gemm_job {
@@ -200,12 +202,11 @@ static int64_t gemm_grain(int64_t m, int64_t n, int64_t k, bool *by_rows)
     *by_rows = m >= n;
     int64_t dim = *by_rows ? m : n;
     double flops = 2.0 * (double)m * (double)n * (double)k;
-    int64_t blocks = (int64_t)(flops / (double)GEMM_BLOCK_FLOPS);
-    if (blocks > GEMM_MAX_BLOCKS)
-        blocks = GEMM_MAX_BLOCKS;
-    if (blocks > dim / GEMM_ALIGN)
-        blocks = dim / GEMM_ALIGN;
-    if (blocks <= 1)
+    int64_t blocks = 1;
+    while (blocks < GEMM_MAX_BLOCKS && flops >= (double)(2 * blocks) * GEMM_BLOCK_FLOPS &&
+           2 * blocks <= dim / GEMM_ALIGN)
+        blocks *= 2;
+    if (blocks == 1)
         return dim;
     int64_t grain = (dim + blocks - 1) / blocks;
     return (grain + GEMM_ALIGN - 1) / GEMM_ALIGN * GEMM_ALIGN;
