@@ -13,12 +13,8 @@
 -- of every layer) is covered by its base class's entry; `init` / `new` by the constructor's.
 local lunet = require "lunet"
 
-local function read(path)
-  local f = assert(io.open(path, "r"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+-- read_file, run_command and make_tmpdir come from spec/helper.lua
+local function read(path) return assert(read_file(path), path .. ": cannot read") end
 
 -- Names the document gives entries: the leading dotted name of every code span followed by
 -- `(` or `{`, outside fenced code blocks, with ':' read as '.'.  The second table holds the
@@ -104,9 +100,7 @@ local function lua_api()
   end)
   probe("lunet.data.MNIST", function()
     -- a two-image dataset in four tiny IDX files
-    local dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir -p '" .. dir .. "'"))
+    local dir = make_tmpdir()
     local images, labels = lunet.zeros({2, 28, 28}, {dtype = lunet.uint8}), lunet.tensor({1, 2})
     for _, split in ipairs({"train", "t10k"}) do
       lunet.data.write_idx(dir .. "/" .. split .. "-images-idx3-ubyte", images)
@@ -206,9 +200,7 @@ describe("the reference (docs/)", function()
 
   it("documents every option `lunet --help` lists", function()
     local bin = LUNET_BIN or ((os.getenv("LUNET_BUILD") or "build") .. "/lunet")
-    local p = assert(io.popen(bin .. " --help 2>&1"))
-    local help = p:read("a")
-    p:close()
+    local _, help = run_command(bin .. " --help")
     local doc = read("docs/lua-api.md")
     local miss = {}
     for line in help:gmatch("[^\n]+") do
@@ -226,10 +218,7 @@ describe("the reference (docs/)", function()
   end)
 
   it("names every LUNET_* environment variable the sources read", function()
-    local git = io.popen("git grep -h -o -e 'getenv(\"LUNET_[A-Z_]*\")' -- runtime bindings cli"
-      .. " 2>/dev/null")
-    local found = git and git:read("a") or ""
-    if git then git:close() end
+    local _, found = run_command("git grep -h -o -e 'getenv(\"LUNET_[A-Z_]*\")' -- runtime bindings cli")
     local doc = read("docs/lua-api.md")
     local miss, seen = {}, {}
     for name in found:gmatch("(LUNET_[A-Z_]+)") do
@@ -290,16 +279,12 @@ describe("the reference (docs/)", function()
   -- The project carries its own docs: nothing cites the old spec outside the repository.
   -- (The patterns are built from pieces so that this file does not match them.)
   it("is the only documentation the sources cite", function()
-    local git = io.popen("git ls-files 2>/dev/null")
-    local files = git and git:read("a") or ""
-    if git then git:close() end
-    if files == "" then return end -- not a git checkout (an unpacked release): nothing to scan
+    local ok, files = run_command("git ls-files")
+    if not ok or files == "" then return end -- not a git checkout (an unpacked release): nothing to scan
     local patterns = {"%.%./" .. "shared", "[Pp]arity " .. "spec"}
     local hits = {}
     for path in files:gmatch("[^\n]+") do
-      local f = io.open(path, "rb")
-      local text = f and f:read("a") or ""
-      if f then f:close() end
+      local text = read_file(path) or "" -- nil for a submodule or a removed file
       local n = 0
       for line in text:gmatch("[^\n]*") do
         n = n + 1
