@@ -453,12 +453,44 @@ lunet_status_t lunet_tensor_check_writable(const lunet_tensor_t *t)
 /* ---- copies and conversions */
 
 /* dst <- v (a 0-d tensor of dst's dtype, released here) */
+/* Large contiguous fills (zero_grad of a big weight) run over the worker pool. */
+#define FILL_GRAIN 65536
+
+typedef struct fill_job {
+    char *data;
+    size_t es;
+    unsigned char value[8]; /* one element's bytes */
+    bool zero;
+} fill_job_t;
+
+// elements [b, e) of job->data = value
+static void fill_block(void *ctx, int64_t b, int64_t e)
+{
+    const fill_job_t *j = ctx;
+    char *p = j->data + (size_t)b * j->es;
+    size_t n = (size_t)(e - b);
+    if (j->zero) {
+        memset(p, 0, n * j->es);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        memcpy(p + i * j->es, j->value, j->es);
+}
+
 static lunet_status_t fill_with(lunet_tensor_t *dst, lunet_tensor_t *v)
 {
     lunet_status_t st = lunet_autograd_check_inplace(dst, "fill_");
     if (!st)
         st = lunet_tensor_check_writable(dst);
-    if (!st) {
+    if (!st && dst->numel > FILL_GRAIN && lunet_tensor_is_contiguous(dst)) {
+        fill_job_t j = {.data = lunet_tensor_data(dst), .es = lunet_dtype_size(dst->dtype)};
+        memcpy(j.value, lunet_tensor_data(v), j.es);
+        j.zero = true;
+        for (size_t i = 0; i < j.es; i++)
+            j.zero = j.zero && j.value[i] == 0;
+        lunet_parallel_for(dst->numel, FILL_GRAIN, fill_block, &j);
+        lunet_tensor_bump_version(dst);
+    } else if (!st) {
         lunet_copy_cast(dst, v);
         lunet_tensor_bump_version(dst);
     }
