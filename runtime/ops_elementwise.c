@@ -69,7 +69,7 @@ lunet_status_t lunet_broadcast_shape(int *ndim, int64_t *shape, int andim, const
                                      int bndim, const int64_t *bshape)
 {
     int nd = andim > bndim ? andim : bndim;
-    for (int i = 0; i < nd; i++) {
+    for (int i = nd - 1; i >= 0; i--) { /* trailing dims first: PyTorch names that mismatch */
         int ia = i - (nd - andim), ib = i - (nd - bndim);
         int64_t sa = ia >= 0 ? ashape[ia] : 1, sb = ib >= 0 ? bshape[ib] : 1;
         if (sa != sb && sa != 1 && sb != 1)

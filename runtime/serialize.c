@@ -807,6 +807,10 @@ static lunet_status_t read_tensor(reader_t *r, lunet_value_t **out)
                  (unsigned long long)(numel * esz), (unsigned long long)r->payload_left);
         return corrupt(r, msg);
     }
+    if (h[1] && !lunet_dtype_is_floating(dt)) { /* no writer makes this: the file is damaged */
+        snprintf(msg, sizeof msg, "%s tensor marked requires_grad", lunet_dtype_name(dt));
+        return corrupt(r, msg);
+    }
     lunet_tensor_t *t;
     if ((st = lunet_tensor_empty(&t, dt, ndim, shape))) {
         char where[512], why[256];

@@ -164,4 +164,27 @@ describe("hardening", function()
       assert.are.same({ true }, lunet.tensor({ BIG - 1 }):lt(BIG):tolist())
     end)
   end)
+  describe("smaller ones (item 6)", function()
+    it("a DataLoader with a huge batch_size has one batch", function()
+      local data = require "lunet.data"
+      local ds = data.TensorDataset(lunet.arange(10):reshape(5, 2), lunet.arange(5))
+      local dl = data.DataLoader(ds, { batch_size = BIG })
+      assert.are.equal(1, #dl)
+      local n, rows = 0, 0
+      for x in dl:iter() do n, rows = n + 1, rows + x:size(0) end
+      assert.are.same({ 1, 5 }, { n, rows })
+      assert.are.equal(0, #data.DataLoader(ds, { batch_size = BIG, drop_last = true }))
+      assert.are.equal(3, #data.DataLoader(ds, { batch_size = 2 }))
+      assert.are.equal(2, #data.DataLoader(ds, { batch_size = 2, drop_last = true }))
+    end)
+
+    it("a broadcast error names the trailing mismatch first, as PyTorch does", function()
+      assert_error_contains(function() return lunet.ones(2, 3) + lunet.ones(4, 5) end,
+        "The size of tensor a (3) must match the size of tensor b (5) at non-singleton dimension 1")
+      assert_error_contains(function() return lunet.ones(2, 3, 4) + lunet.ones(5, 3, 6) end,
+        "The size of tensor a (4) must match the size of tensor b (6) at non-singleton dimension 2")
+      assert_error_contains(function() return lunet.ones(2, 3) + lunet.ones(4, 3) end,
+        "The size of tensor a (2) must match the size of tensor b (4) at non-singleton dimension 0")
+    end)
+  end)
 end)

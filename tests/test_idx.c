@@ -319,7 +319,7 @@ static const bad_t bads[] = {
     {"magic.gz", hdr_magic, sizeof hdr_magic, true, "bad magic"},
     {"nd0.gz", hdr_nd0, sizeof hdr_nd0, true, "zero dims"},
     {"short.gz", body_short, sizeof body_short, true, "body is shorter than the header says: 3 bytes"},
-    {"long.gz", body_long, sizeof body_long, true, "body is longer than the header says: 3 bytes"},
+    {"long.gz", body_long, sizeof body_long, true, "body is longer than the header says: at least 3 bytes"},
     {"huge.gz", hdr_big, sizeof hdr_big, true, "more than a"},
     {"empty.gz", (const unsigned char *)"", 0, true, "file is empty"},
 };
@@ -355,6 +355,26 @@ static void test_bad_corpus(void **state)
     }
 }
 
+/* A gzip bomb behind a small header: 10 body bytes declared, 32 MiB of zeros compressed.
+   The reader must stop at the first chunk past the body (the message gives what it saw: at
+   most one 4096-byte chunk more), not inflate it all (issue 10). */
+static void test_gzip_bomb_stops_early(void **state)
+{
+    (void)state;
+    size_t big = (size_t)32 << 20;
+    unsigned char *body = calloc(1, big);
+    assert_non_null(body);
+    memcpy(body, (unsigned char[]){0, 0, 8, 1, 0, 0, 0, 10}, 8);
+    size_t n;
+    unsigned char *g = gz(body, big, &n);
+    free(body);
+    assert_true(n < big / 500); /* it is a bomb */
+    lunet_tensor_t *t;
+    CHECK_FAILS(lunet_idx_read_buffer(&t, g, n, "bomb.gz"), LUNET_STATUS_VALUE,
+                "body is longer than the header says: at least 4106 bytes");
+    free(g);
+}
+
 /* Damaged gzip around a valid file: truncated stream, bad CRC, trailing garbage, 2 members. */
 static void test_bad_gzip_streams(void **state)
 {
@@ -384,7 +404,7 @@ static void test_bad_gzip_streams(void **state)
     check_bad("trailing.gz", c, n + 4, "garbage after the end");
     /* two gzip members (cat a.gz b.gz) decompress to their concatenation: here too long */
     memcpy(c + n, g, n);
-    check_bad("twice.gz", c, 2 * n, "body is longer than the header says: 608 bytes");
+    check_bad("twice.gz", c, 2 * n, "body is longer than the header says: at least 608 bytes");
     /* and a file split across two members reads fine */
     size_t n1, n2;
     unsigned char *g1 = gz(body, 100, &n1), *g2 = gz(body + 100, sizeof body - 100, &n2);
@@ -519,6 +539,7 @@ int main(void)
         cmocka_unit_test(test_empty_dim_allowed),
         cmocka_unit_test(test_bad_corpus),
         cmocka_unit_test(test_bad_gzip_streams),
+        cmocka_unit_test(test_gzip_bomb_stops_early),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_writer_checks),
         cmocka_unit_test(test_corpus_dir),

@@ -494,6 +494,26 @@ static void test_foreign_and_versions(void **state)
     expect_load_error(path, "corrupt data (payload of 1125899906842624 bytes");
 }
 
+/* requires_grad on an integer tensor: no writer makes it, so the file is damaged (issue 10) */
+static void test_integer_requires_grad_is_corrupt(void **state)
+{
+    (void)state;
+    const char *path = tmp_path("intgrad.lunet");
+    unsigned char p[20];
+    p[0] = 0x06, p[1] = 2 /* int64 */, p[2] = 1 /* requires_grad */, p[3] = 1;
+    le64(p + 4, 1);
+    le64(p + 12, 7);
+    write_raw(path, p, 20, 0, 1);
+    expect_load_error(path, "corrupt data (int64 tensor marked requires_grad");
+    assert_non_null(strstr(lunet_error_message(), path));
+    p[1] = 1; /* the same as float64 loads, a leaf that requires grad */
+    write_raw(path, p, 20, 0, 1);
+    lunet_value_t *v = NULL;
+    CHECK_OK(lunet_value_load(&v, path));
+    assert_true(v->u.tensor->requires_grad);
+    lunet_value_free(v);
+}
+
 static void test_lying_payloads(void **state)
 {
     (void)state;
@@ -690,6 +710,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_every_truncation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_and_versions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lying_payloads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_integer_requires_grad_is_corrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_save_keeps_old_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_file_atomic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_golden_file, setup, teardown),

@@ -337,10 +337,16 @@ function data.DataLoader(ds, opts)
                        drop_last = opts.drop_last and true or false, sampler = sampler}, DataLoader)
 end
 
+-- Batches of n samples: ceil(n / bs) written so that it cannot overflow (n + bs - 1 wraps
+-- for batch_size = math.maxinteger), or floor with drop_last.
+local function batch_count(n, bs, drop_last)
+  if drop_last or n % bs == 0 then return n // bs end
+  return n // bs + 1
+end
+
 DataLoader.__len = function(self)
   local n = self.sampler and #self.sampler or #self.dataset
-  if self.drop_last then return n // self.batch_size end
-  return (n + self.batch_size - 1) // self.batch_size
+  return batch_count(n, self.batch_size, self.drop_last)
 end
 
 DataLoader.__tostring = function(self)
@@ -412,7 +418,7 @@ function DataLoader:iter()
       if self.sampler then
         order = self.sampler:indices()
         n = order:numel()
-        nb = self.drop_last and n // bs or (n + bs - 1) // bs
+        nb = batch_count(n, bs, self.drop_last)
       elseif self.shuffle then
         order = C.shuffle_order(n)
       end
