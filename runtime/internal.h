@@ -157,6 +157,10 @@ void lunet_iter_init(lunet_iter_t *it, int ndim, const int64_t *shape);
 void lunet_iter_add(lunet_iter_t *it, const lunet_tensor_t *t);
 /* Calls fn once per innermost run, after merging dims that are contiguous for every op. */
 void lunet_iter_run(lunet_iter_t *it, lunet_loop_fn fn, void *ctx);
+/* The same for a kernel whose every element depends only on the same element of its
+   operands (element-wise math, never a reduction): a long one-dimensional run is split into
+   64K-element blocks over the worker pool (the same bits on any thread count). */
+void lunet_iter_run_elementwise(lunet_iter_t *it, lunet_loop_fn fn, void *ctx);
 
 /* ---- elementwise helpers shared with other files */
 /* Copies src converted into dst (same shape after broadcasting src). */

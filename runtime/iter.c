@@ -61,6 +61,42 @@ static void coalesce(lunet_iter_t *it)
     }
 }
 
+/* Element-wise runs of at least this many elements are split over the worker pool. */
+#define ITER_GRAIN 65536
+
+typedef struct iter_block_job {
+    const lunet_iter_t *it;
+    lunet_loop_fn fn;
+    void *ctx;
+} iter_block_job_t;
+
+// elements [b, e) of a one-dimensional (coalesced) iteration
+static void iter_block(void *vjob, int64_t b, int64_t e)
+{
+    const iter_block_job_t *j = vjob;
+    char *ptr[LUNET_ITER_MAX_OPS];
+    int64_t inner[LUNET_ITER_MAX_OPS];
+    for (int k = 0; k < j->it->nops; k++) {
+        inner[k] = j->it->strides[k][0];
+        ptr[k] = j->it->data[k] + b * inner[k];
+    }
+    j->fn(ptr, inner, e - b, j->ctx);
+}
+
+void lunet_iter_run_elementwise(lunet_iter_t *it, lunet_loop_fn fn, void *ctx)
+{
+    for (int i = 0; i < it->ndim; i++)
+        if (it->shape[i] == 0)
+            return;
+    coalesce(it);
+    if (it->ndim == 1 && it->shape[0] > ITER_GRAIN) {
+        iter_block_job_t j = {it, fn, ctx};
+        lunet_parallel_for(it->shape[0], ITER_GRAIN, iter_block, &j);
+        return;
+    }
+    lunet_iter_run(it, fn, ctx);
+}
+
 void lunet_iter_run(lunet_iter_t *it, lunet_loop_fn fn, void *ctx)
 {
     for (int i = 0; i < it->ndim; i++)

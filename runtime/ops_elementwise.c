@@ -350,7 +350,7 @@ static void run_binary(lunet_tensor_t *out, lunet_binary_op_t op, lunet_tensor_t
     lunet_iter_add(&it, out);
     lunet_iter_add(&it, a);
     lunet_iter_add(&it, b);
-    lunet_iter_run(&it, binary_table[op].fn[kernel_slot(a->dtype)], &ctx);
+    lunet_iter_run_elementwise(&it, binary_table[op].fn[kernel_slot(a->dtype)], &ctx);
 }
 
 /* Integer floor division by zero and negative integer powers have no integer result. */
@@ -654,7 +654,7 @@ static void run_unary(lunet_tensor_t *out, lunet_unary_op_t op, lunet_tensor_t *
     lunet_iter_init(&it, out->ndim, out->shape);
     lunet_iter_add(&it, out);
     lunet_iter_add(&it, x);
-    lunet_iter_run(&it, unary_table[op].fn[kernel_slot(x->dtype)], NULL);
+    lunet_iter_run_elementwise(&it, unary_table[op].fn[kernel_slot(x->dtype)], NULL);
 }
 
 lunet_status_t lunet_tensor_unary(lunet_tensor_t **out, lunet_unary_op_t op, lunet_tensor_t *x)
@@ -767,7 +767,7 @@ static void run_clamp(lunet_tensor_t *out, lunet_tensor_t *x, double lo, double 
     lunet_iter_add(&it, out);
     lunet_iter_add(&it, x);
     lunet_loop_fn fns[3] = {clamp_f32, clamp_f64, clamp_i64};
-    lunet_iter_run(&it, fns[kernel_slot(x->dtype)], &c);
+    lunet_iter_run_elementwise(&it, fns[kernel_slot(x->dtype)], &c);
 }
 
 lunet_status_t lunet_tensor_clamp(lunet_tensor_t **out, lunet_tensor_t *x, double lo, double hi)

@@ -186,12 +186,48 @@ static void test_same_bits_on_any_thread_count(void **state)
     CHECK_OK(lunet_set_num_threads(saved));
 }
 
+/* exp(x) + x*x and a zero fill of 300K elements (split into 64K blocks): same bits. */
+static void test_elementwise_same_bits(void **state)
+{
+    (void)state;
+    int saved = lunet_get_num_threads();
+    enum { N = 300000 };
+    float *want = malloc(N * sizeof(float));
+    for (int th = 1; th <= 2; th++) {
+        CHECK_OK(lunet_set_num_threads(th));
+        lunet_generator_t *g = lunet_default_generator();
+        lunet_generator_seed(g, 3);
+        lunet_tensor_t *x, *e, *sq, *r;
+        CHECK_OK(lunet_tensor_empty(&x, LUNET_DTYPE_FLOAT32, 1, (const int64_t[]){N}));
+        CHECK_OK(lunet_tensor_normal_(x, g, 0, 3));
+        CHECK_OK(lunet_tensor_unary(&e, LUNET_UNARY_EXP, x));
+        CHECK_OK(lunet_tensor_binary(&sq, LUNET_BINARY_MUL, x, x));
+        CHECK_OK(lunet_tensor_binary(&r, LUNET_BINARY_ADD, e, sq));
+        const float *pr = lunet_tensor_data(r);
+        if (th == 1)
+            memcpy(want, pr, N * sizeof(float));
+        else
+            same_bits("exp(x) + x*x", th, 0, want, pr, N);
+        CHECK_OK(lunet_tensor_fill_(r, 0));
+        for (int i = 0; i < N; i++)
+            if (pr[i] != 0 || signbit(pr[i]))
+                fail_msg("fill_(0) on %d threads left element %d = %g", th, i, (double)pr[i]);
+        lunet_tensor_release(x);
+        lunet_tensor_release(e);
+        lunet_tensor_release(sq);
+        lunet_tensor_release(r);
+    }
+    free(want);
+    CHECK_OK(lunet_set_num_threads(saved));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_index_once),
         cmocka_unit_test(test_nested_and_errors),
         cmocka_unit_test(test_same_bits_on_any_thread_count),
+        cmocka_unit_test(test_elementwise_same_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
