@@ -14,22 +14,8 @@
 #include <cblas.h>
 #endif
 
-#include "lunet.h"
+#include "bench.h"
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-#define CHECK(expr)                                                                        \
-    do {                                                                                   \
-        if ((expr) != LUNET_OK) {                                                          \
-            fprintf(stderr, "%s: %s\n", #expr, lunet_error_message());                     \
-            exit(1);                                                                       \
-        }                                                                                  \
-    } while (0)
 
 /* best time of `rounds` rounds of `reps` calls of body, in seconds per call */
 #define BEST(rounds, reps, ...)                                                            \

@@ -21,26 +21,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "lunet.h"
+#include "bench.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-#define CHECK(expr)                                                                        \
-    do {                                                                                   \
-        if ((expr) != LUNET_OK) {                                                          \
-            fprintf(stderr, "%s: %s\n", #expr, lunet_error_message());                     \
-            exit(1);                                                                       \
-        }                                                                                  \
-    } while (0)
 
 static int cmp_double(const void *a, const void *b)
 {
