@@ -238,6 +238,16 @@ describe("optim.lr_scheduler", function()
     assert_error_contains(function() sched.MultiStepLR(opt, {1.5}) end, "MultiStepLR: milestones must be integers")
   end)
 
+  it("raises Python's errors for a zero step_size or T_max", function()
+    for _, e in ipairs(golden.sched_errors) do
+      local opt = optim.SGD({lunet.zeros(1, {requires_grad = true})}, {lr = 0.1})
+      local s = sched[e.kind](opt, e.args[1])
+      local ok, err = pcall(s.step, s, e.epoch)
+      assert.is_false(ok)
+      assert.are.equal(e.message, (tostring(err):gsub("^.-:%d+: ", "")))
+    end
+  end)
+
   it("drives Adam's lr", function()
     local p = lunet.tensor({1.0, -1.0}, {requires_grad = true})
     local opt = optim.Adam({p}, {lr = 0.1})

@@ -95,6 +95,28 @@ function LRScheduler:load_state_dict(sd)
   for k, v in pairs(sd) do if k ~= "optimizer" then self[k] = copy(v) end end
 end
 
+-- Python's a % b, a // b and a / b, which raise on a zero divisor where Lua would give NaN
+-- or fail with its own text; the messages are Python's.
+local function py_mod(a, b)
+  if b == 0 then
+    error(math.type(a) == "integer" and math.type(b) == "integer" and "integer modulo by zero" or "float modulo", 0)
+  end
+  return a % b
+end
+
+local function py_floordiv(a, b)
+  if b == 0 then
+    error(math.type(a) == "integer" and math.type(b) == "integer" and "integer division or modulo by zero"
+      or "float floor division by zero", 0)
+  end
+  return a // b
+end
+
+local function py_div(a, b)
+  if b == 0 then error("float division by zero", 0) end
+  return a / b
+end
+
 local function current_lrs(self)
   local lrs = {}
   for i, group in ipairs(self.optimizer.param_groups) do lrs[i] = group.lr end
@@ -114,7 +136,7 @@ function StepLR.new(optimizer, step_size, gamma, last_epoch)
 end
 
 function StepLR:get_lr()
-  if self.last_epoch == 0 or self.last_epoch % self.step_size ~= 0 then return current_lrs(self) end
+  if self.last_epoch == 0 or py_mod(self.last_epoch, self.step_size) ~= 0 then return current_lrs(self) end
   local lrs = current_lrs(self)
   for i, lr in ipairs(lrs) do lrs[i] = lr * self.gamma end
   return lrs
@@ -123,7 +145,7 @@ end
 function StepLR:_get_closed_form_lr()
   local lrs = {}
   for i, base_lr in ipairs(self.base_lrs) do
-    lrs[i] = base_lr * self.gamma ^ (self.last_epoch // self.step_size)
+    lrs[i] = base_lr * self.gamma ^ py_floordiv(self.last_epoch, self.step_size)
   end
   return lrs
 end
@@ -184,11 +206,11 @@ function CosineAnnealingLR:get_lr()
   for i, lr in ipairs(lrs) do
     local base_lr = self.base_lrs[i]
     if self._step_count == 1 and e > 0 then
-      lrs[i] = eta_min + (base_lr - eta_min) * (1 + cos((e) * pi / T)) / 2
-    elseif (e - 1 - T) % (2 * T) == 0 then
-      lrs[i] = lr + (base_lr - eta_min) * (1 - cos(pi / T)) / 2
+      lrs[i] = eta_min + (base_lr - eta_min) * (1 + cos(py_div((e) * pi, T))) / 2
+    elseif py_mod(e - 1 - T, 2 * T) == 0 then
+      lrs[i] = lr + (base_lr - eta_min) * (1 - cos(py_div(pi, T))) / 2
     else
-      lrs[i] = (1 + cos(pi * e / T)) / (1 + cos(pi * (e - 1) / T)) * (lr - eta_min) + eta_min
+      lrs[i] = (1 + cos(py_div(pi * e, T))) / (1 + cos(py_div(pi * (e - 1), T))) * (lr - eta_min) + eta_min
     end
   end
   return lrs
@@ -197,7 +219,7 @@ end
 function CosineAnnealingLR:_get_closed_form_lr()
   local lrs = {}
   for i, base_lr in ipairs(self.base_lrs) do
-    lrs[i] = self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
+    lrs[i] = self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(py_div(math.pi * self.last_epoch, self.T_max))) / 2
   end
   return lrs
 end
