@@ -60,9 +60,11 @@ lunet_status_t lunet_adam_check(const lunet_adam_options_t *o)
 {
     char b[40];
     if (!(0.0 <= o->lr))
-        return lunet_fail(LUNET_STATUS_VALUE, "Invalid learning rate: %s", py_float(b, sizeof b, o->lr));
+        return lunet_fail(LUNET_STATUS_VALUE, "Invalid learning rate: %s",
+                          py_float(b, sizeof b, o->lr));
     if (!(0.0 <= o->eps))
-        return lunet_fail(LUNET_STATUS_VALUE, "Invalid epsilon value: %s", py_float(b, sizeof b, o->eps));
+        return lunet_fail(LUNET_STATUS_VALUE, "Invalid epsilon value: %s",
+                          py_float(b, sizeof b, o->eps));
     if (!(0.0 <= o->beta1 && o->beta1 < 1.0))
         return lunet_fail(LUNET_STATUS_VALUE, "Invalid beta parameter at index 0: %s",
                           py_float(b, sizeof b, o->beta1));
@@ -104,45 +106,44 @@ static adam_scalars_t adam_scalars(const lunet_adam_options_t *o, double step)
    builds this file with -fno-math-errno (as PyTorch is built), so that sqrt is the
    instruction rather than a call that may set errno.  Casting the double scalars to T is
    where PyTorch's kernels round them. */
-#define ADAM_LOOP(T, FMA, SQRT)                                                            \
-    const T b1 = (T)s->beta1, b2 = (T)s->beta2;                                            \
-    const T a1 = (T)s->one_minus_beta1, a2 = (T)s->one_minus_beta2;                        \
-    const T wd = (T)s->weight_decay, eps = (T)s->eps;                                      \
-    const T decay = o->decoupled ? (T)s->decay : (T)1; /* p * 1 is exactly p */             \
-    const T bc2 = (T)s->bias_correction2_sqrt, neg_step = (T)s->neg_step_size;             \
-    const T sign = o->maximize ? (T)-1 : (T)1; /* exact: -g */                              \
-    for (int64_t i = 0; i < n; i++) {                                                      \
-        T d = sign * g[i], w = p[i] * decay;                                               \
-        if (coupled_wd)                                                                    \
-            d = FMA(wd, w, d);                                                             \
-        T mi = FMA(a1, d, m[i] * b1);                                                      \
-        T vi = FMA(a2 * d, d, v[i] * b2);                                                  \
-        m[i] = mi;                                                                         \
-        v[i] = vi;                                                                         \
-        if (amsgrad) {                                                                     \
-            T x = vmax[i];                                                                 \
-            vi = (x != x || x > vi) ? x : vi;                                              \
-            vmax[i] = vi;                                                                  \
-        }                                                                                  \
-        T den = SQRT(vi) / bc2 + eps;                                                      \
-        p[i] = w + (neg_step * mi) / den;                                                  \
+#define ADAM_LOOP(T, FMA, SQRT)                                                                    \
+    const T b1 = (T)s->beta1, b2 = (T)s->beta2;                                                    \
+    const T a1 = (T)s->one_minus_beta1, a2 = (T)s->one_minus_beta2;                                \
+    const T wd = (T)s->weight_decay, eps = (T)s->eps;                                              \
+    const T decay = o->decoupled ? (T)s->decay : (T)1; /* p * 1 is exactly p */                    \
+    const T bc2 = (T)s->bias_correction2_sqrt, neg_step = (T)s->neg_step_size;                     \
+    const T sign = o->maximize ? (T)-1 : (T)1; /* exact: -g */                                     \
+    for (int64_t i = 0; i < n; i++) {                                                              \
+        T d = sign * g[i], w = p[i] * decay;                                                       \
+        if (coupled_wd)                                                                            \
+            d = FMA(wd, w, d);                                                                     \
+        T mi = FMA(a1, d, m[i] * b1);                                                              \
+        T vi = FMA(a2 * d, d, v[i] * b2);                                                          \
+        m[i] = mi;                                                                                 \
+        v[i] = vi;                                                                                 \
+        if (amsgrad) {                                                                             \
+            T x = vmax[i];                                                                         \
+            vi = (x != x || x > vi) ? x : vi;                                                      \
+            vmax[i] = vi;                                                                          \
+        }                                                                                          \
+        T den = SQRT(vi) / bc2 + eps;                                                              \
+        p[i] = w + (neg_step * mi) / den;                                                          \
     }
 
 // p (n), g (n), m (n), v (n), vmax (n) if amsgrad, float32, contiguous
-static inline __attribute__((always_inline)) void
-adam_f32_body(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
-              float *restrict vmax, int64_t n, const lunet_adam_options_t *o,
-              const adam_scalars_t *s, const bool coupled_wd, const bool amsgrad)
+static inline __attribute__((always_inline)) void adam_f32_body(
+    float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
+    float *restrict vmax, int64_t n, const lunet_adam_options_t *o, const adam_scalars_t *s,
+    const bool coupled_wd, const bool amsgrad)
 {
     ADAM_LOOP(float, fmaf, sqrtf)
 }
 
 // p (n), g (n), m (n), v (n), vmax (n) if amsgrad, float64, contiguous
-static inline __attribute__((always_inline)) void
-adam_f64_body(double *restrict p, const double *restrict g, double *restrict m,
-              double *restrict v, double *restrict vmax, int64_t n,
-              const lunet_adam_options_t *o, const adam_scalars_t *s, const bool coupled_wd,
-              const bool amsgrad)
+static inline __attribute__((always_inline)) void adam_f64_body(
+    double *restrict p, const double *restrict g, double *restrict m, double *restrict v,
+    double *restrict vmax, int64_t n, const lunet_adam_options_t *o, const adam_scalars_t *s,
+    const bool coupled_wd, const bool amsgrad)
 {
     ADAM_LOOP(double, fma, sqrt)
 }
@@ -150,29 +151,26 @@ adam_f64_body(double *restrict p, const double *restrict g, double *restrict m,
 
 /* One specialised loop per option set; Adam's weight decay is skipped at 0, as PyTorch skips
    it (0 * inf would be NaN). */
-#define ADAM_DISPATCH(BODY)                                                                \
-    bool coupled_wd = !o->decoupled && o->weight_decay != 0;                               \
-    if (coupled_wd && vmax)                                                                \
-        BODY(p, g, m, v, vmax, n, o, s, true, true);                                       \
-    else if (coupled_wd)                                                                   \
-        BODY(p, g, m, v, NULL, n, o, s, true, false);                                      \
-    else if (vmax)                                                                         \
-        BODY(p, g, m, v, vmax, n, o, s, false, true);                                      \
-    else                                                                                   \
+#define ADAM_DISPATCH(BODY)                                                                        \
+    bool coupled_wd = !o->decoupled && o->weight_decay != 0;                                       \
+    if (coupled_wd && vmax)                                                                        \
+        BODY(p, g, m, v, vmax, n, o, s, true, true);                                               \
+    else if (coupled_wd)                                                                           \
+        BODY(p, g, m, v, NULL, n, o, s, true, false);                                              \
+    else if (vmax)                                                                                 \
+        BODY(p, g, m, v, vmax, n, o, s, false, true);                                              \
+    else                                                                                           \
         BODY(p, g, m, v, NULL, n, o, s, false, false);
 
-LUNET_FMA_CLONES static void adam_f32(float *restrict p, const float *restrict g,
-                                      float *restrict m, float *restrict v, float *restrict vmax,
-                                      int64_t n, const lunet_adam_options_t *o,
-                                      const adam_scalars_t *s)
-{
-    ADAM_DISPATCH(adam_f32_body)
-}
+LUNET_FMA_CLONES static void adam_f32(float *restrict p, const float *restrict g, float *restrict m,
+                                      float *restrict v, float *restrict vmax, int64_t n,
+                                      const lunet_adam_options_t *o,
+                                      const adam_scalars_t *s){ADAM_DISPATCH(adam_f32_body)}
 
-LUNET_FMA_CLONES static void adam_f64(double *restrict p, const double *restrict g,
-                                      double *restrict m, double *restrict v,
-                                      double *restrict vmax, int64_t n,
-                                      const lunet_adam_options_t *o, const adam_scalars_t *s)
+LUNET_FMA_CLONES
+    static void adam_f64(double *restrict p, const double *restrict g, double *restrict m,
+                         double *restrict v, double *restrict vmax, int64_t n,
+                         const lunet_adam_options_t *o, const adam_scalars_t *s)
 {
     ADAM_DISPATCH(adam_f64_body)
 }
@@ -240,7 +238,8 @@ lunet_status_t lunet_adam_update(lunet_tensor_t *p, lunet_tensor_t *grad, lunet_
                           "adam: gradient %s %s does not match parameter %s %s",
                           lunet_dtype_name(grad->dtype),
                           lunet_shape_str(b1, sizeof b1, grad->ndim, grad->shape),
-                          lunet_dtype_name(p->dtype), lunet_shape_str(b2, sizeof b2, p->ndim, p->shape));
+                          lunet_dtype_name(p->dtype),
+                          lunet_shape_str(b2, sizeof b2, p->ndim, p->shape));
     }
     if (!lunet_tensor_is_contiguous(p))
         return lunet_fail(LUNET_STATUS_RUNTIME, "adam: parameter must be contiguous");
@@ -315,7 +314,10 @@ lunet_status_t lunet_adam_new(lunet_adam_t **out, int nparams, lunet_tensor_t *c
     return st;
 }
 
-lunet_status_t lunet_adam_step(lunet_adam_t *opt) { return lunet_optimizer_step((lunet_optimizer_t *)opt); }
+lunet_status_t lunet_adam_step(lunet_adam_t *opt)
+{
+    return lunet_optimizer_step((lunet_optimizer_t *)opt);
+}
 
 lunet_status_t lunet_adam_zero_grad(lunet_adam_t *opt)
 {

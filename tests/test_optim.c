@@ -16,15 +16,20 @@ static lunet_tensor_t *make_vec(const double *vals, lunet_dtype_t dt)
     for (int i = 0; i < ADAM_N; i++)
         f[i] = (float)vals[i];
     lunet_tensor_t *t;
-    CHECK_OK(lunet_tensor_from_data(&t, dt, 1, &n, dt == LUNET_DTYPE_FLOAT32 ? (void *)f : (void *)vals));
+    CHECK_OK(lunet_tensor_from_data(&t, dt, 1, &n,
+                                    dt == LUNET_DTYPE_FLOAT32 ? (void *)f : (void *)vals));
     return t;
 }
 
 static lunet_adam_options_t golden_options(const adam_golden_t *c)
 {
-    return (lunet_adam_options_t){.lr = c->lr, .beta1 = c->beta1, .beta2 = c->beta2,
-                                  .eps = c->eps, .weight_decay = c->weight_decay,
-                                  .amsgrad = c->amsgrad, .maximize = c->maximize,
+    return (lunet_adam_options_t){.lr = c->lr,
+                                  .beta1 = c->beta1,
+                                  .beta2 = c->beta2,
+                                  .eps = c->eps,
+                                  .weight_decay = c->weight_decay,
+                                  .amsgrad = c->amsgrad,
+                                  .maximize = c->maximize,
                                   .decoupled = c->adamw};
 }
 
@@ -87,7 +92,8 @@ static void test_adam_messages(void **state)
 static void test_adam_failures_change_nothing(void **state)
 {
     (void)state;
-    lunet_adam_options_t o = {.lr = 0.1, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .amsgrad = true};
+    lunet_adam_options_t o = {
+        .lr = 0.1, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .amsgrad = true};
     int64_t n3 = 3, n2 = 2;
     lunet_tensor_t *p, *g, *g2, *gl, *pl;
     CHECK_OK(lunet_tensor_full(&p, LUNET_DTYPE_FLOAT32, 1, &n3, 1.0));
