@@ -3,22 +3,22 @@
  *
  * Decisions:
  *  - The batch is cut into chunks of nb samples whose columns fit a fixed budget (2^16
- *    elements, so they stay in L2); per chunk, im2col writes every sample's columns side by side into one matrix
- *    cols (C kh kw, nb P), P = OH OW, and each group is ONE GEMM:
- *    Y[g] (Og, nb P) = w[g] (Og, Kg) @ cols[g] (Kg, nb P).  Large GEMMs keep the GEMM kernel
- *    busy where per-sample ones (Og x P x Kg = 10 x 576 x 25 for MNIST's first layer) spend
- *    their time in call overhead; Y is then scattered into y's (N, O, OH, OW) layout with the
- *    bias added, a pass over the output.
+ *    elements, so they stay in L2 until the GEMM reads them); per chunk, im2col writes every
+ *    sample's columns side by side into one matrix cols (C kh kw, nb P), P = OH OW, and each
+ *    group is one GEMM: Y[g] (Og, nb P) = w[g] (Og, Kg) @ cols[g] (Kg, nb P).  A few samples
+ *    per GEMM keep the kernel busy where per-sample products (10 x 576 x 25 for MNIST's first
+ *    layer) spend their time in call overhead; Y is then scattered into y's (N, O, OH, OW)
+ *    layout with the bias added, a pass over the output.
  *  - Backward per chunk: g is gathered into G (O, nb P) once; dx = col2im(w[g]^T @ G[g]),
- *    dw += G[g] @ cols[g]^T with the columns recomputed (a CNN's columns are kh kw times its
- *    activations: keeping them from the forward would cost more memory than im2col costs
- *    time).
+ *    dw += G[g] @ cols[g]^T with the columns recomputed: keeping the forward's columns (as
+ *    PyTorch's slow_conv2d keeps "finput") costs kh kw times the activations in memory and
+ *    measured slower, since the kept columns no longer sit in cache.
  *  - The chunks run over the runtime's pool in at most CONV_BLOCKS blocks, each with its own
  *    scratch and, for the weight gradient, its own partial sum, added in block order
  *    afterwards: one dispatch per call, and the same bits on any thread count.  Inside a
  *    block everything (GEMMs included) runs serially on its thread.
- *  - im2col writes each column row as a run: zeros, a copy (memcpy at stride 1), zeros; the
- *    bounds of the run depend only on the kernel column, so they are computed once per row.
+ *  - im2col writes each column row as runs: zeros, a copy, zeros; the bounds of the runs
+ *    depend only on the kernel column, so they are computed once per row.
  *  - Scratch comes from the runtime's caching allocator (lunet_tensor_empty) before any
  *    parallel block runs, so a steady training loop does not call malloc.
  *  - Asymmetric padding (padding_extra) exists for padding="same" with an even kernel, where
@@ -32,10 +32,8 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
-/* Elements of column scratch per chunk (256 KB of float32): the chunk's columns stay in L2
-   between im2col and the GEMM that reads them.  Measured on LeNet's and the course CNN's
-   layers: 2^15..2^16 best, 2^21 1.5-2x slower; keeping the forward's columns for the
-   backward (as PyTorch's slow_conv2d keeps "finput") was slower than recomputing them. */
+/* Elements of column scratch per chunk (256 KB of float32).  Measured on LeNet's and the
+   course CNN's layers: 2^15..2^16 best, 2^21 1.5-2x slower. */
 #define CONV_COLS_BUDGET ((int64_t)1 << 16)
 /* The chunks are shared out in at most this many parallel blocks, each with its own scratch
    (a function of the shapes only, so the weight gradient's partial sums -- one per block,
