@@ -106,6 +106,21 @@ lunet_status_t lunet_autograd_check_inplace_recorded(const lunet_tensor_t *t, co
     return LUNET_OK;
 }
 
+/*
+ * A node's retain_target is a weak pointer, cleared when its tensor is released; so when t
+ * leaves a node (its grad_fn is replaced), the node must forget t, or backward through the
+ * old node would write into t after t is freed (a use-after-free the API fuzzer found:
+ * retain_grad, then an in-place op, then the tensor collected).  As in PyTorch, t keeps
+ * retaining its gradient on its new node.
+ */
+static void move_retain(lunet_tensor_t *t, lunet_node_t *old, lunet_node_t *now)
+{
+    if (old && old->retain_target == t)
+        old->retain_target = NULL;
+    if (now && t->retains_grad)
+        now->retain_target = t;
+}
+
 void lunet_autograd_rebase(lunet_tensor_t *t, lunet_tensor_t *result)
 {
     lunet_node_t *old = t->grad_fn;
@@ -113,6 +128,7 @@ void lunet_autograd_rebase(lunet_tensor_t *t, lunet_tensor_t *result)
     lunet_node_retain(t->grad_fn);
     if (t->grad_fn && t->grad_fn->retain_target == result)
         t->grad_fn->retain_target = NULL;
+    move_retain(t, old, t->grad_fn);
     t->requires_grad = result->requires_grad;
     lunet_node_release(old);
 }
@@ -224,6 +240,7 @@ lunet_status_t lunet_autograd_record(lunet_tensor_t *out, lunet_op_t op, int nin
     n->out_dtype = out->dtype;
     n->out_ndim = out->ndim;
     memcpy(n->out_shape, out->shape, sizeof(int64_t) * (size_t)out->ndim);
+    move_retain(out, out->grad_fn, n);
     lunet_node_release(out->grad_fn);
     out->grad_fn = n;
     out->requires_grad = true;

@@ -187,4 +187,26 @@ describe("hardening", function()
         "The size of tensor a (2) must match the size of tensor b (4) at non-singleton dimension 0")
     end)
   end)
+  describe("found by the API fuzzer", function()
+    it("retain_grad then an in-place op: the gradient follows the tensor, no use after free", function()
+      local a = lunet.randn(3, { requires_grad = true })
+      local y = a * 2
+      y:retain_grad()
+      y:mul_(3)
+      y:sum():backward()
+      assert.are.same({ 1, 1, 1 }, y.grad:tolist()) -- PyTorch 1.13 gives the same
+      assert.are.same({ 6, 6, 6 }, a.grad:tolist())
+      -- the tensor collected before backward: its old node must not write into it
+      local b = lunet.randn(3, { requires_grad = true })
+      local w = b * 2
+      w:retain_grad()
+      w:mul_(3)
+      local z = w:sum()
+      w = nil
+      collectgarbage()
+      collectgarbage()
+      z:backward()
+      assert.are.same({ 6, 6, 6 }, b.grad:tolist())
+    end)
+  end)
 end)
