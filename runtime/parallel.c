@@ -234,6 +234,19 @@ static void after_fork_child(void)
     pthread_mutex_init(&config_mu, NULL);
 }
 
+/* At exit the workers are joined (valgrind then sees no thread stacks left behind); skipped
+   if a region is running on another thread, which exit must not wait for. */
+static void stop_at_exit(void)
+{
+    if (atomic_flag_test_and_set(&region_busy))
+        return;
+    pthread_mutex_lock(&config_mu);
+    pool_stop(the_pool);
+    the_pool = NULL;
+    pthread_mutex_unlock(&config_mu);
+    atomic_flag_clear(&region_busy);
+}
+
 static void configure_locked(void)
 {
     static bool atfork_done;
@@ -241,6 +254,7 @@ static void configure_locked(void)
         configured_threads = default_threads();
     if (!atfork_done) {
         pthread_atfork(NULL, NULL, after_fork_child);
+        atexit(stop_at_exit);
         atfork_done = true;
 #ifndef LUNET_NO_BLAS
         openblas_set_num_threads(1);
