@@ -62,14 +62,17 @@ extern "C" {
 /*
  * The module's lua_CFunction, for hosts that register it themselves:
  *     luaL_requiref(L, "lunet", luaopen_lunet, 1);
- * (unprotected: it raises a Lua error on failure, so call it inside lua_pcall).
+ * (unprotected: it raises a Lua error on failure, so call it inside lua_pcall).  It also
+ * puts lunet's Lua modules (lunet.nn, lunet.optim, ...) in package.preload, and those
+ * modules use `require` and the string, table, math and io libraries: open the standard
+ * libraries first (luaL_openlibs).
  */
 int luaopen_lunet(lua_State *L);
 
 /*
  * Opens lunet in L, in protected mode: registers it in package.preload and package.loaded
  * (so `require "lunet"` returns it) and, when set_global is non-zero, as the global `lunet`.
- * L needs the standard `package` library (luaL_openlibs) for `require`.  Leaves the stack as
+ * L needs the standard libraries (luaL_openlibs): `require` among them.  Leaves the stack as
  * it was.  Returns LUA_OK, or a Lua status with the message in err.
  */
 int lunet_lua_open(lua_State *L, int set_global, char *err, size_t errlen);
