@@ -127,23 +127,24 @@ static char *match_generator(const char *text, int state)
     return NULL;
 }
 
-/* The same characters as lunet.repl's CODE_BREAKS (word_start). */
-#define LUA_WORD_BREAKS " \t\n\"'`@$><=;|&{}()[],+-*/%^~#"
+/* readline keeps a pointer to the break characters: they live here. */
+static char breaks[64] = " \t\n";
 
-/* Inside an open string literal a word is a file name, which may contain '/', '-', '.'. */
+/*
+ * The characters that end a word at the cursor, from lunet.repl.word_breaks: Lua's
+ * punctuation, or inside an open string literal a file name's (which may hold '/', '-').
+ */
 static char *word_breaks(void)
 {
-    char open = 0;
-    for (int i = 0; i < rl_point && rl_line_buffer[i]; i++) {
-        char c = rl_line_buffer[i];
-        if (open && c == '\\' && i + 1 < rl_point)
-            i++;
-        else if (open && c == open)
-            open = 0;
-        else if (!open && (c == '"' || c == '\''))
-            open = c;
-    }
-    return open ? (char *)" \t\n\"'" : (char *)LUA_WORD_BREAKS;
+    lua_State *L = repl_L;
+    int top = lua_gettop(L);
+    push_repl_fn(L, "word_breaks");
+    lua_pushstring(L, rl_line_buffer ? rl_line_buffer : "");
+    lua_pushinteger(L, rl_point);
+    if (lua_pcall(L, 2, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
+        snprintf(breaks, sizeof breaks, "%s", lua_tostring(L, -1));
+    lua_settop(L, top);
+    return breaks;
 }
 
 static char **lunet_completion(const char *text, int start, int end)
@@ -389,24 +390,25 @@ void repl_run(lua_State *L)
     repl_L = L;
     use_readline = isatty(STDIN_FILENO);
     cli_interactive_tty = use_readline;
-    if (use_readline) {
-        rl_readline_name = "lunet";
-        rl_catch_signals = 0; /* read_line_rl handles SIGINT and SIGWINCH itself */
-        rl_catch_sigwinch = 0;
-        rl_attempted_completion_function = lunet_completion;
-        rl_completer_word_break_characters = LUA_WORD_BREAKS;
-        rl_completion_word_break_hook = word_breaks;
-        rl_completer_quote_characters = "\"'";
-        history_init();
-    }
     lua_settop(L, 0);
     lua_getglobal(L, "require");
     lua_pushliteral(L, "lunet.repl");
     if (cli_docall(L, 1, 1) != LUA_OK) {
         cli_report(L, LUA_ERRRUN);
+        cli_progname = oldprogname;
         return;
     }
     lua_rawsetp(L, LUA_REGISTRYINDEX, &repl_key);
+    if (use_readline) {
+        rl_readline_name = "lunet";
+        rl_catch_signals = 0; /* read_line_rl handles SIGINT and SIGWINCH itself */
+        rl_catch_sigwinch = 0;
+        rl_attempted_completion_function = lunet_completion;
+        rl_completer_word_break_characters = word_breaks(); /* outside any string */
+        rl_completion_word_break_hook = word_breaks;
+        rl_completer_quote_characters = "\"'";
+        history_init();
+    }
     int status, silent = 0;
     while ((status = loadline(L, &silent)) != -1) {
         if (status == -2)

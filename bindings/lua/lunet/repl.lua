@@ -17,6 +17,8 @@
 --       callables end in "(".  Evaluating a.b runs __index, as typing it would.
 --   repl.word_start(line, cursor) -> index of the first byte of the word ending at cursor
 --       (1-based, cursor = bytes typed), and whether it is inside a string literal
+--   repl.word_breaks(line, cursor) -> the characters that end a word there: Lua's
+--       punctuation, or inside a string literal only blanks and quotes (a file name)
 local repl = {}
 
 local function load_in(code, chunkname, env)
@@ -246,8 +248,8 @@ end
 local CODE_BREAKS = " \t\n\"'`@$><=;|&{}()[],+-*/%^~#"
 local STRING_BREAKS = " \t\n\"'"
 
-function repl.word_start(line, cursor)
-  cursor = cursor or #line
+-- true when the first cursor bytes of line leave a string literal open
+local function in_string(line, cursor)
   local open, i = nil, 1
   while i <= cursor do
     local c = line:sub(i, i)
@@ -256,12 +258,20 @@ function repl.word_start(line, cursor)
     elseif not open and (c == '"' or c == "'") then open = c end
     i = i + 1
   end
-  local breaks = open and STRING_BREAKS or CODE_BREAKS
-  local s = cursor
-  while s >= 1 and not breaks:find(line:sub(s, s), 1, true) do s = s - 1 end
-  return s + 1, open ~= nil
+  return open ~= nil
 end
 
-repl.CODE_BREAKS = CODE_BREAKS
+function repl.word_breaks(line, cursor)
+  return in_string(line or "", cursor or #(line or "")) and STRING_BREAKS or CODE_BREAKS
+end
+
+function repl.word_start(line, cursor)
+  cursor = cursor or #line
+  local quoted = in_string(line, cursor)
+  local breaks = quoted and STRING_BREAKS or CODE_BREAKS
+  local s = cursor
+  while s >= 1 and not breaks:find(line:sub(s, s), 1, true) do s = s - 1 end
+  return s + 1, quoted
+end
 
 return repl
