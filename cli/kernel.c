@@ -39,6 +39,7 @@
 #include <lualib.h>
 #include <zmq.h>
 
+#include "kernel_capture.h"
 #include "kernel_wire.h"
 #include "lunet.h"
 #include "lunet_embed.h"
@@ -68,14 +69,18 @@ const int lunet_kernel_built = 1;
 
 static void klog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* The kernel's log: stderr, or the original stderr once fds 1 and 2 are captured. */
+static FILE *log_file;
+
 static void klog(const char *fmt, ...)
 {
+    FILE *f = log_file ? log_file : stderr;
     va_list ap;
     va_start(ap, fmt);
-    fputs("lunet kernel: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    fflush(stderr);
+    fputs("lunet kernel: ", f);
+    vfprintf(f, fmt, ap);
+    fputc('\n', f);
+    fflush(f);
     va_end(ap);
 }
 
@@ -262,6 +267,32 @@ static void json_to_lua(lua_State *L, const cJSON *j, int depth)
     }
 }
 
+/* A stream message (stdout or stderr) as a reply to the request being served (if any). */
+static void publish_stream(kernel_t *k, const char *name, const char *text, size_t len)
+{
+    char *clean = NULL;
+    char *copy = NULL;
+    /* text may lack a terminating zero (captured output); a zero inside still ends it */
+    if (memchr(text, 0, len) || !utf8_valid(text, len))
+        text = clean = utf8_clean(text, len);
+    else
+        text = copy = strndup(text, len);
+    if (!text)
+        return;
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "name", name);
+    cJSON_AddStringToObject(c, "text", text);
+    publish(k, k->current, "stream", c);
+    cJSON_Delete(c);
+    free(clean);
+    free(copy);
+}
+
+static void emit_captured(const char *name, const char *text, size_t len, void *ctx)
+{
+    publish_stream(ctx, name, text, len);
+}
+
 /* ---------------------------------------------------------------- interrupts --------- */
 
 static void stop_hook(lua_State *L, lua_Debug *ar)
@@ -297,6 +328,7 @@ static void tick_hook(lua_State *L, lua_Debug *ar)
     lua_rawgeti(L, LUA_REGISTRYINDEX, k->flush_ref);
     if (lua_pcall(L, 0, 0, 0) != LUA_OK)
         lua_pop(L, 1);
+    lunet_capture_drain(emit_captured, k);
 }
 
 static void begin_execution(kernel_t *k)
@@ -327,14 +359,10 @@ static kernel_t *kernel_of(lua_State *L)
 /* _kernel.stream(name, text): a stream message on iopub */
 static int k_stream(lua_State *L)
 {
-    kernel_t *k = kernel_of(L);
+    size_t len;
     const char *name = luaL_checkstring(L, 1);
-    const char *text = luaL_checkstring(L, 2);
-    cJSON *c = cJSON_CreateObject();
-    cJSON_AddStringToObject(c, "name", name);
-    cJSON_AddStringToObject(c, "text", text);
-    publish(k, k->current, "stream", c);
-    cJSON_Delete(c);
+    const char *text = luaL_checklstring(L, 2, &len);
+    publish_stream(kernel_of(L), name, text, len);
     return 0;
 }
 
@@ -425,6 +453,13 @@ static int k_clear_hook(lua_State *L)
     return 0;
 }
 
+/* _kernel.drain(): sends what C code and child processes wrote to fds 1 and 2 */
+static int k_drain(lua_State *L)
+{
+    lunet_capture_drain(emit_captured, kernel_of(L));
+    return 0;
+}
+
 /* _kernel.interrupted() -> true once an interrupt came for the running cell */
 static int k_interrupted(lua_State *L)
 {
@@ -435,7 +470,7 @@ static int k_interrupted(lua_State *L)
 static const luaL_Reg kernel_funcs[] = {
     {"stream", k_stream},         {"publish", k_publish}, {"input", k_input},
     {"now", k_now},               {"clear_hook", k_clear_hook},
-    {"interrupted", k_interrupted}, {NULL, NULL}};
+    {"interrupted", k_interrupted}, {"drain", k_drain}, {NULL, NULL}};
 
 /* Calls kernel.lua's function `name` with nargs arguments below it on the stack top,
  * returning nres results (LUA_MULTRET allowed).  On failure logs and returns -1. */
@@ -572,6 +607,7 @@ static void handle_execute(kernel_t *k, const lunet_kmsg_t *req)
     begin_execution(k);
     int rc = call_kernel_lua(k, "execute", 4, 2); /* -> ok, bundle | error table */
     end_execution(k);
+    lunet_capture_drain(emit_captured, k); /* what C code and child processes wrote */
     cJSON *content = NULL;
     int failed = 1;
     if (rc != 0) {
@@ -853,6 +889,9 @@ int lunet_kernel_main(lua_State *L, const char *connection_file)
     }
     if (load_kernel_lua(k) != 0)
         goto done;
+    log_file = lunet_capture_start();
+    if (!log_file)
+        klog("cannot capture fds 1 and 2: output of C code and child processes goes to this log");
     the_kernel = k;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -874,6 +913,7 @@ int lunet_kernel_main(lua_State *L, const char *connection_file)
                                    {k->wake_main, 0, ZMQ_POLLIN, 0},
                                    {k->stdin_sock, 0, ZMQ_POLLIN, 0}};
         int n = zmq_poll(items, 3, 1000);
+        lunet_capture_drain(emit_captured, k); /* output of background work, no parent */
         if (n == 0 && getppid() != parent) {
             klog("the parent process %ld is gone: shutting down", (long)parent);
             break;
@@ -913,6 +953,11 @@ int lunet_kernel_main(lua_State *L, const char *connection_file)
     status = 0;
 done:
     the_kernel = NULL;
+    lunet_capture_stop();
+    if (log_file) {
+        fclose(log_file);
+        log_file = NULL;
+    }
     signal(SIGINT, SIG_DFL);
     if (threads & 2) {
         if (!atomic_load(&k->shutdown)) {

@@ -206,6 +206,14 @@ class RichOutput(unittest.TestCase):
                        if m["content"]["name"] == "stdout")
         self.assertEqual(text, "a1\nb\t2\nc\n")
 
+    def test_child_process_output(self):
+        reply, out = self.c.run('print("a")\nos.execute("echo from-shell; echo to-err >&2")\nprint("b")')
+        self.assertEqual(reply["status"], "ok", reply)
+        streams = [(m["content"]["name"], m["content"]["text"]) for m in of_type(out, "stream")]
+        stdout = "".join(t for n, t in streams if n == "stdout")
+        self.assertEqual(stdout, "a\nfrom-shell\nb\n", streams)
+        self.assertEqual("".join(t for n, t in streams if n == "stderr"), "to-err\n", streams)
+
     def test_bytes_that_are_not_utf8(self):
         reply, out = self.c.run('io.write("a\\255b\\0c", "\\n")')
         self.assertEqual(reply["status"], "ok")

@@ -11,7 +11,8 @@
 --    silences the result.  Each cell is one chunk, so a cell's locals end with it.
 --  - print, io.write, io.stdout/io.stderr and io.read are replaced for the kernel's life:
 --    output becomes `stream` messages (buffered, sent at most every 50 ms and at the end of
---    the cell), input an input_request to the frontend.
+--    the cell), input an input_request to the frontend.  What C code and child processes
+--    write to fds 1 and 2 is captured by kernel.c and sent too (os.execute keeps the order).
 --  - lunet.plot figures saved with fig:save(path) are also shown below the cell, redrawn in
 --    place when the same path is saved again (a training loop's live curves); a
 --    lunet.progress bar writing to the default stream redraws in place (display_id).
@@ -146,6 +147,20 @@ function M._start(K)
     local parts = {}
     for i = 1, n do parts[i] = tostring((select(i, ...))) end
     write("stdout", table.concat(parts, "\t"), "\n")
+  end
+
+  -- a child process writes to the kernel's fds 1 and 2 (captured by kernel.c): the cell's
+  -- own output before it goes out first, the child's right after it returns
+  local real_execute, real_popen = os.execute, io.popen
+  function os.execute(...)
+    flush_all()
+    local r = table.pack(real_execute(...))
+    K.drain()
+    return table.unpack(r, 1, r.n)
+  end
+  function io.popen(...)
+    flush_all()
+    return real_popen(...)
   end
 
   -- an interrupt caught by the cell's own pcall/xpcall goes on up, so the cell stops
