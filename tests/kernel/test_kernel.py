@@ -206,6 +206,11 @@ class RichOutput(unittest.TestCase):
                        if m["content"]["name"] == "stdout")
         self.assertEqual(text, "a1\nb\t2\nc\n")
 
+    def test_stdout_and_stderr_keep_their_order(self):
+        reply, out = self.c.run('io.write("1"); io.stderr:write("2"); io.write("3")')
+        self.assertEqual([(m["content"]["name"], m["content"]["text"]) for m in of_type(out, "stream")],
+                         [("stdout", "1"), ("stderr", "2"), ("stdout", "3")])
+
     def test_child_process_output(self):
         reply, out = self.c.run('print("a")\nos.execute("echo from-shell; echo to-err >&2")\nprint("b")')
         self.assertEqual(reply["status"], "ok", reply)

@@ -31,44 +31,39 @@ function M._start(K)
   display._text = function(v) return text_of(v) end
 
   -- ---------------------------------------------------------------- streams -----------
-  local buf = {stdout = {}, stderr = {}}
+  -- runs of output in the order written: {name = "stdout" | "stderr", parts = {...}}
+  local runs, nparts = {}, 0
   local last_flush = K.now()
-  local order = {}
 
-  local function flush(name)
-    local b = buf[name]
-    if #b > 0 then
-      local s = table.concat(b)
-      buf[name] = {}
-      K.stream(name, s)
-    end
-  end
   local function flush_all()
-    -- the older stream first keeps stdout/stderr interleaving roughly right
-    for i = 1, #order do flush(order[i]) end
-    order = {}
-    flush("stdout")
-    flush("stderr")
+    local pending = runs
+    runs, nparts = {}, 0
+    for _, run in ipairs(pending) do K.stream(run.name, table.concat(run.parts)) end
     last_flush = K.now()
   end
   H.flush = flush_all
   -- called by kernel.c every 10^6 instructions of a running cell
   function H.flush_stale()
-    if (#buf.stdout > 0 or #buf.stderr > 0) and K.now() - last_flush > 0.1 then flush_all() end
+    if nparts > 0 and K.now() - last_flush > 0.1 then flush_all() end
   end
 
   local function write(name, ...)
-    local b = buf[name]
+    local run = runs[#runs]
+    if not run or run.name ~= name then
+      run = {name = name, parts = {}}
+      runs[#runs + 1] = run
+    end
+    local parts = run.parts
     for i = 1, select("#", ...) do
       local v = select(i, ...)
       local tv = type(v)
       if tv ~= "string" and tv ~= "number" then
         error(("bad argument #%d to 'write' (string expected, got %s)"):format(i, tv), 3)
       end
-      b[#b + 1] = tostring(v)
+      parts[#parts + 1] = tostring(v)
+      nparts = nparts + 1
     end
-    if #b > 0 and order[#order] ~= name then order[#order + 1] = name end
-    if #b > 512 or K.now() - last_flush > 0.05 then flush_all() end
+    if nparts > 512 or K.now() - last_flush > 0.05 then flush_all() end
   end
 
   local FileProxy = {}
