@@ -268,6 +268,29 @@ describe("the reference (docs/)", function()
     assert(#miss == 0, report("sections missing from their document's contents list", miss))
   end)
 
+  -- A `|` inside a table cell, even in a code span, splits the cell: write `abs(x)` or `\|`.
+  it("has tables whose rows all have the header's number of cells", function()
+    local bad = {}
+    for _, doc in ipairs({"docs/lua-api.md", "docs/c-api.md", "docs/pytorch-parity.md",
+                          "docs/FORMAT.md"}) do
+      local ncols, n = nil, 0
+      for line in (read(doc) .. "\n"):gmatch("([^\n]*)\n") do
+        n = n + 1
+        if line:sub(1, 1) == "|" then
+          local unescaped = line:gsub("\\|", "") -- `\|` does not split a cell
+          local cells = select(2, unescaped:gsub("|", "")) - 1
+          ncols = ncols or cells
+          if cells ~= ncols then
+            bad[#bad + 1] = ("%s:%d: %d cells, the header has %d"):format(doc, n, cells, ncols)
+          end
+        else
+          ncols = nil
+        end
+      end
+    end
+    assert(#bad == 0, report("table rows with a stray `|`", bad))
+  end)
+
   it("is what the README points to", function()
     local readme = read("README.md")
     for _, doc in ipairs({"docs/lua-api.md", "docs/c-api.md", "docs/pytorch-parity.md",
