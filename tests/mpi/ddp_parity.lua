@@ -95,10 +95,31 @@ if not grads_same_everywhere() then error("after no_sync: the gradients differ b
 -- buffers (BatchNorm's running statistics, say) start as rank 0's too
 local holder = nn.Sequential(nn.Linear(2, 2))
 holder:register_buffer("stat", lunet.full({3}, R + 0.5))
-nn.parallel.DistributedDataParallel(holder)
-if not holder.stat:equal(lunet.full({3}, 0.5)) then
-  error(("rank %d: buffer not broadcast from rank 0: %s"):format(R, tostring(holder.stat)))
+local hd = nn.parallel.DistributedDataParallel(holder)
+local function expect_stat(v, when)
+  if not holder.stat:equal(lunet.full({3}, v)) then
+    error(("rank %d: %s: buffer %s, expected %s"):format(R, when, tostring(holder.stat), v))
+  end
 end
+expect_stat(0.5, "buffer not broadcast from rank 0 at construction")
+-- and again before every forward that follows a synchronised forward (PyTorch 1.13's
+-- require_forward_param_sync): buffers that drifted apart are rank 0's again
+local z = lunet.zeros(1, 2)
+holder.stat:fill_(R + 1.5)
+hd(z)
+expect_stat(1.5, "forward with grad did not broadcast rank 0's buffer")
+holder.stat:fill_(R + 2.5)
+lunet.no_grad(function() hd(z) end)
+expect_stat(2.5, "forward under no_grad after a synchronised one did not broadcast")
+holder.stat:fill_(R + 3.5)
+hd(z) -- the previous forward had no grad: no broadcast this time, as in PyTorch
+expect_stat(R + 3.5, "forward after a no_grad forward broadcast the buffer")
+hd(z)
+expect_stat(3.5, "forward after a synchronised forward did not broadcast")
+local nb = nn.parallel.DistributedDataParallel(holder, {broadcast_buffers = false})
+holder.stat:fill_(R + 4.5)
+nb(z)
+expect_stat(R + 4.5, "broadcast_buffers = false still broadcast in forward")
 
 if R == 0 then
   local mine = ddp:state_dict()

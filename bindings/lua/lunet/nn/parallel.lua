@@ -2,8 +2,11 @@
 -- the ranks of lunet.distributed, as PyTorch 1.13's torch.nn.parallel.DistributedDataParallel.
 --
 -- Decisions:
---  - Construction broadcasts rank 0's parameters (and buffers, when the module has
---    named_buffers) to every rank, so every replica starts equal.
+--  - Construction broadcasts rank 0's parameters and buffers to every rank, so every
+--    replica starts equal.  With broadcast_buffers (the default) rank 0's buffers (BatchNorm's
+--    running statistics) are broadcast again before every forward that follows a forward
+--    with gradient sync, as PyTorch 1.13's forward does (require_forward_param_sync): the
+--    replicas' buffers never drift apart.
 --  - The parameters are grouped into buckets of at most bucket_cap_mb (25 MB), in reverse
 --    order as PyTorch does, one dtype per bucket; each bucket owns one persistent flat
 --    buffer.  After backward() each bucket is ONE all-reduce: every gradient times
@@ -55,6 +58,8 @@ function DDP:init(module, opts)
   rawset(self, "world_size", world)
   rawset(self, "rank", rank)
   rawset(self, "require_backward_grad_sync", true)
+  rawset(self, "require_forward_param_sync", true)
+  rawset(self, "broadcast_buffers", opts.broadcast_buffers ~= false)
   rawset(self, "_stats", {steps = 0, calls = 0, elements = 0, seconds = 0.0})
 
   -- every rank starts from rank 0's values (a shape that differs raises on every rank)
@@ -64,9 +69,7 @@ function DDP:init(module, opts)
   end
   lunet.no_grad(function()
     for name, p in module:named_parameters() do sync(name, p) end
-    if opts.broadcast_buffers ~= false and module.named_buffers then
-      for name, b in module:named_buffers() do sync(name, b) end
-    end
+    for name, b in module:named_buffers() do sync(name, b) end
   end)
 
   -- buckets in reverse parameter order, one dtype each, at most cap MB (one parameter at
@@ -108,8 +111,20 @@ function DDP:init(module, opts)
   C.set_post_backward(after_backward)
 end
 
+-- rank 0's buffers to every rank (PyTorch's _sync_buffers before the forward; a collective
+-- records no autograd)
+local function sync_buffers(module)
+  for name, b in module:named_buffers() do
+    local ok, err = pcall(dist.broadcast, b, 0)
+    if not ok then error(("DistributedDataParallel: buffer %s: %s"):format(name, err), 0) end
+  end
+end
+
 function DDP:forward(...)
-  if self.require_backward_grad_sync and lunet.is_grad_enabled() then pending[self] = true end
+  if self.require_forward_param_sync and self.broadcast_buffers then sync_buffers(self.module) end
+  local sync = self.require_backward_grad_sync and lunet.is_grad_enabled()
+  if sync then pending[self] = true end
+  rawset(self, "require_forward_param_sync", sync)
   return self.module(...)
 end
 
