@@ -202,7 +202,7 @@ describe("hardening", function()
       w:retain_grad()
       w:mul_(3)
       local z = w:sum()
-      w = nil
+      w = nil -- luacheck: ignore 311 (dropping the last reference is the point)
       collectgarbage()
       collectgarbage()
       z:backward()
