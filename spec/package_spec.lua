@@ -69,4 +69,27 @@ describe("packaging", function()
     end
     assert.truthy(h:find("lunet_tensor_wrap", 1, true))
   end)
+
+  it("the Makefile tracks header dependencies (-MMD -MP)", function()
+    -- make -n -W f: what make would rebuild if f had changed
+    local function would_rebuild(changed, target)
+      local p = assert(io.popen(("make -n BUILD=%s -W %s %s 2>&1"):format(LUNET_BUILD, changed, target)))
+      local out = p:read("a")
+      p:close()
+      return out:find("-c runtime/tensor.c", 1, true) ~= nil, out
+    end
+    local obj = LUNET_BUILD .. "/obj/runtime/tensor.o"
+    local yes, out = would_rebuild("runtime/internal.h", obj) -- tensor.c includes it
+    assert.is_true(yes, out)
+    local no, out2 = would_rebuild("runtime/nn_kernels.h", obj) -- tensor.c does not
+    assert.is_false(no, out2)
+    -- a test binary depends on the golden header it includes
+    local d = io.open(LUNET_BUILD .. "/tests/test_loss.d")
+    if d then
+      local deps = d:read("a")
+      d:close()
+      assert.truthy(deps:find("tests/fixtures/loss_golden.h", 1, true))
+    end
+    assert.are.equal(1, select(2, read("Makefile"):gsub("\nall:", "")), "all: is defined once")
+  end)
 end)
