@@ -133,8 +133,8 @@ lunet_status_t lunet_afile_open(lunet_afile_t *f, const char *what, const char *
     f->fd = mkstemp(tmp);
     if (f->fd < 0) {
         lunet_status_t st = lunet_fail(LUNET_STATUS_IO,
-                                       "%s: cannot create a temporary file for %s: %s", what,
-                                       path, strerror(errno));
+                                       "%s: cannot create a temporary file for %s: %s", what, path,
+                                       strerror(errno));
         free(dir);
         free(tmp);
         f->dir = f->tmp = NULL;
@@ -192,8 +192,8 @@ lunet_status_t lunet_afile_commit(lunet_afile_t *f)
             if (linkat(AT_FDCWD, proc, AT_FDCWD, f->tmp, AT_SYMLINK_FOLLOW) == 0)
                 break;
             if (errno != EEXIST) {
-                st = lunet_fail(LUNET_STATUS_IO, "%s: cannot link the new %s: %s", f->what,
-                                f->path, strerror(errno));
+                st = lunet_fail(LUNET_STATUS_IO, "%s: cannot link the new %s: %s", f->what, f->path,
+                                strerror(errno));
                 goto fail;
             }
         }
@@ -202,13 +202,13 @@ lunet_status_t lunet_afile_commit(lunet_afile_t *f)
     int fd = f->fd;
     f->fd = -1;
     if (close(fd) != 0) {
-        st = lunet_fail(LUNET_STATUS_IO, "%s: cannot write %s: close failed: %s", f->what,
-                        f->path, strerror(errno));
+        st = lunet_fail(LUNET_STATUS_IO, "%s: cannot write %s: close failed: %s", f->what, f->path,
+                        strerror(errno));
         goto fail;
     }
     if (rename(f->tmp, f->path) != 0) {
-        st = lunet_fail(LUNET_STATUS_IO, "%s: cannot rename %s to %s: %s", f->what, f->tmp,
-                        f->path, strerror(errno));
+        st = lunet_fail(LUNET_STATUS_IO, "%s: cannot rename %s to %s: %s", f->what, f->tmp, f->path,
+                        strerror(errno));
         goto fail;
     }
     f->named = false;

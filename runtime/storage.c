@@ -111,7 +111,10 @@ void lunet_pool_put(lunet_pool_kind_t kind, void *p)
         free(p);
 }
 
-static size_t round_size(size_t n) { return n == 0 ? LUNET_ALIGN : (n + LUNET_ALIGN - 1) & ~(size_t)(LUNET_ALIGN - 1); }
+static size_t round_size(size_t n)
+{
+    return n == 0 ? LUNET_ALIGN : (n + LUNET_ALIGN - 1) & ~(size_t)(LUNET_ALIGN - 1);
+}
 
 static void *block_get(size_t nbytes)
 {
@@ -167,8 +170,8 @@ size_t lunet_memory_reserved(void)
 }
 
 /* A storage header on data (refcount 1, version 0), from the thread's free list. */
-static lunet_storage_t *storage_header(void *data, size_t nbytes, void (*release_fn)(void *, void *),
-                                       void *ctx, bool wrapped)
+static lunet_storage_t *storage_header(void *data, size_t nbytes,
+                                       void (*release_fn)(void *, void *), void *ctx, bool wrapped)
 {
     lunet_storage_t *s = lunet_pool_get(LUNET_POOL_STORAGE, sizeof *s);
     if (!s)

@@ -129,8 +129,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_replaces_whole_and_keeps_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idx_and_png_leave_no_temporary, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stale_temporaries_of_dead_writers_go, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stale_temporaries_of_dead_writers_go, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

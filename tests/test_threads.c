@@ -175,8 +175,7 @@ static void test_default_generator_is_shared_safely(void **state)
     /* the stream a lone thread sees */
     lunet_generator_seed(def, 7);
     lunet_tensor_t *all;
-    CHECK_OK(lunet_tensor_empty(&all, LUNET_DTYPE_INT64, 1,
-                                (const int64_t[]){NTHREADS * DRAWS}));
+    CHECK_OK(lunet_tensor_empty(&all, LUNET_DTYPE_INT64, 1, (const int64_t[]){NTHREADS * DRAWS}));
     CHECK_OK(lunet_tensor_random_int_(all, NULL, 0, INT64_MAX));
     memcpy(want, lunet_tensor_data(all), sizeof want);
     lunet_tensor_release(all);
