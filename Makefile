@@ -176,12 +176,16 @@ test-integration: test-examples test-repl test-install test-kill-save
 
 .PHONY: test-asan test-tsan test-memcheck fuzz fuzz-api
 
-# The runtime and the IDX/data tests under AddressSanitizer + UBSan (incl. the bad-file corpus).
+# The runtime and the IDX/data, threads and file-writer tests under AddressSanitizer + UBSan
+# (incl. the bad-file corpus).
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 test-asan:
-	$(MAKE) --no-print-directory BUILD=build/asan CFLAGS="$(ASAN_FLAGS)" build/asan/tests/test_idx build/asan/tests/test_data
+	$(MAKE) --no-print-directory BUILD=build/asan CFLAGS="$(ASAN_FLAGS)" build/asan/tests/test_idx build/asan/tests/test_data \
+	  build/asan/tests/test_threads build/asan/tests/test_atomic_file
 	ASAN_OPTIONS=detect_leaks=1 build/asan/tests/test_idx
 	ASAN_OPTIONS=detect_leaks=1 build/asan/tests/test_data
+	ASAN_OPTIONS=detect_leaks=1 build/asan/tests/test_threads
+	ASAN_OPTIONS=detect_leaks=1 build/asan/tests/test_atomic_file
 
 # `make test-tsan`: the threaded stress test (tests/test_threads.c), the worker pool's
 # test (tests/test_parallel.c) and the CNN layers' (tests/test_layers.c: conv2d and pooling
