@@ -4,11 +4,14 @@
  * lunet.kernel (bindings/lua/lunet/kernel.lua).
  *
  * Decisions:
- *  - Three threads.  The main thread owns the lua_State and serves shell (and stdin while
+ *  - Four threads.  The main thread owns the lua_State and serves shell (and stdin while
  *    a cell waits in io.read).  The control thread answers control (kernel_info, interrupt,
- *    shutdown) even while a cell runs.  The heartbeat thread echoes (zmq_proxy).  iopub is
- *    shared by the main and control threads under iopub_lock; every other socket belongs
- *    to one thread.
+ *    shutdown) even while a cell runs.  The heartbeat thread echoes (zmq_proxy).  The
+ *    capture thread (kernel_capture.c) reads fds 1 and 2 into memory; the main thread sends
+ *    that.  iopub is shared by the main and control threads under iopub_lock; every other
+ *    socket belongs to one thread.
+ *  - While a cell runs, a count hook (every 10^6 Lua instructions) sends output buffered
+ *    for more than 0.1 s, so a long cell shows its progress.
  *  - Interrupts (SIGINT in "signal" mode, interrupt_request in "message" mode) do what lua.c
  *    does on Ctrl-C: set a hook that raises "interrupted!" at the next Lua instruction.
  *    lua_sethook is the one Lua call that may be made from a signal handler or another
@@ -16,8 +19,10 @@
  *    cell that catches the error in its own pcall still stops.  A long C operation (one big
  *    matmul) finishes before the interrupt is seen.
  *  - Bad input (wrong signature, malformed JSON, too large, unknown type) is logged to
- *    stderr and dropped; the socket keeps serving.  A request with a good signature but
- *    wrong field types gets an error reply.
+ *    the kernel's stderr and dropped; the socket keeps serving.  A request with a good
+ *    signature but wrong field types gets an error reply.
+ *  - After a failed cell with stop_on_error, the execute requests already queued are
+ *    answered "aborted"; a kernel whose parent process is gone exits (as ipykernel).
  */
 #include "kernel.h"
 

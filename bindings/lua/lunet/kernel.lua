@@ -1,7 +1,8 @@
 -- lunet.kernel: the Lua half of the Jupyter kernel (cli/kernel.c is the other half).
 -- kernel.c calls _start(K) once, K holding its callbacks (stream, publish, input, now,
--- clear_hook), and then the returned handlers: execute, user_expression, complete,
--- inspect, is_complete, history.  Not useful outside `lunet --kernel`.
+-- clear_hook, interrupted, drain) and exe_dir, and then the returned handlers: execute,
+-- user_expression, complete, inspect, is_complete, history, flush_stale.  Not useful
+-- outside `lunet --kernel`.
 --
 -- Decisions:
 --  - A cell runs as the REPL runs a line (lunet.repl.compile): as `return <cell>` (its
