@@ -17,8 +17,8 @@
  *    block makes the caller wait for the scheduler.  The caller measures how long it waited
  *    after its own share; when the wait exceeds the work (the threads are not paying), the
  *    next regions run on the caller alone, 16 at first and twice as many after each bad
- *    probe (up to 4096), then it tries the workers again.  Blocks are the same either way,
- *    so this changes timing only, never bits.
+ *    probe (up to 4096; each good region halves that again), then it tries the workers.
+ *    Blocks are the same either way, so this changes timing only, never bits.
  *  - One parallel region at a time: a call made inside a block, or while another thread's
  *    region runs, runs its blocks serially on its own thread (same blocks, same bits).
  *  - Blocks must not allocate through the runtime's pools or set errors: they compute into
@@ -366,7 +366,9 @@ void lunet_parallel_for(int64_t n, int64_t grain, lunet_parallel_fn fn, void *ct
         p->serial_left = p->backoff ? p->backoff : BACKOFF_MIN;
         p->backoff = p->serial_left * 2 > BACKOFF_MAX ? BACKOFF_MAX : p->serial_left * 2;
     } else {
-        p->backoff = 0;
+        p->backoff /= 2; /* a good region earns trust back slowly under steady contention */
+        if (p->backoff < BACKOFF_MIN)
+            p->backoff = 0;
     }
     /* close the region once no worker is inside (they are leaving: no block is left) */
     uint64_t open_state = (uint64_t)gen << 32;
