@@ -179,22 +179,26 @@ static int c_all_reduce_grads(lua_State *L)
         lua_pop(L, 1); /* the bucket's table keeps the parameter alive */
         if (!p)
             return luaL_error(L, "all_reduce_grads: parameter %d is not a tensor", (int)i);
+        lunet_tensor_t *g = NULL; /* a new .grad, set through autograd.c's setter */
+        lunet_status_t st = LUNET_OK;
         if (!p->grad) {
-            LB_CHECK(L, lunet_tensor_zeros(&p->grad, p->dtype, p->ndim, p->shape));
+            st = lunet_tensor_zeros(&g, p->dtype, p->ndim, p->shape);
         } else if (!lunet_tensor_is_contiguous(p->grad) || p->grad->dtype != p->dtype) {
-            lunet_tensor_t *c;
-            LB_CHECK(L, lunet_tensor_to(&c, p->grad, p->dtype));
-            if (!lunet_tensor_is_contiguous(c)) {
-                lunet_tensor_t *cc;
-                lunet_status_t st = lunet_tensor_contiguous(&cc, c);
-                lunet_tensor_release(c);
-                if (st)
-                    return lb_error(L);
-                c = cc;
+            lunet_tensor_t *c = NULL;
+            st = lunet_tensor_to(&c, p->grad, p->dtype);
+            if (!st && !lunet_tensor_is_contiguous(c))
+                st = lunet_tensor_contiguous(&g, c);
+            else if (!st) {
+                g = c;
+                c = NULL;
             }
-            lunet_tensor_release(p->grad);
-            p->grad = c;
+            lunet_tensor_release(c);
         }
+        if (!st && g)
+            st = lunet_tensor_set_grad(p, g);
+        lunet_tensor_release(g);
+        if (st)
+            return lb_error(L);
         grads[i - 1] = p->grad;
     }
     LB_CHECK(L, lunet_dist_all_reduce_coalesced(flat, (int)n, grads, prescale));

@@ -92,6 +92,23 @@ criterion(ddp(x), y):backward()
 if ddp:comm_stats().steps ~= steps0 + 1 then error("after no_sync: no reduction") end
 if not grads_same_everywhere() then error("after no_sync: the gradients differ between ranks") end
 
+-- a parameter that took no part in the forward gets zero gradients, and a non-contiguous
+-- .grad is reduced through a contiguous copy: both averaged like the others
+local Two = nn.Module:extend("Two")
+function Two:init() self.a, self.b = nn.Linear(3, 2), nn.Linear(3, 2) end
+function Two:forward(v) return self.a(v) end
+local two = Two()
+local d2 = nn.parallel.DistributedDataParallel(two)
+two.a.weight.grad = lunet.zeros(3, 2):t()
+d2(lunet.full({1, 3}, R + 1.0)):sum():backward()
+local mean = (W + 1) / 2 -- of R + 1 over the ranks
+if not two.a.weight.grad:equal(lunet.full({2, 3}, mean)) then
+  error(("rank %d: non-contiguous grad: %s, expected all %g"):format(R, tostring(two.a.weight.grad), mean))
+end
+if two.b.weight.grad == nil or not two.b.weight.grad:equal(lunet.zeros(2, 3)) then
+  error(("rank %d: unused parameter's grad: %s, expected zeros"):format(R, tostring(two.b.weight.grad)))
+end
+
 -- buffers (BatchNorm's running statistics, say) start as rank 0's too
 local holder = nn.Sequential(nn.Linear(2, 2))
 holder:register_buffer("stat", lunet.full({3}, R + 0.5))
