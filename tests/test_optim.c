@@ -182,13 +182,51 @@ static void test_adam_object(void **state)
     lunet_tensor_release(params[1]);
 }
 
+/* A parameter of several of the update's thread blocks gives the same bits on 1 and 2 threads. */
+static void test_adam_threads_same_bits(void **state)
+{
+    (void)state;
+    int64_t n = 200003; /* 3 blocks of 65,536 and a partial one */
+    lunet_generator_t gen;
+    lunet_generator_seed(&gen, 5);
+    lunet_tensor_t *p[2], *g;
+    lunet_adam_state_t s[2];
+    memset(s, 0, sizeof s);
+    lunet_adam_options_t o = {.lr = 0.01,
+                              .beta1 = 0.9,
+                              .beta2 = 0.999,
+                              .eps = 1e-8,
+                              .weight_decay = 0.1,
+                              .amsgrad = true,
+                              .decoupled = true};
+    CHECK_OK(lunet_tensor_empty(&p[0], LUNET_DTYPE_FLOAT32, 1, &n));
+    CHECK_OK(lunet_tensor_normal_(p[0], &gen, 0, 1));
+    CHECK_OK(lunet_tensor_clone(&p[1], p[0]));
+    CHECK_OK(lunet_tensor_empty(&g, LUNET_DTYPE_FLOAT32, 1, &n));
+    int was = lunet_get_num_threads();
+    for (int step = 0; step < 3; step++) {
+        CHECK_OK(lunet_tensor_normal_(g, &gen, 0, 1));
+        for (int k = 0; k < 2; k++) {
+            CHECK_OK(lunet_set_num_threads(k + 1));
+            CHECK_OK(lunet_adam_update(p[k], g, &s[k], &o));
+        }
+    }
+    CHECK_OK(lunet_set_num_threads(was));
+    if (memcmp(lunet_tensor_data(p[0]), lunet_tensor_data(p[1]), (size_t)n * sizeof(float)))
+        fail_msg("Adam's update differs between 1 and 2 threads");
+    for (int k = 0; k < 2; k++) {
+        lunet_adam_state_clear(&s[k]);
+        lunet_tensor_release(p[k]);
+    }
+    lunet_tensor_release(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_adam_trajectories_bit_exact),
-        cmocka_unit_test(test_adam_messages),
-        cmocka_unit_test(test_adam_failures_change_nothing),
-        cmocka_unit_test(test_adam_object),
+        cmocka_unit_test(test_adam_trajectories_bit_exact),  cmocka_unit_test(test_adam_messages),
+        cmocka_unit_test(test_adam_failures_change_nothing), cmocka_unit_test(test_adam_object),
+        cmocka_unit_test(test_adam_threads_same_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
