@@ -90,14 +90,14 @@ static int l_image_batch(lua_State *L)
     if (nm != ns)
         return luaL_error(L, "Normalize: mean has %d values but std has %d", nm, ns);
     if (count < 0 || start < 0)
-        return luaL_error(L, "image_batch: bad range start %d count %d", (int)start, (int)count);
+        return luaL_error(L, "image_batch: bad range start %I count %I", start, count);
     if (order) {
         if (order->dtype != LUNET_DTYPE_INT64 || order->ndim != 1 ||
             !lunet_tensor_is_contiguous(order))
             return luaL_argerror(L, 3, "order must be a contiguous int64 1-D tensor");
-        if (start + count > order->shape[0])
-            return luaL_error(L, "image_batch: range %d..%d is outside the order of size %d",
-                              (int)start, (int)(start + count), (int)order->shape[0]);
+        if (count > order->shape[0] - start) /* start + count could overflow */
+            return luaL_error(L, "image_batch: %I samples from %I are outside the order of size %I",
+                              count, start, (lua_Integer)order->shape[0]);
     }
     int64_t C = im->ndim == 4 ? im->shape[1] : 1;
     int64_t xs[4] = {count, C, im->shape[im->ndim - 2], im->shape[im->ndim - 1]};
@@ -202,7 +202,8 @@ static int l_u8_from_string(lua_State *L)
         lua_Integer d = luaL_checkinteger(L, i + 2);
         luaL_argcheck(L, d >= 0 && d <= INT32_MAX, i + 2, "bad size");
         shape[i] = d;
-        numel *= d;
+        if (__builtin_mul_overflow(numel, (int64_t)d, &numel))
+            return luaL_error(L, "u8_from_string: sizes overflow");
     }
     if ((size_t)numel != n)
         return luaL_error(L, "u8_from_string: %d bytes for %d elements", (int)n, (int)numel);
@@ -233,7 +234,7 @@ static int l_index_range(lua_State *L)
     luaL_argcheck(L, start >= 0, 2, "negative start");
     luaL_argcheck(L, count >= 0, 3, "negative count");
     if (order && (order->dtype != LUNET_DTYPE_INT64 || order->ndim != 1 ||
-                  !lunet_tensor_is_contiguous(order) || start + count > order->shape[0]))
+                  !lunet_tensor_is_contiguous(order) || count > order->shape[0] - start))
         return luaL_argerror(L, 1, "order must be a contiguous int64 1-D tensor covering the range");
     int64_t n = count;
     lunet_tensor_t *t;
