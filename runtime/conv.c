@@ -312,6 +312,25 @@ static lunet_status_t check_options(const lunet_conv2d_options_t *o)
     return LUNET_OK;
 }
 
+/* in + 2 pad + extra, wrapped as PyTorch's int64 math wraps; true when it overflowed */
+static bool padded_size(int64_t *out, int64_t in, int64_t pad, int64_t extra)
+{
+    int64_t t;
+    bool over = __builtin_mul_overflow(pad, 2, &t) | __builtin_add_overflow(in, t, &t) |
+                __builtin_add_overflow(t, extra, &t);
+    *out = lunet_i64_add(lunet_i64_add(in, lunet_i64_mul(2, pad)), extra);
+    return over;
+}
+
+/* dilation (k - 1) + 1, wrapped; true when it overflowed */
+static bool kernel_extent(int64_t *out, int64_t dilation, int64_t k)
+{
+    int64_t t;
+    bool over = __builtin_mul_overflow(dilation, k - 1, &t) | __builtin_add_overflow(t, 1, &t);
+    *out = lunet_i64_add(lunet_i64_mul(dilation, k - 1), 1);
+    return over;
+}
+
 // x (N, C, H, W), w (O, C/groups, kh, kw), b (O) or NULL
 static lunet_status_t check_shapes(const lunet_tensor_t *x, const lunet_tensor_t *w,
                                    const lunet_tensor_t *b, const lunet_conv2d_options_t *o)
@@ -342,15 +361,27 @@ static lunet_status_t check_shapes(const lunet_tensor_t *x, const lunet_tensor_t
                           "elements, but got bias of size %s instead",
                           bw, (long long)w->shape[0],
                           lunet_shape_str(bb, sizeof bb, b->ndim, b->shape));
-    int64_t hp = x->shape[2] + 2 * o->padding[0] + o->padding_extra[0];
-    int64_t wp = x->shape[3] + 2 * o->padding[1] + o->padding_extra[1];
-    int64_t ekh = o->dilation[0] * (w->shape[2] - 1) + 1;
-    int64_t ekw = o->dilation[1] * (w->shape[3] - 1) + 1;
-    if (hp < ekh || wp < ekw)
+    /* PyTorch's int64 arithmetic wraps (padding 2^62 gives a negative padded size and this
+       message); an overflow fails here too, so the geometry below never overflows */
+    int64_t hp, wp, ekh, ekw;
+    bool over = padded_size(&hp, x->shape[2], o->padding[0], o->padding_extra[0]) |
+                padded_size(&wp, x->shape[3], o->padding[1], o->padding_extra[1]) |
+                kernel_extent(&ekh, o->dilation[0], w->shape[2]) |
+                kernel_extent(&ekw, o->dilation[1], w->shape[3]);
+    if (over || hp < ekh || wp < ekw)
         return lunet_fail(LUNET_STATUS_RUNTIME,
                           "Calculated padded input size per channel: (%lld x %lld). Kernel size: "
                           "(%lld x %lld). Kernel size can't be greater than actual input size",
                           (long long)hp, (long long)wp, (long long)ekh, (long long)ekw);
+    /* the output and the column scratch must have countable sizes */
+    int64_t oh = (hp - ekh) / o->stride[0] + 1, ow = (wp - ekw) / o->stride[1] + 1, n;
+    int64_t out_shape[4] = {x->shape[0], w->shape[0], oh, ow};
+    int64_t col_shape[4] = {w->shape[1] * o->groups, w->shape[2] * w->shape[3], oh, ow};
+    if (!lunet_shape_numel_checked(4, out_shape, 8, &n) ||
+        !lunet_shape_numel_checked(4, col_shape, 8, &n))
+        return lunet_fail(LUNET_STATUS_RUNTIME,
+                          "conv2d: the output size %lld x %lld per channel is too large",
+                          (long long)oh, (long long)ow);
     if (x->dtype != w->dtype) {
         if (x->dtype == LUNET_DTYPE_FLOAT64 || !lunet_dtype_is_floating(x->dtype))
             return lunet_fail(LUNET_STATUS_RUNTIME, "expected scalar type %s but found %s",

@@ -44,7 +44,13 @@ static lunet_status_t output_size(int64_t *out, int64_t in, int64_t k, int64_t p
                           "pad should be at most half of kernel size, but got pad=%lld and "
                           "kernel_size=%lld",
                           (long long)pad, (long long)k);
-    int64_t num = in + 2 * pad - dil * (k - 1) - 1 + (ceil_mode ? stride - 1 : 0);
+    /* in + 2 pad - dil (k - 1) - 1 [+ stride - 1], each step checked (huge options) */
+    int64_t num, t, s1;
+    if (__builtin_mul_overflow(pad, 2, &t) || __builtin_add_overflow(t, in - 1, &t) ||
+        __builtin_mul_overflow(dil, k - 1, &num) || __builtin_sub_overflow(t, num, &num) ||
+        __builtin_sub_overflow(stride, 1, &s1) ||
+        __builtin_add_overflow(num, ceil_mode ? s1 : 0, &num))
+        return lunet_fail(LUNET_STATUS_RUNTIME, "integer out of range");
     /* div_rtn: rounds toward minus infinity */
     int64_t q = num / stride;
     if ((num % stride != 0) && ((num < 0) != (stride < 0)))

@@ -250,6 +250,25 @@ static void test_errors_match_pytorch(void **state)
     lunet_conv2d_options_init(&o);
     o.stride[0] = o.stride[1] = 0;
     CHECK_ERROR(lunet_nn_conv2d(&y, x, w, NULL, &o), ERR_CONV_STRIDE);
+    /* huge options: PyTorch's int64 math wraps into this message; no overflow in Lunet */
+    int64_t s4[4] = {1, 1, 4, 4}, s33[4] = {1, 1, 3, 3};
+    lunet_tensor_t *x4 = zeros(4, s4), *w3 = zeros(4, s33);
+    lunet_conv2d_options_init(&o);
+    o.padding[0] = o.padding[1] = (int64_t)1 << 62;
+    CHECK_ERROR(lunet_nn_conv2d(&y, x4, w3, NULL, &o), ERR_CONV_HUGE_PADDING);
+    o.padding[0] = o.padding[1] = (int64_t)1 << 40;
+    CHECK_FAILS(lunet_nn_conv2d(&y, x4, w3, NULL, &o), LUNET_STATUS_RUNTIME, "too large");
+    lunet_conv2d_options_init(&o);
+    o.dilation[0] = (int64_t)1 << 62;
+    CHECK_FAILS(lunet_nn_conv2d(&y, x4, w3, NULL, &o), LUNET_STATUS_RUNTIME,
+                "Kernel size can't be greater than actual input size");
+    lunet_pool2d_options_t hp;
+    lunet_pool2d_options_init(&hp, INT64_MAX, 2);
+    hp.dilation[0] = 3;
+    CHECK_FAILS(lunet_nn_max_pool2d(&y, NULL, x4, &hp), LUNET_STATUS_RUNTIME,
+                "integer out of range");
+    lunet_tensor_release(x4);
+    lunet_tensor_release(w3);
 
     lunet_pool2d_options_t p;
     lunet_pool2d_options_init(&p, 3, 3);
