@@ -256,7 +256,37 @@ static int l_write_png(lua_State *L)
     return 0;
 }
 
+/* _c.base64(bytes) -> RFC 4648 base64 text (a PNG in a notebook's image/png output) */
+static int l_base64(lua_State *L)
+{
+    static const char digits[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t n;
+    const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
+    luaL_argcheck(L, n / 3 < ((size_t)-1) / 4 - 1, 1, "string too long");
+    luaL_Buffer b;
+    char *out = luaL_buffinitsize(L, &b, (n + 2) / 3 * 4);
+    size_t o = 0, i = 0;
+    for (; i + 2 < n; i += 3) {
+        unsigned v = (unsigned)s[i] << 16 | (unsigned)s[i + 1] << 8 | s[i + 2];
+        out[o++] = digits[v >> 18];
+        out[o++] = digits[v >> 12 & 63];
+        out[o++] = digits[v >> 6 & 63];
+        out[o++] = digits[v & 63];
+    }
+    if (i < n) {
+        unsigned v = (unsigned)s[i] << 16 | (i + 1 < n ? (unsigned)s[i + 1] << 8 : 0);
+        out[o++] = digits[v >> 18];
+        out[o++] = digits[v >> 12 & 63];
+        out[o++] = i + 1 < n ? digits[v >> 6 & 63] : '=';
+        out[o++] = '=';
+    }
+    luaL_pushresultsize(&b, o);
+    return 1;
+}
+
 static const luaL_Reg data_funcs[] = {
+    {"base64", l_base64},
     {"write_png", l_write_png},
     {"index_range", l_index_range},
     {"read_idx", l_read_idx},

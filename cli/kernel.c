@@ -58,14 +58,15 @@ typedef struct {
     pthread_mutex_t iopub_lock;
     pthread_mutex_t exec_lock; /* orders "executing" against interrupts from control */
     lua_State *L;
-    int kernel_ref;                 /* registry ref of kernel.lua's table */
-    int flush_ref;                  /* registry ref of its flush_stale */
+    int kernel_ref; /* registry ref of kernel.lua's table */
+    int flush_ref;  /* registry ref of its flush_stale */
     int execution_count;
-    const lunet_kmsg_t *current;    /* the request being served by the main thread */
+    const lunet_kmsg_t *current; /* the request being served by the main thread */
     int allow_stdin;
     atomic_int executing;
     atomic_int interrupted;
     atomic_int shutdown;
+    atomic_int control_done; /* the control thread left its loop */
 } kernel_t;
 
 static kernel_t *the_kernel; /* for the SIGINT handler */
@@ -336,12 +337,16 @@ static void tick_hook(lua_State *L, lua_Debug *ar)
     lunet_capture_drain(emit_captured, k);
 }
 
+/* k->interrupted was cleared when the request was dequeued (handle_shell): an interrupt
+ * that came since stops the cell at once. */
 static void begin_execution(kernel_t *k)
 {
     pthread_mutex_lock(&k->exec_lock);
-    atomic_store(&k->interrupted, 0);
     atomic_store(&k->executing, 1);
-    lua_sethook(k->L, tick_hook, LUA_MASKCOUNT, 1000000);
+    if (atomic_load(&k->interrupted))
+        lua_sethook(k->L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
+    else
+        lua_sethook(k->L, tick_hook, LUA_MASKCOUNT, 1000000);
     pthread_mutex_unlock(&k->exec_lock);
 }
 
@@ -356,10 +361,7 @@ static void end_execution(kernel_t *k)
 
 /* ---------------------------------------------------------------- Lua callbacks ------ */
 
-static kernel_t *kernel_of(lua_State *L)
-{
-    return lua_touserdata(L, lua_upvalueindex(1));
-}
+static kernel_t *kernel_of(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
 
 /* _kernel.stream(name, text): a stream message on iopub */
 static int k_stream(lua_State *L)
@@ -390,7 +392,8 @@ static int k_input(lua_State *L)
     const char *prompt = luaL_optstring(L, 1, "");
     int password = lua_toboolean(L, 2);
     if (!k->current || !k->allow_stdin)
-        return luaL_error(L, "io.read: this frontend does not support input (allow_stdin is false)");
+        return luaL_error(L,
+                          "io.read: this frontend does not support input (allow_stdin is false)");
     /* replies to an earlier, abandoned request must not answer this one */
     for (;;) {
         lunet_kmsg_t stale;
@@ -473,9 +476,10 @@ static int k_interrupted(lua_State *L)
 }
 
 static const luaL_Reg kernel_funcs[] = {
-    {"stream", k_stream},         {"publish", k_publish}, {"input", k_input},
-    {"now", k_now},               {"clear_hook", k_clear_hook},
-    {"interrupted", k_interrupted}, {"drain", k_drain}, {NULL, NULL}};
+    {"stream", k_stream},         {"publish", k_publish},
+    {"input", k_input},           {"now", k_now},
+    {"clear_hook", k_clear_hook}, {"interrupted", k_interrupted},
+    {"drain", k_drain},           {NULL, NULL}};
 
 /* Calls kernel.lua's function `name` with nargs arguments below it on the stack top,
  * returning nres results (LUA_MULTRET allowed).  On failure logs and returns -1. */
@@ -536,8 +540,9 @@ static cJSON *kernel_info_content(void)
 static void add_bundle(lua_State *L, cJSON *obj)
 {
     lua_getfield(L, -1, "data");
-    cJSON_AddItemToObject(obj, "data", lua_type(L, -1) == LUA_TTABLE ? lua_to_json(L, -1, 0)
-                                                                     : cJSON_CreateObject());
+    cJSON_AddItemToObject(obj, "data",
+                          lua_type(L, -1) == LUA_TTABLE ? lua_to_json(L, -1, 0)
+                                                        : cJSON_CreateObject());
     lua_pop(L, 1);
     lua_getfield(L, -1, "metadata");
     cJSON *md = lua_type(L, -1) == LUA_TTABLE ? lua_to_json(L, -1, 0) : NULL;
@@ -559,7 +564,8 @@ static void abort_queued(kernel_t *k)
     for (;;) {
         lunet_kmsg_t m;
         char err[512];
-        lunet_kwire_status_t st = lunet_kwire_recv(&k->wire, k->shell, ZMQ_DONTWAIT, &m, err, sizeof err);
+        lunet_kwire_status_t st = lunet_kwire_recv(&k->wire, k->shell, ZMQ_DONTWAIT, &m, err,
+                                                   sizeof err);
         if (st == LUNET_KWIRE_DROPPED) {
             klog("dropped a message on shell: %s", err);
             continue;
@@ -616,7 +622,8 @@ static void handle_execute(kernel_t *k, const lunet_kmsg_t *req)
     cJSON *content = NULL;
     int failed = 1;
     if (rc != 0) {
-        content = error_content("KernelError", "internal error while running the cell (see the kernel log)");
+        content = error_content("KernelError",
+                                "internal error while running the cell (see the kernel log)");
     } else if (lua_toboolean(L, -2)) {
         if (lua_type(L, -1) == LUA_TTABLE && !silent) {
             cJSON *res = cJSON_CreateObject();
@@ -663,7 +670,6 @@ static void handle_execute(kernel_t *k, const lunet_kmsg_t *req)
     lua_gc(L, LUA_GCSTEP, 0);
 }
 
-
 /* complete / inspect / is_complete / history: kernel.lua builds the whole reply content
  * from the request content. */
 static void handle_by_lua(kernel_t *k, const lunet_kmsg_t *req, const char *fn,
@@ -685,6 +691,8 @@ static void handle_shell(kernel_t *k, const lunet_kmsg_t *req)
 {
     const char *t = req->msg_type;
     k->current = req;
+    if (strcmp(t, "execute_request") == 0)
+        atomic_store(&k->interrupted, 0); /* an interrupt from now on is for this cell */
     publish_status(k, req, "busy");
     if (strcmp(t, "execute_request") == 0) {
         handle_execute(k, req);
@@ -775,6 +783,7 @@ static void *control_main(void *arg)
         if (stop)
             break;
     }
+    atomic_store(&k->control_done, 1);
     (void)zmq_send(k->wake_control, "stop", 4, 0);
     zmq_close(k->control);
     zmq_close(k->wake_control);
@@ -784,7 +793,9 @@ static void *control_main(void *arg)
 static void *heartbeat_main(void *arg)
 {
     kernel_t *k = arg;
-    zmq_proxy(k->hb, k->hb, NULL); /* echoes until the context terminates */
+    /* echoes until the context terminates */
+    while (zmq_proxy(k->hb, k->hb, NULL) != 0 && zmq_errno() == EINTR)
+        ;
     zmq_close(k->hb);
     return NULL;
 }
@@ -799,8 +810,8 @@ static void *open_socket(kernel_t *k, int type, int port, int max_msg)
     int linger = 1000;
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
     if (max_msg) {
-        /* a hard per-frame cap; the wire layer logs messages over the softer limit */
-        int64_t cap = (int64_t)k->wire.max_message * 4;
+        /* a frame over the limit: ZeroMQ drops the connection (the peer reconnects) */
+        int64_t cap = (int64_t)k->wire.max_message;
         zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &cap, sizeof cap);
     }
     char ep[512];
@@ -894,9 +905,22 @@ int lunet_kernel_main(lua_State *L, const char *connection_file)
     }
     if (load_kernel_lua(k) != 0)
         goto done;
+    /* SIGINT must reach the main thread only: the threads started here block it (an EINTR
+       would end the heartbeat's zmq_proxy) */
+    sigset_t sigint, old_mask;
+    sigemptyset(&sigint);
+    sigaddset(&sigint, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigint, &old_mask);
     log_file = lunet_capture_start();
     if (!log_file)
         klog("cannot capture fds 1 and 2: output of C code and child processes goes to this log");
+    if (pthread_create(&hb_thread, NULL, heartbeat_main, k) == 0)
+        threads |= 1;
+    if ((threads & 1) && pthread_create(&control_thread, NULL, control_main, k) == 0)
+        threads |= 2;
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+    if (threads != 3)
+        goto done;
     the_kernel = k;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -904,12 +928,6 @@ int lunet_kernel_main(lua_State *L, const char *connection_file)
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART;
     sigaction(SIGINT, &sa, NULL);
-    if (pthread_create(&hb_thread, NULL, heartbeat_main, k) != 0)
-        goto done;
-    threads |= 1;
-    if (pthread_create(&control_thread, NULL, control_main, k) != 0)
-        goto done;
-    threads |= 2;
     publish_status(k, NULL, "starting");
     /* as ipykernel: a kernel whose frontend process died (it is reparented) exits */
     pid_t parent = getppid();
@@ -943,8 +961,8 @@ int lunet_kernel_main(lua_State *L, const char *connection_file)
         }
         if (items[0].revents & ZMQ_POLLIN) {
             lunet_kmsg_t req;
-            lunet_kwire_status_t st =
-                lunet_kwire_recv(&k->wire, k->shell, ZMQ_DONTWAIT, &req, err, sizeof err);
+            lunet_kwire_status_t st = lunet_kwire_recv(&k->wire, k->shell, ZMQ_DONTWAIT, &req, err,
+                                                       sizeof err);
             if (st == LUNET_KWIRE_DROPPED)
                 klog("dropped a message on shell: %s", err);
             if (st == LUNET_KWIRE_CLOSED)
@@ -965,8 +983,9 @@ done:
     }
     signal(SIGINT, SIG_DFL);
     if (threads & 2) {
-        if (!atomic_load(&k->shutdown)) {
-            /* the main loop ended first (shell shutdown): unblock the control thread */
+        if (!atomic_load(&k->control_done)) {
+            /* the main loop ended first (a shutdown_request on shell, the parent gone):
+               unblock the control thread, waiting in a receive */
             zmq_ctx_shutdown(k->ctx);
         }
         pthread_join(control_thread, NULL);

@@ -89,8 +89,10 @@ int lunet_kernel_install(const char *self, int argc, char **argv)
         } else if (strcmp(argv[i], "--prefix") == 0 && i + 1 < argc) {
             prefix = argv[++i];
         } else {
-            fprintf(stderr, "lunet: --install-kernel: unknown option '%s' "
-                            "(expected --user or --prefix P)\n", argv[i]);
+            fprintf(stderr,
+                    "lunet: --install-kernel: unknown option '%s' "
+                    "(expected --user or --prefix P)\n",
+                    argv[i]);
             return 1;
         }
     }
@@ -130,7 +132,8 @@ int lunet_kernel_install(const char *self, int argc, char **argv)
           "  \"display_name\": \"Lunet (Lua 5.4)\",\n"
           "  \"language\": \"lua\",\n"
           "  \"interrupt_mode\": \"signal\",\n"
-          "  \"metadata\": {\"debugger\": false}\n}\n", f);
+          "  \"metadata\": {\"debugger\": false}\n}\n",
+          f);
     if (fclose(f) != 0) {
         fprintf(stderr, "lunet: --install-kernel: cannot write %s: %s\n", path, strerror(errno));
         return 1;

@@ -6,9 +6,10 @@
  *    metadata, content, buffers...].  The HMAC-SHA256 covers the four JSON parts; it is
  *    compared in constant time (CRYPTO_memcmp) before any JSON is parsed, so unsigned or
  *    forged input costs one hash and never reaches cJSON.
- *  - The whole message (all frames) is bounded by w->max_message; a larger one is dropped
- *    with a message (the caller logs it).  ZeroMQ's own per-frame cap (ZMQ_MAXMSGSIZE, set
- *    by the caller) stops a peer from making us allocate without bound before that check.
+ *  - The whole message (all frames) is bounded by w->max_message: receiving stops as soon
+ *    as the frames so far exceed it, the rest is read and discarded, and the message is
+ *    dropped with a reason (the caller logs it).  A single frame over the limit is refused
+ *    by ZeroMQ itself (ZMQ_MAXMSGSIZE, set by the caller), which drops that connection.
  *  - Each signature uses its own EVP_MAC_CTX, so that the shell and control threads can
  *    sign concurrently with no lock (the EVP_MAC itself is fetched once and only read).
  *  - msg_id = "<session>_<pid>_<counter>", as ipykernel does; dates are UTC with
@@ -47,8 +48,8 @@ static int json_port(const cJSON *o, const char *name, int *out, char *err, size
     return 0;
 }
 
-static int json_string(const cJSON *o, const char *name, char *out, size_t outlen,
-                       size_t *len, char *err, size_t errlen)
+static int json_string(const cJSON *o, const char *name, char *out, size_t outlen, size_t *len,
+                       char *err, size_t errlen)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
     if (!cJSON_IsString(v)) {
@@ -57,8 +58,8 @@ static int json_string(const cJSON *o, const char *name, char *out, size_t outle
     }
     size_t n = strlen(v->valuestring);
     if (n >= outlen) {
-        snprintf(err, errlen, "connection file: \"%s\" is too long (%zu bytes, at most %zu)",
-                 name, n, outlen - 1);
+        snprintf(err, errlen, "connection file: \"%s\" is too long (%zu bytes, at most %zu)", name,
+                 n, outlen - 1);
         return -1;
     }
     memcpy(out, v->valuestring, n + 1);
@@ -109,8 +110,10 @@ int lunet_kconn_load(lunet_kconn_t *c, const char *path, char *err, size_t errle
         json_string(root, "signature_scheme", scheme, sizeof scheme, NULL, err, errlen))
         goto done;
     if (strcmp(scheme, "hmac-sha256") != 0) {
-        snprintf(err, errlen, "connection file %s: signature_scheme \"%s\" is not supported "
-                 "(only hmac-sha256)", path, scheme);
+        snprintf(err, errlen,
+                 "connection file %s: signature_scheme \"%s\" is not supported "
+                 "(only hmac-sha256)",
+                 path, scheme);
         goto done;
     }
     if (json_string(root, "transport", c->transport, sizeof c->transport, NULL, err, errlen) ||
@@ -178,9 +181,9 @@ int lunet_kwire_sign(const lunet_kwire_t *w, const char *const parts[4], const s
     EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(hmac_alg);
     if (!ctx)
         return -1;
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
-        OSSL_PARAM_construct_end()};
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256",
+                                                            0),
+                           OSSL_PARAM_construct_end()};
     unsigned char md[32];
     size_t mdlen = 0;
     if (EVP_MAC_init(ctx, w->key, w->key_len, params) != 1)
@@ -254,6 +257,14 @@ lunet_kwire_status_t lunet_kwire_recv(const lunet_kwire_t *w, void *sock, int fl
         }
         total += zmq_msg_size(&f);
         int more = zmq_msg_more(&f);
+        if (total > w->max_message) { /* stop storing at once: a peer cannot make us hoard */
+            zmq_msg_close(&f);
+            if (more)
+                drain(sock);
+            snprintf(err, errlen, "message larger than the limit (%zu bytes, over %zu already)",
+                     w->max_message, total);
+            goto done;
+        }
         if (delim < 0 && zmq_msg_size(&f) == sizeof DELIM - 1 &&
             memcmp(zmq_msg_data(&f), DELIM, sizeof DELIM - 1) == 0)
             delim = nframes;
@@ -272,14 +283,9 @@ lunet_kwire_status_t lunet_kwire_recv(const lunet_kwire_t *w, void *sock, int fl
         if (!more)
             break;
     }
-    if (total > w->max_message) {
-        snprintf(err, errlen, "message of %zu bytes is larger than the limit (%zu bytes)", total,
-                 w->max_message);
-        goto done;
-    }
     if (delim < 0 || nframes < delim + 6) {
-        snprintf(err, errlen, "malformed message: %s", delim < 0 ? "no <IDS|MSG> delimiter"
-                                                                  : "fewer than 5 parts after the delimiter");
+        snprintf(err, errlen, "malformed message: %s",
+                 delim < 0 ? "no <IDS|MSG> delimiter" : "fewer than 5 parts after the delimiter");
         goto done;
     }
     const char *parts[4];
@@ -288,12 +294,17 @@ lunet_kwire_status_t lunet_kwire_recv(const lunet_kwire_t *w, void *sock, int fl
         parts[i] = zmq_msg_data(&frames[delim + 2 + i]);
         lens[i] = zmq_msg_size(&frames[delim + 2 + i]);
     }
+    size_t siglen = zmq_msg_size(&frames[delim + 1]);
+    if (siglen != (w->key_len ? 64u : 0u)) { /* not even the size of ours: no HMAC needed */
+        snprintf(err, errlen, "invalid signature (%zu bytes, expected %u)", siglen,
+                 w->key_len ? 64u : 0u);
+        goto done;
+    }
     char expect[65];
     if (lunet_kwire_sign(w, parts, lens, expect) != 0) {
         snprintf(err, errlen, "cannot compute the HMAC");
         goto done;
     }
-    size_t siglen = zmq_msg_size(&frames[delim + 1]);
     if (siglen != strlen(expect) ||
         CRYPTO_memcmp(zmq_msg_data(&frames[delim + 1]), expect, siglen) != 0) {
         snprintf(err, errlen, "invalid signature (%zu-byte signature does not match)", siglen);

@@ -25,14 +25,14 @@ typedef struct {
 typedef struct {
     unsigned char key[1024];
     size_t key_len;
-    char session[40]; /* this kernel's session id (a random UUID) */
+    char session[40];   /* this kernel's session id (a random UUID) */
     size_t max_message; /* bytes; larger incoming messages are dropped */
 } lunet_kwire_t;
 
 /* One message: the routing identities and the four JSON parts (buffers are ignored). */
 typedef struct {
     size_t nids;
-    char **ids;     /* identity frames (binary, with their lengths) */
+    char **ids; /* identity frames (binary, with their lengths) */
     size_t *id_lens;
     cJSON *header, *parent_header, *metadata, *content;
     const char *msg_type; /* points into header */

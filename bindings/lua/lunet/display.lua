@@ -35,29 +35,8 @@ local function is_figure(v)
   return getmetatable(v) == figure_mt
 end
 
-local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-local b64 = {}
-for i = 1, 64 do b64[i - 1] = B64:sub(i, i) end
-
--- RFC 4648 base64 (what the protocol wants for binary MIME types)
-local function base64(s)
-  local out, n = {}, #s
-  for i = 1, n - 2, 3 do
-    local a, b, c = s:byte(i, i + 2)
-    local v = a << 16 | b << 8 | c
-    out[#out + 1] = b64[v >> 18] .. b64[v >> 12 & 63] .. b64[v >> 6 & 63] .. b64[v & 63]
-  end
-  local rest = n % 3
-  if rest == 1 then
-    local v = s:byte(n) << 16
-    out[#out + 1] = b64[v >> 18] .. b64[v >> 12 & 63] .. "=="
-  elseif rest == 2 then
-    local a, b = s:byte(n - 1, n)
-    local v = a << 16 | b << 8
-    out[#out + 1] = b64[v >> 18] .. b64[v >> 12 & 63] .. b64[v >> 6 & 63] .. "="
-  end
-  return table.concat(out)
-end
+-- RFC 4648 base64 (what the protocol wants for binary MIME types), in C
+local base64 = C.base64
 
 -- A (C, H, W) or (H, W) tensor as uint8 (H, W) or (H, W, 3), ready for the PNG writer.
 local function to_u8_image(t)
