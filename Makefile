@@ -1,5 +1,6 @@
 # Lunet build.  `make` builds everything under build/; `make test` runs every test;
 # `make BLAS=none` builds with the portable GEMM instead of OpenBLAS (under build/noblas);
+# `make BLAS=dnnl` sends float32 GEMMs to oneDNN (under build/dnnl; docs/performance.md);
 # `make MPI=none BUILD=build/nompi` without Open MPI (see mk/mpi.mk).
 #
 # Sections, by component:
@@ -21,6 +22,12 @@ ifeq ($(BLAS),none)
 BUILD    ?= build/noblas
 BLAS_DEF := -DLUNET_NO_BLAS
 BLAS_LIB :=
+else ifeq ($(BLAS),dnnl)
+# opt-in: float32 GEMMs through oneDNN's dnnl_sgemm (Debian libdnnl-dev), float64 still
+# OpenBLAS; see docs/performance.md for the measurements and why it is not the default
+BUILD    ?= build/dnnl
+BLAS_DEF := -DLUNET_BLAS_DNNL
+BLAS_LIB := -ldnnl -lopenblas -lgomp
 else
 BUILD    ?= build
 BLAS_DEF :=
@@ -388,13 +395,16 @@ lint: format-check luacheck check-must-check
 # A feature's packages go here too (CI installs them), even though the build works without.
 # libopenmpi-dev + openmpi-bin: lunet.distributed (mpi.h, libmpi and mpicc to find them;
 # mpirun for its tests), see mk/mpi.mk.
+# libdnnl-dev: `make BLAS=dnnl` (oneDNN's sgemm, the fastest here, opt-in: see
+# docs/performance.md); libdnnl-dev + libblis-dev: the GEMM library comparison of
+# `make bench` (bench_gemm libs loads them with dlopen and skips what is missing).
 
 .PHONY: deps
 DEB_PACKAGES := gcc make pkg-config lua5.4 liblua5.4-dev zlib1g-dev libopenblas-dev libcmocka-dev \
   lua-busted libreadline-dev lua-argparse dataset-fashion-mnist tmux clang libclang-rt-14-dev \
   valgrind libopenmpi-dev openmpi-bin libzmq3-dev libcjson-dev libssl-dev jupyter-core \
   jupyter-client python3-jupyter-client python3-jupyter-kernel-test python3-nbclient \
-  python3-nbformat clang-format lua-check
+  python3-nbformat clang-format lua-check libdnnl-dev libblis-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \

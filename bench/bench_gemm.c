@@ -343,17 +343,28 @@ static void lib_gemm(library_t *lib, const shape_t *s, operands_t *o, int thread
     lunet_parallel_for(j.by_rows ? s->m : s->n, g, lib_block, &j);
 }
 
-/* seconds per call: enough calls for ~2 ms */
-static double time_calls(void (*body)(void *), void *ctx)
+/* enough calls for ~2 ms */
+/* seconds of this thread's CPU: on one thread, what the other load on the machine cannot
+   inflate (a preempted thread's wall time runs on, its CPU time does not) */
+static double thread_cpu(void)
 {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* seconds per call, wall clock (cpu false) or the calling thread's CPU time (cpu true) */
+static double time_calls(void (*body)(void *), void *ctx, bool cpu)
+{
+    double (*clock_fn)(void) = cpu ? thread_cpu : now;
     body(ctx);
     int reps = 1;
     double t;
     for (;;) {
-        double t0 = now();
+        double t0 = clock_fn();
         for (int i = 0; i < reps; i++)
             body(ctx);
-        t = now() - t0;
+        t = clock_fn() - t0;
         if (t > 2e-3 || reps > 1 << 20)
             break;
         reps *= 4;
@@ -405,12 +416,13 @@ static int cmd_libs(int rounds)
                 for (int th = 1; th <= 2; th++) {
                     CHECK(lunet_set_num_threads(th));
                     lib_timing_t lt = {&libs[l], &shapes[i], &ops[i], th};
-                    t[i][l][th - 1][r] = time_calls(lib_body, &lt);
+                    t[i][l][th - 1][r] = time_calls(lib_body, &lt, th == 1);
                 }
     printf("%-10s %16s", "shape", "m x n x k");
     for (int l = 0; l < nl; l++)
         printf(" | %8s 1t %8s 2t", libs[l].name, libs[l].name);
-    printf("   (microseconds per call, median of %d interleaved rounds)\n", rounds);
+    printf("   (microseconds per call, median of %d interleaved rounds; 1t: the thread's CPU "
+           "time, 2t: wall time)\n", rounds);
     double mlp[3][2] = {{0}}, sr[3][2] = {{0}}, big[3][2] = {{0}};
     for (int i = 0; i < NSHAPES; i++) {
         const shape_t *s = &shapes[i];
@@ -496,11 +508,12 @@ static int cmd_floor(int rounds)
             CHECK(lunet_set_num_threads(th));
             double mlp = 0;
             for (int i = 0; i < 14; i++)
-                mlp += time_calls(lunet_body, &lt[i]) * shapes[i].per_epoch;
+                mlp += time_calls(lunet_body, &lt[i], th == 1) * shapes[i].per_epoch;
             t[th - 1][r] = mlp;
         }
     CHECK(lunet_set_num_threads(nthreads));
-    printf("Lunet GEMM floor of one MLP epoch (14 shapes, %s): %.3f s on 1 thread, %.3f s on 2\n",
+    printf("Lunet GEMM floor of one MLP epoch (14 shapes, %s): %.3f s on 1 thread (CPU time), "
+           "%.3f s on 2 (wall)\n",
            lunet_blas_name(), median(t[0], rounds), median(t[1], rounds));
     return 0;
 }

@@ -11,11 +11,20 @@
 #ifndef LUNET_NO_BLAS
 #include <cblas.h>
 #endif
+#ifdef LUNET_BLAS_DNNL
+#include <oneapi/dnnl/dnnl.h>
+/* oneDNN runs its GEMM on OpenMP threads of the calling thread; Lunet's pool already
+   splits the work, so every thread that calls it asks OpenMP for one thread (libgomp). */
+void omp_set_num_threads(int n);
+static _Thread_local bool omp_single;
+#endif
 
 const char *lunet_blas_name(void)
 {
-#ifdef LUNET_NO_BLAS
+#if defined(LUNET_NO_BLAS)
     return "builtin";
+#elif defined(LUNET_BLAS_DNNL)
+    return "onednn";
 #else
     return "openblas";
 #endif
@@ -162,8 +171,15 @@ static void gemm_block(const gemm_job_t *j, int64_t r0, int64_t r1, int64_t c0, 
         beta = 1.0;
     }
     if (j->dtype == LUNET_DTYPE_FLOAT32) {
-#ifdef LUNET_NO_BLAS
+#if defined(LUNET_NO_BLAS)
         gemm_builtin_f32(&a, &b, (float *)c, n, mb, nb, j->k, (float)j->alpha, (float)beta);
+#elif defined(LUNET_BLAS_DNNL)
+        if (!omp_single) {
+            omp_set_num_threads(1);
+            omp_single = true;
+        }
+        dnnl_sgemm(a.trans ? 'T' : 'N', b.trans ? 'T' : 'N', mb, nb, j->k, (float)j->alpha,
+                   a.data, a.ld, b.data, b.ld, (float)beta, (float *)c, n);
 #else
         cblas_sgemm(CblasRowMajor, a.trans ? CblasTrans : CblasNoTrans,
                     b.trans ? CblasTrans : CblasNoTrans, (int)mb, (int)nb, (int)j->k,
