@@ -51,7 +51,14 @@ for mode in tmpfile named; do
     fi
     left=$((left + $(temps)))
     if [ $mode = tmpfile ] && [ "$(temps)" -ne 0 ]; then
-      echo "FAIL ($mode): kill -9 at ${delay}s left $(ls "$dir" | grep '^ck\.lnt\.tmp\.')"; fail=1
+      # mkstemp's suffix has letters: the filesystem refused O_TMPFILE and the writer fell
+      # back to a named temporary, which only the next save removes (checked below)
+      if ls "$dir" | grep -q '^ck\.lnt\.tmp\.[0-9]*\.[0-9]*[A-Za-z]'; then
+        [ -z "${noted:-}" ] && echo "kill_save_test: no O_TMPFILE here, named temporaries used"
+        noted=1
+      else
+        echo "FAIL ($mode): kill -9 at ${delay}s left $(ls "$dir" | grep '^ck\.lnt\.tmp\.')"; fail=1
+      fi
     fi
   done
   "$LUNET" "$dir/saver.lua" "$dir/ck.lnt" once || { echo "FAIL ($mode): save after kills"; fail=1; }
