@@ -259,8 +259,7 @@ static int l_write_png(lua_State *L)
 /* _c.base64(bytes) -> RFC 4648 base64 text (a PNG in a notebook's image/png output) */
 static int l_base64(lua_State *L)
 {
-    static const char digits[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     size_t n;
     const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
     luaL_argcheck(L, n / 3 < ((size_t)-1) / 4 - 1, 1, "string too long");
