@@ -1,6 +1,7 @@
 -- bench_epoch.lua - one Fashion-MNIST epoch of the MNIST notebook's MLP (batch 64, SGD lr 0.01
 -- momentum 0.5) with the data preloaded as one normalised tensor, as
--- bench/bench_epoch_torch.py mlp does it in PyTorch; prints the epoch's seconds.
+-- bench/bench_epoch_torch.py mlp does it in PyTorch; prints the epoch's seconds of wall
+-- time and of CPU time (all threads; other load on the machine does not inflate it).
 -- (The DataLoader and softmax-regression epochs are the scripts' own: make bench reads their
 -- metrics.csv.)  Run: build/lunet bench/bench_epoch.lua [data_root]
 local lunet = lunet or require "lunet"
@@ -28,7 +29,7 @@ end
 lunet.manual_seed(0)
 local model = Net()
 local opt = optim.SGD(model:parameters(), {lr = 0.01, momentum = 0.5})
-local t0 = lunet.monotonic()
+local t0, c0 = lunet.monotonic(), os.clock()
 local perm = lunet.randperm(N)
 for i = 0, N - 1, 64 do
   local idx = perm:narrow(0, i, math.min(64, N - i))
@@ -38,4 +39,4 @@ for i = 0, N - 1, 64 do
   loss:backward()
   opt:step()
 end
-print(("%.4f"):format(lunet.monotonic() - t0))
+print(("%.4f %.4f"):format(lunet.monotonic() - t0, os.clock() - c0))

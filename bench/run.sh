@@ -58,21 +58,21 @@ else
     [ $have_torch = 1 ] && /usr/bin/python3 bench/bench_epoch_torch.py sr >> "$tmp/t_sr"
     LUNET_NUM_THREADS=1 "$BUILD/lunet" bench/bench_epoch.lua >> "$tmp/l_mlp1"
   done
-  row() { # label lunet-file torch-file
-    local l t
-    l=$(median < "$tmp/$2")
-    if [ $have_torch = 1 ]; then t=$(median < "$tmp/$3"); else t=-; fi
-    printf "%-46s %9s %9s %9s\n" "$1" "$l" "$t" "$(ratio "$l" "$t")"
+  col() { cut -d' ' -f"$1" < "$tmp/$2" | median; } # column of a file's lines, median
+  row() { # label lunet-file torch-file: wall seconds, and CPU seconds where both print them
+    local l t lc tc
+    l=$(col 1 "$2"); lc=$(awk 'NF > 1 {print $2}' "$tmp/$2" | median)
+    if [ $have_torch = 1 ]; then t=$(col 1 "$3"); tc=$(awk 'NF > 1 {print $2}' "$tmp/$3" | median); else t=-; tc=-; fi
+    printf "%-46s %9s %9s %9s   %9s %9s %9s\n" "$1" "$l" "$t" "$(ratio "$l" "$t")" "$lc" "$tc" "$(ratio "$lc" "$tc")"
   }
-  printf "%-46s %9s %9s %9s\n" "work" "Lunet" "PyTorch" "ratio"
+  printf "%-46s %9s %9s %9s   %9s %9s %9s\n" "work" "Lunet" "PyTorch" "ratio" "CPU: Lunet" "PyTorch" "ratio"
   row "MLP (batch 64), data preloaded" l_mlp t_mlp
   row "MLP, DataLoader + ToTensor/Normalize" l_loader t_loader
   row "softmax regression (batch 256), Lunet's loader" l_sr t_sr
-  l1=$(median < "$tmp/l_mlp1")
-  printf "%-46s %9s\n" "MLP preloaded, Lunet on 1 thread" "$l1"
+  printf "%-46s %9s %9s %9s   %9s\n" "MLP preloaded, Lunet on 1 thread" "$(col 1 l_mlp1)" "" "" "$(col 2 l_mlp1)"
   [ $have_torch = 1 ] || echo "$no_torch"
   [ $have_torch = 1 ] && echo "(PyTorch: $(/usr/bin/python3 -c 'import torch; print(torch.__version__, "with", torch.get_num_threads(), "thread(s)")'); softmax regression with its data preloaded)"
-  echo "MLP preloaded vs the 2-core FLOP bound ($bound2 s): $(ratio "$(median < "$tmp/l_mlp")" "$bound2")"
+  echo "MLP preloaded vs the 2-core FLOP bound ($bound2 s): $(ratio "$(col 1 l_mlp)" "$bound2")"
   echo
 
   echo "== 4. the MLP epoch while a busy loop holds CPU 1"
@@ -83,7 +83,7 @@ else
       "$BUILD/lunet" bench/bench_epoch.lua >> "$tmp/busy"
       kill "$busy_pid"; wait "$busy_pid" 2>/dev/null; busy_pid=
     done
-    q1=$(median < "$tmp/q1"); b=$(median < "$tmp/busy")
+    q1=$(col 1 q1); b=$(col 1 busy)
     echo "quiet, 1 thread: $q1 s; busy core, $("$BUILD/lunet" -e 'io.write(lunet.get_num_threads())') threads: $b s; ratio $(ratio "$b" "$q1") (target <= 1.10x)"
   else
     echo "(needs taskset and 2 CPUs)"
