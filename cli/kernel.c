@@ -26,7 +26,9 @@
  */
 #include "kernel.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -468,6 +470,30 @@ static int k_drain(lua_State *L)
     return 0;
 }
 
+/* _kernel.list_dir(dir) -> array of the entry names in dir ("" is "."), directories with a
+ * trailing "/", or an empty array when dir cannot be read (file-name completion) */
+static int k_list_dir(lua_State *L)
+{
+    const char *dir = luaL_checkstring(L, 1);
+    DIR *d = opendir(dir[0] ? dir : ".");
+    lua_newtable(L);
+    if (!d)
+        return 1;
+    int dfd = dirfd(d);
+    lua_Integer n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL && n < 10000) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        struct stat st;
+        int is_dir = fstatat(dfd, e->d_name, &st, 0) == 0 && S_ISDIR(st.st_mode);
+        lua_pushfstring(L, "%s%s", e->d_name, is_dir ? "/" : "");
+        lua_rawseti(L, -2, ++n);
+    }
+    closedir(d);
+    return 1;
+}
+
 /* _kernel.interrupted() -> true once an interrupt came for the running cell */
 static int k_interrupted(lua_State *L)
 {
@@ -476,10 +502,9 @@ static int k_interrupted(lua_State *L)
 }
 
 static const luaL_Reg kernel_funcs[] = {
-    {"stream", k_stream},         {"publish", k_publish},
-    {"input", k_input},           {"now", k_now},
-    {"clear_hook", k_clear_hook}, {"interrupted", k_interrupted},
-    {"drain", k_drain},           {NULL, NULL}};
+    {"stream", k_stream}, {"publish", k_publish},       {"input", k_input},
+    {"now", k_now},       {"clear_hook", k_clear_hook}, {"interrupted", k_interrupted},
+    {"drain", k_drain},   {"list_dir", k_list_dir},     {NULL, NULL}};
 
 /* Calls kernel.lua's function `name` with nargs arguments below it on the stack top,
  * returning nres results (LUA_MULTRET allowed).  On failure logs and returns -1. */

@@ -4,8 +4,10 @@
  * Decisions:
  *  - A thread reads the pipes as soon as anything is written, so that a child process or C
  *    code writing more than a pipe's capacity never blocks on a kernel busy in Lua.  It only
- *    appends to memory (under a mutex); the main thread sends it (lunet_capture_drain) with
- *    the right parent header, at the points where Lua output is flushed too.
+ *    appends to memory; the main thread sends it (lunet_capture_drain) with the right parent
+ *    header, at the points where Lua output is flushed too, first reading what the pipes
+ *    still hold.  Every read happens under the mutex on non-blocking pipes, so the two
+ *    readers never reorder the text.
  *  - Each stream keeps at most CAPTURE_MAX bytes between drains; beyond that the text is
  *    dropped and a note says how much.
  *  - A self-pipe stops the thread: waiting for end-of-file would hang while a background
@@ -38,29 +40,43 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_t thread;
 static int running;
 
+/* Called with `lock` held. */
 static void append(stream_t *s, const char *p, size_t n)
 {
-    pthread_mutex_lock(&lock);
     if (s->len + n > CAPTURE_MAX) {
         s->dropped += n;
-    } else {
-        if (s->len + n > s->cap) {
-            size_t cap = s->cap ? s->cap : 4096;
-            while (cap < s->len + n)
-                cap *= 2;
-            char *nb = realloc(s->buf, cap);
-            if (!nb) {
-                s->dropped += n;
-                pthread_mutex_unlock(&lock);
-                return;
-            }
-            s->buf = nb;
-            s->cap = cap;
-        }
-        memcpy(s->buf + s->len, p, n);
-        s->len += n;
+        return;
     }
-    pthread_mutex_unlock(&lock);
+    if (s->len + n > s->cap) {
+        size_t cap = s->cap ? s->cap : 4096;
+        while (cap < s->len + n)
+            cap *= 2;
+        char *nb = realloc(s->buf, cap);
+        if (!nb) {
+            s->dropped += n;
+            return;
+        }
+        s->buf = nb;
+        s->cap = cap;
+    }
+    memcpy(s->buf + s->len, p, n);
+    s->len += n;
+}
+
+/* Reads what the pipe holds now (its read end is non-blocking), with `lock` held; returns 0
+ * at end of file. */
+static int read_pending(stream_t *s)
+{
+    char tmp[8192];
+    for (;;) {
+        ssize_t n = read(s->read_fd, tmp, sizeof tmp);
+        if (n > 0)
+            append(s, tmp, (size_t)n);
+        else if (n == 0)
+            return 0;
+        else
+            return 1; /* EAGAIN: empty for now (or an error: try again at the next poll) */
+    }
 }
 
 static void *reader(void *arg)
@@ -69,7 +85,6 @@ static void *reader(void *arg)
     struct pollfd fds[3] = {{streams[0].read_fd, POLLIN, 0},
                             {streams[1].read_fd, POLLIN, 0},
                             {stop_pipe[0], POLLIN, 0}};
-    char tmp[8192];
     for (;;) {
         if (poll(fds, 3, -1) < 0) {
             if (errno == EINTR)
@@ -81,10 +96,10 @@ static void *reader(void *arg)
         for (int i = 0; i < 2; i++) {
             if (!(fds[i].revents & (POLLIN | POLLHUP)))
                 continue;
-            ssize_t n = read(fds[i].fd, tmp, sizeof tmp);
-            if (n > 0)
-                append(&streams[i], tmp, (size_t)n);
-            else if (n == 0)
+            pthread_mutex_lock(&lock);
+            int open = read_pending(&streams[i]);
+            pthread_mutex_unlock(&lock);
+            if (!open)
                 fds[i].fd = -1; /* every writer closed it: poll ignores negative fds */
         }
     }
@@ -111,6 +126,7 @@ FILE *lunet_capture_start(void)
     }
     for (int i = 0; i < 2; i++) {
         fcntl(p[i][0], F_SETFD, FD_CLOEXEC); /* children get the write ends only, as fd 1/2 */
+        fcntl(p[i][0], F_SETFL, fcntl(p[i][0], F_GETFL) | O_NONBLOCK);
         streams[i].read_fd = p[i][0];
         streams[i].saved_fd = saved[i];
     }
@@ -159,6 +175,7 @@ void lunet_capture_drain(void (*emit)(const char *name, const char *text, size_t
     for (int i = 0; i < 2; i++) {
         stream_t *s = &streams[i];
         pthread_mutex_lock(&lock);
+        read_pending(s); /* what a child that just exited wrote, not yet read by the thread */
         /* a UTF-8 character cut by the end of what was read so far waits for its rest */
         size_t len = s->len, keep = 0;
         for (size_t back = 1; back <= 3 && back <= len; back++) {

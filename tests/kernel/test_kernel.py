@@ -65,6 +65,8 @@ class LunetKernelTests(jupyter_kernel_test.KernelTests):
         {"text": "lunet.arang", "matches": {"lunet.arange("}},
         {"text": "x = string.up", "matches": {"string.upper("}},
         {"text": "print(math.fl", "matches": {"math.floor("}},
+        {"text": 'f = io.open("notebooks/softmax_r', "matches": {"notebooks/softmax_regression.ipynb"}},
+        {"text": 'dofile("tests/ker', "matches": {"tests/kernel/"}},
     ]
     complete_code_samples = ["1 + 1", "x = 1", "for i = 1, 2 do end", "print('a');"]
     incomplete_code_samples = ["for i = 1, 2 do", "function f(x)", "t = {1, 2,"]

@@ -1,6 +1,6 @@
 -- lunet.kernel: the Lua half of the Jupyter kernel (cli/kernel.c is the other half).
 -- kernel.c calls _start(K) once, K holding its callbacks (stream, publish, input, now,
--- clear_hook, interrupted, drain) and exe_dir, and then the returned handlers: execute,
+-- clear_hook, interrupted, drain, list_dir) and exe_dir, and then the returned handlers: execute,
 -- user_expression, complete, inspect, is_complete, history, flush_stale.  Not useful
 -- outside `lunet --kernel`.
 --
@@ -353,8 +353,19 @@ function M._start(K)
     local bp = byte_pos(code, req.cursor_pos)
     local start, in_string = repl.word_start(code, bp)
     local matches = setmetatable({}, JSON_ARRAY)
-    if not in_string then
-      local ok, r = pcall(repl.complete, code:sub(start, bp))
+    local word = code:sub(start, bp)
+    if in_string then
+      -- inside a string literal the word is a file name, as at the prompt
+      local dir, base = word:match("^(.*/)([^/]*)$")
+      dir, base = dir or "", base or word
+      for _, name in ipairs(K.list_dir(dir)) do
+        if name:sub(1, #base) == base and (name:sub(1, 1) ~= "." or base:sub(1, 1) == ".") then
+          matches[#matches + 1] = dir .. name
+        end
+      end
+      table.sort(matches)
+    else
+      local ok, r = pcall(repl.complete, word)
       if ok then for i, m in ipairs(r) do matches[i] = m end end
     end
     return {status = "ok", matches = matches, cursor_start = char_pos(code, start - 1),
