@@ -961,15 +961,16 @@ int lunet_kernel_main(lua_State *L, const char *connection_file)
                                    {k->wake_main, 0, ZMQ_POLLIN, 0},
                                    {k->stdin_sock, 0, ZMQ_POLLIN, 0}};
         int n = zmq_poll(items, 3, 1000);
+        int poll_errno = zmq_errno(); /* before anything else can change errno */
         lunet_capture_drain(emit_captured, k); /* output of background work, no parent */
         if (n == 0 && getppid() != parent) {
             klog("the parent process %ld is gone: shutting down", (long)parent);
             break;
         }
         if (n < 0) {
-            if (zmq_errno() == EINTR)
+            if (poll_errno == EINTR)
                 continue;
-            klog("poll failed: %s", zmq_strerror(zmq_errno()));
+            klog("poll failed: %s", zmq_strerror(poll_errno));
             break;
         }
         if (items[1].revents & ZMQ_POLLIN)
