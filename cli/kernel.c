@@ -507,7 +507,8 @@ static const luaL_Reg kernel_funcs[] = {
     {"drain", k_drain},   {"list_dir", k_list_dir},     {NULL, NULL}};
 
 /* Calls kernel.lua's function `name` with nargs arguments below it on the stack top,
- * returning nres results (LUA_MULTRET allowed).  On failure logs and returns -1. */
+ * returning nres results (LUA_MULTRET allowed).  Returns 0; -2 when an interrupt stopped
+ * it; -1 on any other failure (logged). */
 static int call_kernel_lua(kernel_t *k, const char *name, int nargs, int nres)
 {
     lua_State *L = k->L;
@@ -517,6 +518,10 @@ static int call_kernel_lua(kernel_t *k, const char *name, int nargs, int nres)
     lua_insert(L, -(nargs + 1));
     char err[2048];
     if (lunet_lua_pcall(L, nargs, nres, err, sizeof err) != LUA_OK) {
+        /* an interrupt that came just before or after the cell's own protected call is
+           raised in kernel.lua's code: not an internal error */
+        if (strncmp(err, "interrupted!", 12) == 0 || strstr(err, ": interrupted!"))
+            return -2;
         klog("internal error in %s: %s", name, err);
         return -1;
     }
@@ -646,7 +651,13 @@ static void handle_execute(kernel_t *k, const lunet_kmsg_t *req)
     lunet_capture_drain(emit_captured, k); /* what C code and child processes wrote */
     cJSON *content = NULL;
     int failed = 1;
-    if (rc != 0) {
+    if (rc == -2) {
+        content = error_content("KeyboardInterrupt", "interrupted!");
+        cJSON *err = cJSON_Duplicate(content, 1);
+        cJSON_DeleteItemFromObjectCaseSensitive(err, "status");
+        publish(k, req, "error", err);
+        cJSON_Delete(err);
+    } else if (rc != 0) {
         content = error_content("KernelError",
                                 "internal error while running the cell (see the kernel log)");
     } else if (lua_toboolean(L, -2)) {
@@ -961,7 +972,7 @@ int lunet_kernel_main(lua_State *L, const char *connection_file)
                                    {k->wake_main, 0, ZMQ_POLLIN, 0},
                                    {k->stdin_sock, 0, ZMQ_POLLIN, 0}};
         int n = zmq_poll(items, 3, 1000);
-        int poll_errno = zmq_errno(); /* before anything else can change errno */
+        int poll_errno = zmq_errno();          /* before anything else can change errno */
         lunet_capture_drain(emit_captured, k); /* output of background work, no parent */
         if (n == 0 && getppid() != parent) {
             klog("the parent process %ld is gone: shutting down", (long)parent);
