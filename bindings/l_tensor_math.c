@@ -108,6 +108,34 @@ static int binary(lua_State *L, lunet_binary_op_t op)
     return finish(L, &o, st, r);
 }
 
+/* True when opts at idx has an integer alpha (a Lua integer), into *alpha. */
+static bool int_alpha(lua_State *L, int idx, lua_Integer *alpha)
+{
+    if (lua_type(L, idx) != LUA_TTABLE)
+        return false;
+    lua_getfield(L, idx, "alpha");
+    int isint = lua_isinteger(L, -1);
+    *alpha = isint ? lua_tointeger(L, -1) : 0;
+    lua_pop(L, 1);
+    return isint;
+}
+
+/* a +- b * alpha for an int64 result with an integer alpha, exact beyond 2^53 (the double
+   alpha of lunet_tensor_add_scaled is not); int64 math wraps as PyTorch's does. */
+static lunet_status_t add_scaled_int(lunet_tensor_t **out, lunet_binary_op_t op,
+                                     lunet_tensor_t *a, lunet_tensor_t *b, lua_Integer alpha)
+{
+    lunet_tensor_t *s = NULL, *bs = NULL;
+    lunet_status_t st = lunet_tensor_scalar_int(&s, LUNET_DTYPE_INT64, alpha, true);
+    if (!st)
+        st = lunet_tensor_binary(&bs, LUNET_BINARY_MUL, b, s);
+    if (!st)
+        st = lunet_tensor_binary(out, op, a, bs);
+    lunet_tensor_release(s);
+    lunet_tensor_release(bs);
+    return st;
+}
+
 /* add/sub with an optional {alpha=} */
 static int add_sub(lua_State *L, double sign)
 {
@@ -119,9 +147,13 @@ static int add_sub(lua_State *L, double sign)
     lunet_tensor_t *r = NULL;
     get_operands(L, &o, 2, pos);
     lunet_status_t st;
+    lunet_binary_op_t op = sign > 0 ? LUNET_BINARY_ADD : LUNET_BINARY_SUB;
+    lua_Integer ialpha;
     if (alpha == 1.0)
-        st = lunet_tensor_binary(&r, sign > 0 ? LUNET_BINARY_ADD : LUNET_BINARY_SUB, o.t[0],
-                                 o.t[1]);
+        st = lunet_tensor_binary(&r, op, o.t[0], o.t[1]);
+    else if (int_alpha(L, 3, &ialpha) &&
+             lunet_result_dtype(o.t[0], o.t[1]) == LUNET_DTYPE_INT64)
+        st = add_scaled_int(&r, op, o.t[0], o.t[1], ialpha);
     else
         st = lunet_tensor_add_scaled(&r, o.t[0], o.t[1], sign * alpha);
     return finish(L, &o, st, r);
