@@ -115,6 +115,16 @@ static int default_threads(void)
     return 1;
 }
 
+/* One turn of a wait loop: a few pauses first, then yields, so that a thread waiting on
+   the same core as the one it waits for (the other core busy) hands that core over. */
+static void spin_wait(int i)
+{
+    if (i < 256)
+        cpu_relax();
+    else
+        sched_yield();
+}
+
 /* Claims and runs blocks until none is left; returns how many this thread ran. */
 static int64_t run_blocks(pool_t *p)
 {
@@ -167,7 +177,7 @@ static void *worker_main(void *arg)
                 pthread_mutex_unlock(&p->mu);
                 break;
             }
-            cpu_relax();
+            spin_wait(i);
         }
         seen = STATE_GEN(atomic_load(&p->state));
         if (atomic_load(&p->stop))
@@ -358,7 +368,7 @@ void lunet_parallel_for(int64_t n, int64_t grain, lunet_parallel_fn fn, void *ct
                 pthread_mutex_unlock(&p->mu);
                 break;
             }
-            cpu_relax();
+            spin_wait(i);
         }
         waited = now_ns() - t0;
     }
