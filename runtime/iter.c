@@ -83,13 +83,36 @@ static void iter_block(void *vjob, int64_t b, int64_t e)
     j->fn(ptr, inner, e - b, j->ctx);
 }
 
+/* Whether the output (operand 0) of a one-dimensional run shares memory with another operand
+   other than element for element (x[1:] += x[:-1]).  Such a run must go in order on one
+   thread: split into blocks, its result would depend on the thread count.  The byte ranges
+   are widened by 8 (the largest element), which can only send a harmless case serial. */
+static bool output_overlaps(const lunet_iter_t *it)
+{
+    int64_t n = it->shape[0];
+    uintptr_t lo[LUNET_ITER_MAX_OPS], hi[LUNET_ITER_MAX_OPS];
+    for (int k = 0; k < it->nops; k++) {
+        uintptr_t a = (uintptr_t)it->data[k];
+        uintptr_t b = a + (uintptr_t)lunet_wrap_mul(it->strides[k][0], n - 1);
+        lo[k] = a < b ? a : b;
+        hi[k] = (a < b ? b : a) + 8;
+    }
+    for (int k = 1; k < it->nops; k++) {
+        if (it->data[k] == it->data[0] && it->strides[k][0] == it->strides[0][0])
+            continue; /* the same elements: each is read, then written, by one block */
+        if (lo[k] < hi[0] && lo[0] < hi[k])
+            return true;
+    }
+    return false;
+}
+
 void lunet_iter_run_elementwise(lunet_iter_t *it, lunet_loop_fn fn, void *ctx)
 {
     for (int i = 0; i < it->ndim; i++)
         if (it->shape[i] == 0)
             return;
     coalesce(it);
-    if (it->ndim == 1 && it->shape[0] > ITER_GRAIN) {
+    if (it->ndim == 1 && it->shape[0] > ITER_GRAIN && !output_overlaps(it)) {
         iter_block_job_t j = {it, fn, ctx};
         lunet_parallel_for(it->shape[0], ITER_GRAIN, iter_block, &j);
         return;
