@@ -316,8 +316,9 @@ static lunet_status_t check_options(const lunet_conv2d_options_t *o)
 static bool padded_size(int64_t *out, int64_t in, int64_t pad, int64_t extra)
 {
     int64_t t;
-    bool over = __builtin_mul_overflow(pad, 2, &t) | __builtin_add_overflow(in, t, &t) |
-                __builtin_add_overflow(t, extra, &t);
+    bool over = __builtin_mul_overflow(pad, 2, &t);
+    over |= __builtin_add_overflow(in, t, &t);
+    over |= __builtin_add_overflow(t, extra, &t);
     *out = lunet_i64_add(lunet_i64_add(in, lunet_i64_mul(2, pad)), extra);
     return over;
 }
@@ -326,7 +327,8 @@ static bool padded_size(int64_t *out, int64_t in, int64_t pad, int64_t extra)
 static bool kernel_extent(int64_t *out, int64_t dilation, int64_t k)
 {
     int64_t t;
-    bool over = __builtin_mul_overflow(dilation, k - 1, &t) | __builtin_add_overflow(t, 1, &t);
+    bool over = __builtin_mul_overflow(dilation, k - 1, &t);
+    over |= __builtin_add_overflow(t, 1, &t);
     *out = lunet_i64_add(lunet_i64_mul(dilation, k - 1), 1);
     return over;
 }
@@ -364,10 +366,10 @@ static lunet_status_t check_shapes(const lunet_tensor_t *x, const lunet_tensor_t
     /* PyTorch's int64 arithmetic wraps (padding 2^62 gives a negative padded size and this
        message); an overflow fails here too, so the geometry below never overflows */
     int64_t hp, wp, ekh, ekw;
-    bool over = padded_size(&hp, x->shape[2], o->padding[0], o->padding_extra[0]) |
-                padded_size(&wp, x->shape[3], o->padding[1], o->padding_extra[1]) |
-                kernel_extent(&ekh, o->dilation[0], w->shape[2]) |
-                kernel_extent(&ekw, o->dilation[1], w->shape[3]);
+    bool over = padded_size(&hp, x->shape[2], o->padding[0], o->padding_extra[0]);
+    over |= padded_size(&wp, x->shape[3], o->padding[1], o->padding_extra[1]);
+    over |= kernel_extent(&ekh, o->dilation[0], w->shape[2]);
+    over |= kernel_extent(&ekw, o->dilation[1], w->shape[3]);
     if (over || hp < ekh || wp < ekw)
         return lunet_fail(LUNET_STATUS_RUNTIME,
                           "Calculated padded input size per channel: (%lld x %lld). Kernel size: "
