@@ -5,18 +5,20 @@
  *
  * Decisions:
  *  - Linux: the data goes into an unnamed O_TMPFILE in the target's directory; commit links
- *    it to "<path>.tmp.<pid>.<n>" (linkat through /proc/self/fd, which needs no privilege)
+ *    it to "<path>.tmp.<host>.<pid>.<n>" (linkat through /proc/self/fd, no privilege needed)
  *    and renames that over the target.  A writer killed while writing leaves nothing at all;
  *    only a kill in the microseconds between link and rename leaves a named temporary.
  *  - Elsewhere, or when the filesystem or /proc refuses (or LUNET_NO_TMPFILE=1 is set, for
- *    the tests): a named "<path>.tmp.<pid>.XXXXXX" from mkstemp.
+ *    the tests): a named "<path>.tmp.<host>.<pid>.XXXXXX" from mkstemp.
  *  - Every open first removes stale temporaries of the same target: names of that pattern
- *    whose writer process no longer exists (kill(pid, 0) fails with ESRCH).  So a
- *    crash-looping job never accumulates temporaries.  (A writer in another PID namespace
- *    that shares the directory could look dead; losing its temporary makes its save fail
- *    cleanly, it never damages the target.)
- *  - The file gets the target's mode when the target exists, else 0644; it is fsync'ed
- *    before the rename and the directory after it.
+ *    made on this host (the host name is in the name: a writer on another machine sharing
+ *    the directory is never touched) whose process no longer exists (kill(pid, 0) fails
+ *    with ESRCH).  So a crash-looping job never accumulates temporaries.  A writer in another
+ *    PID namespace with the same host name could still look dead; losing its temporary
+ *    makes its save fail cleanly, it never damages the target.
+ *  - The file gets the target's mode when the target exists, else 0644 (the umask is not
+ *    consulted: reading it is not thread-safe); it is fsync'ed before the rename and the
+ *    directory after it.
  */
 #define _GNU_SOURCE /* O_TMPFILE */
 #include "internal.h"
@@ -45,21 +47,38 @@ static char *split_path(const char *path, const char **base)
     return strndup(path, (size_t)(slash - path));
 }
 
-/* Removes "<base>.tmp.<pid>.*" in dir whose writer is gone and which is not fresh. */
+#define HOST_MAX 64
+
+/* This machine's name as it goes into temporary names (no '/', never empty). */
+static void host_name(char *buf)
+{
+    if (gethostname(buf, HOST_MAX) != 0 || !buf[0])
+        snprintf(buf, HOST_MAX, "localhost");
+    buf[HOST_MAX - 1] = '\0';
+    for (char *p = buf; *p; p++)
+        if (*p == '/')
+            *p = '_';
+}
+
+/* Removes "<base>.tmp.<host>.<pid>.*" in dir made on this host by a process that is gone. */
 static void remove_stale(const char *dir, const char *base)
 {
     DIR *d = opendir(dir);
     if (!d)
         return;
-    size_t blen = strlen(base);
+    char host[HOST_MAX];
+    host_name(host);
+    size_t blen = strlen(base), hlen = strlen(host);
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         const char *n = e->d_name;
-        if (strncmp(n, base, blen) != 0 || strncmp(n + blen, ".tmp.", 5) != 0)
+        if (strncmp(n, base, blen) != 0 || strncmp(n + blen, ".tmp.", 5) != 0 ||
+            strncmp(n + blen + 5, host, hlen) != 0 || n[blen + 5 + hlen] != '.')
             continue;
+        const char *ps = n + blen + 5 + hlen + 1;
         char *end;
-        long pid = strtol(n + blen + 5, &end, 10);
-        if (end == n + blen + 5 || *end != '.' || pid <= 0)
+        long pid = strtol(ps, &end, 10);
+        if (end == ps || *end != '.' || pid <= 0)
             continue;
         if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
             continue;
@@ -113,8 +132,8 @@ lunet_status_t lunet_afile_open(lunet_afile_t *f, const char *what, const char *
     const char *base;
     char *dir = split_path(path, &base);
     size_t plen = strlen(path);
-    // "<path>.tmp.<pid>.<suffix>": pid <= 20 digits, suffix <= 20
-    char *tmp = malloc(plen + 64);
+    // "<path>.tmp.<host>.<pid>.<suffix>": pid <= 20 digits, suffix <= 20
+    char *tmp = malloc(plen + 64 + HOST_MAX);
     if (!dir || !tmp) {
         free(dir);
         free(tmp);
@@ -129,7 +148,9 @@ lunet_status_t lunet_afile_open(lunet_afile_t *f, const char *what, const char *
         f->unnamed = true;
         return LUNET_OK;
     }
-    snprintf(tmp, plen + 64, "%s.tmp.%ld.XXXXXX", path, (long)getpid());
+    char host[HOST_MAX];
+    host_name(host);
+    snprintf(tmp, plen + 64 + HOST_MAX, "%s.tmp.%s.%ld.XXXXXX", path, host, (long)getpid());
     f->fd = mkstemp(tmp);
     if (f->fd < 0) {
         lunet_status_t st = lunet_fail(LUNET_STATUS_IO,
@@ -185,10 +206,12 @@ lunet_status_t lunet_afile_commit(lunet_afile_t *f)
     if (f->unnamed) {
         char proc[64];
         snprintf(proc, sizeof proc, "/proc/self/fd/%d", f->fd);
-        size_t cap = strlen(f->path) + 64;
+        size_t cap = strlen(f->path) + 64 + HOST_MAX;
+        char host[HOST_MAX];
+        host_name(host);
         for (;;) {
             unsigned n = atomic_fetch_add(&link_counter, 1);
-            snprintf(f->tmp, cap, "%s.tmp.%ld.%u", f->path, (long)getpid(), n);
+            snprintf(f->tmp, cap, "%s.tmp.%s.%ld.%u", f->path, host, (long)getpid(), n);
             if (linkat(AT_FDCWD, proc, AT_FDCWD, f->tmp, AT_SYMLINK_FOLLOW) == 0)
                 break;
             if (errno != EEXIST) {

@@ -769,7 +769,7 @@ LUNET_MUST_CHECK lunet_status_t lunet_tensor_backward(lunet_tensor_t *t, lunet_t
 /*
  * (serialize.c)  Checkpoints: a tree of values saved in Lunet's versioned, little-endian,
  * zlib-compressed format (docs/FORMAT.md).  Saving writes a temporary file in the same
- * directory (unnamed O_TMPFILE on Linux, else "<path>.tmp.<pid>.XXXXXX"), fsyncs it and
+ * directory (unnamed O_TMPFILE on Linux, else "<path>.tmp.<host>.<pid>.XXXXXX"), fsyncs it and
  * renames it over path, so a failed or interrupted save leaves the previous file intact, and
  * a killed save leaves no temporary that outlives the next save of path.  Loading checks every length against the file before allocating and
  * fails with "load: <path>: not a Lunet file", "... truncated (...)", "... unsupported

@@ -53,7 +53,7 @@ for mode in tmpfile named; do
     if [ $mode = tmpfile ] && [ "$(temps)" -ne 0 ]; then
       # mkstemp's suffix has letters: the filesystem refused O_TMPFILE and the writer fell
       # back to a named temporary, which only the next save removes (checked below)
-      if ls "$dir" | grep -q '^ck\.lnt\.tmp\.[0-9]*\.[0-9]*[A-Za-z]'; then
+      if ls "$dir" | grep -q '^ck\.lnt\.tmp\..*\.[0-9]*[A-Za-z][A-Za-z0-9]*$'; then
         [ -z "${noted:-}" ] && echo "kill_save_test: no O_TMPFILE here, named temporaries used"
         noted=1
       else

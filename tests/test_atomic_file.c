@@ -108,20 +108,30 @@ static void test_stale_temporaries_of_dead_writers_go(void **state)
     if (child == 0)
         _exit(0);
     assert_int_equal(waitpid(child, NULL, 0), child); /* its pid now names no process */
-    char dead[128], alive[128], other[128];
-    snprintf(dead, sizeof dead, "%s/c.lnt.tmp.%ld.Ab12Cd", dir, (long)child);
-    snprintf(alive, sizeof alive, "%s/c.lnt.tmp.%ld.Ef34Gh", dir, (long)getppid());
-    snprintf(other, sizeof other, "%s/d.lnt.tmp.%ld.Ij56Kl", dir, (long)child);
+    char host[64];
+    if (gethostname(host, sizeof host) != 0 || !host[0])
+        snprintf(host, sizeof host, "localhost");
+    host[sizeof host - 1] = '\0';
+    char dead[256], alive[256], other[256], remote[256];
+    snprintf(dead, sizeof dead, "%s/c.lnt.tmp.%s.%ld.Ab12Cd", dir, host, (long)child);
+    snprintf(alive, sizeof alive, "%s/c.lnt.tmp.%s.%ld.Ef34Gh", dir, host, (long)getppid());
+    snprintf(other, sizeof other, "%s/d.lnt.tmp.%s.%ld.Ij56Kl", dir, host, (long)child);
+    snprintf(remote, sizeof remote, "%s/c.lnt.tmp.other-host.example.%ld.Mn78Op", dir,
+             (long)child);
     touch(dead);
     touch(alive);
     touch(other);
+    touch(remote);
     CHECK_OK(lunet_write_file_atomic(in_dir("c.lnt"), "new", 3));
-    /* the dead writer's temporary is gone; a live writer's and another target's stay */
+    /* the dead writer's temporary is gone; a live writer's, another target's and another
+       machine's (its pid means nothing here) stay */
     assert_int_equal(access(dead, F_OK), -1);
     assert_int_equal(access(alive, F_OK), 0);
     assert_int_equal(access(other, F_OK), 0);
+    assert_int_equal(access(remote, F_OK), 0);
     unlink(alive);
     unlink(other);
+    unlink(remote);
 }
 
 int main(void)
