@@ -494,7 +494,7 @@ lunet_status_t lunet_tensor_binary_(lunet_tensor_t *a, lunet_binary_op_t op, lun
         return lunet_fail(LUNET_STATUS_RUNTIME,
                           "result type %s can't be cast to the desired output type %s",
                           lunet_dtype_torch_name(rdt), lunet_dtype_torch_name(a->dtype));
-    if ((st = lunet_tensor_check_writable(a)))
+    if ((st = lunet_tensor_check_writable(a)) || (st = lunet_tensor_check_no_partial_overlap(a, b)))
         return st;
     if (record) {
         lunet_tensor_t *src, *r;

@@ -450,6 +450,50 @@ lunet_status_t lunet_tensor_check_writable(const lunet_tensor_t *t)
     return LUNET_OK;
 }
 
+/* True when t's elements fill exactly numel consecutive slots in some order of its dims
+   (PyTorch's is_non_overlapping_and_dense). */
+static bool dense_non_overlapping(const lunet_tensor_t *t)
+{
+    int order[LUNET_MAX_DIMS], n = 0;
+    for (int i = 0; i < t->ndim; i++)
+        if (t->shape[i] != 1)
+            order[n++] = i;
+    for (int i = 1; i < n; i++) // insertion sort by stride
+        for (int j = i; j > 0 && t->strides[order[j - 1]] > t->strides[order[j]]; j--) {
+            int k = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = k;
+        }
+    int64_t expect = 1;
+    for (int i = 0; i < n; i++) {
+        if (t->strides[order[i]] != expect)
+            return false;
+        expect *= t->shape[order[i]];
+    }
+    return true;
+}
+
+lunet_status_t lunet_tensor_check_no_partial_overlap(const lunet_tensor_t *out,
+                                                     const lunet_tensor_t *in)
+{
+    // PyTorch's get_overlap_status: only dense tensors of one storage are compared; the
+    // same range with the same strides is a full overlap (x.add_(x) is fine)
+    if (out == in || out->storage != in->storage || out->numel == 0 || in->numel == 0 ||
+        !dense_non_overlapping(out) || !dense_non_overlapping(in))
+        return LUNET_OK;
+    size_t oes = lunet_dtype_size(out->dtype), ies = lunet_dtype_size(in->dtype);
+    size_t ob = (size_t)out->offset * oes, oe = ob + (size_t)out->numel * oes;
+    size_t ib = (size_t)in->offset * ies, ie = ib + (size_t)in->numel * ies;
+    bool full = ob == ib && oe == ie &&
+                lunet_shape_equal(out->ndim, out->strides, in->ndim, in->strides);
+    if (full || !(ob < ie && ib < oe))
+        return LUNET_OK;
+    return lunet_fail(LUNET_STATUS_RUNTIME,
+                      "unsupported operation: some elements of the input tensor and the "
+                      "written-to tensor refer to a single memory location. Please clone() "
+                      "the tensor before performing the operation.");
+}
+
 /* ---- copies and conversions */
 
 /* dst <- v (a 0-d tensor of dst's dtype, released here) */
@@ -530,7 +574,8 @@ lunet_status_t lunet_tensor_copy_(lunet_tensor_t *dst, lunet_tensor_t *src)
                           lunet_shape_str(b1, sizeof b1, dst->ndim, dst->shape),
                           lunet_shape_str(b2, sizeof b2, nd, shape));
     }
-    if ((st = lunet_tensor_check_writable(dst)))
+    if ((st = lunet_tensor_check_writable(dst)) ||
+        (st = lunet_tensor_check_no_partial_overlap(dst, src)))
         return st;
     if (record) {
         /* dst takes the history of src converted and broadcast to it (old history dropped) */

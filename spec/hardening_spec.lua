@@ -213,4 +213,23 @@ describe("hardening", function()
       assert.are.same({ 6, 6, 6 }, b.grad:tolist())
     end)
   end)
+  describe("in-place ops on partly overlapping memory (review)", function()
+    it("raise PyTorch's error instead of giving results that depend on the thread count", function()
+      local msg = "unsupported operation: some elements of the input tensor and the written-to " ..
+        "tensor refer to a single memory location. Please clone() the tensor before performing the operation."
+      local x = lunet.ones(10)
+      assert_error_contains(function() x:narrow(0, 1, 9):add_(x:narrow(0, 0, 9)) end, msg)
+      assert_error_contains(function() x:narrow(0, 1, 9):copy_(x:narrow(0, 0, 9)) end, msg)
+      assert_error_contains(function() x:narrow(0, 1, 9):mul_(x:narrow(0, 0, 9)) end, msg)
+      local y = lunet.ones(4, 4)
+      assert_error_contains(function() y:add_(y:t()) end, msg)
+      -- what PyTorch 1.13 allows: the same elements, disjoint parts, non-dense inputs
+      x:add_(x)
+      x:narrow(0, 1, 9):add_(x:narrow(0, 1, 9))
+      x:narrow(0, 0, 5):add_(x:narrow(0, 5, 5))
+      y[0]:add_(y:select(1, 0))
+      x:narrow(0, 1, 9):add_(x:narrow(0, 0, 1):expand(9))
+      assert.are.same({ 6, 14, 14, 14, 14, 10, 10, 10, 10, 10 }, x:tolist()) -- PyTorch's values
+    end)
+  end)
 end)

@@ -221,15 +221,16 @@ static void test_elementwise_same_bits(void **state)
     CHECK_OK(lunet_set_num_threads(saved));
 }
 
-/* x[1:] += x[:-1] over 1M elements (the output overlaps the input shifted by one): the
-   in-order result, x[i] = i + 1, on any thread count (split into blocks, a block that starts
-   before the previous one wrote its last element gives another result).  Repeated, so that
-   the pool's workers are awake for most rounds. */
-static void test_overlapping_inplace_in_order(void **state)
+/* x[1:] += x[:-1] over 1M elements (the output overlaps the input shifted by one): split into
+   blocks, a block that starts before the previous one wrote its last element would give a
+   thread-count-dependent result.  PyTorch 1.13 refuses the operation, and so does Lunet now
+   (lunet_tensor_check_no_partial_overlap), on any thread count, leaving x untouched; iter.c
+   still runs such runs serially for the runtime's own callers. */
+static void test_overlapping_inplace_refused(void **state)
 {
     (void)state;
     int saved = lunet_get_num_threads();
-    enum { N = 1 << 20, ROUNDS = 20 };
+    enum { N = 1 << 20, ROUNDS = 3 };
     for (int round = 0; round < ROUNDS; round++) {
         int th = 2 + round % 3;
         CHECK_OK(lunet_set_num_threads(th));
@@ -237,12 +238,14 @@ static void test_overlapping_inplace_in_order(void **state)
         CHECK_OK(lunet_tensor_full(&x, LUNET_DTYPE_FLOAT64, 1, (const int64_t[]){N}, 1.0));
         CHECK_OK(lunet_tensor_narrow(&hi, x, 0, 1, N - 1));
         CHECK_OK(lunet_tensor_narrow(&lo, x, 0, 0, N - 1));
-        CHECK_OK(lunet_tensor_binary_(hi, LUNET_BINARY_ADD, lo));
+        CHECK_FAILS(lunet_tensor_binary_(hi, LUNET_BINARY_ADD, lo), LUNET_STATUS_RUNTIME,
+                    "some elements of the input tensor and the written-to tensor refer to a "
+                    "single memory location");
         const double *p = lunet_tensor_data(x);
         for (int i = 0; i < N; i++)
-            if (p[i] != (double)(i + 1))
-                fail_msg("x[1:] += x[:-1] on %d threads (round %d): x[%d] = %.17g, expected %d",
-                         th, round, i, p[i], i + 1);
+            if (p[i] != 1.0)
+                fail_msg("x[1:] += x[:-1] on %d threads (round %d): x[%d] = %.17g, expected 1", th,
+                         round, i, p[i]);
         lunet_tensor_release(hi);
         lunet_tensor_release(lo);
         lunet_tensor_release(x);
@@ -257,7 +260,7 @@ int main(void)
         cmocka_unit_test(test_nested_and_errors),
         cmocka_unit_test(test_same_bits_on_any_thread_count),
         cmocka_unit_test(test_elementwise_same_bits),
-        cmocka_unit_test(test_overlapping_inplace_in_order),
+        cmocka_unit_test(test_overlapping_inplace_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
