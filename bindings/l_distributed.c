@@ -83,28 +83,86 @@ static lunet_dist_op_t check_op(lua_State *L, int idx)
     return op;
 }
 
+/*
+ * An argument refused here, on one rank only, must not leave the other ranks waiting in the
+ * collective forever (a script that catches the error with pcall): the rank first takes part
+ * with an argument the runtime refuses too -- the agreement then fails the call on every
+ * rank, naming this one -- and then raises its own message through the usual check.  The
+ * try_* functions say, without raising, whether the check would pass.
+ */
+static bool try_op(lua_State *L, int idx, lunet_dist_op_t *op)
+{
+    *op = LUNET_DIST_OP_SUM;
+    if (lua_isnoneornil(L, idx))
+        return true;
+    int top = lua_gettop(L);
+    bool ok;
+    if (lua_type(L, idx) == LUA_TTABLE) {
+        lua_getfield(L, idx, "async_op");
+        lua_getfield(L, idx, "op");
+        ok = !lua_toboolean(L, -2) &&
+             (lua_isnil(L, -1) ||
+              (lua_isstring(L, -1) && lunet_dist_op_parse(op, lua_tostring(L, -1)) == LUNET_OK));
+    } else {
+        ok = lua_isstring(L, idx) && lunet_dist_op_parse(op, lua_tostring(L, idx)) == LUNET_OK;
+    }
+    lua_settop(L, top);
+    return ok;
+}
+
+/* Raises the message of the check that failed (the collective has been taken part in). */
+static int raise_refused(lua_State *L, lunet_status_t took_part)
+{
+    (void)took_part; /* it failed as intended; this rank's own message follows */
+    return luaL_error(L, "bad arguments"); /* not reached: the caller's check raises first */
+}
+
 static int l_all_reduce(lua_State *L)
 {
-    lunet_tensor_t *t = lb_checktensor(L, 1);
-    lunet_dist_op_t op = check_op(L, 2);
+    lunet_tensor_t *t = lb_totensor(L, 1);
+    lunet_dist_op_t op;
+    if (!t || !try_op(L, 2, &op)) {
+        lunet_status_t st = lunet_dist_all_reduce(t, LUNET_DIST_OP_COUNT);
+        lb_checktensor(L, 1);
+        check_op(L, 2);
+        return raise_refused(L, st);
+    }
     LB_CHECK(L, lunet_dist_all_reduce(t, op));
     return 0;
 }
 
-/* broadcast(t, src) or broadcast(t, {src = ...}) */
-static int l_broadcast(lua_State *L)
+/* src of broadcast(t, src) / broadcast(t, {src = ...}); raises when raise, else returns
+   false for a bad one. */
+static bool read_src(lua_State *L, int *src, bool raise)
 {
-    lunet_tensor_t *t = lb_checktensor(L, 1);
-    lua_Integer src;
+    int top = lua_gettop(L);
+    int idx = 2;
     if (lua_type(L, 2) == LUA_TTABLE) {
         lua_getfield(L, 2, "src");
-        src = luaL_checkinteger(L, -1);
-        lua_pop(L, 1);
-    } else {
-        src = luaL_checkinteger(L, 2);
+        idx = -1;
     }
-    luaL_argcheck(L, src >= INT32_MIN && src <= INT32_MAX, 2, "src out of range");
-    LB_CHECK(L, lunet_dist_broadcast(t, (int)src));
+    int isint = 0;
+    lua_Integer v = lua_tointegerx(L, idx, &isint);
+    if (raise) {
+        v = luaL_checkinteger(L, idx);
+        luaL_argcheck(L, v >= INT32_MIN && v <= INT32_MAX, 2, "src out of range");
+    }
+    lua_settop(L, top);
+    *src = (int)v;
+    return isint && v >= INT32_MIN && v <= INT32_MAX;
+}
+
+static int l_broadcast(lua_State *L)
+{
+    lunet_tensor_t *t = lb_totensor(L, 1);
+    int src;
+    if (!t || !read_src(L, &src, false)) {
+        lunet_status_t st = lunet_dist_broadcast(t, -1);
+        lb_checktensor(L, 1);
+        read_src(L, &src, true);
+        return raise_refused(L, st);
+    }
+    LB_CHECK(L, lunet_dist_broadcast(t, src));
     return 0;
 }
 
@@ -134,10 +192,35 @@ static lunet_tensor_t **tensor_array(lua_State *L, int idx)
     return lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof(lunet_tensor_t *), 0);
 }
 
+/* Whether check_tensor_list would accept the sequence at idx (see try_op). */
+static bool try_tensor_list(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) != LUA_TTABLE)
+        return false;
+    lua_Integer n = luaL_len(L, idx);
+    if (n < 0 || n >= (1 << 24))
+        return false;
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_geti(L, idx, i);
+        bool ok = lb_totensor(L, -1) != NULL;
+        lua_pop(L, 1);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
 /* all_gather(tensor_list, t): tensor_list[r + 1] receives rank r's t. */
 static int l_all_gather(lua_State *L)
 {
-    lunet_tensor_t *t = lb_checktensor(L, 2);
+    lunet_tensor_t *t = lb_totensor(L, 2);
+    if (!t || !try_tensor_list(L, 1)) {
+        lunet_status_t st = lunet_dist_all_gather(NULL, 0, NULL);
+        lb_checktensor(L, 2);
+        lunet_tensor_t **outs = tensor_array(L, 1);
+        check_tensor_list(L, 1, outs, (int)luaL_len(L, 1));
+        return raise_refused(L, st);
+    }
     lunet_tensor_t **outs = tensor_array(L, 1);
     int n = check_tensor_list(L, 1, outs, (int)luaL_len(L, 1));
     LB_CHECK(L, lunet_dist_all_gather(outs, n, t));

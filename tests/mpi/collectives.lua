@@ -211,6 +211,28 @@ if W > 1 then
   end, R == 1 and "all_reduce: op avg needs a floating point tensor, got int64"
               or "all_reduce: the call failed on rank 1 (its error says why)")
   still_works("bad argument on one rank")
+  -- arguments the binding itself refuses, on one rank only: that rank still takes part in
+  -- the collective, so the others fail at once instead of waiting for it forever
+  check_error("unknown op on one rank", function()
+    dist.all_reduce(lunet.zeros(2), R == 1 and "product" or "sum")
+  end, R == 1 and "all_reduce: unknown op 'product' (expected sum, avg, max or min)"
+              or "all_reduce: the call failed on rank 1 (its error says why)")
+  still_works("unknown op on one rank")
+  check_error("not a tensor on one rank", function()
+    dist.all_reduce(R == 1 and {} or lunet.zeros(2))
+  end, R == 1 and "bad argument #1 to 'all_reduce'" or "all_reduce: the call failed on rank 1")
+  still_works("not a tensor on one rank")
+  check_error("src out of range on one rank", function()
+    dist.broadcast(lunet.zeros(2), R == 1 and (1 << 40) or 0)
+  end, R == 1 and "src out of range" or "broadcast: the call failed on rank 1")
+  still_works("src out of range on one rank")
+  check_error("all_gather list entry on one rank", function()
+    local list = {}
+    for r = 1, W do list[r] = lunet.zeros(2) end
+    if R == 1 then list[1] = "x" end
+    dist.all_gather(list, lunet.zeros(2))
+  end, R == 1 and "entry 1 is string" or "all_gather: the call failed on rank 1")
+  still_works("all_gather list entry on one rank")
 end
 check_error("avg on integers", function() dist.all_reduce(lunet.zeros(2, {dtype = lunet.int64}), "avg") end,
   "all_reduce: op avg needs a floating point tensor, got int64")
