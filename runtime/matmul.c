@@ -114,10 +114,37 @@ static void relu_rows(lunet_dtype_t dt, void *c, int64_t n)
 }
 
 // a (M, K) @ b (K, N) -> c (M, N), int64 (any layout, read element-wise)
+/* Element (r, col) of a 2-D integer tensor (int64, uint8 or bool), any strides. */
+static int64_t int_at(const lunet_tensor_t *t, int64_t r, int64_t col)
+{
+    int64_t off = t->offset + r * t->strides[0] + col * t->strides[1];
+    const char *p = (const char *)t->storage->data;
+    if (t->dtype == LUNET_DTYPE_INT64)
+        return ((const int64_t *)(const void *)p)[off];
+    return ((const uint8_t *)p)[off];
+}
+
 static void gemm_generic(const lunet_tensor_t *a, const lunet_tensor_t *b, lunet_tensor_t *c,
                          double alpha, double beta)
 {
     int64_t m = a->shape[0], k = a->shape[1], n = b->shape[1];
+    if (!lunet_dtype_is_floating(a->dtype) && !lunet_dtype_is_floating(b->dtype)) {
+        // c (m, n) = alpha a (m, k) @ b (k, n) + beta c in int64, exact and wrapping as
+        // PyTorch's integer GEMM (a double accumulator loses integers beyond 2^53)
+        int64_t ia = lunet_f64_to_i64(alpha), ib = lunet_f64_to_i64(beta);
+        size_t es = lunet_dtype_size(c->dtype);
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) {
+                int64_t acc = 0;
+                for (int64_t p = 0; p < k; p++)
+                    acc = lunet_i64_add(acc, lunet_i64_mul(int_at(a, i, p), int_at(b, p, j)));
+                char *dst = (char *)lunet_tensor_data(c) + (size_t)(i * n + j) * es;
+                int64_t old = beta == 0 ? 0 : int_at(c, i, j);
+                lunet_dtype_store_int(dst, c->dtype,
+                                      lunet_i64_add(lunet_i64_mul(ia, acc), lunet_i64_mul(ib, old)));
+            }
+        return;
+    }
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < n; j++) {
             double acc = 0;

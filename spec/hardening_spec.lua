@@ -130,6 +130,15 @@ describe("hardening", function()
       assert.are.equal(0, long({ BIG, BIG - 1 }):argmax():item())
     end)
 
+    it("int64 matmul is exact and wraps (no trip through double)", function()
+      assert.are.same({ { 9007199254740993 } }, lunet.tensor({ { 9007199254740993 } }):mm(lunet.tensor({ { 1 } })):tolist())
+      assert.are.same({ { -2 } }, lunet.tensor({ { BIG } }):mm(lunet.tensor({ { 2 } })):tolist())
+      assert.are.same({ { 53 }, { 83 } }, lunet.tensor({ { 3, 4 }, { 5, 6 } }):matmul(lunet.tensor({ { 7 }, { 8 } })):tolist())
+      assert.are.same({ { MIN } }, lunet.tensor({ { BIG, 1 } }):mm(lunet.tensor({ { 1 }, { 1 } })):tolist())
+      assert.are.same({ { 1, 3 }, { 2, 4 } },
+        lunet.tensor({ { 1, 2 }, { 3, 4 } }):t():mm(lunet.tensor({ { 1, 0 }, { 0, 1 } })):tolist())
+    end)
+
     it("clamp takes the whole int64 range as bounds", function()
       assert.are.same({ 5 }, long({ 5 }):clamp(MIN, BIG):tolist())
       assert.are.same({ -5 }, long({ MIN }):clamp(-5, 5):tolist())
