@@ -154,7 +154,7 @@ static const char *act_kernel_name(lunet_op_t op)
 static lunet_status_t act_forward(lunet_tensor_t **out, lunet_tensor_t *x, const act_params_t *p)
 {
     if (!lunet_dtype_is_floating(x->dtype))
-        return lunet_fail(LUNET_STATUS_RUNTIME, "\"%s\" not implemented for '%s'",
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "\"%s\" not implemented for '%s'",
                           act_kernel_name(p->op), lunet_dtype_torch_name(x->dtype));
     lunet_tensor_t *xc = NULL, *y = NULL;
     lunet_status_t st;

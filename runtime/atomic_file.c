@@ -128,7 +128,7 @@ lunet_status_t lunet_afile_open(lunet_afile_t *f, const char *what, const char *
     f->fd = -1;
     f->what = what;
     if (!path || !*path)
-        return lunet_fail(LUNET_STATUS_VALUE, "%s: empty file name", what);
+        return lunet_error_set(LUNET_STATUS_VALUE, "%s: empty file name", what);
     const char *base;
     char *dir = split_path(path, &base);
     size_t plen = strlen(path);
@@ -137,7 +137,7 @@ lunet_status_t lunet_afile_open(lunet_afile_t *f, const char *what, const char *
     if (!dir || !tmp) {
         free(dir);
         free(tmp);
-        return lunet_fail(LUNET_STATUS_NOMEM, "%s: %s: out of memory", what, path);
+        return lunet_error_set(LUNET_STATUS_NOMEM, "%s: %s: out of memory", what, path);
     }
     remove_stale(dir, base);
     f->path = path;
@@ -153,7 +153,7 @@ lunet_status_t lunet_afile_open(lunet_afile_t *f, const char *what, const char *
     snprintf(tmp, plen + 64 + HOST_MAX, "%s.tmp.%s.%ld.XXXXXX", path, host, (long)getpid());
     f->fd = mkstemp(tmp);
     if (f->fd < 0) {
-        lunet_status_t st = lunet_fail(LUNET_STATUS_IO,
+        lunet_status_t st = lunet_error_set(LUNET_STATUS_IO,
                                        "%s: cannot create a temporary file for %s: %s", what, path,
                                        strerror(errno));
         free(dir);
@@ -173,7 +173,7 @@ lunet_status_t lunet_afile_write(lunet_afile_t *f, const void *data, size_t n)
         if (k < 0 && errno == EINTR)
             continue;
         if (k <= 0)
-            return lunet_fail(LUNET_STATUS_IO, "%s: cannot write %s: %s", f->what, f->path,
+            return lunet_error_set(LUNET_STATUS_IO, "%s: cannot write %s: %s", f->what, f->path,
                               k < 0 ? strerror(errno) : "no progress");
         p += k;
         n -= (size_t)k;
@@ -199,7 +199,7 @@ lunet_status_t lunet_afile_commit(lunet_afile_t *f)
     struct stat sb;
     mode_t mode = stat(f->path, &sb) == 0 ? (sb.st_mode & 07777) : 0644;
     if (fchmod(f->fd, mode) != 0 || fsync(f->fd) != 0) {
-        st = lunet_fail(LUNET_STATUS_IO, "%s: cannot sync %s: %s", f->what, f->path,
+        st = lunet_error_set(LUNET_STATUS_IO, "%s: cannot sync %s: %s", f->what, f->path,
                         strerror(errno));
         goto fail;
     }
@@ -215,7 +215,7 @@ lunet_status_t lunet_afile_commit(lunet_afile_t *f)
             if (linkat(AT_FDCWD, proc, AT_FDCWD, f->tmp, AT_SYMLINK_FOLLOW) == 0)
                 break;
             if (errno != EEXIST) {
-                st = lunet_fail(LUNET_STATUS_IO, "%s: cannot link the new %s: %s", f->what, f->path,
+                st = lunet_error_set(LUNET_STATUS_IO, "%s: cannot link the new %s: %s", f->what, f->path,
                                 strerror(errno));
                 goto fail;
             }
@@ -225,12 +225,12 @@ lunet_status_t lunet_afile_commit(lunet_afile_t *f)
     int fd = f->fd;
     f->fd = -1;
     if (close(fd) != 0) {
-        st = lunet_fail(LUNET_STATUS_IO, "%s: cannot write %s: close failed: %s", f->what, f->path,
+        st = lunet_error_set(LUNET_STATUS_IO, "%s: cannot write %s: close failed: %s", f->what, f->path,
                         strerror(errno));
         goto fail;
     }
     if (rename(f->tmp, f->path) != 0) {
-        st = lunet_fail(LUNET_STATUS_IO, "%s: cannot rename %s to %s: %s", f->what, f->tmp, f->path,
+        st = lunet_error_set(LUNET_STATUS_IO, "%s: cannot rename %s to %s: %s", f->what, f->tmp, f->path,
                         strerror(errno));
         goto fail;
     }
@@ -244,7 +244,7 @@ fail:
 lunet_status_t lunet_write_file_atomic(const char *path, const void *data, size_t len)
 {
     if (!data && len)
-        return lunet_fail(LUNET_STATUS_VALUE, "write_file: %s: NULL data", path ? path : "");
+        return lunet_error_set(LUNET_STATUS_VALUE, "write_file: %s: NULL data", path ? path : "");
     lunet_afile_t f;
     lunet_status_t st = lunet_afile_open(&f, "write_file", path);
     if (st)

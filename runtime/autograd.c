@@ -41,12 +41,12 @@ const char *lunet_tensor_grad_fn_name(const lunet_tensor_t *t)
 lunet_status_t lunet_tensor_requires_grad_(lunet_tensor_t *t, bool requires_grad)
 {
     if (t->grad_fn && !requires_grad)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "you can only change requires_grad flags of leaf variables. If you "
                           "want to use a computed variable in a subgraph that doesn't require "
                           "differentiation use var_no_grad = var.detach().");
     if (requires_grad && !lunet_dtype_is_floating(t->dtype))
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "Only Tensors of floating point and complex dtype can require gradients");
     if (!t->grad_fn)
         t->requires_grad = requires_grad;
@@ -56,7 +56,7 @@ lunet_status_t lunet_tensor_requires_grad_(lunet_tensor_t *t, bool requires_grad
 lunet_status_t lunet_tensor_retain_grad(lunet_tensor_t *t)
 {
     if (!t->requires_grad)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "can't retain_grad on Tensor that has requires_grad=False");
     if (t->grad_fn) {
         t->retains_grad = true;
@@ -68,9 +68,9 @@ lunet_status_t lunet_tensor_retain_grad(lunet_tensor_t *t)
 lunet_status_t lunet_tensor_set_grad(lunet_tensor_t *t, lunet_tensor_t *g)
 {
     if (g && !lunet_shape_equal(g->ndim, g->shape, t->ndim, t->shape))
-        return lunet_fail(LUNET_STATUS_RUNTIME, "assigned grad has data of a different size");
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "assigned grad has data of a different size");
     if (g && g->dtype != t->dtype)
-        return lunet_fail(LUNET_STATUS_RUNTIME, "assigned grad has data of a different type");
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "assigned grad has data of a different type");
     lunet_tensor_retain(g);
     lunet_tensor_release(t->grad);
     t->grad = g;
@@ -82,10 +82,10 @@ lunet_status_t lunet_autograd_check_inplace(const lunet_tensor_t *t, const char 
     if (grad_disabled || !t->requires_grad)
         return LUNET_OK;
     if (!t->grad_fn)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "a leaf Variable that requires grad is being used in an in-place "
                           "operation.");
-    return lunet_fail(LUNET_STATUS_RUNTIME,
+    return lunet_error_set(LUNET_STATUS_RUNTIME,
                       "%s: this in-place operation cannot be recorded on a tensor that requires "
                       "grad (use the out-of-place form, or run it under no_grad)", op);
 }
@@ -93,13 +93,13 @@ lunet_status_t lunet_autograd_check_inplace(const lunet_tensor_t *t, const char 
 lunet_status_t lunet_autograd_check_inplace_recorded(const lunet_tensor_t *t, const char *op)
 {
     if (t->requires_grad && !t->grad_fn)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "a leaf Variable that requires grad is being used in an in-place "
                           "operation.");
     /* Another tensor on the same memory (a view, or a value saved for backward) would keep
        a history that no longer matches the data (PyTorch rebases views; Lunet refuses). */
     if (t->storage->refcount > 1)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "%s: in-place operation on a tensor that shares its memory with "
                           "another (a view, or a value saved for backward) while gradients are "
                           "recorded; use the out-of-place form or clone() first", op);
@@ -197,7 +197,7 @@ lunet_status_t lunet_autograd_record(lunet_tensor_t *out, lunet_op_t op, int nin
         saved[nsaved++] = extra[i];
     lunet_node_t *n = node_alloc();
     if (!n)
-        return lunet_fail(LUNET_STATUS_NOMEM, "autograd: out of memory");
+        return lunet_error_set(LUNET_STATUS_NOMEM, "autograd: out of memory");
     n->op = op;
     n->refcount = 1;
     n->name = args && args->name ? args->name : lunet_op_table[op].name;
@@ -295,7 +295,7 @@ static lunet_status_t work_reserve(size_t n)
         cap *= 2;
     lunet_node_t **w = realloc(work, cap * sizeof *w);
     if (!w)
-        return lunet_fail(LUNET_STATUS_NOMEM, "backward: out of memory");
+        return lunet_error_set(LUNET_STATUS_NOMEM, "backward: out of memory");
     work = w;
     work_cap = cap;
     pthread_once(&work_once, work_make_key);
@@ -384,7 +384,7 @@ static lunet_status_t accumulate_leaf(lunet_tensor_t *leaf, lunet_tensor_t *g)
 static lunet_status_t check_saved(lunet_node_t *n)
 {
     if (n->released && n->had_saved)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "Trying to backward through the graph a second time (or directly "
                           "access saved tensors after they have already been freed). Saved "
                           "intermediate values of the graph are freed when you call .backward() "
@@ -395,7 +395,7 @@ static lunet_status_t check_saved(lunet_node_t *n)
         lunet_tensor_t *s = n->saved[i];
         if (s && s->storage->version != n->saved_version[i]) {
             char b[LUNET_SHAPE_BUF];
-            return lunet_fail(LUNET_STATUS_RUNTIME,
+            return lunet_error_set(LUNET_STATUS_RUNTIME,
                               "one of the variables needed for gradient computation has been "
                               "modified by an inplace operation: [torch.%sTensor %s], which is "
                               "output 0 of %s, is at version %u; expected version %u instead. "
@@ -414,19 +414,19 @@ lunet_status_t lunet_tensor_backward(lunet_tensor_t *t, lunet_tensor_t *grad, bo
 {
     lunet_status_t st;
     if (!t->requires_grad)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "element 0 of tensors does not require grad and does not have a grad_fn");
     lunet_tensor_t *g0;
     if (!grad) {
         if (t->numel != 1)
-            return lunet_fail(LUNET_STATUS_RUNTIME,
+            return lunet_error_set(LUNET_STATUS_RUNTIME,
                               "grad can be implicitly created only for scalar outputs");
         if ((st = lunet_tensor_full(&g0, t->dtype, t->ndim, t->shape, 1.0)))
             return st;
     } else {
         if (!lunet_shape_equal(grad->ndim, grad->shape, t->ndim, t->shape)) {
             char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
-            return lunet_fail(LUNET_STATUS_RUNTIME,
+            return lunet_error_set(LUNET_STATUS_RUNTIME,
                               "Mismatch in shape: grad_output[0] has a shape of torch.Size(%s) "
                               "and output[0] has a shape of torch.Size(%s).",
                               lunet_shape_str(b1, sizeof b1, grad->ndim, grad->shape),

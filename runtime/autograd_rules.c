@@ -201,7 +201,7 @@ static lunet_status_t pointwise(lunet_tensor_t **out, lunet_tensor_t *g, lunet_t
     lunet_tensor_t *gs = NULL, *r = NULL;
     lunet_status_t st;
     if (!lunet_dtype_is_floating(s->dtype))
-        return lunet_fail(LUNET_STATUS_RUNTIME, "backward: integer tensor in a float rule");
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "backward: integer tensor in a float rule");
     if ((st = lunet_tensor_to(&gs, g, s->dtype)) || (st = lunet_tensor_empty_like(&r, s, s->dtype))) {
         lunet_tensor_release(gs);
         return st;

@@ -301,14 +301,14 @@ static lunet_status_t check_options(const lunet_conv2d_options_t *o)
 {
     for (int i = 0; i < 2; i++) {
         if (o->padding[i] < 0 || o->padding_extra[i] < 0)
-            return lunet_fail(LUNET_STATUS_RUNTIME, "negative padding is not supported");
+            return lunet_error_set(LUNET_STATUS_RUNTIME, "negative padding is not supported");
         if (o->stride[i] <= 0)
-            return lunet_fail(LUNET_STATUS_RUNTIME, "non-positive stride is not supported");
+            return lunet_error_set(LUNET_STATUS_RUNTIME, "non-positive stride is not supported");
         if (o->dilation[i] <= 0)
-            return lunet_fail(LUNET_STATUS_RUNTIME, "non-positive dilation is not supported");
+            return lunet_error_set(LUNET_STATUS_RUNTIME, "non-positive dilation is not supported");
     }
     if (o->groups <= 0)
-        return lunet_fail(LUNET_STATUS_RUNTIME, "non-positive groups is not supported");
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "non-positive groups is not supported");
     return LUNET_OK;
 }
 
@@ -339,7 +339,7 @@ static lunet_status_t check_shapes(const lunet_tensor_t *x, const lunet_tensor_t
 {
     char bx[LUNET_SHAPE_BUF], bw[LUNET_SHAPE_BUF], bb[LUNET_SHAPE_BUF];
     if (w->ndim != 4)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "Expected 4-dimensional weight for 4-dimensional input %s, but got "
                           "%d-dimensional weight of size %s instead",
                           lunet_shape_str(bx, sizeof bx, x->ndim, x->shape), w->ndim,
@@ -347,18 +347,18 @@ static lunet_status_t check_shapes(const lunet_tensor_t *x, const lunet_tensor_t
     lunet_shape_str(bx, sizeof bx, x->ndim, x->shape);
     lunet_shape_str(bw, sizeof bw, w->ndim, w->shape);
     if (w->shape[0] % o->groups != 0)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "Given groups=%lld, expected weight to be divisible by %lld at dimension "
                           "0, but got weight of size %s instead",
                           (long long)o->groups, (long long)o->groups, bw);
     if (x->shape[1] != w->shape[1] * o->groups)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "Given groups=%lld, weight of size %s, expected input%s to have %lld "
                           "channels, but got %lld channels instead",
                           (long long)o->groups, bw, bx, (long long)(w->shape[1] * o->groups),
                           (long long)x->shape[1]);
     if (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "Given weight of size %s, expected bias to be 1-dimensional with %lld "
                           "elements, but got bias of size %s instead",
                           bw, (long long)w->shape[0],
@@ -371,7 +371,7 @@ static lunet_status_t check_shapes(const lunet_tensor_t *x, const lunet_tensor_t
     over |= kernel_extent(&ekh, o->dilation[0], w->shape[2]);
     over |= kernel_extent(&ekw, o->dilation[1], w->shape[3]);
     if (over || hp < ekh || wp < ekw)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "Calculated padded input size per channel: (%lld x %lld). Kernel size: "
                           "(%lld x %lld). Kernel size can't be greater than actual input size",
                           (long long)hp, (long long)wp, (long long)ekh, (long long)ekw);
@@ -381,26 +381,26 @@ static lunet_status_t check_shapes(const lunet_tensor_t *x, const lunet_tensor_t
     int64_t col_shape[4] = {w->shape[1] * o->groups, w->shape[2] * w->shape[3], oh, ow};
     if (!lunet_shape_numel_checked(4, out_shape, 8, &n) ||
         !lunet_shape_numel_checked(4, col_shape, 8, &n))
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "conv2d: the output size %lld x %lld per channel is too large",
                           (long long)oh, (long long)ow);
     if (x->dtype != w->dtype) {
         if (x->dtype == LUNET_DTYPE_FLOAT64 || !lunet_dtype_is_floating(x->dtype))
-            return lunet_fail(LUNET_STATUS_RUNTIME, "expected scalar type %s but found %s",
+            return lunet_error_set(LUNET_STATUS_RUNTIME, "expected scalar type %s but found %s",
                               lunet_dtype_torch_name(x->dtype), lunet_dtype_torch_name(w->dtype));
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "Input type (torch.%sTensor) and weight type (torch.%sTensor) should be "
                           "the same or input should be a MKLDNN tensor and weight is a dense "
                           "tensor",
                           lunet_dtype_torch_name(x->dtype), lunet_dtype_torch_name(w->dtype));
     }
     if (b && b->dtype != x->dtype)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "Input type (%s) and bias type (%s) should be the same",
                           x->dtype == LUNET_DTYPE_FLOAT32 ? "float" : lunet_dtype_name(x->dtype),
                           b->dtype == LUNET_DTYPE_FLOAT32 ? "float" : lunet_dtype_name(b->dtype));
     if (!lunet_dtype_is_floating(x->dtype))
-        return lunet_fail(LUNET_STATUS_RUNTIME, "\"slow_conv2d_cpu\" not implemented for '%s'",
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "\"slow_conv2d_cpu\" not implemented for '%s'",
                           lunet_dtype_torch_name(x->dtype));
     return LUNET_OK;
 }
@@ -532,7 +532,7 @@ lunet_status_t lunet_nn_conv2d(lunet_tensor_t **out, lunet_tensor_t *x, lunet_te
         return st;
     if (x->ndim != 3 && x->ndim != 4) {
         char bx[LUNET_SHAPE_BUF];
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "Expected 3D (unbatched) or 4D (batched) input to conv2d, but got "
                           "input of size: %s",
                           lunet_shape_str(bx, sizeof bx, x->ndim, x->shape));
@@ -684,7 +684,7 @@ done:
 lunet_status_t lunet_nn_conv2d_reset(lunet_tensor_t *w, lunet_tensor_t *b, lunet_generator_t *g)
 {
     if (w->ndim != 4)
-        return lunet_fail(LUNET_STATUS_RUNTIME, "conv2d init: weight must be 4-D, got %dD",
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "conv2d init: weight must be 4-D, got %dD",
                           w->ndim);
     /* nn.init's code, as PyTorch's reset_parameters (fan_in = C_in / groups * kh * kw) */
     return lunet_init_layer_reset(w, b, g);

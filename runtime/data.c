@@ -126,7 +126,7 @@ lunet_status_t lunet_data_image_batch(lunet_tensor_t *out_x, lunet_tensor_t *out
     lunet_tensor_t *im = images_u8;
     if (im->dtype != LUNET_DTYPE_UINT8 || (im->ndim != 3 && im->ndim != 4) ||
         !lunet_tensor_is_contiguous(im))
-        return lunet_fail(LUNET_STATUS_TYPE,
+        return lunet_error_set(LUNET_STATUS_TYPE,
                           "image_batch: images must be a contiguous uint8 (N, H, W) or (N, C, H, "
                           "W) tensor, got %s %s", lunet_dtype_name(im->dtype),
                           lunet_shape_str(b1, sizeof b1, im->ndim, im->shape));
@@ -136,44 +136,44 @@ lunet_status_t lunet_data_image_batch(lunet_tensor_t *out_x, lunet_tensor_t *out
     int64_t plane = H * W;
     int64_t want[4] = {n, C, H, W};
     if (n < 0)
-        return lunet_fail(LUNET_STATUS_VALUE, "image_batch: negative batch size %lld",
+        return lunet_error_set(LUNET_STATUS_VALUE, "image_batch: negative batch size %lld",
                           (long long)n);
     if (out_x->dtype != LUNET_DTYPE_FLOAT32 || !lunet_tensor_is_contiguous(out_x) ||
         out_x->numel != n * C * plane || out_x->ndim < 1 || out_x->shape[0] != n)
-        return lunet_fail(LUNET_STATUS_VALUE,
+        return lunet_error_set(LUNET_STATUS_VALUE,
                           "image_batch: output must be a contiguous float32 %s tensor, got %s %s",
                           lunet_shape_str(b1, sizeof b1, 4, want), lunet_dtype_name(out_x->dtype),
                           lunet_shape_str(b2, sizeof b2, out_x->ndim, out_x->shape));
     if (out_y) {
         if (!labels)
-            return lunet_fail(LUNET_STATUS_VALUE, "image_batch: label output without labels");
+            return lunet_error_set(LUNET_STATUS_VALUE, "image_batch: label output without labels");
         if (out_y->dtype != LUNET_DTYPE_INT64 || out_y->numel != n ||
             !lunet_tensor_is_contiguous(out_y))
-            return lunet_fail(LUNET_STATUS_VALUE,
+            return lunet_error_set(LUNET_STATUS_VALUE,
                               "image_batch: label output must be a contiguous int64 [%lld] "
                               "tensor, got %s %s", (long long)n, lunet_dtype_name(out_y->dtype),
                               lunet_shape_str(b2, sizeof b2, out_y->ndim, out_y->shape));
         if (labels->dtype != LUNET_DTYPE_INT64 || labels->ndim != 1 || labels->shape[0] != N ||
             !lunet_tensor_is_contiguous(labels))
-            return lunet_fail(LUNET_STATUS_VALUE,
+            return lunet_error_set(LUNET_STATUS_VALUE,
                               "image_batch: labels must be a contiguous int64 [%lld] tensor, got "
                               "%s %s", (long long)N, lunet_dtype_name(labels->dtype),
                               lunet_shape_str(b2, sizeof b2, labels->ndim, labels->shape));
     }
     if (!(scale_div > 0) || !isfinite(scale_div))
-        return lunet_fail(LUNET_STATUS_VALUE, "image_batch: scale divisor must be positive, got %g",
+        return lunet_error_set(LUNET_STATUS_VALUE, "image_batch: scale divisor must be positive, got %g",
                           scale_div);
     if (nnorm != 0 && nnorm != 1 && nnorm != C)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "image_batch: Normalize has %d means/stds for %lld channels", nnorm,
                           (long long)C);
     for (int c = 0; c < nnorm; c++)
         if ((float)std[c] == 0.0f)
-            return lunet_fail(LUNET_STATUS_VALUE, "%s", zero_std_msg);
+            return lunet_error_set(LUNET_STATUS_VALUE, "%s", zero_std_msg);
     /* Validate every index before writing, so a bad index leaves the outputs untouched. */
     for (int64_t b = 0; b < n; b++)
         if (idx[b] < 0 || idx[b] >= N)
-            return lunet_fail(LUNET_STATUS_INDEX,
+            return lunet_error_set(LUNET_STATUS_INDEX,
                               "image_batch: index %lld is out of range for a dataset of size "
                               "%lld (batch position %lld)", (long long)idx[b], (long long)N,
                               (long long)b);
@@ -204,7 +204,7 @@ lunet_status_t lunet_data_to_tensor(lunet_tensor_t **out, lunet_tensor_t *img)
 {
     char b1[LUNET_SHAPE_BUF];
     if (img->dtype != LUNET_DTYPE_UINT8 || (img->ndim != 2 && img->ndim != 3))
-        return lunet_fail(LUNET_STATUS_TYPE,
+        return lunet_error_set(LUNET_STATUS_TYPE,
                           "pic should be PIL Image or ndarray (in Lunet: a uint8 (H, W) or (H, "
                           "W, C) tensor). Got a %s tensor of size %s", lunet_dtype_name(img->dtype),
                           lunet_shape_str(b1, sizeof b1, img->ndim, img->shape));
@@ -235,10 +235,10 @@ lunet_status_t lunet_data_normalize(lunet_tensor_t **out, lunet_tensor_t *x, int
 {
     char b1[LUNET_SHAPE_BUF];
     if (!lunet_dtype_is_floating(x->dtype))
-        return lunet_fail(LUNET_STATUS_TYPE, "Input tensor should be a float tensor. Got torch.%s.",
+        return lunet_error_set(LUNET_STATUS_TYPE, "Input tensor should be a float tensor. Got torch.%s.",
                           lunet_dtype_name(x->dtype));
     if (x->ndim < 3)
-        return lunet_fail(LUNET_STATUS_VALUE,
+        return lunet_error_set(LUNET_STATUS_VALUE,
                           "Expected tensor to be a tensor image of size (..., C, H, W). Got "
                           "tensor.size() = torch.Size(%s)",
                           lunet_shape_str(b1, sizeof b1, x->ndim, x->shape));
@@ -247,9 +247,9 @@ lunet_status_t lunet_data_normalize(lunet_tensor_t **out, lunet_tensor_t *x, int
     bool f32 = x->dtype == LUNET_DTYPE_FLOAT32;
     for (int i = 0; i < nstd; i++)
         if (f32 ? (float)std[i] == 0.0f : std[i] == 0.0)
-            return lunet_fail(LUNET_STATUS_VALUE, "%s", zero_std_msg);
+            return lunet_error_set(LUNET_STATUS_VALUE, "%s", zero_std_msg);
     if ((nmean != 1 && nmean != C) || (nstd != 1 && nstd != C) || nmean < 1 || nstd < 1)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "The size of tensor a (%lld) must match the size of tensor b (%d) at "
                           "non-singleton dimension 0", (long long)C, nmean != 1 && nmean != C ? nmean : nstd);
     lunet_tensor_t *c, *r;
@@ -290,7 +290,7 @@ lunet_status_t lunet_data_normalize(lunet_tensor_t **out, lunet_tensor_t *x, int
 lunet_status_t lunet_data_label_histogram(int64_t *out, lunet_tensor_t *labels, int64_t nclass)
 {
     if (labels->dtype != LUNET_DTYPE_INT64 && labels->dtype != LUNET_DTYPE_UINT8)
-        return lunet_fail(LUNET_STATUS_TYPE, "labels must be int64 or uint8, got %s",
+        return lunet_error_set(LUNET_STATUS_TYPE, "labels must be int64 or uint8, got %s",
                           lunet_dtype_name(labels->dtype));
     lunet_tensor_t *c;
     lunet_status_t st = lunet_tensor_contiguous(&c, labels);
@@ -303,7 +303,7 @@ lunet_status_t lunet_data_label_histogram(int64_t *out, lunet_tensor_t *labels, 
                                                   : ((const uint8_t *)d)[i];
         if (v < 0 || v >= nclass) {
             lunet_tensor_release(c);
-            return lunet_fail(LUNET_STATUS_VALUE,
+            return lunet_error_set(LUNET_STATUS_VALUE,
                               "label %lld at position %lld is outside [0, %lld)", (long long)v,
                               (long long)i, (long long)nclass);
         }
@@ -344,7 +344,7 @@ lunet_status_t lunet_data_write_png(const char *path, lunet_tensor_t *img)
     if (img->dtype != LUNET_DTYPE_UINT8 || (img->ndim != 2 && img->ndim != 3) ||
         (img->ndim == 3 && img->shape[2] != 3) || img->numel == 0 ||
         img->shape[0] > 65535 || img->shape[1] > 65535)
-        return lunet_fail(LUNET_STATUS_VALUE,
+        return lunet_error_set(LUNET_STATUS_VALUE,
                           "write_png: %s: expected a non-empty uint8 (H, W) or (H, W, 3) image, "
                           "got %s %s", path, lunet_dtype_name(img->dtype),
                           lunet_shape_str(b1, sizeof b1, img->ndim, img->shape));
@@ -359,7 +359,7 @@ lunet_status_t lunet_data_write_png(const char *path, lunet_tensor_t *img)
     uLongf zn = compressBound((uLong)raw_n);
     unsigned char *z = malloc(zn);
     if (!raw || !z) {
-        st = lunet_fail(LUNET_STATUS_NOMEM, "write_png: %s: out of memory", path);
+        st = lunet_error_set(LUNET_STATUS_NOMEM, "write_png: %s: out of memory", path);
         goto done;
     }
     const uint8_t *px = lunet_tensor_data(c);
@@ -368,7 +368,7 @@ lunet_status_t lunet_data_write_png(const char *path, lunet_tensor_t *img)
         memcpy(raw + (size_t)r * row + 1, px + r * W * C, row - 1);
     }
     if (compress2(z, &zn, raw, (uLong)raw_n, 9) != Z_OK) {
-        st = lunet_fail(LUNET_STATUS_IO, "write_png: %s: zlib compress failed", path);
+        st = lunet_error_set(LUNET_STATUS_IO, "write_png: %s: zlib compress failed", path);
         goto done;
     }
     lunet_afile_t f; /* atomic_file.c: a reader never sees half an image */

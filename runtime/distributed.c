@@ -65,7 +65,7 @@ lunet_status_t lunet_dist_op_parse(lunet_dist_op_t *out, const char *name)
             return LUNET_OK;
         }
     }
-    return lunet_fail(LUNET_STATUS_VALUE,
+    return lunet_error_set(LUNET_STATUS_VALUE,
                       "all_reduce: unknown op '%s' (expected sum, avg, max or min)", name);
 }
 
@@ -80,7 +80,7 @@ bool lunet_dist_is_available(void)
 
 static lunet_status_t not_initialized(void)
 {
-    return lunet_fail(LUNET_STATUS_RUNTIME,
+    return lunet_error_set(LUNET_STATUS_RUNTIME,
                       "Default process group has not been initialized, please make sure to "
                       "call init_process_group.");
 }
@@ -90,19 +90,19 @@ static lunet_status_t check_backend(const char *backend)
 {
     static const char *const torch_backends[] = {"gloo", "nccl", "ucc"};
     if (backend == NULL)
-        return lunet_fail(LUNET_STATUS_VALUE, "init_process_group: backend must be given (\"mpi\")");
+        return lunet_error_set(LUNET_STATUS_VALUE, "init_process_group: backend must be given (\"mpi\")");
     if (strcasecmp(backend, "mpi") == 0)
         return LUNET_OK;
     if (strcasecmp(backend, "tcp") == 0)
-        return lunet_fail(LUNET_STATUS_VALUE,
+        return lunet_error_set(LUNET_STATUS_VALUE,
                           "TCP backend has been deprecated. Please use Gloo or MPI backend for "
                           "collective operations on CPU tensors.");
     for (size_t i = 0; i < sizeof torch_backends / sizeof torch_backends[0]; i++)
         if (strcasecmp(backend, torch_backends[i]) == 0)
-            return lunet_fail(LUNET_STATUS_RUNTIME,
+            return lunet_error_set(LUNET_STATUS_RUNTIME,
                               "init_process_group: Lunet has only the mpi backend, not '%s'",
                               backend);
-    return lunet_fail(LUNET_STATUS_VALUE, "Invalid backend: '%s'", backend);
+    return lunet_error_set(LUNET_STATUS_VALUE, "Invalid backend: '%s'", backend);
 }
 
 #ifndef LUNET_HAVE_MPI
@@ -112,7 +112,7 @@ lunet_status_t lunet_dist_init(const char *backend)
     lunet_status_t st = check_backend(backend);
     if (st)
         return st;
-    return lunet_fail(LUNET_STATUS_RUNTIME,
+    return lunet_error_set(LUNET_STATUS_RUNTIME,
                       "init_process_group: Lunet was built without MPI (install libopenmpi-dev "
                       "and openmpi-bin, e.g. `make deps`, then rebuild)");
 }
@@ -191,7 +191,7 @@ static lunet_status_t mpi_fail(const char *what, int rc)
     int len = 0;
     if (MPI_Error_string(rc, text, &len) != MPI_SUCCESS)
         snprintf(text, sizeof text, "MPI error %d", rc);
-    return lunet_fail(LUNET_STATUS_RUNTIME, "%s: MPI failed: %s", what, text);
+    return lunet_error_set(LUNET_STATUS_RUNTIME, "%s: MPI failed: %s", what, text);
 }
 
 lunet_status_t lunet_dist_init(const char *backend)
@@ -200,17 +200,17 @@ lunet_status_t lunet_dist_init(const char *backend)
     if (st)
         return st;
     if (group.initialized)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "trying to initialize the default process group twice!");
     if (group.finalized)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "init_process_group: MPI was finalized by destroy_process_group and "
                           "cannot start again in the same process");
     int inited = 0, fin = 0, rc;
     MPI_Initialized(&inited);
     MPI_Finalized(&fin);
     if (fin)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "init_process_group: MPI has been finalized in this process");
     if (!inited) {
         int provided = 0;
@@ -286,26 +286,26 @@ static lunet_status_t agree(int64_t *h, lunet_status_t local)
     if (local)
         return local;
     if (got[H_KIND] != -got[H_LEN + H_KIND])
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "%s: the ranks called different collectives at the same time (this "
                           "rank called %s)", name, name);
     if (got[H_ERR])
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "%s: the call failed on rank %lld (its error says why)", name,
                           (long long)(got[H_ERR] - 1));
     bool same[H_LEN];
     for (int i = 0; i < H_LEN; i++)
         same[i] = got[i] == -got[H_LEN + i];
     if (!same[H_OP])
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "%s: the ranks passed different ops (this rank: %s)", name,
                           lunet_dist_op_name((lunet_dist_op_t)h[H_OP]));
     if (!same[H_ROOT])
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "%s: the ranks passed different src ranks (this rank: %lld)", name,
                           (long long)h[H_ROOT]);
     if (!same[H_DTYPE])
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "%s: the tensor's dtype differs between ranks (this rank: %s)", name,
                           lunet_dtype_name((lunet_dtype_t)h[H_DTYPE]));
     bool shape_same = same[H_NDIM];
@@ -313,7 +313,7 @@ static lunet_status_t agree(int64_t *h, lunet_status_t local)
         shape_same = shape_same && same[H_SHAPE + d];
     if (!shape_same) {
         char sb[LUNET_SHAPE_BUF];
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "%s: the tensor's shape differs between ranks (this rank: %s)", name,
                           lunet_shape_str(sb, sizeof sb, (int)h[H_NDIM], h + H_SHAPE));
     }
@@ -365,7 +365,7 @@ static lunet_status_t check_arg(const char *name, const char *what, const lunet_
                                 bool write)
 {
     if (t == NULL)
-        return lunet_fail(LUNET_STATUS_TYPE, "%s: %s must be a tensor", name, what);
+        return lunet_error_set(LUNET_STATUS_TYPE, "%s: %s must be a tensor", name, what);
     return write ? lunet_tensor_check_writable(t) : LUNET_OK;
 }
 
@@ -421,9 +421,9 @@ lunet_status_t lunet_dist_all_reduce(lunet_tensor_t *t, lunet_dist_op_t op)
     lunet_tensor_t *buf = NULL;
     lunet_status_t st = check_arg("all_reduce", "tensor", t, true);
     if (!st && (unsigned)op >= LUNET_DIST_OP_COUNT)
-        st = lunet_fail(LUNET_STATUS_VALUE, "all_reduce: invalid op %d", (int)op);
+        st = lunet_error_set(LUNET_STATUS_VALUE, "all_reduce: invalid op %d", (int)op);
     if (!st && op == LUNET_DIST_OP_AVG && !lunet_dtype_is_floating(t->dtype))
-        st = lunet_fail(LUNET_STATUS_RUNTIME,
+        st = lunet_error_set(LUNET_STATUS_RUNTIME,
                         "all_reduce: op avg needs a floating point tensor, got %s",
                         lunet_dtype_name(t->dtype));
     if (!st) {
@@ -456,7 +456,7 @@ lunet_status_t lunet_dist_broadcast(lunet_tensor_t *t, int src)
     bool root = src == group.rank;
     lunet_status_t st = check_arg("broadcast", "tensor", t, !root);
     if (!st && (src < 0 || src >= group.size))
-        st = lunet_fail(LUNET_STATUS_RUNTIME, "broadcast: invalid root rank: %d (world size %d)",
+        st = lunet_error_set(LUNET_STATUS_RUNTIME, "broadcast: invalid root rank: %d (world size %d)",
                         src, group.size);
     if (!st) {
         header_tensor(h, t);
@@ -483,11 +483,11 @@ static lunet_status_t check_gather(lunet_tensor_t *const *outs, int nouts, lunet
     if (st)
         return st;
     if (nouts != group.size)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "all_gather: tensor_list has %d tensors, expected one per rank (%d)",
                           nouts, group.size);
     if (t->numel > INT_MAX)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "all_gather: tensors of more than %d elements are not supported",
                           INT_MAX);
     for (int i = 0; i < nouts; i++) {
@@ -496,7 +496,7 @@ static lunet_status_t check_gather(lunet_tensor_t *const *outs, int nouts, lunet
         if (outs[i]->dtype != t->dtype ||
             !lunet_shape_equal(outs[i]->ndim, outs[i]->shape, t->ndim, t->shape)) {
             char sa[LUNET_SHAPE_BUF], sb[LUNET_SHAPE_BUF];
-            return lunet_fail(LUNET_STATUS_RUNTIME,
+            return lunet_error_set(LUNET_STATUS_RUNTIME,
                               "all_gather: tensor_list[%d] is %s %s, the input tensor is %s %s",
                               i, lunet_dtype_name(outs[i]->dtype),
                               lunet_shape_str(sa, sizeof sa, outs[i]->ndim, outs[i]->shape),
@@ -572,23 +572,23 @@ static lunet_status_t check_coalesced(lunet_tensor_t *flat, int n, lunet_tensor_
     if (st)
         return st;
     if (!lunet_tensor_is_contiguous(flat))
-        return lunet_fail(LUNET_STATUS_RUNTIME, "%s: the flat buffer must be contiguous", name);
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "%s: the flat buffer must be contiguous", name);
     if (prescale != 1 && !lunet_dtype_is_floating(flat->dtype))
-        return lunet_fail(LUNET_STATUS_RUNTIME, "%s: a scale needs floating point tensors, got %s",
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "%s: a scale needs floating point tensors, got %s",
                           name, lunet_dtype_name(flat->dtype));
     int64_t total = 0;
     for (int i = 0; i < n; i++) {
         if ((st = check_arg(name, "every tensor", ts[i], true)))
             return st;
         if (ts[i]->dtype != flat->dtype || !lunet_tensor_is_contiguous(ts[i]))
-            return lunet_fail(LUNET_STATUS_RUNTIME,
+            return lunet_error_set(LUNET_STATUS_RUNTIME,
                               "%s: tensor %d is %s%s, the flat buffer is %s", name, i,
                               lunet_tensor_is_contiguous(ts[i]) ? "" : "non-contiguous ",
                               lunet_dtype_name(ts[i]->dtype), lunet_dtype_name(flat->dtype));
         total += ts[i]->numel;
     }
     if (total != flat->numel)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "%s: the tensors hold %lld elements, the flat buffer %lld", name,
                           (long long)total, (long long)flat->numel);
     return LUNET_OK;

@@ -117,7 +117,7 @@ static lunet_status_t src_raw(source_t *s, const unsigned char **p, size_t *n)
     if (s->fp) {
         size_t got = fread(s->inbuf, 1, IO_CHUNK, s->fp);
         if (got == 0 && ferror(s->fp))
-            return lunet_fail(LUNET_STATUS_IO, "read_idx: %s: read error: %s", s->name,
+            return lunet_error_set(LUNET_STATUS_IO, "read_idx: %s: read error: %s", s->name,
                               strerror(errno));
         *p = s->inbuf;
         *n = got;
@@ -139,7 +139,7 @@ static lunet_status_t src_read(source_t *s, void *dst, size_t n, size_t *got)
         if (s->fp) {
             *got = fread(dst, 1, n, s->fp);
             if (*got < n && ferror(s->fp))
-                return lunet_fail(LUNET_STATUS_IO, "read_idx: %s: read error: %s", s->name,
+                return lunet_error_set(LUNET_STATUS_IO, "read_idx: %s: read error: %s", s->name,
                                   strerror(errno));
         } else {
             size_t left = s->memlen - s->mempos;
@@ -165,7 +165,7 @@ static lunet_status_t src_read(source_t *s, void *dst, size_t n, size_t *got)
                 s->zs.avail_in = (uInt)m;
             }
             if (s->zs.next_in[0] != 0x1f)
-                return lunet_fail(LUNET_STATUS_VALUE,
+                return lunet_error_set(LUNET_STATUS_VALUE,
                                   "read_idx: %s: corrupt gzip stream: garbage after the end of "
                                   "the compressed data", s->name);
             inflateReset(&s->zs);
@@ -178,7 +178,7 @@ static lunet_status_t src_read(source_t *s, void *dst, size_t n, size_t *got)
             if (st)
                 return st;
             if (m == 0)
-                return lunet_fail(LUNET_STATUS_VALUE,
+                return lunet_error_set(LUNET_STATUS_VALUE,
                                   "read_idx: %s: corrupt gzip stream: truncated (the compressed "
                                   "data ends before its end marker)", s->name);
             s->zs.next_in = (unsigned char *)(uintptr_t)p;
@@ -194,7 +194,7 @@ static lunet_status_t src_read(source_t *s, void *dst, size_t n, size_t *got)
         if (rc == Z_STREAM_END)
             s->zend = true;
         else if (rc != Z_OK && rc != Z_BUF_ERROR)
-            return lunet_fail(LUNET_STATUS_VALUE, "read_idx: %s: corrupt gzip stream: %s",
+            return lunet_error_set(LUNET_STATUS_VALUE, "read_idx: %s: corrupt gzip stream: %s",
                               s->name, s->zs.msg ? s->zs.msg : zError(rc));
     }
     return LUNET_OK;
@@ -207,7 +207,7 @@ static lunet_status_t src_start(source_t *s)
     if (s->fp) {
         got = fread(magic, 1, 2, s->fp);
         if (fseek(s->fp, 0, SEEK_SET) != 0)
-            return lunet_fail(LUNET_STATUS_IO, "read_idx: %s: cannot seek: %s", s->name,
+            return lunet_error_set(LUNET_STATUS_IO, "read_idx: %s: cannot seek: %s", s->name,
                               strerror(errno));
     } else {
         got = s->memlen < 2 ? s->memlen : 2;
@@ -217,10 +217,10 @@ static lunet_status_t src_start(source_t *s)
     if (!s->gz)
         return LUNET_OK;
     if (s->fp && !(s->inbuf = malloc(IO_CHUNK)))
-        return lunet_fail(LUNET_STATUS_NOMEM, "read_idx: %s: out of memory", s->name);
+        return lunet_error_set(LUNET_STATUS_NOMEM, "read_idx: %s: out of memory", s->name);
     memset(&s->zs, 0, sizeof s->zs);
     if (inflateInit2(&s->zs, 15 + 16) != Z_OK)
-        return lunet_fail(LUNET_STATUS_NOMEM, "read_idx: %s: cannot start zlib", s->name);
+        return lunet_error_set(LUNET_STATUS_NOMEM, "read_idx: %s: cannot start zlib", s->name);
     s->zinit = true;
     return LUNET_OK;
 }
@@ -298,34 +298,34 @@ static lunet_status_t read_source(lunet_tensor_t **out, source_t *s)
     if (st)
         return st;
     if (got == 0)
-        return lunet_fail(LUNET_STATUS_VALUE, "read_idx: %s: file is empty (no IDX header)",
+        return lunet_error_set(LUNET_STATUS_VALUE, "read_idx: %s: file is empty (no IDX header)",
                           name);
     if (got < 4)
-        return lunet_fail(LUNET_STATUS_VALUE,
+        return lunet_error_set(LUNET_STATUS_VALUE,
                           "read_idx: %s: truncated header: %zu of the 4 magic bytes", name, got);
     if (head[0] != 0 || head[1] != 0)
-        return lunet_fail(LUNET_STATUS_VALUE,
+        return lunet_error_set(LUNET_STATUS_VALUE,
                           "read_idx: %s: bad magic %02x %02x %02x %02x (an IDX file starts with "
                           "00 00 <type code> <number of dims>)",
                           name, head[0], head[1], head[2], head[3]);
     int code = head[2], nd = head[3];
     int width = code_width(code);
     if (!width)
-        return lunet_fail(LUNET_STATUS_VALUE,
+        return lunet_error_set(LUNET_STATUS_VALUE,
                           "read_idx: %s: unknown type code 0x%02x (expected 0x08, 0x09, 0x0B, "
                           "0x0C, 0x0D or 0x0E)", name, code);
     if (nd == 0)
-        return lunet_fail(LUNET_STATUS_VALUE,
+        return lunet_error_set(LUNET_STATUS_VALUE,
                           "read_idx: %s: zero dims in the header (an IDX file needs at least 1)",
                           name);
     if (nd > LUNET_MAX_DIMS)
-        return lunet_fail(LUNET_STATUS_VALUE,
+        return lunet_error_set(LUNET_STATUS_VALUE,
                           "read_idx: %s: absurd number of dims %d in the header (at most %d "
                           "supported)", name, nd, LUNET_MAX_DIMS);
     if ((st = src_read(s, head + 4, 4 * (size_t)nd, &got)))
         return st;
     if (got < 4 * (size_t)nd)
-        return lunet_fail(LUNET_STATUS_VALUE,
+        return lunet_error_set(LUNET_STATUS_VALUE,
                           "read_idx: %s: truncated header: %zu of the %d size bytes", name, got,
                           4 * nd);
     int64_t shape[LUNET_MAX_DIMS];
@@ -336,7 +336,7 @@ static lunet_status_t read_source(lunet_tensor_t **out, source_t *s)
     for (int i = 0; i < nd; i++) {
         uint32_t d = load_be32(head + 4 + 4 * i);
         if (d > INT32_MAX)
-            return lunet_fail(LUNET_STATUS_VALUE,
+            return lunet_error_set(LUNET_STATUS_VALUE,
                               "read_idx: %s: absurd size %u for dim %d in the header", name, d, i);
         shape[i] = d;
         if (d == 0) {
@@ -351,7 +351,7 @@ static lunet_status_t read_source(lunet_tensor_t **out, source_t *s)
     numel = empty ? 0 : nonzero;
     char sbuf[LUNET_SHAPE_BUF];
     if (overflow || nonzero * (uint64_t)width > LUNET_IDX_MAX_BYTES)
-        return lunet_fail(LUNET_STATUS_VALUE,
+        return lunet_error_set(LUNET_STATUS_VALUE,
                           "read_idx: %s: sizes %s overflow: the product times %d bytes exceeds "
                           "the %llu-byte limit", name, lunet_shape_str(sbuf, sizeof sbuf, nd, shape),
                           width, (unsigned long long)LUNET_IDX_MAX_BYTES);
@@ -360,19 +360,19 @@ static lunet_status_t read_source(lunet_tensor_t **out, source_t *s)
     lunet_shape_str(sbuf, sizeof sbuf, nd, shape);
     if (!s->gz) {
         if (s->total < hbytes + body)
-            return lunet_fail(LUNET_STATUS_VALUE,
+            return lunet_error_set(LUNET_STATUS_VALUE,
                               "read_idx: %s: body is shorter than the header says: %llu bytes, "
                               "but sizes %s of %s need %llu", name,
                               (unsigned long long)(s->total - hbytes), sbuf, code_name(code),
                               (unsigned long long)body);
         if (s->total > hbytes + body)
-            return lunet_fail(LUNET_STATUS_VALUE,
+            return lunet_error_set(LUNET_STATUS_VALUE,
                               "read_idx: %s: body is longer than the header says: %llu bytes, "
                               "but sizes %s of %s need %llu", name,
                               (unsigned long long)(s->total - hbytes), sbuf, code_name(code),
                               (unsigned long long)body);
     } else if (body / GZIP_MAX_RATIO > s->total + 1024) {
-        return lunet_fail(LUNET_STATUS_VALUE,
+        return lunet_error_set(LUNET_STATUS_VALUE,
                           "read_idx: %s: body is shorter than the header says: sizes %s of %s "
                           "need %llu bytes, more than a %llu-byte gzip stream can hold", name,
                           sbuf, code_name(code), (unsigned long long)body,
@@ -382,7 +382,7 @@ static lunet_status_t read_source(lunet_tensor_t **out, source_t *s)
     if ((st = lunet_tensor_empty(&t, code_dtype(code), nd, shape))) {
         char why[256];
         snprintf(why, sizeof why, "%s", lunet_error_message());
-        return lunet_fail(st, "read_idx: %s: %s", name, why);
+        return lunet_error_set(st, "read_idx: %s: %s", name, why);
     }
     /* The raw body goes at the end of the storage so widening to int64 can run forward. */
     size_t esz = lunet_dtype_size(t->dtype);
@@ -393,7 +393,7 @@ static lunet_status_t read_source(lunet_tensor_t **out, source_t *s)
     }
     if (got < body) {
         lunet_tensor_release(t);
-        return lunet_fail(LUNET_STATUS_VALUE,
+        return lunet_error_set(LUNET_STATUS_VALUE,
                           "read_idx: %s: body is shorter than the header says: %zu bytes, but "
                           "sizes %s of %s need %llu", name, got, sbuf, code_name(code),
                           (unsigned long long)body);
@@ -408,7 +408,7 @@ static lunet_status_t read_source(lunet_tensor_t **out, source_t *s)
         }
         if (got) {
             lunet_tensor_release(t);
-            return lunet_fail(LUNET_STATUS_VALUE,
+            return lunet_error_set(LUNET_STATUS_VALUE,
                               "read_idx: %s: body is longer than the header says: at least "
                               "%llu bytes, but sizes %s of %s need %llu", name,
                               (unsigned long long)(body + got), sbuf, code_name(code),
@@ -424,12 +424,12 @@ lunet_status_t lunet_idx_read(lunet_tensor_t **out, const char *path)
 {
     FILE *fp = fopen(path, "rb");
     if (!fp)
-        return lunet_fail(LUNET_STATUS_IO, "read_idx: cannot open %s: %s", path,
+        return lunet_error_set(LUNET_STATUS_IO, "read_idx: cannot open %s: %s", path,
                           strerror(errno));
     struct stat sb;
     if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode)) {
         fclose(fp);
-        return lunet_fail(LUNET_STATUS_IO, "read_idx: %s is not a regular file", path);
+        return lunet_error_set(LUNET_STATUS_IO, "read_idx: %s is not a regular file", path);
     }
     source_t s = {.name = path, .fp = fp, .total = (uint64_t)sb.st_size};
     lunet_status_t st = src_start(&s);
@@ -446,7 +446,7 @@ lunet_status_t lunet_idx_read_buffer(lunet_tensor_t **out, const void *buf, size
     if (!name)
         name = "<buffer>";
     if (!buf && len)
-        return lunet_fail(LUNET_STATUS_VALUE, "read_idx: %s: NULL buffer", name);
+        return lunet_error_set(LUNET_STATUS_VALUE, "read_idx: %s: NULL buffer", name);
     static const unsigned char empty[1];
     source_t s = {.name = name, .mem = buf ? buf : empty, .memlen = len, .total = len};
     lunet_status_t st = src_start(&s);
@@ -483,7 +483,7 @@ static lunet_status_t sink_put(sink_t *k, const unsigned char *p, size_t n, bool
         k->zs.avail_out = IO_CHUNK;
         int rc = deflate(&k->zs, finish ? Z_FINISH : Z_NO_FLUSH);
         if (rc == Z_STREAM_ERROR)
-            return lunet_fail(LUNET_STATUS_IO, "write_idx: %s: zlib deflate failed", k->path);
+            return lunet_error_set(LUNET_STATUS_IO, "write_idx: %s: zlib deflate failed", k->path);
         lunet_status_t st = write_all(k, k->out, IO_CHUNK - k->zs.avail_out);
         if (st)
             return st;
@@ -519,7 +519,7 @@ static lunet_status_t check_fits(const char *path, lunet_tensor_t *t, int code)
         if (t->dtype == LUNET_DTYPE_INT64) {
             int64_t iv = *(const int64_t *)p;
             if (iv < (int64_t)lo || iv > (int64_t)hi)
-                return lunet_fail(LUNET_STATUS_VALUE,
+                return lunet_error_set(LUNET_STATUS_VALUE,
                                   "write_idx: %s: element %lld = %lld does not fit type %s",
                                   path, (long long)i, (long long)iv, code_name(code));
             continue;
@@ -530,14 +530,14 @@ static lunet_status_t check_fits(const char *path, lunet_tensor_t *t, int code)
                 /* values that round to FLT_MAX are still representable */
                 float f = (float)v;
                 if (isinf(f))
-                    return lunet_fail(LUNET_STATUS_VALUE,
+                    return lunet_error_set(LUNET_STATUS_VALUE,
                                       "write_idx: %s: element %lld = %.17g does not fit type %s",
                                       path, (long long)i, v, code_name(code));
             }
             continue;
         }
         if (!(v >= lo && v <= hi) || v != floor(v))
-            return lunet_fail(LUNET_STATUS_VALUE,
+            return lunet_error_set(LUNET_STATUS_VALUE,
                               "write_idx: %s: element %lld = %.17g does not fit type %s", path,
                               (long long)i, v, code_name(code));
     }
@@ -599,7 +599,7 @@ static lunet_status_t write_body(sink_t *k, lunet_tensor_t *t, int code)
     int w = code_width(code);
     unsigned char *buf = malloc(IO_CHUNK);
     if (!buf)
-        return lunet_fail(LUNET_STATUS_NOMEM, "write_idx: %s: out of memory", k->path);
+        return lunet_error_set(LUNET_STATUS_NOMEM, "write_idx: %s: out of memory", k->path);
     int64_t per = IO_CHUNK / w;
     for (int64_t i = 0; i < t->numel && !st; i += per) {
         int64_t n = t->numel - i < per ? t->numel - i : per;
@@ -615,7 +615,7 @@ static lunet_status_t write_body(sink_t *k, lunet_tensor_t *t, int code)
 lunet_status_t lunet_idx_write(const char *path, lunet_tensor_t *t, int type_code, bool gzip)
 {
     if (!path || !*path)
-        return lunet_fail(LUNET_STATUS_VALUE, "write_idx: empty path");
+        return lunet_error_set(LUNET_STATUS_VALUE, "write_idx: empty path");
     if (type_code == 0) {
         switch (t->dtype) {
         case LUNET_DTYPE_UINT8: case LUNET_DTYPE_BOOL: type_code = 0x08; break;
@@ -625,16 +625,16 @@ lunet_status_t lunet_idx_write(const char *path, lunet_tensor_t *t, int type_cod
         }
     }
     if (!code_width(type_code))
-        return lunet_fail(LUNET_STATUS_VALUE,
+        return lunet_error_set(LUNET_STATUS_VALUE,
                           "write_idx: %s: unknown type code 0x%02x (expected 0x08, 0x09, 0x0B, "
                           "0x0C, 0x0D or 0x0E)", path, type_code);
     if (t->ndim < 1)
-        return lunet_fail(LUNET_STATUS_VALUE,
+        return lunet_error_set(LUNET_STATUS_VALUE,
                           "write_idx: %s: a 0-d tensor cannot be written (IDX needs at least 1 "
                           "dim; reshape it to (1))", path);
     for (int i = 0; i < t->ndim; i++)
         if (t->shape[i] > INT32_MAX)
-            return lunet_fail(LUNET_STATUS_VALUE,
+            return lunet_error_set(LUNET_STATUS_VALUE,
                               "write_idx: %s: size %lld of dim %d is too large for IDX", path,
                               (long long)t->shape[i], i);
     lunet_tensor_t *c;
@@ -648,7 +648,7 @@ lunet_status_t lunet_idx_write(const char *path, lunet_tensor_t *t, int type_cod
     sink_t *k = calloc(1, sizeof *k);
     if (!k) {
         lunet_tensor_release(c);
-        return lunet_fail(LUNET_STATUS_NOMEM, "write_idx: %s: out of memory", path);
+        return lunet_error_set(LUNET_STATUS_NOMEM, "write_idx: %s: out of memory", path);
     }
     /* atomic_file.c: the old file or the whole new one, never a part */
     k->path = path;
@@ -659,7 +659,7 @@ lunet_status_t lunet_idx_write(const char *path, lunet_tensor_t *t, int type_cod
         /* windowBits 15 + 16: a gzip wrapper that gunzip and read_idx understand. */
         if (deflateInit2(&k->zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8,
                          Z_DEFAULT_STRATEGY) != Z_OK) {
-            st = lunet_fail(LUNET_STATUS_NOMEM, "write_idx: %s: cannot start zlib", path);
+            st = lunet_error_set(LUNET_STATUS_NOMEM, "write_idx: %s: cannot start zlib", path);
             goto fail_fd;
         }
         k->zinit = true;

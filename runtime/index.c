@@ -16,7 +16,7 @@ static lunet_status_t check_dim_index(int *d, int64_t dim, const lunet_tensor_t 
     if (st)
         return st;
     if (index->dtype != LUNET_DTYPE_INT64)
-        return lunet_fail(LUNET_STATUS_RUNTIME, "%s(): Expected dtype int64 for index", op);
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "%s(): Expected dtype int64 for index", op);
     return LUNET_OK;
 }
 
@@ -31,12 +31,12 @@ lunet_status_t lunet_tensor_gather(lunet_tensor_t **out, lunet_tensor_t *x, int6
         return st;
     int xnd = x->ndim > 0 ? x->ndim : 1, ind = index->ndim > 0 ? index->ndim : 1;
     if (xnd != ind)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "Index tensor must have the same number of dimensions as input tensor");
     for (int k = 0; k < index->ndim; k++) {
         if (k != d && index->shape[k] > x->shape[k]) {
             char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
-            return lunet_fail(LUNET_STATUS_RUNTIME,
+            return lunet_error_set(LUNET_STATUS_RUNTIME,
                               "Size does not match at dimension %d expected index %s to be "
                               "smaller than self %s apart from dimension %d", k,
                               lunet_shape_str(b1, sizeof b1, index->ndim, index->shape),
@@ -53,7 +53,7 @@ lunet_status_t lunet_tensor_gather(lunet_tensor_t **out, lunet_tensor_t *x, int6
         int64_t v = (int64_t)lunet_tensor_get(index, i);
         if (v < 0 || v >= size) {
             lunet_tensor_release(r);
-            return lunet_fail(LUNET_STATUS_RUNTIME,
+            return lunet_error_set(LUNET_STATUS_RUNTIME,
                               "index %lld is out of bounds for dimension %d with size %lld",
                               (long long)v, d, (long long)size);
         }
@@ -125,7 +125,7 @@ lunet_status_t lunet_tensor_index_select(lunet_tensor_t **out, lunet_tensor_t *x
     if (st)
         return st;
     if (index->ndim > 1)
-        return lunet_fail(LUNET_STATUS_INDEX, "index_select(): Index is supposed to be a vector");
+        return lunet_error_set(LUNET_STATUS_INDEX, "index_select(): Index is supposed to be a vector");
     int64_t size = x->ndim > 0 ? x->shape[d] : 1;
     /* The result's size before the indices, as PyTorch allocates it first: an impossible
        size (a huge expanded index) fails at once instead of after a scan of every index.
@@ -141,7 +141,7 @@ lunet_status_t lunet_tensor_index_select(lunet_tensor_t **out, lunet_tensor_t *x
     for (int64_t i = 0; i < index->numel; i++) {
         int64_t v = (int64_t)lunet_tensor_get(index, i);
         if (v < 0 || v >= size)
-            return lunet_fail(LUNET_STATUS_INDEX,
+            return lunet_error_set(LUNET_STATUS_INDEX,
                               "index out of range in self: index %lld is out of bounds for "
                               "dimension %d with size %lld", (long long)v, d, (long long)size);
     }
@@ -184,11 +184,11 @@ static lunet_status_t expand_masks(int *nout, lunet_tensor_t **out, const lunet_
         lunet_tensor_t *t = idx[j];
         if (t->dtype == LUNET_DTYPE_BOOL || t->dtype == LUNET_DTYPE_UINT8) {
             if (n + t->ndim > x->ndim)
-                return lunet_fail(LUNET_STATUS_INDEX, "too many indices for tensor of dimension %d",
+                return lunet_error_set(LUNET_STATUS_INDEX, "too many indices for tensor of dimension %d",
                                   x->ndim);
             for (int k = 0; k < t->ndim; k++)
                 if (t->shape[k] != x->shape[n + k])
-                    return lunet_fail(LUNET_STATUS_INDEX,
+                    return lunet_error_set(LUNET_STATUS_INDEX,
                                       "The shape of the mask [%lld] at index %d does not match "
                                       "the shape of the indexed tensor [%lld] at index %d",
                                       (long long)t->shape[k], k, (long long)x->shape[n + k], n + k);
@@ -218,7 +218,7 @@ static lunet_status_t expand_masks(int *nout, lunet_tensor_t **out, const lunet_
             out[n++] = t;
             *nout = n;
         } else {
-            return lunet_fail(LUNET_STATUS_INDEX,
+            return lunet_error_set(LUNET_STATUS_INDEX,
                               "tensors used as indices must be long, byte or bool tensors");
         }
     }
@@ -234,7 +234,7 @@ lunet_status_t lunet_tensor_index(lunet_tensor_t **out, lunet_tensor_t *x, int n
     int n = 0;
     lunet_status_t st;
     if (nidx > x->ndim || nidx > LUNET_MAX_DIMS) {
-        st = lunet_fail(LUNET_STATUS_INDEX,
+        st = lunet_error_set(LUNET_STATUS_INDEX,
                         "too many indices for tensor of dimension %d (got %d)", x->ndim, nidx);
         return st;
     }
@@ -256,7 +256,7 @@ lunet_status_t lunet_tensor_index(lunet_tensor_t **out, lunet_tensor_t *x, int n
                 if (len >= sizeof buf)
                     break;
             }
-            st = lunet_fail(LUNET_STATUS_INDEX,
+            st = lunet_error_set(LUNET_STATUS_INDEX,
                             "shape mismatch: indexing tensors could not be broadcast together "
                             "with shapes %s", buf);
             goto done;
@@ -283,7 +283,7 @@ lunet_status_t lunet_tensor_index(lunet_tensor_t **out, lunet_tensor_t *x, int n
             int64_t v = (int64_t)lunet_tensor_get(e, i);
             if (v < -size || v >= size) {
                 lunet_tensor_release(e);
-                st = lunet_fail(LUNET_STATUS_INDEX,
+                st = lunet_error_set(LUNET_STATUS_INDEX,
                                 "index %lld is out of bounds for dimension %d with size %lld",
                                 (long long)v, j, (long long)size);
                 goto done;
@@ -295,7 +295,7 @@ lunet_status_t lunet_tensor_index(lunet_tensor_t **out, lunet_tensor_t *x, int n
     /* result (B..., trailing dims of x) */
     int rnd = bnd + x->ndim - n;
     if (rnd > LUNET_MAX_DIMS) {
-        st = lunet_fail(LUNET_STATUS_INDEX, "index: result has too many dims");
+        st = lunet_error_set(LUNET_STATUS_INDEX, "index: result has too many dims");
         goto done;
     }
     int64_t rshape[LUNET_MAX_DIMS];

@@ -40,14 +40,14 @@ lunet_status_t lunet_init_calculate_gain(double *out, const char *nonlinearity, 
     } else if (!strcmp(nonlinearity, "selu"))
         *out = 3.0 / 4;
     else
-        return lunet_fail(LUNET_STATUS_VALUE, "Unsupported nonlinearity %s", nonlinearity);
+        return lunet_error_set(LUNET_STATUS_VALUE, "Unsupported nonlinearity %s", nonlinearity);
     return LUNET_OK;
 }
 
 lunet_status_t lunet_init_fans(int64_t *fan_in, int64_t *fan_out, const lunet_tensor_t *t)
 {
     if (t->ndim < 2)
-        return lunet_fail(LUNET_STATUS_VALUE,
+        return lunet_error_set(LUNET_STATUS_VALUE,
                           "Fan in and fan out can not be computed for tensor with fewer than 2 "
                           "dimensions");
     int64_t receptive_field_size = 1; /* a product of sizes of a tensor that exists: no overflow */
@@ -68,7 +68,7 @@ static lunet_status_t correct_fan(double *fan, const lunet_tensor_t *t, const ch
         for (; mode[n] && n + 1 < sizeof lower; n++)
             lower[n] = (char)((mode[n] >= 'A' && mode[n] <= 'Z') ? mode[n] - 'A' + 'a' : mode[n]);
         lower[n] = 0;
-        return lunet_fail(LUNET_STATUS_VALUE,
+        return lunet_error_set(LUNET_STATUS_VALUE,
                           "Mode %s not supported, please use one of ['fan_in', 'fan_out']", lower);
     }
     int64_t fan_in, fan_out;
@@ -132,7 +132,7 @@ static lunet_status_t xavier_std(double *std, const lunet_tensor_t *t, double ga
     if (st)
         return st;
     if (fan_in + fan_out == 0)
-        return lunet_fail(LUNET_STATUS_VALUE, "float division by zero"); /* Python's text */
+        return lunet_error_set(LUNET_STATUS_VALUE, "float division by zero"); /* Python's text */
     *std = gain * sqrt(2.0 / (double)(fan_in + fan_out));
     return LUNET_OK;
 }

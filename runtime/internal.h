@@ -39,8 +39,6 @@ struct lunet_storage {
 };
 
 /* ---- error.c */
-/* Same as lunet_error_set, for the runtime's own use. */
-#define lunet_fail lunet_error_set
 /* "[2, 3]" into buf (for messages). */
 const char *lunet_shape_str(char *buf, size_t n, int ndim, const int64_t *shape);
 #define LUNET_SHAPE_BUF 256
@@ -56,9 +54,9 @@ typedef struct lunet_afile {
     bool unnamed; /* an O_TMPFILE, linked at commit */
     bool named;   /* tmp exists on disk */
 } lunet_afile_t;
-lunet_status_t lunet_afile_open(lunet_afile_t *f, const char *what, const char *path);
-lunet_status_t lunet_afile_write(lunet_afile_t *f, const void *data, size_t n);
-lunet_status_t lunet_afile_commit(lunet_afile_t *f);
+LUNET_MUST_CHECK lunet_status_t lunet_afile_open(lunet_afile_t *f, const char *what, const char *path);
+LUNET_MUST_CHECK lunet_status_t lunet_afile_write(lunet_afile_t *f, const void *data, size_t n);
+LUNET_MUST_CHECK lunet_status_t lunet_afile_commit(lunet_afile_t *f);
 void lunet_afile_abort(lunet_afile_t *f);
 
 /* ---- storage.c: a caching allocator, so a steady training loop does not call malloc. */

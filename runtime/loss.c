@@ -40,7 +40,7 @@ lunet_status_t lunet_reduction_parse(lunet_reduction_t *out, const char *name)
             return LUNET_OK;
         }
     }
-    return lunet_fail(LUNET_STATUS_VALUE, "%s is not a valid value for reduction",
+    return lunet_error_set(LUNET_STATUS_VALUE, "%s is not a valid value for reduction",
                       name ? name : "None");
 }
 
@@ -115,24 +115,24 @@ static lunet_status_t check_index_shapes(const lunet_tensor_t *x, const lunet_te
 {
     char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
     if (x->ndim < 1)
-        return lunet_fail(LUNET_STATUS_VALUE, "Expected 1 or more dimensions (got %d)", x->ndim);
+        return lunet_error_set(LUNET_STATUS_VALUE, "Expected 1 or more dimensions (got %d)", x->ndim);
     int64_t tb = t->ndim > 0 ? t->shape[0] : 0;
     if (x->ndim != 1 && x->shape[0] != tb)
-        return lunet_fail(LUNET_STATUS_VALUE,
+        return lunet_error_set(LUNET_STATUS_VALUE,
                           "Expected input batch_size (%lld) to match target batch_size (%lld).",
                           (long long)x->shape[0], (long long)tb);
     if (x->ndim <= 2) {
         if (t->ndim > 1)
-            return lunet_fail(LUNET_STATUS_RUNTIME,
+            return lunet_error_set(LUNET_STATUS_RUNTIME,
                               "0D or 1D target tensor expected, multi-target not supported");
         bool no_batch = x->ndim == 1 && t->ndim == 0;
         if (!no_batch && x->shape[0] != t->shape[0])
-            return lunet_fail(LUNET_STATUS_RUNTIME, "size mismatch (got input: %s, target: %s)",
+            return lunet_error_set(LUNET_STATUS_RUNTIME, "size mismatch (got input: %s, target: %s)",
                               lunet_shape_str(b1, sizeof b1, x->ndim, x->shape),
                               lunet_shape_str(b2, sizeof b2, t->ndim, t->shape));
         int64_t C = x->shape[x->ndim - 1];
         if (w && (w->ndim != 1 || w->numel != C))
-            return lunet_fail(LUNET_STATUS_RUNTIME,
+            return lunet_error_set(LUNET_STATUS_RUNTIME,
                               "weight tensor should be defined either for all %lld classes or no "
                               "classes but got weight tensor of shape: %s",
                               (long long)C, lunet_shape_str(b1, sizeof b1, w->ndim, w->shape));
@@ -140,7 +140,7 @@ static lunet_status_t check_index_shapes(const lunet_tensor_t *x, const lunet_te
     }
     if (x->ndim == 4) {
         if (t->ndim != 3)
-            return lunet_fail(LUNET_STATUS_RUNTIME,
+            return lunet_error_set(LUNET_STATUS_RUNTIME,
                               "only batches of spatial targets supported (3D tensors) but got "
                               "targets of dimension: %d", t->ndim);
     } else if (!lunet_shape_equal(t->ndim - 1, t->shape + 1, x->ndim - 2, x->shape + 2)) {
@@ -148,17 +148,17 @@ static lunet_status_t check_index_shapes(const lunet_tensor_t *x, const lunet_te
         want[0] = x->shape[0];
         for (int k = 2; k < x->ndim; k++)
             want[k - 1] = x->shape[k];
-        return lunet_fail(LUNET_STATUS_RUNTIME, "Expected target size %s, got %s",
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "Expected target size %s, got %s",
                           lunet_shape_str(b1, sizeof b1, x->ndim - 1, want),
                           lunet_shape_str(b2, sizeof b2, t->ndim, t->shape));
     }
     if (w && w->numel != x->shape[1])
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "weight tensor should be defined either for all or no classes");
     if (x->ndim == 4 && !lunet_shape_equal(3, t->shape, 3, (const int64_t[]){x->shape[0],
                                                             x->shape[2], x->shape[3]}))
         /* PyTorch's text, odd spacing and missing parenthesis included */
-        return lunet_fail(LUNET_STATUS_RUNTIME, "size mismatch (got input: %s , target: %s",
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "size mismatch (got input: %s , target: %s",
                           lunet_shape_str(b1, sizeof b1, x->ndim, x->shape),
                           lunet_shape_str(b2, sizeof b2, t->ndim, t->shape));
     return LUNET_OK;
@@ -168,10 +168,10 @@ static lunet_status_t check_index_dtypes(const lunet_tensor_t *x, const lunet_te
                                          const lunet_tensor_t *w)
 {
     if (t->dtype != LUNET_DTYPE_INT64 && t->dtype != LUNET_DTYPE_UINT8)
-        return lunet_fail(LUNET_STATUS_RUNTIME, "expected scalar type Long but found %s",
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "expected scalar type Long but found %s",
                           lunet_dtype_torch_name(t->dtype));
     if (w && w->dtype != x->dtype)
-        return lunet_fail(LUNET_STATUS_RUNTIME, "expected scalar type %s but found %s",
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "expected scalar type %s but found %s",
                           lunet_dtype_torch_name(x->dtype), lunet_dtype_torch_name(w->dtype));
     return LUNET_OK;
 }
@@ -179,7 +179,7 @@ static lunet_status_t check_index_dtypes(const lunet_tensor_t *x, const lunet_te
 /* "log_softmax_lastdim_kernel_impl" when the class dim is the last one, else the generic. */
 static lunet_status_t fail_integer_logits(const lunet_tensor_t *x)
 {
-    return lunet_fail(LUNET_STATUS_RUNTIME, "\"%s\" not implemented for '%s'",
+    return lunet_error_set(LUNET_STATUS_RUNTIME, "\"%s\" not implemented for '%s'",
                       x->ndim <= 2 ? "log_softmax_lastdim_kernel_impl" : "softmax_kernel_impl",
                       lunet_dtype_torch_name(x->dtype));
 }
@@ -215,37 +215,37 @@ static lunet_status_t ctx_prepare(loss_ctx_t *c, lunet_tensor_t *x, lunet_tensor
     memset(c, 0, sizeof *c);
     lunet_tensor_t *w = o->weight;
     if ((unsigned)o->reduction >= LUNET_REDUCTION_COUNT)
-        return lunet_fail(LUNET_STATUS_VALUE, "%d is not a valid value for reduction",
+        return lunet_error_set(LUNET_STATUS_VALUE, "%d is not a valid value for reduction",
                           (int)o->reduction);
     lunet_dtype_t dt = x->dtype;
     if (!nll && lunet_shape_equal(x->ndim, x->shape, target->ndim, target->shape)) {
         c->prob = true;
         if (!lunet_dtype_is_floating(target->dtype))
-            return lunet_fail(LUNET_STATUS_RUNTIME,
+            return lunet_error_set(LUNET_STATUS_RUNTIME,
                               "Expected floating point type for target with class probabilities, "
                               "got %s", lunet_dtype_torch_name(target->dtype));
         if (o->ignore_index >= 0)
-            return lunet_fail(LUNET_STATUS_RUNTIME,
+            return lunet_error_set(LUNET_STATUS_RUNTIME,
                               "ignore_index is not supported for floating point target");
         if (o->label_smoothing > 1.0)
-            return lunet_fail(LUNET_STATUS_RUNTIME,
+            return lunet_error_set(LUNET_STATUS_RUNTIME,
                               "label_smoothing must be between 0.0 and 1.0. Got: %g",
                               o->label_smoothing);
         if (x->ndim == 0)
-            return lunet_fail(LUNET_STATUS_INDEX,
+            return lunet_error_set(LUNET_STATUS_INDEX,
                               "Dimension specified as 1 but tensor has no dimensions");
         if (!lunet_dtype_is_floating(x->dtype))
             return fail_integer_logits(x);
         int64_t C = x->shape[x->ndim == 1 ? 0 : 1];
         if (w && (w->ndim != 1 || w->numel != C)) {
             char b[LUNET_SHAPE_BUF];
-            return lunet_fail(LUNET_STATUS_RUNTIME,
+            return lunet_error_set(LUNET_STATUS_RUNTIME,
                               "cross_entropy: weight tensor should be defined either for all %lld "
                               "classes or no classes but got weight tensor of shape: %s",
                               (long long)C, lunet_shape_str(b, sizeof b, w->ndim, w->shape));
         }
         if (w && !lunet_dtype_is_floating(w->dtype))
-            return lunet_fail(LUNET_STATUS_RUNTIME, "expected scalar type %s but found %s",
+            return lunet_error_set(LUNET_STATUS_RUNTIME, "expected scalar type %s but found %s",
                               lunet_dtype_torch_name(x->dtype), lunet_dtype_torch_name(w->dtype));
         /* PyTorch promotes input x target: a float64 target gives a float64 loss */
         if (target->dtype == LUNET_DTYPE_FLOAT64)
@@ -255,13 +255,13 @@ static lunet_status_t ctx_prepare(loss_ctx_t *c, lunet_tensor_t *x, lunet_tensor
             if ((st = check_index_shapes(x, target, w)))
                 return st;
             if (!lunet_dtype_is_floating(x->dtype))
-                return lunet_fail(LUNET_STATUS_RUNTIME, "\"%s\" not implemented for '%s'",
+                return lunet_error_set(LUNET_STATUS_RUNTIME, "\"%s\" not implemented for '%s'",
                                   x->ndim <= 2 ? "nll_loss_out_frame"
                                                : "nll_loss2d_forward_out_frame",
                                   lunet_dtype_torch_name(x->dtype));
         } else {
             if (o->label_smoothing > 1.0)
-                return lunet_fail(LUNET_STATUS_RUNTIME,
+                return lunet_error_set(LUNET_STATUS_RUNTIME,
                                   "label_smoothing must be between 0.0 and 1.0. Got: %g",
                                   o->label_smoothing);
             int d;
@@ -302,7 +302,7 @@ static lunet_status_t check_targets(const loss_ctx_t *c, int64_t ignore_index)
     for (int64_t p = 0; p < c->npos; p++) {
         int64_t y = tgt_at(t, c->u8, p);
         if (y != ignore_index && (y < 0 || y >= c->C))
-            return lunet_fail(LUNET_STATUS_INDEX, "Target %lld is out of bounds.", (long long)y);
+            return lunet_error_set(LUNET_STATUS_INDEX, "Target %lld is out of bounds.", (long long)y);
     }
     return LUNET_OK;
 }
@@ -535,7 +535,7 @@ lunet_status_t lunet_loss_cross_entropy_lse(lunet_tensor_t **out, lunet_tensor_t
     double *buf = malloc(nbuf * sizeof(double) * (smooth ? 2 : 1));
     float *scratch = malloc((size_t)(2 * c.C + 1) * sizeof(float));
     if (!buf || !scratch) {
-        st = lunet_fail(LUNET_STATUS_NOMEM, "cross_entropy: out of memory for %lld positions",
+        st = lunet_error_set(LUNET_STATUS_NOMEM, "cross_entropy: out of memory for %lld positions",
                         (long long)c.npos);
         goto done;
     }
@@ -589,7 +589,7 @@ lunet_status_t lunet_loss_nll(lunet_tensor_t **out, lunet_tensor_t *x, lunet_ten
     double *lp = malloc((size_t)(c.npos > 0 ? c.npos : 1) * sizeof(double));
     if (!lp) {
         ctx_free(&c);
-        return lunet_fail(LUNET_STATUS_NOMEM, "nll_loss: out of memory for %lld positions",
+        return lunet_error_set(LUNET_STATUS_NOMEM, "nll_loss: out of memory for %lld positions",
                           (long long)c.npos);
     }
     nll_gather(&c, o->ignore_index, lp);
@@ -618,7 +618,7 @@ static lunet_status_t grad_prepare(lunet_tensor_t **gc, lunet_tensor_t *g, const
 {
     int64_t want = red == LUNET_REDUCTION_NONE ? c->npos : 1;
     if (g->numel != want)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "%s_backward: upstream gradient has %lld elements, expected %lld", op,
                           (long long)g->numel, (long long)want);
     return plain_copy(gc, g, c->f32 ? LUNET_DTYPE_FLOAT32 : LUNET_DTYPE_FLOAT64);
@@ -744,7 +744,7 @@ static lunet_status_t upstream_scale(double **qbuf, lunet_tensor_t *gc, const lo
 {
     double *q = malloc((size_t)(c->npos > 0 ? c->npos : 1) * sizeof(double));
     if (!q)
-        return lunet_fail(LUNET_STATUS_NOMEM, "%s_backward: out of memory", op);
+        return lunet_error_set(LUNET_STATUS_NOMEM, "%s_backward: out of memory", op);
     const void *gd = lunet_tensor_data(gc);
     if (o->reduction == LUNET_REDUCTION_NONE) {
         for (int64_t p = 0; p < c->npos; p++)
@@ -775,7 +775,7 @@ lunet_status_t lunet_loss_cross_entropy_backward_lse(lunet_tensor_t **dx, lunet_
     if (!c.prob && (st = check_targets(&c, o->ignore_index)))
         goto done;
     if (lse && (lse->dtype != LUNET_DTYPE_FLOAT64 || lse->numel != 2 * c.npos)) {
-        st = lunet_fail(LUNET_STATUS_RUNTIME,
+        st = lunet_error_set(LUNET_STATUS_RUNTIME,
                         "cross_entropy_backward: saved log-sum-exp has %lld values, expected "
                         "%lld float64", (long long)lse->numel, (long long)(2 * c.npos));
         goto done;
@@ -793,7 +793,7 @@ lunet_status_t lunet_loss_cross_entropy_backward_lse(lunet_tensor_t **dx, lunet_
         scratch = malloc((size_t)(2 * c.C) * sizeof(float));
         pk = malloc((size_t)c.C * sizeof(double));
         if (!scratch || !pk) {
-            st = lunet_fail(LUNET_STATUS_NOMEM, "cross_entropy_backward: out of memory for "
+            st = lunet_error_set(LUNET_STATUS_NOMEM, "cross_entropy_backward: out of memory for "
                             "%lld classes", (long long)c.C);
             goto done;
         }
@@ -876,7 +876,7 @@ static lunet_status_t mse_operands(lunet_tensor_t **ae, lunet_tensor_t **be, lun
 {
     lunet_dtype_t dt = lunet_result_dtype(a, b);
     if (!lunet_dtype_is_floating(dt))
-        return lunet_fail(LUNET_STATUS_RUNTIME, "\"mse_cpu\" not implemented for '%s'",
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "\"mse_cpu\" not implemented for '%s'",
                           lunet_dtype_torch_name(dt));
     int nd;
     int64_t shape[LUNET_MAX_DIMS];
@@ -914,7 +914,7 @@ lunet_status_t lunet_loss_mse(lunet_tensor_t **out, lunet_tensor_t *a, lunet_ten
                               lunet_reduction_t reduction)
 {
     if ((unsigned)reduction >= LUNET_REDUCTION_COUNT)
-        return lunet_fail(LUNET_STATUS_VALUE, "%d is not a valid value for reduction",
+        return lunet_error_set(LUNET_STATUS_VALUE, "%d is not a valid value for reduction",
                           (int)reduction);
     lunet_tensor_t *ae = NULL, *be = NULL, *ac = NULL, *bc = NULL, *r = NULL;
     lunet_status_t st = mse_operands(&ae, &be, a, b);
@@ -978,13 +978,13 @@ lunet_status_t lunet_loss_mse_backward(lunet_tensor_t **da, lunet_tensor_t **db,
 {
     if (!lunet_shape_equal(a->ndim, a->shape, b->ndim, b->shape) || a->dtype != b->dtype ||
         !lunet_dtype_is_floating(a->dtype))
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "mse_loss_backward: the saved operands must have one shape and "
                           "floating dtype");
     int64_t n = a->numel;
     int64_t want = reduction == LUNET_REDUCTION_NONE ? n : 1;
     if (g->numel != want)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "mse_loss_backward: upstream gradient has %lld elements, expected %lld",
                           (long long)g->numel, (long long)want);
     bool f32 = a->dtype == LUNET_DTYPE_FLOAT32;

@@ -358,18 +358,18 @@ lunet_status_t lunet_gemm_bias_relu(lunet_tensor_t *c, lunet_tensor_t *a, lunet_
 static lunet_status_t check_mm(const char *op, const lunet_tensor_t *a, const lunet_tensor_t *b)
 {
     if (a->ndim != 2 || b->ndim != 2)
-        return lunet_fail(LUNET_STATUS_RUNTIME, "%s: expected 2-D tensors, got %dD and %dD", op,
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "%s: expected 2-D tensors, got %dD and %dD", op,
                           a->ndim, b->ndim);
     if (a->shape[1] != b->shape[0])
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "%s: mat1 and mat2 shapes cannot be multiplied (%lldx%lld and %lldx%lld)",
                           op, (long long)a->shape[0], (long long)a->shape[1],
                           (long long)b->shape[0], (long long)b->shape[1]);
     if (a->dtype != b->dtype)
-        return lunet_fail(LUNET_STATUS_RUNTIME, "%s: expected scalar type %s but found %s", op,
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "%s: expected scalar type %s but found %s", op,
                           lunet_dtype_torch_name(a->dtype), lunet_dtype_torch_name(b->dtype));
     if (a->dtype == LUNET_DTYPE_BOOL)
-        return lunet_fail(LUNET_STATUS_RUNTIME, "%s: \"addmm_impl_cpu_\" not implemented for 'Bool'",
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "%s: \"addmm_impl_cpu_\" not implemented for 'Bool'",
                           op);
     return LUNET_OK;
 }
@@ -430,14 +430,14 @@ lunet_status_t lunet_tensor_addmm_(lunet_tensor_t *c, lunet_tensor_t *a, lunet_t
         return st;
     if (c->ndim != 2 || c->shape[0] != a->shape[0] || c->shape[1] != b->shape[1] ||
         c->dtype != a->dtype || !lunet_tensor_is_contiguous(c))
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "addmm_: the output must be a contiguous %s tensor of shape [%lld, %lld]",
                           lunet_dtype_name(a->dtype), (long long)a->shape[0],
                           (long long)b->shape[1]);
     if ((st = lunet_autograd_check_inplace(c, "addmm_")))
         return st;
     if (lunet_autograd_needed(a, b))
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "addmm_: in-place products of tensors that require grad are not "
                           "recorded (use addmm, or run under no_grad)");
     if ((st = gemm(c, a, b, alpha, beta)))
@@ -450,14 +450,14 @@ lunet_status_t lunet_tensor_matmul(lunet_tensor_t **out, lunet_tensor_t *a, lune
 {
     lunet_status_t st;
     if (a->ndim == 0 || b->ndim == 0)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "both arguments to matmul need to be at least 1D, but they are %dD and "
                           "%dD", a->ndim, b->ndim);
     if (a->ndim <= 2 && b->ndim <= 2) {
         /* 1-D operands become a row (left) or a column (right), squeezed afterwards */
         lunet_tensor_t *a2 = NULL, *b2 = NULL, *c = NULL;
         if (a->ndim == 1 && b->ndim >= 1 && a->shape[0] != b->shape[0])
-            return lunet_fail(LUNET_STATUS_RUNTIME,
+            return lunet_error_set(LUNET_STATUS_RUNTIME,
                               b->ndim == 1 ? "inconsistent tensor size, expected tensor [%lld] and "
                                              "src [%lld] to have the same number of elements, but "
                                              "got %lld and %lld elements respectively"
@@ -465,7 +465,7 @@ lunet_status_t lunet_tensor_matmul(lunet_tensor_t **out, lunet_tensor_t *a, lune
                               (long long)a->shape[0], (long long)b->shape[0],
                               (long long)a->shape[0], (long long)b->shape[0]);
         if (a->ndim == 2 && b->ndim == 1 && a->shape[1] != b->shape[0])
-            return lunet_fail(LUNET_STATUS_RUNTIME,
+            return lunet_error_set(LUNET_STATUS_RUNTIME,
                               "size mismatch, got %lld, %lldx%lld,%lld", (long long)a->shape[0],
                               (long long)a->shape[0], (long long)a->shape[1],
                               (long long)b->shape[0]);
@@ -525,7 +525,7 @@ lunet_status_t lunet_tensor_matmul(lunet_tensor_t **out, lunet_tensor_t *a, lune
     int bnd;
     int64_t bshape[LUNET_MAX_DIMS];
     if (k != k2) {
-        st = lunet_fail(LUNET_STATUS_RUNTIME,
+        st = lunet_error_set(LUNET_STATUS_RUNTIME,
                         "matmul: mat1 and mat2 shapes cannot be multiplied (%lldx%lld and %lldx%lld)",
                         (long long)n, (long long)k, (long long)k2, (long long)m);
         goto done;
@@ -533,7 +533,7 @@ lunet_status_t lunet_tensor_matmul(lunet_tensor_t **out, lunet_tensor_t *a, lune
     if ((st = lunet_broadcast_shape(&bnd, bshape, A->ndim - 2, A->shape, B->ndim - 2, B->shape)))
         goto done;
     if (A->dtype != B->dtype) {
-        st = lunet_fail(LUNET_STATUS_RUNTIME, "matmul: expected scalar type %s but found %s",
+        st = lunet_error_set(LUNET_STATUS_RUNTIME, "matmul: expected scalar type %s but found %s",
                         lunet_dtype_torch_name(A->dtype), lunet_dtype_torch_name(B->dtype));
         goto done;
     }

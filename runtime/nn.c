@@ -41,23 +41,23 @@ lunet_status_t lunet_nn_linear(lunet_tensor_t **out, lunet_tensor_t *x, lunet_te
                                lunet_tensor_t *b, bool relu)
 {
     if (w->ndim != 2)
-        return lunet_fail(LUNET_STATUS_RUNTIME, "linear: weight must be 2-D, got %dD", w->ndim);
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "linear: weight must be 2-D, got %dD", w->ndim);
     if (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))
-        return lunet_fail(LUNET_STATUS_RUNTIME, "linear: bias must have shape [%lld]",
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "linear: bias must have shape [%lld]",
                           (long long)w->shape[0]);
     if (x->ndim == 0)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "linear: both arguments to linear need to be at least 1D, but they are "
                           "0D and 2D");
     int64_t k = x->shape[x->ndim - 1];
     int64_t rows = k ? x->numel / k : lunet_shape_numel(x->ndim - 1, x->shape);
     if (k != w->shape[1])
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "mat1 and mat2 shapes cannot be multiplied (%lldx%lld and %lldx%lld)",
                           (long long)rows, (long long)k, (long long)w->shape[1],
                           (long long)w->shape[0]);
     if (x->dtype != w->dtype || (b && b->dtype != w->dtype))
-        return lunet_fail(LUNET_STATUS_RUNTIME, "mat1 and mat2 must have the same dtype");
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "mat1 and mat2 must have the same dtype");
     if (x->ndim == 2)
         return linear_2d(out, x, w, b, relu);
     /* (*, in): fold leading dims into rows, then restore them */
@@ -179,7 +179,7 @@ done:
 lunet_status_t lunet_nn_linear_reset(lunet_tensor_t *w, lunet_tensor_t *b, lunet_generator_t *g)
 {
     if (w->ndim != 2)
-        return lunet_fail(LUNET_STATUS_RUNTIME, "linear init: weight must be 2-D");
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "linear init: weight must be 2-D");
     return lunet_init_layer_reset(w, b, g); /* nn.init's code, as PyTorch's reset_parameters */
 }
 
@@ -205,27 +205,27 @@ lunet_status_t lunet_mlp_new(lunet_mlp_t **out, int nsizes, const int64_t *sizes
                              lunet_generator_t *g)
 {
     if (nsizes < 2)
-        return lunet_fail(LUNET_STATUS_VALUE, "mlp: expected at least two layer sizes, got %d",
+        return lunet_error_set(LUNET_STATUS_VALUE, "mlp: expected at least two layer sizes, got %d",
                           nsizes);
     if ((unsigned)activation >= LUNET_ACTIVATION_COUNT)
-        return lunet_fail(LUNET_STATUS_VALUE, "mlp: unknown activation %d", (int)activation);
+        return lunet_error_set(LUNET_STATUS_VALUE, "mlp: unknown activation %d", (int)activation);
     if (!lunet_dtype_is_floating(dt))
-        return lunet_fail(LUNET_STATUS_TYPE, "mlp: parameters must be floating point, got %s",
+        return lunet_error_set(LUNET_STATUS_TYPE, "mlp: parameters must be floating point, got %s",
                           lunet_dtype_name(dt));
     for (int i = 0; i < nsizes; i++)
         if (sizes[i] <= 0)
-            return lunet_fail(LUNET_STATUS_VALUE, "mlp: layer size %d is %lld", i,
+            return lunet_error_set(LUNET_STATUS_VALUE, "mlp: layer size %d is %lld", i,
                               (long long)sizes[i]);
     lunet_mlp_t *m = calloc(1, sizeof *m);
     if (!m)
-        return lunet_fail(LUNET_STATUS_NOMEM, "mlp: out of memory");
+        return lunet_error_set(LUNET_STATUS_NOMEM, "mlp: out of memory");
     m->nlayers = nsizes - 1;
     m->activation = activation;
     m->weight = calloc((size_t)m->nlayers, sizeof *m->weight);
     m->bias = calloc((size_t)m->nlayers, sizeof *m->bias);
     if (!m->weight || !m->bias) {
         lunet_mlp_free(m);
-        return lunet_fail(LUNET_STATUS_NOMEM, "mlp: out of memory");
+        return lunet_error_set(LUNET_STATUS_NOMEM, "mlp: out of memory");
     }
     lunet_status_t st = LUNET_OK;
     for (int l = 0; l < m->nlayers && !st; l++) {
@@ -270,7 +270,7 @@ lunet_status_t lunet_mlp_forward(lunet_tensor_t **out, lunet_mlp_t *m, lunet_ten
     if (h->ndim != 2 || h->shape[1] != in) {
         char b[LUNET_SHAPE_BUF];
         lunet_tensor_release(h);
-        return lunet_fail(LUNET_STATUS_RUNTIME, "mlp: expected input (N, %lld), got %s",
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "mlp: expected input (N, %lld), got %s",
                           (long long)in, lunet_shape_str(b, sizeof b, x->ndim, x->shape));
     }
     for (int l = 0; l < m->nlayers; l++) {

@@ -32,10 +32,10 @@ static lunet_status_t check_param(const lunet_tensor_t *t, const char *name, int
     if (!t)
         return LUNET_OK;
     if (t->numel != C)
-        return lunet_fail(LUNET_STATUS_RUNTIME, "%s should contain %lld elements not %lld", name,
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "%s should contain %lld elements not %lld", name,
                           (long long)C, (long long)t->numel);
     if (t->dtype != dt)
-        return lunet_fail(LUNET_STATUS_RUNTIME, "batch_norm: %s is %s, expected %s", name,
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "batch_norm: %s is %s, expected %s", name,
                           lunet_dtype_name(t->dtype), lunet_dtype_name(dt));
     return LUNET_OK;
 }
@@ -48,10 +48,10 @@ lunet_status_t lunet_nn_batch_norm(lunet_tensor_t **out, lunet_tensor_t *x,
                                    double momentum, double eps)
 {
     if (x->ndim < 2)
-        return lunet_fail(LUNET_STATUS_VALUE, "batch_norm: expected 2D or more input (got %dD "
+        return lunet_error_set(LUNET_STATUS_VALUE, "batch_norm: expected 2D or more input (got %dD "
                           "input)", x->ndim);
     if (!lunet_dtype_is_floating(x->dtype))
-        return lunet_fail(LUNET_STATUS_RUNTIME, "\"batch_norm\" not implemented for '%s'",
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "\"batch_norm\" not implemented for '%s'",
                           lunet_dtype_torch_name(x->dtype));
     int64_t N, C, L;
     ncl(x, &N, &C, &L);
@@ -62,7 +62,7 @@ lunet_status_t lunet_nn_batch_norm(lunet_tensor_t **out, lunet_tensor_t *x,
         (st = check_param(bias, "bias", C, x->dtype)))
         return st;
     if (!training && (!running_mean || !running_var))
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "batch_norm: running_mean and running_var must be defined in "
                           "evaluation mode");
     lunet_tensor_t *xc = NULL, *y = NULL, *stats = NULL;
@@ -218,10 +218,10 @@ lunet_status_t lunet_nn_dropout_mask(lunet_tensor_t **out, lunet_tensor_t *x, do
                                      lunet_generator_t *g)
 {
     if (!(p >= 0 && p <= 1))
-        return lunet_fail(LUNET_STATUS_VALUE,
+        return lunet_error_set(LUNET_STATUS_VALUE,
                           "dropout probability has to be between 0 and 1, but got %g", p);
     if (!lunet_dtype_is_floating(x->dtype))
-        return lunet_fail(LUNET_STATUS_RUNTIME, "dropout: expected a floating tensor, got %s",
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "dropout: expected a floating tensor, got %s",
                           lunet_dtype_name(x->dtype));
     lunet_tensor_t *u = NULL, *m = NULL;
     lunet_status_t st;

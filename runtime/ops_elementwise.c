@@ -73,7 +73,7 @@ lunet_status_t lunet_broadcast_shape(int *ndim, int64_t *shape, int andim, const
         int ia = i - (nd - andim), ib = i - (nd - bndim);
         int64_t sa = ia >= 0 ? ashape[ia] : 1, sb = ib >= 0 ? bshape[ib] : 1;
         if (sa != sb && sa != 1 && sb != 1)
-            return lunet_fail(LUNET_STATUS_RUNTIME,
+            return lunet_error_set(LUNET_STATUS_RUNTIME,
                               "The size of tensor a (%lld) must match the size of tensor b "
                               "(%lld) at non-singleton dimension %d", (long long)sa,
                               (long long)sb, i);
@@ -361,9 +361,9 @@ static lunet_status_t check_integer_operand(lunet_binary_op_t op, const lunet_te
     for (int64_t i = 0; i < b->numel; i++) {
         double v = lunet_tensor_get(b, i);
         if (op == LUNET_BINARY_FLOOR_DIV && v == 0)
-            return lunet_fail(LUNET_STATUS_RUNTIME, "ZeroDivisionError");
+            return lunet_error_set(LUNET_STATUS_RUNTIME, "ZeroDivisionError");
         if (op == LUNET_BINARY_POW && v < 0)
-            return lunet_fail(LUNET_STATUS_RUNTIME,
+            return lunet_error_set(LUNET_STATUS_RUNTIME,
                               "Integers to negative integer powers are not allowed.");
     }
     return LUNET_OK;
@@ -390,7 +390,7 @@ static lunet_status_t binary_impl(lunet_tensor_t **out, lunet_binary_op_t op, lu
     lunet_dtype_t compute, rdt = binary_result_dtype(op, a, b, &compute);
     lunet_dtype_t kdt = kernel_dtype(compute);
     if (op == LUNET_BINARY_SUB && a->dtype == LUNET_DTYPE_BOOL && b->dtype == LUNET_DTYPE_BOOL)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "Subtraction, the `-` operator, with two bool tensors is not "
                           "supported. Use the `^` or `logical_xor()` operator instead.");
     lunet_tensor_t *ca = NULL, *cb = NULL, *r = NULL, *rk = NULL;
@@ -413,7 +413,7 @@ static lunet_status_t binary_impl(lunet_tensor_t **out, lunet_binary_op_t op, lu
         };
         lunet_op_t aop = ad_op[op];
         if (aop == LUNET_OP_COUNT) {
-            st = lunet_fail(LUNET_STATUS_RUNTIME, "%s: the derivative is not implemented",
+            st = lunet_error_set(LUNET_STATUS_RUNTIME, "%s: the derivative is not implemented",
                             binary_table[op].name);
             goto done;
         }
@@ -436,7 +436,7 @@ lunet_status_t lunet_tensor_binary(lunet_tensor_t **out, lunet_binary_op_t op, l
                                    lunet_tensor_t *b)
 {
     if ((unsigned)op >= LUNET_BINARY_COUNT)
-        return lunet_fail(LUNET_STATUS_VALUE, "binary: unknown op %d", (int)op);
+        return lunet_error_set(LUNET_STATUS_VALUE, "binary: unknown op %d", (int)op);
     return binary_impl(out, op, a, b, 1.0);
 }
 
@@ -471,7 +471,7 @@ static bool binary_saves_input(lunet_binary_op_t op)
 lunet_status_t lunet_tensor_binary_(lunet_tensor_t *a, lunet_binary_op_t op, lunet_tensor_t *b)
 {
     if ((unsigned)op >= LUNET_BINARY_COUNT)
-        return lunet_fail(LUNET_STATUS_VALUE, "binary: unknown op %d", (int)op);
+        return lunet_error_set(LUNET_STATUS_VALUE, "binary: unknown op %d", (int)op);
     const char *name = binary_table[op].name;
     bool record = lunet_autograd_needed(a, b);
     lunet_status_t st = record ? lunet_autograd_check_inplace_recorded(a, name)
@@ -484,14 +484,14 @@ lunet_status_t lunet_tensor_binary_(lunet_tensor_t *a, lunet_binary_op_t op, lun
         return st;
     if (!lunet_shape_equal(nd, shape, a->ndim, a->shape)) {
         char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "output with shape %s doesn't match the broadcast shape %s",
                           lunet_shape_str(b1, sizeof b1, a->ndim, a->shape),
                           lunet_shape_str(b2, sizeof b2, nd, shape));
     }
     lunet_dtype_t compute, rdt = binary_result_dtype(op, a, b, &compute);
     if (category(rdt) > category(a->dtype))
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "result type %s can't be cast to the desired output type %s",
                           lunet_dtype_torch_name(rdt), lunet_dtype_torch_name(a->dtype));
     if ((st = lunet_tensor_check_writable(a)) || (st = lunet_tensor_check_no_partial_overlap(a, b)))
@@ -660,9 +660,9 @@ static void run_unary(lunet_tensor_t *out, lunet_unary_op_t op, lunet_tensor_t *
 lunet_status_t lunet_tensor_unary(lunet_tensor_t **out, lunet_unary_op_t op, lunet_tensor_t *x)
 {
     if ((unsigned)op >= LUNET_UNARY_COUNT)
-        return lunet_fail(LUNET_STATUS_VALUE, "unary: unknown op %d", (int)op);
+        return lunet_error_set(LUNET_STATUS_VALUE, "unary: unknown op %d", (int)op);
     if (op == LUNET_UNARY_NEG && x->dtype == LUNET_DTYPE_BOOL)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "Negation, the `-` operator, on a bool tensor is not supported. If you "
                           "are trying to invert a mask, use the `~` or `logical_not()` operator "
                           "instead.");
@@ -689,7 +689,7 @@ done:
 lunet_status_t lunet_tensor_unary_(lunet_tensor_t *x, lunet_unary_op_t op)
 {
     if ((unsigned)op >= LUNET_UNARY_COUNT)
-        return lunet_fail(LUNET_STATUS_VALUE, "unary: unknown op %d", (int)op);
+        return lunet_error_set(LUNET_STATUS_VALUE, "unary: unknown op %d", (int)op);
     bool record = lunet_autograd_needed(x, NULL);
     lunet_status_t st = record ? lunet_autograd_check_inplace_recorded(x, unary_table[op].name)
                                : lunet_autograd_check_inplace(x, unary_table[op].name);
@@ -698,7 +698,7 @@ lunet_status_t lunet_tensor_unary_(lunet_tensor_t *x, lunet_unary_op_t op)
     if ((st = lunet_tensor_check_writable(x)))
         return st;
     if (!lunet_dtype_is_floating(x->dtype) && unary_table[op].float_only)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "result type Float can't be cast to the desired output type %s",
                           lunet_dtype_torch_name(x->dtype));
     if (record) {
@@ -773,7 +773,7 @@ static void run_clamp(lunet_tensor_t *out, lunet_tensor_t *x, double lo, double 
 lunet_status_t lunet_tensor_clamp(lunet_tensor_t **out, lunet_tensor_t *x, double lo, double hi)
 {
     if (isnan(lo) && isnan(hi))
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "torch.clamp: At least one of 'min' or 'max' must not be None");
     lunet_dtype_t kdt = kernel_dtype(x->dtype);
     lunet_tensor_t *cx = NULL, *rk = NULL, *r = NULL;
@@ -833,7 +833,7 @@ lunet_status_t lunet_tensor_where(lunet_tensor_t **out, lunet_tensor_t *cond, lu
                                   lunet_tensor_t *b)
 {
     if (cond->dtype != LUNET_DTYPE_BOOL && cond->dtype != LUNET_DTYPE_UINT8)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "where expected condition to be a boolean tensor, but got a tensor "
                           "with dtype %s", lunet_dtype_torch_name(cond->dtype));
     int nd, nd2;
@@ -872,7 +872,7 @@ static lunet_status_t masked_fill_with(lunet_tensor_t **out, lunet_tensor_t *x,
 {
     if (mask->dtype != LUNET_DTYPE_BOOL) {
         lunet_tensor_release(v);
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "masked_fill_ only supports boolean masks, but got mask with dtype %s",
                           lunet_dtype_torch_name(mask->dtype));
     }
@@ -883,7 +883,7 @@ static lunet_status_t masked_fill_with(lunet_tensor_t **out, lunet_tensor_t *x,
         return st;
     if (!lunet_shape_equal(r->ndim, r->shape, x->ndim, x->shape)) {
         lunet_tensor_release(r);
-        return lunet_fail(LUNET_STATUS_RUNTIME, "masked_fill: mask must broadcast to the input");
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "masked_fill: mask must broadcast to the input");
     }
     *out = r;
     return LUNET_OK;

@@ -12,13 +12,13 @@
 lunet_status_t lunet_sgd_check(const lunet_sgd_options_t *o)
 {
     if (!(o->lr >= 0))
-        return lunet_fail(LUNET_STATUS_VALUE, "Invalid learning rate: %g", o->lr);
+        return lunet_error_set(LUNET_STATUS_VALUE, "Invalid learning rate: %g", o->lr);
     if (!(o->momentum >= 0))
-        return lunet_fail(LUNET_STATUS_VALUE, "Invalid momentum value: %g", o->momentum);
+        return lunet_error_set(LUNET_STATUS_VALUE, "Invalid momentum value: %g", o->momentum);
     if (!(o->weight_decay >= 0))
-        return lunet_fail(LUNET_STATUS_VALUE, "Invalid weight_decay value: %g", o->weight_decay);
+        return lunet_error_set(LUNET_STATUS_VALUE, "Invalid weight_decay value: %g", o->weight_decay);
     if (o->nesterov && (o->momentum <= 0 || o->dampening != 0))
-        return lunet_fail(LUNET_STATUS_VALUE,
+        return lunet_error_set(LUNET_STATUS_VALUE,
                           "Nesterov momentum requires a momentum and zero dampening");
     return LUNET_OK;
 }
@@ -108,18 +108,18 @@ lunet_status_t lunet_sgd_update(lunet_tensor_t *p, lunet_tensor_t *grad,
                                 lunet_tensor_t **momentum_buffer, const lunet_sgd_options_t *o)
 {
     if (!lunet_dtype_is_floating(p->dtype))
-        return lunet_fail(LUNET_STATUS_TYPE, "sgd: parameter must be floating point, got %s",
+        return lunet_error_set(LUNET_STATUS_TYPE, "sgd: parameter must be floating point, got %s",
                           lunet_dtype_name(p->dtype));
     if (grad->dtype != p->dtype || !lunet_shape_equal(grad->ndim, grad->shape, p->ndim, p->shape)) {
         char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "sgd: gradient %s %s does not match parameter %s %s",
                           lunet_dtype_name(grad->dtype),
                           lunet_shape_str(b1, sizeof b1, grad->ndim, grad->shape),
                           lunet_dtype_name(p->dtype), lunet_shape_str(b2, sizeof b2, p->ndim, p->shape));
     }
     if (!lunet_tensor_is_contiguous(p))
-        return lunet_fail(LUNET_STATUS_RUNTIME, "sgd: parameter must be contiguous");
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "sgd: parameter must be contiguous");
     lunet_tensor_t *g = NULL, *buf = NULL;
     lunet_status_t st = lunet_tensor_contiguous(&g, grad);
     if (st)
@@ -136,7 +136,7 @@ lunet_status_t lunet_sgd_update(lunet_tensor_t *p, lunet_tensor_t *grad,
         } else if (!lunet_shape_equal(buf->ndim, buf->shape, p->ndim, p->shape) ||
                    buf->dtype != p->dtype || !lunet_tensor_is_contiguous(buf)) {
             lunet_tensor_release(g);
-            return lunet_fail(LUNET_STATUS_RUNTIME, "sgd: momentum buffer does not match the parameter");
+            return lunet_error_set(LUNET_STATUS_RUNTIME, "sgd: momentum buffer does not match the parameter");
         }
     }
     sgd_job_t job = {lunet_tensor_data(p), lunet_tensor_data(g),
@@ -159,16 +159,16 @@ lunet_status_t lunet_sgd_update(lunet_tensor_t *p, lunet_tensor_t *grad,
 static lunet_status_t check_params(int nparams, lunet_tensor_t *const *params, const char *name)
 {
     if (nparams <= 0)
-        return lunet_fail(LUNET_STATUS_VALUE, "optimizer got an empty parameter list");
+        return lunet_error_set(LUNET_STATUS_VALUE, "optimizer got an empty parameter list");
     for (int i = 0; i < nparams; i++) {
         if (!params[i] || !lunet_dtype_is_floating(params[i]->dtype))
-            return lunet_fail(LUNET_STATUS_TYPE, "%s: parameter %d is not a floating tensor",
+            return lunet_error_set(LUNET_STATUS_TYPE, "%s: parameter %d is not a floating tensor",
                               name, i);
         if (params[i]->grad_fn)
-            return lunet_fail(LUNET_STATUS_VALUE, "can't optimize a non-leaf Tensor");
+            return lunet_error_set(LUNET_STATUS_VALUE, "can't optimize a non-leaf Tensor");
         for (int j = 0; j < i; j++)
             if (params[j] == params[i])
-                return lunet_fail(LUNET_STATUS_VALUE,
+                return lunet_error_set(LUNET_STATUS_VALUE,
                                   "some parameters appear more than once in the list");
     }
     return LUNET_OK;
@@ -214,7 +214,7 @@ lunet_status_t lunet_optimizer_new(lunet_optimizer_t **out, const lunet_optimize
     }
     if (!opt || !opt->params || !opt->states || !opt->options) {
         lunet_optimizer_free(opt);
-        return lunet_fail(LUNET_STATUS_NOMEM, "%s: out of memory", kind->name);
+        return lunet_error_set(LUNET_STATUS_NOMEM, "%s: out of memory", kind->name);
     }
     memcpy(opt->options, options, kind->options_size);
     opt->nparams = nparams;

@@ -284,9 +284,9 @@ int lunet_get_num_threads(void)
 lunet_status_t lunet_set_num_threads(int n)
 {
     if (n <= 0)
-        return lunet_fail(LUNET_STATUS_RUNTIME, "set_num_threads expects a positive integer");
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "set_num_threads expects a positive integer");
     if (in_region)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "set_num_threads: cannot change the thread count inside a parallel "
                           "region");
     if (n > MAX_THREADS)

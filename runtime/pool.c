@@ -35,12 +35,12 @@ static lunet_status_t output_size(int64_t *out, int64_t in, int64_t k, int64_t p
                                   int64_t stride, int64_t dil, bool ceil_mode)
 {
     if (stride == 0)
-        return lunet_fail(LUNET_STATUS_RUNTIME, "stride should not be zero");
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "stride should not be zero");
     if (pad < 0)
-        return lunet_fail(LUNET_STATUS_RUNTIME, "pad must be non-negative, but got pad: %lld",
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "pad must be non-negative, but got pad: %lld",
                           (long long)pad);
     if (pad > k / 2)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "pad should be at most half of kernel size, but got pad=%lld and "
                           "kernel_size=%lld",
                           (long long)pad, (long long)k);
@@ -50,7 +50,7 @@ static lunet_status_t output_size(int64_t *out, int64_t in, int64_t k, int64_t p
         __builtin_mul_overflow(dil, k - 1, &num) || __builtin_sub_overflow(t, num, &num) ||
         __builtin_sub_overflow(stride, 1, &s1) ||
         __builtin_add_overflow(num, ceil_mode ? s1 : 0, &num))
-        return lunet_fail(LUNET_STATUS_RUNTIME, "integer out of range");
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "integer out of range");
     /* div_rtn: rounds toward minus infinity */
     int64_t q = num / stride;
     if ((num % stride != 0) && ((num < 0) != (stride < 0)))
@@ -74,10 +74,10 @@ static lunet_status_t pool_geom(pool_geom_t *g, const lunet_tensor_t *x,
     const char *name = is_max ? "max_pool2d" : "avg_pool2d";
     if (x->ndim != 3 && x->ndim != 4) {
         if (is_max)
-            return lunet_fail(LUNET_STATUS_RUNTIME,
+            return lunet_error_set(LUNET_STATUS_RUNTIME,
                               "non-empty 3D or 4D (batch mode) tensor expected for input");
         if (x->ndim < 3)
-            return lunet_fail(LUNET_STATUS_INDEX,
+            return lunet_error_set(LUNET_STATUS_INDEX,
                               "Dimension out of range (expected to be in range of [%d, %d], but "
                               "got -3)",
                               x->ndim ? -x->ndim : -1, x->ndim ? x->ndim - 1 : 0);
@@ -89,15 +89,15 @@ static lunet_status_t pool_geom(pool_geom_t *g, const lunet_tensor_t *x,
         (st = output_size(&OW, W, o->kernel[1], o->padding[1], o->stride[1], dw, o->ceil_mode)))
         return st;
     if (o->kernel[0] <= 0 || o->kernel[1] <= 0)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "kernel size should be greater than zero, but got kH: %lld kW: %lld",
                           (long long)o->kernel[0], (long long)o->kernel[1]);
     if (o->stride[0] <= 0 || o->stride[1] <= 0)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "stride should be greater than zero, but got dH: %lld dW: %lld",
                           (long long)o->stride[0], (long long)o->stride[1]);
     if (dh <= 0 || dw <= 0)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "dilation should be greater than zero, but got dilationH: %lld "
                           "dilationW: %lld",
                           (long long)dh, (long long)dw);
@@ -105,19 +105,19 @@ static lunet_status_t pool_geom(pool_geom_t *g, const lunet_tensor_t *x,
     bool valid = x->shape[nd - 3] != 0 && x->shape[nd - 2] != 0;
     if (!((nd == 3 && x->shape[0] != 0 && valid) || (nd == 4 && valid && x->shape[3] != 0))) {
         char b[LUNET_SHAPE_BUF];
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "Expected 3D or 4D (batch mode) tensor with optional 0 dim batch size "
                           "for input, but got:%s",
                           lunet_shape_str(b, sizeof b, nd, x->shape));
     }
     if (OH < 1 || OW < 1)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "Given input size: (%lldx%lldx%lld). Calculated output size: "
                           "(%lldx%lldx%lld). Output size is too small",
                           (long long)x->shape[nd - 3], (long long)H, (long long)W,
                           (long long)x->shape[nd - 3], (long long)OH, (long long)OW);
     if (!lunet_dtype_is_floating(x->dtype))
-        return lunet_fail(LUNET_STATUS_RUNTIME, "\"%s\" not implemented for '%s'", name,
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "\"%s\" not implemented for '%s'", name,
                           lunet_dtype_torch_name(x->dtype));
     g->planes = nd == 4 ? x->shape[0] * x->shape[1] : x->shape[0];
     g->H = H, g->W = W, g->OH = OH, g->OW = OW;
@@ -561,23 +561,23 @@ lunet_status_t lunet_nn_adaptive_avg_pool2d(lunet_tensor_t **out, lunet_tensor_t
 {
     char b[LUNET_SHAPE_BUF];
     if (x->ndim != 3 && x->ndim != 4)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "adaptive_avg_pool2d(): Expected 3D or 4D tensor, but got %s",
                           lunet_shape_str(b, sizeof b, x->ndim, x->shape));
     if (oh < 0 || ow < 0)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "adaptive_avg_pool2d: elements of output_size must be greater than or "
                           "equal to 0 but received {%lld, %lld}",
                           (long long)oh, (long long)ow);
     for (int d = 1; d < x->ndim; d++)
         if (x->shape[d] == 0)
-            return lunet_fail(LUNET_STATUS_RUNTIME,
+            return lunet_error_set(LUNET_STATUS_RUNTIME,
                               "adaptive_avg_pool2d(): Expected input to have non-zero size for "
                               "non-batch dimensions, but input has sizes %s with dimension %d "
                               "being empty",
                               lunet_shape_str(b, sizeof b, x->ndim, x->shape), d);
     if (!lunet_dtype_is_floating(x->dtype))
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "\"adaptive_avg_pool2d\" not implemented for '%s'",
                           lunet_dtype_torch_name(x->dtype));
     if (oh == 1 && ow == 1) { /* PyTorch takes a mean over (H, W) here ("MeanBackward1") */

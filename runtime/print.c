@@ -74,7 +74,7 @@ static lunet_status_t sb_finish(strbuf_t *b, char **text, const char *op)
         sb_reserve(b, 0);
     if (b->oom) {
         free(b->p);
-        return lunet_fail(LUNET_STATUS_NOMEM, "%s: out of memory building the text", op);
+        return lunet_error_set(LUNET_STATUS_NOMEM, "%s: out of memory building the text", op);
     }
     *text = b->p;
     return LUNET_OK;
@@ -301,7 +301,7 @@ static void put_suffix(strbuf_t *b, size_t *last, int indent, const char *s)
 lunet_status_t lunet_tensor_format(char **text, lunet_tensor_t *t, const char *dtype_prefix)
 {
     if (!text || !t)
-        return lunet_fail(LUNET_STATUS_VALUE, "tensor format: %s is NULL", !text ? "text" : "tensor");
+        return lunet_error_set(LUNET_STATUS_VALUE, "tensor format: %s is NULL", !text ? "text" : "tensor");
     if (!dtype_prefix)
         dtype_prefix = "torch.";
     static const char prefix[] = "tensor(";
@@ -360,7 +360,7 @@ lunet_status_t lunet_tensor_format(char **text, lunet_tensor_t *t, const char *d
 lunet_status_t lunet_size_format(char **text, int ndim, const int64_t *shape, const char *prefix)
 {
     if (!text || ndim < 0 || (ndim > 0 && !shape))
-        return lunet_fail(LUNET_STATUS_VALUE, "size format: invalid arguments (ndim %d)", ndim);
+        return lunet_error_set(LUNET_STATUS_VALUE, "size format: invalid arguments (ndim %d)", ndim);
     if (!prefix)
         prefix = "torch.";
     strbuf_t b = {0};

@@ -236,7 +236,7 @@ static lunet_status_t gen_buffer(void **buf, lunet_tensor_t *x, const char *op)
     }
     void *p = malloc((size_t)x->numel * lunet_dtype_size(x->dtype));
     if (!p)
-        return lunet_fail(LUNET_STATUS_NOMEM, "%s: out of memory for %lld elements", op,
+        return lunet_error_set(LUNET_STATUS_NOMEM, "%s: out of memory for %lld elements", op,
                           (long long)x->numel);
     *buf = p;
     return LUNET_OK;
@@ -322,24 +322,24 @@ static lunet_status_t check_target(lunet_tensor_t *x, const char *op)
 lunet_status_t lunet_tensor_uniform_(lunet_tensor_t *x, lunet_generator_t *g, double a, double b)
 {
     if (x->dtype != LUNET_DTYPE_FLOAT32 && x->dtype != LUNET_DTYPE_FLOAT64)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "\"check_uniform_bounds\" not implemented for '%s'",
                           lunet_dtype_torch_name(x->dtype));
     bool f32 = x->dtype == LUNET_DTYPE_FLOAT32;
     double lim = f32 ? FLT_MAX : DBL_MAX;
     if (!(a >= -lim && a <= lim))
-        return lunet_fail(LUNET_STATUS_RUNTIME, "from is out of bounds for %s",
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "from is out of bounds for %s",
                           f32 ? "float" : "double");
     if (!(b >= -lim && b <= lim))
-        return lunet_fail(LUNET_STATUS_RUNTIME, "to is out of bounds for %s",
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "to is out of bounds for %s",
                           f32 ? "float" : "double");
     if (a > b)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "uniform_ expects to return a [from, to) range, but found from=%g > "
                           "to=%g", a, b);
     double width = f32 ? (double)((float)b - (float)a) : b - a;
     if (!(width <= lim))
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "uniform_ expects to-from <= std::numeric_limits<%s>::max(), but found "
                           "to=%g and from=%g which result in to-from to exceed the limit",
                           lunet_dtype_torch_name(x->dtype), b, a);
@@ -538,10 +538,10 @@ lunet_status_t lunet_tensor_normal_(lunet_tensor_t *x, lunet_generator_t *g, dou
                                     double std)
 {
     if (x->dtype != LUNET_DTYPE_FLOAT32 && x->dtype != LUNET_DTYPE_FLOAT64)
-        return lunet_fail(LUNET_STATUS_RUNTIME, "\"normal_kernel_cpu\" not implemented for '%s'",
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "\"normal_kernel_cpu\" not implemented for '%s'",
                           lunet_dtype_torch_name(x->dtype));
     if (std < 0.0)
-        return lunet_fail(LUNET_STATUS_RUNTIME, "normal expects std >= 0.0, but found std %g",
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "normal expects std >= 0.0, but found std %g",
                           std);
     lunet_status_t st = check_target(x, "normal_");
     if (st)
@@ -600,7 +600,7 @@ lunet_status_t lunet_tensor_random_int_(lunet_tensor_t *x, lunet_generator_t *g,
                                         int64_t high)
 {
     if (low >= high)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "random_ expects 'from' to be less than 'to', but got from=%lld >= "
                           "to=%lld", (long long)low, (long long)high);
     // The bounds each dtype can hold (float types: the exactly representable integers
@@ -613,9 +613,9 @@ lunet_status_t lunet_tensor_random_int_(lunet_tensor_t *x, lunet_generator_t *g,
     default: break;
     }
     if (low < lo || low > hi)
-        return lunet_fail(LUNET_STATUS_RUNTIME, "from is out of bounds for %s", cname);
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "from is out of bounds for %s", cname);
     if (high - 1 < lo || high - 1 > hi)
-        return lunet_fail(LUNET_STATUS_RUNTIME, "to - 1 is out of bounds for %s", cname);
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "to - 1 is out of bounds for %s", cname);
     lunet_status_t st = check_target(x, "random_");
     if (st)
         return st;
@@ -647,7 +647,7 @@ lunet_status_t lunet_tensor_random_int_(lunet_tensor_t *x, lunet_generator_t *g,
 lunet_status_t lunet_tensor_randperm(lunet_tensor_t **out, lunet_generator_t *g, int64_t n)
 {
     if (n < 0)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "Trying to create tensor with negative dimension %lld: [%lld]",
                           (long long)n, (long long)n);
     lunet_tensor_t *t;

@@ -197,41 +197,41 @@ lunet_status_t lunet_tensor_reduce(lunet_tensor_t **out, lunet_tensor_t **indice
                                    const int64_t *dims, bool keepdim)
 {
     if ((unsigned)op >= LUNET_REDUCE_COUNT)
-        return lunet_fail(LUNET_STATUS_VALUE, "reduce: unknown op %d", (int)op);
+        return lunet_error_set(LUNET_STATUS_VALUE, "reduce: unknown op %d", (int)op);
     const char *name = reduce_names[op];
     bool reduced[LUNET_MAX_DIMS] = {false};
     bool all = ndims == 0;
     lunet_status_t st;
     if (ndims > LUNET_MAX_DIMS)
-        return lunet_fail(LUNET_STATUS_VALUE, "%s: too many dims", name);
+        return lunet_error_set(LUNET_STATUS_VALUE, "%s: too many dims", name);
     for (int k = 0; k < ndims; k++) {
         int d;
         if ((st = lunet_dim_wrap(&d, dims[k], x->ndim)))
             return st;
         if (x->ndim > 0 && reduced[d])
-            return lunet_fail(LUNET_STATUS_RUNTIME,
+            return lunet_error_set(LUNET_STATUS_RUNTIME,
                               "dim %d appears multiple times in the list of dims", d);
         reduced[d] = true;
     }
     bool extreme = op == LUNET_REDUCE_MAX || op == LUNET_REDUCE_MIN || op == LUNET_REDUCE_ARGMAX ||
                    op == LUNET_REDUCE_ARGMIN;
     if (extreme && ndims > 1)
-        return lunet_fail(LUNET_STATUS_RUNTIME, "%s: expected a single dim, got %d", name, ndims);
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "%s: expected a single dim, got %d", name, ndims);
     if (op == LUNET_REDUCE_MEAN && !lunet_dtype_is_floating(x->dtype))
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "mean(): could not infer output dtype. Input dtype must be either a "
                           "floating point or complex dtype. Got: %s",
                           lunet_dtype_torch_name(x->dtype));
     if (extreme && x->numel == 0) {
         if (all)
-            return lunet_fail(op <= LUNET_REDUCE_MIN ? LUNET_STATUS_RUNTIME : LUNET_STATUS_INDEX,
+            return lunet_error_set(op <= LUNET_REDUCE_MIN ? LUNET_STATUS_RUNTIME : LUNET_STATUS_INDEX,
                               "%s(): Expected reduction dim to be specified for input.numel() == "
                               "0.%s", name,
                               op <= LUNET_REDUCE_MIN ? " Specify the reduction dim with the 'dim' "
                                                        "argument." : "");
         for (int d = 0; d < x->ndim; d++)
             if (reduced[d] && x->shape[d] == 0)
-                return lunet_fail(LUNET_STATUS_INDEX,
+                return lunet_error_set(LUNET_STATUS_INDEX,
                                   "%s(): Expected reduction dim %d to have non-zero size.", name, d);
     }
 
@@ -315,7 +315,7 @@ lunet_status_t lunet_tensor_reduce(lunet_tensor_t **out, lunet_tensor_t **indice
         } else if (op == LUNET_REDUCE_MAX || op == LUNET_REDUCE_MIN) {
             lunet_tensor_t *ix = idx;
             if (!ix) {
-                st = lunet_fail(LUNET_STATUS_RUNTIME, "%s: gradient needs the indices", name);
+                st = lunet_error_set(LUNET_STATUS_RUNTIME, "%s: gradient needs the indices", name);
                 goto done;
             }
             int d = 0;

@@ -123,7 +123,7 @@ static lunet_status_t value_new(lunet_value_t **out, lunet_value_kind_t kind)
 {
     lunet_value_t *v = calloc(1, sizeof *v);
     if (!v)
-        return lunet_fail(LUNET_STATUS_NOMEM, "value: out of memory");
+        return lunet_error_set(LUNET_STATUS_NOMEM, "value: out of memory");
     v->kind = kind;
     *out = v;
     return LUNET_OK;
@@ -156,12 +156,12 @@ lunet_status_t lunet_value_float(lunet_value_t **out, double f)
 lunet_status_t lunet_value_string(lunet_value_t **out, const char *s, size_t len)
 {
     if (!s && len)
-        return lunet_fail(LUNET_STATUS_VALUE, "value_string: NULL string of length %zu", len);
+        return lunet_error_set(LUNET_STATUS_VALUE, "value_string: NULL string of length %zu", len);
     if (len == SIZE_MAX)
-        return lunet_fail(LUNET_STATUS_VALUE, "value_string: string too long");
+        return lunet_error_set(LUNET_STATUS_VALUE, "value_string: string too long");
     char *copy = malloc(len + 1);
     if (!copy)
-        return lunet_fail(LUNET_STATUS_NOMEM, "value_string: out of memory (%zu bytes)", len);
+        return lunet_error_set(LUNET_STATUS_NOMEM, "value_string: out of memory (%zu bytes)", len);
     if (len)
         memcpy(copy, s, len);
     copy[len] = 0;
@@ -180,7 +180,7 @@ lunet_status_t lunet_value_string(lunet_value_t **out, const char *s, size_t len
 lunet_status_t lunet_value_tensor(lunet_value_t **out, lunet_tensor_t *t)
 {
     if (!t)
-        return lunet_fail(LUNET_STATUS_VALUE, "value_tensor: NULL tensor");
+        return lunet_error_set(LUNET_STATUS_VALUE, "value_tensor: NULL tensor");
     lunet_status_t st = value_new(out, LUNET_VALUE_TENSOR);
     if (!st) {
         lunet_tensor_retain(t);
@@ -224,10 +224,10 @@ static lunet_status_t map_reserve(lunet_value_t *m, size_t need)
     while (cap < need)
         cap = cap > SIZE_MAX / 4 ? need : cap * 2;
     if (cap > SIZE_MAX / sizeof(lunet_value_entry_t))
-        return lunet_fail(LUNET_STATUS_NOMEM, "value_map_put: too many entries");
+        return lunet_error_set(LUNET_STATUS_NOMEM, "value_map_put: too many entries");
     lunet_value_entry_t *e = realloc(m->u.map.entries, cap * sizeof *e);
     if (!e)
-        return lunet_fail(LUNET_STATUS_NOMEM, "value_map_put: out of memory (%zu entries)",
+        return lunet_error_set(LUNET_STATUS_NOMEM, "value_map_put: out of memory (%zu entries)",
                           cap);
     m->u.map.entries = e;
     m->u.map.cap = cap;
@@ -238,13 +238,13 @@ lunet_status_t lunet_value_map_put(lunet_value_t *map, lunet_value_t *key, lunet
 {
     lunet_status_t st = LUNET_OK;
     if (!map || map->kind != LUNET_VALUE_MAP)
-        st = lunet_fail(LUNET_STATUS_TYPE, "value_map_put: not a map");
+        st = lunet_error_set(LUNET_STATUS_TYPE, "value_map_put: not a map");
     else if (!key || (key->kind != LUNET_VALUE_INT && key->kind != LUNET_VALUE_STRING))
-        st = lunet_fail(LUNET_STATUS_TYPE, "value_map_put: a key must be an int or a string");
+        st = lunet_error_set(LUNET_STATUS_TYPE, "value_map_put: a key must be an int or a string");
     else if (!value)
-        st = lunet_fail(LUNET_STATUS_VALUE, "value_map_put: NULL value");
+        st = lunet_error_set(LUNET_STATUS_VALUE, "value_map_put: NULL value");
     else if (value == map)
-        st = lunet_fail(LUNET_STATUS_VALUE, "value_map_put: a map cannot contain itself");
+        st = lunet_error_set(LUNET_STATUS_VALUE, "value_map_put: a map cannot contain itself");
     else
         st = map_reserve(map, map->u.map.count + 1);
     if (st) {
@@ -264,7 +264,7 @@ lunet_status_t lunet_value_map_put_str(lunet_value_t *map, const char *key,
 {
     lunet_value_t *k;
     lunet_status_t st = key ? lunet_value_string(&k, key, strlen(key))
-                            : lunet_fail(LUNET_STATUS_VALUE, "value_map_put_str: NULL key");
+                            : lunet_error_set(LUNET_STATUS_VALUE, "value_map_put_str: NULL key");
     if (st) {
         lunet_value_free(value);
         return st;
@@ -338,7 +338,7 @@ static lunet_status_t find_duplicate(const lunet_value_t **dup, const lunet_valu
         return LUNET_OK;
     const lunet_value_entry_t **idx = malloc(n * sizeof *idx);
     if (!idx)
-        return lunet_fail(LUNET_STATUS_NOMEM, "map of %zu entries: out of memory", n);
+        return lunet_error_set(LUNET_STATUS_NOMEM, "map of %zu entries: out of memory", n);
     for (size_t i = 0; i < n; i++)
         idx[i] = &m->u.map.entries[i];
     qsort(idx, n, sizeof *idx, entry_ptr_cmp);
@@ -431,14 +431,14 @@ static lunet_status_t write_fd(writer_t *w, const unsigned char *p, size_t n)
         if (k < 0) {
             if (errno == EINTR)
                 continue;
-            return lunet_fail(LUNET_STATUS_IO, "save: cannot write %s: %s", w->path,
+            return lunet_error_set(LUNET_STATUS_IO, "save: cannot write %s: %s", w->path,
                               strerror(errno));
         }
         done += (size_t)k;
     }
     w->written += done;
     if (fault)
-        return lunet_fail(LUNET_STATUS_IO,
+        return lunet_error_set(LUNET_STATUS_IO,
                           "save: cannot write %s: simulated write failure after %lld bytes "
                           "(LUNET_FAULT_SAVE_AFTER)", w->path, (long long)w->fault_after);
     return LUNET_OK;
@@ -452,7 +452,7 @@ static lunet_status_t deflate_run(writer_t *w, int flush)
         w->zs.avail_out = sizeof w->out;
         int rc = deflate(&w->zs, flush);
         if (rc == Z_STREAM_ERROR)
-            return lunet_fail(LUNET_STATUS_RUNTIME, "save: %s: zlib deflate failed", w->path);
+            return lunet_error_set(LUNET_STATUS_RUNTIME, "save: %s: zlib deflate failed", w->path);
         size_t have = sizeof w->out - w->zs.avail_out;
         if (have) {
             lunet_status_t st = write_fd(w, w->out, have);
@@ -485,7 +485,7 @@ static lunet_status_t set_strategy(writer_t *w, int strategy)
         if (rc == Z_OK)
             break;
         if (rc != Z_BUF_ERROR || have == 0)
-            return lunet_fail(LUNET_STATUS_RUNTIME, "save: %s: zlib deflateParams failed",
+            return lunet_error_set(LUNET_STATUS_RUNTIME, "save: %s: zlib deflateParams failed",
                               w->path);
     }
     w->strategy = strategy;
@@ -528,7 +528,7 @@ static lunet_status_t write_tensor(writer_t *w, lunet_tensor_t *t)
     char where[512];
     int code = dtype_code(t->dtype);
     if (code < 0)
-        return lunet_fail(LUNET_STATUS_TYPE, "save: %s: tensor of unknown dtype at key '%s'",
+        return lunet_error_set(LUNET_STATUS_TYPE, "save: %s: tensor of unknown dtype at key '%s'",
                           w->path, keypath_str(where, sizeof where, &w->kp));
     unsigned char head[3 + 8 * LUNET_MAX_DIMS];
     head[0] = (unsigned char)code;
@@ -592,12 +592,12 @@ static lunet_status_t write_value(writer_t *w, const lunet_value_t *v)
         return emit(w, v->u.str.data, v->u.str.len);
     case LUNET_VALUE_TENSOR:
         if (!v->u.tensor)
-            return lunet_fail(LUNET_STATUS_VALUE, "save: %s: NULL tensor at key '%s'", w->path,
+            return lunet_error_set(LUNET_STATUS_VALUE, "save: %s: NULL tensor at key '%s'", w->path,
                               keypath_str(where, sizeof where, &w->kp));
         return write_tensor(w, v->u.tensor);
     case LUNET_VALUE_MAP: {
         if (w->kp.depth >= MAX_DEPTH)
-            return lunet_fail(LUNET_STATUS_VALUE,
+            return lunet_error_set(LUNET_STATUS_VALUE,
                               "save: %s: tables nested deeper than %d levels at key '%s' (a "
                               "cycle?)", w->path, MAX_DEPTH,
                               keypath_str(where, sizeof where, &w->kp));
@@ -606,7 +606,7 @@ static lunet_status_t write_value(writer_t *w, const lunet_value_t *v)
             return st;
         if (dup) {
             w->kp.keys[w->kp.depth++] = dup;
-            st = lunet_fail(LUNET_STATUS_VALUE, "save: %s: duplicate key '%s'", w->path,
+            st = lunet_error_set(LUNET_STATUS_VALUE, "save: %s: duplicate key '%s'", w->path,
                             keypath_str(where, sizeof where, &w->kp));
             w->kp.depth--;
             return st;
@@ -626,17 +626,17 @@ static lunet_status_t write_value(writer_t *w, const lunet_value_t *v)
         return LUNET_OK;
     }
     }
-    return lunet_fail(LUNET_STATUS_TYPE, "save: %s: unknown value kind %d at key '%s'", w->path,
+    return lunet_error_set(LUNET_STATUS_TYPE, "save: %s: unknown value kind %d at key '%s'", w->path,
                       (int)v->kind, keypath_str(where, sizeof where, &w->kp));
 }
 
 lunet_status_t lunet_value_save(const char *path, const lunet_value_t *v)
 {
     if (!v)
-        return lunet_fail(LUNET_STATUS_VALUE, "save: %s: NULL value", path ? path : "(null)");
+        return lunet_error_set(LUNET_STATUS_VALUE, "save: %s: NULL value", path ? path : "(null)");
     writer_t *w = calloc(1, sizeof *w);
     if (!w)
-        return lunet_fail(LUNET_STATUS_NOMEM, "save: out of memory");
+        return lunet_error_set(LUNET_STATUS_NOMEM, "save: out of memory");
     lunet_status_t st = lunet_afile_open(&w->file, "save", path);
     if (st) {
         free(w);
@@ -649,7 +649,7 @@ lunet_status_t lunet_value_save(const char *path, const lunet_value_t *v)
     w->strategy = Z_DEFAULT_STRATEGY;
     unsigned char hdr[HEADER_SIZE] = {0};
     if (deflateInit(&w->zs, SAVE_LEVEL) != Z_OK) {
-        st = lunet_fail(LUNET_STATUS_NOMEM, "save: %s: cannot start zlib", path);
+        st = lunet_error_set(LUNET_STATUS_NOMEM, "save: %s: cannot start zlib", path);
         goto fail;
     }
     w->zinit = true;
@@ -665,7 +665,7 @@ lunet_status_t lunet_value_save(const char *path, const lunet_value_t *v)
     put_u32(hdr + 28, w->crc);
     put_u32(hdr + 32, (uint32_t)crc32(crc32(0L, Z_NULL, 0), hdr, 32));
     if (pwrite(w->file.fd, hdr, HEADER_SIZE, 0) != HEADER_SIZE) {
-        st = lunet_fail(LUNET_STATUS_IO, "save: cannot write %s: %s", path, strerror(errno));
+        st = lunet_error_set(LUNET_STATUS_IO, "save: cannot write %s: %s", path, strerror(errno));
         goto fail;
     }
     st = lunet_afile_commit(&w->file);
@@ -698,7 +698,7 @@ typedef struct reader {
 static lunet_status_t corrupt(reader_t *r, const char *what)
 {
     char where[512];
-    return lunet_fail(LUNET_STATUS_VALUE, "load: %s: corrupt data (%s, at key '%s')", r->path,
+    return lunet_error_set(LUNET_STATUS_VALUE, "load: %s: corrupt data (%s, at key '%s')", r->path,
                       what, keypath_str(where, sizeof where, &r->kp));
 }
 
@@ -717,7 +717,7 @@ static lunet_status_t inflate_into(reader_t *r, unsigned char *dst, size_t n)
                                                             : sizeof r->in;
                 size_t got = fread(r->in, 1, want, r->f);
                 if (got != want)
-                    return lunet_fail(LUNET_STATUS_IO, "load: %s: truncated (read failed: %s)",
+                    return lunet_error_set(LUNET_STATUS_IO, "load: %s: truncated (read failed: %s)",
                                       r->path, ferror(r->f) ? strerror(errno) : "end of file");
                 r->stored_left -= got;
                 r->zs.next_in = r->in;
@@ -729,7 +729,7 @@ static lunet_status_t inflate_into(reader_t *r, unsigned char *dst, size_t n)
             if (rc == Z_NEED_DICT || rc == Z_DATA_ERROR)
                 return corrupt(r, r->zs.msg ? r->zs.msg : "bad zlib stream");
             if (rc == Z_MEM_ERROR)
-                return lunet_fail(LUNET_STATUS_NOMEM, "load: %s: out of memory in zlib",
+                return lunet_error_set(LUNET_STATUS_NOMEM, "load: %s: out of memory in zlib",
                                   r->path);
             if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR)
                 return corrupt(r, "zlib error");
@@ -815,7 +815,7 @@ static lunet_status_t read_tensor(reader_t *r, lunet_value_t **out)
     if ((st = lunet_tensor_empty(&t, dt, ndim, shape))) {
         char where[512], why[256];
         snprintf(why, sizeof why, "%s", lunet_error_message());
-        return lunet_fail(st, "load: %s: cannot create the tensor at key '%s': %s", r->path,
+        return lunet_error_set(st, "load: %s: cannot create the tensor at key '%s': %s", r->path,
                           keypath_str(where, sizeof where, &r->kp), why);
     }
     size_t nbytes = (size_t)numel * esz;
@@ -938,7 +938,7 @@ static lunet_status_t read_value(reader_t *r, lunet_value_t **out, bool is_key)
         char *s = realloc(v->u.str.data, (size_t)len + 1);
         if (!s) {
             lunet_value_free(v);
-            return lunet_fail(LUNET_STATUS_NOMEM, "load: %s: out of memory", r->path);
+            return lunet_error_set(LUNET_STATUS_NOMEM, "load: %s: out of memory", r->path);
         }
         v->u.str.data = s;
         if ((st = take(r, s, (size_t)len, "string"))) {
@@ -967,39 +967,39 @@ static lunet_status_t check_header(reader_t *r, const unsigned char *h, uint64_t
 {
     const char *p = r->path;
     if (size == 0)
-        return lunet_fail(LUNET_STATUS_VALUE, "load: %s: not a Lunet file (the file is empty)",
+        return lunet_error_set(LUNET_STATUS_VALUE, "load: %s: not a Lunet file (the file is empty)",
                           p);
     size_t have = size < HEADER_SIZE ? (size_t)size : HEADER_SIZE;
     if (memcmp(h, MAGIC, have < 6 ? have : 6) != 0)
-        return lunet_fail(LUNET_STATUS_VALUE,
+        return lunet_error_set(LUNET_STATUS_VALUE,
                           "load: %s: not a Lunet file (it does not start with \"LUNET\\0\")", p);
     if (size < HEADER_SIZE)
-        return lunet_fail(LUNET_STATUS_VALUE,
+        return lunet_error_set(LUNET_STATUS_VALUE,
                           "load: %s: truncated (%llu bytes, shorter than the %d-byte header)", p,
                           (unsigned long long)size, HEADER_SIZE);
     uint16_t version = get_u16(h + 6);
     if (version != FORMAT_VERSION)
-        return lunet_fail(LUNET_STATUS_VALUE,
+        return lunet_error_set(LUNET_STATUS_VALUE,
                           "load: %s: unsupported version %u (this build reads version %d)", p,
                           version, FORMAT_VERSION);
     if (get_u32(h + 32) != (uint32_t)crc32(crc32(0L, Z_NULL, 0), h, 32))
-        return lunet_fail(LUNET_STATUS_VALUE, "load: %s: corrupt data (header checksum)", p);
+        return lunet_error_set(LUNET_STATUS_VALUE, "load: %s: corrupt data (header checksum)", p);
     uint32_t flags = get_u32(h + 8);
     if (flags != FLAG_ZLIB)
-        return lunet_fail(LUNET_STATUS_VALUE,
+        return lunet_error_set(LUNET_STATUS_VALUE,
                           "load: %s: unsupported flags 0x%x (this build reads 0x1)", p, flags);
     uint64_t payload = get_u64(h + 12), stored = get_u64(h + 20);
     if (size - HEADER_SIZE < stored)
-        return lunet_fail(LUNET_STATUS_VALUE,
+        return lunet_error_set(LUNET_STATUS_VALUE,
                           "load: %s: truncated (%llu bytes, the header says %llu)", p,
                           (unsigned long long)size,
                           (unsigned long long)(stored + HEADER_SIZE));
     if (size - HEADER_SIZE > stored)
-        return lunet_fail(LUNET_STATUS_VALUE,
+        return lunet_error_set(LUNET_STATUS_VALUE,
                           "load: %s: corrupt data (%llu bytes after the end of the data)", p,
                           (unsigned long long)(size - HEADER_SIZE - stored));
     if (payload == 0 || stored < 8 || payload / ZLIB_MAX_RATIO > stored)
-        return lunet_fail(LUNET_STATUS_VALUE,
+        return lunet_error_set(LUNET_STATUS_VALUE,
                           "load: %s: corrupt data (payload of %llu bytes in %llu stored bytes)",
                           p, (unsigned long long)payload, (unsigned long long)stored);
     r->payload_left = payload;
@@ -1016,7 +1016,7 @@ static lunet_status_t finish_stream(reader_t *r)
             size_t want = r->stored_left < sizeof r->in ? (size_t)r->stored_left : sizeof r->in;
             size_t got = fread(r->in, 1, want, r->f);
             if (got != want)
-                return lunet_fail(LUNET_STATUS_IO, "load: %s: truncated (read failed)", r->path);
+                return lunet_error_set(LUNET_STATUS_IO, "load: %s: truncated (read failed)", r->path);
             r->stored_left -= got;
             r->zs.next_in = r->in;
             r->zs.avail_in = (uInt)got;
@@ -1041,14 +1041,14 @@ static lunet_status_t finish_stream(reader_t *r)
 lunet_status_t lunet_value_load(lunet_value_t **out, const char *path)
 {
     if (!path || !*path)
-        return lunet_fail(LUNET_STATUS_VALUE, "load: empty file name");
+        return lunet_error_set(LUNET_STATUS_VALUE, "load: empty file name");
     FILE *f = fopen(path, "rb");
     if (!f)
-        return lunet_fail(LUNET_STATUS_IO, "load: cannot open %s: %s", path, strerror(errno));
+        return lunet_error_set(LUNET_STATUS_IO, "load: cannot open %s: %s", path, strerror(errno));
     reader_t *r = calloc(1, sizeof *r);
     if (!r) {
         fclose(f);
-        return lunet_fail(LUNET_STATUS_NOMEM, "load: out of memory");
+        return lunet_error_set(LUNET_STATUS_NOMEM, "load: out of memory");
     }
     r->f = f;
     r->path = path;
@@ -1059,14 +1059,14 @@ lunet_status_t lunet_value_load(lunet_value_t **out, const char *path)
     struct stat sb;
     unsigned char h[HEADER_SIZE] = {0};
     if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        st = lunet_fail(LUNET_STATUS_IO, "load: %s: not a regular file", path);
+        st = lunet_error_set(LUNET_STATUS_IO, "load: %s: not a regular file", path);
         goto done;
     }
     size_t got = fread(h, 1, HEADER_SIZE, f);
     if ((st = check_header(r, h, got < HEADER_SIZE ? got : (uint64_t)sb.st_size)))
         goto done;
     if (inflateInit(&r->zs) != Z_OK) {
-        st = lunet_fail(LUNET_STATUS_NOMEM, "load: %s: cannot start zlib", path);
+        st = lunet_error_set(LUNET_STATUS_NOMEM, "load: %s: cannot start zlib", path);
         goto done;
     }
     r->zinit = true;
@@ -1082,7 +1082,7 @@ lunet_status_t lunet_value_load(lunet_value_t **out, const char *path)
     if ((st = finish_stream(r)))
         goto done;
     if (r->crc != get_u32(h + 28)) {
-        st = lunet_fail(LUNET_STATUS_VALUE, "load: %s: corrupt data (payload checksum)", path);
+        st = lunet_error_set(LUNET_STATUS_VALUE, "load: %s: corrupt data (payload checksum)", path);
         goto done;
     }
     st = LUNET_OK;
@@ -1103,11 +1103,11 @@ lunet_status_t lunet_tensors_save(const char *path, size_t n, const char *const 
                                   lunet_tensor_t *const *tensors)
 {
     if (n && (!names || !tensors))
-        return lunet_fail(LUNET_STATUS_VALUE, "save_tensors: %s: NULL names or tensors",
+        return lunet_error_set(LUNET_STATUS_VALUE, "save_tensors: %s: NULL names or tensors",
                           path ? path : "");
     for (size_t i = 0; i < n; i++)
         if (!names[i] || !tensors[i])
-            return lunet_fail(LUNET_STATUS_VALUE, "save_tensors: %s: entry %zu is NULL",
+            return lunet_error_set(LUNET_STATUS_VALUE, "save_tensors: %s: entry %zu is NULL",
                               path ? path : "", i);
     lunet_value_t *m, *t;
     lunet_status_t st = lunet_value_map(&m);
@@ -1141,7 +1141,7 @@ lunet_status_t lunet_tensors_load(size_t *n, char ***names, lunet_tensor_t ***te
         return st;
     if (v->kind != LUNET_VALUE_MAP) {
         lunet_value_free(v);
-        return lunet_fail(LUNET_STATUS_TYPE,
+        return lunet_error_set(LUNET_STATUS_TYPE,
                           "load_tensors: %s: the file holds a single value, not a map of named "
                           "tensors", path);
     }
@@ -1152,12 +1152,12 @@ lunet_status_t lunet_tensors_load(size_t *n, char ***names, lunet_tensor_t ***te
         free(nm);
         free(ts);
         lunet_value_free(v);
-        return lunet_fail(LUNET_STATUS_NOMEM, "load_tensors: %s: out of memory", path);
+        return lunet_error_set(LUNET_STATUS_NOMEM, "load_tensors: %s: out of memory", path);
     }
     for (size_t i = 0; i < count; i++) {
         lunet_value_entry_t *e = &v->u.map.entries[i];
         if (e->key->kind != LUNET_VALUE_STRING || e->value->kind != LUNET_VALUE_TENSOR) {
-            st = lunet_fail(LUNET_STATUS_TYPE,
+            st = lunet_error_set(LUNET_STATUS_TYPE,
                             "load_tensors: %s: entry %zu is not a tensor under a string name",
                             path, i);
             lunet_tensors_free(count, nm, ts);

@@ -185,7 +185,7 @@ static lunet_status_t softmax_common(lunet_tensor_t **out, lunet_tensor_t *x, in
     if (!lunet_dtype_is_floating(x->dtype)) {
         /* PyTorch names the kernel it would have used: the last-dim one or the generic one */
         bool last = d == (x->ndim > 0 ? x->ndim - 1 : 0);
-        return lunet_fail(LUNET_STATUS_RUNTIME, "\"%s\" not implemented for '%s'",
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "\"%s\" not implemented for '%s'",
                           last ? (log_out ? "log_softmax_lastdim_kernel_impl"
                                           : "softmax_lastdim_kernel_impl")
                                : "softmax_kernel_impl",
@@ -209,7 +209,7 @@ static lunet_status_t softmax_common(lunet_tensor_t **out, lunet_tensor_t *x, in
             if (!scratch) {
                 lunet_tensor_release(xc);
                 lunet_tensor_release(y);
-                return lunet_fail(LUNET_STATUS_NOMEM, "%s: out of memory for %lld classes",
+                return lunet_error_set(LUNET_STATUS_NOMEM, "%s: out of memory for %lld classes",
                                   log_out ? "log_softmax" : "softmax", (long long)C);
             }
             softmax_f32(lunet_tensor_data(y), lunet_tensor_data(xc), outer, C, inner, log_out,
@@ -286,11 +286,11 @@ static lunet_status_t softmax_backward_common(lunet_tensor_t **dx, lunet_tensor_
     if (st)
         return st;
     if (!lunet_dtype_is_floating(y->dtype))
-        return lunet_fail(LUNET_STATUS_RUNTIME, "%s: output dtype %s is not floating", name,
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "%s: output dtype %s is not floating", name,
                           lunet_dtype_name(y->dtype));
     if (!lunet_shape_equal(g->ndim, g->shape, y->ndim, y->shape)) {
         char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
-        return lunet_fail(LUNET_STATUS_RUNTIME, "%s: gradient of shape %s for output of shape %s",
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "%s: gradient of shape %s for output of shape %s",
                           name, lunet_shape_str(b1, sizeof b1, g->ndim, g->shape),
                           lunet_shape_str(b2, sizeof b2, y->ndim, y->shape));
     }

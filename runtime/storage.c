@@ -190,14 +190,14 @@ lunet_status_t lunet_storage_new(lunet_storage_t **out, size_t nbytes)
 {
     size_t rounded = round_size(nbytes);
     if (rounded < nbytes)
-        return lunet_fail(LUNET_STATUS_NOMEM, "storage: cannot allocate %zu bytes", nbytes);
+        return lunet_error_set(LUNET_STATUS_NOMEM, "storage: cannot allocate %zu bytes", nbytes);
     void *data = block_get(rounded);
     if (!data)
-        return lunet_fail(LUNET_STATUS_NOMEM, "storage: cannot allocate %zu bytes", nbytes);
+        return lunet_error_set(LUNET_STATUS_NOMEM, "storage: cannot allocate %zu bytes", nbytes);
     lunet_storage_t *s = storage_header(data, rounded, NULL, NULL, false);
     if (!s) {
         block_put(data, rounded);
-        return lunet_fail(LUNET_STATUS_NOMEM, "storage: out of memory");
+        return lunet_error_set(LUNET_STATUS_NOMEM, "storage: out of memory");
     }
     *out = s;
     return LUNET_OK;
@@ -208,7 +208,7 @@ lunet_status_t lunet_storage_wrap(lunet_storage_t **out, void *data, size_t nbyt
 {
     lunet_storage_t *s = storage_header(data, nbytes, release_fn, ctx, true);
     if (!s)
-        return lunet_fail(LUNET_STATUS_NOMEM, "storage: out of memory");
+        return lunet_error_set(LUNET_STATUS_NOMEM, "storage: out of memory");
     *out = s;
     return LUNET_OK;
 }

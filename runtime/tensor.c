@@ -37,7 +37,7 @@ lunet_dtype_t lunet_default_dtype(void) { return default_dtype; }
 lunet_status_t lunet_set_default_dtype(lunet_dtype_t dt)
 {
     if (!lunet_dtype_is_floating(dt))
-        return lunet_fail(LUNET_STATUS_TYPE,
+        return lunet_error_set(LUNET_STATUS_TYPE,
                           "set_default_dtype: only floating-point types are supported as the "
                           "default type (got %s)", lunet_dtype_name(dt));
     default_dtype = dt;
@@ -167,17 +167,17 @@ static lunet_status_t check_shape(const char *op, int ndim, const int64_t *shape
 {
     char buf[LUNET_SHAPE_BUF];
     if (ndim < 0 || ndim > LUNET_MAX_DIMS)
-        return lunet_fail(LUNET_STATUS_VALUE, "%s: %d dims is more than the %d supported", op,
+        return lunet_error_set(LUNET_STATUS_VALUE, "%s: %d dims is more than the %d supported", op,
                           ndim, LUNET_MAX_DIMS);
     if ((unsigned)dt >= LUNET_DTYPE_COUNT)
-        return lunet_fail(LUNET_STATUS_TYPE, "%s: unknown dtype %d", op, (int)dt);
+        return lunet_error_set(LUNET_STATUS_TYPE, "%s: unknown dtype %d", op, (int)dt);
     for (int i = 0; i < ndim; i++)
         if (shape[i] < 0)
-            return lunet_fail(LUNET_STATUS_RUNTIME,
+            return lunet_error_set(LUNET_STATUS_RUNTIME,
                               "Trying to create tensor with negative dimension %lld: %s",
                               (long long)shape[i], lunet_shape_str(buf, sizeof buf, ndim, shape));
     if (!lunet_shape_numel_checked(ndim, shape, lunet_dtype_size(dt), numel))
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "Storage size calculation overflowed with sizes=%s",
                           lunet_shape_str(buf, sizeof buf, ndim, shape));
     return LUNET_OK;
@@ -208,7 +208,7 @@ lunet_status_t lunet_tensor_empty(lunet_tensor_t **out, lunet_dtype_t dt, int nd
         return st;
     lunet_tensor_t *t = contiguous_header(dt, ndim, shape, numel);
     if (!t)
-        return lunet_fail(LUNET_STATUS_NOMEM, "empty: out of memory");
+        return lunet_error_set(LUNET_STATUS_NOMEM, "empty: out of memory");
     if ((st = lunet_storage_new(&t->storage, (size_t)numel * lunet_dtype_size(dt)))) {
         lunet_tensor_release(t);
         return st;
@@ -313,14 +313,14 @@ lunet_status_t lunet_tensor_wrap(lunet_tensor_t **out, lunet_dtype_t dt, int ndi
     if (st)
         return st;
     if (!data && numel > 0)
-        return lunet_fail(LUNET_STATUS_VALUE, "wrap: NULL data for %lld elements",
+        return lunet_error_set(LUNET_STATUS_VALUE, "wrap: NULL data for %lld elements",
                           (long long)numel);
     if ((uintptr_t)data % lunet_dtype_size(dt) != 0)
-        return lunet_fail(LUNET_STATUS_VALUE, "wrap: data is not aligned for %s",
+        return lunet_error_set(LUNET_STATUS_VALUE, "wrap: data is not aligned for %s",
                           lunet_dtype_name(dt));
     lunet_tensor_t *t = contiguous_header(dt, ndim, shape, numel);
     if (!t)
-        return lunet_fail(LUNET_STATUS_NOMEM, "wrap: out of memory");
+        return lunet_error_set(LUNET_STATUS_NOMEM, "wrap: out of memory");
     if ((st = lunet_storage_wrap(&t->storage, data, (size_t)numel * lunet_dtype_size(dt),
                                  release_fn, ctx))) {
         lunet_tensor_release(t);
@@ -334,16 +334,16 @@ lunet_status_t lunet_tensor_arange(lunet_tensor_t **out, lunet_dtype_t dt, doubl
                                    double end, double step)
 {
     if (step == 0)
-        return lunet_fail(LUNET_STATUS_RUNTIME, "arange: step must be nonzero");
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "arange: step must be nonzero");
     if (!isfinite(start) || !isfinite(end))
-        return lunet_fail(LUNET_STATUS_RUNTIME, "arange: unsupported range: %g -> %g", start,
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "arange: unsupported range: %g -> %g", start,
                           end);
     if ((step > 0 && end < start) || (step < 0 && end > start))
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "arange: upper bound and larger bound inconsistent with step sign");
     double size_d = ceil((end - start) / step);
     if (!(size_d >= 0 && size_d < 0x1p63)) // PyTorch's check, without the cast's UB at 2^63
-        return lunet_fail(LUNET_STATUS_RUNTIME, "invalid size, possible overflow?");
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "invalid size, possible overflow?");
     int64_t n = (int64_t)size_d;
     lunet_tensor_t *t;
     lunet_status_t st = lunet_tensor_empty(&t, dt, 1, &n);
@@ -361,7 +361,7 @@ lunet_status_t lunet_tensor_linspace(lunet_tensor_t **out, lunet_dtype_t dt, dou
                                      double end, int64_t steps)
 {
     if (steps < 0)
-        return lunet_fail(LUNET_STATUS_RUNTIME, "linspace: number of steps must be non-negative");
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "linspace: number of steps must be non-negative");
     lunet_tensor_t *t;
     lunet_status_t st = lunet_tensor_empty(&t, dt, 1, &steps);
     if (st)
@@ -429,7 +429,7 @@ lunet_status_t lunet_dim_wrap(int *out, int64_t dim, int ndim)
 {
     int n = ndim > 0 ? ndim : 1;
     if (dim < -n || dim >= n)
-        return lunet_fail(LUNET_STATUS_INDEX,
+        return lunet_error_set(LUNET_STATUS_INDEX,
                           "Dimension out of range (expected to be in range of [%d, %d], but got "
                           "%lld)", -n, n - 1, (long long)dim);
     *out = (int)(dim < 0 ? dim + n : dim);
@@ -442,7 +442,7 @@ lunet_status_t lunet_tensor_check_writable(const lunet_tensor_t *t)
 {
     for (int i = 0; i < t->ndim; i++) {
         if (t->strides[i] == 0 && t->shape[i] > 1)
-            return lunet_fail(LUNET_STATUS_RUNTIME,
+            return lunet_error_set(LUNET_STATUS_RUNTIME,
                               "unsupported operation: more than one element of the written-to "
                               "tensor refers to a single memory location. Please clone() the "
                               "tensor before performing the operation.");
@@ -488,7 +488,7 @@ lunet_status_t lunet_tensor_check_no_partial_overlap(const lunet_tensor_t *out,
                 lunet_shape_equal(out->ndim, out->strides, in->ndim, in->strides);
     if (full || !(ob < ie && ib < oe))
         return LUNET_OK;
-    return lunet_fail(LUNET_STATUS_RUNTIME,
+    return lunet_error_set(LUNET_STATUS_RUNTIME,
                       "unsupported operation: some elements of the input tensor and the "
                       "written-to tensor refer to a single memory location. Please clone() "
                       "the tensor before performing the operation.");
@@ -569,7 +569,7 @@ lunet_status_t lunet_tensor_copy_(lunet_tensor_t *dst, lunet_tensor_t *src)
         return st;
     if (!lunet_shape_equal(nd, shape, dst->ndim, dst->shape)) {
         char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "copy_: output with shape %s doesn't match the broadcast shape %s",
                           lunet_shape_str(b1, sizeof b1, dst->ndim, dst->shape),
                           lunet_shape_str(b2, sizeof b2, nd, shape));

@@ -13,10 +13,10 @@ lunet_status_t lunet_tensor_make_view(lunet_tensor_t **out, lunet_tensor_t *t, i
 {
     int64_t numel;
     if (!lunet_shape_numel_checked(ndim, shape, 1, &numel))
-        return lunet_fail(LUNET_STATUS_RUNTIME, "numel: integer multiplication overflow");
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "numel: integer multiplication overflow");
     lunet_tensor_t *v = lunet_tensor_alloc();
     if (!v)
-        return lunet_fail(LUNET_STATUS_NOMEM, "view: out of memory");
+        return lunet_error_set(LUNET_STATUS_NOMEM, "view: out of memory");
     v->storage = t->storage;
     lunet_storage_retain(t->storage);
     v->dtype = t->dtype;
@@ -55,16 +55,16 @@ static lunet_status_t infer_shape(int64_t *shape, int ndim, const int64_t *req, 
     int64_t known = 1;
     int64_t checked;
     if (ndim > LUNET_MAX_DIMS)
-        return lunet_fail(LUNET_STATUS_VALUE, "view: %d dims is more than the %d supported",
+        return lunet_error_set(LUNET_STATUS_VALUE, "view: %d dims is more than the %d supported",
                           ndim, LUNET_MAX_DIMS);
     for (int i = 0; i < ndim; i++) {
         shape[i] = req[i];
         if (req[i] == -1) {
             if (infer >= 0)
-                return lunet_fail(LUNET_STATUS_RUNTIME, "only one dimension can be inferred");
+                return lunet_error_set(LUNET_STATUS_RUNTIME, "only one dimension can be inferred");
             infer = i;
         } else if (req[i] < 0) {
-            return lunet_fail(LUNET_STATUS_RUNTIME, "invalid shape dimension %lld",
+            return lunet_error_set(LUNET_STATUS_RUNTIME, "invalid shape dimension %lld",
                               (long long)req[i]);
         } else {
             known = lunet_wrap_mul(known, req[i]);
@@ -73,23 +73,23 @@ static lunet_status_t infer_shape(int64_t *shape, int ndim, const int64_t *req, 
     if (infer >= 0) {
         if (known == 0) {
             if (numel == 0)
-                return lunet_fail(LUNET_STATUS_RUNTIME,
+                return lunet_error_set(LUNET_STATUS_RUNTIME,
                                   "cannot reshape tensor of 0 elements into shape %s because "
                                   "the unspecified dimension size -1 can be any value and is "
                                   "ambiguous", lunet_shape_str(buf, sizeof buf, ndim, req));
-            return lunet_fail(LUNET_STATUS_RUNTIME, "shape '%s' is invalid for input of size %lld",
+            return lunet_error_set(LUNET_STATUS_RUNTIME, "shape '%s' is invalid for input of size %lld",
                               lunet_shape_str(buf, sizeof buf, ndim, req), (long long)numel);
         }
         if (numel % known != 0)
-            return lunet_fail(LUNET_STATUS_RUNTIME, "shape '%s' is invalid for input of size %lld",
+            return lunet_error_set(LUNET_STATUS_RUNTIME, "shape '%s' is invalid for input of size %lld",
                               lunet_shape_str(buf, sizeof buf, ndim, req), (long long)numel);
         shape[infer] = numel / known;
     } else if (known != numel) {
-        return lunet_fail(LUNET_STATUS_RUNTIME, "shape '%s' is invalid for input of size %lld",
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "shape '%s' is invalid for input of size %lld",
                           lunet_shape_str(buf, sizeof buf, ndim, req), (long long)numel);
     }
     if (!lunet_shape_numel_checked(ndim, shape, 1, &checked) || checked != numel)
-        return lunet_fail(LUNET_STATUS_RUNTIME, "numel: integer multiplication overflow");
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "numel: integer multiplication overflow");
     return LUNET_OK;
 }
 
@@ -150,7 +150,7 @@ static lunet_status_t view_impl(lunet_tensor_t **out, lunet_tensor_t *t, int ndi
     if (view_strides(t, ndim, shape, strides))
         return view_recorded(out, t, ndim, shape, strides, t->offset, LUNET_OP_VIEW, &args);
     if (!allow_copy)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "view size is not compatible with input tensor's size and stride (at "
                           "least one dimension spans across two contiguous subspaces). Use "
                           ".reshape(...) instead.");
@@ -178,7 +178,7 @@ lunet_status_t lunet_tensor_permute(lunet_tensor_t **out, lunet_tensor_t *t, int
                                     const int64_t *dims)
 {
     if (ndim != t->ndim)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "permute(sparse_coo): number of dimensions in the tensor input does "
                           "not match the length of the desired ordering of dimensions i.e. "
                           "input.dim() = %d is not equal to len(dims) = %d", t->ndim, ndim);
@@ -191,7 +191,7 @@ lunet_status_t lunet_tensor_permute(lunet_tensor_t **out, lunet_tensor_t *t, int
         if (st)
             return st;
         if (seen[d])
-            return lunet_fail(LUNET_STATUS_RUNTIME, "permute(): duplicate dims are not allowed.");
+            return lunet_error_set(LUNET_STATUS_RUNTIME, "permute(): duplicate dims are not allowed.");
         seen[d] = true;
         shape[i] = t->shape[d];
         strides[i] = t->strides[d];
@@ -248,7 +248,7 @@ lunet_status_t lunet_tensor_unsqueeze(lunet_tensor_t **out, lunet_tensor_t *t, i
     if (st)
         return st;
     if (t->ndim + 1 > LUNET_MAX_DIMS)
-        return lunet_fail(LUNET_STATUS_VALUE, "unsqueeze: too many dims");
+        return lunet_error_set(LUNET_STATUS_VALUE, "unsqueeze: too many dims");
     int64_t shape[LUNET_MAX_DIMS], strides[LUNET_MAX_DIMS];
     for (int i = 0, j = 0; i <= t->ndim; i++) {
         if (i == d) {
@@ -272,7 +272,7 @@ lunet_status_t lunet_tensor_flatten(lunet_tensor_t **out, lunet_tensor_t *t, int
     if ((st = lunet_dim_wrap(&s, start, t->ndim)) || (st = lunet_dim_wrap(&e, end, t->ndim)))
         return st;
     if (s > e)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "flatten() has invalid args: start_dim cannot come after end_dim");
     if (t->ndim == 0) {
         int64_t one = 1;
@@ -299,14 +299,14 @@ lunet_status_t lunet_tensor_narrow(lunet_tensor_t **out, lunet_tensor_t *t, int6
     if (st)
         return st;
     if (t->ndim == 0)
-        return lunet_fail(LUNET_STATUS_RUNTIME, "narrow() cannot be applied to a 0-dim tensor.");
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "narrow() cannot be applied to a 0-dim tensor.");
     // PyTorch 1.13: start == size is allowed (an empty slice at the end); any other start
     // is wrapped like a dim, with that message; the length check cannot overflow.
     int64_t size = t->shape[d];
     if (start != size) {
         int64_t lim = size > 0 ? size : 1;
         if (start < -lim || start >= lim)
-            return lunet_fail(LUNET_STATUS_INDEX,
+            return lunet_error_set(LUNET_STATUS_INDEX,
                               "Dimension out of range (expected to be in range of [%lld, %lld], "
                               "but got %lld)", (long long)-lim, (long long)(lim - 1),
                               (long long)start);
@@ -314,7 +314,7 @@ lunet_status_t lunet_tensor_narrow(lunet_tensor_t **out, lunet_tensor_t *t, int6
             start += lim;
     }
     if (length < 0 || start > size - length)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "start (%lld) + length (%lld) exceeds dimension size (%lld).",
                           (long long)start, (long long)length, (long long)size);
     int64_t shape[LUNET_MAX_DIMS];
@@ -330,7 +330,7 @@ lunet_status_t lunet_tensor_select(lunet_tensor_t **out, lunet_tensor_t *t, int6
                                    int64_t index)
 {
     if (t->ndim == 0)
-        return lunet_fail(LUNET_STATUS_INDEX,
+        return lunet_error_set(LUNET_STATUS_INDEX,
                           "select() cannot be applied to a 0-dim tensor.");
     int d;
     lunet_status_t st = lunet_dim_wrap(&d, dim, t->ndim);
@@ -338,7 +338,7 @@ lunet_status_t lunet_tensor_select(lunet_tensor_t **out, lunet_tensor_t *t, int6
         return st;
     int64_t size = t->shape[d];
     if (index < -size || index >= size)
-        return lunet_fail(LUNET_STATUS_INDEX,
+        return lunet_error_set(LUNET_STATUS_INDEX,
                           "index %lld is out of bounds for dimension %d with size %lld",
                           (long long)index, d, (long long)size);
     if (index < 0)
@@ -361,18 +361,18 @@ lunet_status_t lunet_tensor_expand(lunet_tensor_t **out, lunet_tensor_t *t, int 
 {
     char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
     if (ndim < t->ndim)
-        return lunet_fail(LUNET_STATUS_RUNTIME,
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
                           "expand: the number of sizes provided (%d) must be greater or equal to "
                           "the number of dimensions in the tensor (%d)", ndim, t->ndim);
     if (ndim > LUNET_MAX_DIMS)
-        return lunet_fail(LUNET_STATUS_VALUE, "expand: too many dims");
+        return lunet_error_set(LUNET_STATUS_VALUE, "expand: too many dims");
     int64_t shape[LUNET_MAX_DIMS], strides[LUNET_MAX_DIMS];
     int lead = ndim - t->ndim;
     for (int i = 0; i < ndim; i++) {
         int j = i - lead;
         if (j < 0) {
             if (req[i] < 0)
-                return lunet_fail(LUNET_STATUS_RUNTIME,
+                return lunet_error_set(LUNET_STATUS_RUNTIME,
                                   "The expanded size of the tensor (%lld) isn't allowed in a "
                                   "leading, non-existing dimension %d", (long long)req[i], i);
             shape[i] = req[i];
@@ -384,7 +384,7 @@ lunet_status_t lunet_tensor_expand(lunet_tensor_t **out, lunet_tensor_t *t, int 
             shape[i] = req[i];
             strides[i] = 0;
         } else {
-            return lunet_fail(LUNET_STATUS_RUNTIME,
+            return lunet_error_set(LUNET_STATUS_RUNTIME,
                               "The expanded size of the tensor (%lld) must match the existing "
                               "size (%lld) at non-singleton dimension %d.  Target sizes: %s.  "
                               "Tensor sizes: %s", (long long)req[i], (long long)t->shape[j], i,
