@@ -19,12 +19,12 @@ static inline double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-#define CHECK(expr)                                                                        \
-    do {                                                                                   \
-        if ((expr) != LUNET_OK) {                                                          \
-            fprintf(stderr, "%s: %s\n", #expr, lunet_error_message());                     \
-            exit(1);                                                                       \
-        }                                                                                  \
+#define CHECK(expr)                                                                                \
+    do {                                                                                           \
+        if ((expr) != LUNET_OK) {                                                                  \
+            fprintf(stderr, "%s: %s\n", #expr, lunet_error_message());                             \
+            exit(1);                                                                               \
+        }                                                                                          \
     } while (0)
 
 #endif

@@ -16,21 +16,20 @@
 
 #include "bench.h"
 
-
 /* best time of `rounds` rounds of `reps` calls of body, in seconds per call */
-#define BEST(rounds, reps, ...)                                                            \
-    ({                                                                                     \
-        double best_ = 1e30;                                                               \
-        for (int r_ = 0; r_ < (rounds); r_++) {                                            \
-            double t0_ = now();                                                            \
-            for (int k_ = 0; k_ < (reps); k_++) {                                          \
-                __VA_ARGS__;                                                               \
-            }                                                                              \
-            double dt_ = (now() - t0_) / (reps);                                           \
-            if (dt_ < best_)                                                               \
-                best_ = dt_;                                                               \
-        }                                                                                  \
-        best_;                                                                             \
+#define BEST(rounds, reps, ...)                                                                    \
+    ({                                                                                             \
+        double best_ = 1e30;                                                                       \
+        for (int r_ = 0; r_ < (rounds); r_++) {                                                    \
+            double t0_ = now();                                                                    \
+            for (int k_ = 0; k_ < (reps); k_++) {                                                  \
+                __VA_ARGS__;                                                                       \
+            }                                                                                      \
+            double dt_ = (now() - t0_) / (reps);                                                   \
+            if (dt_ < best_)                                                                       \
+                best_ = dt_;                                                                       \
+        }                                                                                          \
+        best_;                                                                                     \
     })
 
 static lunet_tensor_t *randn(int nd, const int64_t *shape)
@@ -81,7 +80,10 @@ static void bench_elementwise(void)
     char *src = malloc(4000000), *dst = malloc(4000000);
     memset(src, 1, 4000000);
     memset(dst, 0, 4000000);
-    double tcpy = BEST(7, 50, { memcpy(dst, src, 4000000); __asm__ volatile("" ::: "memory"); });
+    double tcpy = BEST(7, 50, {
+        memcpy(dst, src, 4000000);
+        __asm__ volatile("" ::: "memory");
+    });
     printf("add 1e6 float32: %.1f us, %.2f GB/s (reads 2 + writes 1 arrays)\n", tadd * 1e6,
            bytes3 / tadd * 1e-9);
     printf("exp 1e6 float32: %.1f us, %.2f GB/s\n", texp * 1e6, bytes2 / texp * 1e-9);
@@ -185,7 +187,8 @@ static void bench_mlp_step(void)
         }
     });
     printf("MLP 784-512-256-128-64-10, batch 64, one SGD step (C API): %.0f us\n", t_all * 1e6);
-    printf("  forward + loss %.0f us, backward %.0f us, SGD-momentum update %.0f us, zero_grad %.0f us\n",
+    printf("  forward + loss %.0f us, backward %.0f us, SGD-momentum update %.0f us, zero_grad "
+           "%.0f us\n",
            t_fwd * 1e6, t_bwd * 1e6, t_upd * 1e6, t_zero * 1e6);
     printf("  matrix products alone %.0f us; outside them %.0f us (%.0f%%)\n", t_mm * 1e6,
            (t_all - t_mm) * 1e6, (t_all - t_mm) / t_all * 100);

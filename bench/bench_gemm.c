@@ -27,7 +27,6 @@
 #include <immintrin.h>
 #endif
 
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -260,21 +259,19 @@ typedef struct library {
 
 typedef void (*cblas_sgemm_t)(int, int, int, int, int, int, float, const float *, int,
                               const float *, int, float, float *, int);
-typedef int (*dnnl_sgemm_t)(char, char, int64_t, int64_t, int64_t, float, const float *,
-                            int64_t, const float *, int64_t, float, float *, int64_t);
+typedef int (*dnnl_sgemm_t)(char, char, int64_t, int64_t, int64_t, float, const float *, int64_t,
+                            const float *, int64_t, float, float *, int64_t);
 
-static void call_cblas(void *lib, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
-                       const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
-                       float *c, int64_t ldc)
+static void call_cblas(void *lib, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *a,
+                       int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
 {
     cblas_sgemm_t f = (cblas_sgemm_t)((library_t *)lib)->fn;
-    f(101, ta ? 112 : 111, tb ? 112 : 111, (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b,
-      (int)ldb, beta, c, (int)ldc);
+    f(101, ta ? 112 : 111, tb ? 112 : 111, (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b, (int)ldb,
+      beta, c, (int)ldc);
 }
 
-static void call_dnnl(void *lib, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
-                      const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
-                      float *c, int64_t ldc)
+static void call_dnnl(void *lib, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *a,
+                      int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
 {
     dnnl_sgemm_t f = (dnnl_sgemm_t)((library_t *)lib)->fn;
     f(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
@@ -425,7 +422,8 @@ static int cmd_libs(int rounds)
     for (int l = 0; l < nl; l++)
         printf(" | %8s 1t %8s 2t", libs[l].name, libs[l].name);
     printf("   (microseconds per call, median of %d interleaved rounds; 1t: the thread's CPU "
-           "time, 2t: wall time)\n", rounds);
+           "time, 2t: wall time)\n",
+           rounds);
     double mlp[3][2] = {{0}}, sr[3][2] = {{0}}, big[3][2] = {{0}};
     for (int i = 0; i < NSHAPES; i++) {
         const shape_t *s = &shapes[i];

@@ -73,7 +73,8 @@ static void bench(int64_t N, int64_t C, int rounds)
             best_ag = t;
     }
     printf("cross_entropy fwd+bwd (%lld, %lld) float32: %10.2f us (C API, fused)  %10.2f us "
-           "(autograd)\n", (long long)N, (long long)C, best_api, best_ag);
+           "(autograd)\n",
+           (long long)N, (long long)C, best_api, best_ag);
     lunet_tensor_release(x);
     lunet_tensor_release(y);
     lunet_tensor_release(one);

@@ -235,7 +235,8 @@ static int l_index_range(lua_State *L)
     luaL_argcheck(L, count >= 0, 3, "negative count");
     if (order && (order->dtype != LUNET_DTYPE_INT64 || order->ndim != 1 ||
                   !lunet_tensor_is_contiguous(order) || count > order->shape[0] - start))
-        return luaL_argerror(L, 1, "order must be a contiguous int64 1-D tensor covering the range");
+        return luaL_argerror(L, 1,
+                             "order must be a contiguous int64 1-D tensor covering the range");
     int64_t n = count;
     lunet_tensor_t *t;
     LB_CHECK(L, lunet_tensor_empty(&t, LUNET_DTYPE_INT64, 1, &n));
@@ -302,7 +303,4 @@ static const luaL_Reg data_funcs[] = {
     {NULL, NULL},
 };
 
-void lb_open_data(lua_State *L)
-{
-    lb_private_funcs(L, lua_gettop(L), data_funcs);
-}
+void lb_open_data(lua_State *L) { lb_private_funcs(L, lua_gettop(L), data_funcs); }

@@ -254,8 +254,8 @@ static int c_all_reduce_grads(lua_State *L)
     lua_Integer n = luaL_len(L, 2);
     luaL_argcheck(L, n >= 0 && n < (1 << 24), 2, "too many parameters");
     lunet_tensor_t *stack[BUCKET_STACK]; /* a model's few tensors: no allocation per step */
-    lunet_tensor_t **grads =
-        n <= BUCKET_STACK ? stack : lua_newuserdatauv(L, (size_t)n * sizeof *grads, 0);
+    lunet_tensor_t **grads = n <= BUCKET_STACK ? stack
+                                               : lua_newuserdatauv(L, (size_t)n * sizeof *grads, 0);
     for (lua_Integer i = 1; i <= n; i++) {
         lua_geti(L, 2, i);
         lunet_tensor_t *p = lb_totensor(L, -1);

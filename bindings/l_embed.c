@@ -19,7 +19,7 @@ static void take_error(lua_State *L, char *err, size_t errlen)
         const char *msg = lua_tostring(L, -1);
         if (!msg)
             msg = lua_type(L, -1) == LUA_TNIL ? "(no error message)"
-                                               : "(error object is not a string)";
+                                              : "(error object is not a string)";
         size_t n = strlen(msg);
         if (n >= errlen)
             n = errlen - 1;
@@ -71,10 +71,7 @@ void lunet_lua_push_tensor(lua_State *L, lunet_tensor_t *t)
     lb_pushtensor(L, t);
 }
 
-lunet_tensor_t *lunet_lua_to_tensor(lua_State *L, int idx)
-{
-    return lb_totensor(L, idx);
-}
+lunet_tensor_t *lunet_lua_to_tensor(lua_State *L, int idx) { return lb_totensor(L, idx); }
 
 lunet_tensor_t *lunet_lua_retain_tensor(lua_State *L, int idx)
 {

@@ -59,8 +59,7 @@ static void check_options(lua_State *L, int idx, lunet_loss_options_t *o, bool s
     lua_pop(L, 1);
     if (lua_getfield(L, idx, "reduction") != LUA_TNIL) {
         if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_error(L, "bad option 'reduction' (string expected, got %s)",
-                       luaL_typename(L, -1));
+            luaL_error(L, "bad option 'reduction' (string expected, got %s)", luaL_typename(L, -1));
         if (lunet_reduction_parse(&o->reduction, lua_tostring(L, -1)) != LUNET_OK)
             lb_error(L);
     }
@@ -83,8 +82,10 @@ static int class_loss(lua_State *L, bool cross_entropy)
     lunet_tensor_t *x = lb_checktensor(L, 1), *y = lb_checktensor(L, 2), *r;
     lunet_loss_options_t o;
     check_options(L, 3, &o, cross_entropy);
-    return lb_result(L, cross_entropy ? lunet_loss_cross_entropy(&r, x, y, &o)
-                              : lunet_loss_nll(&r, x, y, &o), &r);
+    return lb_result(L,
+                     cross_entropy ? lunet_loss_cross_entropy(&r, x, y, &o)
+                                   : lunet_loss_nll(&r, x, y, &o),
+                     &r);
 }
 
 static int l_cross_entropy(lua_State *L) { return class_loss(L, true); }
@@ -98,15 +99,8 @@ static int l_mse_loss(lua_State *L)
 }
 
 static const luaL_Reg loss_funcs[] = {
-    {"softmax", l_softmax},
-    {"log_softmax", l_log_softmax},
-    {"cross_entropy", l_cross_entropy},
-    {"nll_loss", l_nll_loss},
-    {"mse_loss", l_mse_loss},
-    {NULL, NULL},
+    {"softmax", l_softmax},   {"log_softmax", l_log_softmax}, {"cross_entropy", l_cross_entropy},
+    {"nll_loss", l_nll_loss}, {"mse_loss", l_mse_loss},       {NULL, NULL},
 };
 
-void lb_open_loss(lua_State *L)
-{
-    lb_private_funcs(L, lua_gettop(L), loss_funcs);
-}
+void lb_open_loss(lua_State *L) { lb_private_funcs(L, lua_gettop(L), loss_funcs); }

@@ -195,8 +195,10 @@ static int l_set_rng_state(lua_State *L)
     lunet_tensor_t *t = lb_checktensor(L, 1);
     if (t->dtype != LUNET_DTYPE_INT64 || t->ndim != 1 || t->shape[0] != RNG_STATE_LEN ||
         !lunet_tensor_is_contiguous(t))
-        return luaL_error(L, "set_rng_state: expected the int64 tensor of %d values that "
-                             "get_rng_state returns", RNG_STATE_LEN);
+        return luaL_error(L,
+                          "set_rng_state: expected the int64 tensor of %d values that "
+                          "get_rng_state returns",
+                          RNG_STATE_LEN);
     const int64_t *v = lunet_tensor_data(t);
     if (v[624] < 0 || v[624] > 624)
         return luaL_error(L, "set_rng_state: corrupt state (position %d)", (int)v[624]);

@@ -72,8 +72,7 @@ static const char *key_path(lbs_conv_t *c, char *buf, size_t n)
         int w = c->keys[i].is_int
                     ? snprintf(buf + used, n - used, "[%lld]", (long long)c->keys[i].i)
                     : snprintf(buf + used, n - used, "%s%.*s", i ? "." : "",
-                               (int)(c->keys[i].len > 120 ? 120 : c->keys[i].len),
-                               c->keys[i].s);
+                               (int)(c->keys[i].len > 120 ? 120 : c->keys[i].len), c->keys[i].s);
         if (w < 0)
             break;
         used += (size_t)w;
@@ -357,8 +356,10 @@ void lb_open_serialize(lua_State *L)
 {
     int module = lua_gettop(L);
     /* lunet.monotonic: seconds for timing epochs (os.clock is CPU time, os.time whole seconds) */
-    static const luaL_Reg pub[] = {
-        {"save", l_save}, {"load", l_load}, {"monotonic", l_monotonic}, {NULL, NULL}};
+    static const luaL_Reg pub[] = {{"save", l_save},
+                                   {"load", l_load},
+                                   {"monotonic", l_monotonic},
+                                   {NULL, NULL}};
     luaL_setfuncs(L, pub, 0);
     static const luaL_Reg priv[] = {{"save_fault", l_save_fault},
                                     {"isatty", l_isatty},

@@ -127,12 +127,24 @@ void lb_pushdtype(lua_State *L, lunet_dtype_t dt) { lua_pushstring(L, lunet_dtyp
 static void push_elem(lua_State *L, lunet_dtype_t dt, const char *p)
 {
     switch (dt) {
-    case LUNET_DTYPE_FLOAT32: lua_pushnumber(L, (lua_Number) * (const float *)p); break;
-    case LUNET_DTYPE_FLOAT64: lua_pushnumber(L, (lua_Number) * (const double *)p); break;
-    case LUNET_DTYPE_INT64: lua_pushinteger(L, (lua_Integer) * (const int64_t *)p); break;
-    case LUNET_DTYPE_UINT8: lua_pushinteger(L, *(const uint8_t *)p); break;
-    case LUNET_DTYPE_BOOL: lua_pushboolean(L, *(const uint8_t *)p != 0); break;
-    default: lua_pushnil(L); break;
+    case LUNET_DTYPE_FLOAT32:
+        lua_pushnumber(L, (lua_Number) * (const float *)p);
+        break;
+    case LUNET_DTYPE_FLOAT64:
+        lua_pushnumber(L, (lua_Number) * (const double *)p);
+        break;
+    case LUNET_DTYPE_INT64:
+        lua_pushinteger(L, (lua_Integer) * (const int64_t *)p);
+        break;
+    case LUNET_DTYPE_UINT8:
+        lua_pushinteger(L, *(const uint8_t *)p);
+        break;
+    case LUNET_DTYPE_BOOL:
+        lua_pushboolean(L, *(const uint8_t *)p != 0);
+        break;
+    default:
+        lua_pushnil(L);
+        break;
     }
 }
 
@@ -193,8 +205,7 @@ void lbt_finish_create(lua_State *L, lunet_tensor_t *t, const lbt_create_opts_t 
 /* True for a table that is an options table rather than a size ({} or {dtype = ...}). */
 static bool is_options_table(lua_State *L, int idx)
 {
-    return lua_type(L, idx) == LUA_TTABLE && lua_rawlen(L, idx) == 0 &&
-           lb_totensor(L, idx) == NULL;
+    return lua_type(L, idx) == LUA_TTABLE && lua_rawlen(L, idx) == 0 && lb_totensor(L, idx) == NULL;
 }
 
 int lbt_checkshape(lua_State *L, int idx, int *ndim, int64_t *shape)
@@ -476,9 +487,9 @@ lunet_tensor_t *lb_astensor(lua_State *L, int idx, lunet_dtype_t *dtype_or_null)
     switch (lua_type(L, idx)) {
     case LUA_TNUMBER:
     case LUA_TBOOLEAN: {
-        lunet_dtype_t dt = lua_isboolean(L, idx)       ? LUNET_DTYPE_BOOL
-                           : lua_isinteger(L, idx)     ? LUNET_DTYPE_INT64
-                                                       : lunet_default_dtype();
+        lunet_dtype_t dt = lua_isboolean(L, idx)   ? LUNET_DTYPE_BOOL
+                           : lua_isinteger(L, idx) ? LUNET_DTYPE_INT64
+                                                   : lunet_default_dtype();
         if (dtype_or_null)
             dt = *dtype_or_null;
         if (lunet_tensor_empty(&t, dt, 0, NULL))
@@ -608,10 +619,10 @@ static int l_full(lua_State *L)
     lbt_create_opts_t o;
     lbt_checkcreateopts(L, vidx + 1, &o);
     /* PyTorch 1.13 infers the dtype from the fill value. */
-    lunet_dtype_t dt = o.has_dtype                  ? o.dtype
-                       : ty == LUA_TBOOLEAN         ? LUNET_DTYPE_BOOL
-                       : lua_isinteger(L, vidx)     ? LUNET_DTYPE_INT64
-                                                    : lunet_default_dtype();
+    lunet_dtype_t dt = o.has_dtype              ? o.dtype
+                       : ty == LUA_TBOOLEAN     ? LUNET_DTYPE_BOOL
+                       : lua_isinteger(L, vidx) ? LUNET_DTYPE_INT64
+                                                : lunet_default_dtype();
     lbt_fill_t v = lbt_checkfill(L, vidx);
     return make_filled(L, ndim, shape, dt, &v, FILL_ONES, &o);
 }
@@ -660,7 +671,9 @@ static int l_arange(lua_State *L)
     }
     lbt_create_opts_t o;
     lbt_checkcreateopts(L, n + 1, &o);
-    lunet_dtype_t dt = o.has_dtype ? o.dtype : any_float ? lunet_default_dtype() : LUNET_DTYPE_INT64;
+    lunet_dtype_t dt = o.has_dtype ? o.dtype
+                       : any_float ? lunet_default_dtype()
+                                   : LUNET_DTYPE_INT64;
     lunet_tensor_t *t;
     LB_CHECK(L, lunet_tensor_arange(&t, dt, start, end, step));
     lb_pushtensor(L, t);
@@ -784,8 +797,10 @@ static int m_item(lua_State *L)
 {
     lunet_tensor_t *t = lb_checktensor(L, 1);
     if (t->numel != 1)
-        return luaL_error(L, "only one element tensors can be converted to Lua numbers "
-                             "(got %I elements)", (lua_Integer)t->numel);
+        return luaL_error(L,
+                          "only one element tensors can be converted to Lua numbers "
+                          "(got %I elements)",
+                          (lua_Integer)t->numel);
     push_elem(L, t->dtype, lunet_tensor_data(t));
     return 1;
 }
@@ -837,8 +852,14 @@ static int m_to(lua_State *L)
     return convert_to(L, t, lb_checkdtype(L, 2));
 }
 
-static int m_float(lua_State *L) { return convert_to(L, lb_checktensor(L, 1), LUNET_DTYPE_FLOAT32); }
-static int m_double(lua_State *L) { return convert_to(L, lb_checktensor(L, 1), LUNET_DTYPE_FLOAT64); }
+static int m_float(lua_State *L)
+{
+    return convert_to(L, lb_checktensor(L, 1), LUNET_DTYPE_FLOAT32);
+}
+static int m_double(lua_State *L)
+{
+    return convert_to(L, lb_checktensor(L, 1), LUNET_DTYPE_FLOAT64);
+}
 static int m_long(lua_State *L) { return convert_to(L, lb_checktensor(L, 1), LUNET_DTYPE_INT64); }
 static int m_byte(lua_State *L) { return convert_to(L, lb_checktensor(L, 1), LUNET_DTYPE_UINT8); }
 static int m_bool(lua_State *L) { return convert_to(L, lb_checktensor(L, 1), LUNET_DTYPE_BOOL); }
@@ -847,8 +868,7 @@ static int m_bool(lua_State *L) { return convert_to(L, lb_checktensor(L, 1), LUN
 static int m_type(lua_State *L)
 {
     static const char *const names[] = {"lunet.FloatTensor", "lunet.DoubleTensor",
-                                        "lunet.LongTensor", "lunet.ByteTensor",
-                                        "lunet.BoolTensor"};
+                                        "lunet.LongTensor", "lunet.ByteTensor", "lunet.BoolTensor"};
     lunet_tensor_t *t = lb_checktensor(L, 1);
     if (lua_isnoneornil(L, 2)) {
         lua_pushstring(L, names[t->dtype]);
@@ -896,8 +916,10 @@ static int view_or_reshape(lua_State *L, bool copy_if_needed)
     } else {
         lbt_checkshape(L, 2, &ndim, shape);
     }
-    return lb_result(L, copy_if_needed ? lunet_tensor_reshape(&r, t, ndim, shape)
-                               : lunet_tensor_view(&r, t, ndim, shape), &r);
+    return lb_result(L,
+                     copy_if_needed ? lunet_tensor_reshape(&r, t, ndim, shape)
+                                    : lunet_tensor_view(&r, t, ndim, shape),
+                     &r);
 }
 
 static int m_view(lua_State *L) { return view_or_reshape(L, false); }
@@ -1204,8 +1226,10 @@ static int t_index(lua_State *L)
     default:
         break;
     }
-    return luaL_error(L, "a tensor cannot be indexed with a %s (use t[i], t:index{...} or a "
-                         "method name)", luaL_typename(L, 2));
+    return luaL_error(L,
+                      "a tensor cannot be indexed with a %s (use t[i], t:index{...} or a "
+                      "method name)",
+                      luaL_typename(L, 2));
 }
 
 static void set_grad(lua_State *L, lunet_tensor_t *t, int vidx)
@@ -1372,8 +1396,8 @@ static const luaL_Reg methods[] = {
 
 /* Functions that are both lunet.name(t, ...) and t:name(...). */
 static const char *const shared_names[] = {
-    "clone", "detach", "reshape", "transpose", "permute", "squeeze", "unsqueeze", "flatten",
-    "narrow", "select", "gather", "index_select", "masked_fill", "numel", "t", NULL,
+    "clone",  "detach", "reshape", "transpose",    "permute",     "squeeze", "unsqueeze", "flatten",
+    "narrow", "select", "gather",  "index_select", "masked_fill", "numel",   "t",         NULL,
 };
 
 static const luaL_Reg functions[] = {
@@ -1470,8 +1494,8 @@ void lb_open_tensor(lua_State *L)
         }
     }
 
-    static const lunet_dtype_t dts[] = {LUNET_DTYPE_FLOAT32, LUNET_DTYPE_FLOAT64,
-                                        LUNET_DTYPE_INT64, LUNET_DTYPE_UINT8, LUNET_DTYPE_BOOL};
+    static const lunet_dtype_t dts[] = {LUNET_DTYPE_FLOAT32, LUNET_DTYPE_FLOAT64, LUNET_DTYPE_INT64,
+                                        LUNET_DTYPE_UINT8, LUNET_DTYPE_BOOL};
     for (size_t i = 0; i < sizeof dts / sizeof dts[0]; i++) {
         lb_pushdtype(L, dts[i]);
         lua_setfield(L, module, lunet_dtype_name(dts[i]));

@@ -122,8 +122,8 @@ static bool int_alpha(lua_State *L, int idx, lua_Integer *alpha)
 
 /* a +- b * alpha for an int64 result with an integer alpha, exact beyond 2^53 (the double
    alpha of lunet_tensor_add_scaled is not); int64 math wraps as PyTorch's does. */
-static lunet_status_t add_scaled_int(lunet_tensor_t **out, lunet_binary_op_t op,
-                                     lunet_tensor_t *a, lunet_tensor_t *b, lua_Integer alpha)
+static lunet_status_t add_scaled_int(lunet_tensor_t **out, lunet_binary_op_t op, lunet_tensor_t *a,
+                                     lunet_tensor_t *b, lua_Integer alpha)
 {
     lunet_tensor_t *s = NULL, *bs = NULL;
     lunet_status_t st = lunet_tensor_scalar_int(&s, LUNET_DTYPE_INT64, alpha, true);
@@ -151,8 +151,7 @@ static int add_sub(lua_State *L, double sign)
     lua_Integer ialpha;
     if (alpha == 1.0)
         st = lunet_tensor_binary(&r, op, o.t[0], o.t[1]);
-    else if (int_alpha(L, 3, &ialpha) &&
-             lunet_result_dtype(o.t[0], o.t[1]) == LUNET_DTYPE_INT64)
+    else if (int_alpha(L, 3, &ialpha) && lunet_result_dtype(o.t[0], o.t[1]) == LUNET_DTYPE_INT64)
         st = add_scaled_int(&r, op, o.t[0], o.t[1], ialpha);
     else
         st = lunet_tensor_add_scaled(&r, o.t[0], o.t[1], sign * alpha);
@@ -443,7 +442,8 @@ static int reduce(lua_State *L, lunet_reduce_op_t op, bool single_dim, bool pair
     reduce_args_t a;
     reduce_parse(L, &a);
     if (single_dim && a.ndims > 1)
-        return luaL_error(L, "%s: dim must be a single integer", lua_tostring(L, lua_upvalueindex(1)));
+        return luaL_error(L, "%s: dim must be a single integer",
+                          lua_tostring(L, lua_upvalueindex(1)));
     if (a.has_dtype) {
         LB_CHECK(L, lunet_tensor_to(&conv, x, a.dtype));
         x = conv;
@@ -502,8 +502,8 @@ static int f_mm(lua_State *L)
 /* addmm(c, a, b [, {beta=, alpha=}]) = beta*c + alpha*(a @ b) */
 static int f_addmm(lua_State *L)
 {
-    lunet_tensor_t *c = lb_checktensor(L, 1), *a = lb_checktensor(L, 2),
-                   *b = lb_checktensor(L, 3), *r;
+    lunet_tensor_t *c = lb_checktensor(L, 1), *a = lb_checktensor(L, 2), *b = lb_checktensor(L, 3),
+                   *r;
     if (!lua_isnoneornil(L, 4))
         luaL_checktype(L, 4, LUA_TTABLE);
     double beta = opt_number(L, 4, "beta", 1.0), alpha = opt_number(L, 4, "alpha", 1.0);
@@ -618,44 +618,25 @@ static int mm_sub(lua_State *L)
 
 /* Both t:name(...) and lunet.name(...). */
 static const luaL_Reg both[] = {
-    {"add", f_add},
-    {"sub", f_sub},
-    {"mul", f_mul},
-    {"div", f_div},
-    {"pow", f_pow},
-    {"maximum", f_maximum},
-    {"minimum", f_minimum},
-    {"floor_divide", f_floor_divide},
-    {"eq", f_eq},
-    {"ne", f_ne},
-    {"lt", f_lt},
-    {"le", f_le},
-    {"gt", f_gt},
-    {"ge", f_ge},
-    {"equal", f_equal},
-    {"neg", f_neg},
-    {"exp", f_exp},
-    {"log", f_log},
-    {"sqrt", f_sqrt},
-    {"abs", f_abs},
-    {"sigmoid", f_sigmoid},
-    {"tanh", f_tanh},
-    {"relu", f_relu},
-    {"clamp", f_clamp},
-    {"sum", f_sum},
-    {"mean", f_mean},
-    {"prod", f_prod},
-    {"max", f_max},
-    {"min", f_min},
-    {"argmax", f_argmax},
-    {"argmin", f_argmin},
-    {"all", f_all},
-    {"any", f_any},
-    {"matmul", f_matmul},
-    {"mm", f_mm},
-    {"addmm", f_addmm},
-    {"where", f_where},
-    {NULL, NULL},
+    {"add", f_add},         {"sub", f_sub},
+    {"mul", f_mul},         {"div", f_div},
+    {"pow", f_pow},         {"maximum", f_maximum},
+    {"minimum", f_minimum}, {"floor_divide", f_floor_divide},
+    {"eq", f_eq},           {"ne", f_ne},
+    {"lt", f_lt},           {"le", f_le},
+    {"gt", f_gt},           {"ge", f_ge},
+    {"equal", f_equal},     {"neg", f_neg},
+    {"exp", f_exp},         {"log", f_log},
+    {"sqrt", f_sqrt},       {"abs", f_abs},
+    {"sigmoid", f_sigmoid}, {"tanh", f_tanh},
+    {"relu", f_relu},       {"clamp", f_clamp},
+    {"sum", f_sum},         {"mean", f_mean},
+    {"prod", f_prod},       {"max", f_max},
+    {"min", f_min},         {"argmax", f_argmax},
+    {"argmin", f_argmin},   {"all", f_all},
+    {"any", f_any},         {"matmul", f_matmul},
+    {"mm", f_mm},           {"addmm", f_addmm},
+    {"where", f_where},     {NULL, NULL},
 };
 
 /* Methods only. */
@@ -692,14 +673,8 @@ static const luaL_Reg module_only[] = {
 };
 
 static const luaL_Reg metamethods[] = {
-    {"__add", mm_add},
-    {"__sub", mm_sub},
-    {"__mul", f_mul},
-    {"__div", f_div},
-    {"__pow", f_pow},
-    {"__idiv", f_floor_divide},
-    {"__unm", mm_unm},
-    {NULL, NULL},
+    {"__add", mm_add}, {"__sub", mm_sub},          {"__mul", f_mul},  {"__div", f_div},
+    {"__pow", f_pow},  {"__idiv", f_floor_divide}, {"__unm", mm_unm}, {NULL, NULL},
 };
 
 void lbt_open_math(lua_State *L, int module_idx, int methods_idx)

@@ -28,7 +28,4 @@ static const luaL_Reg functions[] = {
     {NULL, NULL},
 };
 
-void lb_open_threads(lua_State *L)
-{
-    luaL_setfuncs(L, functions, 0);
-}
+void lb_open_threads(lua_State *L) { luaL_setfuncs(L, functions, 0); }

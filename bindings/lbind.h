@@ -49,10 +49,10 @@ static inline int lb_result(lua_State *L, lunet_status_t st, lunet_tensor_t **r)
     return 1;
 }
 
-#define LB_CHECK(L, expr)                                                                  \
-    do {                                                                                   \
-        if ((expr) != LUNET_OK)                                                            \
-            return lb_error(L);                                                            \
+#define LB_CHECK(L, expr)                                                                          \
+    do {                                                                                           \
+        if ((expr) != LUNET_OK)                                                                    \
+            return lb_error(L);                                                                    \
     } while (0)
 
 /* Adds funcs to the table module._c (created if missing); module is a stack index. */

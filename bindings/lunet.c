@@ -35,11 +35,9 @@ static const struct {
     const char *field;
     const char *module;
 } fields[] = {
-    {"nn", "lunet.nn"},           {"optim", "lunet.optim"},       {"data", "lunet.data"},
-    {"metrics", "lunet.metrics"}, {"plot", "lunet.plot"},         {"progress", "lunet.progress"},
-    {"py", "lunet.py"},
-    {"display", "lunet.display"},
-    {NULL, NULL},
+    {"nn", "lunet.nn"},           {"optim", "lunet.optim"},     {"data", "lunet.data"},
+    {"metrics", "lunet.metrics"}, {"plot", "lunet.plot"},       {"progress", "lunet.progress"},
+    {"py", "lunet.py"},           {"display", "lunet.display"}, {NULL, NULL},
 };
 
 void lb_private_funcs(lua_State *L, int module, const luaL_Reg *funcs)
@@ -156,5 +154,8 @@ int luaopen_lunet_metrics(lua_State *L) { return open_submodule(L, "lunet.metric
 int luaopen_lunet_plot(lua_State *L) { return open_submodule(L, "lunet.plot"); }
 int luaopen_lunet_progress(lua_State *L) { return open_submodule(L, "lunet.progress"); }
 int luaopen_lunet_nn_init(lua_State *L) { return open_submodule(L, "lunet.nn.init"); }
-int luaopen_lunet_optim_lr_scheduler(lua_State *L) { return open_submodule(L, "lunet.optim.lr_scheduler"); }
+int luaopen_lunet_optim_lr_scheduler(lua_State *L)
+{
+    return open_submodule(L, "lunet.optim.lr_scheduler");
+}
 int luaopen_lunet_repl(lua_State *L) { return open_submodule(L, "lunet.repl"); }

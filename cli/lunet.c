@@ -317,8 +317,10 @@ static int pmain(lua_State *L)
     if (argv[0] && argv[0][0])
         cli_progname = "lunet";
     if (args == has_error && strcmp(argv[script], "--kernel") == 0) {
-        fprintf(stderr, "%s: --kernel needs a CONNECTION_FILE (Jupyter writes it and starts "
-                        "lunet through its kernel spec: lunet --install-kernel)\n", cli_progname);
+        fprintf(stderr,
+                "%s: --kernel needs a CONNECTION_FILE (Jupyter writes it and starts "
+                "lunet through its kernel spec: lunet --install-kernel)\n",
+                cli_progname);
         return 0;
     }
     if (args == has_error) {

@@ -37,7 +37,7 @@
 #define PROMPT2 ">> "
 #define HISTORY_MAX 1000
 
-static lua_State *repl_L; /* for readline's completion callback */
+static lua_State *repl_L;         /* for readline's completion callback */
 static const char repl_key = 'r'; /* registry[&repl_key] = the lunet.repl module */
 
 /* Pushes lunet.repl's function `name`. */

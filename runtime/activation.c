@@ -155,11 +155,10 @@ static lunet_status_t act_forward(lunet_tensor_t **out, lunet_tensor_t *x, const
 {
     if (!lunet_dtype_is_floating(x->dtype))
         return lunet_error_set(LUNET_STATUS_RUNTIME, "\"%s\" not implemented for '%s'",
-                          act_kernel_name(p->op), lunet_dtype_torch_name(x->dtype));
+                               act_kernel_name(p->op), lunet_dtype_torch_name(x->dtype));
     lunet_tensor_t *xc = NULL, *y = NULL;
     lunet_status_t st;
-    if ((st = lunet_tensor_contiguous(&xc, x)) ||
-        (st = lunet_tensor_empty_like(&y, x, x->dtype)))
+    if ((st = lunet_tensor_contiguous(&xc, x)) || (st = lunet_tensor_empty_like(&y, x, x->dtype)))
         goto done;
     int64_t n = x->numel;
     if (x->dtype == LUNET_DTYPE_FLOAT32) {

@@ -61,19 +61,19 @@ lunet_status_t lunet_adam_check(const lunet_adam_options_t *o)
     char b[40];
     if (!(0.0 <= o->lr))
         return lunet_error_set(LUNET_STATUS_VALUE, "Invalid learning rate: %s",
-                          py_float(b, sizeof b, o->lr));
+                               py_float(b, sizeof b, o->lr));
     if (!(0.0 <= o->eps))
         return lunet_error_set(LUNET_STATUS_VALUE, "Invalid epsilon value: %s",
-                          py_float(b, sizeof b, o->eps));
+                               py_float(b, sizeof b, o->eps));
     if (!(0.0 <= o->beta1 && o->beta1 < 1.0))
         return lunet_error_set(LUNET_STATUS_VALUE, "Invalid beta parameter at index 0: %s",
-                          py_float(b, sizeof b, o->beta1));
+                               py_float(b, sizeof b, o->beta1));
     if (!(0.0 <= o->beta2 && o->beta2 < 1.0))
         return lunet_error_set(LUNET_STATUS_VALUE, "Invalid beta parameter at index 1: %s",
-                          py_float(b, sizeof b, o->beta2));
+                               py_float(b, sizeof b, o->beta2));
     if (!(0.0 <= o->weight_decay))
         return lunet_error_set(LUNET_STATUS_VALUE, "Invalid weight_decay value: %s",
-                          py_float(b, sizeof b, o->weight_decay));
+                               py_float(b, sizeof b, o->weight_decay));
     return LUNET_OK;
 }
 
@@ -212,11 +212,11 @@ static lunet_status_t state_tensor(lunet_tensor_t **fresh, lunet_tensor_t *have,
             !lunet_shape_equal(have->ndim, have->shape, p->ndim, p->shape)) {
             char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
             return lunet_error_set(LUNET_STATUS_RUNTIME,
-                              "adam: state %s %s %s does not match parameter %s %s", name,
-                              lunet_dtype_name(have->dtype),
-                              lunet_shape_str(b1, sizeof b1, have->ndim, have->shape),
-                              lunet_dtype_name(p->dtype),
-                              lunet_shape_str(b2, sizeof b2, p->ndim, p->shape));
+                                   "adam: state %s %s %s does not match parameter %s %s", name,
+                                   lunet_dtype_name(have->dtype),
+                                   lunet_shape_str(b1, sizeof b1, have->ndim, have->shape),
+                                   lunet_dtype_name(p->dtype),
+                                   lunet_shape_str(b2, sizeof b2, p->ndim, p->shape));
         }
         return LUNET_OK;
     }
@@ -231,15 +231,15 @@ lunet_status_t lunet_adam_update(lunet_tensor_t *p, lunet_tensor_t *grad, lunet_
 {
     if (!lunet_dtype_is_floating(p->dtype))
         return lunet_error_set(LUNET_STATUS_TYPE, "adam: parameter must be floating point, got %s",
-                          lunet_dtype_name(p->dtype));
+                               lunet_dtype_name(p->dtype));
     if (grad->dtype != p->dtype || !lunet_shape_equal(grad->ndim, grad->shape, p->ndim, p->shape)) {
         char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "adam: gradient %s %s does not match parameter %s %s",
-                          lunet_dtype_name(grad->dtype),
-                          lunet_shape_str(b1, sizeof b1, grad->ndim, grad->shape),
-                          lunet_dtype_name(p->dtype),
-                          lunet_shape_str(b2, sizeof b2, p->ndim, p->shape));
+                               "adam: gradient %s %s does not match parameter %s %s",
+                               lunet_dtype_name(grad->dtype),
+                               lunet_shape_str(b1, sizeof b1, grad->ndim, grad->shape),
+                               lunet_dtype_name(p->dtype),
+                               lunet_shape_str(b2, sizeof b2, p->ndim, p->shape));
     }
     if (!lunet_tensor_is_contiguous(p))
         return lunet_error_set(LUNET_STATUS_RUNTIME, "adam: parameter must be contiguous");

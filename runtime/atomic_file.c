@@ -154,8 +154,8 @@ lunet_status_t lunet_afile_open(lunet_afile_t *f, const char *what, const char *
     f->fd = mkstemp(tmp);
     if (f->fd < 0) {
         lunet_status_t st = lunet_error_set(LUNET_STATUS_IO,
-                                       "%s: cannot create a temporary file for %s: %s", what, path,
-                                       strerror(errno));
+                                            "%s: cannot create a temporary file for %s: %s", what,
+                                            path, strerror(errno));
         free(dir);
         free(tmp);
         f->dir = f->tmp = NULL;
@@ -174,7 +174,7 @@ lunet_status_t lunet_afile_write(lunet_afile_t *f, const void *data, size_t n)
             continue;
         if (k <= 0)
             return lunet_error_set(LUNET_STATUS_IO, "%s: cannot write %s: %s", f->what, f->path,
-                              k < 0 ? strerror(errno) : "no progress");
+                                   k < 0 ? strerror(errno) : "no progress");
         p += k;
         n -= (size_t)k;
     }
@@ -200,7 +200,7 @@ lunet_status_t lunet_afile_commit(lunet_afile_t *f)
     mode_t mode = stat(f->path, &sb) == 0 ? (sb.st_mode & 07777) : 0644;
     if (fchmod(f->fd, mode) != 0 || fsync(f->fd) != 0) {
         st = lunet_error_set(LUNET_STATUS_IO, "%s: cannot sync %s: %s", f->what, f->path,
-                        strerror(errno));
+                             strerror(errno));
         goto fail;
     }
     if (f->unnamed) {
@@ -215,8 +215,8 @@ lunet_status_t lunet_afile_commit(lunet_afile_t *f)
             if (linkat(AT_FDCWD, proc, AT_FDCWD, f->tmp, AT_SYMLINK_FOLLOW) == 0)
                 break;
             if (errno != EEXIST) {
-                st = lunet_error_set(LUNET_STATUS_IO, "%s: cannot link the new %s: %s", f->what, f->path,
-                                strerror(errno));
+                st = lunet_error_set(LUNET_STATUS_IO, "%s: cannot link the new %s: %s", f->what,
+                                     f->path, strerror(errno));
                 goto fail;
             }
         }
@@ -225,13 +225,13 @@ lunet_status_t lunet_afile_commit(lunet_afile_t *f)
     int fd = f->fd;
     f->fd = -1;
     if (close(fd) != 0) {
-        st = lunet_error_set(LUNET_STATUS_IO, "%s: cannot write %s: close failed: %s", f->what, f->path,
-                        strerror(errno));
+        st = lunet_error_set(LUNET_STATUS_IO, "%s: cannot write %s: close failed: %s", f->what,
+                             f->path, strerror(errno));
         goto fail;
     }
     if (rename(f->tmp, f->path) != 0) {
-        st = lunet_error_set(LUNET_STATUS_IO, "%s: cannot rename %s to %s: %s", f->what, f->tmp, f->path,
-                        strerror(errno));
+        st = lunet_error_set(LUNET_STATUS_IO, "%s: cannot rename %s to %s: %s", f->what, f->tmp,
+                             f->path, strerror(errno));
         goto fail;
     }
     f->named = false;

@@ -42,12 +42,13 @@ lunet_status_t lunet_tensor_requires_grad_(lunet_tensor_t *t, bool requires_grad
 {
     if (t->grad_fn && !requires_grad)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "you can only change requires_grad flags of leaf variables. If you "
-                          "want to use a computed variable in a subgraph that doesn't require "
-                          "differentiation use var_no_grad = var.detach().");
+                               "you can only change requires_grad flags of leaf variables. If you "
+                               "want to use a computed variable in a subgraph that doesn't require "
+                               "differentiation use var_no_grad = var.detach().");
     if (requires_grad && !lunet_dtype_is_floating(t->dtype))
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "Only Tensors of floating point and complex dtype can require gradients");
+        return lunet_error_set(
+            LUNET_STATUS_RUNTIME,
+            "Only Tensors of floating point and complex dtype can require gradients");
     if (!t->grad_fn)
         t->requires_grad = requires_grad;
     return LUNET_OK;
@@ -57,7 +58,7 @@ lunet_status_t lunet_tensor_retain_grad(lunet_tensor_t *t)
 {
     if (!t->requires_grad)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "can't retain_grad on Tensor that has requires_grad=False");
+                               "can't retain_grad on Tensor that has requires_grad=False");
     if (t->grad_fn) {
         t->retains_grad = true;
         t->grad_fn->retain_target = t;
@@ -83,26 +84,30 @@ lunet_status_t lunet_autograd_check_inplace(const lunet_tensor_t *t, const char 
         return LUNET_OK;
     if (!t->grad_fn)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "a leaf Variable that requires grad is being used in an in-place "
-                          "operation.");
-    return lunet_error_set(LUNET_STATUS_RUNTIME,
-                      "%s: this in-place operation cannot be recorded on a tensor that requires "
-                      "grad (use the out-of-place form, or run it under no_grad)", op);
+                               "a leaf Variable that requires grad is being used in an in-place "
+                               "operation.");
+    return lunet_error_set(
+        LUNET_STATUS_RUNTIME,
+        "%s: this in-place operation cannot be recorded on a tensor that requires "
+        "grad (use the out-of-place form, or run it under no_grad)",
+        op);
 }
 
 lunet_status_t lunet_autograd_check_inplace_recorded(const lunet_tensor_t *t, const char *op)
 {
     if (t->requires_grad && !t->grad_fn)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "a leaf Variable that requires grad is being used in an in-place "
-                          "operation.");
+                               "a leaf Variable that requires grad is being used in an in-place "
+                               "operation.");
     /* Another tensor on the same memory (a view, or a value saved for backward) would keep
        a history that no longer matches the data (PyTorch rebases views; Lunet refuses). */
     if (t->storage->refcount > 1)
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "%s: in-place operation on a tensor that shares its memory with "
-                          "another (a view, or a value saved for backward) while gradients are "
-                          "recorded; use the out-of-place form or clone() first", op);
+        return lunet_error_set(
+            LUNET_STATUS_RUNTIME,
+            "%s: in-place operation on a tensor that shares its memory with "
+            "another (a view, or a value saved for backward) while gradients are "
+            "recorded; use the out-of-place form or clone() first",
+            op);
     return LUNET_OK;
 }
 
@@ -248,8 +253,8 @@ lunet_status_t lunet_autograd_record(lunet_tensor_t *out, lunet_op_t op, int nin
 }
 
 lunet_status_t lunet_autograd_finish(lunet_tensor_t **out, lunet_tensor_t *result, lunet_op_t op,
-                                     int ninputs, lunet_tensor_t **inputs,
-                                     lunet_tensor_t **extra, const lunet_op_args_t *args)
+                                     int ninputs, lunet_tensor_t **inputs, lunet_tensor_t **extra,
+                                     const lunet_op_args_t *args)
 {
     bool need = false;
     for (int i = 0; i < ninputs && !need; i++)
@@ -384,27 +389,28 @@ static lunet_status_t accumulate_leaf(lunet_tensor_t *leaf, lunet_tensor_t *g)
 static lunet_status_t check_saved(lunet_node_t *n)
 {
     if (n->released && n->had_saved)
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "Trying to backward through the graph a second time (or directly "
-                          "access saved tensors after they have already been freed). Saved "
-                          "intermediate values of the graph are freed when you call .backward() "
-                          "or autograd.grad(). Specify retain_graph=True if you need to backward "
-                          "through the graph a second time or if you need to access saved tensors "
-                          "after calling backward.");
+        return lunet_error_set(
+            LUNET_STATUS_RUNTIME,
+            "Trying to backward through the graph a second time (or directly "
+            "access saved tensors after they have already been freed). Saved "
+            "intermediate values of the graph are freed when you call .backward() "
+            "or autograd.grad(). Specify retain_graph=True if you need to backward "
+            "through the graph a second time or if you need to access saved tensors "
+            "after calling backward.");
     for (int i = 0; i < n->nsaved; i++) {
         lunet_tensor_t *s = n->saved[i];
         if (s && s->storage->version != n->saved_version[i]) {
             char b[LUNET_SHAPE_BUF];
-            return lunet_error_set(LUNET_STATUS_RUNTIME,
-                              "one of the variables needed for gradient computation has been "
-                              "modified by an inplace operation: [torch.%sTensor %s], which is "
-                              "output 0 of %s, is at version %u; expected version %u instead. "
-                              "Hint: enable anomaly detection to find the operation that failed "
-                              "to compute its gradient, with "
-                              "torch.autograd.set_detect_anomaly(True).",
-                              lunet_dtype_torch_name(s->dtype),
-                              lunet_shape_str(b, sizeof b, s->ndim, s->shape), n->name,
-                              s->storage->version, n->saved_version[i]);
+            return lunet_error_set(
+                LUNET_STATUS_RUNTIME,
+                "one of the variables needed for gradient computation has been "
+                "modified by an inplace operation: [torch.%sTensor %s], which is "
+                "output 0 of %s, is at version %u; expected version %u instead. "
+                "Hint: enable anomaly detection to find the operation that failed "
+                "to compute its gradient, with "
+                "torch.autograd.set_detect_anomaly(True).",
+                lunet_dtype_torch_name(s->dtype), lunet_shape_str(b, sizeof b, s->ndim, s->shape),
+                n->name, s->storage->version, n->saved_version[i]);
         }
     }
     return LUNET_OK;
@@ -414,23 +420,25 @@ lunet_status_t lunet_tensor_backward(lunet_tensor_t *t, lunet_tensor_t *grad, bo
 {
     lunet_status_t st;
     if (!t->requires_grad)
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "element 0 of tensors does not require grad and does not have a grad_fn");
+        return lunet_error_set(
+            LUNET_STATUS_RUNTIME,
+            "element 0 of tensors does not require grad and does not have a grad_fn");
     lunet_tensor_t *g0;
     if (!grad) {
         if (t->numel != 1)
             return lunet_error_set(LUNET_STATUS_RUNTIME,
-                              "grad can be implicitly created only for scalar outputs");
+                                   "grad can be implicitly created only for scalar outputs");
         if ((st = lunet_tensor_full(&g0, t->dtype, t->ndim, t->shape, 1.0)))
             return st;
     } else {
         if (!lunet_shape_equal(grad->ndim, grad->shape, t->ndim, t->shape)) {
             char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
-            return lunet_error_set(LUNET_STATUS_RUNTIME,
-                              "Mismatch in shape: grad_output[0] has a shape of torch.Size(%s) "
-                              "and output[0] has a shape of torch.Size(%s).",
-                              lunet_shape_str(b1, sizeof b1, grad->ndim, grad->shape),
-                              lunet_shape_str(b2, sizeof b2, t->ndim, t->shape));
+            return lunet_error_set(
+                LUNET_STATUS_RUNTIME,
+                "Mismatch in shape: grad_output[0] has a shape of torch.Size(%s) "
+                "and output[0] has a shape of torch.Size(%s).",
+                lunet_shape_str(b1, sizeof b1, grad->ndim, grad->shape),
+                lunet_shape_str(b2, sizeof b2, t->ndim, t->shape));
         }
         if ((st = lunet_tensor_to(&g0, grad, t->dtype)))
             return st;
@@ -490,8 +498,7 @@ lunet_status_t lunet_tensor_backward(lunet_tensor_t *t, lunet_tensor_t *grad, bo
         }
         if (!g) {
             /* no gradient reached this node (e.g. integer path); still release its inputs */
-        } else if ((st = check_saved(n)) ||
-                   (st = lunet_op_table[n->op].backward(n, g, grads))) {
+        } else if ((st = check_saved(n)) || (st = lunet_op_table[n->op].backward(n, g, grads))) {
             lunet_tensor_release(g);
             goto out;
         }

@@ -37,38 +37,38 @@ typedef enum lunet_op {
     LUNET_OP_WHERE,   /* inputs a, b; saves cond */
     LUNET_OP_SUM,     /* i[] = reduced dims mask, keepdim */
     LUNET_OP_MEAN,
-    LUNET_OP_PROD,    /* saves x; same args as SUM */
-    LUNET_OP_MAX_ALL, /* saves x, out: gradient split evenly among the maxima */
-    LUNET_OP_MAX_DIM, /* saves indices; i[0] = dim, i[1] = keepdim */
-    LUNET_OP_VIEW,    /* any reshape-like view: backward reshapes to the input's shape */
-    LUNET_OP_PERMUTE, /* i[] = permutation */
-    LUNET_OP_EXPAND,  /* backward sums to the input's shape */
-    LUNET_OP_NARROW,  /* i[0] = dim, i[1] = start */
-    LUNET_OP_SELECT,  /* i[0] = dim, i[1] = index */
+    LUNET_OP_PROD,         /* saves x; same args as SUM */
+    LUNET_OP_MAX_ALL,      /* saves x, out: gradient split evenly among the maxima */
+    LUNET_OP_MAX_DIM,      /* saves indices; i[0] = dim, i[1] = keepdim */
+    LUNET_OP_VIEW,         /* any reshape-like view: backward reshapes to the input's shape */
+    LUNET_OP_PERMUTE,      /* i[] = permutation */
+    LUNET_OP_EXPAND,       /* backward sums to the input's shape */
+    LUNET_OP_NARROW,       /* i[0] = dim, i[1] = start */
+    LUNET_OP_SELECT,       /* i[0] = dim, i[1] = index */
     LUNET_OP_INDEX_SELECT, /* saves index; i[0] = dim */
-    LUNET_OP_GATHER,  /* saves index; i[0] = dim */
-    LUNET_OP_INDEX,   /* saves the broadcast flat positions */
-    LUNET_OP_MM,      /* saves a, b */
-    LUNET_OP_ADDMM,   /* inputs c, a, b; saves a, b; d[0] = beta, d[1] = alpha */
-    LUNET_OP_BMM,     /* batched matmul (..., n, k) @ (..., k, m), batch dims broadcast */
-    LUNET_OP_TO,      /* dtype conversion */
+    LUNET_OP_GATHER,       /* saves index; i[0] = dim */
+    LUNET_OP_INDEX,        /* saves the broadcast flat positions */
+    LUNET_OP_MM,           /* saves a, b */
+    LUNET_OP_ADDMM,        /* inputs c, a, b; saves a, b; d[0] = beta, d[1] = alpha */
+    LUNET_OP_BMM,          /* batched matmul (..., n, k) @ (..., k, m), batch dims broadcast */
+    LUNET_OP_TO,           /* dtype conversion */
     LUNET_OP_CLONE,
-    LUNET_OP_SOFTMAX, /* saves out; i[0] = dim */
-    LUNET_OP_LOG_SOFTMAX, /* saves out; i[0] = dim */
-    LUNET_OP_NLL_LOSS,    /* saves target, weight; options in args */
+    LUNET_OP_SOFTMAX,       /* saves out; i[0] = dim */
+    LUNET_OP_LOG_SOFTMAX,   /* saves out; i[0] = dim */
+    LUNET_OP_NLL_LOSS,      /* saves target, weight; options in args */
     LUNET_OP_CROSS_ENTROPY, /* fused: saves logits, target, weight */
-    LUNET_OP_MSE_LOSS,  /* saves a, b; i[0] = reduction */
-    LUNET_OP_LINEAR,    /* inputs x, w, b; saves x, w; fused bias (+ relu when i[0]) */
-    LUNET_OP_CONV2D,    /* inputs x, w, b; saves x, w; i[0..8] = conv options */
-    LUNET_OP_MAX_POOL2D, /* saves indices; i[] = pool options */
-    LUNET_OP_AVG_POOL2D, /* i[] = pool options */
+    LUNET_OP_MSE_LOSS,      /* saves a, b; i[0] = reduction */
+    LUNET_OP_LINEAR,        /* inputs x, w, b; saves x, w; fused bias (+ relu when i[0]) */
+    LUNET_OP_CONV2D,        /* inputs x, w, b; saves x, w; i[0..8] = conv options */
+    LUNET_OP_MAX_POOL2D,    /* saves indices; i[] = pool options */
+    LUNET_OP_AVG_POOL2D,    /* i[] = pool options */
     LUNET_OP_ADAPTIVE_AVG_POOL2D,
-    LUNET_OP_LEAKY_RELU, /* saves x; d[0] = negative_slope */
-    LUNET_OP_ELU,        /* saves x; d[0] = alpha */
-    LUNET_OP_GELU,       /* saves x; i[0] = tanh approximation */
-    LUNET_OP_SOFTPLUS,   /* saves x; d[0] = beta, d[1] = threshold */
+    LUNET_OP_LEAKY_RELU,  /* saves x; d[0] = negative_slope */
+    LUNET_OP_ELU,         /* saves x; d[0] = alpha */
+    LUNET_OP_GELU,        /* saves x; i[0] = tanh approximation */
+    LUNET_OP_SOFTPLUS,    /* saves x; d[0] = beta, d[1] = threshold */
     LUNET_OP_LOG_SIGMOID, /* saves x */
-    LUNET_OP_BATCH_NORM, /* inputs x, w, b; saves x, w, (mean, invstd); i[0] = training */
+    LUNET_OP_BATCH_NORM,  /* inputs x, w, b; saves x, w, (mean, invstd); i[0] = training */
     LUNET_OP_COUNT
 } lunet_op_t;
 
@@ -97,7 +97,7 @@ typedef struct lunet_edge {
     lunet_node_t *node;   /* owned ref, or NULL */
     lunet_tensor_t *leaf; /* owned ref to a leaf requiring grad, or NULL */
     bool needs_grad;
-    lunet_dtype_t dtype;  /* the input's dtype and shape, for reducing gradients back */
+    lunet_dtype_t dtype; /* the input's dtype and shape, for reducing gradients back */
     int ndim;
     int64_t shape[LUNET_MAX_DIMS];
 } lunet_edge_t;
@@ -109,8 +109,8 @@ struct lunet_node {
     int ninputs;
     lunet_edge_t in[LUNET_OP_MAX_INPUTS];
     int nsaved;
-    bool had_saved;  /* saved tensors existed (so a second backward is an error) */
-    bool released;   /* saved tensors were freed by a backward without retain_graph */
+    bool had_saved; /* saved tensors existed (so a second backward is an error) */
+    bool released;  /* saved tensors were freed by a backward without retain_graph */
     lunet_tensor_t *saved[LUNET_OP_MAX_SAVED]; /* detached views, never the output itself */
     uint32_t saved_version[LUNET_OP_MAX_SAVED];
     lunet_op_args_t args;
@@ -131,9 +131,9 @@ typedef lunet_status_t (*lunet_backward_fn)(lunet_node_t *n, lunet_tensor_t *g,
                                             lunet_tensor_t **grads);
 typedef struct lunet_op_info {
     lunet_op_t op;
-    const char *name;   /* PyTorch's grad_fn name (lunet_op_args_t.name may override it) */
-    unsigned saves;     /* lunet_save_t flags */
-    int nextra;         /* extra tensors the forward passes to save (after the flagged ones) */
+    const char *name; /* PyTorch's grad_fn name (lunet_op_args_t.name may override it) */
+    unsigned saves;   /* lunet_save_t flags */
+    int nextra;       /* extra tensors the forward passes to save (after the flagged ones) */
     lunet_backward_fn backward;
 } lunet_op_info_t;
 /* The table of autograd_rules.c, indexed by lunet_op_t. */
@@ -147,20 +147,24 @@ bool lunet_autograd_needed(const lunet_tensor_t *a, const lunet_tensor_t *b);
  * flagged inputs, out, and extra[0 .. nextra-1] (entries may be NULL; extra may be NULL when
  * nextra is 0), until backward frees them.
  */
-LUNET_MUST_CHECK lunet_status_t lunet_autograd_record(lunet_tensor_t *out, lunet_op_t op, int ninputs,
-                                     lunet_tensor_t **inputs, lunet_tensor_t **extra,
-                                     const lunet_op_args_t *args);
+LUNET_MUST_CHECK lunet_status_t lunet_autograd_record(lunet_tensor_t *out, lunet_op_t op,
+                                                      int ninputs, lunet_tensor_t **inputs,
+                                                      lunet_tensor_t **extra,
+                                                      const lunet_op_args_t *args);
 /*
  * The ending of every op that may be differentiated: when grad mode is on and one of the
  * inputs requires grad, records op on result (lunet_autograd_record); then *out = result.
  * Takes over the caller's reference to result: on failure result is released and *out is
  * left alone.
  */
-LUNET_MUST_CHECK lunet_status_t lunet_autograd_finish(lunet_tensor_t **out, lunet_tensor_t *result, lunet_op_t op,
-                                     int ninputs, lunet_tensor_t **inputs,
-                                     lunet_tensor_t **extra, const lunet_op_args_t *args);
+LUNET_MUST_CHECK lunet_status_t lunet_autograd_finish(lunet_tensor_t **out, lunet_tensor_t *result,
+                                                      lunet_op_t op, int ninputs,
+                                                      lunet_tensor_t **inputs,
+                                                      lunet_tensor_t **extra,
+                                                      const lunet_op_args_t *args);
 /* Fails if t is a leaf requiring grad and grad mode is on (PyTorch's in-place rule). */
-LUNET_MUST_CHECK lunet_status_t lunet_autograd_check_inplace(const lunet_tensor_t *t, const char *op);
+LUNET_MUST_CHECK lunet_status_t lunet_autograd_check_inplace(const lunet_tensor_t *t,
+                                                             const char *op);
 /*
  * In-place ops that record themselves (add_, mul_, relu_, copy_, ...): the check refuses a
  * leaf requiring grad, and a tensor whose memory another tensor shares; after the op has
@@ -168,7 +172,8 @@ LUNET_MUST_CHECK lunet_status_t lunet_autograd_check_inplace(const lunet_tensor_
  * take over result's history.  Other in-place ops use lunet_autograd_check_inplace, which
  * refuses any tensor requiring grad while grad mode is on.
  */
-LUNET_MUST_CHECK lunet_status_t lunet_autograd_check_inplace_recorded(const lunet_tensor_t *t, const char *op);
+LUNET_MUST_CHECK lunet_status_t lunet_autograd_check_inplace_recorded(const lunet_tensor_t *t,
+                                                                      const char *op);
 void lunet_autograd_rebase(lunet_tensor_t *t, lunet_tensor_t *result);
 void lunet_node_release(lunet_node_t *n);
 void lunet_node_retain(lunet_node_t *n);

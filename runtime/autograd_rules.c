@@ -15,8 +15,8 @@
 #include <string.h>
 
 /* n is unused by the few rules that need only g. */
-#define RULE(fn)                                                                           \
-    static lunet_status_t fn(lunet_node_t *n __attribute__((unused)), lunet_tensor_t *g,  \
+#define RULE(fn)                                                                                   \
+    static lunet_status_t fn(lunet_node_t *n __attribute__((unused)), lunet_tensor_t *g,           \
                              lunet_tensor_t **grads)
 
 static lunet_status_t scaled(lunet_tensor_t **out, lunet_tensor_t *g, double s)
@@ -49,7 +49,8 @@ RULE(add_backward)
 RULE(mul_backward)
 {
     lunet_status_t st = LUNET_OK;
-    if (n->in[0].needs_grad && (st = lunet_tensor_binary(&grads[0], LUNET_BINARY_MUL, g, n->saved[1])))
+    if (n->in[0].needs_grad &&
+        (st = lunet_tensor_binary(&grads[0], LUNET_BINARY_MUL, g, n->saved[1])))
         return st;
     if (n->in[1].needs_grad)
         st = lunet_tensor_binary(&grads[1], LUNET_BINARY_MUL, g, n->saved[0]);
@@ -168,11 +169,22 @@ static void pointwise_f32(char **d, const int64_t *s, int64_t n, void *vctx)
         float gv = *(const float *)(d[1] + i * s[1]), y = *(const float *)(d[2] + i * s[2]);
         float r;
         switch (c->kind) {
-        case PW_SIGMOID: r = gv * (1.0f - y) * y; break;   /* PyTorch's order, bit-exact */
-        case PW_TANH: r = gv * fmaf(-y, y, 1.0f); break;   /* fused, as PyTorch */
-        case PW_RELU: r = y <= 0 ? 0.0f : gv; break;       /* NaN output passes g */
-        case PW_ABS: r = y > 0 ? gv : y < 0 ? -gv : 0.0f; break;
-        default: r = (y >= (float)c->lo || isnan(c->lo)) && (y <= (float)c->hi || isnan(c->hi)) ? gv : 0.0f; break;
+        case PW_SIGMOID:
+            r = gv * (1.0f - y) * y;
+            break; /* PyTorch's order, bit-exact */
+        case PW_TANH:
+            r = gv * fmaf(-y, y, 1.0f);
+            break; /* fused, as PyTorch */
+        case PW_RELU:
+            r = y <= 0 ? 0.0f : gv;
+            break; /* NaN output passes g */
+        case PW_ABS:
+            r = y > 0 ? gv : y < 0 ? -gv : 0.0f;
+            break;
+        default:
+            r = (y >= (float)c->lo || isnan(c->lo)) && (y <= (float)c->hi || isnan(c->hi)) ? gv
+                                                                                           : 0.0f;
+            break;
         }
         *(float *)(d[0] + i * s[0]) = r;
     }
@@ -185,11 +197,21 @@ static void pointwise_f64(char **d, const int64_t *s, int64_t n, void *vctx)
         double gv = *(const double *)(d[1] + i * s[1]), y = *(const double *)(d[2] + i * s[2]);
         double r;
         switch (c->kind) {
-        case PW_SIGMOID: r = gv * (1.0 - y) * y; break;
-        case PW_TANH: r = gv * fma(-y, y, 1.0); break;
-        case PW_RELU: r = y <= 0 ? 0.0 : gv; break;
-        case PW_ABS: r = y > 0 ? gv : y < 0 ? -gv : 0.0; break;
-        default: r = (y >= c->lo || isnan(c->lo)) && (y <= c->hi || isnan(c->hi)) ? gv : 0.0; break;
+        case PW_SIGMOID:
+            r = gv * (1.0 - y) * y;
+            break;
+        case PW_TANH:
+            r = gv * fma(-y, y, 1.0);
+            break;
+        case PW_RELU:
+            r = y <= 0 ? 0.0 : gv;
+            break;
+        case PW_ABS:
+            r = y > 0 ? gv : y < 0 ? -gv : 0.0;
+            break;
+        default:
+            r = (y >= c->lo || isnan(c->lo)) && (y <= c->hi || isnan(c->hi)) ? gv : 0.0;
+            break;
         }
         *(double *)(d[0] + i * s[0]) = r;
     }
@@ -202,7 +224,8 @@ static lunet_status_t pointwise(lunet_tensor_t **out, lunet_tensor_t *g, lunet_t
     lunet_status_t st;
     if (!lunet_dtype_is_floating(s->dtype))
         return lunet_error_set(LUNET_STATUS_RUNTIME, "backward: integer tensor in a float rule");
-    if ((st = lunet_tensor_to(&gs, g, s->dtype)) || (st = lunet_tensor_empty_like(&r, s, s->dtype))) {
+    if ((st = lunet_tensor_to(&gs, g, s->dtype)) ||
+        (st = lunet_tensor_empty_like(&r, s, s->dtype))) {
         lunet_tensor_release(gs);
         return st;
     }
@@ -217,13 +240,23 @@ static lunet_status_t pointwise(lunet_tensor_t **out, lunet_tensor_t *g, lunet_t
     return LUNET_OK;
 }
 
-RULE(sigmoid_backward) { return pointwise(&grads[0], g, n->saved[0], (pointwise_ctx_t){PW_SIGMOID, 0, 0}); }
-RULE(tanh_backward) { return pointwise(&grads[0], g, n->saved[0], (pointwise_ctx_t){PW_TANH, 0, 0}); }
-RULE(relu_backward) { return pointwise(&grads[0], g, n->saved[0], (pointwise_ctx_t){PW_RELU, 0, 0}); }
+RULE(sigmoid_backward)
+{
+    return pointwise(&grads[0], g, n->saved[0], (pointwise_ctx_t){PW_SIGMOID, 0, 0});
+}
+RULE(tanh_backward)
+{
+    return pointwise(&grads[0], g, n->saved[0], (pointwise_ctx_t){PW_TANH, 0, 0});
+}
+RULE(relu_backward)
+{
+    return pointwise(&grads[0], g, n->saved[0], (pointwise_ctx_t){PW_RELU, 0, 0});
+}
 RULE(abs_backward) { return pointwise(&grads[0], g, n->saved[0], (pointwise_ctx_t){PW_ABS, 0, 0}); }
 RULE(clamp_backward)
 {
-    return pointwise(&grads[0], g, n->saved[0], (pointwise_ctx_t){PW_CLAMP, n->args.d[0], n->args.d[1]});
+    return pointwise(&grads[0], g, n->saved[0],
+                     (pointwise_ctx_t){PW_CLAMP, n->args.d[0], n->args.d[1]});
 }
 
 RULE(where_backward)
@@ -274,10 +307,7 @@ RULE(mean_backward)
     return st;
 }
 
-RULE(prod_backward)
-{
-    return lunet_prod_backward(&grads[0], g, n->saved[0], n->args.i);
-}
+RULE(prod_backward) { return lunet_prod_backward(&grads[0], g, n->saved[0], n->args.i); }
 
 RULE(max_all_backward)
 {
@@ -334,7 +364,8 @@ RULE(slice_backward)
     if (st)
         return st;
     if (n->op == LUNET_OP_NARROW)
-        st = lunet_tensor_narrow(&v, z, n->args.i[0], n->args.i[1], g->ndim ? g->shape[n->args.i[0]] : 1);
+        st = lunet_tensor_narrow(&v, z, n->args.i[0], n->args.i[1],
+                                 g->ndim ? g->shape[n->args.i[0]] : 1);
     else
         st = lunet_tensor_select(&v, z, n->args.i[0], n->args.i[1]);
     if (!st) {
@@ -445,7 +476,10 @@ RULE(identity_backward)
     return LUNET_OK;
 }
 
-RULE(softmax_backward) { return lunet_tensor_softmax_backward(&grads[0], g, n->saved[0], n->args.i[0]); }
+RULE(softmax_backward)
+{
+    return lunet_tensor_softmax_backward(&grads[0], g, n->saved[0], n->args.i[0]);
+}
 
 RULE(log_softmax_backward)
 {
@@ -512,16 +546,16 @@ RULE(conv2d_backward)
 
 RULE(max_pool2d_backward)
 {
-    return lunet_nn_max_pool2d_backward(&grads[0], g, n->saved[0], n->in[0].ndim,
-                                        n->in[0].shape, n->in[0].dtype);
+    return lunet_nn_max_pool2d_backward(&grads[0], g, n->saved[0], n->in[0].ndim, n->in[0].shape,
+                                        n->in[0].dtype);
 }
 
 RULE(avg_pool2d_backward)
 {
     lunet_pool2d_options_t o;
     lunet_pool2d_options_from_args(&o, n->args.i);
-    return lunet_nn_avg_pool2d_backward(&grads[0], g, n->in[0].ndim, n->in[0].shape,
-                                        n->in[0].dtype, &o);
+    return lunet_nn_avg_pool2d_backward(&grads[0], g, n->in[0].ndim, n->in[0].shape, n->in[0].dtype,
+                                        &o);
 }
 
 RULE(adaptive_avg_pool2d_backward)
@@ -551,23 +585,23 @@ RULE(batch_norm_backward)
 const lunet_op_info_t lunet_op_table[] = {
     [LUNET_OP_ADD] = {LUNET_OP_ADD, "AddBackward0", LUNET_SAVE_NONE, 0, add_backward},
     [LUNET_OP_SUB] = {LUNET_OP_SUB, "SubBackward0", LUNET_SAVE_NONE, 0, add_backward},
-    [LUNET_OP_MUL] = {LUNET_OP_MUL, "MulBackward0",
-        LUNET_SAVE_IN0 | LUNET_SAVE_IN1, 0, mul_backward},
-    [LUNET_OP_DIV] = {LUNET_OP_DIV, "DivBackward0",
-        LUNET_SAVE_IN0 | LUNET_SAVE_IN1, 0, div_backward},
+    [LUNET_OP_MUL] = {LUNET_OP_MUL, "MulBackward0", LUNET_SAVE_IN0 | LUNET_SAVE_IN1, 0,
+                      mul_backward},
+    [LUNET_OP_DIV] = {LUNET_OP_DIV, "DivBackward0", LUNET_SAVE_IN0 | LUNET_SAVE_IN1, 0,
+                      div_backward},
     [LUNET_OP_POW] = {LUNET_OP_POW, "PowBackward1",
-        LUNET_SAVE_IN0 | LUNET_SAVE_IN1 | LUNET_SAVE_OUT, 0, pow_backward},
-    [LUNET_OP_MAXIMUM] = {LUNET_OP_MAXIMUM, "MaximumBackward0",
-        LUNET_SAVE_IN0 | LUNET_SAVE_IN1, 0, extreme_backward},
-    [LUNET_OP_MINIMUM] = {LUNET_OP_MINIMUM, "MinimumBackward0",
-        LUNET_SAVE_IN0 | LUNET_SAVE_IN1, 0, extreme_backward},
+                      LUNET_SAVE_IN0 | LUNET_SAVE_IN1 | LUNET_SAVE_OUT, 0, pow_backward},
+    [LUNET_OP_MAXIMUM] = {LUNET_OP_MAXIMUM, "MaximumBackward0", LUNET_SAVE_IN0 | LUNET_SAVE_IN1, 0,
+                          extreme_backward},
+    [LUNET_OP_MINIMUM] = {LUNET_OP_MINIMUM, "MinimumBackward0", LUNET_SAVE_IN0 | LUNET_SAVE_IN1, 0,
+                          extreme_backward},
     [LUNET_OP_NEG] = {LUNET_OP_NEG, "NegBackward0", LUNET_SAVE_NONE, 0, neg_backward},
     [LUNET_OP_EXP] = {LUNET_OP_EXP, "ExpBackward0", LUNET_SAVE_OUT, 0, exp_backward},
     [LUNET_OP_LOG] = {LUNET_OP_LOG, "LogBackward0", LUNET_SAVE_IN0, 0, log_backward},
     [LUNET_OP_SQRT] = {LUNET_OP_SQRT, "SqrtBackward0", LUNET_SAVE_OUT, 0, sqrt_backward},
     [LUNET_OP_ABS] = {LUNET_OP_ABS, "AbsBackward0", LUNET_SAVE_IN0, 0, abs_backward},
-    [LUNET_OP_SIGMOID] = {LUNET_OP_SIGMOID, "SigmoidBackward0",
-        LUNET_SAVE_OUT, 0, sigmoid_backward},
+    [LUNET_OP_SIGMOID] = {LUNET_OP_SIGMOID, "SigmoidBackward0", LUNET_SAVE_OUT, 0,
+                          sigmoid_backward},
     [LUNET_OP_TANH] = {LUNET_OP_TANH, "TanhBackward0", LUNET_SAVE_OUT, 0, tanh_backward},
     [LUNET_OP_RELU] = {LUNET_OP_RELU, "ReluBackward0", LUNET_SAVE_OUT, 0, relu_backward},
     [LUNET_OP_CLAMP] = {LUNET_OP_CLAMP, "ClampBackward1", LUNET_SAVE_IN0, 0, clamp_backward},
@@ -576,65 +610,65 @@ const lunet_op_info_t lunet_op_table[] = {
     [LUNET_OP_SUM] = {LUNET_OP_SUM, "SumBackward0", LUNET_SAVE_NONE, 0, sum_backward},
     [LUNET_OP_MEAN] = {LUNET_OP_MEAN, "MeanBackward0", LUNET_SAVE_NONE, 0, mean_backward},
     [LUNET_OP_PROD] = {LUNET_OP_PROD, "ProdBackward0", LUNET_SAVE_IN0, 0, prod_backward},
-    [LUNET_OP_MAX_ALL] = {LUNET_OP_MAX_ALL, "MaxBackward1",
-        LUNET_SAVE_IN0 | LUNET_SAVE_OUT, 0, max_all_backward},
+    [LUNET_OP_MAX_ALL] = {LUNET_OP_MAX_ALL, "MaxBackward1", LUNET_SAVE_IN0 | LUNET_SAVE_OUT, 0,
+                          max_all_backward},
     /* extra: indices */
     [LUNET_OP_MAX_DIM] = {LUNET_OP_MAX_DIM, "MaxBackward0", LUNET_SAVE_NONE, 1, max_dim_backward},
     [LUNET_OP_VIEW] = {LUNET_OP_VIEW, "ViewBackward0", LUNET_SAVE_NONE, 0, view_backward},
-    [LUNET_OP_PERMUTE] = {LUNET_OP_PERMUTE, "PermuteBackward0",
-        LUNET_SAVE_NONE, 0, permute_backward},
+    [LUNET_OP_PERMUTE] = {LUNET_OP_PERMUTE, "PermuteBackward0", LUNET_SAVE_NONE, 0,
+                          permute_backward},
     [LUNET_OP_EXPAND] = {LUNET_OP_EXPAND, "ExpandBackward0", LUNET_SAVE_NONE, 0, identity_backward},
     [LUNET_OP_NARROW] = {LUNET_OP_NARROW, "SliceBackward0", LUNET_SAVE_NONE, 0, slice_backward},
     [LUNET_OP_SELECT] = {LUNET_OP_SELECT, "SelectBackward0", LUNET_SAVE_NONE, 0, slice_backward},
     /* extra: index */
-    [LUNET_OP_INDEX_SELECT] = {LUNET_OP_INDEX_SELECT, "IndexSelectBackward0",
-        LUNET_SAVE_NONE, 1, index_select_backward},
+    [LUNET_OP_INDEX_SELECT] = {LUNET_OP_INDEX_SELECT, "IndexSelectBackward0", LUNET_SAVE_NONE, 1,
+                               index_select_backward},
     /* extra: index */
     [LUNET_OP_GATHER] = {LUNET_OP_GATHER, "GatherBackward0", LUNET_SAVE_NONE, 1, gather_backward},
     /* extra: flat positions */
     [LUNET_OP_INDEX] = {LUNET_OP_INDEX, "IndexBackward0", LUNET_SAVE_NONE, 1, index_backward},
     [LUNET_OP_MM] = {LUNET_OP_MM, "MmBackward0", LUNET_SAVE_IN0 | LUNET_SAVE_IN1, 0, mm_backward},
-    [LUNET_OP_ADDMM] = {LUNET_OP_ADDMM, "AddmmBackward0",
-        LUNET_SAVE_IN1 | LUNET_SAVE_IN2, 0, addmm_backward},
-    [LUNET_OP_BMM] = {LUNET_OP_BMM, "BmmBackward0",
-        LUNET_SAVE_IN0 | LUNET_SAVE_IN1, 0, bmm_backward},
+    [LUNET_OP_ADDMM] = {LUNET_OP_ADDMM, "AddmmBackward0", LUNET_SAVE_IN1 | LUNET_SAVE_IN2, 0,
+                        addmm_backward},
+    [LUNET_OP_BMM] = {LUNET_OP_BMM, "BmmBackward0", LUNET_SAVE_IN0 | LUNET_SAVE_IN1, 0,
+                      bmm_backward},
     [LUNET_OP_TO] = {LUNET_OP_TO, "ToCopyBackward0", LUNET_SAVE_NONE, 0, identity_backward},
     [LUNET_OP_CLONE] = {LUNET_OP_CLONE, "CloneBackward0", LUNET_SAVE_NONE, 0, identity_backward},
-    [LUNET_OP_SOFTMAX] = {LUNET_OP_SOFTMAX, "SoftmaxBackward0",
-        LUNET_SAVE_OUT, 0, softmax_backward},
-    [LUNET_OP_LOG_SOFTMAX] = {LUNET_OP_LOG_SOFTMAX, "LogSoftmaxBackward0",
-        LUNET_SAVE_OUT, 0, log_softmax_backward},
+    [LUNET_OP_SOFTMAX] = {LUNET_OP_SOFTMAX, "SoftmaxBackward0", LUNET_SAVE_OUT, 0,
+                          softmax_backward},
+    [LUNET_OP_LOG_SOFTMAX] = {LUNET_OP_LOG_SOFTMAX, "LogSoftmaxBackward0", LUNET_SAVE_OUT, 0,
+                              log_softmax_backward},
     /* extra: target, weight */
-    [LUNET_OP_NLL_LOSS] = {LUNET_OP_NLL_LOSS, "NllLossBackward0",
-        LUNET_SAVE_IN0, 2, nll_loss_backward},
+    [LUNET_OP_NLL_LOSS] = {LUNET_OP_NLL_LOSS, "NllLossBackward0", LUNET_SAVE_IN0, 2,
+                           nll_loss_backward},
     /* extra: target, weight, (max, lse) */
-    [LUNET_OP_CROSS_ENTROPY] = {LUNET_OP_CROSS_ENTROPY, "NllLossBackward0",
-        LUNET_SAVE_IN0, 3, cross_entropy_backward},
-    [LUNET_OP_MSE_LOSS] = {LUNET_OP_MSE_LOSS, "MseLossBackward0",
-        LUNET_SAVE_IN0 | LUNET_SAVE_IN1, 0, mse_loss_backward},
+    [LUNET_OP_CROSS_ENTROPY] = {LUNET_OP_CROSS_ENTROPY, "NllLossBackward0", LUNET_SAVE_IN0, 3,
+                                cross_entropy_backward},
+    [LUNET_OP_MSE_LOSS] = {LUNET_OP_MSE_LOSS, "MseLossBackward0", LUNET_SAVE_IN0 | LUNET_SAVE_IN1,
+                           0, mse_loss_backward},
     /* extra: the output when a ReLU is fused */
-    [LUNET_OP_LINEAR] = {LUNET_OP_LINEAR, "AddmmBackward0",
-        LUNET_SAVE_IN0 | LUNET_SAVE_IN1, 1, linear_backward},
-    [LUNET_OP_CONV2D] = {LUNET_OP_CONV2D, "ConvolutionBackward0",
-        LUNET_SAVE_IN0 | LUNET_SAVE_IN1, 0, conv2d_backward},
+    [LUNET_OP_LINEAR] = {LUNET_OP_LINEAR, "AddmmBackward0", LUNET_SAVE_IN0 | LUNET_SAVE_IN1, 1,
+                         linear_backward},
+    [LUNET_OP_CONV2D] = {LUNET_OP_CONV2D, "ConvolutionBackward0", LUNET_SAVE_IN0 | LUNET_SAVE_IN1,
+                         0, conv2d_backward},
     /* extra: indices */
-    [LUNET_OP_MAX_POOL2D] = {LUNET_OP_MAX_POOL2D, "MaxPool2DWithIndicesBackward0",
-        LUNET_SAVE_NONE, 1, max_pool2d_backward},
-    [LUNET_OP_AVG_POOL2D] = {LUNET_OP_AVG_POOL2D, "AvgPool2DBackward0",
-        LUNET_SAVE_NONE, 0, avg_pool2d_backward},
+    [LUNET_OP_MAX_POOL2D] = {LUNET_OP_MAX_POOL2D, "MaxPool2DWithIndicesBackward0", LUNET_SAVE_NONE,
+                             1, max_pool2d_backward},
+    [LUNET_OP_AVG_POOL2D] = {LUNET_OP_AVG_POOL2D, "AvgPool2DBackward0", LUNET_SAVE_NONE, 0,
+                             avg_pool2d_backward},
     [LUNET_OP_ADAPTIVE_AVG_POOL2D] = {LUNET_OP_ADAPTIVE_AVG_POOL2D, "AdaptiveAvgPool2DBackward0",
-        LUNET_SAVE_NONE, 0, adaptive_avg_pool2d_backward},
-    [LUNET_OP_LEAKY_RELU] = {LUNET_OP_LEAKY_RELU, "LeakyReluBackward0",
-        LUNET_SAVE_IN0, 0, activation_backward},
+                                      LUNET_SAVE_NONE, 0, adaptive_avg_pool2d_backward},
+    [LUNET_OP_LEAKY_RELU] = {LUNET_OP_LEAKY_RELU, "LeakyReluBackward0", LUNET_SAVE_IN0, 0,
+                             activation_backward},
     [LUNET_OP_ELU] = {LUNET_OP_ELU, "EluBackward0", LUNET_SAVE_IN0, 0, activation_backward},
     [LUNET_OP_GELU] = {LUNET_OP_GELU, "GeluBackward0", LUNET_SAVE_IN0, 0, activation_backward},
-    [LUNET_OP_SOFTPLUS] = {LUNET_OP_SOFTPLUS, "SoftplusBackward0",
-        LUNET_SAVE_IN0, 0, activation_backward},
-    [LUNET_OP_LOG_SIGMOID] = {LUNET_OP_LOG_SIGMOID, "LogSigmoidBackward0",
-        LUNET_SAVE_IN0, 0, activation_backward},
+    [LUNET_OP_SOFTPLUS] = {LUNET_OP_SOFTPLUS, "SoftplusBackward0", LUNET_SAVE_IN0, 0,
+                           activation_backward},
+    [LUNET_OP_LOG_SIGMOID] = {LUNET_OP_LOG_SIGMOID, "LogSigmoidBackward0", LUNET_SAVE_IN0, 0,
+                              activation_backward},
     /* extra: (mean, invstd) */
     [LUNET_OP_BATCH_NORM] = {LUNET_OP_BATCH_NORM, "NativeBatchNormBackward0",
-        LUNET_SAVE_IN0 | LUNET_SAVE_IN1, 1, batch_norm_backward},
+                             LUNET_SAVE_IN0 | LUNET_SAVE_IN1, 1, batch_norm_backward},
 };
 
 /* A missing row makes the count differ; test_autograd.c checks lunet_op_table[i].op == i. */

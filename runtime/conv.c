@@ -49,8 +49,8 @@ void lunet_conv2d_options_init(lunet_conv2d_options_t *o)
 typedef struct conv_geom {
     int64_t N, C, H, W, O, kh, kw, OH, OW;
     int64_t sh, sw, pt, pl, dh, dw, groups;
-    int64_t Cg, Og, Kg, K, P; /* per group Cg, Og, Kg = Cg kh kw; K = C kh kw; P = OH OW */
-    int64_t chunk;            /* samples per chunk */
+    int64_t Cg, Og, Kg, K, P;     /* per group Cg, Og, Kg = Cg kh kw; K = C kh kw; P = OH OW */
+    int64_t chunk;                /* samples per chunk */
     int64_t nchunks, gc, nblocks; /* chunks, chunks per parallel block, blocks */
 } conv_geom_t;
 
@@ -84,8 +84,7 @@ static void geom_init(conv_geom_t *gm, const lunet_tensor_t *x, const lunet_tens
 }
 
 /* Output columns [lo, hi) whose input column iw = ow sw + iw0 lies inside [0, W). */
-static void valid_range(int64_t *lo, int64_t *hi, int64_t iw0, int64_t sw, int64_t W,
-                        int64_t OW)
+static void valid_range(int64_t *lo, int64_t *hi, int64_t iw0, int64_t sw, int64_t W, int64_t OW)
 {
     int64_t a = iw0 >= 0 ? 0 : (-iw0 + sw - 1) / sw;
     int64_t b = W - iw0 <= 0 ? 0 : (W - iw0 + sw - 1) / sw;
@@ -291,8 +290,8 @@ static void gemm(bool f32, bool ta, bool tb, int64_t m, int64_t n, int64_t k, co
         lunet_gemm_f32(ta, tb, m, n, k, 1.0f, (const float *)a, lda, (const float *)b, ldb,
                        (float)beta, (float *)c);
     else
-        lunet_gemm_f64(ta, tb, m, n, k, 1.0, (const double *)a, lda, (const double *)b, ldb,
-                       beta, (double *)c);
+        lunet_gemm_f64(ta, tb, m, n, k, 1.0, (const double *)a, lda, (const double *)b, ldb, beta,
+                       (double *)c);
 }
 
 /* ---- checks, in PyTorch's order and words */
@@ -340,29 +339,31 @@ static lunet_status_t check_shapes(const lunet_tensor_t *x, const lunet_tensor_t
     char bx[LUNET_SHAPE_BUF], bw[LUNET_SHAPE_BUF], bb[LUNET_SHAPE_BUF];
     if (w->ndim != 4)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "Expected 4-dimensional weight for 4-dimensional input %s, but got "
-                          "%d-dimensional weight of size %s instead",
-                          lunet_shape_str(bx, sizeof bx, x->ndim, x->shape), w->ndim,
-                          lunet_shape_str(bw, sizeof bw, w->ndim, w->shape));
+                               "Expected 4-dimensional weight for 4-dimensional input %s, but got "
+                               "%d-dimensional weight of size %s instead",
+                               lunet_shape_str(bx, sizeof bx, x->ndim, x->shape), w->ndim,
+                               lunet_shape_str(bw, sizeof bw, w->ndim, w->shape));
     lunet_shape_str(bx, sizeof bx, x->ndim, x->shape);
     lunet_shape_str(bw, sizeof bw, w->ndim, w->shape);
     if (w->shape[0] % o->groups != 0)
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "Given groups=%lld, expected weight to be divisible by %lld at dimension "
-                          "0, but got weight of size %s instead",
-                          (long long)o->groups, (long long)o->groups, bw);
+        return lunet_error_set(
+            LUNET_STATUS_RUNTIME,
+            "Given groups=%lld, expected weight to be divisible by %lld at dimension "
+            "0, but got weight of size %s instead",
+            (long long)o->groups, (long long)o->groups, bw);
     if (x->shape[1] != w->shape[1] * o->groups)
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "Given groups=%lld, weight of size %s, expected input%s to have %lld "
-                          "channels, but got %lld channels instead",
-                          (long long)o->groups, bw, bx, (long long)(w->shape[1] * o->groups),
-                          (long long)x->shape[1]);
+        return lunet_error_set(
+            LUNET_STATUS_RUNTIME,
+            "Given groups=%lld, weight of size %s, expected input%s to have %lld "
+            "channels, but got %lld channels instead",
+            (long long)o->groups, bw, bx, (long long)(w->shape[1] * o->groups),
+            (long long)x->shape[1]);
     if (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "Given weight of size %s, expected bias to be 1-dimensional with %lld "
-                          "elements, but got bias of size %s instead",
-                          bw, (long long)w->shape[0],
-                          lunet_shape_str(bb, sizeof bb, b->ndim, b->shape));
+        return lunet_error_set(
+            LUNET_STATUS_RUNTIME,
+            "Given weight of size %s, expected bias to be 1-dimensional with %lld "
+            "elements, but got bias of size %s instead",
+            bw, (long long)w->shape[0], lunet_shape_str(bb, sizeof bb, b->ndim, b->shape));
     /* PyTorch's int64 arithmetic wraps (padding 2^62 gives a negative padded size and this
        message); an overflow fails here too, so the geometry below never overflows */
     int64_t hp, wp, ekh, ekw;
@@ -371,10 +372,11 @@ static lunet_status_t check_shapes(const lunet_tensor_t *x, const lunet_tensor_t
     over |= kernel_extent(&ekh, o->dilation[0], w->shape[2]);
     over |= kernel_extent(&ekw, o->dilation[1], w->shape[3]);
     if (over || hp < ekh || wp < ekw)
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "Calculated padded input size per channel: (%lld x %lld). Kernel size: "
-                          "(%lld x %lld). Kernel size can't be greater than actual input size",
-                          (long long)hp, (long long)wp, (long long)ekh, (long long)ekw);
+        return lunet_error_set(
+            LUNET_STATUS_RUNTIME,
+            "Calculated padded input size per channel: (%lld x %lld). Kernel size: "
+            "(%lld x %lld). Kernel size can't be greater than actual input size",
+            (long long)hp, (long long)wp, (long long)ekh, (long long)ekw);
     /* the output and the column scratch must have countable sizes */
     int64_t oh = (hp - ekh) / o->stride[0] + 1, ow = (wp - ekw) / o->stride[1] + 1, n;
     int64_t out_shape[4] = {x->shape[0], w->shape[0], oh, ow};
@@ -382,26 +384,28 @@ static lunet_status_t check_shapes(const lunet_tensor_t *x, const lunet_tensor_t
     if (!lunet_shape_numel_checked(4, out_shape, 8, &n) ||
         !lunet_shape_numel_checked(4, col_shape, 8, &n))
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "conv2d: the output size %lld x %lld per channel is too large",
-                          (long long)oh, (long long)ow);
+                               "conv2d: the output size %lld x %lld per channel is too large",
+                               (long long)oh, (long long)ow);
     if (x->dtype != w->dtype) {
         if (x->dtype == LUNET_DTYPE_FLOAT64 || !lunet_dtype_is_floating(x->dtype))
             return lunet_error_set(LUNET_STATUS_RUNTIME, "expected scalar type %s but found %s",
-                              lunet_dtype_torch_name(x->dtype), lunet_dtype_torch_name(w->dtype));
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "Input type (torch.%sTensor) and weight type (torch.%sTensor) should be "
-                          "the same or input should be a MKLDNN tensor and weight is a dense "
-                          "tensor",
-                          lunet_dtype_torch_name(x->dtype), lunet_dtype_torch_name(w->dtype));
+                                   lunet_dtype_torch_name(x->dtype),
+                                   lunet_dtype_torch_name(w->dtype));
+        return lunet_error_set(
+            LUNET_STATUS_RUNTIME,
+            "Input type (torch.%sTensor) and weight type (torch.%sTensor) should be "
+            "the same or input should be a MKLDNN tensor and weight is a dense "
+            "tensor",
+            lunet_dtype_torch_name(x->dtype), lunet_dtype_torch_name(w->dtype));
     }
     if (b && b->dtype != x->dtype)
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "Input type (%s) and bias type (%s) should be the same",
-                          x->dtype == LUNET_DTYPE_FLOAT32 ? "float" : lunet_dtype_name(x->dtype),
-                          b->dtype == LUNET_DTYPE_FLOAT32 ? "float" : lunet_dtype_name(b->dtype));
+        return lunet_error_set(
+            LUNET_STATUS_RUNTIME, "Input type (%s) and bias type (%s) should be the same",
+            x->dtype == LUNET_DTYPE_FLOAT32 ? "float" : lunet_dtype_name(x->dtype),
+            b->dtype == LUNET_DTYPE_FLOAT32 ? "float" : lunet_dtype_name(b->dtype));
     if (!lunet_dtype_is_floating(x->dtype))
         return lunet_error_set(LUNET_STATUS_RUNTIME, "\"slow_conv2d_cpu\" not implemented for '%s'",
-                          lunet_dtype_torch_name(x->dtype));
+                               lunet_dtype_torch_name(x->dtype));
     return LUNET_OK;
 }
 
@@ -410,7 +414,8 @@ static lunet_status_t check_shapes(const lunet_tensor_t *x, const lunet_tensor_t
 static lunet_status_t block_scratch(lunet_tensor_t **cols, lunet_tensor_t **mat,
                                     lunet_tensor_t **dwp, const conv_geom_t *g, lunet_dtype_t dt)
 {
-    int64_t sc[3] = {g->nblocks, g->K, g->chunk * g->P}, sm[3] = {g->nblocks, g->O, g->chunk * g->P};
+    int64_t sc[3] = {g->nblocks, g->K, g->chunk * g->P},
+            sm[3] = {g->nblocks, g->O, g->chunk * g->P};
     int64_t sw[2] = {g->nblocks, g->O * g->Kg};
     lunet_status_t st = lunet_tensor_empty(cols, dt, 3, sc);
     if (!st)
@@ -426,10 +431,10 @@ typedef struct conv_job {
     bool f32;
     size_t es;
     const char *x, *w, *bias;
-    char *y;   /* forward: the output; backward: the upstream gradient (N, O, P) */
-    char *dx;  /* backward: (N, C, H, W) zero-filled, or NULL */
-    char *dwp; /* backward: per-block partial weight gradients (blocks, O Kg), or NULL */
-    double *dbp; /* backward: per-block partial bias gradients (blocks, O), or NULL */
+    char *y;          /* forward: the output; backward: the upstream gradient (N, O, P) */
+    char *dx;         /* backward: (N, C, H, W) zero-filled, or NULL */
+    char *dwp;        /* backward: per-block partial weight gradients (blocks, O Kg), or NULL */
+    double *dbp;      /* backward: per-block partial bias gradients (blocks, O), or NULL */
     char *cols, *mat; /* per-block scratch */
 } conv_job_t;
 
@@ -438,10 +443,16 @@ static conv_chunk_t chunk_of(const conv_job_t *j, int64_t c, int64_t blk)
 {
     const conv_geom_t *g = j->g;
     int64_t n0 = c * g->chunk, nb = g->N - n0 < g->chunk ? g->N - n0 : g->chunk;
-    return (conv_chunk_t){.g = g, .es = j->es, .n0 = n0, .nb = nb, .x = j->x, .dx = j->dx,
+    return (conv_chunk_t){.g = g,
+                          .es = j->es,
+                          .n0 = n0,
+                          .nb = nb,
+                          .x = j->x,
+                          .dx = j->dx,
                           .cols = j->cols + (size_t)(blk * g->K * g->chunk * g->P) * j->es,
                           .mat = j->mat + (size_t)(blk * g->O * g->chunk * g->P) * j->es,
-                          .y = j->y, .bias = j->bias};
+                          .y = j->y,
+                          .bias = j->bias};
 }
 
 // chunks [c0, c1) of x (N, C, H, W) -> y (N, O, OH, OW): per group
@@ -466,9 +477,9 @@ static void forward_blocks(void *ctx, int64_t c0, int64_t c1)
 /* Options as autograd node arguments (and back). */
 static void options_to_args(lunet_op_args_t *a, const lunet_conv2d_options_t *o)
 {
-    int64_t v[9] = {o->stride[0],        o->stride[1],        o->padding[0],
-                    o->padding[1],       o->padding_extra[0], o->padding_extra[1],
-                    o->dilation[0],      o->dilation[1],      o->groups};
+    int64_t v[9] = {o->stride[0],   o->stride[1],        o->padding[0],
+                    o->padding[1],  o->padding_extra[0], o->padding_extra[1],
+                    o->dilation[0], o->dilation[1],      o->groups};
     memcpy(a->i, v, sizeof v);
 }
 
@@ -496,10 +507,15 @@ static lunet_status_t conv2d_4d(lunet_tensor_t **out, lunet_tensor_t *x, lunet_t
         (st = block_scratch(&cols, &mat, NULL, &g, x->dtype)))
         goto done;
     bool f32 = x->dtype == LUNET_DTYPE_FLOAT32;
-    conv_job_t job = {.g = &g, .f32 = f32, .es = f32 ? sizeof(float) : sizeof(double),
-                      .x = lunet_tensor_data(xc), .w = lunet_tensor_data(wc),
-                      .bias = bc ? lunet_tensor_data(bc) : NULL, .y = lunet_tensor_data(y),
-                      .cols = lunet_tensor_data(cols), .mat = lunet_tensor_data(mat)};
+    conv_job_t job = {.g = &g,
+                      .f32 = f32,
+                      .es = f32 ? sizeof(float) : sizeof(double),
+                      .x = lunet_tensor_data(xc),
+                      .w = lunet_tensor_data(wc),
+                      .bias = bc ? lunet_tensor_data(bc) : NULL,
+                      .y = lunet_tensor_data(y),
+                      .cols = lunet_tensor_data(cols),
+                      .mat = lunet_tensor_data(mat)};
     if (g.N > 0)
         lunet_parallel_for(g.nchunks, g.gc, forward_blocks, &job);
     lunet_tensor_t *in[3] = {x, w, b};
@@ -533,9 +549,9 @@ lunet_status_t lunet_nn_conv2d(lunet_tensor_t **out, lunet_tensor_t *x, lunet_te
     if (x->ndim != 3 && x->ndim != 4) {
         char bx[LUNET_SHAPE_BUF];
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "Expected 3D (unbatched) or 4D (batched) input to conv2d, but got "
-                          "input of size: %s",
-                          lunet_shape_str(bx, sizeof bx, x->ndim, x->shape));
+                               "Expected 3D (unbatched) or 4D (batched) input to conv2d, but got "
+                               "input of size: %s",
+                               lunet_shape_str(bx, sizeof bx, x->ndim, x->shape));
     }
     if (x->ndim == 4) {
         if ((st = check_shapes(x, w, b, o)))
@@ -619,9 +635,8 @@ static void sum_blocks(char *out, const char *parts, int64_t blocks, int64_t n, 
 }
 
 lunet_status_t lunet_nn_conv2d_backward(lunet_tensor_t **dx, lunet_tensor_t **dw,
-                                        lunet_tensor_t **db, lunet_tensor_t *gy,
-                                        lunet_tensor_t *x, lunet_tensor_t *w,
-                                        const lunet_conv2d_options_t *o)
+                                        lunet_tensor_t **db, lunet_tensor_t *gy, lunet_tensor_t *x,
+                                        lunet_tensor_t *w, const lunet_conv2d_options_t *o)
 {
     lunet_tensor_t *gc = NULL, *xc = NULL, *wc = NULL, *cols = NULL, *mat = NULL, *dwp = NULL;
     lunet_tensor_t *dbp = NULL;
@@ -641,12 +656,17 @@ lunet_status_t lunet_nn_conv2d_backward(lunet_tensor_t **dx, lunet_tensor_t **dw
         goto done;
     bool f32 = x->dtype == LUNET_DTYPE_FLOAT32;
     if ((dx || dw || db) && g.N > 0) {
-        conv_job_t job = {.g = &g, .f32 = f32, .es = f32 ? sizeof(float) : sizeof(double),
-                          .x = lunet_tensor_data(xc), .w = lunet_tensor_data(wc),
-                          .y = lunet_tensor_data(gc), .dx = rx ? lunet_tensor_data(rx) : NULL,
+        conv_job_t job = {.g = &g,
+                          .f32 = f32,
+                          .es = f32 ? sizeof(float) : sizeof(double),
+                          .x = lunet_tensor_data(xc),
+                          .w = lunet_tensor_data(wc),
+                          .y = lunet_tensor_data(gc),
+                          .dx = rx ? lunet_tensor_data(rx) : NULL,
                           .dwp = dwp ? lunet_tensor_data(dwp) : NULL,
                           .dbp = dbp ? lunet_tensor_data(dbp) : NULL,
-                          .cols = lunet_tensor_data(cols), .mat = lunet_tensor_data(mat)};
+                          .cols = lunet_tensor_data(cols),
+                          .mat = lunet_tensor_data(mat)};
         lunet_parallel_for(g.nchunks, g.gc, backward_blocks, &job);
     }
     if (dw && g.N > 0)
@@ -685,7 +705,7 @@ lunet_status_t lunet_nn_conv2d_reset(lunet_tensor_t *w, lunet_tensor_t *b, lunet
 {
     if (w->ndim != 4)
         return lunet_error_set(LUNET_STATUS_RUNTIME, "conv2d init: weight must be 4-D, got %dD",
-                          w->ndim);
+                               w->ndim);
     /* nn.init's code, as PyTorch's reset_parameters (fan_in = C_in / groups * kh * kw) */
     return lunet_init_layer_reset(w, b, g);
 }

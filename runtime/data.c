@@ -68,8 +68,7 @@ __attribute__((target("avx2"))) static void lut_row_avx2(float *restrict d,
 }
 
 __attribute__((target("avx512f"))) static void lut_row_avx512(float *restrict d,
-                                                              const uint8_t *restrict s,
-                                                              int64_t n,
+                                                              const uint8_t *restrict s, int64_t n,
                                                               const float *restrict lut)
 {
     int64_t i = 0;
@@ -113,23 +112,24 @@ static void batch_rows(void *ctx, int64_t b0, int64_t b1)
 {
     const batch_job_t *j = ctx;
     for (int64_t b = b0; b < b1; b++)
-        j->row(j->dst + (b * j->C + j->c) * j->plane,
-               j->src + (j->idx[b] * j->C + j->c) * j->plane, j->plane, j->lut);
+        j->row(j->dst + (b * j->C + j->c) * j->plane, j->src + (j->idx[b] * j->C + j->c) * j->plane,
+               j->plane, j->lut);
 }
 
 lunet_status_t lunet_data_image_batch(lunet_tensor_t *out_x, lunet_tensor_t *out_y,
                                       lunet_tensor_t *images_u8, lunet_tensor_t *labels,
-                                      const int64_t *idx, int64_t n, double scale_div,
-                                      int nnorm, const double *mean, const double *std)
+                                      const int64_t *idx, int64_t n, double scale_div, int nnorm,
+                                      const double *mean, const double *std)
 {
     char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
     lunet_tensor_t *im = images_u8;
     if (im->dtype != LUNET_DTYPE_UINT8 || (im->ndim != 3 && im->ndim != 4) ||
         !lunet_tensor_is_contiguous(im))
-        return lunet_error_set(LUNET_STATUS_TYPE,
-                          "image_batch: images must be a contiguous uint8 (N, H, W) or (N, C, H, "
-                          "W) tensor, got %s %s", lunet_dtype_name(im->dtype),
-                          lunet_shape_str(b1, sizeof b1, im->ndim, im->shape));
+        return lunet_error_set(
+            LUNET_STATUS_TYPE,
+            "image_batch: images must be a contiguous uint8 (N, H, W) or (N, C, H, "
+            "W) tensor, got %s %s",
+            lunet_dtype_name(im->dtype), lunet_shape_str(b1, sizeof b1, im->ndim, im->shape));
     int64_t N = im->shape[0];
     int64_t C = im->ndim == 4 ? im->shape[1] : 1;
     int64_t H = im->shape[im->ndim - 2], W = im->shape[im->ndim - 1];
@@ -137,36 +137,40 @@ lunet_status_t lunet_data_image_batch(lunet_tensor_t *out_x, lunet_tensor_t *out
     int64_t want[4] = {n, C, H, W};
     if (n < 0)
         return lunet_error_set(LUNET_STATUS_VALUE, "image_batch: negative batch size %lld",
-                          (long long)n);
+                               (long long)n);
     if (out_x->dtype != LUNET_DTYPE_FLOAT32 || !lunet_tensor_is_contiguous(out_x) ||
         out_x->numel != n * C * plane || out_x->ndim < 1 || out_x->shape[0] != n)
-        return lunet_error_set(LUNET_STATUS_VALUE,
-                          "image_batch: output must be a contiguous float32 %s tensor, got %s %s",
-                          lunet_shape_str(b1, sizeof b1, 4, want), lunet_dtype_name(out_x->dtype),
-                          lunet_shape_str(b2, sizeof b2, out_x->ndim, out_x->shape));
+        return lunet_error_set(
+            LUNET_STATUS_VALUE,
+            "image_batch: output must be a contiguous float32 %s tensor, got %s %s",
+            lunet_shape_str(b1, sizeof b1, 4, want), lunet_dtype_name(out_x->dtype),
+            lunet_shape_str(b2, sizeof b2, out_x->ndim, out_x->shape));
     if (out_y) {
         if (!labels)
             return lunet_error_set(LUNET_STATUS_VALUE, "image_batch: label output without labels");
         if (out_y->dtype != LUNET_DTYPE_INT64 || out_y->numel != n ||
             !lunet_tensor_is_contiguous(out_y))
             return lunet_error_set(LUNET_STATUS_VALUE,
-                              "image_batch: label output must be a contiguous int64 [%lld] "
-                              "tensor, got %s %s", (long long)n, lunet_dtype_name(out_y->dtype),
-                              lunet_shape_str(b2, sizeof b2, out_y->ndim, out_y->shape));
+                                   "image_batch: label output must be a contiguous int64 [%lld] "
+                                   "tensor, got %s %s",
+                                   (long long)n, lunet_dtype_name(out_y->dtype),
+                                   lunet_shape_str(b2, sizeof b2, out_y->ndim, out_y->shape));
         if (labels->dtype != LUNET_DTYPE_INT64 || labels->ndim != 1 || labels->shape[0] != N ||
             !lunet_tensor_is_contiguous(labels))
-            return lunet_error_set(LUNET_STATUS_VALUE,
-                              "image_batch: labels must be a contiguous int64 [%lld] tensor, got "
-                              "%s %s", (long long)N, lunet_dtype_name(labels->dtype),
-                              lunet_shape_str(b2, sizeof b2, labels->ndim, labels->shape));
+            return lunet_error_set(
+                LUNET_STATUS_VALUE,
+                "image_batch: labels must be a contiguous int64 [%lld] tensor, got "
+                "%s %s",
+                (long long)N, lunet_dtype_name(labels->dtype),
+                lunet_shape_str(b2, sizeof b2, labels->ndim, labels->shape));
     }
     if (!(scale_div > 0) || !isfinite(scale_div))
-        return lunet_error_set(LUNET_STATUS_VALUE, "image_batch: scale divisor must be positive, got %g",
-                          scale_div);
+        return lunet_error_set(LUNET_STATUS_VALUE,
+                               "image_batch: scale divisor must be positive, got %g", scale_div);
     if (nnorm != 0 && nnorm != 1 && nnorm != C)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "image_batch: Normalize has %d means/stds for %lld channels", nnorm,
-                          (long long)C);
+                               "image_batch: Normalize has %d means/stds for %lld channels", nnorm,
+                               (long long)C);
     for (int c = 0; c < nnorm; c++)
         if ((float)std[c] == 0.0f)
             return lunet_error_set(LUNET_STATUS_VALUE, "%s", zero_std_msg);
@@ -174,9 +178,9 @@ lunet_status_t lunet_data_image_batch(lunet_tensor_t *out_x, lunet_tensor_t *out
     for (int64_t b = 0; b < n; b++)
         if (idx[b] < 0 || idx[b] >= N)
             return lunet_error_set(LUNET_STATUS_INDEX,
-                              "image_batch: index %lld is out of range for a dataset of size "
-                              "%lld (batch position %lld)", (long long)idx[b], (long long)N,
-                              (long long)b);
+                                   "image_batch: index %lld is out of range for a dataset of size "
+                                   "%lld (batch position %lld)",
+                                   (long long)idx[b], (long long)N, (long long)b);
     const uint8_t *src = lunet_tensor_data(im);
     float *dst = lunet_tensor_data(out_x);
     float lut[256];
@@ -204,10 +208,11 @@ lunet_status_t lunet_data_to_tensor(lunet_tensor_t **out, lunet_tensor_t *img)
 {
     char b1[LUNET_SHAPE_BUF];
     if (img->dtype != LUNET_DTYPE_UINT8 || (img->ndim != 2 && img->ndim != 3))
-        return lunet_error_set(LUNET_STATUS_TYPE,
-                          "pic should be PIL Image or ndarray (in Lunet: a uint8 (H, W) or (H, "
-                          "W, C) tensor). Got a %s tensor of size %s", lunet_dtype_name(img->dtype),
-                          lunet_shape_str(b1, sizeof b1, img->ndim, img->shape));
+        return lunet_error_set(
+            LUNET_STATUS_TYPE,
+            "pic should be PIL Image or ndarray (in Lunet: a uint8 (H, W) or (H, "
+            "W, C) tensor). Got a %s tensor of size %s",
+            lunet_dtype_name(img->dtype), lunet_shape_str(b1, sizeof b1, img->ndim, img->shape));
     int64_t H = img->shape[0], W = img->shape[1], C = img->ndim == 3 ? img->shape[2] : 1;
     int64_t shape[3] = {C, H, W};
     lunet_tensor_t *c, *r;
@@ -235,13 +240,14 @@ lunet_status_t lunet_data_normalize(lunet_tensor_t **out, lunet_tensor_t *x, int
 {
     char b1[LUNET_SHAPE_BUF];
     if (!lunet_dtype_is_floating(x->dtype))
-        return lunet_error_set(LUNET_STATUS_TYPE, "Input tensor should be a float tensor. Got torch.%s.",
-                          lunet_dtype_name(x->dtype));
+        return lunet_error_set(LUNET_STATUS_TYPE,
+                               "Input tensor should be a float tensor. Got torch.%s.",
+                               lunet_dtype_name(x->dtype));
     if (x->ndim < 3)
         return lunet_error_set(LUNET_STATUS_VALUE,
-                          "Expected tensor to be a tensor image of size (..., C, H, W). Got "
-                          "tensor.size() = torch.Size(%s)",
-                          lunet_shape_str(b1, sizeof b1, x->ndim, x->shape));
+                               "Expected tensor to be a tensor image of size (..., C, H, W). Got "
+                               "tensor.size() = torch.Size(%s)",
+                               lunet_shape_str(b1, sizeof b1, x->ndim, x->shape));
     int64_t C = x->shape[x->ndim - 3];
     int64_t plane = x->shape[x->ndim - 2] * x->shape[x->ndim - 1];
     bool f32 = x->dtype == LUNET_DTYPE_FLOAT32;
@@ -249,9 +255,11 @@ lunet_status_t lunet_data_normalize(lunet_tensor_t **out, lunet_tensor_t *x, int
         if (f32 ? (float)std[i] == 0.0f : std[i] == 0.0)
             return lunet_error_set(LUNET_STATUS_VALUE, "%s", zero_std_msg);
     if ((nmean != 1 && nmean != C) || (nstd != 1 && nstd != C) || nmean < 1 || nstd < 1)
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "The size of tensor a (%lld) must match the size of tensor b (%d) at "
-                          "non-singleton dimension 0", (long long)C, nmean != 1 && nmean != C ? nmean : nstd);
+        return lunet_error_set(
+            LUNET_STATUS_RUNTIME,
+            "The size of tensor a (%lld) must match the size of tensor b (%d) at "
+            "non-singleton dimension 0",
+            (long long)C, nmean != 1 && nmean != C ? nmean : nstd);
     lunet_tensor_t *c, *r;
     lunet_status_t st = lunet_tensor_contiguous(&c, x);
     if (st)
@@ -291,7 +299,7 @@ lunet_status_t lunet_data_label_histogram(int64_t *out, lunet_tensor_t *labels, 
 {
     if (labels->dtype != LUNET_DTYPE_INT64 && labels->dtype != LUNET_DTYPE_UINT8)
         return lunet_error_set(LUNET_STATUS_TYPE, "labels must be int64 or uint8, got %s",
-                          lunet_dtype_name(labels->dtype));
+                               lunet_dtype_name(labels->dtype));
     lunet_tensor_t *c;
     lunet_status_t st = lunet_tensor_contiguous(&c, labels);
     if (st)
@@ -304,8 +312,8 @@ lunet_status_t lunet_data_label_histogram(int64_t *out, lunet_tensor_t *labels, 
         if (v < 0 || v >= nclass) {
             lunet_tensor_release(c);
             return lunet_error_set(LUNET_STATUS_VALUE,
-                              "label %lld at position %lld is outside [0, %lld)", (long long)v,
-                              (long long)i, (long long)nclass);
+                                   "label %lld at position %lld is outside [0, %lld)", (long long)v,
+                                   (long long)i, (long long)nclass);
         }
         out[v]++;
     }
@@ -342,12 +350,14 @@ lunet_status_t lunet_data_write_png(const char *path, lunet_tensor_t *img)
 {
     char b1[LUNET_SHAPE_BUF];
     if (img->dtype != LUNET_DTYPE_UINT8 || (img->ndim != 2 && img->ndim != 3) ||
-        (img->ndim == 3 && img->shape[2] != 3) || img->numel == 0 ||
-        img->shape[0] > 65535 || img->shape[1] > 65535)
-        return lunet_error_set(LUNET_STATUS_VALUE,
-                          "write_png: %s: expected a non-empty uint8 (H, W) or (H, W, 3) image, "
-                          "got %s %s", path, lunet_dtype_name(img->dtype),
-                          lunet_shape_str(b1, sizeof b1, img->ndim, img->shape));
+        (img->ndim == 3 && img->shape[2] != 3) || img->numel == 0 || img->shape[0] > 65535 ||
+        img->shape[1] > 65535)
+        return lunet_error_set(
+            LUNET_STATUS_VALUE,
+            "write_png: %s: expected a non-empty uint8 (H, W) or (H, W, 3) image, "
+            "got %s %s",
+            path, lunet_dtype_name(img->dtype),
+            lunet_shape_str(b1, sizeof b1, img->ndim, img->shape));
     int64_t H = img->shape[0], W = img->shape[1], C = img->ndim == 3 ? 3 : 1;
     lunet_tensor_t *c;
     lunet_status_t st = lunet_tensor_contiguous(&c, img);
@@ -378,8 +388,8 @@ lunet_status_t lunet_data_write_png(const char *path, lunet_tensor_t *img)
     unsigned char ihdr[13];
     put_be32(ihdr, (uint32_t)W);
     put_be32(ihdr + 4, (uint32_t)H);
-    ihdr[8] = 8;                       /* bit depth */
-    ihdr[9] = C == 3 ? 2 : 0;          /* colour type: truecolour or greyscale */
+    ihdr[8] = 8;                        /* bit depth */
+    ihdr[9] = C == 3 ? 2 : 0;           /* colour type: truecolour or greyscale */
     ihdr[10] = ihdr[11] = ihdr[12] = 0; /* deflate, adaptive filtering, no interlace */
     bool ok = !lunet_afile_write(&f, sig, 8) && png_chunk(&f, "IHDR", ihdr, 13) &&
               png_chunk(&f, "IDAT", z, zn) && png_chunk(&f, "IEND", NULL, 0);

@@ -66,7 +66,7 @@ lunet_status_t lunet_dist_op_parse(lunet_dist_op_t *out, const char *name)
         }
     }
     return lunet_error_set(LUNET_STATUS_VALUE,
-                      "all_reduce: unknown op '%s' (expected sum, avg, max or min)", name);
+                           "all_reduce: unknown op '%s' (expected sum, avg, max or min)", name);
 }
 
 bool lunet_dist_is_available(void)
@@ -81,8 +81,8 @@ bool lunet_dist_is_available(void)
 static lunet_status_t not_initialized(void)
 {
     return lunet_error_set(LUNET_STATUS_RUNTIME,
-                      "Default process group has not been initialized, please make sure to "
-                      "call init_process_group.");
+                           "Default process group has not been initialized, please make sure to "
+                           "call init_process_group.");
 }
 
 /* Backend names PyTorch knows (any case); only mpi is Lunet's. */
@@ -90,18 +90,20 @@ static lunet_status_t check_backend(const char *backend)
 {
     static const char *const torch_backends[] = {"gloo", "nccl", "ucc"};
     if (backend == NULL)
-        return lunet_error_set(LUNET_STATUS_VALUE, "init_process_group: backend must be given (\"mpi\")");
+        return lunet_error_set(LUNET_STATUS_VALUE,
+                               "init_process_group: backend must be given (\"mpi\")");
     if (strcasecmp(backend, "mpi") == 0)
         return LUNET_OK;
     if (strcasecmp(backend, "tcp") == 0)
-        return lunet_error_set(LUNET_STATUS_VALUE,
-                          "TCP backend has been deprecated. Please use Gloo or MPI backend for "
-                          "collective operations on CPU tensors.");
+        return lunet_error_set(
+            LUNET_STATUS_VALUE,
+            "TCP backend has been deprecated. Please use Gloo or MPI backend for "
+            "collective operations on CPU tensors.");
     for (size_t i = 0; i < sizeof torch_backends / sizeof torch_backends[0]; i++)
         if (strcasecmp(backend, torch_backends[i]) == 0)
             return lunet_error_set(LUNET_STATUS_RUNTIME,
-                              "init_process_group: Lunet has only the mpi backend, not '%s'",
-                              backend);
+                                   "init_process_group: Lunet has only the mpi backend, not '%s'",
+                                   backend);
     return lunet_error_set(LUNET_STATUS_VALUE, "Invalid backend: '%s'", backend);
 }
 
@@ -112,9 +114,10 @@ lunet_status_t lunet_dist_init(const char *backend)
     lunet_status_t st = check_backend(backend);
     if (st)
         return st;
-    return lunet_error_set(LUNET_STATUS_RUNTIME,
-                      "init_process_group: Lunet was built without MPI (install libopenmpi-dev "
-                      "and openmpi-bin, e.g. `make deps`, then rebuild)");
+    return lunet_error_set(
+        LUNET_STATUS_RUNTIME,
+        "init_process_group: Lunet was built without MPI (install libopenmpi-dev "
+        "and openmpi-bin, e.g. `make deps`, then rebuild)");
 }
 bool lunet_dist_is_initialized(void) { return false; }
 lunet_status_t lunet_dist_get_rank(int *out)
@@ -201,17 +204,17 @@ lunet_status_t lunet_dist_init(const char *backend)
         return st;
     if (group.initialized)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "trying to initialize the default process group twice!");
+                               "trying to initialize the default process group twice!");
     if (group.finalized)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "init_process_group: MPI was finalized by destroy_process_group and "
-                          "cannot start again in the same process");
+                               "init_process_group: MPI was finalized by destroy_process_group and "
+                               "cannot start again in the same process");
     int inited = 0, fin = 0, rc;
     MPI_Initialized(&inited);
     MPI_Finalized(&fin);
     if (fin)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "init_process_group: MPI has been finalized in this process");
+                               "init_process_group: MPI has been finalized in this process");
     if (!inited) {
         int provided = 0;
         setenv("OMPI_MCA_mpi_yield_when_idle", "1", 0); /* see Decisions */
@@ -287,35 +290,36 @@ static lunet_status_t agree(int64_t *h, lunet_status_t local)
         return local;
     if (got[H_KIND] != -got[H_LEN + H_KIND])
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "%s: the ranks called different collectives at the same time (this "
-                          "rank called %s)", name, name);
+                               "%s: the ranks called different collectives at the same time (this "
+                               "rank called %s)",
+                               name, name);
     if (got[H_ERR])
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "%s: the call failed on rank %lld (its error says why)", name,
-                          (long long)(got[H_ERR] - 1));
+                               "%s: the call failed on rank %lld (its error says why)", name,
+                               (long long)(got[H_ERR] - 1));
     bool same[H_LEN];
     for (int i = 0; i < H_LEN; i++)
         same[i] = got[i] == -got[H_LEN + i];
     if (!same[H_OP])
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "%s: the ranks passed different ops (this rank: %s)", name,
-                          lunet_dist_op_name((lunet_dist_op_t)h[H_OP]));
+                               "%s: the ranks passed different ops (this rank: %s)", name,
+                               lunet_dist_op_name((lunet_dist_op_t)h[H_OP]));
     if (!same[H_ROOT])
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "%s: the ranks passed different src ranks (this rank: %lld)", name,
-                          (long long)h[H_ROOT]);
+                               "%s: the ranks passed different src ranks (this rank: %lld)", name,
+                               (long long)h[H_ROOT]);
     if (!same[H_DTYPE])
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "%s: the tensor's dtype differs between ranks (this rank: %s)", name,
-                          lunet_dtype_name((lunet_dtype_t)h[H_DTYPE]));
+                               "%s: the tensor's dtype differs between ranks (this rank: %s)", name,
+                               lunet_dtype_name((lunet_dtype_t)h[H_DTYPE]));
     bool shape_same = same[H_NDIM];
     for (int d = 0; d < LUNET_MAX_DIMS; d++)
         shape_same = shape_same && same[H_SHAPE + d];
     if (!shape_same) {
         char sb[LUNET_SHAPE_BUF];
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "%s: the tensor's shape differs between ranks (this rank: %s)", name,
-                          lunet_shape_str(sb, sizeof sb, (int)h[H_NDIM], h + H_SHAPE));
+                               "%s: the tensor's shape differs between ranks (this rank: %s)", name,
+                               lunet_shape_str(sb, sizeof sb, (int)h[H_NDIM], h + H_SHAPE));
     }
     return LUNET_OK;
 }
@@ -424,8 +428,8 @@ lunet_status_t lunet_dist_all_reduce(lunet_tensor_t *t, lunet_dist_op_t op)
         st = lunet_error_set(LUNET_STATUS_VALUE, "all_reduce: invalid op %d", (int)op);
     if (!st && op == LUNET_DIST_OP_AVG && !lunet_dtype_is_floating(t->dtype))
         st = lunet_error_set(LUNET_STATUS_RUNTIME,
-                        "all_reduce: op avg needs a floating point tensor, got %s",
-                        lunet_dtype_name(t->dtype));
+                             "all_reduce: op avg needs a floating point tensor, got %s",
+                             lunet_dtype_name(t->dtype));
     if (!st) {
         header_tensor(h, t);
         st = as_contiguous(&buf, t); /* before agreeing: nothing may fail after it */
@@ -456,8 +460,8 @@ lunet_status_t lunet_dist_broadcast(lunet_tensor_t *t, int src)
     bool root = src == group.rank;
     lunet_status_t st = check_arg("broadcast", "tensor", t, !root);
     if (!st && (src < 0 || src >= group.size))
-        st = lunet_error_set(LUNET_STATUS_RUNTIME, "broadcast: invalid root rank: %d (world size %d)",
-                        src, group.size);
+        st = lunet_error_set(LUNET_STATUS_RUNTIME,
+                             "broadcast: invalid root rank: %d (world size %d)", src, group.size);
     if (!st) {
         header_tensor(h, t);
         st = as_contiguous(&buf, t);
@@ -484,24 +488,24 @@ static lunet_status_t check_gather(lunet_tensor_t *const *outs, int nouts, lunet
         return st;
     if (nouts != group.size)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "all_gather: tensor_list has %d tensors, expected one per rank (%d)",
-                          nouts, group.size);
+                               "all_gather: tensor_list has %d tensors, expected one per rank (%d)",
+                               nouts, group.size);
     if (t->numel > INT_MAX)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "all_gather: tensors of more than %d elements are not supported",
-                          INT_MAX);
+                               "all_gather: tensors of more than %d elements are not supported",
+                               INT_MAX);
     for (int i = 0; i < nouts; i++) {
         if ((st = check_arg("all_gather", "every entry of tensor_list", outs[i], true)))
             return st;
         if (outs[i]->dtype != t->dtype ||
             !lunet_shape_equal(outs[i]->ndim, outs[i]->shape, t->ndim, t->shape)) {
             char sa[LUNET_SHAPE_BUF], sb[LUNET_SHAPE_BUF];
-            return lunet_error_set(LUNET_STATUS_RUNTIME,
-                              "all_gather: tensor_list[%d] is %s %s, the input tensor is %s %s",
-                              i, lunet_dtype_name(outs[i]->dtype),
-                              lunet_shape_str(sa, sizeof sa, outs[i]->ndim, outs[i]->shape),
-                              lunet_dtype_name(t->dtype),
-                              lunet_shape_str(sb, sizeof sb, t->ndim, t->shape));
+            return lunet_error_set(
+                LUNET_STATUS_RUNTIME,
+                "all_gather: tensor_list[%d] is %s %s, the input tensor is %s %s", i,
+                lunet_dtype_name(outs[i]->dtype),
+                lunet_shape_str(sa, sizeof sa, outs[i]->ndim, outs[i]->shape),
+                lunet_dtype_name(t->dtype), lunet_shape_str(sb, sizeof sb, t->ndim, t->shape));
         }
     }
     return LUNET_OK;
@@ -524,8 +528,8 @@ lunet_status_t lunet_dist_all_gather(lunet_tensor_t *const *outs, int nouts, lun
     if ((st = agree(h, st)))
         goto done;
     int n = (int)t->numel;
-    int rc = MPI_Allgather(lunet_tensor_data(send), n, mpi_type(t->dtype),
-                           lunet_tensor_data(recv), n, mpi_type(t->dtype), group.comm);
+    int rc = MPI_Allgather(lunet_tensor_data(send), n, mpi_type(t->dtype), lunet_tensor_data(recv),
+                           n, mpi_type(t->dtype), group.comm);
     if (rc != MPI_SUCCESS) {
         st = mpi_fail("all_gather", rc);
         goto done;
@@ -537,8 +541,7 @@ lunet_status_t lunet_dist_all_gather(lunet_tensor_t *const *outs, int nouts, lun
             strides[d] = s;
             s *= t->shape[d];
         }
-        if ((st = lunet_tensor_make_view(&part, recv, t->ndim, t->shape, strides,
-                                         (int64_t)i * n)))
+        if ((st = lunet_tensor_make_view(&part, recv, t->ndim, t->shape, strides, (int64_t)i * n)))
             goto done;
         write_back(outs[i], part);
         lunet_tensor_release(part);
@@ -572,25 +575,27 @@ static lunet_status_t check_coalesced(lunet_tensor_t *flat, int n, lunet_tensor_
     if (st)
         return st;
     if (!lunet_tensor_is_contiguous(flat))
-        return lunet_error_set(LUNET_STATUS_RUNTIME, "%s: the flat buffer must be contiguous", name);
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "%s: the flat buffer must be contiguous",
+                               name);
     if (prescale != 1 && !lunet_dtype_is_floating(flat->dtype))
-        return lunet_error_set(LUNET_STATUS_RUNTIME, "%s: a scale needs floating point tensors, got %s",
-                          name, lunet_dtype_name(flat->dtype));
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
+                               "%s: a scale needs floating point tensors, got %s", name,
+                               lunet_dtype_name(flat->dtype));
     int64_t total = 0;
     for (int i = 0; i < n; i++) {
         if ((st = check_arg(name, "every tensor", ts[i], true)))
             return st;
         if (ts[i]->dtype != flat->dtype || !lunet_tensor_is_contiguous(ts[i]))
             return lunet_error_set(LUNET_STATUS_RUNTIME,
-                              "%s: tensor %d is %s%s, the flat buffer is %s", name, i,
-                              lunet_tensor_is_contiguous(ts[i]) ? "" : "non-contiguous ",
-                              lunet_dtype_name(ts[i]->dtype), lunet_dtype_name(flat->dtype));
+                                   "%s: tensor %d is %s%s, the flat buffer is %s", name, i,
+                                   lunet_tensor_is_contiguous(ts[i]) ? "" : "non-contiguous ",
+                                   lunet_dtype_name(ts[i]->dtype), lunet_dtype_name(flat->dtype));
         total += ts[i]->numel;
     }
     if (total != flat->numel)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "%s: the tensors hold %lld elements, the flat buffer %lld", name,
-                          (long long)total, (long long)flat->numel);
+                               "%s: the tensors hold %lld elements, the flat buffer %lld", name,
+                               (long long)total, (long long)flat->numel);
     return LUNET_OK;
 }
 

@@ -40,34 +40,52 @@
 static int code_width(int code)
 {
     switch (code) {
-    case 0x08: case 0x09: return 1;
-    case 0x0B: return 2;
-    case 0x0C: case 0x0D: return 4;
-    case 0x0E: return 8;
-    default: return 0;
+    case 0x08:
+    case 0x09:
+        return 1;
+    case 0x0B:
+        return 2;
+    case 0x0C:
+    case 0x0D:
+        return 4;
+    case 0x0E:
+        return 8;
+    default:
+        return 0;
     }
 }
 
 static lunet_dtype_t code_dtype(int code)
 {
     switch (code) {
-    case 0x08: return LUNET_DTYPE_UINT8;
-    case 0x0D: return LUNET_DTYPE_FLOAT32;
-    case 0x0E: return LUNET_DTYPE_FLOAT64;
-    default: return LUNET_DTYPE_INT64;
+    case 0x08:
+        return LUNET_DTYPE_UINT8;
+    case 0x0D:
+        return LUNET_DTYPE_FLOAT32;
+    case 0x0E:
+        return LUNET_DTYPE_FLOAT64;
+    default:
+        return LUNET_DTYPE_INT64;
     }
 }
 
 static const char *code_name(int code)
 {
     switch (code) {
-    case 0x08: return "unsigned byte (0x08)";
-    case 0x09: return "signed byte (0x09)";
-    case 0x0B: return "short (0x0B)";
-    case 0x0C: return "int (0x0C)";
-    case 0x0D: return "float (0x0D)";
-    case 0x0E: return "double (0x0E)";
-    default: return "unknown";
+    case 0x08:
+        return "unsigned byte (0x08)";
+    case 0x09:
+        return "signed byte (0x09)";
+    case 0x0B:
+        return "short (0x0B)";
+    case 0x0C:
+        return "int (0x0C)";
+    case 0x0D:
+        return "float (0x0D)";
+    case 0x0E:
+        return "double (0x0E)";
+    default:
+        return "unknown";
     }
 }
 
@@ -103,12 +121,12 @@ typedef struct source {
     FILE *fp;                 /* file source, or NULL */
     const unsigned char *mem; /* memory source */
     size_t memlen, mempos;
-    uint64_t total;           /* size of the (compressed) source in bytes */
+    uint64_t total; /* size of the (compressed) source in bytes */
     bool gz;
     bool zinit;
-    bool zend;                /* the current gzip member ended */
+    bool zend; /* the current gzip member ended */
     z_stream zs;
-    unsigned char *inbuf;     /* file + gzip: compressed input chunk */
+    unsigned char *inbuf; /* file + gzip: compressed input chunk */
 } source_t;
 
 /* Raw (compressed) input: the next chunk from file or memory; *n = 0 at the end. */
@@ -118,7 +136,7 @@ static lunet_status_t src_raw(source_t *s, const unsigned char **p, size_t *n)
         size_t got = fread(s->inbuf, 1, IO_CHUNK, s->fp);
         if (got == 0 && ferror(s->fp))
             return lunet_error_set(LUNET_STATUS_IO, "read_idx: %s: read error: %s", s->name,
-                              strerror(errno));
+                                   strerror(errno));
         *p = s->inbuf;
         *n = got;
         return LUNET_OK;
@@ -140,7 +158,7 @@ static lunet_status_t src_read(source_t *s, void *dst, size_t n, size_t *got)
             *got = fread(dst, 1, n, s->fp);
             if (*got < n && ferror(s->fp))
                 return lunet_error_set(LUNET_STATUS_IO, "read_idx: %s: read error: %s", s->name,
-                                  strerror(errno));
+                                       strerror(errno));
         } else {
             size_t left = s->memlen - s->mempos;
             *got = n < left ? n : left;
@@ -165,9 +183,11 @@ static lunet_status_t src_read(source_t *s, void *dst, size_t n, size_t *got)
                 s->zs.avail_in = (uInt)m;
             }
             if (s->zs.next_in[0] != 0x1f)
-                return lunet_error_set(LUNET_STATUS_VALUE,
-                                  "read_idx: %s: corrupt gzip stream: garbage after the end of "
-                                  "the compressed data", s->name);
+                return lunet_error_set(
+                    LUNET_STATUS_VALUE,
+                    "read_idx: %s: corrupt gzip stream: garbage after the end of "
+                    "the compressed data",
+                    s->name);
             inflateReset(&s->zs);
             s->zend = false;
         }
@@ -178,9 +198,11 @@ static lunet_status_t src_read(source_t *s, void *dst, size_t n, size_t *got)
             if (st)
                 return st;
             if (m == 0)
-                return lunet_error_set(LUNET_STATUS_VALUE,
-                                  "read_idx: %s: corrupt gzip stream: truncated (the compressed "
-                                  "data ends before its end marker)", s->name);
+                return lunet_error_set(
+                    LUNET_STATUS_VALUE,
+                    "read_idx: %s: corrupt gzip stream: truncated (the compressed "
+                    "data ends before its end marker)",
+                    s->name);
             s->zs.next_in = (unsigned char *)(uintptr_t)p;
             s->zs.avail_in = (uInt)m;
         }
@@ -195,7 +217,7 @@ static lunet_status_t src_read(source_t *s, void *dst, size_t n, size_t *got)
             s->zend = true;
         else if (rc != Z_OK && rc != Z_BUF_ERROR)
             return lunet_error_set(LUNET_STATUS_VALUE, "read_idx: %s: corrupt gzip stream: %s",
-                              s->name, s->zs.msg ? s->zs.msg : zError(rc));
+                                   s->name, s->zs.msg ? s->zs.msg : zError(rc));
     }
     return LUNET_OK;
 }
@@ -208,7 +230,7 @@ static lunet_status_t src_start(source_t *s)
         got = fread(magic, 1, 2, s->fp);
         if (fseek(s->fp, 0, SEEK_SET) != 0)
             return lunet_error_set(LUNET_STATUS_IO, "read_idx: %s: cannot seek: %s", s->name,
-                              strerror(errno));
+                                   strerror(errno));
     } else {
         got = s->memlen < 2 ? s->memlen : 2;
         memcpy(magic, s->mem, got);
@@ -299,35 +321,39 @@ static lunet_status_t read_source(lunet_tensor_t **out, source_t *s)
         return st;
     if (got == 0)
         return lunet_error_set(LUNET_STATUS_VALUE, "read_idx: %s: file is empty (no IDX header)",
-                          name);
+                               name);
     if (got < 4)
         return lunet_error_set(LUNET_STATUS_VALUE,
-                          "read_idx: %s: truncated header: %zu of the 4 magic bytes", name, got);
+                               "read_idx: %s: truncated header: %zu of the 4 magic bytes", name,
+                               got);
     if (head[0] != 0 || head[1] != 0)
-        return lunet_error_set(LUNET_STATUS_VALUE,
-                          "read_idx: %s: bad magic %02x %02x %02x %02x (an IDX file starts with "
-                          "00 00 <type code> <number of dims>)",
-                          name, head[0], head[1], head[2], head[3]);
+        return lunet_error_set(
+            LUNET_STATUS_VALUE,
+            "read_idx: %s: bad magic %02x %02x %02x %02x (an IDX file starts with "
+            "00 00 <type code> <number of dims>)",
+            name, head[0], head[1], head[2], head[3]);
     int code = head[2], nd = head[3];
     int width = code_width(code);
     if (!width)
         return lunet_error_set(LUNET_STATUS_VALUE,
-                          "read_idx: %s: unknown type code 0x%02x (expected 0x08, 0x09, 0x0B, "
-                          "0x0C, 0x0D or 0x0E)", name, code);
+                               "read_idx: %s: unknown type code 0x%02x (expected 0x08, 0x09, 0x0B, "
+                               "0x0C, 0x0D or 0x0E)",
+                               name, code);
     if (nd == 0)
-        return lunet_error_set(LUNET_STATUS_VALUE,
-                          "read_idx: %s: zero dims in the header (an IDX file needs at least 1)",
-                          name);
+        return lunet_error_set(
+            LUNET_STATUS_VALUE,
+            "read_idx: %s: zero dims in the header (an IDX file needs at least 1)", name);
     if (nd > LUNET_MAX_DIMS)
         return lunet_error_set(LUNET_STATUS_VALUE,
-                          "read_idx: %s: absurd number of dims %d in the header (at most %d "
-                          "supported)", name, nd, LUNET_MAX_DIMS);
+                               "read_idx: %s: absurd number of dims %d in the header (at most %d "
+                               "supported)",
+                               name, nd, LUNET_MAX_DIMS);
     if ((st = src_read(s, head + 4, 4 * (size_t)nd, &got)))
         return st;
     if (got < 4 * (size_t)nd)
         return lunet_error_set(LUNET_STATUS_VALUE,
-                          "read_idx: %s: truncated header: %zu of the %d size bytes", name, got,
-                          4 * nd);
+                               "read_idx: %s: truncated header: %zu of the %d size bytes", name,
+                               got, 4 * nd);
     int64_t shape[LUNET_MAX_DIMS];
     /* The product of the non-zero sizes must stay small even when another size is 0: strides
      * of an empty tensor are still products of its sizes. */
@@ -337,7 +363,8 @@ static lunet_status_t read_source(lunet_tensor_t **out, source_t *s)
         uint32_t d = load_be32(head + 4 + 4 * i);
         if (d > INT32_MAX)
             return lunet_error_set(LUNET_STATUS_VALUE,
-                              "read_idx: %s: absurd size %u for dim %d in the header", name, d, i);
+                                   "read_idx: %s: absurd size %u for dim %d in the header", name, d,
+                                   i);
         shape[i] = d;
         if (d == 0) {
             empty = true;
@@ -351,32 +378,35 @@ static lunet_status_t read_source(lunet_tensor_t **out, source_t *s)
     numel = empty ? 0 : nonzero;
     char sbuf[LUNET_SHAPE_BUF];
     if (overflow || nonzero * (uint64_t)width > LUNET_IDX_MAX_BYTES)
-        return lunet_error_set(LUNET_STATUS_VALUE,
-                          "read_idx: %s: sizes %s overflow: the product times %d bytes exceeds "
-                          "the %llu-byte limit", name, lunet_shape_str(sbuf, sizeof sbuf, nd, shape),
-                          width, (unsigned long long)LUNET_IDX_MAX_BYTES);
+        return lunet_error_set(
+            LUNET_STATUS_VALUE,
+            "read_idx: %s: sizes %s overflow: the product times %d bytes exceeds "
+            "the %llu-byte limit",
+            name, lunet_shape_str(sbuf, sizeof sbuf, nd, shape), width,
+            (unsigned long long)LUNET_IDX_MAX_BYTES);
     uint64_t hbytes = 4 + 4 * (uint64_t)nd;
     uint64_t body = numel * (uint64_t)width;
     lunet_shape_str(sbuf, sizeof sbuf, nd, shape);
     if (!s->gz) {
         if (s->total < hbytes + body)
-            return lunet_error_set(LUNET_STATUS_VALUE,
-                              "read_idx: %s: body is shorter than the header says: %llu bytes, "
-                              "but sizes %s of %s need %llu", name,
-                              (unsigned long long)(s->total - hbytes), sbuf, code_name(code),
-                              (unsigned long long)body);
+            return lunet_error_set(
+                LUNET_STATUS_VALUE,
+                "read_idx: %s: body is shorter than the header says: %llu bytes, "
+                "but sizes %s of %s need %llu",
+                name, (unsigned long long)(s->total - hbytes), sbuf, code_name(code),
+                (unsigned long long)body);
         if (s->total > hbytes + body)
             return lunet_error_set(LUNET_STATUS_VALUE,
-                              "read_idx: %s: body is longer than the header says: %llu bytes, "
-                              "but sizes %s of %s need %llu", name,
-                              (unsigned long long)(s->total - hbytes), sbuf, code_name(code),
-                              (unsigned long long)body);
+                                   "read_idx: %s: body is longer than the header says: %llu bytes, "
+                                   "but sizes %s of %s need %llu",
+                                   name, (unsigned long long)(s->total - hbytes), sbuf,
+                                   code_name(code), (unsigned long long)body);
     } else if (body / GZIP_MAX_RATIO > s->total + 1024) {
         return lunet_error_set(LUNET_STATUS_VALUE,
-                          "read_idx: %s: body is shorter than the header says: sizes %s of %s "
-                          "need %llu bytes, more than a %llu-byte gzip stream can hold", name,
-                          sbuf, code_name(code), (unsigned long long)body,
-                          (unsigned long long)s->total);
+                               "read_idx: %s: body is shorter than the header says: sizes %s of %s "
+                               "need %llu bytes, more than a %llu-byte gzip stream can hold",
+                               name, sbuf, code_name(code), (unsigned long long)body,
+                               (unsigned long long)s->total);
     }
     lunet_tensor_t *t;
     if ((st = lunet_tensor_empty(&t, code_dtype(code), nd, shape))) {
@@ -386,7 +416,8 @@ static lunet_status_t read_source(lunet_tensor_t **out, source_t *s)
     }
     /* The raw body goes at the end of the storage so widening to int64 can run forward. */
     size_t esz = lunet_dtype_size(t->dtype);
-    unsigned char *raw = (unsigned char *)lunet_tensor_data(t) + (size_t)numel * (esz - (size_t)width);
+    unsigned char *raw = (unsigned char *)lunet_tensor_data(t) +
+                         (size_t)numel * (esz - (size_t)width);
     if ((st = src_read(s, raw, (size_t)body, &got))) {
         lunet_tensor_release(t);
         return st;
@@ -394,9 +425,9 @@ static lunet_status_t read_source(lunet_tensor_t **out, source_t *s)
     if (got < body) {
         lunet_tensor_release(t);
         return lunet_error_set(LUNET_STATUS_VALUE,
-                          "read_idx: %s: body is shorter than the header says: %zu bytes, but "
-                          "sizes %s of %s need %llu", name, got, sbuf, code_name(code),
-                          (unsigned long long)body);
+                               "read_idx: %s: body is shorter than the header says: %zu bytes, but "
+                               "sizes %s of %s need %llu",
+                               name, got, sbuf, code_name(code), (unsigned long long)body);
     }
     if (s->gz) {
         /* Read on to the end of the stream, where a bad CRC shows, but stop at the first
@@ -409,10 +440,10 @@ static lunet_status_t read_source(lunet_tensor_t **out, source_t *s)
         if (got) {
             lunet_tensor_release(t);
             return lunet_error_set(LUNET_STATUS_VALUE,
-                              "read_idx: %s: body is longer than the header says: at least "
-                              "%llu bytes, but sizes %s of %s need %llu", name,
-                              (unsigned long long)(body + got), sbuf, code_name(code),
-                              (unsigned long long)body);
+                                   "read_idx: %s: body is longer than the header says: at least "
+                                   "%llu bytes, but sizes %s of %s need %llu",
+                                   name, (unsigned long long)(body + got), sbuf, code_name(code),
+                                   (unsigned long long)body);
         }
     }
     decode_body(t, code, raw);
@@ -425,7 +456,7 @@ lunet_status_t lunet_idx_read(lunet_tensor_t **out, const char *path)
     FILE *fp = fopen(path, "rb");
     if (!fp)
         return lunet_error_set(LUNET_STATUS_IO, "read_idx: cannot open %s: %s", path,
-                          strerror(errno));
+                               strerror(errno));
     struct stat sb;
     if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode)) {
         fclose(fp);
@@ -502,12 +533,29 @@ static lunet_status_t check_fits(const char *path, lunet_tensor_t *t, int code)
     double lo = 0, hi = 0;
     bool integral = true;
     switch (code) {
-    case 0x08: lo = 0; hi = 255; break;
-    case 0x09: lo = -128; hi = 127; break;
-    case 0x0B: lo = -32768; hi = 32767; break;
-    case 0x0C: lo = -2147483648.0; hi = 2147483647.0; break;
-    case 0x0D: lo = -3.4028234663852886e38; hi = 3.4028234663852886e38; integral = false; break;
-    default: return LUNET_OK; /* 0x0E holds every dtype's values */
+    case 0x08:
+        lo = 0;
+        hi = 255;
+        break;
+    case 0x09:
+        lo = -128;
+        hi = 127;
+        break;
+    case 0x0B:
+        lo = -32768;
+        hi = 32767;
+        break;
+    case 0x0C:
+        lo = -2147483648.0;
+        hi = 2147483647.0;
+        break;
+    case 0x0D:
+        lo = -3.4028234663852886e38;
+        hi = 3.4028234663852886e38;
+        integral = false;
+        break;
+    default:
+        return LUNET_OK; /* 0x0E holds every dtype's values */
     }
     if (!integral && t->dtype != LUNET_DTYPE_FLOAT64)
         return LUNET_OK;
@@ -520,8 +568,8 @@ static lunet_status_t check_fits(const char *path, lunet_tensor_t *t, int code)
             int64_t iv = *(const int64_t *)p;
             if (iv < (int64_t)lo || iv > (int64_t)hi)
                 return lunet_error_set(LUNET_STATUS_VALUE,
-                                  "write_idx: %s: element %lld = %lld does not fit type %s",
-                                  path, (long long)i, (long long)iv, code_name(code));
+                                       "write_idx: %s: element %lld = %lld does not fit type %s",
+                                       path, (long long)i, (long long)iv, code_name(code));
             continue;
         }
         v = lunet_dtype_load(p, t->dtype);
@@ -530,16 +578,17 @@ static lunet_status_t check_fits(const char *path, lunet_tensor_t *t, int code)
                 /* values that round to FLT_MAX are still representable */
                 float f = (float)v;
                 if (isinf(f))
-                    return lunet_error_set(LUNET_STATUS_VALUE,
-                                      "write_idx: %s: element %lld = %.17g does not fit type %s",
-                                      path, (long long)i, v, code_name(code));
+                    return lunet_error_set(
+                        LUNET_STATUS_VALUE,
+                        "write_idx: %s: element %lld = %.17g does not fit type %s", path,
+                        (long long)i, v, code_name(code));
             }
             continue;
         }
         if (!(v >= lo && v <= hi) || v != floor(v))
             return lunet_error_set(LUNET_STATUS_VALUE,
-                              "write_idx: %s: element %lld = %.17g does not fit type %s", path,
-                              (long long)i, v, code_name(code));
+                                   "write_idx: %s: element %lld = %.17g does not fit type %s", path,
+                                   (long long)i, v, code_name(code));
     }
     return LUNET_OK;
 }
@@ -556,8 +605,12 @@ static void encode_chunk(unsigned char *buf, const lunet_tensor_t *t, int code, 
         unsigned char *o = buf + (size_t)i * (size_t)w;
         double v = lunet_dtype_load(p, t->dtype);
         switch (code) {
-        case 0x08: o[0] = (unsigned char)(int)v; break;
-        case 0x09: o[0] = (unsigned char)(int8_t)(int)v; break;
+        case 0x08:
+            o[0] = (unsigned char)(int)v;
+            break;
+        case 0x09:
+            o[0] = (unsigned char)(int8_t)(int)v;
+            break;
         case 0x0B: {
             uint16_t u = (uint16_t)(int16_t)(int)v;
             o[0] = (unsigned char)(u >> 8);
@@ -582,7 +635,8 @@ static void encode_chunk(unsigned char *buf, const lunet_tensor_t *t, int code, 
             store_be64(o, b);
             break;
         }
-        default: break;
+        default:
+            break;
         }
     }
 }
@@ -618,25 +672,38 @@ lunet_status_t lunet_idx_write(const char *path, lunet_tensor_t *t, int type_cod
         return lunet_error_set(LUNET_STATUS_VALUE, "write_idx: empty path");
     if (type_code == 0) {
         switch (t->dtype) {
-        case LUNET_DTYPE_UINT8: case LUNET_DTYPE_BOOL: type_code = 0x08; break;
-        case LUNET_DTYPE_INT64: type_code = 0x0C; break;
-        case LUNET_DTYPE_FLOAT32: type_code = 0x0D; break;
-        default: type_code = 0x0E; break;
+        case LUNET_DTYPE_UINT8:
+        case LUNET_DTYPE_BOOL:
+            type_code = 0x08;
+            break;
+        case LUNET_DTYPE_INT64:
+            type_code = 0x0C;
+            break;
+        case LUNET_DTYPE_FLOAT32:
+            type_code = 0x0D;
+            break;
+        default:
+            type_code = 0x0E;
+            break;
         }
     }
     if (!code_width(type_code))
-        return lunet_error_set(LUNET_STATUS_VALUE,
-                          "write_idx: %s: unknown type code 0x%02x (expected 0x08, 0x09, 0x0B, "
-                          "0x0C, 0x0D or 0x0E)", path, type_code);
+        return lunet_error_set(
+            LUNET_STATUS_VALUE,
+            "write_idx: %s: unknown type code 0x%02x (expected 0x08, 0x09, 0x0B, "
+            "0x0C, 0x0D or 0x0E)",
+            path, type_code);
     if (t->ndim < 1)
-        return lunet_error_set(LUNET_STATUS_VALUE,
-                          "write_idx: %s: a 0-d tensor cannot be written (IDX needs at least 1 "
-                          "dim; reshape it to (1))", path);
+        return lunet_error_set(
+            LUNET_STATUS_VALUE,
+            "write_idx: %s: a 0-d tensor cannot be written (IDX needs at least 1 "
+            "dim; reshape it to (1))",
+            path);
     for (int i = 0; i < t->ndim; i++)
         if (t->shape[i] > INT32_MAX)
             return lunet_error_set(LUNET_STATUS_VALUE,
-                              "write_idx: %s: size %lld of dim %d is too large for IDX", path,
-                              (long long)t->shape[i], i);
+                                   "write_idx: %s: size %lld of dim %d is too large for IDX", path,
+                                   (long long)t->shape[i], i);
     lunet_tensor_t *c;
     lunet_status_t st = lunet_tensor_contiguous(&c, t);
     if (st)

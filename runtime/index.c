@@ -31,16 +31,17 @@ lunet_status_t lunet_tensor_gather(lunet_tensor_t **out, lunet_tensor_t *x, int6
         return st;
     int xnd = x->ndim > 0 ? x->ndim : 1, ind = index->ndim > 0 ? index->ndim : 1;
     if (xnd != ind)
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "Index tensor must have the same number of dimensions as input tensor");
+        return lunet_error_set(
+            LUNET_STATUS_RUNTIME,
+            "Index tensor must have the same number of dimensions as input tensor");
     for (int k = 0; k < index->ndim; k++) {
         if (k != d && index->shape[k] > x->shape[k]) {
             char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
             return lunet_error_set(LUNET_STATUS_RUNTIME,
-                              "Size does not match at dimension %d expected index %s to be "
-                              "smaller than self %s apart from dimension %d", k,
-                              lunet_shape_str(b1, sizeof b1, index->ndim, index->shape),
-                              lunet_shape_str(b2, sizeof b2, x->ndim, x->shape), d);
+                                   "Size does not match at dimension %d expected index %s to be "
+                                   "smaller than self %s apart from dimension %d",
+                                   k, lunet_shape_str(b1, sizeof b1, index->ndim, index->shape),
+                                   lunet_shape_str(b2, sizeof b2, x->ndim, x->shape), d);
         }
     }
     int64_t size = x->ndim > 0 ? x->shape[d] : 1;
@@ -54,8 +55,8 @@ lunet_status_t lunet_tensor_gather(lunet_tensor_t **out, lunet_tensor_t *x, int6
         if (v < 0 || v >= size) {
             lunet_tensor_release(r);
             return lunet_error_set(LUNET_STATUS_RUNTIME,
-                              "index %lld is out of bounds for dimension %d with size %lld",
-                              (long long)v, d, (long long)size);
+                                   "index %lld is out of bounds for dimension %d with size %lld",
+                                   (long long)v, d, (long long)size);
         }
     }
     size_t es = lunet_dtype_size(x->dtype);
@@ -125,7 +126,8 @@ lunet_status_t lunet_tensor_index_select(lunet_tensor_t **out, lunet_tensor_t *x
     if (st)
         return st;
     if (index->ndim > 1)
-        return lunet_error_set(LUNET_STATUS_INDEX, "index_select(): Index is supposed to be a vector");
+        return lunet_error_set(LUNET_STATUS_INDEX,
+                               "index_select(): Index is supposed to be a vector");
     int64_t size = x->ndim > 0 ? x->shape[d] : 1;
     /* The result's size before the indices, as PyTorch allocates it first: an impossible
        size (a huge expanded index) fails at once instead of after a scan of every index.
@@ -142,8 +144,9 @@ lunet_status_t lunet_tensor_index_select(lunet_tensor_t **out, lunet_tensor_t *x
         int64_t v = (int64_t)lunet_tensor_get(index, i);
         if (v < 0 || v >= size)
             return lunet_error_set(LUNET_STATUS_INDEX,
-                              "index out of range in self: index %lld is out of bounds for "
-                              "dimension %d with size %lld", (long long)v, d, (long long)size);
+                                   "index out of range in self: index %lld is out of bounds for "
+                                   "dimension %d with size %lld",
+                                   (long long)v, d, (long long)size);
     }
     /* x[..., idx[k], ...] = one leading-dim selection per k, done as flat advanced indexing */
     lunet_tensor_t *xt = NULL, *r = NULL, *rt = NULL;
@@ -184,14 +187,15 @@ static lunet_status_t expand_masks(int *nout, lunet_tensor_t **out, const lunet_
         lunet_tensor_t *t = idx[j];
         if (t->dtype == LUNET_DTYPE_BOOL || t->dtype == LUNET_DTYPE_UINT8) {
             if (n + t->ndim > x->ndim)
-                return lunet_error_set(LUNET_STATUS_INDEX, "too many indices for tensor of dimension %d",
-                                  x->ndim);
+                return lunet_error_set(LUNET_STATUS_INDEX,
+                                       "too many indices for tensor of dimension %d", x->ndim);
             for (int k = 0; k < t->ndim; k++)
                 if (t->shape[k] != x->shape[n + k])
-                    return lunet_error_set(LUNET_STATUS_INDEX,
-                                      "The shape of the mask [%lld] at index %d does not match "
-                                      "the shape of the indexed tensor [%lld] at index %d",
-                                      (long long)t->shape[k], k, (long long)x->shape[n + k], n + k);
+                    return lunet_error_set(
+                        LUNET_STATUS_INDEX,
+                        "The shape of the mask [%lld] at index %d does not match "
+                        "the shape of the indexed tensor [%lld] at index %d",
+                        (long long)t->shape[k], k, (long long)x->shape[n + k], n + k);
             int64_t count = 0;
             for (int64_t i = 0; i < t->numel; i++)
                 count += lunet_tensor_get(t, i) != 0;
@@ -219,7 +223,7 @@ static lunet_status_t expand_masks(int *nout, lunet_tensor_t **out, const lunet_
             *nout = n;
         } else {
             return lunet_error_set(LUNET_STATUS_INDEX,
-                              "tensors used as indices must be long, byte or bool tensors");
+                                   "tensors used as indices must be long, byte or bool tensors");
         }
     }
     *nout = n;
@@ -235,7 +239,7 @@ lunet_status_t lunet_tensor_index(lunet_tensor_t **out, lunet_tensor_t *x, int n
     lunet_status_t st;
     if (nidx > x->ndim || nidx > LUNET_MAX_DIMS) {
         st = lunet_error_set(LUNET_STATUS_INDEX,
-                        "too many indices for tensor of dimension %d (got %d)", x->ndim, nidx);
+                             "too many indices for tensor of dimension %d (got %d)", x->ndim, nidx);
         return st;
     }
     if ((st = expand_masks(&n, ix, x, nidx, idx)))
@@ -257,8 +261,9 @@ lunet_status_t lunet_tensor_index(lunet_tensor_t **out, lunet_tensor_t *x, int n
                     break;
             }
             st = lunet_error_set(LUNET_STATUS_INDEX,
-                            "shape mismatch: indexing tensors could not be broadcast together "
-                            "with shapes %s", buf);
+                                 "shape mismatch: indexing tensors could not be broadcast together "
+                                 "with shapes %s",
+                                 buf);
             goto done;
         }
         bnd = nd2;
@@ -284,8 +289,8 @@ lunet_status_t lunet_tensor_index(lunet_tensor_t **out, lunet_tensor_t *x, int n
             if (v < -size || v >= size) {
                 lunet_tensor_release(e);
                 st = lunet_error_set(LUNET_STATUS_INDEX,
-                                "index %lld is out of bounds for dimension %d with size %lld",
-                                (long long)v, j, (long long)size);
+                                     "index %lld is out of bounds for dimension %d with size %lld",
+                                     (long long)v, j, (long long)size);
                 goto done;
             }
             pp[i] = pp[i] * size + (v < 0 ? v + size : v);

@@ -47,9 +47,10 @@ lunet_status_t lunet_init_calculate_gain(double *out, const char *nonlinearity, 
 lunet_status_t lunet_init_fans(int64_t *fan_in, int64_t *fan_out, const lunet_tensor_t *t)
 {
     if (t->ndim < 2)
-        return lunet_error_set(LUNET_STATUS_VALUE,
-                          "Fan in and fan out can not be computed for tensor with fewer than 2 "
-                          "dimensions");
+        return lunet_error_set(
+            LUNET_STATUS_VALUE,
+            "Fan in and fan out can not be computed for tensor with fewer than 2 "
+            "dimensions");
     int64_t receptive_field_size = 1; /* a product of sizes of a tensor that exists: no overflow */
     for (int d = 2; d < t->ndim; d++)
         receptive_field_size *= t->shape[d];
@@ -69,7 +70,8 @@ static lunet_status_t correct_fan(double *fan, const lunet_tensor_t *t, const ch
             lower[n] = (char)((mode[n] >= 'A' && mode[n] <= 'Z') ? mode[n] - 'A' + 'a' : mode[n]);
         lower[n] = 0;
         return lunet_error_set(LUNET_STATUS_VALUE,
-                          "Mode %s not supported, please use one of ['fan_in', 'fan_out']", lower);
+                               "Mode %s not supported, please use one of ['fan_in', 'fan_out']",
+                               lower);
     }
     int64_t fan_in, fan_out;
     lunet_status_t st = lunet_init_fans(&fan_in, &fan_out, t);

@@ -54,7 +54,8 @@ typedef struct lunet_afile {
     bool unnamed; /* an O_TMPFILE, linked at commit */
     bool named;   /* tmp exists on disk */
 } lunet_afile_t;
-LUNET_MUST_CHECK lunet_status_t lunet_afile_open(lunet_afile_t *f, const char *what, const char *path);
+LUNET_MUST_CHECK lunet_status_t lunet_afile_open(lunet_afile_t *f, const char *what,
+                                                 const char *path);
 LUNET_MUST_CHECK lunet_status_t lunet_afile_write(lunet_afile_t *f, const void *data, size_t n);
 LUNET_MUST_CHECK lunet_status_t lunet_afile_commit(lunet_afile_t *f);
 void lunet_afile_abort(lunet_afile_t *f);
@@ -62,7 +63,7 @@ void lunet_afile_abort(lunet_afile_t *f);
 /* ---- storage.c: a caching allocator, so a steady training loop does not call malloc. */
 LUNET_MUST_CHECK lunet_status_t lunet_storage_new(lunet_storage_t **out, size_t nbytes);
 LUNET_MUST_CHECK lunet_status_t lunet_storage_wrap(lunet_storage_t **out, void *data, size_t nbytes,
-                                  void (*release_fn)(void *, void *), void *ctx);
+                                                   void (*release_fn)(void *, void *), void *ctx);
 void lunet_storage_retain(lunet_storage_t *s);
 void lunet_storage_release(lunet_storage_t *s);
 
@@ -82,14 +83,15 @@ void lunet_pool_put(lunet_pool_kind_t kind, void *p);
 lunet_tensor_t *lunet_tensor_alloc(void);
 /* t converted to dt without recording autograd (a new reference; t itself when it already
    has dt; a wrapped number stays one). */
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_convert(lunet_tensor_t **out, lunet_tensor_t *t, lunet_dtype_t dt);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_convert(lunet_tensor_t **out, lunet_tensor_t *t,
+                                                     lunet_dtype_t dt);
 /* A new contiguous tensor with the shape and dtype of t. */
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_empty_like(lunet_tensor_t **out, const lunet_tensor_t *t,
-                                       lunet_dtype_t dt);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_empty_like(lunet_tensor_t **out,
+                                                        const lunet_tensor_t *t, lunet_dtype_t dt);
 /* out = a view of t's storage with the given geometry (retains the storage). */
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_make_view(lunet_tensor_t **out, lunet_tensor_t *t, int ndim,
-                                      const int64_t *shape, const int64_t *strides,
-                                      int64_t offset);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_make_view(lunet_tensor_t **out, lunet_tensor_t *t,
+                                                       int ndim, const int64_t *shape,
+                                                       const int64_t *strides, int64_t offset);
 void lunet_tensor_set_contiguous_strides(lunet_tensor_t *t);
 /* The element count of a shape every tensor already satisfies (no overflow check). */
 int64_t lunet_shape_numel(int ndim, const int64_t *shape);
@@ -170,20 +172,21 @@ void lunet_iter_run_elementwise(lunet_iter_t *it, lunet_loop_fn fn, void *ctx);
 void lunet_copy_cast(lunet_tensor_t *dst, const lunet_tensor_t *src);
 
 /* ---- matmul.c: GEMM on raw buffers, c (m, n) contiguous = alpha op(a) op(b) + beta c */
-void lunet_gemm_f32(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
-                    const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c);
+void lunet_gemm_f32(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                    int64_t lda, const float *b, int64_t ldb, float beta, float *c);
 void lunet_gemm_f64(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
                     const double *a, int64_t lda, const double *b, int64_t ldb, double beta,
                     double *c);
 
 /* ---- matmul.c: Linear's forward in one pass per output block (nn.c).
    c (M, N) contiguous = [relu](a (M, K) @ b (K, N) + bias (N)); bias contiguous or NULL. */
-LUNET_MUST_CHECK lunet_status_t lunet_gemm_bias_relu(lunet_tensor_t *c, lunet_tensor_t *a, lunet_tensor_t *b,
-                                    const lunet_tensor_t *bias, bool relu);
+LUNET_MUST_CHECK lunet_status_t lunet_gemm_bias_relu(lunet_tensor_t *c, lunet_tensor_t *a,
+                                                     lunet_tensor_t *b, const lunet_tensor_t *bias,
+                                                     bool relu);
 
 /* ---- reduce.c: prod's gradient (autograd_rules.c); reduced[d] != 0 marks a reduced dim */
-LUNET_MUST_CHECK lunet_status_t lunet_prod_backward(lunet_tensor_t **dx, lunet_tensor_t *g, lunet_tensor_t *x,
-                                   const int64_t *reduced);
+LUNET_MUST_CHECK lunet_status_t lunet_prod_backward(lunet_tensor_t **dx, lunet_tensor_t *g,
+                                                    lunet_tensor_t *x, const int64_t *reduced);
 
 /* ---- softmax.c kernels shared with loss.c (one implementation, so that
  * cross_entropy == nll_loss(log_softmax(x)) bit for bit) */
@@ -192,8 +195,7 @@ double lunet_softmax_slice_lse_f32(const float *x, int64_t C, int64_t st, float 
                                    float *m_out);
 double lunet_softmax_slice_lse_f64(const double *x, int64_t C, int64_t st, double *m_out);
 // e (n) = exp((x - m) - s), contiguous
-void lunet_softmax_exp_f32(float *restrict e, const float *restrict x, int64_t n, float m,
-                           float s);
+void lunet_softmax_exp_f32(float *restrict e, const float *restrict x, int64_t n, float m, float s);
 
 /* ---- optim.c: the optimizer objects for C hosts (lunet_sgd_t, lunet_adam_t) are one
    object, lunet_optimizer_t: the retained parameters, one state per parameter, a copy of the

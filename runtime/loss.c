@@ -41,7 +41,7 @@ lunet_status_t lunet_reduction_parse(lunet_reduction_t *out, const char *name)
         }
     }
     return lunet_error_set(LUNET_STATUS_VALUE, "%s is not a valid value for reduction",
-                      name ? name : "None");
+                           name ? name : "None");
 }
 
 /* Log-sum-exp of one slice as the pair (m, log S), in double; scratch as above. */
@@ -73,13 +73,13 @@ static inline int64_t tgt_at(const void *p, bool u8, int64_t i)
 /* ---- validation and geometry shared by the forward and backward functions */
 
 typedef struct loss_ctx {
-    bool prob;            /* probability targets (cross_entropy only) */
+    bool prob; /* probability targets (cross_entropy only) */
     bool f32;
-    bool u8;              /* uint8 class indices */
-    lunet_tensor_t *xin;  /* the tensor the autograd node takes as input (x or x converted) */
-    lunet_tensor_t *x;    /* contiguous data of xin */
-    lunet_tensor_t *t;    /* contiguous target (converted to x's dtype in prob mode) */
-    lunet_tensor_t *w;    /* contiguous weight in x's dtype, or NULL */
+    bool u8;             /* uint8 class indices */
+    lunet_tensor_t *xin; /* the tensor the autograd node takes as input (x or x converted) */
+    lunet_tensor_t *x;   /* contiguous data of xin */
+    lunet_tensor_t *t;   /* contiguous target (converted to x's dtype in prob mode) */
+    lunet_tensor_t *w;   /* contiguous weight in x's dtype, or NULL */
     int64_t outer, C, inner, npos;
     int out_ndim;
     int64_t out_shape[LUNET_MAX_DIMS];
@@ -115,52 +115,58 @@ static lunet_status_t check_index_shapes(const lunet_tensor_t *x, const lunet_te
 {
     char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
     if (x->ndim < 1)
-        return lunet_error_set(LUNET_STATUS_VALUE, "Expected 1 or more dimensions (got %d)", x->ndim);
+        return lunet_error_set(LUNET_STATUS_VALUE, "Expected 1 or more dimensions (got %d)",
+                               x->ndim);
     int64_t tb = t->ndim > 0 ? t->shape[0] : 0;
     if (x->ndim != 1 && x->shape[0] != tb)
-        return lunet_error_set(LUNET_STATUS_VALUE,
-                          "Expected input batch_size (%lld) to match target batch_size (%lld).",
-                          (long long)x->shape[0], (long long)tb);
+        return lunet_error_set(
+            LUNET_STATUS_VALUE,
+            "Expected input batch_size (%lld) to match target batch_size (%lld).",
+            (long long)x->shape[0], (long long)tb);
     if (x->ndim <= 2) {
         if (t->ndim > 1)
             return lunet_error_set(LUNET_STATUS_RUNTIME,
-                              "0D or 1D target tensor expected, multi-target not supported");
+                                   "0D or 1D target tensor expected, multi-target not supported");
         bool no_batch = x->ndim == 1 && t->ndim == 0;
         if (!no_batch && x->shape[0] != t->shape[0])
-            return lunet_error_set(LUNET_STATUS_RUNTIME, "size mismatch (got input: %s, target: %s)",
-                              lunet_shape_str(b1, sizeof b1, x->ndim, x->shape),
-                              lunet_shape_str(b2, sizeof b2, t->ndim, t->shape));
+            return lunet_error_set(LUNET_STATUS_RUNTIME,
+                                   "size mismatch (got input: %s, target: %s)",
+                                   lunet_shape_str(b1, sizeof b1, x->ndim, x->shape),
+                                   lunet_shape_str(b2, sizeof b2, t->ndim, t->shape));
         int64_t C = x->shape[x->ndim - 1];
         if (w && (w->ndim != 1 || w->numel != C))
-            return lunet_error_set(LUNET_STATUS_RUNTIME,
-                              "weight tensor should be defined either for all %lld classes or no "
-                              "classes but got weight tensor of shape: %s",
-                              (long long)C, lunet_shape_str(b1, sizeof b1, w->ndim, w->shape));
+            return lunet_error_set(
+                LUNET_STATUS_RUNTIME,
+                "weight tensor should be defined either for all %lld classes or no "
+                "classes but got weight tensor of shape: %s",
+                (long long)C, lunet_shape_str(b1, sizeof b1, w->ndim, w->shape));
         return LUNET_OK;
     }
     if (x->ndim == 4) {
         if (t->ndim != 3)
             return lunet_error_set(LUNET_STATUS_RUNTIME,
-                              "only batches of spatial targets supported (3D tensors) but got "
-                              "targets of dimension: %d", t->ndim);
+                                   "only batches of spatial targets supported (3D tensors) but got "
+                                   "targets of dimension: %d",
+                                   t->ndim);
     } else if (!lunet_shape_equal(t->ndim - 1, t->shape + 1, x->ndim - 2, x->shape + 2)) {
         int64_t want[LUNET_MAX_DIMS];
         want[0] = x->shape[0];
         for (int k = 2; k < x->ndim; k++)
             want[k - 1] = x->shape[k];
         return lunet_error_set(LUNET_STATUS_RUNTIME, "Expected target size %s, got %s",
-                          lunet_shape_str(b1, sizeof b1, x->ndim - 1, want),
-                          lunet_shape_str(b2, sizeof b2, t->ndim, t->shape));
+                               lunet_shape_str(b1, sizeof b1, x->ndim - 1, want),
+                               lunet_shape_str(b2, sizeof b2, t->ndim, t->shape));
     }
     if (w && w->numel != x->shape[1])
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "weight tensor should be defined either for all or no classes");
-    if (x->ndim == 4 && !lunet_shape_equal(3, t->shape, 3, (const int64_t[]){x->shape[0],
-                                                            x->shape[2], x->shape[3]}))
+                               "weight tensor should be defined either for all or no classes");
+    if (x->ndim == 4 &&
+        !lunet_shape_equal(3, t->shape, 3,
+                           (const int64_t[]){x->shape[0], x->shape[2], x->shape[3]}))
         /* PyTorch's text, odd spacing and missing parenthesis included */
         return lunet_error_set(LUNET_STATUS_RUNTIME, "size mismatch (got input: %s , target: %s",
-                          lunet_shape_str(b1, sizeof b1, x->ndim, x->shape),
-                          lunet_shape_str(b2, sizeof b2, t->ndim, t->shape));
+                               lunet_shape_str(b1, sizeof b1, x->ndim, x->shape),
+                               lunet_shape_str(b2, sizeof b2, t->ndim, t->shape));
     return LUNET_OK;
 }
 
@@ -169,10 +175,10 @@ static lunet_status_t check_index_dtypes(const lunet_tensor_t *x, const lunet_te
 {
     if (t->dtype != LUNET_DTYPE_INT64 && t->dtype != LUNET_DTYPE_UINT8)
         return lunet_error_set(LUNET_STATUS_RUNTIME, "expected scalar type Long but found %s",
-                          lunet_dtype_torch_name(t->dtype));
+                               lunet_dtype_torch_name(t->dtype));
     if (w && w->dtype != x->dtype)
         return lunet_error_set(LUNET_STATUS_RUNTIME, "expected scalar type %s but found %s",
-                          lunet_dtype_torch_name(x->dtype), lunet_dtype_torch_name(w->dtype));
+                               lunet_dtype_torch_name(x->dtype), lunet_dtype_torch_name(w->dtype));
     return LUNET_OK;
 }
 
@@ -180,8 +186,8 @@ static lunet_status_t check_index_dtypes(const lunet_tensor_t *x, const lunet_te
 static lunet_status_t fail_integer_logits(const lunet_tensor_t *x)
 {
     return lunet_error_set(LUNET_STATUS_RUNTIME, "\"%s\" not implemented for '%s'",
-                      x->ndim <= 2 ? "log_softmax_lastdim_kernel_impl" : "softmax_kernel_impl",
-                      lunet_dtype_torch_name(x->dtype));
+                           x->ndim <= 2 ? "log_softmax_lastdim_kernel_impl" : "softmax_kernel_impl",
+                           lunet_dtype_torch_name(x->dtype));
 }
 
 /* A new reference to t converted to dt and made contiguous, without recording autograd. */
@@ -216,37 +222,41 @@ static lunet_status_t ctx_prepare(loss_ctx_t *c, lunet_tensor_t *x, lunet_tensor
     lunet_tensor_t *w = o->weight;
     if ((unsigned)o->reduction >= LUNET_REDUCTION_COUNT)
         return lunet_error_set(LUNET_STATUS_VALUE, "%d is not a valid value for reduction",
-                          (int)o->reduction);
+                               (int)o->reduction);
     lunet_dtype_t dt = x->dtype;
     if (!nll && lunet_shape_equal(x->ndim, x->shape, target->ndim, target->shape)) {
         c->prob = true;
         if (!lunet_dtype_is_floating(target->dtype))
-            return lunet_error_set(LUNET_STATUS_RUNTIME,
-                              "Expected floating point type for target with class probabilities, "
-                              "got %s", lunet_dtype_torch_name(target->dtype));
+            return lunet_error_set(
+                LUNET_STATUS_RUNTIME,
+                "Expected floating point type for target with class probabilities, "
+                "got %s",
+                lunet_dtype_torch_name(target->dtype));
         if (o->ignore_index >= 0)
             return lunet_error_set(LUNET_STATUS_RUNTIME,
-                              "ignore_index is not supported for floating point target");
+                                   "ignore_index is not supported for floating point target");
         if (o->label_smoothing > 1.0)
             return lunet_error_set(LUNET_STATUS_RUNTIME,
-                              "label_smoothing must be between 0.0 and 1.0. Got: %g",
-                              o->label_smoothing);
+                                   "label_smoothing must be between 0.0 and 1.0. Got: %g",
+                                   o->label_smoothing);
         if (x->ndim == 0)
             return lunet_error_set(LUNET_STATUS_INDEX,
-                              "Dimension specified as 1 but tensor has no dimensions");
+                                   "Dimension specified as 1 but tensor has no dimensions");
         if (!lunet_dtype_is_floating(x->dtype))
             return fail_integer_logits(x);
         int64_t C = x->shape[x->ndim == 1 ? 0 : 1];
         if (w && (w->ndim != 1 || w->numel != C)) {
             char b[LUNET_SHAPE_BUF];
-            return lunet_error_set(LUNET_STATUS_RUNTIME,
-                              "cross_entropy: weight tensor should be defined either for all %lld "
-                              "classes or no classes but got weight tensor of shape: %s",
-                              (long long)C, lunet_shape_str(b, sizeof b, w->ndim, w->shape));
+            return lunet_error_set(
+                LUNET_STATUS_RUNTIME,
+                "cross_entropy: weight tensor should be defined either for all %lld "
+                "classes or no classes but got weight tensor of shape: %s",
+                (long long)C, lunet_shape_str(b, sizeof b, w->ndim, w->shape));
         }
         if (w && !lunet_dtype_is_floating(w->dtype))
             return lunet_error_set(LUNET_STATUS_RUNTIME, "expected scalar type %s but found %s",
-                              lunet_dtype_torch_name(x->dtype), lunet_dtype_torch_name(w->dtype));
+                                   lunet_dtype_torch_name(x->dtype),
+                                   lunet_dtype_torch_name(w->dtype));
         /* PyTorch promotes input x target: a float64 target gives a float64 loss */
         if (target->dtype == LUNET_DTYPE_FLOAT64)
             dt = LUNET_DTYPE_FLOAT64;
@@ -256,14 +266,14 @@ static lunet_status_t ctx_prepare(loss_ctx_t *c, lunet_tensor_t *x, lunet_tensor
                 return st;
             if (!lunet_dtype_is_floating(x->dtype))
                 return lunet_error_set(LUNET_STATUS_RUNTIME, "\"%s\" not implemented for '%s'",
-                                  x->ndim <= 2 ? "nll_loss_out_frame"
-                                               : "nll_loss2d_forward_out_frame",
-                                  lunet_dtype_torch_name(x->dtype));
+                                       x->ndim <= 2 ? "nll_loss_out_frame"
+                                                    : "nll_loss2d_forward_out_frame",
+                                       lunet_dtype_torch_name(x->dtype));
         } else {
             if (o->label_smoothing > 1.0)
                 return lunet_error_set(LUNET_STATUS_RUNTIME,
-                                  "label_smoothing must be between 0.0 and 1.0. Got: %g",
-                                  o->label_smoothing);
+                                       "label_smoothing must be between 0.0 and 1.0. Got: %g",
+                                       o->label_smoothing);
             int d;
             if (x->ndim == 0 && (st = lunet_dim_wrap(&d, 1, 0)))
                 return st;
@@ -302,7 +312,8 @@ static lunet_status_t check_targets(const loss_ctx_t *c, int64_t ignore_index)
     for (int64_t p = 0; p < c->npos; p++) {
         int64_t y = tgt_at(t, c->u8, p);
         if (y != ignore_index && (y < 0 || y >= c->C))
-            return lunet_error_set(LUNET_STATUS_INDEX, "Target %lld is out of bounds.", (long long)y);
+            return lunet_error_set(LUNET_STATUS_INDEX, "Target %lld is out of bounds.",
+                                   (long long)y);
     }
     return LUNET_OK;
 }
@@ -323,11 +334,13 @@ static lunet_status_t nll_finish(lunet_tensor_t **out, const loss_ctx_t *c, cons
     double ec = eps > 0 ? eps / (double)c->C : 0;
     bool none = o->reduction == LUNET_REDUCTION_NONE;
     lunet_tensor_t *r;
-    lunet_status_t st = none ? lunet_tensor_empty(&r, c->f32 ? LUNET_DTYPE_FLOAT32
-                                                             : LUNET_DTYPE_FLOAT64,
-                                                  c->out_ndim, c->out_shape)
-                             : lunet_tensor_empty(&r, c->f32 ? LUNET_DTYPE_FLOAT32
-                                                             : LUNET_DTYPE_FLOAT64, 0, NULL);
+    lunet_status_t st = none
+                            ? lunet_tensor_empty(&r,
+                                                 c->f32 ? LUNET_DTYPE_FLOAT32 : LUNET_DTYPE_FLOAT64,
+                                                 c->out_ndim, c->out_shape)
+                            : lunet_tensor_empty(&r,
+                                                 c->f32 ? LUNET_DTYPE_FLOAT32 : LUNET_DTYPE_FLOAT64,
+                                                 0, NULL);
     if (st)
         return st;
     void *rd = lunet_tensor_data(r);
@@ -337,7 +350,7 @@ static lunet_status_t nll_finish(lunet_tensor_t **out, const loss_ctx_t *c, cons
         if (y == o->ignore_index) {
             if (none)
                 lunet_dtype_store((char *)rd + (size_t)p * (c->f32 ? 4 : 8),
-                            c->f32 ? LUNET_DTYPE_FLOAT32 : LUNET_DTYPE_FLOAT64, 0.0);
+                                  c->f32 ? LUNET_DTYPE_FLOAT32 : LUNET_DTYPE_FLOAT64, 0.0);
             continue;
         }
         double wy = w ? ld(w, c->f32, y) : 1.0;
@@ -491,12 +504,10 @@ static const char *nll_grad_fn_name(int ndim, lunet_reduction_t red)
     return "NllLoss2DBackward0";
 }
 
-static const char *ce_grad_fn_name(bool prob, int ndim, int64_t npos,
-                                   const lunet_loss_options_t *o)
+static const char *ce_grad_fn_name(bool prob, int ndim, int64_t npos, const lunet_loss_options_t *o)
 {
     if (prob) /* an empty mean is -(sum().fill_(nan)) in PyTorch: no division */
-        return o->reduction == LUNET_REDUCTION_MEAN && npos > 0 ? "DivBackward1"
-                                                                 : "NegBackward0";
+        return o->reduction == LUNET_REDUCTION_MEAN && npos > 0 ? "DivBackward1" : "NegBackward0";
     return o->label_smoothing > 0 ? "AddBackward0" : nll_grad_fn_name(ndim, o->reduction);
 }
 
@@ -536,7 +547,7 @@ lunet_status_t lunet_loss_cross_entropy_lse(lunet_tensor_t **out, lunet_tensor_t
     float *scratch = malloc((size_t)(2 * c.C + 1) * sizeof(float));
     if (!buf || !scratch) {
         st = lunet_error_set(LUNET_STATUS_NOMEM, "cross_entropy: out of memory for %lld positions",
-                        (long long)c.npos);
+                             (long long)c.npos);
         goto done;
     }
     if (c.prob) {
@@ -590,7 +601,7 @@ lunet_status_t lunet_loss_nll(lunet_tensor_t **out, lunet_tensor_t *x, lunet_ten
     if (!lp) {
         ctx_free(&c);
         return lunet_error_set(LUNET_STATUS_NOMEM, "nll_loss: out of memory for %lld positions",
-                          (long long)c.npos);
+                               (long long)c.npos);
     }
     nll_gather(&c, o->ignore_index, lp);
     lunet_tensor_t *r = NULL;
@@ -619,8 +630,8 @@ static lunet_status_t grad_prepare(lunet_tensor_t **gc, lunet_tensor_t *g, const
     int64_t want = red == LUNET_REDUCTION_NONE ? c->npos : 1;
     if (g->numel != want)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "%s_backward: upstream gradient has %lld elements, expected %lld", op,
-                          (long long)g->numel, (long long)want);
+                               "%s_backward: upstream gradient has %lld elements, expected %lld",
+                               op, (long long)g->numel, (long long)want);
     return plain_copy(gc, g, c->f32 ? LUNET_DTYPE_FLOAT32 : LUNET_DTYPE_FLOAT64);
 }
 
@@ -665,7 +676,7 @@ static void ce_backward_rows(void *dx, const void *x, const loss_ctx_t *c,
         if (!c->prob && y == o->ignore_index) {
             for (int64_t k = 0; k < C; k++)
                 lunet_dtype_store((char *)dx + (size_t)(base + k * inner) * (f32 ? 4 : 8),
-                            f32 ? LUNET_DTYPE_FLOAT32 : LUNET_DTYPE_FLOAT64, 0.0);
+                                  f32 ? LUNET_DTYPE_FLOAT32 : LUNET_DTYPE_FLOAT64, 0.0);
             continue;
         }
         double m, ls;
@@ -776,8 +787,9 @@ lunet_status_t lunet_loss_cross_entropy_backward_lse(lunet_tensor_t **dx, lunet_
         goto done;
     if (lse && (lse->dtype != LUNET_DTYPE_FLOAT64 || lse->numel != 2 * c.npos)) {
         st = lunet_error_set(LUNET_STATUS_RUNTIME,
-                        "cross_entropy_backward: saved log-sum-exp has %lld values, expected "
-                        "%lld float64", (long long)lse->numel, (long long)(2 * c.npos));
+                             "cross_entropy_backward: saved log-sum-exp has %lld values, expected "
+                             "%lld float64",
+                             (long long)lse->numel, (long long)(2 * c.npos));
         goto done;
     }
     if (lse && (st = plain_copy(&lc, lse, LUNET_DTYPE_FLOAT64)))
@@ -793,12 +805,13 @@ lunet_status_t lunet_loss_cross_entropy_backward_lse(lunet_tensor_t **dx, lunet_
         scratch = malloc((size_t)(2 * c.C) * sizeof(float));
         pk = malloc((size_t)c.C * sizeof(double));
         if (!scratch || !pk) {
-            st = lunet_error_set(LUNET_STATUS_NOMEM, "cross_entropy_backward: out of memory for "
-                            "%lld classes", (long long)c.C);
+            st = lunet_error_set(LUNET_STATUS_NOMEM,
+                                 "cross_entropy_backward: out of memory for "
+                                 "%lld classes",
+                                 (long long)c.C);
             goto done;
         }
-        ce_backward_rows(lunet_tensor_data(r), lunet_tensor_data(c.x), &c, o, q, L, scratch,
-                         pk);
+        ce_backward_rows(lunet_tensor_data(r), lunet_tensor_data(c.x), &c, o, q, L, scratch, pk);
     }
     /* a float32 x given a float64 probability target: hand back x's dtype */
     if (r->dtype != x->dtype) {
@@ -877,7 +890,7 @@ static lunet_status_t mse_operands(lunet_tensor_t **ae, lunet_tensor_t **be, lun
     lunet_dtype_t dt = lunet_result_dtype(a, b);
     if (!lunet_dtype_is_floating(dt))
         return lunet_error_set(LUNET_STATUS_RUNTIME, "\"mse_cpu\" not implemented for '%s'",
-                          lunet_dtype_torch_name(dt));
+                               lunet_dtype_torch_name(dt));
     int nd;
     int64_t shape[LUNET_MAX_DIMS];
     lunet_status_t st = lunet_broadcast_shape(&nd, shape, a->ndim, a->shape, b->ndim, b->shape);
@@ -915,7 +928,7 @@ lunet_status_t lunet_loss_mse(lunet_tensor_t **out, lunet_tensor_t *a, lunet_ten
 {
     if ((unsigned)reduction >= LUNET_REDUCTION_COUNT)
         return lunet_error_set(LUNET_STATUS_VALUE, "%d is not a valid value for reduction",
-                          (int)reduction);
+                               (int)reduction);
     lunet_tensor_t *ae = NULL, *be = NULL, *ac = NULL, *bc = NULL, *r = NULL;
     lunet_status_t st = mse_operands(&ae, &be, a, b);
     if (st)
@@ -972,21 +985,22 @@ done:
     return st;
 }
 
-lunet_status_t lunet_loss_mse_backward(lunet_tensor_t **da, lunet_tensor_t **db,
-                                       lunet_tensor_t *g, lunet_tensor_t *a, lunet_tensor_t *b,
+lunet_status_t lunet_loss_mse_backward(lunet_tensor_t **da, lunet_tensor_t **db, lunet_tensor_t *g,
+                                       lunet_tensor_t *a, lunet_tensor_t *b,
                                        lunet_reduction_t reduction)
 {
     if (!lunet_shape_equal(a->ndim, a->shape, b->ndim, b->shape) || a->dtype != b->dtype ||
         !lunet_dtype_is_floating(a->dtype))
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "mse_loss_backward: the saved operands must have one shape and "
-                          "floating dtype");
+                               "mse_loss_backward: the saved operands must have one shape and "
+                               "floating dtype");
     int64_t n = a->numel;
     int64_t want = reduction == LUNET_REDUCTION_NONE ? n : 1;
     if (g->numel != want)
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "mse_loss_backward: upstream gradient has %lld elements, expected %lld",
-                          (long long)g->numel, (long long)want);
+        return lunet_error_set(
+            LUNET_STATUS_RUNTIME,
+            "mse_loss_backward: upstream gradient has %lld elements, expected %lld",
+            (long long)g->numel, (long long)want);
     bool f32 = a->dtype == LUNET_DTYPE_FLOAT32;
     lunet_tensor_t *ac = NULL, *bc = NULL, *gc = NULL, *ra = NULL, *rb = NULL;
     lunet_status_t st;

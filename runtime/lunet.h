@@ -141,22 +141,24 @@ typedef struct lunet_tensor {
 
 /* Creation.  All elements are row-major contiguous and 64-byte aligned. */
 LUNET_MUST_CHECK lunet_status_t lunet_tensor_empty(lunet_tensor_t **out, lunet_dtype_t dt, int ndim,
-                                  const int64_t *shape);
+                                                   const int64_t *shape);
 LUNET_MUST_CHECK lunet_status_t lunet_tensor_zeros(lunet_tensor_t **out, lunet_dtype_t dt, int ndim,
-                                  const int64_t *shape);
+                                                   const int64_t *shape);
 LUNET_MUST_CHECK lunet_status_t lunet_tensor_full(lunet_tensor_t **out, lunet_dtype_t dt, int ndim,
-                                 const int64_t *shape, double value);
+                                                  const int64_t *shape, double value);
 /* A 0-d tensor holding a number; wrapped=true marks it as a plain number for promotion. */
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_scalar(lunet_tensor_t **out, lunet_dtype_t dt, double value,
-                                   bool wrapped);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_scalar(lunet_tensor_t **out, lunet_dtype_t dt,
+                                                    double value, bool wrapped);
 /* The integer forms of scalar and full: the value stays exact in an int64 tensor. */
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_scalar_int(lunet_tensor_t **out, lunet_dtype_t dt, int64_t value,
-                                       bool wrapped);
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_full_int(lunet_tensor_t **out, lunet_dtype_t dt, int ndim,
-                                     const int64_t *shape, int64_t value);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_scalar_int(lunet_tensor_t **out, lunet_dtype_t dt,
+                                                        int64_t value, bool wrapped);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_full_int(lunet_tensor_t **out, lunet_dtype_t dt,
+                                                      int ndim, const int64_t *shape,
+                                                      int64_t value);
 /* Copies count values of type dt from data into a new tensor of the given shape. */
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_from_data(lunet_tensor_t **out, lunet_dtype_t dt, int ndim,
-                                      const int64_t *shape, const void *data);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_from_data(lunet_tensor_t **out, lunet_dtype_t dt,
+                                                       int ndim, const int64_t *shape,
+                                                       const void *data);
 /*
  * Wraps a host buffer without copying.  The tensor (and every view of it) reads and writes
  * `data` directly; the buffer must stay valid until the last such tensor is released, at
@@ -164,14 +166,15 @@ LUNET_MUST_CHECK lunet_status_t lunet_tensor_from_data(lunet_tensor_t **out, lun
  * ownership and guarantees the lifetime).  `data` must be aligned for dt.
  */
 LUNET_MUST_CHECK lunet_status_t lunet_tensor_wrap(lunet_tensor_t **out, lunet_dtype_t dt, int ndim,
-                                 const int64_t *shape, void *data,
-                                 void (*release_fn)(void *data, void *ctx), void *ctx);
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_arange(lunet_tensor_t **out, lunet_dtype_t dt, double start,
-                                   double end, double step);
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_linspace(lunet_tensor_t **out, lunet_dtype_t dt, double start,
-                                     double end, int64_t steps);
+                                                  const int64_t *shape, void *data,
+                                                  void (*release_fn)(void *data, void *ctx),
+                                                  void *ctx);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_arange(lunet_tensor_t **out, lunet_dtype_t dt,
+                                                    double start, double end, double step);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_linspace(lunet_tensor_t **out, lunet_dtype_t dt,
+                                                      double start, double end, int64_t steps);
 LUNET_MUST_CHECK lunet_status_t lunet_tensor_eye(lunet_tensor_t **out, lunet_dtype_t dt, int64_t n,
-                                int64_t m);
+                                                 int64_t m);
 
 /*
  * Memory: freed tensor data, tensor structs and autograd nodes are kept for reuse, so a
@@ -197,7 +200,8 @@ double lunet_tensor_get(const lunet_tensor_t *t, int64_t flat_index);
 LUNET_MUST_CHECK lunet_status_t lunet_dim_wrap(int *out, int64_t dim, int ndim);
 
 /* Conversion and copies. */
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_to(lunet_tensor_t **out, lunet_tensor_t *t, lunet_dtype_t dt);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_to(lunet_tensor_t **out, lunet_tensor_t *t,
+                                                lunet_dtype_t dt);
 LUNET_MUST_CHECK lunet_status_t lunet_tensor_clone(lunet_tensor_t **out, lunet_tensor_t *t);
 LUNET_MUST_CHECK lunet_status_t lunet_tensor_contiguous(lunet_tensor_t **out, lunet_tensor_t *t);
 /* A tensor sharing storage, with no autograd history and requires_grad false. */
@@ -210,27 +214,29 @@ LUNET_MUST_CHECK lunet_status_t lunet_tensor_fill_int_(lunet_tensor_t *dst, int6
 
 /* Views: results share storage with t. */
 LUNET_MUST_CHECK lunet_status_t lunet_tensor_view(lunet_tensor_t **out, lunet_tensor_t *t, int ndim,
-                                 const int64_t *shape);
+                                                  const int64_t *shape);
 /* Like view, but copies when the strides do not allow a view. */
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_reshape(lunet_tensor_t **out, lunet_tensor_t *t, int ndim,
-                                    const int64_t *shape);
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_transpose(lunet_tensor_t **out, lunet_tensor_t *t, int64_t d0,
-                                      int64_t d1);
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_permute(lunet_tensor_t **out, lunet_tensor_t *t, int ndim,
-                                    const int64_t *dims);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_reshape(lunet_tensor_t **out, lunet_tensor_t *t,
+                                                     int ndim, const int64_t *shape);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_transpose(lunet_tensor_t **out, lunet_tensor_t *t,
+                                                       int64_t d0, int64_t d1);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_permute(lunet_tensor_t **out, lunet_tensor_t *t,
+                                                     int ndim, const int64_t *dims);
 /* dim = LUNET_ALL_DIMS squeezes every size-1 dim. */
 #define LUNET_ALL_DIMS INT64_MIN
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_squeeze(lunet_tensor_t **out, lunet_tensor_t *t, int64_t dim);
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_unsqueeze(lunet_tensor_t **out, lunet_tensor_t *t, int64_t dim);
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_flatten(lunet_tensor_t **out, lunet_tensor_t *t, int64_t start,
-                                    int64_t end);
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_narrow(lunet_tensor_t **out, lunet_tensor_t *t, int64_t dim,
-                                   int64_t start, int64_t length);
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_select(lunet_tensor_t **out, lunet_tensor_t *t, int64_t dim,
-                                   int64_t index);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_squeeze(lunet_tensor_t **out, lunet_tensor_t *t,
+                                                     int64_t dim);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_unsqueeze(lunet_tensor_t **out, lunet_tensor_t *t,
+                                                       int64_t dim);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_flatten(lunet_tensor_t **out, lunet_tensor_t *t,
+                                                     int64_t start, int64_t end);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_narrow(lunet_tensor_t **out, lunet_tensor_t *t,
+                                                    int64_t dim, int64_t start, int64_t length);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_select(lunet_tensor_t **out, lunet_tensor_t *t,
+                                                    int64_t dim, int64_t index);
 /* shape entries of -1 keep the existing size. */
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_expand(lunet_tensor_t **out, lunet_tensor_t *t, int ndim,
-                                   const int64_t *shape);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_expand(lunet_tensor_t **out, lunet_tensor_t *t,
+                                                    int ndim, const int64_t *shape);
 
 /* ---------------------------------------------------------------- element-wise -------- */
 
@@ -270,31 +276,36 @@ const char *lunet_unary_op_name(lunet_unary_op_t op);
 
 /* out = a op b with broadcasting and PyTorch's type promotion (comparisons give bool). */
 LUNET_MUST_CHECK lunet_status_t lunet_tensor_binary(lunet_tensor_t **out, lunet_binary_op_t op,
-                                   lunet_tensor_t *a, lunet_tensor_t *b);
+                                                    lunet_tensor_t *a, lunet_tensor_t *b);
 /* a = a op b in place (b broadcast to a's shape; the result must be castable to a's dtype). */
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_binary_(lunet_tensor_t *a, lunet_binary_op_t op, lunet_tensor_t *b);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_binary_(lunet_tensor_t *a, lunet_binary_op_t op,
+                                                     lunet_tensor_t *b);
 /* a + alpha * b (PyTorch's add(b, alpha=)); alpha = 1 is a plain add. */
 LUNET_MUST_CHECK lunet_status_t lunet_tensor_add_scaled(lunet_tensor_t **out, lunet_tensor_t *a,
-                                       lunet_tensor_t *b, double alpha);
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_unary(lunet_tensor_t **out, lunet_unary_op_t op, lunet_tensor_t *x);
+                                                        lunet_tensor_t *b, double alpha);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_unary(lunet_tensor_t **out, lunet_unary_op_t op,
+                                                   lunet_tensor_t *x);
 LUNET_MUST_CHECK lunet_status_t lunet_tensor_unary_(lunet_tensor_t *x, lunet_unary_op_t op);
 /* clamp to [lo, hi]; pass NAN to leave a side open. */
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_clamp(lunet_tensor_t **out, lunet_tensor_t *x, double lo, double hi);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_clamp(lunet_tensor_t **out, lunet_tensor_t *x,
+                                                   double lo, double hi);
 LUNET_MUST_CHECK lunet_status_t lunet_tensor_clamp_(lunet_tensor_t *x, double lo, double hi);
 /* cond ? a : b, all three broadcast together; cond is bool. */
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_where(lunet_tensor_t **out, lunet_tensor_t *cond, lunet_tensor_t *a,
-                                  lunet_tensor_t *b);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_where(lunet_tensor_t **out, lunet_tensor_t *cond,
+                                                   lunet_tensor_t *a, lunet_tensor_t *b);
 LUNET_MUST_CHECK lunet_status_t lunet_tensor_masked_fill(lunet_tensor_t **out, lunet_tensor_t *x,
-                                        lunet_tensor_t *mask, double value);
+                                                         lunet_tensor_t *mask, double value);
 /* masked_fill with an integer, exact into int64 tensors. */
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_masked_fill_int(lunet_tensor_t **out, lunet_tensor_t *x,
-                                            lunet_tensor_t *mask, int64_t value);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_masked_fill_int(lunet_tensor_t **out,
+                                                             lunet_tensor_t *x,
+                                                             lunet_tensor_t *mask, int64_t value);
 /* The dtype a binary op on a and b computes in (promotion rules of PyTorch). */
 lunet_dtype_t lunet_result_dtype(const lunet_tensor_t *a, const lunet_tensor_t *b);
 /* The broadcast of shapes a and b into shape (its rank through *ndim); fails with PyTorch's
    "The size of tensor a (..) must match the size of tensor b (..)" when they do not broadcast. */
-LUNET_MUST_CHECK lunet_status_t lunet_broadcast_shape(int *ndim, int64_t *shape, int andim, const int64_t *ashape,
-                                     int bndim, const int64_t *bshape);
+LUNET_MUST_CHECK lunet_status_t lunet_broadcast_shape(int *ndim, int64_t *shape, int andim,
+                                                      const int64_t *ashape, int bndim,
+                                                      const int64_t *bshape);
 
 /* ---------------------------------------------------------------- reductions ---------- */
 
@@ -317,34 +328,37 @@ typedef enum lunet_reduce_op {
  * positions of the first extreme value.
  */
 LUNET_MUST_CHECK lunet_status_t lunet_tensor_reduce(lunet_tensor_t **out, lunet_tensor_t **indices,
-                                   lunet_reduce_op_t op, lunet_tensor_t *x, int ndims,
-                                   const int64_t *dims, bool keepdim);
+                                                    lunet_reduce_op_t op, lunet_tensor_t *x,
+                                                    int ndims, const int64_t *dims, bool keepdim);
 
 /* ---------------------------------------------------------------- indexing ------------ */
 
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_gather(lunet_tensor_t **out, lunet_tensor_t *x, int64_t dim,
-                                   lunet_tensor_t *index);
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_index_select(lunet_tensor_t **out, lunet_tensor_t *x, int64_t dim,
-                                         lunet_tensor_t *index);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_gather(lunet_tensor_t **out, lunet_tensor_t *x,
+                                                    int64_t dim, lunet_tensor_t *index);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_index_select(lunet_tensor_t **out, lunet_tensor_t *x,
+                                                          int64_t dim, lunet_tensor_t *index);
 /*
  * Advanced indexing x[i0, i1, ...] with one int64 (or bool mask) tensor per leading dim;
  * the index tensors broadcast together.  nidx <= x->ndim.
  */
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_index(lunet_tensor_t **out, lunet_tensor_t *x, int nidx,
-                                  lunet_tensor_t **idx);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_index(lunet_tensor_t **out, lunet_tensor_t *x,
+                                                   int nidx, lunet_tensor_t **idx);
 
 /* ---------------------------------------------------------------- matmul -------------- */
 
 /* PyTorch's matmul: 1-D/2-D/batched with broadcasting of batch dims. */
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_matmul(lunet_tensor_t **out, lunet_tensor_t *a, lunet_tensor_t *b);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_matmul(lunet_tensor_t **out, lunet_tensor_t *a,
+                                                    lunet_tensor_t *b);
 /* 2-D only: a (n, k) @ b (k, m). */
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_mm(lunet_tensor_t **out, lunet_tensor_t *a, lunet_tensor_t *b);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_mm(lunet_tensor_t **out, lunet_tensor_t *a,
+                                                lunet_tensor_t *b);
 /* beta * c + alpha * (a @ b), c broadcast to (n, m). */
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_addmm(lunet_tensor_t **out, lunet_tensor_t *c, lunet_tensor_t *a,
-                                  lunet_tensor_t *b, double beta, double alpha);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_addmm(lunet_tensor_t **out, lunet_tensor_t *c,
+                                                   lunet_tensor_t *a, lunet_tensor_t *b,
+                                                   double beta, double alpha);
 /* In place: c (n, m), contiguous, = beta * c + alpha * (a @ b); no autograd record. */
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_addmm_(lunet_tensor_t *c, lunet_tensor_t *a, lunet_tensor_t *b,
-                                   double beta, double alpha);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_addmm_(lunet_tensor_t *c, lunet_tensor_t *a,
+                                                    lunet_tensor_t *b, double beta, double alpha);
 /* "openblas" or "builtin": which GEMM this build uses. */
 const char *lunet_blas_name(void);
 
@@ -400,15 +414,17 @@ uint64_t lunet_generator_random64(lunet_generator_t *g);
  * contiguous, else in memory order as PyTorch's TensorIterator does (same for normal_ and
  * random_int_).  g may be NULL for the default generator.
  */
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_uniform_(lunet_tensor_t *x, lunet_generator_t *g, double a, double b);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_uniform_(lunet_tensor_t *x, lunet_generator_t *g,
+                                                      double a, double b);
 /* In place: x ~ N(mean, std). */
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_normal_(lunet_tensor_t *x, lunet_generator_t *g, double mean,
-                                    double std);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_normal_(lunet_tensor_t *x, lunet_generator_t *g,
+                                                     double mean, double std);
 /* In place: integers uniform in [low, high). */
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_random_int_(lunet_tensor_t *x, lunet_generator_t *g, int64_t low,
-                                        int64_t high);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_random_int_(lunet_tensor_t *x, lunet_generator_t *g,
+                                                         int64_t low, int64_t high);
 /* A new int64 tensor holding a random permutation of 0..n-1. */
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_randperm(lunet_tensor_t **out, lunet_generator_t *g, int64_t n);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_randperm(lunet_tensor_t **out, lunet_generator_t *g,
+                                                      int64_t n);
 
 /* ---------------------------------------------------------------- printing ------------ */
 
@@ -418,9 +434,11 @@ LUNET_MUST_CHECK lunet_status_t lunet_tensor_randperm(lunet_tensor_t **out, lune
  * "grad_fn=<NAME>" (lunet_tensor_grad_fn_name), a leaf requiring grad "requires_grad=True";
  * dtype names print with the prefix given ("torch." or "lunet."; NULL means "torch.").
  */
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_format(char **text, lunet_tensor_t *t, const char *dtype_prefix);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_format(char **text, lunet_tensor_t *t,
+                                                    const char *dtype_prefix);
 /* "torch.Size([256, 1, 28, 28])" with prefix "torch." (*text malloc'ed; caller frees). */
-LUNET_MUST_CHECK lunet_status_t lunet_size_format(char **text, int ndim, const int64_t *shape, const char *prefix);
+LUNET_MUST_CHECK lunet_status_t lunet_size_format(char **text, int ndim, const int64_t *shape,
+                                                  const char *prefix);
 
 /* ---------------------------------------------------------------- softmax, losses ----- */
 /* (softmax.c, loss.c)  docs/pytorch-parity.md §1-§3. */
@@ -436,55 +454,66 @@ typedef enum lunet_reduction {
 LUNET_MUST_CHECK lunet_status_t lunet_reduction_parse(lunet_reduction_t *out, const char *name);
 
 typedef struct lunet_loss_options {
-    lunet_tensor_t *weight;  /* per-class weights (C), or NULL */
-    int64_t ignore_index;    /* default -100 */
+    lunet_tensor_t *weight;      /* per-class weights (C), or NULL */
+    int64_t ignore_index;        /* default -100 */
     lunet_reduction_t reduction; /* default MEAN */
-    double label_smoothing;  /* default 0 */
+    double label_smoothing;      /* default 0 */
 } lunet_loss_options_t;
 
 /* Fills opts with PyTorch's defaults. */
 void lunet_loss_options_init(lunet_loss_options_t *opts);
 
 /* y = softmax(x) / log_softmax(x) along dim (numerically stable; records autograd). */
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_softmax(lunet_tensor_t **out, lunet_tensor_t *x, int64_t dim);
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_log_softmax(lunet_tensor_t **out, lunet_tensor_t *x, int64_t dim);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_softmax(lunet_tensor_t **out, lunet_tensor_t *x,
+                                                     int64_t dim);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_log_softmax(lunet_tensor_t **out, lunet_tensor_t *x,
+                                                         int64_t dim);
 /* dx from upstream g and the forward output y. */
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_softmax_backward(lunet_tensor_t **dx, lunet_tensor_t *g, lunet_tensor_t *y,
-                                      int64_t dim);
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_log_softmax_backward(lunet_tensor_t **dx, lunet_tensor_t *g,
-                                          lunet_tensor_t *y, int64_t dim);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_softmax_backward(lunet_tensor_t **dx,
+                                                              lunet_tensor_t *g, lunet_tensor_t *y,
+                                                              int64_t dim);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_log_softmax_backward(lunet_tensor_t **dx,
+                                                                  lunet_tensor_t *g,
+                                                                  lunet_tensor_t *y, int64_t dim);
 
 /* Cross-entropy of logits x with class-index (int64) or probability targets. */
 LUNET_MUST_CHECK lunet_status_t lunet_loss_cross_entropy(lunet_tensor_t **out, lunet_tensor_t *x,
-                                        lunet_tensor_t *target, const lunet_loss_options_t *o);
+                                                         lunet_tensor_t *target,
+                                                         const lunet_loss_options_t *o);
 /* Gradient w.r.t. x, given upstream g (0-d for mean/sum, per-position for none). */
-LUNET_MUST_CHECK lunet_status_t lunet_loss_cross_entropy_backward(lunet_tensor_t **dx, lunet_tensor_t *g,
-                                                 lunet_tensor_t *x, lunet_tensor_t *target,
-                                                 const lunet_loss_options_t *o);
-LUNET_MUST_CHECK lunet_status_t lunet_loss_nll(lunet_tensor_t **out, lunet_tensor_t *x, lunet_tensor_t *target,
-                              const lunet_loss_options_t *o);
-LUNET_MUST_CHECK lunet_status_t lunet_loss_nll_backward(lunet_tensor_t **dx, lunet_tensor_t *g, lunet_tensor_t *x,
-                                       lunet_tensor_t *target, const lunet_loss_options_t *o);
-LUNET_MUST_CHECK lunet_status_t lunet_loss_mse(lunet_tensor_t **out, lunet_tensor_t *a, lunet_tensor_t *b,
-                              lunet_reduction_t reduction);
+LUNET_MUST_CHECK lunet_status_t lunet_loss_cross_entropy_backward(lunet_tensor_t **dx,
+                                                                  lunet_tensor_t *g,
+                                                                  lunet_tensor_t *x,
+                                                                  lunet_tensor_t *target,
+                                                                  const lunet_loss_options_t *o);
+LUNET_MUST_CHECK lunet_status_t lunet_loss_nll(lunet_tensor_t **out, lunet_tensor_t *x,
+                                               lunet_tensor_t *target,
+                                               const lunet_loss_options_t *o);
+LUNET_MUST_CHECK lunet_status_t lunet_loss_nll_backward(lunet_tensor_t **dx, lunet_tensor_t *g,
+                                                        lunet_tensor_t *x, lunet_tensor_t *target,
+                                                        const lunet_loss_options_t *o);
+LUNET_MUST_CHECK lunet_status_t lunet_loss_mse(lunet_tensor_t **out, lunet_tensor_t *a,
+                                               lunet_tensor_t *b, lunet_reduction_t reduction);
 /*
  * Cross-entropy that also hands back (if lse != NULL) the per-position log-sum-exp of the
  * logits as (max, log sum exp(x - max)) pairs (float64, shape (positions, 2)); the autograd
  * node saves it (saved[3]) so that the backward is a single pass over the logits.  Records
  * autograd exactly as lunet_loss_cross_entropy.
  */
-LUNET_MUST_CHECK lunet_status_t lunet_loss_cross_entropy_lse(lunet_tensor_t **out, lunet_tensor_t **lse,
-                                            lunet_tensor_t *x, lunet_tensor_t *target,
-                                            const lunet_loss_options_t *o);
+LUNET_MUST_CHECK lunet_status_t lunet_loss_cross_entropy_lse(lunet_tensor_t **out,
+                                                             lunet_tensor_t **lse,
+                                                             lunet_tensor_t *x,
+                                                             lunet_tensor_t *target,
+                                                             const lunet_loss_options_t *o);
 /* Gradient w.r.t. x; lse from the forward, or NULL to recompute it. */
-LUNET_MUST_CHECK lunet_status_t lunet_loss_cross_entropy_backward_lse(lunet_tensor_t **dx, lunet_tensor_t *g,
-                                                     lunet_tensor_t *x, lunet_tensor_t *target,
-                                                     lunet_tensor_t *lse,
-                                                     const lunet_loss_options_t *o);
+LUNET_MUST_CHECK lunet_status_t lunet_loss_cross_entropy_backward_lse(
+    lunet_tensor_t **dx, lunet_tensor_t *g, lunet_tensor_t *x, lunet_tensor_t *target,
+    lunet_tensor_t *lse, const lunet_loss_options_t *o);
 /* Gradients of mse_loss(a, b) (a, b of one shape and dtype); da or db may be NULL. */
 LUNET_MUST_CHECK lunet_status_t lunet_loss_mse_backward(lunet_tensor_t **da, lunet_tensor_t **db,
-                                       lunet_tensor_t *g, lunet_tensor_t *a, lunet_tensor_t *b,
-                                       lunet_reduction_t reduction);
+                                                        lunet_tensor_t *g, lunet_tensor_t *a,
+                                                        lunet_tensor_t *b,
+                                                        lunet_reduction_t reduction);
 
 /* ---------------------------------------------------------------- IDX files ----------- */
 /* (idx.c)  docs/pytorch-parity.md §12.2.  gzip or plain, detected from the bytes. */
@@ -495,14 +524,15 @@ LUNET_MUST_CHECK lunet_status_t lunet_loss_mse_backward(lunet_tensor_t **da, lun
  * fails with a message naming the file, before anything the header claims is allocated. */
 LUNET_MUST_CHECK lunet_status_t lunet_idx_read(lunet_tensor_t **out, const char *path);
 /* Same from memory; `name` is used in messages. */
-LUNET_MUST_CHECK lunet_status_t lunet_idx_read_buffer(lunet_tensor_t **out, const void *buf, size_t len,
-                                     const char *name);
+LUNET_MUST_CHECK lunet_status_t lunet_idx_read_buffer(lunet_tensor_t **out, const void *buf,
+                                                      size_t len, const char *name);
 /*
  * Writes t as IDX with the given type code (0 picks one from the dtype: uint8 -> 0x08,
  * int64 -> 0x0C, float32 -> 0x0D, float64 -> 0x0E), gzip-compressed if gzip.  Written to a
  * temporary file and renamed, so the old file survives a failed write.
  */
-LUNET_MUST_CHECK lunet_status_t lunet_idx_write(const char *path, lunet_tensor_t *t, int type_code, bool gzip);
+LUNET_MUST_CHECK lunet_status_t lunet_idx_write(const char *path, lunet_tensor_t *t, int type_code,
+                                                bool gzip);
 
 /* ---------------------------------------------------------------- data ---------------- */
 /* (data.c)  docs/pytorch-parity.md §12.4-§12.5: ToTensor / Normalize, bit-exact, per batch. */
@@ -517,9 +547,10 @@ LUNET_MUST_CHECK lunet_status_t lunet_idx_write(const char *path, lunet_tensor_t
  * Indices out of range fail with IndexError before anything is written.
  */
 LUNET_MUST_CHECK lunet_status_t lunet_data_image_batch(lunet_tensor_t *out_x, lunet_tensor_t *out_y,
-                                      lunet_tensor_t *images_u8, lunet_tensor_t *labels,
-                                      const int64_t *idx, int64_t n, double scale_div,
-                                      int nnorm, const double *mean, const double *std);
+                                                       lunet_tensor_t *images_u8,
+                                                       lunet_tensor_t *labels, const int64_t *idx,
+                                                       int64_t n, double scale_div, int nnorm,
+                                                       const double *mean, const double *std);
 /* ToTensor on one image: uint8 (H, W) -> float32 (1, H, W), uint8 (H, W, C) -> (C, H, W). */
 LUNET_MUST_CHECK lunet_status_t lunet_data_to_tensor(lunet_tensor_t **out, lunet_tensor_t *img);
 /*
@@ -527,11 +558,13 @@ LUNET_MUST_CHECK lunet_status_t lunet_data_to_tensor(lunet_tensor_t **out, lunet
  * 1 or C.  float32 input computes in float32 (two roundings), float64 in double.
  * Errors use torchvision's texts (non-float input, fewer than 3 dims, zero std).
  */
-LUNET_MUST_CHECK lunet_status_t lunet_data_normalize(lunet_tensor_t **out, lunet_tensor_t *x, int nmean,
-                                    const double *mean, int nstd, const double *std);
+LUNET_MUST_CHECK lunet_status_t lunet_data_normalize(lunet_tensor_t **out, lunet_tensor_t *x,
+                                                     int nmean, const double *mean, int nstd,
+                                                     const double *std);
 /* Integer class counts: out[k] = #{i : labels[i] == k} for k < nclass; fails on a label
  * outside [0, nclass) naming its position (dataset label checks). */
-LUNET_MUST_CHECK lunet_status_t lunet_data_label_histogram(int64_t *out, lunet_tensor_t *labels, int64_t nclass);
+LUNET_MUST_CHECK lunet_status_t lunet_data_label_histogram(int64_t *out, lunet_tensor_t *labels,
+                                                           int64_t nclass);
 /* Writes a uint8 image (H, W) gray or (H, W, 3) RGB as a PNG file (zlib, CRC-checked chunks). */
 LUNET_MUST_CHECK lunet_status_t lunet_data_write_png(const char *path, lunet_tensor_t *img);
 
@@ -543,11 +576,12 @@ LUNET_MUST_CHECK lunet_status_t lunet_data_write_png(const char *path, lunet_ten
  * x (*, in), w (out, in), b (out), y (*, out).  Records autograd ("AddmmBackward0", or
  * "ReluBackward0" when fused with relu).
  */
-LUNET_MUST_CHECK lunet_status_t lunet_nn_linear(lunet_tensor_t **out, lunet_tensor_t *x, lunet_tensor_t *w,
-                               lunet_tensor_t *b, bool relu);
+LUNET_MUST_CHECK lunet_status_t lunet_nn_linear(lunet_tensor_t **out, lunet_tensor_t *x,
+                                                lunet_tensor_t *w, lunet_tensor_t *b, bool relu);
 /* PyTorch's default init of a Linear layer from g: w ~ U(-k, k), then b ~ U(-k, k),
    k = f32(1/sqrt(in_features)).  b may be NULL. */
-LUNET_MUST_CHECK lunet_status_t lunet_nn_linear_reset(lunet_tensor_t *w, lunet_tensor_t *b, lunet_generator_t *g);
+LUNET_MUST_CHECK lunet_status_t lunet_nn_linear_reset(lunet_tensor_t *w, lunet_tensor_t *b,
+                                                      lunet_generator_t *g);
 
 typedef enum lunet_activation {
     LUNET_ACTIVATION_NONE = 0,
@@ -571,11 +605,12 @@ typedef struct lunet_mlp {
 
 /* Builds the layers in order and initialises them as PyTorch's nn.Linear does, from g. */
 LUNET_MUST_CHECK lunet_status_t lunet_mlp_new(lunet_mlp_t **out, int nsizes, const int64_t *sizes,
-                             lunet_activation_t activation, lunet_dtype_t dt,
-                             lunet_generator_t *g);
+                                              lunet_activation_t activation, lunet_dtype_t dt,
+                                              lunet_generator_t *g);
 void lunet_mlp_free(lunet_mlp_t *m);
 /* logits (N, sizes[last]) from x (N, sizes[0]) or (N, ...) with sizes[0] values per row. */
-LUNET_MUST_CHECK lunet_status_t lunet_mlp_forward(lunet_tensor_t **out, lunet_mlp_t *m, lunet_tensor_t *x);
+LUNET_MUST_CHECK lunet_status_t lunet_mlp_forward(lunet_tensor_t **out, lunet_mlp_t *m,
+                                                  lunet_tensor_t *x);
 /* 2 * nlayers parameters in PyTorch's order (weight 0, bias 0, weight 1, ...); borrowed. */
 int lunet_mlp_parameter_count(const lunet_mlp_t *m);
 lunet_tensor_t *lunet_mlp_parameter(const lunet_mlp_t *m, int i);
@@ -599,11 +634,13 @@ void lunet_conv2d_options_init(lunet_conv2d_options_t *o);
  * y (N, O, OH, OW) with OH = (H + 2 padding + extra - dilation (kh - 1) - 1) / stride + 1.
  * o may be NULL (defaults).  Records autograd ("ConvolutionBackward0").
  */
-LUNET_MUST_CHECK lunet_status_t lunet_nn_conv2d(lunet_tensor_t **out, lunet_tensor_t *x, lunet_tensor_t *w,
-                               lunet_tensor_t *b, const lunet_conv2d_options_t *o);
+LUNET_MUST_CHECK lunet_status_t lunet_nn_conv2d(lunet_tensor_t **out, lunet_tensor_t *x,
+                                                lunet_tensor_t *w, lunet_tensor_t *b,
+                                                const lunet_conv2d_options_t *o);
 /* PyTorch's default Conv2d init from g: w from kaiming_uniform_(a=sqrt(5)), b (may be NULL)
    ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = C/groups kh kw. */
-LUNET_MUST_CHECK lunet_status_t lunet_nn_conv2d_reset(lunet_tensor_t *w, lunet_tensor_t *b, lunet_generator_t *g);
+LUNET_MUST_CHECK lunet_status_t lunet_nn_conv2d_reset(lunet_tensor_t *w, lunet_tensor_t *b,
+                                                      lunet_generator_t *g);
 
 typedef struct lunet_pool2d_options {
     int64_t kernel[2], stride[2], padding[2], dilation[2]; /* dilation: max pooling only */
@@ -617,27 +654,31 @@ void lunet_pool2d_options_init(lunet_pool2d_options_t *o, int64_t kh, int64_t kw
 /* y = max_pool2d(x); *indices (may be NULL) receives int64 flat positions within each (H, W)
    plane, as return_indices=True gives them.  Records "MaxPool2DWithIndicesBackward0". */
 LUNET_MUST_CHECK lunet_status_t lunet_nn_max_pool2d(lunet_tensor_t **out, lunet_tensor_t **indices,
-                                   lunet_tensor_t *x, const lunet_pool2d_options_t *o);
+                                                    lunet_tensor_t *x,
+                                                    const lunet_pool2d_options_t *o);
 /* y = avg_pool2d(x) (dilation ignored).  Records "AvgPool2DBackward0". */
 LUNET_MUST_CHECK lunet_status_t lunet_nn_avg_pool2d(lunet_tensor_t **out, lunet_tensor_t *x,
-                                   const lunet_pool2d_options_t *o);
+                                                    const lunet_pool2d_options_t *o);
 /* y = adaptive_avg_pool2d(x, (oh, ow)).  Records "AdaptiveAvgPool2DBackward0" (a mean over
    (H, W), "MeanBackward1", for (1, 1) as in PyTorch). */
-LUNET_MUST_CHECK lunet_status_t lunet_nn_adaptive_avg_pool2d(lunet_tensor_t **out, lunet_tensor_t *x,
-                                            int64_t oh, int64_t ow);
+LUNET_MUST_CHECK lunet_status_t lunet_nn_adaptive_avg_pool2d(lunet_tensor_t **out,
+                                                             lunet_tensor_t *x, int64_t oh,
+                                                             int64_t ow);
 
 /* ---------------------------------------------------------------- activations, norm --- */
 /* (activation.c, norm.c)  Element-wise activations of any floating tensor; each records its
    PyTorch grad_fn ("LeakyReluBackward0", "EluBackward0", "GeluBackward0",
    "SoftplusBackward0", "LogSigmoidBackward0"). */
-LUNET_MUST_CHECK lunet_status_t lunet_nn_leaky_relu(lunet_tensor_t **out, lunet_tensor_t *x, double negative_slope);
+LUNET_MUST_CHECK lunet_status_t lunet_nn_leaky_relu(lunet_tensor_t **out, lunet_tensor_t *x,
+                                                    double negative_slope);
 /* alpha (exp(x) - 1) for x <= 0, x above */
 LUNET_MUST_CHECK lunet_status_t lunet_nn_elu(lunet_tensor_t **out, lunet_tensor_t *x, double alpha);
 /* exact (erf) or, with tanh_approximation, PyTorch's approximate="tanh" */
-LUNET_MUST_CHECK lunet_status_t lunet_nn_gelu(lunet_tensor_t **out, lunet_tensor_t *x, bool tanh_approximation);
+LUNET_MUST_CHECK lunet_status_t lunet_nn_gelu(lunet_tensor_t **out, lunet_tensor_t *x,
+                                              bool tanh_approximation);
 /* log(1 + exp(beta x)) / beta, or x where beta x > threshold */
-LUNET_MUST_CHECK lunet_status_t lunet_nn_softplus(lunet_tensor_t **out, lunet_tensor_t *x, double beta,
-                                 double threshold);
+LUNET_MUST_CHECK lunet_status_t lunet_nn_softplus(lunet_tensor_t **out, lunet_tensor_t *x,
+                                                  double beta, double threshold);
 LUNET_MUST_CHECK lunet_status_t lunet_nn_log_sigmoid(lunet_tensor_t **out, lunet_tensor_t *x);
 
 /*
@@ -647,16 +688,17 @@ LUNET_MUST_CHECK lunet_status_t lunet_nn_log_sigmoid(lunet_tensor_t **out, lunet
  * NULL.  Records "NativeBatchNormBackward0".
  */
 LUNET_MUST_CHECK lunet_status_t lunet_nn_batch_norm(lunet_tensor_t **out, lunet_tensor_t *x,
-                                   lunet_tensor_t *running_mean, lunet_tensor_t *running_var,
-                                   lunet_tensor_t *weight, lunet_tensor_t *bias, bool training,
-                                   double momentum, double eps);
+                                                    lunet_tensor_t *running_mean,
+                                                    lunet_tensor_t *running_var,
+                                                    lunet_tensor_t *weight, lunet_tensor_t *bias,
+                                                    bool training, double momentum, double eps);
 /*
  * Dropout's scaled mask for x: a new tensor of x's shape and dtype holding 0 or 1 / (1 - p),
  * drawn from g (NULL: the default generator) exactly as PyTorch 1.13's CPU dropout draws
  * it, so x * mask is torch's dropout(x, p) bit for bit.  p = 1 gives zeros without drawing.
  */
-LUNET_MUST_CHECK lunet_status_t lunet_nn_dropout_mask(lunet_tensor_t **out, lunet_tensor_t *x, double p,
-                                     lunet_generator_t *g);
+LUNET_MUST_CHECK lunet_status_t lunet_nn_dropout_mask(lunet_tensor_t **out, lunet_tensor_t *x,
+                                                      double p, lunet_generator_t *g);
 
 typedef struct lunet_sgd_options {
     double lr, momentum, dampening, weight_decay;
@@ -671,7 +713,8 @@ LUNET_MUST_CHECK lunet_status_t lunet_sgd_check(const lunet_sgd_options_t *o);
  * owns it and passes it back on later steps).  Runs without recording autograd.
  */
 LUNET_MUST_CHECK lunet_status_t lunet_sgd_update(lunet_tensor_t *p, lunet_tensor_t *grad,
-                                lunet_tensor_t **momentum_buffer, const lunet_sgd_options_t *o);
+                                                 lunet_tensor_t **momentum_buffer,
+                                                 const lunet_sgd_options_t *o);
 
 /*
  * An SGD optimizer over a fixed list of parameters (retained), keeping the momentum
@@ -679,8 +722,9 @@ LUNET_MUST_CHECK lunet_status_t lunet_sgd_update(lunet_tensor_t *p, lunet_tensor
  * zero-fills the gradients (PyTorch 1.13's default).
  */
 typedef struct lunet_sgd lunet_sgd_t;
-LUNET_MUST_CHECK lunet_status_t lunet_sgd_new(lunet_sgd_t **out, int nparams, lunet_tensor_t *const *params,
-                             const lunet_sgd_options_t *o);
+LUNET_MUST_CHECK lunet_status_t lunet_sgd_new(lunet_sgd_t **out, int nparams,
+                                              lunet_tensor_t *const *params,
+                                              const lunet_sgd_options_t *o);
 LUNET_MUST_CHECK lunet_status_t lunet_sgd_step(lunet_sgd_t *opt);
 LUNET_MUST_CHECK lunet_status_t lunet_sgd_zero_grad(lunet_sgd_t *opt);
 void lunet_sgd_free(lunet_sgd_t *opt);
@@ -708,15 +752,17 @@ typedef struct lunet_adam_state {
  * created zero-filled (and then owned by *s); s->step is advanced.  Runs without recording
  * autograd.  On failure p and *s are unchanged.
  */
-LUNET_MUST_CHECK lunet_status_t lunet_adam_update(lunet_tensor_t *p, lunet_tensor_t *grad, lunet_adam_state_t *s,
-                                 const lunet_adam_options_t *o);
+LUNET_MUST_CHECK lunet_status_t lunet_adam_update(lunet_tensor_t *p, lunet_tensor_t *grad,
+                                                  lunet_adam_state_t *s,
+                                                  const lunet_adam_options_t *o);
 /* Releases the state's tensors and zeroes it. */
 void lunet_adam_state_clear(lunet_adam_state_t *s);
 
 /* An Adam/AdamW optimizer over a fixed list of parameters (retained), as lunet_sgd_t. */
 typedef struct lunet_adam lunet_adam_t;
-LUNET_MUST_CHECK lunet_status_t lunet_adam_new(lunet_adam_t **out, int nparams, lunet_tensor_t *const *params,
-                              const lunet_adam_options_t *o);
+LUNET_MUST_CHECK lunet_status_t lunet_adam_new(lunet_adam_t **out, int nparams,
+                                               lunet_tensor_t *const *params,
+                                               const lunet_adam_options_t *o);
 LUNET_MUST_CHECK lunet_status_t lunet_adam_step(lunet_adam_t *opt);
 LUNET_MUST_CHECK lunet_status_t lunet_adam_zero_grad(lunet_adam_t *opt);
 /* The state of parameter i (borrowed), or NULL when i is out of range. */
@@ -728,23 +774,29 @@ void lunet_adam_free(lunet_adam_t *opt);
 /* calculate_gain(nonlinearity, param): "linear", "conv1d".."conv_transpose3d", "sigmoid" -> 1,
    "tanh" -> 5/3, "relu" -> sqrt(2), "leaky_relu" -> sqrt(2 / (1 + slope^2)) (slope = param
    when has_param, else 0.01), "selu" -> 3/4; else "Unsupported nonlinearity <name>". */
-LUNET_MUST_CHECK lunet_status_t lunet_init_calculate_gain(double *out, const char *nonlinearity, bool has_param,
-                                         double param);
+LUNET_MUST_CHECK lunet_status_t lunet_init_calculate_gain(double *out, const char *nonlinearity,
+                                                          bool has_param, double param);
 /* _calculate_fan_in_and_fan_out: size(1) and size(0) times the product of the sizes after
    dim 1; fails for tensors of fewer than 2 dims with PyTorch's message. */
-LUNET_MUST_CHECK lunet_status_t lunet_init_fans(int64_t *fan_in, int64_t *fan_out, const lunet_tensor_t *t);
+LUNET_MUST_CHECK lunet_status_t lunet_init_fans(int64_t *fan_in, int64_t *fan_out,
+                                                const lunet_tensor_t *t);
 /* kaiming_uniform_ / kaiming_normal_(t, a, mode "fan_in"|"fan_out", nonlinearity); a tensor
    with no elements is left alone (PyTorch: a no-op with a warning). */
-LUNET_MUST_CHECK lunet_status_t lunet_init_kaiming_uniform_(lunet_tensor_t *t, lunet_generator_t *g, double a,
-                                           const char *mode, const char *nonlinearity);
-LUNET_MUST_CHECK lunet_status_t lunet_init_kaiming_normal_(lunet_tensor_t *t, lunet_generator_t *g, double a,
-                                          const char *mode, const char *nonlinearity);
+LUNET_MUST_CHECK lunet_status_t lunet_init_kaiming_uniform_(lunet_tensor_t *t, lunet_generator_t *g,
+                                                            double a, const char *mode,
+                                                            const char *nonlinearity);
+LUNET_MUST_CHECK lunet_status_t lunet_init_kaiming_normal_(lunet_tensor_t *t, lunet_generator_t *g,
+                                                           double a, const char *mode,
+                                                           const char *nonlinearity);
 /* xavier_uniform_ / xavier_normal_(t, gain) */
-LUNET_MUST_CHECK lunet_status_t lunet_init_xavier_uniform_(lunet_tensor_t *t, lunet_generator_t *g, double gain);
-LUNET_MUST_CHECK lunet_status_t lunet_init_xavier_normal_(lunet_tensor_t *t, lunet_generator_t *g, double gain);
+LUNET_MUST_CHECK lunet_status_t lunet_init_xavier_uniform_(lunet_tensor_t *t, lunet_generator_t *g,
+                                                           double gain);
+LUNET_MUST_CHECK lunet_status_t lunet_init_xavier_normal_(lunet_tensor_t *t, lunet_generator_t *g,
+                                                          double gain);
 /* nn.Linear's and nn.Conv2d's reset_parameters: kaiming_uniform_(w, a=sqrt(5)), then b (may
    be NULL) from U(-1/sqrt(fan_in), 1/sqrt(fan_in)). */
-LUNET_MUST_CHECK lunet_status_t lunet_init_layer_reset(lunet_tensor_t *w, lunet_tensor_t *b, lunet_generator_t *g);
+LUNET_MUST_CHECK lunet_status_t lunet_init_layer_reset(lunet_tensor_t *w, lunet_tensor_t *b,
+                                                       lunet_generator_t *g);
 
 /* ---------------------------------------------------------------- autograd ------------ */
 
@@ -763,7 +815,8 @@ LUNET_MUST_CHECK lunet_status_t lunet_tensor_retain_grad(lunet_tensor_t *t);
    and dtype: "assigned grad has data of a different size" / "... of a different type". */
 LUNET_MUST_CHECK lunet_status_t lunet_tensor_set_grad(lunet_tensor_t *t, lunet_tensor_t *g);
 /* Runs backward from t; grad may be NULL for a scalar t. */
-LUNET_MUST_CHECK lunet_status_t lunet_tensor_backward(lunet_tensor_t *t, lunet_tensor_t *grad, bool retain_graph);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_backward(lunet_tensor_t *t, lunet_tensor_t *grad,
+                                                      bool retain_graph);
 
 /* ---------------------------------------------------------------- serialize ----------- */
 /*
@@ -825,10 +878,11 @@ void lunet_value_free(lunet_value_t *v);
  * are freed if the call fails), so calls can be chained without cleanup.  Keys must be
  * distinct: lunet_value_save fails on a duplicate.
  */
-LUNET_MUST_CHECK lunet_status_t lunet_value_map_put(lunet_value_t *map, lunet_value_t *key, lunet_value_t *value);
+LUNET_MUST_CHECK lunet_status_t lunet_value_map_put(lunet_value_t *map, lunet_value_t *key,
+                                                    lunet_value_t *value);
 /* Same with a string key copied from a C string. */
 LUNET_MUST_CHECK lunet_status_t lunet_value_map_put_str(lunet_value_t *map, const char *key,
-                                       lunet_value_t *value);
+                                                        lunet_value_t *value);
 /* The value under a string / int key, or NULL (borrowed; linear search). */
 const lunet_value_t *lunet_value_map_get(const lunet_value_t *map, const char *key);
 const lunet_value_t *lunet_value_map_geti(const lunet_value_t *map, int64_t key);
@@ -841,16 +895,18 @@ LUNET_MUST_CHECK lunet_status_t lunet_value_save(const char *path, const lunet_v
 LUNET_MUST_CHECK lunet_status_t lunet_value_load(lunet_value_t **out, const char *path);
 
 /* Convenience for C hosts: a map of n named tensors (a state dict), in the given order. */
-LUNET_MUST_CHECK lunet_status_t lunet_tensors_save(const char *path, size_t n, const char *const *names,
-                                  lunet_tensor_t *const *tensors);
+LUNET_MUST_CHECK lunet_status_t lunet_tensors_save(const char *path, size_t n,
+                                                   const char *const *names,
+                                                   lunet_tensor_t *const *tensors);
 /* Reads such a file: *n entries, malloc'ed arrays of names and tensor references, in file
    order; fails if the file holds anything else.  Release with lunet_tensors_free. */
-LUNET_MUST_CHECK lunet_status_t lunet_tensors_load(size_t *n, char ***names, lunet_tensor_t ***tensors,
-                                  const char *path);
+LUNET_MUST_CHECK lunet_status_t lunet_tensors_load(size_t *n, char ***names,
+                                                   lunet_tensor_t ***tensors, const char *path);
 void lunet_tensors_free(size_t n, char **names, lunet_tensor_t **tensors);
 
 /* Writes len bytes to path atomically (temp file in the same directory, fsync, rename). */
-LUNET_MUST_CHECK lunet_status_t lunet_write_file_atomic(const char *path, const void *data, size_t len);
+LUNET_MUST_CHECK lunet_status_t lunet_write_file_atomic(const char *path, const void *data,
+                                                        size_t len);
 
 /*
  * Testing aid: make every following save fail after `after_bytes` bytes of the file have been
@@ -899,7 +955,8 @@ LUNET_MUST_CHECK lunet_status_t lunet_dist_all_reduce(lunet_tensor_t *t, lunet_d
 /* In place: t = rank src's t ("broadcast: invalid root rank: 5 (world size 2)"). */
 LUNET_MUST_CHECK lunet_status_t lunet_dist_broadcast(lunet_tensor_t *t, int src);
 /* outs[r] = rank r's t, for nouts == world size outputs of t's shape and dtype. */
-LUNET_MUST_CHECK lunet_status_t lunet_dist_all_gather(lunet_tensor_t *const *outs, int nouts, lunet_tensor_t *t);
+LUNET_MUST_CHECK lunet_status_t lunet_dist_all_gather(lunet_tensor_t *const *outs, int nouts,
+                                                      lunet_tensor_t *t);
 LUNET_MUST_CHECK lunet_status_t lunet_dist_barrier(void);
 /*
  * DistributedDataParallel's gradient reduction, one MPI call for n tensors: each tensor's
@@ -910,7 +967,8 @@ LUNET_MUST_CHECK lunet_status_t lunet_dist_barrier(void);
  * tensors of flat's dtype only; prescale != 1 needs a floating dtype.
  */
 LUNET_MUST_CHECK lunet_status_t lunet_dist_all_reduce_coalesced(lunet_tensor_t *flat, int n,
-                                               lunet_tensor_t *const *tensors, double prescale);
+                                                                lunet_tensor_t *const *tensors,
+                                                                double prescale);
 /* destroy_process_group: frees the group and finalises MPI if lunet_dist_init started it
    (MPI cannot start again in the same process afterwards). */
 LUNET_MUST_CHECK lunet_status_t lunet_dist_destroy(void);

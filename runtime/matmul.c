@@ -66,23 +66,23 @@ static bool blas_layout(const lunet_tensor_t *t, gemm_operand_t *op)
  * for the two element types T (float, double), so the float32 and float64 kernels cannot
  * drift apart; each keeps its own greppable name below.
  */
-#define GEMM_BUILTIN_BODY(T)                                                               \
-    const T *pa = a->data, *pb = b->data;                                                  \
-    for (int64_t i = 0; i < m; i++) {                                                      \
-        T *ci = c + i * ldc;                                                               \
-        for (int64_t j = 0; j < n; j++)                                                    \
-            ci[j] = beta == 0 ? (T)0 : beta * ci[j];                                       \
-        for (int64_t p = 0; p < k; p++) {                                                  \
-            T av = alpha * (a->trans ? pa[p * a->ld + i] : pa[i * a->ld + p]);             \
-            if (!b->trans) {                                                               \
-                const T *bp = pb + p * b->ld;                                              \
-                for (int64_t j = 0; j < n; j++)                                            \
-                    ci[j] += av * bp[j];                                                   \
-            } else {                                                                       \
-                for (int64_t j = 0; j < n; j++)                                            \
-                    ci[j] += av * pb[j * b->ld + p];                                       \
-            }                                                                              \
-        }                                                                                  \
+#define GEMM_BUILTIN_BODY(T)                                                                       \
+    const T *pa = a->data, *pb = b->data;                                                          \
+    for (int64_t i = 0; i < m; i++) {                                                              \
+        T *ci = c + i * ldc;                                                                       \
+        for (int64_t j = 0; j < n; j++)                                                            \
+            ci[j] = beta == 0 ? (T)0 : beta * ci[j];                                               \
+        for (int64_t p = 0; p < k; p++) {                                                          \
+            T av = alpha * (a->trans ? pa[p * a->ld + i] : pa[i * a->ld + p]);                     \
+            if (!b->trans) {                                                                       \
+                const T *bp = pb + p * b->ld;                                                      \
+                for (int64_t j = 0; j < n; j++)                                                    \
+                    ci[j] += av * bp[j];                                                           \
+            } else {                                                                               \
+                for (int64_t j = 0; j < n; j++)                                                    \
+                    ci[j] += av * pb[j * b->ld + p];                                               \
+            }                                                                                      \
+        }                                                                                          \
     }
 
 static void gemm_builtin_f32(const gemm_operand_t *a, const gemm_operand_t *b, float *c,
@@ -141,7 +141,8 @@ static void gemm_generic(const lunet_tensor_t *a, const lunet_tensor_t *b, lunet
                 char *dst = (char *)lunet_tensor_data(c) + (size_t)(i * n + j) * es;
                 int64_t old = beta == 0 ? 0 : int_at(c, i, j);
                 lunet_dtype_store_int(dst, c->dtype,
-                                      lunet_i64_add(lunet_i64_mul(ia, acc), lunet_i64_mul(ib, old)));
+                                      lunet_i64_add(lunet_i64_mul(ia, acc),
+                                                    lunet_i64_mul(ib, old)));
             }
         return;
     }
@@ -151,8 +152,9 @@ static void gemm_generic(const lunet_tensor_t *a, const lunet_tensor_t *b, lunet
             for (int64_t p = 0; p < k; p++)
                 acc += lunet_tensor_get(a, i * k + p) * lunet_tensor_get(b, p * n + j);
             double old = beta == 0 ? 0 : lunet_tensor_get(c, i * n + j);
-            lunet_dtype_store((char *)lunet_tensor_data(c) + (size_t)(i * n + j) * lunet_dtype_size(c->dtype),
-                        c->dtype, alpha * acc + beta * old);
+            lunet_dtype_store((char *)lunet_tensor_data(c) +
+                                  (size_t)(i * n + j) * lunet_dtype_size(c->dtype),
+                              c->dtype, alpha * acc + beta * old);
         }
 }
 
@@ -205,13 +207,13 @@ static void gemm_block(const gemm_job_t *j, int64_t r0, int64_t r1, int64_t c0, 
             omp_set_num_threads(1);
             omp_single = true;
         }
-        dnnl_sgemm(a.trans ? 'T' : 'N', b.trans ? 'T' : 'N', mb, nb, j->k, (float)j->alpha,
-                   a.data, a.ld, b.data, b.ld, (float)beta, (float *)c, n);
+        dnnl_sgemm(a.trans ? 'T' : 'N', b.trans ? 'T' : 'N', mb, nb, j->k, (float)j->alpha, a.data,
+                   a.ld, b.data, b.ld, (float)beta, (float *)c, n);
 #else
         cblas_sgemm(CblasRowMajor, a.trans ? CblasTrans : CblasNoTrans,
                     b.trans ? CblasTrans : CblasNoTrans, (int)mb, (int)nb, (int)j->k,
-                    (float)j->alpha, a.data, (int)a.ld, b.data, (int)b.ld, (float)beta,
-                    (float *)c, (int)n);
+                    (float)j->alpha, a.data, (int)a.ld, b.data, (int)b.ld, (float)beta, (float *)c,
+                    (int)n);
 #endif
     } else {
 #ifdef LUNET_NO_BLAS
@@ -270,8 +272,8 @@ static void gemm_run(gemm_job_t *j)
 
 /* c (M, N) contiguous = [relu](alpha * a @ b + beta * c), or with bias (N):
    [relu](alpha * a @ b + bias). */
-static lunet_status_t gemm_ex(lunet_tensor_t *c, lunet_tensor_t *a, lunet_tensor_t *b,
-                              double alpha, double beta, const lunet_tensor_t *bias, bool relu)
+static lunet_status_t gemm_ex(lunet_tensor_t *c, lunet_tensor_t *a, lunet_tensor_t *b, double alpha,
+                              double beta, const lunet_tensor_t *bias, bool relu)
 {
     int64_t m = a->shape[0], k = a->shape[1], n = b->shape[1];
     if (!lunet_dtype_is_floating(c->dtype)) {
@@ -294,9 +296,17 @@ static lunet_status_t gemm_ex(lunet_tensor_t *c, lunet_tensor_t *a, lunet_tensor
             goto done;
         blas_layout(bc, &ob);
     }
-    gemm_job_t j = {.a = oa, .b = ob, .c = lunet_tensor_data(c), .m = m, .n = n, .k = k,
-                    .alpha = alpha, .beta = beta, .dtype = c->dtype,
-                    .bias = bias ? lunet_tensor_data(bias) : NULL, .relu = relu};
+    gemm_job_t j = {.a = oa,
+                    .b = ob,
+                    .c = lunet_tensor_data(c),
+                    .m = m,
+                    .n = n,
+                    .k = k,
+                    .alpha = alpha,
+                    .beta = beta,
+                    .dtype = c->dtype,
+                    .bias = bias ? lunet_tensor_data(bias) : NULL,
+                    .relu = relu};
     if (k == 0) {
         /* empty inner dim: the product is zero, so c is beta * c or the bias rows */
         size_t es = lunet_dtype_size(c->dtype);
@@ -326,11 +336,18 @@ done:
 /* Raw-buffer GEMM for kernels that keep their own scratch (conv.c): c (m, n) row-major with
    leading dimension n = alpha * op(a) @ op(b) + beta * c, op = transpose when ta / tb.
    Split over the pool like every product (a call from inside a block runs serially). */
-void lunet_gemm_f32(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
-                    const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c)
+void lunet_gemm_f32(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                    int64_t lda, const float *b, int64_t ldb, float beta, float *c)
 {
-    gemm_job_t j = {.a = {a, ta, lda}, .b = {b, tb, ldb}, .c = (char *)c, .m = m, .n = n,
-                    .k = k, .alpha = alpha, .beta = beta, .dtype = LUNET_DTYPE_FLOAT32};
+    gemm_job_t j = {.a = {a, ta, lda},
+                    .b = {b, tb, ldb},
+                    .c = (char *)c,
+                    .m = m,
+                    .n = n,
+                    .k = k,
+                    .alpha = alpha,
+                    .beta = beta,
+                    .dtype = LUNET_DTYPE_FLOAT32};
     gemm_run(&j);
 }
 
@@ -338,8 +355,15 @@ void lunet_gemm_f64(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double al
                     const double *a, int64_t lda, const double *b, int64_t ldb, double beta,
                     double *c)
 {
-    gemm_job_t j = {.a = {a, ta, lda}, .b = {b, tb, ldb}, .c = (char *)c, .m = m, .n = n,
-                    .k = k, .alpha = alpha, .beta = beta, .dtype = LUNET_DTYPE_FLOAT64};
+    gemm_job_t j = {.a = {a, ta, lda},
+                    .b = {b, tb, ldb},
+                    .c = (char *)c,
+                    .m = m,
+                    .n = n,
+                    .k = k,
+                    .alpha = alpha,
+                    .beta = beta,
+                    .dtype = LUNET_DTYPE_FLOAT64};
     gemm_run(&j);
 }
 
@@ -358,19 +382,20 @@ lunet_status_t lunet_gemm_bias_relu(lunet_tensor_t *c, lunet_tensor_t *a, lunet_
 static lunet_status_t check_mm(const char *op, const lunet_tensor_t *a, const lunet_tensor_t *b)
 {
     if (a->ndim != 2 || b->ndim != 2)
-        return lunet_error_set(LUNET_STATUS_RUNTIME, "%s: expected 2-D tensors, got %dD and %dD", op,
-                          a->ndim, b->ndim);
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "%s: expected 2-D tensors, got %dD and %dD",
+                               op, a->ndim, b->ndim);
     if (a->shape[1] != b->shape[0])
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "%s: mat1 and mat2 shapes cannot be multiplied (%lldx%lld and %lldx%lld)",
-                          op, (long long)a->shape[0], (long long)a->shape[1],
-                          (long long)b->shape[0], (long long)b->shape[1]);
+        return lunet_error_set(
+            LUNET_STATUS_RUNTIME,
+            "%s: mat1 and mat2 shapes cannot be multiplied (%lldx%lld and %lldx%lld)", op,
+            (long long)a->shape[0], (long long)a->shape[1], (long long)b->shape[0],
+            (long long)b->shape[1]);
     if (a->dtype != b->dtype)
         return lunet_error_set(LUNET_STATUS_RUNTIME, "%s: expected scalar type %s but found %s", op,
-                          lunet_dtype_torch_name(a->dtype), lunet_dtype_torch_name(b->dtype));
+                               lunet_dtype_torch_name(a->dtype), lunet_dtype_torch_name(b->dtype));
     if (a->dtype == LUNET_DTYPE_BOOL)
-        return lunet_error_set(LUNET_STATUS_RUNTIME, "%s: \"addmm_impl_cpu_\" not implemented for 'Bool'",
-                          op);
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
+                               "%s: \"addmm_impl_cpu_\" not implemented for 'Bool'", op);
     return LUNET_OK;
 }
 
@@ -430,16 +455,16 @@ lunet_status_t lunet_tensor_addmm_(lunet_tensor_t *c, lunet_tensor_t *a, lunet_t
         return st;
     if (c->ndim != 2 || c->shape[0] != a->shape[0] || c->shape[1] != b->shape[1] ||
         c->dtype != a->dtype || !lunet_tensor_is_contiguous(c))
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "addmm_: the output must be a contiguous %s tensor of shape [%lld, %lld]",
-                          lunet_dtype_name(a->dtype), (long long)a->shape[0],
-                          (long long)b->shape[1]);
+        return lunet_error_set(
+            LUNET_STATUS_RUNTIME,
+            "addmm_: the output must be a contiguous %s tensor of shape [%lld, %lld]",
+            lunet_dtype_name(a->dtype), (long long)a->shape[0], (long long)b->shape[1]);
     if ((st = lunet_autograd_check_inplace(c, "addmm_")))
         return st;
     if (lunet_autograd_needed(a, b))
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "addmm_: in-place products of tensors that require grad are not "
-                          "recorded (use addmm, or run under no_grad)");
+                               "addmm_: in-place products of tensors that require grad are not "
+                               "recorded (use addmm, or run under no_grad)");
     if ((st = gemm(c, a, b, alpha, beta)))
         return st;
     lunet_tensor_bump_version(c);
@@ -450,25 +475,27 @@ lunet_status_t lunet_tensor_matmul(lunet_tensor_t **out, lunet_tensor_t *a, lune
 {
     lunet_status_t st;
     if (a->ndim == 0 || b->ndim == 0)
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "both arguments to matmul need to be at least 1D, but they are %dD and "
-                          "%dD", a->ndim, b->ndim);
+        return lunet_error_set(
+            LUNET_STATUS_RUNTIME,
+            "both arguments to matmul need to be at least 1D, but they are %dD and "
+            "%dD",
+            a->ndim, b->ndim);
     if (a->ndim <= 2 && b->ndim <= 2) {
         /* 1-D operands become a row (left) or a column (right), squeezed afterwards */
         lunet_tensor_t *a2 = NULL, *b2 = NULL, *c = NULL;
         if (a->ndim == 1 && b->ndim >= 1 && a->shape[0] != b->shape[0])
             return lunet_error_set(LUNET_STATUS_RUNTIME,
-                              b->ndim == 1 ? "inconsistent tensor size, expected tensor [%lld] and "
-                                             "src [%lld] to have the same number of elements, but "
-                                             "got %lld and %lld elements respectively"
-                                           : "size mismatch, got %lld, %lldx%lld,%lld",
-                              (long long)a->shape[0], (long long)b->shape[0],
-                              (long long)a->shape[0], (long long)b->shape[0]);
+                                   b->ndim == 1
+                                       ? "inconsistent tensor size, expected tensor [%lld] and "
+                                         "src [%lld] to have the same number of elements, but "
+                                         "got %lld and %lld elements respectively"
+                                       : "size mismatch, got %lld, %lldx%lld,%lld",
+                                   (long long)a->shape[0], (long long)b->shape[0],
+                                   (long long)a->shape[0], (long long)b->shape[0]);
         if (a->ndim == 2 && b->ndim == 1 && a->shape[1] != b->shape[0])
-            return lunet_error_set(LUNET_STATUS_RUNTIME,
-                              "size mismatch, got %lld, %lldx%lld,%lld", (long long)a->shape[0],
-                              (long long)a->shape[0], (long long)a->shape[1],
-                              (long long)b->shape[0]);
+            return lunet_error_set(LUNET_STATUS_RUNTIME, "size mismatch, got %lld, %lldx%lld,%lld",
+                                   (long long)a->shape[0], (long long)a->shape[0],
+                                   (long long)a->shape[1], (long long)b->shape[0]);
         if ((st = a->ndim == 1 ? lunet_tensor_unsqueeze(&a2, a, 0)
                                : (lunet_tensor_retain(a), a2 = a, LUNET_OK)))
             return st;
@@ -525,16 +552,17 @@ lunet_status_t lunet_tensor_matmul(lunet_tensor_t **out, lunet_tensor_t *a, lune
     int bnd;
     int64_t bshape[LUNET_MAX_DIMS];
     if (k != k2) {
-        st = lunet_error_set(LUNET_STATUS_RUNTIME,
-                        "matmul: mat1 and mat2 shapes cannot be multiplied (%lldx%lld and %lldx%lld)",
-                        (long long)n, (long long)k, (long long)k2, (long long)m);
+        st = lunet_error_set(
+            LUNET_STATUS_RUNTIME,
+            "matmul: mat1 and mat2 shapes cannot be multiplied (%lldx%lld and %lldx%lld)",
+            (long long)n, (long long)k, (long long)k2, (long long)m);
         goto done;
     }
     if ((st = lunet_broadcast_shape(&bnd, bshape, A->ndim - 2, A->shape, B->ndim - 2, B->shape)))
         goto done;
     if (A->dtype != B->dtype) {
         st = lunet_error_set(LUNET_STATUS_RUNTIME, "matmul: expected scalar type %s but found %s",
-                        lunet_dtype_torch_name(A->dtype), lunet_dtype_torch_name(B->dtype));
+                             lunet_dtype_torch_name(A->dtype), lunet_dtype_torch_name(B->dtype));
         goto done;
     }
     int64_t rshape[LUNET_MAX_DIMS];
@@ -560,8 +588,10 @@ lunet_status_t lunet_tensor_matmul(lunet_tensor_t **out, lunet_tensor_t *a, lune
                 sb.offset += coord[d] * B->strides[db];
             sr.offset += coord[d] * r->strides[d];
         }
-        sa.shape[0] = n, sa.shape[1] = k, sa.strides[0] = A->strides[A->ndim - 2], sa.strides[1] = A->strides[A->ndim - 1];
-        sb.shape[0] = k, sb.shape[1] = m, sb.strides[0] = B->strides[B->ndim - 2], sb.strides[1] = B->strides[B->ndim - 1];
+        sa.shape[0] = n, sa.shape[1] = k, sa.strides[0] = A->strides[A->ndim - 2],
+        sa.strides[1] = A->strides[A->ndim - 1];
+        sb.shape[0] = k, sb.shape[1] = m, sb.strides[0] = B->strides[B->ndim - 2],
+        sb.strides[1] = B->strides[B->ndim - 1];
         sr.shape[0] = n, sr.shape[1] = m, sr.strides[0] = m, sr.strides[1] = 1;
         sa.numel = n * k, sb.numel = k * m, sr.numel = n * m;
         if ((st = gemm(&sr, &sa, &sb, 1.0, 0.0)))

@@ -21,7 +21,8 @@ static lunet_status_t linear_2d(lunet_tensor_t **out, lunet_tensor_t *x, lunet_t
     lunet_status_t st;
     int64_t shape[2] = {x->shape[0], w->shape[0]};
     bool was = lunet_set_grad_enabled(false);
-    if (!(st = lunet_tensor_transpose(&wt, w, 0, 1)) && !(st = lunet_tensor_empty(&y, w->dtype, 2, shape)) &&
+    if (!(st = lunet_tensor_transpose(&wt, w, 0, 1)) &&
+        !(st = lunet_tensor_empty(&y, w->dtype, 2, shape)) &&
         !(st = b ? lunet_tensor_contiguous(&bc, b) : LUNET_OK))
         st = lunet_gemm_bias_relu(y, x, wt, bc, relu);
     lunet_set_grad_enabled(was);
@@ -33,7 +34,9 @@ static lunet_status_t linear_2d(lunet_tensor_t **out, lunet_tensor_t *x, lunet_t
     }
     lunet_tensor_t *in[3] = {x, w, b};
     lunet_tensor_t *extra[1] = {relu ? y : NULL};
-    lunet_op_args_t args = {.i = {relu}, .name = relu ? "ReluBackward0" : (b ? "AddmmBackward0" : "MmBackward0")};
+    lunet_op_args_t args = {.i = {relu},
+                            .name = relu ? "ReluBackward0"
+                                         : (b ? "AddmmBackward0" : "MmBackward0")};
     return lunet_autograd_finish(out, y, LUNET_OP_LINEAR, 3, in, extra, &args);
 }
 
@@ -41,21 +44,23 @@ lunet_status_t lunet_nn_linear(lunet_tensor_t **out, lunet_tensor_t *x, lunet_te
                                lunet_tensor_t *b, bool relu)
 {
     if (w->ndim != 2)
-        return lunet_error_set(LUNET_STATUS_RUNTIME, "linear: weight must be 2-D, got %dD", w->ndim);
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "linear: weight must be 2-D, got %dD",
+                               w->ndim);
     if (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))
         return lunet_error_set(LUNET_STATUS_RUNTIME, "linear: bias must have shape [%lld]",
-                          (long long)w->shape[0]);
+                               (long long)w->shape[0]);
     if (x->ndim == 0)
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "linear: both arguments to linear need to be at least 1D, but they are "
-                          "0D and 2D");
+        return lunet_error_set(
+            LUNET_STATUS_RUNTIME,
+            "linear: both arguments to linear need to be at least 1D, but they are "
+            "0D and 2D");
     int64_t k = x->shape[x->ndim - 1];
     int64_t rows = k ? x->numel / k : lunet_shape_numel(x->ndim - 1, x->shape);
     if (k != w->shape[1])
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "mat1 and mat2 shapes cannot be multiplied (%lldx%lld and %lldx%lld)",
-                          (long long)rows, (long long)k, (long long)w->shape[1],
-                          (long long)w->shape[0]);
+        return lunet_error_set(
+            LUNET_STATUS_RUNTIME,
+            "mat1 and mat2 shapes cannot be multiplied (%lldx%lld and %lldx%lld)", (long long)rows,
+            (long long)k, (long long)w->shape[1], (long long)w->shape[0]);
     if (x->dtype != w->dtype || (b && b->dtype != w->dtype))
         return lunet_error_set(LUNET_STATUS_RUNTIME, "mat1 and mat2 must have the same dtype");
     if (x->ndim == 2)
@@ -81,24 +86,24 @@ lunet_status_t lunet_nn_linear(lunet_tensor_t **out, lunet_tensor_t *x, lunet_te
 // gm (N, O) = y <= 0 ? 0 : g (relu's gradient; gm == g when y is NULL), and when db is
 // given, db (O) += the column sums of gm, row after row (the order of a plain column sum):
 // one pass over the block instead of two
-#define MASK_SUM(T)                                                                        \
-    do {                                                                                   \
-        const T *pg = lunet_tensor_data(gc), *py = y ? lunet_tensor_data(y) : NULL;        \
-        T *pm = lunet_tensor_data(*gm), *pb = db ? lunet_tensor_data(db) : NULL;           \
-        for (int64_t i = 0; i < n; i++) {                                                  \
-            const T *gi = pg + i * o, *yi = py ? py + i * o : NULL;                        \
-            T *mi = pm + i * o;                                                            \
-            if (yi)                                                                        \
-                for (int64_t j = 0; j < o; j++)                                            \
-                    mi[j] = yi[j] <= 0 ? (T)0 : gi[j];                                     \
-            if (pb)                                                                        \
-                for (int64_t j = 0; j < o; j++)                                            \
-                    pb[j] += mi[j];                                                        \
-        }                                                                                  \
+#define MASK_SUM(T)                                                                                \
+    do {                                                                                           \
+        const T *pg = lunet_tensor_data(gc), *py = y ? lunet_tensor_data(y) : NULL;                \
+        T *pm = lunet_tensor_data(*gm), *pb = db ? lunet_tensor_data(db) : NULL;                   \
+        for (int64_t i = 0; i < n; i++) {                                                          \
+            const T *gi = pg + i * o, *yi = py ? py + i * o : NULL;                                \
+            T *mi = pm + i * o;                                                                    \
+            if (yi)                                                                                \
+                for (int64_t j = 0; j < o; j++)                                                    \
+                    mi[j] = yi[j] <= 0 ? (T)0 : gi[j];                                             \
+            if (pb)                                                                                \
+                for (int64_t j = 0; j < o; j++)                                                    \
+                    pb[j] += mi[j];                                                                \
+        }                                                                                          \
     } while (0)
 
-static lunet_status_t mask_and_bias_sum(lunet_tensor_t **gm, lunet_tensor_t *g,
-                                        lunet_tensor_t *y, lunet_tensor_t *db)
+static lunet_status_t mask_and_bias_sum(lunet_tensor_t **gm, lunet_tensor_t *g, lunet_tensor_t *y,
+                                        lunet_tensor_t *db)
 {
     lunet_tensor_t *gc;
     lunet_status_t st = lunet_tensor_contiguous(&gc, g);
@@ -124,14 +129,14 @@ static lunet_status_t mask_and_bias_sum(lunet_tensor_t **gm, lunet_tensor_t *g,
 static bool can_accumulate(const lunet_tensor_t *into, const lunet_tensor_t *like)
 {
     return into && into->dtype == like->dtype && lunet_tensor_is_contiguous(into) &&
-           lunet_shape_equal(into->ndim, into->shape, like->ndim, like->shape) &&
-           !into->grad_fn && !into->requires_grad;
+           lunet_shape_equal(into->ndim, into->shape, like->ndim, like->shape) && !into->grad_fn &&
+           !into->requires_grad;
 }
 
-lunet_status_t lunet_linear_backward(lunet_tensor_t **dx, lunet_tensor_t **dw,
-                                     lunet_tensor_t **db, lunet_tensor_t *g, lunet_tensor_t *x,
-                                     lunet_tensor_t *w, lunet_tensor_t *y,
-                                     lunet_tensor_t *dw_into, lunet_tensor_t *db_into)
+lunet_status_t lunet_linear_backward(lunet_tensor_t **dx, lunet_tensor_t **dw, lunet_tensor_t **db,
+                                     lunet_tensor_t *g, lunet_tensor_t *x, lunet_tensor_t *w,
+                                     lunet_tensor_t *y, lunet_tensor_t *dw_into,
+                                     lunet_tensor_t *db_into)
 {
     lunet_tensor_t *gm = NULL, *t = NULL, *bsum = NULL;
     lunet_status_t st;
@@ -201,21 +206,20 @@ void lunet_mlp_free(lunet_mlp_t *m)
 }
 
 lunet_status_t lunet_mlp_new(lunet_mlp_t **out, int nsizes, const int64_t *sizes,
-                             lunet_activation_t activation, lunet_dtype_t dt,
-                             lunet_generator_t *g)
+                             lunet_activation_t activation, lunet_dtype_t dt, lunet_generator_t *g)
 {
     if (nsizes < 2)
         return lunet_error_set(LUNET_STATUS_VALUE, "mlp: expected at least two layer sizes, got %d",
-                          nsizes);
+                               nsizes);
     if ((unsigned)activation >= LUNET_ACTIVATION_COUNT)
         return lunet_error_set(LUNET_STATUS_VALUE, "mlp: unknown activation %d", (int)activation);
     if (!lunet_dtype_is_floating(dt))
         return lunet_error_set(LUNET_STATUS_TYPE, "mlp: parameters must be floating point, got %s",
-                          lunet_dtype_name(dt));
+                               lunet_dtype_name(dt));
     for (int i = 0; i < nsizes; i++)
         if (sizes[i] <= 0)
             return lunet_error_set(LUNET_STATUS_VALUE, "mlp: layer size %d is %lld", i,
-                              (long long)sizes[i]);
+                                   (long long)sizes[i]);
     lunet_mlp_t *m = calloc(1, sizeof *m);
     if (!m)
         return lunet_error_set(LUNET_STATUS_NOMEM, "mlp: out of memory");
@@ -271,7 +275,7 @@ lunet_status_t lunet_mlp_forward(lunet_tensor_t **out, lunet_mlp_t *m, lunet_ten
         char b[LUNET_SHAPE_BUF];
         lunet_tensor_release(h);
         return lunet_error_set(LUNET_STATUS_RUNTIME, "mlp: expected input (N, %lld), got %s",
-                          (long long)in, lunet_shape_str(b, sizeof b, x->ndim, x->shape));
+                               (long long)in, lunet_shape_str(b, sizeof b, x->ndim, x->shape));
     }
     for (int l = 0; l < m->nlayers; l++) {
         bool last = l == m->nlayers - 1;

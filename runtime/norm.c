@@ -32,11 +32,11 @@ static lunet_status_t check_param(const lunet_tensor_t *t, const char *name, int
     if (!t)
         return LUNET_OK;
     if (t->numel != C)
-        return lunet_error_set(LUNET_STATUS_RUNTIME, "%s should contain %lld elements not %lld", name,
-                          (long long)C, (long long)t->numel);
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "%s should contain %lld elements not %lld",
+                               name, (long long)C, (long long)t->numel);
     if (t->dtype != dt)
         return lunet_error_set(LUNET_STATUS_RUNTIME, "batch_norm: %s is %s, expected %s", name,
-                          lunet_dtype_name(t->dtype), lunet_dtype_name(dt));
+                               lunet_dtype_name(t->dtype), lunet_dtype_name(dt));
     return LUNET_OK;
 }
 
@@ -48,11 +48,13 @@ lunet_status_t lunet_nn_batch_norm(lunet_tensor_t **out, lunet_tensor_t *x,
                                    double momentum, double eps)
 {
     if (x->ndim < 2)
-        return lunet_error_set(LUNET_STATUS_VALUE, "batch_norm: expected 2D or more input (got %dD "
-                          "input)", x->ndim);
+        return lunet_error_set(LUNET_STATUS_VALUE,
+                               "batch_norm: expected 2D or more input (got %dD "
+                               "input)",
+                               x->ndim);
     if (!lunet_dtype_is_floating(x->dtype))
         return lunet_error_set(LUNET_STATUS_RUNTIME, "\"batch_norm\" not implemented for '%s'",
-                          lunet_dtype_torch_name(x->dtype));
+                               lunet_dtype_torch_name(x->dtype));
     int64_t N, C, L;
     ncl(x, &N, &C, &L);
     lunet_status_t st;
@@ -63,12 +65,11 @@ lunet_status_t lunet_nn_batch_norm(lunet_tensor_t **out, lunet_tensor_t *x,
         return st;
     if (!training && (!running_mean || !running_var))
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "batch_norm: running_mean and running_var must be defined in "
-                          "evaluation mode");
+                               "batch_norm: running_mean and running_var must be defined in "
+                               "evaluation mode");
     lunet_tensor_t *xc = NULL, *y = NULL, *stats = NULL;
     int64_t sshape[2] = {C, 2};
-    if ((st = lunet_tensor_contiguous(&xc, x)) ||
-        (st = lunet_tensor_empty_like(&y, x, x->dtype)) ||
+    if ((st = lunet_tensor_contiguous(&xc, x)) || (st = lunet_tensor_empty_like(&y, x, x->dtype)) ||
         (st = lunet_tensor_empty(&stats, LUNET_DTYPE_FLOAT64, 2, sshape)))
         goto done;
     bool f32 = x->dtype == LUNET_DTYPE_FLOAT32;
@@ -97,11 +98,13 @@ lunet_status_t lunet_nn_batch_norm(lunet_tensor_t **out, lunet_tensor_t *x,
             invstd = 1 / sqrt(v / (double)M + eps);
             if (running_mean)
                 lunet_dtype_store((char *)lunet_tensor_data(running_mean) +
-                                      c * running_mean->strides[0] * (int64_t)lunet_dtype_size(x->dtype),
+                                      c * running_mean->strides[0] *
+                                          (int64_t)lunet_dtype_size(x->dtype),
                                   x->dtype, momentum * mean + (1 - momentum) * at(running_mean, c));
             if (running_var)
                 lunet_dtype_store((char *)lunet_tensor_data(running_var) +
-                                      c * running_var->strides[0] * (int64_t)lunet_dtype_size(x->dtype),
+                                      c * running_var->strides[0] *
+                                          (int64_t)lunet_dtype_size(x->dtype),
                                   x->dtype,
                                   momentum * (M > 1 ? v / (double)(M - 1) : NAN) +
                                       (1 - momentum) * at(running_var, c));
@@ -174,10 +177,12 @@ lunet_status_t lunet_nn_batch_norm_backward(lunet_tensor_t **dx, lunet_tensor_t 
                 dotp += gv * (xv - mean);
             }
         if (rw)
-            lunet_dtype_store((char *)lunet_tensor_data(rw) + c * (int64_t)lunet_dtype_size(x->dtype),
+            lunet_dtype_store((char *)lunet_tensor_data(rw) +
+                                  c * (int64_t)lunet_dtype_size(x->dtype),
                               x->dtype, dotp * invstd);
         if (rb)
-            lunet_dtype_store((char *)lunet_tensor_data(rb) + c * (int64_t)lunet_dtype_size(x->dtype),
+            lunet_dtype_store((char *)lunet_tensor_data(rb) +
+                                  c * (int64_t)lunet_dtype_size(x->dtype),
                               x->dtype, gsum);
         if (!rx)
             continue;
@@ -191,8 +196,7 @@ lunet_status_t lunet_nn_batch_norm_backward(lunet_tensor_t **dx, lunet_tensor_t 
                                 : ((const double *)lunet_tensor_data(gc))[i];
                 double xv = f32 ? ((const float *)lunet_tensor_data(xc))[i]
                                 : ((const double *)lunet_tensor_data(xc))[i];
-                double d = training ? (gv - gmean - (xv - mean) * k) * invstd * w
-                                    : gv * invstd * w;
+                double d = training ? (gv - gmean - (xv - mean) * k) * invstd * w : gv * invstd * w;
                 if (f32)
                     ((float *)lunet_tensor_data(rx))[i] = (float)d;
                 else
@@ -219,10 +223,10 @@ lunet_status_t lunet_nn_dropout_mask(lunet_tensor_t **out, lunet_tensor_t *x, do
 {
     if (!(p >= 0 && p <= 1))
         return lunet_error_set(LUNET_STATUS_VALUE,
-                          "dropout probability has to be between 0 and 1, but got %g", p);
+                               "dropout probability has to be between 0 and 1, but got %g", p);
     if (!lunet_dtype_is_floating(x->dtype))
         return lunet_error_set(LUNET_STATUS_RUNTIME, "dropout: expected a floating tensor, got %s",
-                          lunet_dtype_name(x->dtype));
+                               lunet_dtype_name(x->dtype));
     lunet_tensor_t *u = NULL, *m = NULL;
     lunet_status_t st;
     if ((st = lunet_tensor_zeros(&m, x->dtype, x->ndim, x->shape)))

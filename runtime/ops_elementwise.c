@@ -74,9 +74,9 @@ lunet_status_t lunet_broadcast_shape(int *ndim, int64_t *shape, int andim, const
         int64_t sa = ia >= 0 ? ashape[ia] : 1, sb = ib >= 0 ? bshape[ib] : 1;
         if (sa != sb && sa != 1 && sb != 1)
             return lunet_error_set(LUNET_STATUS_RUNTIME,
-                              "The size of tensor a (%lld) must match the size of tensor b "
-                              "(%lld) at non-singleton dimension %d", (long long)sa,
-                              (long long)sb, i);
+                                   "The size of tensor a (%lld) must match the size of tensor b "
+                                   "(%lld) at non-singleton dimension %d",
+                                   (long long)sa, (long long)sb, i);
         shape[i] = sa == 1 ? sb : sa;
     }
     *ndim = nd;
@@ -153,34 +153,34 @@ void lunet_copy_cast(lunet_tensor_t *dst, const lunet_tensor_t *src)
 /* ---- binary kernels */
 
 /* One loop body per (op, type): contiguous, scalar-b, scalar-a, and general strided. */
-#define BINARY_LOOP(T, OUT, EXPR)                                                          \
-    do {                                                                                   \
-        const int64_t st_ = sizeof(T), so_ = sizeof(OUT);                                  \
-        OUT *o = (OUT *)d[0];                                                              \
-        const T *pa = (const T *)d[1], *pb = (const T *)d[2];                              \
-        if (s[0] == so_ && s[1] == st_ && s[2] == st_) {                                   \
-            for (int64_t i = 0; i < n; i++) {                                              \
-                T x = pa[i], y = pb[i];                                                    \
-                o[i] = (OUT)(EXPR);                                                        \
-            }                                                                              \
-        } else if (s[0] == so_ && s[1] == st_ && s[2] == 0) {                              \
-            const T y = pb[0];                                                             \
-            for (int64_t i = 0; i < n; i++) {                                              \
-                T x = pa[i];                                                               \
-                o[i] = (OUT)(EXPR);                                                        \
-            }                                                                              \
-        } else if (s[0] == so_ && s[1] == 0 && s[2] == st_) {                              \
-            const T x = pa[0];                                                             \
-            for (int64_t i = 0; i < n; i++) {                                              \
-                T y = pb[i];                                                               \
-                o[i] = (OUT)(EXPR);                                                        \
-            }                                                                              \
-        } else {                                                                           \
-            for (int64_t i = 0; i < n; i++) {                                              \
-                T x = *(const T *)(d[1] + i * s[1]), y = *(const T *)(d[2] + i * s[2]);    \
-                *(OUT *)(d[0] + i * s[0]) = (OUT)(EXPR);                                   \
-            }                                                                              \
-        }                                                                                  \
+#define BINARY_LOOP(T, OUT, EXPR)                                                                  \
+    do {                                                                                           \
+        const int64_t st_ = sizeof(T), so_ = sizeof(OUT);                                          \
+        OUT *o = (OUT *)d[0];                                                                      \
+        const T *pa = (const T *)d[1], *pb = (const T *)d[2];                                      \
+        if (s[0] == so_ && s[1] == st_ && s[2] == st_) {                                           \
+            for (int64_t i = 0; i < n; i++) {                                                      \
+                T x = pa[i], y = pb[i];                                                            \
+                o[i] = (OUT)(EXPR);                                                                \
+            }                                                                                      \
+        } else if (s[0] == so_ && s[1] == st_ && s[2] == 0) {                                      \
+            const T y = pb[0];                                                                     \
+            for (int64_t i = 0; i < n; i++) {                                                      \
+                T x = pa[i];                                                                       \
+                o[i] = (OUT)(EXPR);                                                                \
+            }                                                                                      \
+        } else if (s[0] == so_ && s[1] == 0 && s[2] == st_) {                                      \
+            const T x = pa[0];                                                                     \
+            for (int64_t i = 0; i < n; i++) {                                                      \
+                T y = pb[i];                                                                       \
+                o[i] = (OUT)(EXPR);                                                                \
+            }                                                                                      \
+        } else {                                                                                   \
+            for (int64_t i = 0; i < n; i++) {                                                      \
+                T x = *(const T *)(d[1] + i * s[1]), y = *(const T *)(d[2] + i * s[2]);            \
+                *(OUT *)(d[0] + i * s[0]) = (OUT)(EXPR);                                           \
+            }                                                                                      \
+        }                                                                                          \
     } while (0)
 
 typedef struct binary_ctx {
@@ -364,13 +364,13 @@ static lunet_status_t check_integer_operand(lunet_binary_op_t op, const lunet_te
             return lunet_error_set(LUNET_STATUS_RUNTIME, "ZeroDivisionError");
         if (op == LUNET_BINARY_POW && v < 0)
             return lunet_error_set(LUNET_STATUS_RUNTIME,
-                              "Integers to negative integer powers are not allowed.");
+                                   "Integers to negative integer powers are not allowed.");
     }
     return LUNET_OK;
 }
 
-static lunet_dtype_t binary_result_dtype(lunet_binary_op_t op, lunet_tensor_t *a,
-                                         lunet_tensor_t *b, lunet_dtype_t *compute)
+static lunet_dtype_t binary_result_dtype(lunet_binary_op_t op, lunet_tensor_t *a, lunet_tensor_t *b,
+                                         lunet_dtype_t *compute)
 {
     lunet_dtype_t common = lunet_result_dtype(a, b);
     if (op == LUNET_BINARY_DIV && !lunet_dtype_is_floating(common))
@@ -391,8 +391,8 @@ static lunet_status_t binary_impl(lunet_tensor_t **out, lunet_binary_op_t op, lu
     lunet_dtype_t kdt = kernel_dtype(compute);
     if (op == LUNET_BINARY_SUB && a->dtype == LUNET_DTYPE_BOOL && b->dtype == LUNET_DTYPE_BOOL)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "Subtraction, the `-` operator, with two bool tensors is not "
-                          "supported. Use the `^` or `logical_xor()` operator instead.");
+                               "Subtraction, the `-` operator, with two bool tensors is not "
+                               "supported. Use the `^` or `logical_xor()` operator instead.");
     lunet_tensor_t *ca = NULL, *cb = NULL, *r = NULL, *rk = NULL;
     if ((st = lunet_tensor_convert(&ca, a, kdt)) || (st = lunet_tensor_convert(&cb, b, kdt)))
         goto done;
@@ -414,7 +414,7 @@ static lunet_status_t binary_impl(lunet_tensor_t **out, lunet_binary_op_t op, lu
         lunet_op_t aop = ad_op[op];
         if (aop == LUNET_OP_COUNT) {
             st = lunet_error_set(LUNET_STATUS_RUNTIME, "%s: the derivative is not implemented",
-                            binary_table[op].name);
+                                 binary_table[op].name);
             goto done;
         }
         lunet_tensor_t *in[2] = {a, b};
@@ -440,8 +440,8 @@ lunet_status_t lunet_tensor_binary(lunet_tensor_t **out, lunet_binary_op_t op, l
     return binary_impl(out, op, a, b, 1.0);
 }
 
-lunet_status_t lunet_tensor_add_scaled(lunet_tensor_t **out, lunet_tensor_t *a,
-                                       lunet_tensor_t *b, double alpha)
+lunet_status_t lunet_tensor_add_scaled(lunet_tensor_t **out, lunet_tensor_t *a, lunet_tensor_t *b,
+                                       double alpha)
 {
     return binary_impl(out, LUNET_BINARY_ADD, a, b, alpha);
 }
@@ -485,15 +485,15 @@ lunet_status_t lunet_tensor_binary_(lunet_tensor_t *a, lunet_binary_op_t op, lun
     if (!lunet_shape_equal(nd, shape, a->ndim, a->shape)) {
         char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "output with shape %s doesn't match the broadcast shape %s",
-                          lunet_shape_str(b1, sizeof b1, a->ndim, a->shape),
-                          lunet_shape_str(b2, sizeof b2, nd, shape));
+                               "output with shape %s doesn't match the broadcast shape %s",
+                               lunet_shape_str(b1, sizeof b1, a->ndim, a->shape),
+                               lunet_shape_str(b2, sizeof b2, nd, shape));
     }
     lunet_dtype_t compute, rdt = binary_result_dtype(op, a, b, &compute);
     if (category(rdt) > category(a->dtype))
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "result type %s can't be cast to the desired output type %s",
-                          lunet_dtype_torch_name(rdt), lunet_dtype_torch_name(a->dtype));
+                               "result type %s can't be cast to the desired output type %s",
+                               lunet_dtype_torch_name(rdt), lunet_dtype_torch_name(a->dtype));
     if ((st = lunet_tensor_check_writable(a)) || (st = lunet_tensor_check_no_partial_overlap(a, b)))
         return st;
     if (record) {
@@ -532,22 +532,22 @@ lunet_status_t lunet_tensor_binary_(lunet_tensor_t *a, lunet_binary_op_t op, lun
 
 /* ---- unary kernels */
 
-#define UNARY_LOOP(T, EXPR)                                                                \
-    do {                                                                                   \
-        const int64_t st_ = sizeof(T);                                                     \
-        T *o = (T *)d[0];                                                                  \
-        const T *px = (const T *)d[1];                                                     \
-        if (s[0] == st_ && s[1] == st_) {                                                  \
-            for (int64_t i = 0; i < n; i++) {                                              \
-                T x = px[i];                                                               \
-                o[i] = (EXPR);                                                             \
-            }                                                                              \
-        } else {                                                                           \
-            for (int64_t i = 0; i < n; i++) {                                              \
-                T x = *(const T *)(d[1] + i * s[1]);                                       \
-                *(T *)(d[0] + i * s[0]) = (EXPR);                                          \
-            }                                                                              \
-        }                                                                                  \
+#define UNARY_LOOP(T, EXPR)                                                                        \
+    do {                                                                                           \
+        const int64_t st_ = sizeof(T);                                                             \
+        T *o = (T *)d[0];                                                                          \
+        const T *px = (const T *)d[1];                                                             \
+        if (s[0] == st_ && s[1] == st_) {                                                          \
+            for (int64_t i = 0; i < n; i++) {                                                      \
+                T x = px[i];                                                                       \
+                o[i] = (EXPR);                                                                     \
+            }                                                                                      \
+        } else {                                                                                   \
+            for (int64_t i = 0; i < n; i++) {                                                      \
+                T x = *(const T *)(d[1] + i * s[1]);                                               \
+                *(T *)(d[0] + i * s[0]) = (EXPR);                                                  \
+            }                                                                                      \
+        }                                                                                          \
     } while (0)
 
 /* one kernel a line, read as a table */
@@ -662,10 +662,11 @@ lunet_status_t lunet_tensor_unary(lunet_tensor_t **out, lunet_unary_op_t op, lun
     if ((unsigned)op >= LUNET_UNARY_COUNT)
         return lunet_error_set(LUNET_STATUS_VALUE, "unary: unknown op %d", (int)op);
     if (op == LUNET_UNARY_NEG && x->dtype == LUNET_DTYPE_BOOL)
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "Negation, the `-` operator, on a bool tensor is not supported. If you "
-                          "are trying to invert a mask, use the `~` or `logical_not()` operator "
-                          "instead.");
+        return lunet_error_set(
+            LUNET_STATUS_RUNTIME,
+            "Negation, the `-` operator, on a bool tensor is not supported. If you "
+            "are trying to invert a mask, use the `~` or `logical_not()` operator "
+            "instead.");
     lunet_dtype_t rdt = x->dtype;
     if (!lunet_dtype_is_floating(rdt) && unary_table[op].float_only)
         rdt = lunet_default_dtype();
@@ -699,8 +700,8 @@ lunet_status_t lunet_tensor_unary_(lunet_tensor_t *x, lunet_unary_op_t op)
         return st;
     if (!lunet_dtype_is_floating(x->dtype) && unary_table[op].float_only)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "result type Float can't be cast to the desired output type %s",
-                          lunet_dtype_torch_name(x->dtype));
+                               "result type Float can't be cast to the desired output type %s",
+                               lunet_dtype_torch_name(x->dtype));
     if (record) {
         /* log and abs read their input in backward: work on a copy of it */
         bool saves_input = op == LUNET_UNARY_LOG || op == LUNET_UNARY_ABS;
@@ -774,7 +775,7 @@ lunet_status_t lunet_tensor_clamp(lunet_tensor_t **out, lunet_tensor_t *x, doubl
 {
     if (isnan(lo) && isnan(hi))
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "torch.clamp: At least one of 'min' or 'max' must not be None");
+                               "torch.clamp: At least one of 'min' or 'max' must not be None");
     lunet_dtype_t kdt = kernel_dtype(x->dtype);
     lunet_tensor_t *cx = NULL, *rk = NULL, *r = NULL;
     lunet_status_t st;
@@ -834,8 +835,9 @@ lunet_status_t lunet_tensor_where(lunet_tensor_t **out, lunet_tensor_t *cond, lu
 {
     if (cond->dtype != LUNET_DTYPE_BOOL && cond->dtype != LUNET_DTYPE_UINT8)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "where expected condition to be a boolean tensor, but got a tensor "
-                          "with dtype %s", lunet_dtype_torch_name(cond->dtype));
+                               "where expected condition to be a boolean tensor, but got a tensor "
+                               "with dtype %s",
+                               lunet_dtype_torch_name(cond->dtype));
     int nd, nd2;
     int64_t shape[LUNET_MAX_DIMS], shape2[LUNET_MAX_DIMS];
     lunet_status_t st = lunet_broadcast_shape(&nd, shape, a->ndim, a->shape, b->ndim, b->shape);
@@ -872,9 +874,10 @@ static lunet_status_t masked_fill_with(lunet_tensor_t **out, lunet_tensor_t *x,
 {
     if (mask->dtype != LUNET_DTYPE_BOOL) {
         lunet_tensor_release(v);
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "masked_fill_ only supports boolean masks, but got mask with dtype %s",
-                          lunet_dtype_torch_name(mask->dtype));
+        return lunet_error_set(
+            LUNET_STATUS_RUNTIME,
+            "masked_fill_ only supports boolean masks, but got mask with dtype %s",
+            lunet_dtype_torch_name(mask->dtype));
     }
     lunet_tensor_t *r;
     lunet_status_t st = lunet_tensor_where(&r, mask, v, x);
@@ -883,7 +886,8 @@ static lunet_status_t masked_fill_with(lunet_tensor_t **out, lunet_tensor_t *x,
         return st;
     if (!lunet_shape_equal(r->ndim, r->shape, x->ndim, x->shape)) {
         lunet_tensor_release(r);
-        return lunet_error_set(LUNET_STATUS_RUNTIME, "masked_fill: mask must broadcast to the input");
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
+                               "masked_fill: mask must broadcast to the input");
     }
     *out = r;
     return LUNET_OK;

@@ -16,10 +16,11 @@ lunet_status_t lunet_sgd_check(const lunet_sgd_options_t *o)
     if (!(o->momentum >= 0))
         return lunet_error_set(LUNET_STATUS_VALUE, "Invalid momentum value: %g", o->momentum);
     if (!(o->weight_decay >= 0))
-        return lunet_error_set(LUNET_STATUS_VALUE, "Invalid weight_decay value: %g", o->weight_decay);
+        return lunet_error_set(LUNET_STATUS_VALUE, "Invalid weight_decay value: %g",
+                               o->weight_decay);
     if (o->nesterov && (o->momentum <= 0 || o->dampening != 0))
         return lunet_error_set(LUNET_STATUS_VALUE,
-                          "Nesterov momentum requires a momentum and zero dampening");
+                               "Nesterov momentum requires a momentum and zero dampening");
     return LUNET_OK;
 }
 
@@ -100,8 +101,8 @@ static void sgd_block(void *ctx, int64_t b, int64_t e)
         sgd_f32((float *)j->p + b, (const float *)j->g + b, j->buf ? (float *)j->buf + b : NULL,
                 j->first, e - b, j->o);
     else
-        sgd_f64((double *)j->p + b, (const double *)j->g + b,
-                j->buf ? (double *)j->buf + b : NULL, j->first, e - b, j->o);
+        sgd_f64((double *)j->p + b, (const double *)j->g + b, j->buf ? (double *)j->buf + b : NULL,
+                j->first, e - b, j->o);
 }
 
 lunet_status_t lunet_sgd_update(lunet_tensor_t *p, lunet_tensor_t *grad,
@@ -109,14 +110,15 @@ lunet_status_t lunet_sgd_update(lunet_tensor_t *p, lunet_tensor_t *grad,
 {
     if (!lunet_dtype_is_floating(p->dtype))
         return lunet_error_set(LUNET_STATUS_TYPE, "sgd: parameter must be floating point, got %s",
-                          lunet_dtype_name(p->dtype));
+                               lunet_dtype_name(p->dtype));
     if (grad->dtype != p->dtype || !lunet_shape_equal(grad->ndim, grad->shape, p->ndim, p->shape)) {
         char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "sgd: gradient %s %s does not match parameter %s %s",
-                          lunet_dtype_name(grad->dtype),
-                          lunet_shape_str(b1, sizeof b1, grad->ndim, grad->shape),
-                          lunet_dtype_name(p->dtype), lunet_shape_str(b2, sizeof b2, p->ndim, p->shape));
+                               "sgd: gradient %s %s does not match parameter %s %s",
+                               lunet_dtype_name(grad->dtype),
+                               lunet_shape_str(b1, sizeof b1, grad->ndim, grad->shape),
+                               lunet_dtype_name(p->dtype),
+                               lunet_shape_str(b2, sizeof b2, p->ndim, p->shape));
     }
     if (!lunet_tensor_is_contiguous(p))
         return lunet_error_set(LUNET_STATUS_RUNTIME, "sgd: parameter must be contiguous");
@@ -136,11 +138,16 @@ lunet_status_t lunet_sgd_update(lunet_tensor_t *p, lunet_tensor_t *grad,
         } else if (!lunet_shape_equal(buf->ndim, buf->shape, p->ndim, p->shape) ||
                    buf->dtype != p->dtype || !lunet_tensor_is_contiguous(buf)) {
             lunet_tensor_release(g);
-            return lunet_error_set(LUNET_STATUS_RUNTIME, "sgd: momentum buffer does not match the parameter");
+            return lunet_error_set(LUNET_STATUS_RUNTIME,
+                                   "sgd: momentum buffer does not match the parameter");
         }
     }
-    sgd_job_t job = {lunet_tensor_data(p), lunet_tensor_data(g),
-                     buf ? lunet_tensor_data(buf) : NULL, first, p->dtype, o};
+    sgd_job_t job = {lunet_tensor_data(p),
+                     lunet_tensor_data(g),
+                     buf ? lunet_tensor_data(buf) : NULL,
+                     first,
+                     p->dtype,
+                     o};
     lunet_parallel_for(p->numel, SGD_GRAIN, sgd_block, &job);
     lunet_tensor_bump_version(p);
     if (first) {
@@ -163,13 +170,13 @@ static lunet_status_t check_params(int nparams, lunet_tensor_t *const *params, c
     for (int i = 0; i < nparams; i++) {
         if (!params[i] || !lunet_dtype_is_floating(params[i]->dtype))
             return lunet_error_set(LUNET_STATUS_TYPE, "%s: parameter %d is not a floating tensor",
-                              name, i);
+                                   name, i);
         if (params[i]->grad_fn)
             return lunet_error_set(LUNET_STATUS_VALUE, "can't optimize a non-leaf Tensor");
         for (int j = 0; j < i; j++)
             if (params[j] == params[i])
                 return lunet_error_set(LUNET_STATUS_VALUE,
-                                  "some parameters appear more than once in the list");
+                                       "some parameters appear more than once in the list");
     }
     return LUNET_OK;
 }
@@ -199,8 +206,7 @@ void lunet_optimizer_free(lunet_optimizer_t *opt)
 }
 
 lunet_status_t lunet_optimizer_new(lunet_optimizer_t **out, const lunet_optimizer_kind_t *kind,
-                                   const void *options, int nparams,
-                                   lunet_tensor_t *const *params)
+                                   const void *options, int nparams, lunet_tensor_t *const *params)
 {
     lunet_status_t st = check_params(nparams, params, kind->name);
     if (st)
@@ -289,7 +295,10 @@ lunet_status_t lunet_sgd_new(lunet_sgd_t **out, int nparams, lunet_tensor_t *con
     return st;
 }
 
-lunet_status_t lunet_sgd_step(lunet_sgd_t *opt) { return lunet_optimizer_step((lunet_optimizer_t *)opt); }
+lunet_status_t lunet_sgd_step(lunet_sgd_t *opt)
+{
+    return lunet_optimizer_step((lunet_optimizer_t *)opt);
+}
 
 lunet_status_t lunet_sgd_zero_grad(lunet_sgd_t *opt)
 {

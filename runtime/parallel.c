@@ -59,8 +59,8 @@ void openblas_set_num_threads(int n);
 #define STATE_GEN(s) ((uint32_t)((s) >> 32))
 
 typedef struct pool {
-    int nthreads;       /* including the caller */
-    int nworkers;       /* threads started */
+    int nthreads; /* including the caller */
+    int nworkers; /* threads started */
     pthread_t *workers;
     pthread_mutex_t mu;
     pthread_cond_t wake; /* workers sleep here between regions */
@@ -84,8 +84,8 @@ typedef struct pool {
 #define WAIT_SLACK_NS 50000
 
 static pthread_mutex_t config_mu = PTHREAD_MUTEX_INITIALIZER;
-static int configured_threads;   /* 0: not decided yet */
-static pool_t *the_pool;         /* started lazily, under config_mu */
+static int configured_threads; /* 0: not decided yet */
+static pool_t *the_pool;       /* started lazily, under config_mu */
 static atomic_flag region_busy = ATOMIC_FLAG_INIT;
 static _Thread_local bool in_region;
 
@@ -162,7 +162,7 @@ static void *worker_main(void *arg)
 {
     pool_t *p = arg;
     uint32_t seen = 0; /* the generation pool_start left: a late start misses nothing */
-    in_region = true; /* a block that calls lunet_parallel_for runs it serially */
+    in_region = true;  /* a block that calls lunet_parallel_for runs it serially */
     for (;;) {
         /* wait for a new region: spin briefly, then sleep */
         int64_t t0 = now_ns();
@@ -195,7 +195,8 @@ static void pool_stop(pool_t *p)
         return;
     pthread_mutex_lock(&p->mu);
     atomic_store(&p->stop, true);
-    atomic_store(&p->state, ((uint64_t)(STATE_GEN(atomic_load(&p->state)) + 1) << 32) | STATE_CLOSED);
+    atomic_store(&p->state,
+                 ((uint64_t)(STATE_GEN(atomic_load(&p->state)) + 1) << 32) | STATE_CLOSED);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     for (int i = 0; i < p->nworkers; i++)
@@ -287,8 +288,8 @@ lunet_status_t lunet_set_num_threads(int n)
         return lunet_error_set(LUNET_STATUS_RUNTIME, "set_num_threads expects a positive integer");
     if (in_region)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "set_num_threads: cannot change the thread count inside a parallel "
-                          "region");
+                               "set_num_threads: cannot change the thread count inside a parallel "
+                               "region");
     if (n > MAX_THREADS)
         n = MAX_THREADS;
     /* wait until no region runs, so that the old pool can be stopped */
@@ -382,7 +383,8 @@ void lunet_parallel_for(int64_t n, int64_t grain, lunet_parallel_fn fn, void *ct
     }
     /* close the region once no worker is inside (they are leaving: no block is left) */
     uint64_t open_state = (uint64_t)gen << 32;
-    for (int i = 0; !atomic_compare_exchange_weak(&p->state, &open_state, open_state | STATE_CLOSED); i++) {
+    for (int i = 0;
+         !atomic_compare_exchange_weak(&p->state, &open_state, open_state | STATE_CLOSED); i++) {
         open_state = (uint64_t)gen << 32;
         if (i > 1000)
             sched_yield();

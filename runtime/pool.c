@@ -31,19 +31,19 @@ void lunet_pool2d_options_init(lunet_pool2d_options_t *o, int64_t kh, int64_t kw
 }
 
 /* PyTorch's pooling_output_shape, with its checks. */
-static lunet_status_t output_size(int64_t *out, int64_t in, int64_t k, int64_t pad,
-                                  int64_t stride, int64_t dil, bool ceil_mode)
+static lunet_status_t output_size(int64_t *out, int64_t in, int64_t k, int64_t pad, int64_t stride,
+                                  int64_t dil, bool ceil_mode)
 {
     if (stride == 0)
         return lunet_error_set(LUNET_STATUS_RUNTIME, "stride should not be zero");
     if (pad < 0)
         return lunet_error_set(LUNET_STATUS_RUNTIME, "pad must be non-negative, but got pad: %lld",
-                          (long long)pad);
+                               (long long)pad);
     if (pad > k / 2)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "pad should be at most half of kernel size, but got pad=%lld and "
-                          "kernel_size=%lld",
-                          (long long)pad, (long long)k);
+                               "pad should be at most half of kernel size, but got pad=%lld and "
+                               "kernel_size=%lld",
+                               (long long)pad, (long long)k);
     /* in + 2 pad - dil (k - 1) - 1 [+ stride - 1], each step checked (huge options) */
     int64_t num, t, s1;
     if (__builtin_mul_overflow(pad, 2, &t) || __builtin_add_overflow(t, in - 1, &t) ||
@@ -75,12 +75,13 @@ static lunet_status_t pool_geom(pool_geom_t *g, const lunet_tensor_t *x,
     if (x->ndim != 3 && x->ndim != 4) {
         if (is_max)
             return lunet_error_set(LUNET_STATUS_RUNTIME,
-                              "non-empty 3D or 4D (batch mode) tensor expected for input");
+                                   "non-empty 3D or 4D (batch mode) tensor expected for input");
         if (x->ndim < 3)
-            return lunet_error_set(LUNET_STATUS_INDEX,
-                              "Dimension out of range (expected to be in range of [%d, %d], but "
-                              "got -3)",
-                              x->ndim ? -x->ndim : -1, x->ndim ? x->ndim - 1 : 0);
+            return lunet_error_set(
+                LUNET_STATUS_INDEX,
+                "Dimension out of range (expected to be in range of [%d, %d], but "
+                "got -3)",
+                x->ndim ? -x->ndim : -1, x->ndim ? x->ndim - 1 : 0);
     }
     int64_t dh = is_max ? o->dilation[0] : 1, dw = is_max ? o->dilation[1] : 1;
     int64_t H = x->ndim >= 2 ? x->shape[x->ndim - 2] : 0, W = x->shape[x->ndim - 1];
@@ -90,35 +91,36 @@ static lunet_status_t pool_geom(pool_geom_t *g, const lunet_tensor_t *x,
         return st;
     if (o->kernel[0] <= 0 || o->kernel[1] <= 0)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "kernel size should be greater than zero, but got kH: %lld kW: %lld",
-                          (long long)o->kernel[0], (long long)o->kernel[1]);
+                               "kernel size should be greater than zero, but got kH: %lld kW: %lld",
+                               (long long)o->kernel[0], (long long)o->kernel[1]);
     if (o->stride[0] <= 0 || o->stride[1] <= 0)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "stride should be greater than zero, but got dH: %lld dW: %lld",
-                          (long long)o->stride[0], (long long)o->stride[1]);
+                               "stride should be greater than zero, but got dH: %lld dW: %lld",
+                               (long long)o->stride[0], (long long)o->stride[1]);
     if (dh <= 0 || dw <= 0)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "dilation should be greater than zero, but got dilationH: %lld "
-                          "dilationW: %lld",
-                          (long long)dh, (long long)dw);
+                               "dilation should be greater than zero, but got dilationH: %lld "
+                               "dilationW: %lld",
+                               (long long)dh, (long long)dw);
     int nd = x->ndim;
     bool valid = x->shape[nd - 3] != 0 && x->shape[nd - 2] != 0;
     if (!((nd == 3 && x->shape[0] != 0 && valid) || (nd == 4 && valid && x->shape[3] != 0))) {
         char b[LUNET_SHAPE_BUF];
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "Expected 3D or 4D (batch mode) tensor with optional 0 dim batch size "
-                          "for input, but got:%s",
-                          lunet_shape_str(b, sizeof b, nd, x->shape));
+        return lunet_error_set(
+            LUNET_STATUS_RUNTIME,
+            "Expected 3D or 4D (batch mode) tensor with optional 0 dim batch size "
+            "for input, but got:%s",
+            lunet_shape_str(b, sizeof b, nd, x->shape));
     }
     if (OH < 1 || OW < 1)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "Given input size: (%lldx%lldx%lld). Calculated output size: "
-                          "(%lldx%lldx%lld). Output size is too small",
-                          (long long)x->shape[nd - 3], (long long)H, (long long)W,
-                          (long long)x->shape[nd - 3], (long long)OH, (long long)OW);
+                               "Given input size: (%lldx%lldx%lld). Calculated output size: "
+                               "(%lldx%lldx%lld). Output size is too small",
+                               (long long)x->shape[nd - 3], (long long)H, (long long)W,
+                               (long long)x->shape[nd - 3], (long long)OH, (long long)OW);
     if (!lunet_dtype_is_floating(x->dtype))
         return lunet_error_set(LUNET_STATUS_RUNTIME, "\"%s\" not implemented for '%s'", name,
-                          lunet_dtype_torch_name(x->dtype));
+                               lunet_dtype_torch_name(x->dtype));
     g->planes = nd == 4 ? x->shape[0] * x->shape[1] : x->shape[0];
     g->H = H, g->W = W, g->OH = OH, g->OW = OW;
     return LUNET_OK;
@@ -249,9 +251,9 @@ static void max_pool_blocks(void *ctx, int64_t c0, int64_t c1)
 
 static void options_to_args(lunet_op_args_t *a, const lunet_pool2d_options_t *o)
 {
-    int64_t v[12] = {o->kernel[0],   o->kernel[1],   o->stride[0],       o->stride[1],
-                     o->padding[0],  o->padding[1],  o->dilation[0],     o->dilation[1],
-                     o->ceil_mode,   o->count_include_pad, o->divisor_override, 0};
+    int64_t v[12] = {o->kernel[0],  o->kernel[1],         o->stride[0],        o->stride[1],
+                     o->padding[0], o->padding[1],        o->dilation[0],      o->dilation[1],
+                     o->ceil_mode,  o->count_include_pad, o->divisor_override, 0};
     memcpy(a->i, v, sizeof v);
 }
 
@@ -274,12 +276,14 @@ lunet_status_t lunet_nn_max_pool2d(lunet_tensor_t **out, lunet_tensor_t **indice
     lunet_status_t st = pool_geom(&g, x, o, true);
     if (st)
         return st;
-    if ((st = lunet_tensor_contiguous(&xc, x)) ||
-        (st = pool_output(&y, x, g.OH, g.OW, x->dtype)) ||
+    if ((st = lunet_tensor_contiguous(&xc, x)) || (st = pool_output(&y, x, g.OH, g.OW, x->dtype)) ||
         (st = pool_output(&ind, x, g.OH, g.OW, LUNET_DTYPE_INT64)))
         goto done;
-    pool_job_t job = {.y = lunet_tensor_data(y), .ind = lunet_tensor_data(ind),
-                      .x = lunet_tensor_data(xc), .g = &g, .o = o,
+    pool_job_t job = {.y = lunet_tensor_data(y),
+                      .ind = lunet_tensor_data(ind),
+                      .x = lunet_tensor_data(xc),
+                      .g = &g,
+                      .o = o,
                       .f64 = x->dtype == LUNET_DTYPE_FLOAT64};
     lunet_parallel_for(g.planes, plane_grain(&g), max_pool_blocks, &job);
     lunet_op_args_t args = {.name = NULL};
@@ -314,8 +318,8 @@ static void max_pool_back_blocks(void *ctx, int64_t c0, int64_t c1)
 }
 
 lunet_status_t lunet_nn_max_pool2d_backward(lunet_tensor_t **dx, lunet_tensor_t *g,
-                                            lunet_tensor_t *indices, int ndim,
-                                            const int64_t *shape, lunet_dtype_t dt)
+                                            lunet_tensor_t *indices, int ndim, const int64_t *shape,
+                                            lunet_dtype_t dt)
 {
     lunet_tensor_t *gc = NULL, *r = NULL;
     lunet_status_t st;
@@ -326,8 +330,11 @@ lunet_status_t lunet_nn_max_pool2d_backward(lunet_tensor_t **dx, lunet_tensor_t 
                        .W = shape[ndim - 1],
                        .OH = indices->shape[ndim - 2],
                        .OW = indices->shape[ndim - 1]};
-    pool_job_t job = {.y = lunet_tensor_data(r), .ind = lunet_tensor_data(indices),
-                      .x = lunet_tensor_data(gc), .g = &geo, .f64 = dt == LUNET_DTYPE_FLOAT64};
+    pool_job_t job = {.y = lunet_tensor_data(r),
+                      .ind = lunet_tensor_data(indices),
+                      .x = lunet_tensor_data(gc),
+                      .g = &geo,
+                      .f64 = dt == LUNET_DTYPE_FLOAT64};
     lunet_parallel_for(geo.planes, plane_grain(&geo), max_pool_back_blocks, &job);
     *dx = r;
     r = NULL;
@@ -348,8 +355,10 @@ INLINE bool avg_window(avg_window_t *w, int64_t oh, int64_t ow, const pool_geom_
                        const lunet_pool2d_options_t *o)
 {
     int64_t hs = oh * o->stride[0] - o->padding[0], ws = ow * o->stride[1] - o->padding[1];
-    int64_t he = hs + o->kernel[0] < g->H + o->padding[0] ? hs + o->kernel[0] : g->H + o->padding[0];
-    int64_t we = ws + o->kernel[1] < g->W + o->padding[1] ? ws + o->kernel[1] : g->W + o->padding[1];
+    int64_t he = hs + o->kernel[0] < g->H + o->padding[0] ? hs + o->kernel[0]
+                                                          : g->H + o->padding[0];
+    int64_t we = ws + o->kernel[1] < g->W + o->padding[1] ? ws + o->kernel[1]
+                                                          : g->W + o->padding[1];
     int64_t pool_size = (he - hs) * (we - ws);
     hs = hs > 0 ? hs : 0, ws = ws > 0 ? ws : 0;
     he = he < g->H ? he : g->H, we = we < g->W ? we : g->W;
@@ -441,10 +450,12 @@ lunet_status_t lunet_nn_avg_pool2d(lunet_tensor_t **out, lunet_tensor_t *x,
     lunet_status_t st = pool_geom(&g, x, &ov, false);
     if (st)
         return st;
-    if ((st = lunet_tensor_contiguous(&xc, x)) ||
-        (st = pool_output(&y, x, g.OH, g.OW, x->dtype)))
+    if ((st = lunet_tensor_contiguous(&xc, x)) || (st = pool_output(&y, x, g.OH, g.OW, x->dtype)))
         goto done;
-    pool_job_t job = {.y = lunet_tensor_data(y), .x = lunet_tensor_data(xc), .g = &g, .o = &ov,
+    pool_job_t job = {.y = lunet_tensor_data(y),
+                      .x = lunet_tensor_data(xc),
+                      .g = &g,
+                      .o = &ov,
                       .f64 = x->dtype == LUNET_DTYPE_FLOAT64};
     lunet_parallel_for(g.planes, plane_grain(&g), avg_pool_blocks, &job);
     lunet_op_args_t args = {.name = NULL};
@@ -511,7 +522,10 @@ lunet_status_t lunet_nn_avg_pool2d_backward(lunet_tensor_t **dx, lunet_tensor_t 
                      .W = shape[ndim - 1],
                      .OH = gy->shape[ndim - 2],
                      .OW = gy->shape[ndim - 1]};
-    pool_job_t job = {.y = lunet_tensor_data(r), .x = lunet_tensor_data(gc), .g = &g, .o = o,
+    pool_job_t job = {.y = lunet_tensor_data(r),
+                      .x = lunet_tensor_data(gc),
+                      .g = &g,
+                      .o = o,
                       .f64 = dt == LUNET_DTYPE_FLOAT64};
     lunet_parallel_for(g.planes, plane_grain(&g), avg_back_blocks, &job);
     *dx = r;
@@ -556,30 +570,32 @@ INLINE void adaptive_body(void *y, const void *x, const pool_geom_t *g, bool f64
         }
 }
 
-lunet_status_t lunet_nn_adaptive_avg_pool2d(lunet_tensor_t **out, lunet_tensor_t *x,
-                                            int64_t oh, int64_t ow)
+lunet_status_t lunet_nn_adaptive_avg_pool2d(lunet_tensor_t **out, lunet_tensor_t *x, int64_t oh,
+                                            int64_t ow)
 {
     char b[LUNET_SHAPE_BUF];
     if (x->ndim != 3 && x->ndim != 4)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "adaptive_avg_pool2d(): Expected 3D or 4D tensor, but got %s",
-                          lunet_shape_str(b, sizeof b, x->ndim, x->shape));
+                               "adaptive_avg_pool2d(): Expected 3D or 4D tensor, but got %s",
+                               lunet_shape_str(b, sizeof b, x->ndim, x->shape));
     if (oh < 0 || ow < 0)
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "adaptive_avg_pool2d: elements of output_size must be greater than or "
-                          "equal to 0 but received {%lld, %lld}",
-                          (long long)oh, (long long)ow);
+        return lunet_error_set(
+            LUNET_STATUS_RUNTIME,
+            "adaptive_avg_pool2d: elements of output_size must be greater than or "
+            "equal to 0 but received {%lld, %lld}",
+            (long long)oh, (long long)ow);
     for (int d = 1; d < x->ndim; d++)
         if (x->shape[d] == 0)
-            return lunet_error_set(LUNET_STATUS_RUNTIME,
-                              "adaptive_avg_pool2d(): Expected input to have non-zero size for "
-                              "non-batch dimensions, but input has sizes %s with dimension %d "
-                              "being empty",
-                              lunet_shape_str(b, sizeof b, x->ndim, x->shape), d);
+            return lunet_error_set(
+                LUNET_STATUS_RUNTIME,
+                "adaptive_avg_pool2d(): Expected input to have non-zero size for "
+                "non-batch dimensions, but input has sizes %s with dimension %d "
+                "being empty",
+                lunet_shape_str(b, sizeof b, x->ndim, x->shape), d);
     if (!lunet_dtype_is_floating(x->dtype))
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "\"adaptive_avg_pool2d\" not implemented for '%s'",
-                          lunet_dtype_torch_name(x->dtype));
+                               "\"adaptive_avg_pool2d\" not implemented for '%s'",
+                               lunet_dtype_torch_name(x->dtype));
     if (oh == 1 && ow == 1) { /* PyTorch takes a mean over (H, W) here ("MeanBackward1") */
         int64_t dims[2] = {-1, -2};
         return lunet_tensor_reduce(out, NULL, LUNET_REDUCE_MEAN, x, 2, dims, true);

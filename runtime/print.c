@@ -107,10 +107,15 @@ static double load_float(const char *p, lunet_dtype_t dt)
 static int format_integer(char *out, const char *p, lunet_dtype_t dt)
 {
     switch (dt) {
-    case LUNET_DTYPE_INT64: return snprintf(out, ELEM_BUF, "%lld", (long long)*(const int64_t *)p);
-    case LUNET_DTYPE_UINT8: return snprintf(out, ELEM_BUF, "%u", (unsigned)*(const uint8_t *)p);
-    case LUNET_DTYPE_BOOL: return snprintf(out, ELEM_BUF, "%s", *(const uint8_t *)p ? "True" : "False");
-    default: out[0] = '\0'; return 0;
+    case LUNET_DTYPE_INT64:
+        return snprintf(out, ELEM_BUF, "%lld", (long long)*(const int64_t *)p);
+    case LUNET_DTYPE_UINT8:
+        return snprintf(out, ELEM_BUF, "%u", (unsigned)*(const uint8_t *)p);
+    case LUNET_DTYPE_BOOL:
+        return snprintf(out, ELEM_BUF, "%s", *(const uint8_t *)p ? "True" : "False");
+    default:
+        out[0] = '\0';
+        return 0;
     }
 }
 
@@ -216,7 +221,8 @@ static void formatter_init(formatter_t *f, const lunet_tensor_t *t, bool summari
 static void put_item(strbuf_t *b, const formatter_t *f, const char *p)
 {
     char s[ELEM_BUF];
-    int n = f->floating ? format_float(s, f, load_float(p, f->dtype)) : format_integer(s, p, f->dtype);
+    int n = f->floating ? format_float(s, f, load_float(p, f->dtype))
+                        : format_integer(s, p, f->dtype);
     sb_spaces(b, f->width - n);
     sb_putn(b, s, (size_t)n);
 }
@@ -301,7 +307,8 @@ static void put_suffix(strbuf_t *b, size_t *last, int indent, const char *s)
 lunet_status_t lunet_tensor_format(char **text, lunet_tensor_t *t, const char *dtype_prefix)
 {
     if (!text || !t)
-        return lunet_error_set(LUNET_STATUS_VALUE, "tensor format: %s is NULL", !text ? "text" : "tensor");
+        return lunet_error_set(LUNET_STATUS_VALUE, "tensor format: %s is NULL",
+                               !text ? "text" : "tensor");
     if (!dtype_prefix)
         dtype_prefix = "torch.";
     static const char prefix[] = "tensor(";
@@ -360,7 +367,8 @@ lunet_status_t lunet_tensor_format(char **text, lunet_tensor_t *t, const char *d
 lunet_status_t lunet_size_format(char **text, int ndim, const int64_t *shape, const char *prefix)
 {
     if (!text || ndim < 0 || (ndim > 0 && !shape))
-        return lunet_error_set(LUNET_STATUS_VALUE, "size format: invalid arguments (ndim %d)", ndim);
+        return lunet_error_set(LUNET_STATUS_VALUE, "size format: invalid arguments (ndim %d)",
+                               ndim);
     if (!prefix)
         prefix = "torch.";
     strbuf_t b = {0};

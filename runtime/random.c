@@ -237,7 +237,7 @@ static lunet_status_t gen_buffer(void **buf, lunet_tensor_t *x, const char *op)
     void *p = malloc((size_t)x->numel * lunet_dtype_size(x->dtype));
     if (!p)
         return lunet_error_set(LUNET_STATUS_NOMEM, "%s: out of memory for %lld elements", op,
-                          (long long)x->numel);
+                               (long long)x->numel);
     *buf = p;
     return LUNET_OK;
 }
@@ -323,26 +323,28 @@ lunet_status_t lunet_tensor_uniform_(lunet_tensor_t *x, lunet_generator_t *g, do
 {
     if (x->dtype != LUNET_DTYPE_FLOAT32 && x->dtype != LUNET_DTYPE_FLOAT64)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "\"check_uniform_bounds\" not implemented for '%s'",
-                          lunet_dtype_torch_name(x->dtype));
+                               "\"check_uniform_bounds\" not implemented for '%s'",
+                               lunet_dtype_torch_name(x->dtype));
     bool f32 = x->dtype == LUNET_DTYPE_FLOAT32;
     double lim = f32 ? FLT_MAX : DBL_MAX;
     if (!(a >= -lim && a <= lim))
         return lunet_error_set(LUNET_STATUS_RUNTIME, "from is out of bounds for %s",
-                          f32 ? "float" : "double");
+                               f32 ? "float" : "double");
     if (!(b >= -lim && b <= lim))
         return lunet_error_set(LUNET_STATUS_RUNTIME, "to is out of bounds for %s",
-                          f32 ? "float" : "double");
+                               f32 ? "float" : "double");
     if (a > b)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "uniform_ expects to return a [from, to) range, but found from=%g > "
-                          "to=%g", a, b);
+                               "uniform_ expects to return a [from, to) range, but found from=%g > "
+                               "to=%g",
+                               a, b);
     double width = f32 ? (double)((float)b - (float)a) : b - a;
     if (!(width <= lim))
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "uniform_ expects to-from <= std::numeric_limits<%s>::max(), but found "
-                          "to=%g and from=%g which result in to-from to exceed the limit",
-                          lunet_dtype_torch_name(x->dtype), b, a);
+        return lunet_error_set(
+            LUNET_STATUS_RUNTIME,
+            "uniform_ expects to-from <= std::numeric_limits<%s>::max(), but found "
+            "to=%g and from=%g which result in to-from to exceed the limit",
+            lunet_dtype_torch_name(x->dtype), b, a);
     lunet_status_t st = check_target(x, "uniform_");
     if (st)
         return st;
@@ -503,8 +505,8 @@ static void normal_fill_f32_portable(float *d, int64_t n, lunet_generator_t *g, 
 
 #if RNG_HAVE_FMA_TARGET
 __attribute__((target("fma"))) static void normal_fill_f32_fma(float *d, int64_t n,
-                                                               lunet_generator_t *g,
-                                                               float mean, float std)
+                                                               lunet_generator_t *g, float mean,
+                                                               float std)
 {
     normal_fill_f32_body(d, n, g, mean, std);
 }
@@ -538,11 +540,12 @@ lunet_status_t lunet_tensor_normal_(lunet_tensor_t *x, lunet_generator_t *g, dou
                                     double std)
 {
     if (x->dtype != LUNET_DTYPE_FLOAT32 && x->dtype != LUNET_DTYPE_FLOAT64)
-        return lunet_error_set(LUNET_STATUS_RUNTIME, "\"normal_kernel_cpu\" not implemented for '%s'",
-                          lunet_dtype_torch_name(x->dtype));
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
+                               "\"normal_kernel_cpu\" not implemented for '%s'",
+                               lunet_dtype_torch_name(x->dtype));
     if (std < 0.0)
         return lunet_error_set(LUNET_STATUS_RUNTIME, "normal expects std >= 0.0, but found std %g",
-                          std);
+                               std);
     lunet_status_t st = check_target(x, "normal_");
     if (st)
         return st;
@@ -601,16 +604,22 @@ lunet_status_t lunet_tensor_random_int_(lunet_tensor_t *x, lunet_generator_t *g,
 {
     if (low >= high)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "random_ expects 'from' to be less than 'to', but got from=%lld >= "
-                          "to=%lld", (long long)low, (long long)high);
+                               "random_ expects 'from' to be less than 'to', but got from=%lld >= "
+                               "to=%lld",
+                               (long long)low, (long long)high);
     // The bounds each dtype can hold (float types: the exactly representable integers
     // are only a warning in PyTorch, the float range is far beyond int64).
     int64_t lo = INT64_MIN, hi = INT64_MAX;
     const char *cname = "long";
     switch (x->dtype) {
-    case LUNET_DTYPE_UINT8: lo = 0, hi = 255, cname = "unsigned char"; break;
-    case LUNET_DTYPE_BOOL: lo = 0, hi = 1, cname = "bool"; break;
-    default: break;
+    case LUNET_DTYPE_UINT8:
+        lo = 0, hi = 255, cname = "unsigned char";
+        break;
+    case LUNET_DTYPE_BOOL:
+        lo = 0, hi = 1, cname = "bool";
+        break;
+    default:
+        break;
     }
     if (low < lo || low > hi)
         return lunet_error_set(LUNET_STATUS_RUNTIME, "from is out of bounds for %s", cname);
@@ -631,12 +640,23 @@ lunet_status_t lunet_tensor_random_int_(lunet_tensor_t *x, lunet_generator_t *g,
         uint64_t r = wide ? mt_random64(g) : mt_random32(g);
         int64_t v = (int64_t)(r % range + (uint64_t)low);
         switch (x->dtype) {
-        case LUNET_DTYPE_INT64: ((int64_t *)buf)[i] = v; break;
-        case LUNET_DTYPE_FLOAT32: ((float *)buf)[i] = (float)v; break;
-        case LUNET_DTYPE_FLOAT64: ((double *)buf)[i] = (double)v; break;
-        case LUNET_DTYPE_UINT8: ((uint8_t *)buf)[i] = (uint8_t)v; break;
-        case LUNET_DTYPE_BOOL: ((uint8_t *)buf)[i] = v != 0; break;
-        default: break;
+        case LUNET_DTYPE_INT64:
+            ((int64_t *)buf)[i] = v;
+            break;
+        case LUNET_DTYPE_FLOAT32:
+            ((float *)buf)[i] = (float)v;
+            break;
+        case LUNET_DTYPE_FLOAT64:
+            ((double *)buf)[i] = (double)v;
+            break;
+        case LUNET_DTYPE_UINT8:
+            ((uint8_t *)buf)[i] = (uint8_t)v;
+            break;
+        case LUNET_DTYPE_BOOL:
+            ((uint8_t *)buf)[i] = v != 0;
+            break;
+        default:
+            break;
         }
     }
     lunet_generator_unlock(g);
@@ -648,8 +668,8 @@ lunet_status_t lunet_tensor_randperm(lunet_tensor_t **out, lunet_generator_t *g,
 {
     if (n < 0)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "Trying to create tensor with negative dimension %lld: [%lld]",
-                          (long long)n, (long long)n);
+                               "Trying to create tensor with negative dimension %lld: [%lld]",
+                               (long long)n, (long long)n);
     lunet_tensor_t *t;
     lunet_status_t st = lunet_tensor_empty(&t, LUNET_DTYPE_INT64, 1, &n);
     if (st)

@@ -210,29 +210,34 @@ lunet_status_t lunet_tensor_reduce(lunet_tensor_t **out, lunet_tensor_t **indice
             return st;
         if (x->ndim > 0 && reduced[d])
             return lunet_error_set(LUNET_STATUS_RUNTIME,
-                              "dim %d appears multiple times in the list of dims", d);
+                                   "dim %d appears multiple times in the list of dims", d);
         reduced[d] = true;
     }
     bool extreme = op == LUNET_REDUCE_MAX || op == LUNET_REDUCE_MIN || op == LUNET_REDUCE_ARGMAX ||
                    op == LUNET_REDUCE_ARGMIN;
     if (extreme && ndims > 1)
-        return lunet_error_set(LUNET_STATUS_RUNTIME, "%s: expected a single dim, got %d", name, ndims);
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "%s: expected a single dim, got %d", name,
+                               ndims);
     if (op == LUNET_REDUCE_MEAN && !lunet_dtype_is_floating(x->dtype))
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "mean(): could not infer output dtype. Input dtype must be either a "
-                          "floating point or complex dtype. Got: %s",
-                          lunet_dtype_torch_name(x->dtype));
+                               "mean(): could not infer output dtype. Input dtype must be either a "
+                               "floating point or complex dtype. Got: %s",
+                               lunet_dtype_torch_name(x->dtype));
     if (extreme && x->numel == 0) {
         if (all)
-            return lunet_error_set(op <= LUNET_REDUCE_MIN ? LUNET_STATUS_RUNTIME : LUNET_STATUS_INDEX,
-                              "%s(): Expected reduction dim to be specified for input.numel() == "
-                              "0.%s", name,
-                              op <= LUNET_REDUCE_MIN ? " Specify the reduction dim with the 'dim' "
-                                                       "argument." : "");
+            return lunet_error_set(
+                op <= LUNET_REDUCE_MIN ? LUNET_STATUS_RUNTIME : LUNET_STATUS_INDEX,
+                "%s(): Expected reduction dim to be specified for input.numel() == "
+                "0.%s",
+                name,
+                op <= LUNET_REDUCE_MIN ? " Specify the reduction dim with the 'dim' "
+                                         "argument."
+                                       : "");
         for (int d = 0; d < x->ndim; d++)
             if (reduced[d] && x->shape[d] == 0)
                 return lunet_error_set(LUNET_STATUS_INDEX,
-                                  "%s(): Expected reduction dim %d to have non-zero size.", name, d);
+                                       "%s(): Expected reduction dim %d to have non-zero size.",
+                                       name, d);
     }
 
     /* geometry: kept dims then reduced dims */
@@ -281,18 +286,25 @@ lunet_status_t lunet_tensor_reduce(lunet_tensor_t **out, lunet_tensor_t **indice
         goto done;
 
     if (r == 0) {
-        double v = op == LUNET_REDUCE_MEAN ? NAN : (op == LUNET_REDUCE_PROD || op == LUNET_REDUCE_ALL) ? 1 : 0;
+        double v = op == LUNET_REDUCE_MEAN                               ? NAN
+                   : (op == LUNET_REDUCE_PROD || op == LUNET_REDUCE_ALL) ? 1
+                                                                         : 0;
         if ((st = lunet_tensor_fill_(y, v)))
             goto done;
-    } else if (x->dtype == LUNET_DTYPE_FLOAT32 && (op == LUNET_REDUCE_SUM || op == LUNET_REDUCE_MEAN)) {
+    } else if (x->dtype == LUNET_DTYPE_FLOAT32 &&
+               (op == LUNET_REDUCE_SUM || op == LUNET_REDUCE_MEAN)) {
         sum_f32(lunet_tensor_data(xc), lunet_tensor_data(y), m, r, op == LUNET_REDUCE_MEAN);
-    } else if (x->dtype == LUNET_DTYPE_FLOAT64 && (op == LUNET_REDUCE_SUM || op == LUNET_REDUCE_MEAN)) {
+    } else if (x->dtype == LUNET_DTYPE_FLOAT64 &&
+               (op == LUNET_REDUCE_SUM || op == LUNET_REDUCE_MEAN)) {
         sum_f64(lunet_tensor_data(xc), lunet_tensor_data(y), m, r, op == LUNET_REDUCE_MEAN);
     } else if (x->dtype == LUNET_DTYPE_FLOAT32 && extreme) {
         bool want_max = op == LUNET_REDUCE_MAX || op == LUNET_REDUCE_ARGMAX;
         bool arg = op == LUNET_REDUCE_ARGMAX || op == LUNET_REDUCE_ARGMIN;
         max_f32(lunet_tensor_data(xc), arg ? NULL : lunet_tensor_data(y),
-                arg ? lunet_tensor_data(y) : idx ? lunet_tensor_data(idx) : NULL, m, r, want_max);
+                arg   ? lunet_tensor_data(y)
+                : idx ? lunet_tensor_data(idx)
+                      : NULL,
+                m, r, want_max);
     } else {
         generic_reduce(op, xc, y, idx, m, r);
     }
@@ -307,8 +319,8 @@ lunet_status_t lunet_tensor_reduce(lunet_tensor_t **out, lunet_tensor_t **indice
         if (op == LUNET_REDUCE_SUM || op == LUNET_REDUCE_MEAN) {
             args.name = op == LUNET_REDUCE_SUM ? (all ? "SumBackward0" : "SumBackward1")
                                                : (all ? "MeanBackward0" : "MeanBackward1");
-            st = lunet_autograd_record(y, op == LUNET_REDUCE_SUM ? LUNET_OP_SUM : LUNET_OP_MEAN,
-                                       1, in, NULL, &args);
+            st = lunet_autograd_record(y, op == LUNET_REDUCE_SUM ? LUNET_OP_SUM : LUNET_OP_MEAN, 1,
+                                       in, NULL, &args);
         } else if ((op == LUNET_REDUCE_MAX || op == LUNET_REDUCE_MIN) && all) {
             args.name = op == LUNET_REDUCE_MAX ? "MaxBackward1" : "MinBackward1";
             st = lunet_autograd_record(y, LUNET_OP_MAX_ALL, 1, in, NULL, &args);
@@ -387,7 +399,8 @@ lunet_status_t lunet_prod_backward(lunet_tensor_t **dx, lunet_tensor_t *g, lunet
     for (int64_t i = 0; i < m; i++) {
         double gi = lunet_tensor_get(gc, i), left = 1;
         char *orow = (char *)lunet_tensor_data(out) + (size_t)(i * r) * lunet_dtype_size(x->dtype);
-        const char *xrow = (const char *)lunet_tensor_data(xc) + (size_t)(i * r) * lunet_dtype_size(x->dtype);
+        const char *xrow = (const char *)lunet_tensor_data(xc) +
+                           (size_t)(i * r) * lunet_dtype_size(x->dtype);
         size_t es = lunet_dtype_size(x->dtype);
         for (int64_t j = 0; j < r; j++) { /* prefix products first */
             lunet_dtype_store(orow + (size_t)j * es, x->dtype, left);

@@ -53,8 +53,7 @@ enum {
 
 /* dtype codes of the file, fixed whatever the enum's order becomes. */
 static const lunet_dtype_t FILE_DTYPES[] = {LUNET_DTYPE_FLOAT32, LUNET_DTYPE_FLOAT64,
-                                           LUNET_DTYPE_INT64, LUNET_DTYPE_UINT8,
-                                           LUNET_DTYPE_BOOL};
+                                            LUNET_DTYPE_INT64, LUNET_DTYPE_UINT8, LUNET_DTYPE_BOOL};
 #define N_FILE_DTYPES ((int)(sizeof FILE_DTYPES / sizeof FILE_DTYPES[0]))
 
 static int dtype_code(lunet_dtype_t dt)
@@ -228,7 +227,7 @@ static lunet_status_t map_reserve(lunet_value_t *m, size_t need)
     lunet_value_entry_t *e = realloc(m->u.map.entries, cap * sizeof *e);
     if (!e)
         return lunet_error_set(LUNET_STATUS_NOMEM, "value_map_put: out of memory (%zu entries)",
-                          cap);
+                               cap);
     m->u.map.entries = e;
     m->u.map.cap = cap;
     return LUNET_OK;
@@ -259,8 +258,7 @@ lunet_status_t lunet_value_map_put(lunet_value_t *map, lunet_value_t *key, lunet
     return LUNET_OK;
 }
 
-lunet_status_t lunet_value_map_put_str(lunet_value_t *map, const char *key,
-                                       lunet_value_t *value)
+lunet_status_t lunet_value_map_put_str(lunet_value_t *map, const char *key, lunet_value_t *value)
 {
     lunet_value_t *k;
     lunet_status_t st = key ? lunet_value_string(&k, key, strlen(key))
@@ -407,9 +405,9 @@ typedef struct writer {
     z_stream zs;
     bool zinit;
     unsigned char out[IO_CHUNK];
-    uint64_t payload;   /* uncompressed bytes so far */
-    uint64_t stored;    /* body bytes written to the file */
-    uint64_t written;   /* file bytes written (header placeholder included) */
+    uint64_t payload; /* uncompressed bytes so far */
+    uint64_t stored;  /* body bytes written to the file */
+    uint64_t written; /* file bytes written (header placeholder included) */
     uint32_t crc;
     int64_t fault_after;
     bool little_endian;
@@ -432,15 +430,16 @@ static lunet_status_t write_fd(writer_t *w, const unsigned char *p, size_t n)
             if (errno == EINTR)
                 continue;
             return lunet_error_set(LUNET_STATUS_IO, "save: cannot write %s: %s", w->path,
-                              strerror(errno));
+                                   strerror(errno));
         }
         done += (size_t)k;
     }
     w->written += done;
     if (fault)
         return lunet_error_set(LUNET_STATUS_IO,
-                          "save: cannot write %s: simulated write failure after %lld bytes "
-                          "(LUNET_FAULT_SAVE_AFTER)", w->path, (long long)w->fault_after);
+                               "save: cannot write %s: simulated write failure after %lld bytes "
+                               "(LUNET_FAULT_SAVE_AFTER)",
+                               w->path, (long long)w->fault_after);
     return LUNET_OK;
 }
 
@@ -460,8 +459,7 @@ static lunet_status_t deflate_run(writer_t *w, int flush)
                 return st;
             w->stored += have;
         }
-        if (flush == Z_FINISH ? rc == Z_STREAM_END
-                              : (w->zs.avail_in == 0 && w->zs.avail_out != 0))
+        if (flush == Z_FINISH ? rc == Z_STREAM_END : (w->zs.avail_in == 0 && w->zs.avail_out != 0))
             return LUNET_OK;
     }
 }
@@ -486,7 +484,7 @@ static lunet_status_t set_strategy(writer_t *w, int strategy)
             break;
         if (rc != Z_BUF_ERROR || have == 0)
             return lunet_error_set(LUNET_STATUS_RUNTIME, "save: %s: zlib deflateParams failed",
-                              w->path);
+                                   w->path);
     }
     w->strategy = strategy;
     return LUNET_OK;
@@ -529,7 +527,7 @@ static lunet_status_t write_tensor(writer_t *w, lunet_tensor_t *t)
     int code = dtype_code(t->dtype);
     if (code < 0)
         return lunet_error_set(LUNET_STATUS_TYPE, "save: %s: tensor of unknown dtype at key '%s'",
-                          w->path, keypath_str(where, sizeof where, &w->kp));
+                               w->path, keypath_str(where, sizeof where, &w->kp));
     unsigned char head[3 + 8 * LUNET_MAX_DIMS];
     head[0] = (unsigned char)code;
     head[1] = t->requires_grad ? 1 : 0;
@@ -593,21 +591,21 @@ static lunet_status_t write_value(writer_t *w, const lunet_value_t *v)
     case LUNET_VALUE_TENSOR:
         if (!v->u.tensor)
             return lunet_error_set(LUNET_STATUS_VALUE, "save: %s: NULL tensor at key '%s'", w->path,
-                              keypath_str(where, sizeof where, &w->kp));
+                                   keypath_str(where, sizeof where, &w->kp));
         return write_tensor(w, v->u.tensor);
     case LUNET_VALUE_MAP: {
         if (w->kp.depth >= MAX_DEPTH)
             return lunet_error_set(LUNET_STATUS_VALUE,
-                              "save: %s: tables nested deeper than %d levels at key '%s' (a "
-                              "cycle?)", w->path, MAX_DEPTH,
-                              keypath_str(where, sizeof where, &w->kp));
+                                   "save: %s: tables nested deeper than %d levels at key '%s' (a "
+                                   "cycle?)",
+                                   w->path, MAX_DEPTH, keypath_str(where, sizeof where, &w->kp));
         const lunet_value_t *dup;
         if ((st = find_duplicate(&dup, v)))
             return st;
         if (dup) {
             w->kp.keys[w->kp.depth++] = dup;
             st = lunet_error_set(LUNET_STATUS_VALUE, "save: %s: duplicate key '%s'", w->path,
-                            keypath_str(where, sizeof where, &w->kp));
+                                 keypath_str(where, sizeof where, &w->kp));
             w->kp.depth--;
             return st;
         }
@@ -626,8 +624,8 @@ static lunet_status_t write_value(writer_t *w, const lunet_value_t *v)
         return LUNET_OK;
     }
     }
-    return lunet_error_set(LUNET_STATUS_TYPE, "save: %s: unknown value kind %d at key '%s'", w->path,
-                      (int)v->kind, keypath_str(where, sizeof where, &w->kp));
+    return lunet_error_set(LUNET_STATUS_TYPE, "save: %s: unknown value kind %d at key '%s'",
+                           w->path, (int)v->kind, keypath_str(where, sizeof where, &w->kp));
 }
 
 lunet_status_t lunet_value_save(const char *path, const lunet_value_t *v)
@@ -699,7 +697,7 @@ static lunet_status_t corrupt(reader_t *r, const char *what)
 {
     char where[512];
     return lunet_error_set(LUNET_STATUS_VALUE, "load: %s: corrupt data (%s, at key '%s')", r->path,
-                      what, keypath_str(where, sizeof where, &r->kp));
+                           what, keypath_str(where, sizeof where, &r->kp));
 }
 
 /* Inflates exactly n bytes into dst (n already checked against payload_left). */
@@ -713,12 +711,11 @@ static lunet_status_t inflate_into(reader_t *r, unsigned char *dst, size_t n)
             if (r->zs.avail_in == 0) {
                 if (r->stored_left == 0)
                     return corrupt(r, "the zlib stream ends early");
-                size_t want = r->stored_left < sizeof r->in ? (size_t)r->stored_left
-                                                            : sizeof r->in;
+                size_t want = r->stored_left < sizeof r->in ? (size_t)r->stored_left : sizeof r->in;
                 size_t got = fread(r->in, 1, want, r->f);
                 if (got != want)
                     return lunet_error_set(LUNET_STATUS_IO, "load: %s: truncated (read failed: %s)",
-                                      r->path, ferror(r->f) ? strerror(errno) : "end of file");
+                                           r->path, ferror(r->f) ? strerror(errno) : "end of file");
                 r->stored_left -= got;
                 r->zs.next_in = r->in;
                 r->zs.avail_in = (uInt)got;
@@ -730,7 +727,7 @@ static lunet_status_t inflate_into(reader_t *r, unsigned char *dst, size_t n)
                 return corrupt(r, r->zs.msg ? r->zs.msg : "bad zlib stream");
             if (rc == Z_MEM_ERROR)
                 return lunet_error_set(LUNET_STATUS_NOMEM, "load: %s: out of memory in zlib",
-                                  r->path);
+                                       r->path);
             if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR)
                 return corrupt(r, "zlib error");
         }
@@ -816,7 +813,7 @@ static lunet_status_t read_tensor(reader_t *r, lunet_value_t **out)
         char where[512], why[256];
         snprintf(why, sizeof why, "%s", lunet_error_message());
         return lunet_error_set(st, "load: %s: cannot create the tensor at key '%s': %s", r->path,
-                          keypath_str(where, sizeof where, &r->kp), why);
+                               keypath_str(where, sizeof where, &r->kp), why);
     }
     size_t nbytes = (size_t)numel * esz;
     unsigned char *data = lunet_tensor_data(t);
@@ -968,40 +965,42 @@ static lunet_status_t check_header(reader_t *r, const unsigned char *h, uint64_t
     const char *p = r->path;
     if (size == 0)
         return lunet_error_set(LUNET_STATUS_VALUE, "load: %s: not a Lunet file (the file is empty)",
-                          p);
+                               p);
     size_t have = size < HEADER_SIZE ? (size_t)size : HEADER_SIZE;
     if (memcmp(h, MAGIC, have < 6 ? have : 6) != 0)
         return lunet_error_set(LUNET_STATUS_VALUE,
-                          "load: %s: not a Lunet file (it does not start with \"LUNET\\0\")", p);
+                               "load: %s: not a Lunet file (it does not start with \"LUNET\\0\")",
+                               p);
     if (size < HEADER_SIZE)
         return lunet_error_set(LUNET_STATUS_VALUE,
-                          "load: %s: truncated (%llu bytes, shorter than the %d-byte header)", p,
-                          (unsigned long long)size, HEADER_SIZE);
+                               "load: %s: truncated (%llu bytes, shorter than the %d-byte header)",
+                               p, (unsigned long long)size, HEADER_SIZE);
     uint16_t version = get_u16(h + 6);
     if (version != FORMAT_VERSION)
         return lunet_error_set(LUNET_STATUS_VALUE,
-                          "load: %s: unsupported version %u (this build reads version %d)", p,
-                          version, FORMAT_VERSION);
+                               "load: %s: unsupported version %u (this build reads version %d)", p,
+                               version, FORMAT_VERSION);
     if (get_u32(h + 32) != (uint32_t)crc32(crc32(0L, Z_NULL, 0), h, 32))
         return lunet_error_set(LUNET_STATUS_VALUE, "load: %s: corrupt data (header checksum)", p);
     uint32_t flags = get_u32(h + 8);
     if (flags != FLAG_ZLIB)
         return lunet_error_set(LUNET_STATUS_VALUE,
-                          "load: %s: unsupported flags 0x%x (this build reads 0x1)", p, flags);
+                               "load: %s: unsupported flags 0x%x (this build reads 0x1)", p, flags);
     uint64_t payload = get_u64(h + 12), stored = get_u64(h + 20);
     if (size - HEADER_SIZE < stored)
         return lunet_error_set(LUNET_STATUS_VALUE,
-                          "load: %s: truncated (%llu bytes, the header says %llu)", p,
-                          (unsigned long long)size,
-                          (unsigned long long)(stored + HEADER_SIZE));
+                               "load: %s: truncated (%llu bytes, the header says %llu)", p,
+                               (unsigned long long)size,
+                               (unsigned long long)(stored + HEADER_SIZE));
     if (size - HEADER_SIZE > stored)
         return lunet_error_set(LUNET_STATUS_VALUE,
-                          "load: %s: corrupt data (%llu bytes after the end of the data)", p,
-                          (unsigned long long)(size - HEADER_SIZE - stored));
+                               "load: %s: corrupt data (%llu bytes after the end of the data)", p,
+                               (unsigned long long)(size - HEADER_SIZE - stored));
     if (payload == 0 || stored < 8 || payload / ZLIB_MAX_RATIO > stored)
-        return lunet_error_set(LUNET_STATUS_VALUE,
-                          "load: %s: corrupt data (payload of %llu bytes in %llu stored bytes)",
-                          p, (unsigned long long)payload, (unsigned long long)stored);
+        return lunet_error_set(
+            LUNET_STATUS_VALUE,
+            "load: %s: corrupt data (payload of %llu bytes in %llu stored bytes)", p,
+            (unsigned long long)payload, (unsigned long long)stored);
     r->payload_left = payload;
     r->stored_left = stored;
     return LUNET_OK;
@@ -1016,7 +1015,8 @@ static lunet_status_t finish_stream(reader_t *r)
             size_t want = r->stored_left < sizeof r->in ? (size_t)r->stored_left : sizeof r->in;
             size_t got = fread(r->in, 1, want, r->f);
             if (got != want)
-                return lunet_error_set(LUNET_STATUS_IO, "load: %s: truncated (read failed)", r->path);
+                return lunet_error_set(LUNET_STATUS_IO, "load: %s: truncated (read failed)",
+                                       r->path);
             r->stored_left -= got;
             r->zs.next_in = r->in;
             r->zs.avail_in = (uInt)got;
@@ -1104,11 +1104,11 @@ lunet_status_t lunet_tensors_save(const char *path, size_t n, const char *const 
 {
     if (n && (!names || !tensors))
         return lunet_error_set(LUNET_STATUS_VALUE, "save_tensors: %s: NULL names or tensors",
-                          path ? path : "");
+                               path ? path : "");
     for (size_t i = 0; i < n; i++)
         if (!names[i] || !tensors[i])
             return lunet_error_set(LUNET_STATUS_VALUE, "save_tensors: %s: entry %zu is NULL",
-                              path ? path : "", i);
+                                   path ? path : "", i);
     lunet_value_t *m, *t;
     lunet_status_t st = lunet_value_map(&m);
     for (size_t i = 0; i < n && !st; i++)
@@ -1141,9 +1141,11 @@ lunet_status_t lunet_tensors_load(size_t *n, char ***names, lunet_tensor_t ***te
         return st;
     if (v->kind != LUNET_VALUE_MAP) {
         lunet_value_free(v);
-        return lunet_error_set(LUNET_STATUS_TYPE,
-                          "load_tensors: %s: the file holds a single value, not a map of named "
-                          "tensors", path);
+        return lunet_error_set(
+            LUNET_STATUS_TYPE,
+            "load_tensors: %s: the file holds a single value, not a map of named "
+            "tensors",
+            path);
     }
     size_t count = v->u.map.count;
     char **nm = calloc(count ? count : 1, sizeof *nm);
@@ -1158,8 +1160,8 @@ lunet_status_t lunet_tensors_load(size_t *n, char ***names, lunet_tensor_t ***te
         lunet_value_entry_t *e = &v->u.map.entries[i];
         if (e->key->kind != LUNET_VALUE_STRING || e->value->kind != LUNET_VALUE_TENSOR) {
             st = lunet_error_set(LUNET_STATUS_TYPE,
-                            "load_tensors: %s: entry %zu is not a tensor under a string name",
-                            path, i);
+                                 "load_tensors: %s: entry %zu is not a tensor under a string name",
+                                 path, i);
             lunet_tensors_free(count, nm, ts);
             lunet_value_free(v);
             return st;

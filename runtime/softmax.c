@@ -33,8 +33,12 @@ static inline void exp4_f32(float *restrict e, const float *restrict x, float m,
         memcpy(&zb, &z, 4);
         float r = v - kf * 0.693145751953125f;
         r = r - kf * 1.428606765330187045e-06f;
-        float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.16666667f + r * (0.041666668f +
-                  r * (0.0083333333f + r * (0.0013888889f + r * 0.00019841270f))))));
+        float p = 1.0f +
+                  r * (1.0f +
+                       r * (0.5f + r * (0.16666667f +
+                                        r * (0.041666668f +
+                                             r * (0.0083333333f +
+                                                  r * (0.0013888889f + r * 0.00019841270f))))));
         uint32_t sb = (zb - 0x4B400000u + 127u) << 23;
         float sc;
         memcpy(&sc, &sb, 4);
@@ -46,8 +50,7 @@ static inline void exp4_f32(float *restrict e, const float *restrict x, float m,
 }
 
 // e (n) = exp((x - m) - s), x and e contiguous
-void lunet_softmax_exp_f32(float *restrict e, const float *restrict x, int64_t n, float m,
-                           float s)
+void lunet_softmax_exp_f32(float *restrict e, const float *restrict x, int64_t n, float m, float s)
 {
     int64_t i = 0;
     for (; i + 4 <= n; i += 4)
@@ -161,8 +164,7 @@ static void softmax_f64(double *y, const double *x, int64_t outer, int64_t C, in
 }
 
 /* outer, C, inner of t around dim d (0-d tensors are one slice of one element). */
-static void split_dims(const lunet_tensor_t *t, int d, int64_t *outer, int64_t *C,
-                       int64_t *inner)
+static void split_dims(const lunet_tensor_t *t, int d, int64_t *outer, int64_t *C, int64_t *inner)
 {
     *outer = 1, *C = 1, *inner = 1;
     for (int k = 0; k < t->ndim; k++) {
@@ -186,10 +188,10 @@ static lunet_status_t softmax_common(lunet_tensor_t **out, lunet_tensor_t *x, in
         /* PyTorch names the kernel it would have used: the last-dim one or the generic one */
         bool last = d == (x->ndim > 0 ? x->ndim - 1 : 0);
         return lunet_error_set(LUNET_STATUS_RUNTIME, "\"%s\" not implemented for '%s'",
-                          last ? (log_out ? "log_softmax_lastdim_kernel_impl"
-                                          : "softmax_lastdim_kernel_impl")
-                               : "softmax_kernel_impl",
-                          lunet_dtype_torch_name(x->dtype));
+                               last ? (log_out ? "log_softmax_lastdim_kernel_impl"
+                                               : "softmax_lastdim_kernel_impl")
+                                    : "softmax_kernel_impl",
+                               lunet_dtype_torch_name(x->dtype));
     }
     bool prev = lunet_set_grad_enabled(false); /* the contiguous copy is an internal detail */
     lunet_tensor_t *xc = NULL, *y = NULL;
@@ -210,7 +212,7 @@ static lunet_status_t softmax_common(lunet_tensor_t **out, lunet_tensor_t *x, in
                 lunet_tensor_release(xc);
                 lunet_tensor_release(y);
                 return lunet_error_set(LUNET_STATUS_NOMEM, "%s: out of memory for %lld classes",
-                                  log_out ? "log_softmax" : "softmax", (long long)C);
+                                       log_out ? "log_softmax" : "softmax", (long long)C);
             }
             softmax_f32(lunet_tensor_data(y), lunet_tensor_data(xc), outer, C, inner, log_out,
                         scratch);
@@ -241,27 +243,27 @@ lunet_status_t lunet_tensor_log_softmax(lunet_tensor_t **out, lunet_tensor_t *x,
  * Sums and products in double for both element types T (float, double): one body, so the
  * two kernels cannot drift apart.
  */
-#define SOFTMAX_BWD_BODY(T)                                                                \
-    for (int64_t o = 0; o < outer; o++) {                                                  \
-        for (int64_t i = 0; i < inner; i++) {                                              \
-            int64_t base = o * C * inner + i;                                              \
-            double s = 0;                                                                  \
-            if (log_out) {                                                                 \
-                for (int64_t c = 0; c < C; c++)                                            \
-                    s += g[base + c * inner];                                              \
-                for (int64_t c = 0; c < C; c++) {                                          \
-                    int64_t k = base + c * inner;                                          \
-                    dx[k] = (T)((double)g[k] - exp((double)y[k]) * s);                     \
-                }                                                                          \
-            } else {                                                                       \
-                for (int64_t c = 0; c < C; c++)                                            \
-                    s += (double)g[base + c * inner] * y[base + c * inner];                \
-                for (int64_t c = 0; c < C; c++) {                                          \
-                    int64_t k = base + c * inner;                                          \
-                    dx[k] = (T)((double)y[k] * ((double)g[k] - s));                        \
-                }                                                                          \
-            }                                                                              \
-        }                                                                                  \
+#define SOFTMAX_BWD_BODY(T)                                                                        \
+    for (int64_t o = 0; o < outer; o++) {                                                          \
+        for (int64_t i = 0; i < inner; i++) {                                                      \
+            int64_t base = o * C * inner + i;                                                      \
+            double s = 0;                                                                          \
+            if (log_out) {                                                                         \
+                for (int64_t c = 0; c < C; c++)                                                    \
+                    s += g[base + c * inner];                                                      \
+                for (int64_t c = 0; c < C; c++) {                                                  \
+                    int64_t k = base + c * inner;                                                  \
+                    dx[k] = (T)((double)g[k] - exp((double)y[k]) * s);                             \
+                }                                                                                  \
+            } else {                                                                               \
+                for (int64_t c = 0; c < C; c++)                                                    \
+                    s += (double)g[base + c * inner] * y[base + c * inner];                        \
+                for (int64_t c = 0; c < C; c++) {                                                  \
+                    int64_t k = base + c * inner;                                                  \
+                    dx[k] = (T)((double)y[k] * ((double)g[k] - s));                                \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
     }
 
 static void softmax_bwd_f32(float *dx, const float *g, const float *y, int64_t outer, int64_t C,
@@ -270,8 +272,8 @@ static void softmax_bwd_f32(float *dx, const float *g, const float *y, int64_t o
     SOFTMAX_BWD_BODY(float)
 }
 
-static void softmax_bwd_f64(double *dx, const double *g, const double *y, int64_t outer,
-                            int64_t C, int64_t inner, bool log_out)
+static void softmax_bwd_f64(double *dx, const double *g, const double *y, int64_t outer, int64_t C,
+                            int64_t inner, bool log_out)
 {
     SOFTMAX_BWD_BODY(double)
 }
@@ -287,12 +289,13 @@ static lunet_status_t softmax_backward_common(lunet_tensor_t **dx, lunet_tensor_
         return st;
     if (!lunet_dtype_is_floating(y->dtype))
         return lunet_error_set(LUNET_STATUS_RUNTIME, "%s: output dtype %s is not floating", name,
-                          lunet_dtype_name(y->dtype));
+                               lunet_dtype_name(y->dtype));
     if (!lunet_shape_equal(g->ndim, g->shape, y->ndim, y->shape)) {
         char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
-        return lunet_error_set(LUNET_STATUS_RUNTIME, "%s: gradient of shape %s for output of shape %s",
-                          name, lunet_shape_str(b1, sizeof b1, g->ndim, g->shape),
-                          lunet_shape_str(b2, sizeof b2, y->ndim, y->shape));
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
+                               "%s: gradient of shape %s for output of shape %s", name,
+                               lunet_shape_str(b1, sizeof b1, g->ndim, g->shape),
+                               lunet_shape_str(b2, sizeof b2, y->ndim, y->shape));
     }
     bool prev = lunet_set_grad_enabled(false);
     lunet_tensor_t *gc = NULL, *yc = NULL, *r = NULL;
@@ -330,14 +333,14 @@ static lunet_status_t softmax_backward_common(lunet_tensor_t **dx, lunet_tensor_
     return LUNET_OK;
 }
 
-lunet_status_t lunet_tensor_softmax_backward(lunet_tensor_t **dx, lunet_tensor_t *g, lunet_tensor_t *y,
-                                      int64_t dim)
+lunet_status_t lunet_tensor_softmax_backward(lunet_tensor_t **dx, lunet_tensor_t *g,
+                                             lunet_tensor_t *y, int64_t dim)
 {
     return softmax_backward_common(dx, g, y, dim, false);
 }
 
 lunet_status_t lunet_tensor_log_softmax_backward(lunet_tensor_t **dx, lunet_tensor_t *g,
-                                          lunet_tensor_t *y, int64_t dim)
+                                                 lunet_tensor_t *y, int64_t dim)
 {
     return softmax_backward_common(dx, g, y, dim, true);
 }

@@ -38,8 +38,9 @@ lunet_status_t lunet_set_default_dtype(lunet_dtype_t dt)
 {
     if (!lunet_dtype_is_floating(dt))
         return lunet_error_set(LUNET_STATUS_TYPE,
-                          "set_default_dtype: only floating-point types are supported as the "
-                          "default type (got %s)", lunet_dtype_name(dt));
+                               "set_default_dtype: only floating-point types are supported as the "
+                               "default type (got %s)",
+                               lunet_dtype_name(dt));
     default_dtype = dt;
     return LUNET_OK;
 }
@@ -47,12 +48,18 @@ lunet_status_t lunet_set_default_dtype(lunet_dtype_t dt)
 double lunet_dtype_load(const void *p, lunet_dtype_t dt)
 {
     switch (dt) {
-    case LUNET_DTYPE_FLOAT32: return *(const float *)p;
-    case LUNET_DTYPE_FLOAT64: return *(const double *)p;
-    case LUNET_DTYPE_INT64: return (double)*(const int64_t *)p;
-    case LUNET_DTYPE_UINT8: return *(const uint8_t *)p;
-    case LUNET_DTYPE_BOOL: return *(const uint8_t *)p ? 1.0 : 0.0;
-    default: return 0;
+    case LUNET_DTYPE_FLOAT32:
+        return *(const float *)p;
+    case LUNET_DTYPE_FLOAT64:
+        return *(const double *)p;
+    case LUNET_DTYPE_INT64:
+        return (double)*(const int64_t *)p;
+    case LUNET_DTYPE_UINT8:
+        return *(const uint8_t *)p;
+    case LUNET_DTYPE_BOOL:
+        return *(const uint8_t *)p ? 1.0 : 0.0;
+    default:
+        return 0;
     }
 }
 
@@ -60,24 +67,46 @@ double lunet_dtype_load(const void *p, lunet_dtype_t dt)
 void lunet_dtype_store(void *p, lunet_dtype_t dt, double v)
 {
     switch (dt) {
-    case LUNET_DTYPE_FLOAT32: *(float *)p = (float)v; break;
-    case LUNET_DTYPE_FLOAT64: *(double *)p = v; break;
-    case LUNET_DTYPE_INT64: *(int64_t *)p = lunet_f64_to_i64(v); break;
-    case LUNET_DTYPE_UINT8: *(uint8_t *)p = (uint8_t)lunet_f64_to_i64(v); break;
-    case LUNET_DTYPE_BOOL: *(uint8_t *)p = v != 0; break;
-    default: break;
+    case LUNET_DTYPE_FLOAT32:
+        *(float *)p = (float)v;
+        break;
+    case LUNET_DTYPE_FLOAT64:
+        *(double *)p = v;
+        break;
+    case LUNET_DTYPE_INT64:
+        *(int64_t *)p = lunet_f64_to_i64(v);
+        break;
+    case LUNET_DTYPE_UINT8:
+        *(uint8_t *)p = (uint8_t)lunet_f64_to_i64(v);
+        break;
+    case LUNET_DTYPE_BOOL:
+        *(uint8_t *)p = v != 0;
+        break;
+    default:
+        break;
     }
 }
 
 void lunet_dtype_store_int(void *p, lunet_dtype_t dt, int64_t v)
 {
     switch (dt) {
-    case LUNET_DTYPE_FLOAT32: *(float *)p = (float)v; break;
-    case LUNET_DTYPE_FLOAT64: *(double *)p = (double)v; break;
-    case LUNET_DTYPE_INT64: *(int64_t *)p = v; break;
-    case LUNET_DTYPE_UINT8: *(uint8_t *)p = (uint8_t)v; break;
-    case LUNET_DTYPE_BOOL: *(uint8_t *)p = v != 0; break;
-    default: break;
+    case LUNET_DTYPE_FLOAT32:
+        *(float *)p = (float)v;
+        break;
+    case LUNET_DTYPE_FLOAT64:
+        *(double *)p = (double)v;
+        break;
+    case LUNET_DTYPE_INT64:
+        *(int64_t *)p = v;
+        break;
+    case LUNET_DTYPE_UINT8:
+        *(uint8_t *)p = (uint8_t)v;
+        break;
+    case LUNET_DTYPE_BOOL:
+        *(uint8_t *)p = v != 0;
+        break;
+    default:
+        break;
     }
 }
 
@@ -162,24 +191,25 @@ void lunet_tensor_set_contiguous_strides(lunet_tensor_t *t)
  * tensor are exact even for an empty tensor such as (0, 2^62, 4), which PyTorch allows
  * with wrapped strides.
  */
-static lunet_status_t check_shape(const char *op, int ndim, const int64_t *shape,
-                                  lunet_dtype_t dt, int64_t *numel)
+static lunet_status_t check_shape(const char *op, int ndim, const int64_t *shape, lunet_dtype_t dt,
+                                  int64_t *numel)
 {
     char buf[LUNET_SHAPE_BUF];
     if (ndim < 0 || ndim > LUNET_MAX_DIMS)
         return lunet_error_set(LUNET_STATUS_VALUE, "%s: %d dims is more than the %d supported", op,
-                          ndim, LUNET_MAX_DIMS);
+                               ndim, LUNET_MAX_DIMS);
     if ((unsigned)dt >= LUNET_DTYPE_COUNT)
         return lunet_error_set(LUNET_STATUS_TYPE, "%s: unknown dtype %d", op, (int)dt);
     for (int i = 0; i < ndim; i++)
         if (shape[i] < 0)
             return lunet_error_set(LUNET_STATUS_RUNTIME,
-                              "Trying to create tensor with negative dimension %lld: %s",
-                              (long long)shape[i], lunet_shape_str(buf, sizeof buf, ndim, shape));
+                                   "Trying to create tensor with negative dimension %lld: %s",
+                                   (long long)shape[i],
+                                   lunet_shape_str(buf, sizeof buf, ndim, shape));
     if (!lunet_shape_numel_checked(ndim, shape, lunet_dtype_size(dt), numel))
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "Storage size calculation overflowed with sizes=%s",
-                          lunet_shape_str(buf, sizeof buf, ndim, shape));
+                               "Storage size calculation overflowed with sizes=%s",
+                               lunet_shape_str(buf, sizeof buf, ndim, shape));
     return LUNET_OK;
 }
 
@@ -236,8 +266,8 @@ lunet_status_t lunet_tensor_zeros(lunet_tensor_t **out, lunet_dtype_t dt, int nd
 }
 
 /* A new tensor holding one number everywhere: a double, or (is_int, exactly) an int64. */
-static lunet_status_t filled(lunet_tensor_t **out, lunet_dtype_t dt, int ndim,
-                             const int64_t *shape, bool is_int, double dv, int64_t iv)
+static lunet_status_t filled(lunet_tensor_t **out, lunet_dtype_t dt, int ndim, const int64_t *shape,
+                             bool is_int, double dv, int64_t iv)
 {
     lunet_tensor_t *t;
     lunet_status_t st = lunet_tensor_empty(&t, dt, ndim, shape);
@@ -314,10 +344,10 @@ lunet_status_t lunet_tensor_wrap(lunet_tensor_t **out, lunet_dtype_t dt, int ndi
         return st;
     if (!data && numel > 0)
         return lunet_error_set(LUNET_STATUS_VALUE, "wrap: NULL data for %lld elements",
-                          (long long)numel);
+                               (long long)numel);
     if ((uintptr_t)data % lunet_dtype_size(dt) != 0)
         return lunet_error_set(LUNET_STATUS_VALUE, "wrap: data is not aligned for %s",
-                          lunet_dtype_name(dt));
+                               lunet_dtype_name(dt));
     lunet_tensor_t *t = contiguous_header(dt, ndim, shape, numel);
     if (!t)
         return lunet_error_set(LUNET_STATUS_NOMEM, "wrap: out of memory");
@@ -330,17 +360,17 @@ lunet_status_t lunet_tensor_wrap(lunet_tensor_t **out, lunet_dtype_t dt, int ndi
     return LUNET_OK;
 }
 
-lunet_status_t lunet_tensor_arange(lunet_tensor_t **out, lunet_dtype_t dt, double start,
-                                   double end, double step)
+lunet_status_t lunet_tensor_arange(lunet_tensor_t **out, lunet_dtype_t dt, double start, double end,
+                                   double step)
 {
     if (step == 0)
         return lunet_error_set(LUNET_STATUS_RUNTIME, "arange: step must be nonzero");
     if (!isfinite(start) || !isfinite(end))
         return lunet_error_set(LUNET_STATUS_RUNTIME, "arange: unsupported range: %g -> %g", start,
-                          end);
+                               end);
     if ((step > 0 && end < start) || (step < 0 && end > start))
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "arange: upper bound and larger bound inconsistent with step sign");
+                               "arange: upper bound and larger bound inconsistent with step sign");
     double size_d = ceil((end - start) / step);
     if (!(size_d >= 0 && size_d < 0x1p63)) // PyTorch's check, without the cast's UB at 2^63
         return lunet_error_set(LUNET_STATUS_RUNTIME, "invalid size, possible overflow?");
@@ -361,7 +391,8 @@ lunet_status_t lunet_tensor_linspace(lunet_tensor_t **out, lunet_dtype_t dt, dou
                                      double end, int64_t steps)
 {
     if (steps < 0)
-        return lunet_error_set(LUNET_STATUS_RUNTIME, "linspace: number of steps must be non-negative");
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
+                               "linspace: number of steps must be non-negative");
     lunet_tensor_t *t;
     lunet_status_t st = lunet_tensor_empty(&t, dt, 1, &steps);
     if (st)
@@ -422,16 +453,18 @@ double lunet_tensor_get(const lunet_tensor_t *t, int64_t flat_index)
         flat_index /= size;
     }
     return lunet_dtype_load((char *)t->storage->data + (size_t)off * lunet_dtype_size(t->dtype),
-                      t->dtype);
+                            t->dtype);
 }
 
 lunet_status_t lunet_dim_wrap(int *out, int64_t dim, int ndim)
 {
     int n = ndim > 0 ? ndim : 1;
     if (dim < -n || dim >= n)
-        return lunet_error_set(LUNET_STATUS_INDEX,
-                          "Dimension out of range (expected to be in range of [%d, %d], but got "
-                          "%lld)", -n, n - 1, (long long)dim);
+        return lunet_error_set(
+            LUNET_STATUS_INDEX,
+            "Dimension out of range (expected to be in range of [%d, %d], but got "
+            "%lld)",
+            -n, n - 1, (long long)dim);
     *out = (int)(dim < 0 ? dim + n : dim);
     return LUNET_OK;
 }
@@ -443,9 +476,9 @@ lunet_status_t lunet_tensor_check_writable(const lunet_tensor_t *t)
     for (int i = 0; i < t->ndim; i++) {
         if (t->strides[i] == 0 && t->shape[i] > 1)
             return lunet_error_set(LUNET_STATUS_RUNTIME,
-                              "unsupported operation: more than one element of the written-to "
-                              "tensor refers to a single memory location. Please clone() the "
-                              "tensor before performing the operation.");
+                                   "unsupported operation: more than one element of the written-to "
+                                   "tensor refers to a single memory location. Please clone() the "
+                                   "tensor before performing the operation.");
     }
     return LUNET_OK;
 }
@@ -489,9 +522,9 @@ lunet_status_t lunet_tensor_check_no_partial_overlap(const lunet_tensor_t *out,
     if (full || !(ob < ie && ib < oe))
         return LUNET_OK;
     return lunet_error_set(LUNET_STATUS_RUNTIME,
-                      "unsupported operation: some elements of the input tensor and the "
-                      "written-to tensor refer to a single memory location. Please clone() "
-                      "the tensor before performing the operation.");
+                           "unsupported operation: some elements of the input tensor and the "
+                           "written-to tensor refer to a single memory location. Please clone() "
+                           "the tensor before performing the operation.");
 }
 
 /* ---- copies and conversions */
@@ -570,9 +603,9 @@ lunet_status_t lunet_tensor_copy_(lunet_tensor_t *dst, lunet_tensor_t *src)
     if (!lunet_shape_equal(nd, shape, dst->ndim, dst->shape)) {
         char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "copy_: output with shape %s doesn't match the broadcast shape %s",
-                          lunet_shape_str(b1, sizeof b1, dst->ndim, dst->shape),
-                          lunet_shape_str(b2, sizeof b2, nd, shape));
+                               "copy_: output with shape %s doesn't match the broadcast shape %s",
+                               lunet_shape_str(b1, sizeof b1, dst->ndim, dst->shape),
+                               lunet_shape_str(b2, sizeof b2, nd, shape));
     }
     if ((st = lunet_tensor_check_writable(dst)) ||
         (st = lunet_tensor_check_no_partial_overlap(dst, src)))

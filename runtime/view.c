@@ -8,8 +8,7 @@
 #include <string.h>
 
 lunet_status_t lunet_tensor_make_view(lunet_tensor_t **out, lunet_tensor_t *t, int ndim,
-                                      const int64_t *shape, const int64_t *strides,
-                                      int64_t offset)
+                                      const int64_t *shape, const int64_t *strides, int64_t offset)
 {
     int64_t numel;
     if (!lunet_shape_numel_checked(ndim, shape, 1, &numel))
@@ -56,7 +55,7 @@ static lunet_status_t infer_shape(int64_t *shape, int ndim, const int64_t *req, 
     int64_t checked;
     if (ndim > LUNET_MAX_DIMS)
         return lunet_error_set(LUNET_STATUS_VALUE, "view: %d dims is more than the %d supported",
-                          ndim, LUNET_MAX_DIMS);
+                               ndim, LUNET_MAX_DIMS);
     for (int i = 0; i < ndim; i++) {
         shape[i] = req[i];
         if (req[i] == -1) {
@@ -65,7 +64,7 @@ static lunet_status_t infer_shape(int64_t *shape, int ndim, const int64_t *req, 
             infer = i;
         } else if (req[i] < 0) {
             return lunet_error_set(LUNET_STATUS_RUNTIME, "invalid shape dimension %lld",
-                              (long long)req[i]);
+                                   (long long)req[i]);
         } else {
             known = lunet_wrap_mul(known, req[i]);
         }
@@ -74,19 +73,22 @@ static lunet_status_t infer_shape(int64_t *shape, int ndim, const int64_t *req, 
         if (known == 0) {
             if (numel == 0)
                 return lunet_error_set(LUNET_STATUS_RUNTIME,
-                                  "cannot reshape tensor of 0 elements into shape %s because "
-                                  "the unspecified dimension size -1 can be any value and is "
-                                  "ambiguous", lunet_shape_str(buf, sizeof buf, ndim, req));
-            return lunet_error_set(LUNET_STATUS_RUNTIME, "shape '%s' is invalid for input of size %lld",
-                              lunet_shape_str(buf, sizeof buf, ndim, req), (long long)numel);
+                                       "cannot reshape tensor of 0 elements into shape %s because "
+                                       "the unspecified dimension size -1 can be any value and is "
+                                       "ambiguous",
+                                       lunet_shape_str(buf, sizeof buf, ndim, req));
+            return lunet_error_set(LUNET_STATUS_RUNTIME,
+                                   "shape '%s' is invalid for input of size %lld",
+                                   lunet_shape_str(buf, sizeof buf, ndim, req), (long long)numel);
         }
         if (numel % known != 0)
-            return lunet_error_set(LUNET_STATUS_RUNTIME, "shape '%s' is invalid for input of size %lld",
-                              lunet_shape_str(buf, sizeof buf, ndim, req), (long long)numel);
+            return lunet_error_set(LUNET_STATUS_RUNTIME,
+                                   "shape '%s' is invalid for input of size %lld",
+                                   lunet_shape_str(buf, sizeof buf, ndim, req), (long long)numel);
         shape[infer] = numel / known;
     } else if (known != numel) {
         return lunet_error_set(LUNET_STATUS_RUNTIME, "shape '%s' is invalid for input of size %lld",
-                          lunet_shape_str(buf, sizeof buf, ndim, req), (long long)numel);
+                               lunet_shape_str(buf, sizeof buf, ndim, req), (long long)numel);
     }
     if (!lunet_shape_numel_checked(ndim, shape, 1, &checked) || checked != numel)
         return lunet_error_set(LUNET_STATUS_RUNTIME, "numel: integer multiplication overflow");
@@ -94,8 +96,7 @@ static lunet_status_t infer_shape(int64_t *shape, int ndim, const int64_t *req, 
 }
 
 /* ATen's computeStride: strides for viewing t as shape without copying, or false. */
-static bool view_strides(const lunet_tensor_t *t, int ndim, const int64_t *shape,
-                         int64_t *strides)
+static bool view_strides(const lunet_tensor_t *t, int ndim, const int64_t *shape, int64_t *strides)
 {
     if (t->numel == 0) {
         int64_t s = 1;
@@ -110,9 +111,8 @@ static bool view_strides(const lunet_tensor_t *t, int ndim, const int64_t *shape
     int64_t tensor_numel = 1, view_numel = 1;
     for (int tensor_d = t->ndim - 1; tensor_d >= 0; tensor_d--) {
         tensor_numel *= t->shape[tensor_d];
-        if (tensor_d == 0 ||
-            (t->shape[tensor_d - 1] != 1 &&
-             t->strides[tensor_d - 1] != tensor_numel * chunk_base_stride)) {
+        if (tensor_d == 0 || (t->shape[tensor_d - 1] != 1 &&
+                              t->strides[tensor_d - 1] != tensor_numel * chunk_base_stride)) {
             while (view_d >= 0 && (view_numel < tensor_numel || shape[view_d] == 1)) {
                 strides[view_d] = lunet_wrap_mul(view_numel, chunk_base_stride);
                 view_numel *= shape[view_d];
@@ -150,10 +150,11 @@ static lunet_status_t view_impl(lunet_tensor_t **out, lunet_tensor_t *t, int ndi
     if (view_strides(t, ndim, shape, strides))
         return view_recorded(out, t, ndim, shape, strides, t->offset, LUNET_OP_VIEW, &args);
     if (!allow_copy)
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "view size is not compatible with input tensor's size and stride (at "
-                          "least one dimension spans across two contiguous subspaces). Use "
-                          ".reshape(...) instead.");
+        return lunet_error_set(
+            LUNET_STATUS_RUNTIME,
+            "view size is not compatible with input tensor's size and stride (at "
+            "least one dimension spans across two contiguous subspaces). Use "
+            ".reshape(...) instead.");
     lunet_tensor_t *c;
     if ((st = lunet_tensor_clone(&c, t)))
         return st;
@@ -179,9 +180,10 @@ lunet_status_t lunet_tensor_permute(lunet_tensor_t **out, lunet_tensor_t *t, int
 {
     if (ndim != t->ndim)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "permute(sparse_coo): number of dimensions in the tensor input does "
-                          "not match the length of the desired ordering of dimensions i.e. "
-                          "input.dim() = %d is not equal to len(dims) = %d", t->ndim, ndim);
+                               "permute(sparse_coo): number of dimensions in the tensor input does "
+                               "not match the length of the desired ordering of dimensions i.e. "
+                               "input.dim() = %d is not equal to len(dims) = %d",
+                               t->ndim, ndim);
     int64_t shape[LUNET_MAX_DIMS], strides[LUNET_MAX_DIMS];
     bool seen[LUNET_MAX_DIMS] = {false};
     lunet_op_args_t args = {.name = "PermuteBackward0"};
@@ -191,7 +193,8 @@ lunet_status_t lunet_tensor_permute(lunet_tensor_t **out, lunet_tensor_t *t, int
         if (st)
             return st;
         if (seen[d])
-            return lunet_error_set(LUNET_STATUS_RUNTIME, "permute(): duplicate dims are not allowed.");
+            return lunet_error_set(LUNET_STATUS_RUNTIME,
+                                   "permute(): duplicate dims are not allowed.");
         seen[d] = true;
         shape[i] = t->shape[d];
         strides[i] = t->strides[d];
@@ -237,7 +240,8 @@ lunet_status_t lunet_tensor_squeeze(lunet_tensor_t **out, lunet_tensor_t *t, int
             strides[nd++] = t->strides[i];
         }
     }
-    lunet_op_args_t args = {.name = dim == LUNET_ALL_DIMS ? "SqueezeBackward0" : "SqueezeBackward1"};
+    lunet_op_args_t args = {.name = dim == LUNET_ALL_DIMS ? "SqueezeBackward0"
+                                                          : "SqueezeBackward1"};
     return view_recorded(out, t, nd, shape, strides, t->offset, LUNET_OP_VIEW, &args);
 }
 
@@ -273,7 +277,7 @@ lunet_status_t lunet_tensor_flatten(lunet_tensor_t **out, lunet_tensor_t *t, int
         return st;
     if (s > e)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "flatten() has invalid args: start_dim cannot come after end_dim");
+                               "flatten() has invalid args: start_dim cannot come after end_dim");
     if (t->ndim == 0) {
         int64_t one = 1;
         return lunet_tensor_reshape(out, t, 1, &one);
@@ -299,24 +303,26 @@ lunet_status_t lunet_tensor_narrow(lunet_tensor_t **out, lunet_tensor_t *t, int6
     if (st)
         return st;
     if (t->ndim == 0)
-        return lunet_error_set(LUNET_STATUS_RUNTIME, "narrow() cannot be applied to a 0-dim tensor.");
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
+                               "narrow() cannot be applied to a 0-dim tensor.");
     // PyTorch 1.13: start == size is allowed (an empty slice at the end); any other start
     // is wrapped like a dim, with that message; the length check cannot overflow.
     int64_t size = t->shape[d];
     if (start != size) {
         int64_t lim = size > 0 ? size : 1;
         if (start < -lim || start >= lim)
-            return lunet_error_set(LUNET_STATUS_INDEX,
-                              "Dimension out of range (expected to be in range of [%lld, %lld], "
-                              "but got %lld)", (long long)-lim, (long long)(lim - 1),
-                              (long long)start);
+            return lunet_error_set(
+                LUNET_STATUS_INDEX,
+                "Dimension out of range (expected to be in range of [%lld, %lld], "
+                "but got %lld)",
+                (long long)-lim, (long long)(lim - 1), (long long)start);
         if (start < 0)
             start += lim;
     }
     if (length < 0 || start > size - length)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "start (%lld) + length (%lld) exceeds dimension size (%lld).",
-                          (long long)start, (long long)length, (long long)size);
+                               "start (%lld) + length (%lld) exceeds dimension size (%lld).",
+                               (long long)start, (long long)length, (long long)size);
     int64_t shape[LUNET_MAX_DIMS];
     memcpy(shape, t->shape, sizeof(int64_t) * (size_t)t->ndim);
     shape[d] = length;
@@ -330,8 +336,7 @@ lunet_status_t lunet_tensor_select(lunet_tensor_t **out, lunet_tensor_t *t, int6
                                    int64_t index)
 {
     if (t->ndim == 0)
-        return lunet_error_set(LUNET_STATUS_INDEX,
-                          "select() cannot be applied to a 0-dim tensor.");
+        return lunet_error_set(LUNET_STATUS_INDEX, "select() cannot be applied to a 0-dim tensor.");
     int d;
     lunet_status_t st = lunet_dim_wrap(&d, dim, t->ndim);
     if (st)
@@ -339,8 +344,8 @@ lunet_status_t lunet_tensor_select(lunet_tensor_t **out, lunet_tensor_t *t, int6
     int64_t size = t->shape[d];
     if (index < -size || index >= size)
         return lunet_error_set(LUNET_STATUS_INDEX,
-                          "index %lld is out of bounds for dimension %d with size %lld",
-                          (long long)index, d, (long long)size);
+                               "index %lld is out of bounds for dimension %d with size %lld",
+                               (long long)index, d, (long long)size);
     if (index < 0)
         index += size;
     int64_t shape[LUNET_MAX_DIMS], strides[LUNET_MAX_DIMS];
@@ -361,9 +366,11 @@ lunet_status_t lunet_tensor_expand(lunet_tensor_t **out, lunet_tensor_t *t, int 
 {
     char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
     if (ndim < t->ndim)
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                          "expand: the number of sizes provided (%d) must be greater or equal to "
-                          "the number of dimensions in the tensor (%d)", ndim, t->ndim);
+        return lunet_error_set(
+            LUNET_STATUS_RUNTIME,
+            "expand: the number of sizes provided (%d) must be greater or equal to "
+            "the number of dimensions in the tensor (%d)",
+            ndim, t->ndim);
     if (ndim > LUNET_MAX_DIMS)
         return lunet_error_set(LUNET_STATUS_VALUE, "expand: too many dims");
     int64_t shape[LUNET_MAX_DIMS], strides[LUNET_MAX_DIMS];
@@ -373,8 +380,9 @@ lunet_status_t lunet_tensor_expand(lunet_tensor_t **out, lunet_tensor_t *t, int 
         if (j < 0) {
             if (req[i] < 0)
                 return lunet_error_set(LUNET_STATUS_RUNTIME,
-                                  "The expanded size of the tensor (%lld) isn't allowed in a "
-                                  "leading, non-existing dimension %d", (long long)req[i], i);
+                                       "The expanded size of the tensor (%lld) isn't allowed in a "
+                                       "leading, non-existing dimension %d",
+                                       (long long)req[i], i);
             shape[i] = req[i];
             strides[i] = 0;
         } else if (req[i] == -1 || req[i] == t->shape[j]) {
@@ -385,11 +393,12 @@ lunet_status_t lunet_tensor_expand(lunet_tensor_t **out, lunet_tensor_t *t, int 
             strides[i] = 0;
         } else {
             return lunet_error_set(LUNET_STATUS_RUNTIME,
-                              "The expanded size of the tensor (%lld) must match the existing "
-                              "size (%lld) at non-singleton dimension %d.  Target sizes: %s.  "
-                              "Tensor sizes: %s", (long long)req[i], (long long)t->shape[j], i,
-                              lunet_shape_str(b1, sizeof b1, ndim, req),
-                              lunet_shape_str(b2, sizeof b2, t->ndim, t->shape));
+                                   "The expanded size of the tensor (%lld) must match the existing "
+                                   "size (%lld) at non-singleton dimension %d.  Target sizes: %s.  "
+                                   "Tensor sizes: %s",
+                                   (long long)req[i], (long long)t->shape[j], i,
+                                   lunet_shape_str(b1, sizeof b1, ndim, req),
+                                   lunet_shape_str(b2, sizeof b2, t->ndim, t->shape));
         }
     }
     lunet_op_args_t args = {.name = "ExpandBackward0"};

@@ -18,23 +18,22 @@
 #include "lunet.h"
 
 /* Fails the test with the runtime's message when a call does not return LUNET_OK. */
-#define CHECK_OK(expr)                                                                     \
-    do {                                                                                   \
-        lunet_status_t st_ = (expr);                                                       \
-        if (st_ != LUNET_OK)                                                               \
-            fail_msg("%s failed: %s", #expr, lunet_error_message());                       \
+#define CHECK_OK(expr)                                                                             \
+    do {                                                                                           \
+        lunet_status_t st_ = (expr);                                                               \
+        if (st_ != LUNET_OK)                                                                       \
+            fail_msg("%s failed: %s", #expr, lunet_error_message());                               \
     } while (0)
 
 /* Expects a failure with the given status whose message contains `text`. */
-#define CHECK_FAILS(expr, status, text)                                                    \
-    do {                                                                                   \
-        lunet_status_t st_ = (expr);                                                       \
-        if (st_ != (status))                                                               \
-            fail_msg("%s: expected status %d, got %d (%s)", #expr, (int)(status), (int)st_, \
-                     lunet_error_message());                                               \
-        if (!strstr(lunet_error_message(), (text)))                                        \
-            fail_msg("%s: message \"%s\" lacks \"%s\"", #expr, lunet_error_message(),      \
-                     (text));                                                              \
+#define CHECK_FAILS(expr, status, text)                                                            \
+    do {                                                                                           \
+        lunet_status_t st_ = (expr);                                                               \
+        if (st_ != (status))                                                                       \
+            fail_msg("%s: expected status %d, got %d (%s)", #expr, (int)(status), (int)st_,        \
+                     lunet_error_message());                                                       \
+        if (!strstr(lunet_error_message(), (text)))                                                \
+            fail_msg("%s: message \"%s\" lacks \"%s\"", #expr, lunet_error_message(), (text));     \
     } while (0)
 
 /*
@@ -73,8 +72,8 @@ static inline void check_tensor_at(lunet_tensor_t *t, const double *want, int64_
     for (int64_t i = 0; i < n; i++) {
         double got = lunet_tensor_get(t, i);
         if (!close_enough(got, want[i], tol)) {
-            print_error("element %lld of %lld: got %.17g, expected %.17g (tol %g)\n",
-                        (long long)i, (long long)n, got, want[i], tol);
+            print_error("element %lld of %lld: got %.17g, expected %.17g (tol %g)\n", (long long)i,
+                        (long long)n, got, want[i], tol);
             _fail(file, line);
         }
     }

@@ -116,8 +116,7 @@ static void test_stale_temporaries_of_dead_writers_go(void **state)
     snprintf(dead, sizeof dead, "%s/c.lnt.tmp.%s.%ld.Ab12Cd", dir, host, (long)child);
     snprintf(alive, sizeof alive, "%s/c.lnt.tmp.%s.%ld.Ef34Gh", dir, host, (long)getppid());
     snprintf(other, sizeof other, "%s/d.lnt.tmp.%s.%ld.Ij56Kl", dir, host, (long)child);
-    snprintf(remote, sizeof remote, "%s/c.lnt.tmp.other-host.example.%ld.Mn78Op", dir,
-             (long)child);
+    snprintf(remote, sizeof remote, "%s/c.lnt.tmp.other-host.example.%ld.Mn78Op", dir, (long)child);
     touch(dead);
     touch(alive);
     touch(other);

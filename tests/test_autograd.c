@@ -71,8 +71,8 @@ static void gradcheck(const char *name, fn_t f, int nin, lunet_tensor_t **in)
             x[j] = keep;
             double num = (lp - lm) / (2 * eps), ana = lunet_tensor_get(in[k]->grad, j);
             if (!(fabs(num - ana) <= 1e-6 * (fabs(num) > 1 ? fabs(num) : 1)))
-                fail_msg("%s: d/dinput%d[%lld] numeric %.12g analytic %.12g", name, k,
-                         (long long)j, num, ana);
+                fail_msg("%s: d/dinput%d[%lld] numeric %.12g analytic %.12g", name, k, (long long)j,
+                         num, ana);
         }
     }
     lunet_set_grad_enabled(was);
@@ -270,10 +270,12 @@ static lunet_status_t f_mlp(lunet_tensor_t **o, lunet_tensor_t **in)
 {
     lunet_tensor_t *h, *z;
     lunet_status_t st = lunet_nn_linear(&h, in[0], in[1], in[2], true);
-    if (st) return st;
+    if (st)
+        return st;
     st = lunet_nn_linear(&z, h, in[3], in[4], false);
     lunet_tensor_release(h);
-    if (st) return st;
+    if (st)
+        return st;
     st = f_ce(o, &z);
     lunet_tensor_release(z);
     return st;
@@ -284,10 +286,12 @@ static lunet_status_t f_inplace(lunet_tensor_t **o, lunet_tensor_t **in)
 {
     lunet_tensor_t *two, *t;
     lunet_status_t st = lunet_tensor_scalar(&two, LUNET_DTYPE_FLOAT64, 2, true);
-    if (st) return st;
+    if (st)
+        return st;
     st = lunet_tensor_binary(&t, LUNET_BINARY_MUL, in[0], two);
     lunet_tensor_release(two);
-    if (st) return st;
+    if (st)
+        return st;
     if ((st = lunet_tensor_binary_(t, LUNET_BINARY_ADD, in[1])) ||
         (st = lunet_tensor_binary_(t, LUNET_BINARY_MUL, in[1])) ||
         (st = lunet_tensor_unary_(t, LUNET_UNARY_TANH)) ||
@@ -306,7 +310,8 @@ static lunet_status_t f_copy(lunet_tensor_t **o, lunet_tensor_t **in)
 {
     lunet_tensor_t *t;
     lunet_status_t st = lunet_tensor_zeros(&t, LUNET_DTYPE_FLOAT64, 2, (const int64_t[]){2, 3});
-    if (st) return st;
+    if (st)
+        return st;
     if ((st = lunet_tensor_copy_(t, in[0]))) {
         lunet_tensor_release(t);
         return st;
@@ -321,8 +326,10 @@ static lunet_status_t f_copy(lunet_tensor_t **o, lunet_tensor_t **in)
 static void test_inplace_recorded(void **state)
 {
     (void)state;
-    gradcheck("in-place chain", f_inplace, 2, (lunet_tensor_t *[]){leaf(2, S(2, 3), 95, 0), leaf(1, S(3), 96, 1.5)});
-    gradcheck("copy_ from a tensor requiring grad", f_copy, 1, (lunet_tensor_t *[]){leaf(1, S(3), 97, 0)});
+    gradcheck("in-place chain", f_inplace, 2,
+              (lunet_tensor_t *[]){leaf(2, S(2, 3), 95, 0), leaf(1, S(3), 96, 1.5)});
+    gradcheck("copy_ from a tensor requiring grad", f_copy, 1,
+              (lunet_tensor_t *[]){leaf(1, S(3), 97, 0)});
     /* a view of a tensor with history, or a tensor saved for backward, is refused */
     lunet_tensor_t *x = leaf(1, S(4), 98, 0), *y, *v, *one;
     CHECK_OK(lunet_tensor_scalar(&one, LUNET_DTYPE_FLOAT64, 1, true));
@@ -355,13 +362,18 @@ static void test_elementwise_grads(void **state)
 {
     (void)state;
     gradcheck("add", f_add, 2, (lunet_tensor_t *[]){leaf(2, S(2, 3), 1, 0), leaf(1, S(3), 2, 0)});
-    gradcheck("add_scaled", f_add_scaled, 2, (lunet_tensor_t *[]){leaf(2, S(2, 1), 1, 0), leaf(2, S(1, 3), 2, 0)});
-    gradcheck("sub", f_sub, 2, (lunet_tensor_t *[]){leaf(3, S(2, 1, 3), 3, 0), leaf(2, S(4, 1), 4, 0)});
-    gradcheck("mul", f_mul, 2, (lunet_tensor_t *[]){leaf(2, S(2, 3), 5, 0), leaf(2, S(2, 1), 6, 0)});
+    gradcheck("add_scaled", f_add_scaled, 2,
+              (lunet_tensor_t *[]){leaf(2, S(2, 1), 1, 0), leaf(2, S(1, 3), 2, 0)});
+    gradcheck("sub", f_sub, 2,
+              (lunet_tensor_t *[]){leaf(3, S(2, 1, 3), 3, 0), leaf(2, S(4, 1), 4, 0)});
+    gradcheck("mul", f_mul, 2,
+              (lunet_tensor_t *[]){leaf(2, S(2, 3), 5, 0), leaf(2, S(2, 1), 6, 0)});
     gradcheck("div", f_div, 2, (lunet_tensor_t *[]){leaf(2, S(2, 3), 7, 0), leaf(1, S(3), 8, 3)});
     gradcheck("pow", f_pow, 2, (lunet_tensor_t *[]){leaf(2, S(2, 3), 9, 2), leaf(1, S(3), 10, 0)});
-    gradcheck("maximum", f_maximum, 2, (lunet_tensor_t *[]){leaf(2, S(2, 3), 11, 0), leaf(2, S(2, 3), 12, 0.05)});
-    gradcheck("minimum", f_minimum, 2, (lunet_tensor_t *[]){leaf(1, S(5), 13, 0), leaf(1, S(5), 14, 0.05)});
+    gradcheck("maximum", f_maximum, 2,
+              (lunet_tensor_t *[]){leaf(2, S(2, 3), 11, 0), leaf(2, S(2, 3), 12, 0.05)});
+    gradcheck("minimum", f_minimum, 2,
+              (lunet_tensor_t *[]){leaf(1, S(5), 13, 0), leaf(1, S(5), 14, 0.05)});
     gradcheck("neg", f_neg, 1, (lunet_tensor_t *[]){leaf(1, S(4), 15, 0)});
     gradcheck("exp", f_exp, 1, (lunet_tensor_t *[]){leaf(2, S(2, 2), 16, 0)});
     gradcheck("log", f_log, 1, (lunet_tensor_t *[]){leaf(1, S(4), 17, 2)});
@@ -371,7 +383,8 @@ static void test_elementwise_grads(void **state)
     gradcheck("tanh", f_tanh, 1, (lunet_tensor_t *[]){leaf(0, NULL, 21, 0)});
     gradcheck("relu", f_relu, 1, (lunet_tensor_t *[]){leaf(2, S(3, 3), 22, 0)});
     gradcheck("clamp", f_clamp, 1, (lunet_tensor_t *[]){leaf(1, S(7), 23, 0)});
-    gradcheck("where", f_where, 2, (lunet_tensor_t *[]){leaf(2, S(2, 3), 24, 0), leaf(1, S(3), 25, 0)});
+    gradcheck("where", f_where, 2,
+              (lunet_tensor_t *[]){leaf(2, S(2, 3), 24, 0), leaf(1, S(3), 25, 0)});
 }
 
 static void test_reduction_and_view_grads(void **state)
@@ -388,12 +401,14 @@ static void test_reduction_and_view_grads(void **state)
     gradcheck("max dim", f_max_d1, 1, (lunet_tensor_t *[]){leaf(2, S(3, 4), 36, 0)});
     gradcheck("min dim keepdim", f_min_d0k, 1, (lunet_tensor_t *[]){leaf(2, S(3, 4), 37, 0)});
     gradcheck("view", f_view, 1, (lunet_tensor_t *[]){leaf(2, S(2, 3), 38, 0)});
-    gradcheck("transpose+reshape", f_transpose_reshape, 1, (lunet_tensor_t *[]){leaf(2, S(2, 3), 39, 0)});
+    gradcheck("transpose+reshape", f_transpose_reshape, 1,
+              (lunet_tensor_t *[]){leaf(2, S(2, 3), 39, 0)});
     gradcheck("permute", f_permute, 1, (lunet_tensor_t *[]){leaf(3, S(2, 3, 4), 40, 0)});
     gradcheck("expand", f_expand, 1, (lunet_tensor_t *[]){leaf(2, S(3, 1), 41, 0)});
     gradcheck("narrow", f_narrow, 1, (lunet_tensor_t *[]){leaf(2, S(2, 4), 42, 0)});
     gradcheck("select", f_select, 1, (lunet_tensor_t *[]){leaf(2, S(3, 2), 43, 0)});
-    gradcheck("squeeze/unsqueeze", f_squeeze_unsqueeze, 1, (lunet_tensor_t *[]){leaf(2, S(2, 3), 44, 0)});
+    gradcheck("squeeze/unsqueeze", f_squeeze_unsqueeze, 1,
+              (lunet_tensor_t *[]){leaf(2, S(2, 3), 44, 0)});
     gradcheck("index_select", f_index_select, 1, (lunet_tensor_t *[]){leaf(2, S(2, 3), 45, 0)});
     gradcheck("gather", f_gather, 1, (lunet_tensor_t *[]){leaf(2, S(3, 3), 46, 0)});
     gradcheck("index", f_index, 1, (lunet_tensor_t *[]){leaf(2, S(3, 3), 47, 0)});
@@ -403,29 +418,51 @@ static void test_reduction_and_view_grads(void **state)
 static void test_matrix_and_loss_grads(void **state)
 {
     (void)state;
-    gradcheck("mm", f_mm, 2, (lunet_tensor_t *[]){leaf(2, S(3, 4), 50, 0), leaf(2, S(4, 2), 51, 0)});
-    gradcheck("matmul 2x1", f_matmul, 2, (lunet_tensor_t *[]){leaf(2, S(3, 4), 52, 0), leaf(1, S(4), 53, 0)});
-    gradcheck("matmul 3x2", f_matmul, 2, (lunet_tensor_t *[]){leaf(3, S(2, 3, 4), 54, 0), leaf(2, S(4, 2), 55, 0)});
-    gradcheck("matmul batched", f_matmul, 2, (lunet_tensor_t *[]){leaf(3, S(2, 3, 4), 87, 0), leaf(3, S(2, 4, 2), 88, 0)});
-    gradcheck("matmul batched, broadcast", f_matmul, 2, (lunet_tensor_t *[]){leaf(3, S(2, 3, 4), 89, 0), leaf(3, S(1, 4, 2), 93, 0)});
-    gradcheck("matmul 1-D @ 3-D", f_matmul, 2, (lunet_tensor_t *[]){leaf(1, S(4), 94, 0), leaf(3, S(2, 4, 3), 99, 0)});
-    gradcheck("addmm", f_addmm, 3, (lunet_tensor_t *[]){leaf(1, S(2), 56, 0), leaf(2, S(3, 4), 57, 0), leaf(2, S(4, 2), 58, 0)});
-    gradcheck("linear", f_linear, 3, (lunet_tensor_t *[]){leaf(2, S(5, 4), 60, 0), leaf(2, S(3, 4), 61, 0), leaf(1, S(3), 62, 0)});
-    gradcheck("linear 3-D", f_linear, 3, (lunet_tensor_t *[]){leaf(3, S(2, 2, 4), 63, 0), leaf(2, S(3, 4), 64, 0), leaf(1, S(3), 65, 0)});
-    gradcheck("linear+relu", f_linear_relu, 3, (lunet_tensor_t *[]){leaf(2, S(5, 4), 66, 0), leaf(2, S(3, 4), 67, 0), leaf(1, S(3), 68, 0)});
-    gradcheck("linear no bias", f_linear_nobias, 2, (lunet_tensor_t *[]){leaf(1, S(4), 69, 0), leaf(2, S(3, 4), 70, 0)});
+    gradcheck("mm", f_mm, 2,
+              (lunet_tensor_t *[]){leaf(2, S(3, 4), 50, 0), leaf(2, S(4, 2), 51, 0)});
+    gradcheck("matmul 2x1", f_matmul, 2,
+              (lunet_tensor_t *[]){leaf(2, S(3, 4), 52, 0), leaf(1, S(4), 53, 0)});
+    gradcheck("matmul 3x2", f_matmul, 2,
+              (lunet_tensor_t *[]){leaf(3, S(2, 3, 4), 54, 0), leaf(2, S(4, 2), 55, 0)});
+    gradcheck("matmul batched", f_matmul, 2,
+              (lunet_tensor_t *[]){leaf(3, S(2, 3, 4), 87, 0), leaf(3, S(2, 4, 2), 88, 0)});
+    gradcheck("matmul batched, broadcast", f_matmul, 2,
+              (lunet_tensor_t *[]){leaf(3, S(2, 3, 4), 89, 0), leaf(3, S(1, 4, 2), 93, 0)});
+    gradcheck("matmul 1-D @ 3-D", f_matmul, 2,
+              (lunet_tensor_t *[]){leaf(1, S(4), 94, 0), leaf(3, S(2, 4, 3), 99, 0)});
+    gradcheck("addmm", f_addmm, 3,
+              (lunet_tensor_t *[]){leaf(1, S(2), 56, 0), leaf(2, S(3, 4), 57, 0),
+                                   leaf(2, S(4, 2), 58, 0)});
+    gradcheck("linear", f_linear, 3,
+              (lunet_tensor_t *[]){leaf(2, S(5, 4), 60, 0), leaf(2, S(3, 4), 61, 0),
+                                   leaf(1, S(3), 62, 0)});
+    gradcheck("linear 3-D", f_linear, 3,
+              (lunet_tensor_t *[]){leaf(3, S(2, 2, 4), 63, 0), leaf(2, S(3, 4), 64, 0),
+                                   leaf(1, S(3), 65, 0)});
+    gradcheck("linear+relu", f_linear_relu, 3,
+              (lunet_tensor_t *[]){leaf(2, S(5, 4), 66, 0), leaf(2, S(3, 4), 67, 0),
+                                   leaf(1, S(3), 68, 0)});
+    gradcheck("linear no bias", f_linear_nobias, 2,
+              (lunet_tensor_t *[]){leaf(1, S(4), 69, 0), leaf(2, S(3, 4), 70, 0)});
     gradcheck("softmax dim 0", f_softmax0, 1, (lunet_tensor_t *[]){leaf(2, S(3, 4), 71, 0)});
     gradcheck("softmax dim -1", f_softmax1, 1, (lunet_tensor_t *[]){leaf(3, S(2, 2, 3), 72, 0)});
     gradcheck("log_softmax", f_log_softmax, 1, (lunet_tensor_t *[]){leaf(3, S(2, 3, 2), 73, 0)});
     gradcheck("cross_entropy", f_ce, 1, (lunet_tensor_t *[]){leaf(2, S(3, 4), 74, 0)});
-    gradcheck("cross_entropy smoothing+weight", f_ce_smooth_weight, 1, (lunet_tensor_t *[]){leaf(2, S(3, 4), 75, 0)});
-    gradcheck("cross_entropy none+ignore", f_ce_none, 1, (lunet_tensor_t *[]){leaf(2, S(3, 4), 76, 0)});
+    gradcheck("cross_entropy smoothing+weight", f_ce_smooth_weight, 1,
+              (lunet_tensor_t *[]){leaf(2, S(3, 4), 75, 0)});
+    gradcheck("cross_entropy none+ignore", f_ce_none, 1,
+              (lunet_tensor_t *[]){leaf(2, S(3, 4), 76, 0)});
     lunet_tensor_t *p = leaf(2, S(3, 4), 77, 2); /* positive probabilities, no grad needed */
     p->requires_grad = false;
-    gradcheck("cross_entropy probs", f_ce_prob, 2, (lunet_tensor_t *[]){leaf(2, S(3, 4), 78, 0), p});
+    gradcheck("cross_entropy probs", f_ce_prob, 2,
+              (lunet_tensor_t *[]){leaf(2, S(3, 4), 78, 0), p});
     gradcheck("nll", f_nll, 1, (lunet_tensor_t *[]){leaf(2, S(3, 4), 79, 0)});
-    gradcheck("mse", f_mse, 2, (lunet_tensor_t *[]){leaf(2, S(3, 2), 80, 0), leaf(2, S(3, 2), 81, 0)});
-    gradcheck("mlp", f_mlp, 5, (lunet_tensor_t *[]){leaf(2, S(3, 5), 82, 0), leaf(2, S(6, 5), 83, 0), leaf(1, S(6), 84, 0), leaf(2, S(4, 6), 85, 0), leaf(1, S(4), 86, 0)});
+    gradcheck("mse", f_mse, 2,
+              (lunet_tensor_t *[]){leaf(2, S(3, 2), 80, 0), leaf(2, S(3, 2), 81, 0)});
+    gradcheck("mlp", f_mlp, 5,
+              (lunet_tensor_t *[]){leaf(2, S(3, 5), 82, 0), leaf(2, S(6, 5), 83, 0),
+                                   leaf(1, S(6), 84, 0), leaf(2, S(4, 6), 85, 0),
+                                   leaf(1, S(4), 86, 0)});
 }
 
 static void test_engine_rules(void **state)
@@ -444,8 +481,9 @@ static void test_engine_rules(void **state)
         if (nsaved > LUNET_OP_MAX_SAVED)
             fail_msg("op %d (%s) saves %d tensors, more than LUNET_OP_MAX_SAVED", i, row->name,
                      nsaved);
-        assert_int_equal(row->saves & ~(unsigned)(LUNET_SAVE_IN0 | LUNET_SAVE_IN1 |
-                                                  LUNET_SAVE_IN2 | LUNET_SAVE_OUT), 0);
+        assert_int_equal(row->saves & ~(unsigned)(LUNET_SAVE_IN0 | LUNET_SAVE_IN1 | LUNET_SAVE_IN2 |
+                                                  LUNET_SAVE_OUT),
+                         0);
     }
     /* broadcast gradients are summed back to each input's shape once, by the engine */
     {

@@ -85,9 +85,9 @@ static void test_image_batch_gather_channels(void **state)
                 LUNET_STATUS_INDEX, "index 3 is out of range for a dataset of size 3");
     CHECK_CLOSE(lunet_tensor_get(x, 0), 7, 0);
     double zero[1] = {1e-50};
-    CHECK_FAILS(lunet_data_image_batch(x, NULL, im, NULL, idx, 2, 255, 1, mean, zero),
-                LUNET_STATUS_VALUE,
-                "std evaluated to zero after conversion to torch.float32, leading to division by zero.");
+    CHECK_FAILS(
+        lunet_data_image_batch(x, NULL, im, NULL, idx, 2, 255, 1, mean, zero), LUNET_STATUS_VALUE,
+        "std evaluated to zero after conversion to torch.float32, leading to division by zero.");
     double three[3] = {1, 1, 1};
     CHECK_FAILS(lunet_data_image_batch(x, NULL, im, NULL, idx, 2, 255, 3, three, three),
                 LUNET_STATUS_RUNTIME, "3 means/stds for 2 channels");
@@ -179,13 +179,13 @@ static lunet_tensor_t *load(const char *name)
     return t;
 }
 
-#define NEED_DATA(t)                                                                       \
-    do {                                                                                   \
-        if (!(t)) {                                                                        \
-            print_message("Fashion-MNIST not found under data/FashionMNIST/raw (run `make " \
-                          "data`); skipped\n");                                            \
-            skip();                                                                        \
-        }                                                                                  \
+#define NEED_DATA(t)                                                                               \
+    do {                                                                                           \
+        if (!(t)) {                                                                                \
+            print_message("Fashion-MNIST not found under data/FashionMNIST/raw (run `make "        \
+                          "data`); skipped\n");                                                    \
+            skip();                                                                                \
+        }                                                                                          \
     } while (0)
 
 static void test_fashion_files(void **state)

@@ -5,9 +5,9 @@
  */
 #include "check.h"
 
-static const char *const NOT_INIT =
-    "Default process group has not been initialized, please make sure to call "
-    "init_process_group.";
+static const char
+    *const NOT_INIT = "Default process group has not been initialized, please make sure to call "
+                      "init_process_group.";
 
 static void test_op_names(void **state)
 {

@@ -92,10 +92,14 @@ static unsigned char *gz(const void *buf, size_t n, size_t *outn)
 static lunet_dtype_t dtype_for(int code)
 {
     switch (code) {
-    case 0x08: return LUNET_DTYPE_UINT8;
-    case 0x0D: return LUNET_DTYPE_FLOAT32;
-    case 0x0E: return LUNET_DTYPE_FLOAT64;
-    default: return LUNET_DTYPE_INT64;
+    case 0x08:
+        return LUNET_DTYPE_UINT8;
+    case 0x0D:
+        return LUNET_DTYPE_FLOAT32;
+    case 0x0E:
+        return LUNET_DTYPE_FLOAT64;
+    default:
+        return LUNET_DTYPE_INT64;
     }
 }
 
@@ -111,9 +115,15 @@ static lunet_tensor_t *sample_tensor(int code, int ndim)
     void *d = lunet_tensor_data(t);
     for (int64_t i = 0; i < t->numel; i++) {
         switch (code) {
-        case 0x08: ((uint8_t *)d)[i] = (uint8_t)(i * 37 + (i == 1 ? 255 : 0)); break;
-        case 0x09: ((int64_t *)d)[i] = i == 0 ? -128 : i == 1 ? 127 : (i * 7) % 256 - 128; break;
-        case 0x0B: ((int64_t *)d)[i] = i == 0 ? -32768 : i == 1 ? 32767 : (i * 1031) % 65536 - 32768; break;
+        case 0x08:
+            ((uint8_t *)d)[i] = (uint8_t)(i * 37 + (i == 1 ? 255 : 0));
+            break;
+        case 0x09:
+            ((int64_t *)d)[i] = i == 0 ? -128 : i == 1 ? 127 : (i * 7) % 256 - 128;
+            break;
+        case 0x0B:
+            ((int64_t *)d)[i] = i == 0 ? -32768 : i == 1 ? 32767 : (i * 1031) % 65536 - 32768;
+            break;
         case 0x0C:
             ((int64_t *)d)[i] = i == 0 ? INT32_MIN : i == 1 ? INT32_MAX : i * 100003 - 777777;
             break;
@@ -176,8 +186,8 @@ static void test_known_bytes(void **state)
     CHECK_OK(lunet_idx_write(tmp_path("i16"), t, 0x0B, false));
     size_t n;
     unsigned char *b = read_file(tmp_path("i16"), &n);
-    static const unsigned char want[] = {0, 0, 0x0B, 2, 0, 0, 0, 2, 0, 0, 0, 3, 0, 1, 0, 2,
-                                         0, 3, 0xff, 0xff, 1, 0, 0x80, 0};
+    static const unsigned char want[] = {0, 0, 0x0B, 2, 0, 0, 0,    2,    0, 0, 0,    3,
+                                         0, 1, 0,    2, 0, 3, 0xff, 0xff, 1, 0, 0x80, 0};
     assert_int_equal(n, sizeof want);
     assert_memory_equal(b, want, sizeof want);
     CHECK_OK(lunet_idx_read_buffer(&r, b, n, "mem"));
@@ -210,8 +220,10 @@ static void test_default_codes_and_u8(void **state)
     assert_memory_equal(b, u8, n);
     free(b);
     /* int64 -> 0x0C, float64 -> 0x0E, float32 -> 0x0D */
-    static const struct { lunet_dtype_t dt; int code; } m[] = {
-        {LUNET_DTYPE_INT64, 0x0C}, {LUNET_DTYPE_FLOAT64, 0x0E}, {LUNET_DTYPE_FLOAT32, 0x0D}};
+    static const struct {
+        lunet_dtype_t dt;
+        int code;
+    } m[] = {{LUNET_DTYPE_INT64, 0x0C}, {LUNET_DTYPE_FLOAT64, 0x0E}, {LUNET_DTYPE_FLOAT32, 0x0D}};
     for (int i = 0; i < 3; i++) {
         CHECK_OK(lunet_tensor_to(&r, t, m[i].dt));
         CHECK_OK(lunet_idx_write(tmp_path("d"), r, 0, false));
@@ -277,12 +289,12 @@ static const unsigned char hdr_type2[] = {0, 0, 0x0F, 1, 0, 0, 0, 1, 0};
 static const unsigned char hdr_nd0[] = {0, 0, 8, 0, 5};
 static const unsigned char hdr_nd_big[] = {0, 0, 8, 200, 0, 0, 0, 1};
 static const unsigned char hdr_size_big[] = {0, 0, 8, 1, 0x80, 0, 0, 0, 1};
-static const unsigned char hdr_overflow[] = {0, 0, 0x0E, 4, 0x7f, 0xff, 0xff, 0xff, 0x7f, 0xff,
-                                             0xff, 0xff, 0x7f, 0xff, 0xff, 0xff, 0x7f, 0xff,
-                                             0xff, 0xff, 1};
+static const unsigned char hdr_overflow[] = {0,    0,    0x0E, 4,    0x7f, 0xff, 0xff,
+                                             0xff, 0x7f, 0xff, 0xff, 0xff, 0x7f, 0xff,
+                                             0xff, 0xff, 0x7f, 0xff, 0xff, 0xff, 1};
 /* found by the fuzzer: a zero size must not hide sizes whose product overflows */
-static const unsigned char hdr_empty_overflow[] = {0, 0, 0x0E, 4, 0, 0x7f, 0, 0x0b, 0x08, 0x40, 0, 0,
-                                                   0x11, 0, 0, 0, 0, 0, 0, 0};
+static const unsigned char hdr_empty_overflow[] = {0, 0, 0x0E, 4, 0, 0x7f, 0, 0x0b, 0x08, 0x40,
+                                                   0, 0, 0x11, 0, 0, 0,    0, 0,    0,    0};
 static const unsigned char hdr_big[] = {0, 0, 8, 2, 0, 1, 0, 0, 0, 1, 0, 0, 1}; /* 2^32 bytes */
 static const unsigned char body_short[] = {0, 0, 8, 1, 0, 0, 0, 5, 1, 2, 3};
 static const unsigned char body_long[] = {0, 0, 8, 1, 0, 0, 0, 2, 1, 2, 3};
@@ -308,7 +320,8 @@ static const bad_t bads[] = {
     {"overflow", hdr_overflow, sizeof hdr_overflow, false, "overflow"},
     {"empty_overflow", hdr_empty_overflow, sizeof hdr_empty_overflow, false, "overflow"},
     {"huge", hdr_big, sizeof hdr_big, false, "body is shorter than the header says"},
-    {"short", body_short, sizeof body_short, false, "body is shorter than the header says: 3 bytes"},
+    {"short", body_short, sizeof body_short, false,
+     "body is shorter than the header says: 3 bytes"},
     {"long", body_long, sizeof body_long, false, "body is longer than the header says: 3 bytes"},
     {"short16", body_short16, sizeof body_short16, false, "body is shorter"},
     {"trunc_head", trunc_head, sizeof trunc_head, false, "truncated header"},
@@ -318,8 +331,10 @@ static const bad_t bads[] = {
     {"badhead.gz", bad_gz_header, sizeof bad_gz_header, false, "corrupt gzip stream"},
     {"magic.gz", hdr_magic, sizeof hdr_magic, true, "bad magic"},
     {"nd0.gz", hdr_nd0, sizeof hdr_nd0, true, "zero dims"},
-    {"short.gz", body_short, sizeof body_short, true, "body is shorter than the header says: 3 bytes"},
-    {"long.gz", body_long, sizeof body_long, true, "body is longer than the header says: at least 3 bytes"},
+    {"short.gz", body_short, sizeof body_short, true,
+     "body is shorter than the header says: 3 bytes"},
+    {"long.gz", body_long, sizeof body_long, true,
+     "body is longer than the header says: at least 3 bytes"},
     {"huge.gz", hdr_big, sizeof hdr_big, true, "more than a"},
     {"empty.gz", (const unsigned char *)"", 0, true, "file is empty"},
 };
@@ -460,7 +475,8 @@ static void test_writer_checks(void **state)
     CHECK_FAILS(lunet_idx_write(path, t, 0x08, false), LUNET_STATUS_VALUE,
                 "element 1 = 300 does not fit type unsigned byte (0x08)");
     CHECK_FAILS(lunet_idx_write(path, t, 0x09, true), LUNET_STATUS_VALUE, "does not fit type");
-    CHECK_FAILS(lunet_idx_write(path, t, 0x0A, false), LUNET_STATUS_VALUE, "unknown type code 0x0a");
+    CHECK_FAILS(lunet_idx_write(path, t, 0x0A, false), LUNET_STATUS_VALUE,
+                "unknown type code 0x0a");
     CHECK_FAILS(lunet_idx_write("/nonexistent/dir/f", t, 0, false), LUNET_STATUS_IO,
                 "cannot create a temporary file for /nonexistent/dir/f");
     /* the old file is intact and no temporary file was left behind */
@@ -478,7 +494,8 @@ static void test_writer_checks(void **state)
     lunet_tensor_release(f);
     double of[3] = {1, 1e39, 3};
     CHECK_OK(lunet_tensor_from_data(&f, LUNET_DTYPE_FLOAT64, 1, sh, of));
-    CHECK_FAILS(lunet_idx_write(path, f, 0x0D, false), LUNET_STATUS_VALUE, "does not fit type float");
+    CHECK_FAILS(lunet_idx_write(path, f, 0x0D, false), LUNET_STATUS_VALUE,
+                "does not fit type float");
     lunet_tensor_release(f);
     int64_t w16[3] = {-32769, 0, 0};
     CHECK_OK(lunet_tensor_from_data(&f, LUNET_DTYPE_INT64, 1, sh, w16));

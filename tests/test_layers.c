@@ -7,8 +7,7 @@
 #include "check.h"
 #include "fixtures/layers_golden.h"
 
-static lunet_tensor_t *make(int dtype, int ndim, const int64_t *shape, const double *v,
-                            bool grad)
+static lunet_tensor_t *make(int dtype, int ndim, const int64_t *shape, const double *v, bool grad)
 {
     lunet_tensor_t *t;
     lunet_dtype_t dt = dtype ? LUNET_DTYPE_FLOAT64 : LUNET_DTYPE_FLOAT32;
@@ -22,8 +21,8 @@ static lunet_tensor_t *make(int dtype, int ndim, const int64_t *shape, const dou
 }
 
 /* Every element of t against want, naming the case and the first element that differs. */
-static void check_values(const char *name, const char *what, lunet_tensor_t *t,
-                         const double *want, int64_t n, double tol)
+static void check_values(const char *name, const char *what, lunet_tensor_t *t, const double *want,
+                         int64_t n, double tol)
 {
     if (!t)
         fail_msg("%s: %s: no tensor", name, what);
@@ -35,8 +34,8 @@ static void check_values(const char *name, const char *what, lunet_tensor_t *t,
         if (isnan(a) && isnan(b))
             continue;
         if (!(fabs(a - b) <= tol * (fabs(b) > 1 ? fabs(b) : 1)))
-            fail_msg("%s: %s[%lld] = %.17g, PyTorch %.17g (tol %g)", name, what, (long long)i,
-                     a, b, tol);
+            fail_msg("%s: %s[%lld] = %.17g, PyTorch %.17g (tol %g)", name, what, (long long)i, a, b,
+                     tol);
     }
 }
 
@@ -211,13 +210,13 @@ static lunet_tensor_t *zeros(int ndim, const int64_t *shape)
 }
 
 /* The message must equal PyTorch's (not merely contain a fragment). */
-#define CHECK_ERROR(expr, text)                                                            \
-    do {                                                                                   \
-        if ((expr) == LUNET_OK)                                                            \
-            fail_msg("%s succeeded, expected \"%s\"", #expr, text);                        \
-        if (strcmp(lunet_error_message(), text) != 0)                                      \
-            fail_msg("%s: message \"%s\", PyTorch says \"%s\"", #expr, lunet_error_message(), \
-                     text);                                                                \
+#define CHECK_ERROR(expr, text)                                                                    \
+    do {                                                                                           \
+        if ((expr) == LUNET_OK)                                                                    \
+            fail_msg("%s succeeded, expected \"%s\"", #expr, text);                                \
+        if (strcmp(lunet_error_message(), text) != 0)                                              \
+            fail_msg("%s: message \"%s\", PyTorch says \"%s\"", #expr, lunet_error_message(),      \
+                     text);                                                                        \
     } while (0)
 
 static void test_errors_match_pytorch(void **state)

@@ -26,10 +26,18 @@ static lunet_tensor_t *mk(lunet_dtype_t dt, int ndim, const int64_t *shape, cons
     char *buf = malloc((size_t)(n > 0 ? n : 1) * sz);
     for (int64_t i = 0; i < n; i++) {
         switch (dt) {
-        case LUNET_DTYPE_FLOAT32: ((float *)buf)[i] = (float)v[i]; break;
-        case LUNET_DTYPE_FLOAT64: ((double *)buf)[i] = v[i]; break;
-        case LUNET_DTYPE_INT64: ((int64_t *)buf)[i] = (int64_t)v[i]; break;
-        default: ((uint8_t *)buf)[i] = (uint8_t)v[i]; break;
+        case LUNET_DTYPE_FLOAT32:
+            ((float *)buf)[i] = (float)v[i];
+            break;
+        case LUNET_DTYPE_FLOAT64:
+            ((double *)buf)[i] = v[i];
+            break;
+        case LUNET_DTYPE_INT64:
+            ((int64_t *)buf)[i] = (int64_t)v[i];
+            break;
+        default:
+            ((uint8_t *)buf)[i] = (uint8_t)v[i];
+            break;
         }
     }
     lunet_tensor_t *t = NULL;
@@ -54,12 +62,11 @@ static bool shape_is(const lunet_tensor_t *t, int ndim, const int64_t *shape)
 }
 
 /* Like CHECK_TENSOR, naming the golden case and the element on a mismatch. */
-static void expect_values(const char *name, const char *what, lunet_tensor_t *t,
-                          const double *want, int64_t n, double tol)
+static void expect_values(const char *name, const char *what, lunet_tensor_t *t, const double *want,
+                          int64_t n, double tol)
 {
     if (t->numel != n)
-        fail_msg("%s %s: numel %lld, expected %lld", name, what, (long long)t->numel,
-                 (long long)n);
+        fail_msg("%s %s: numel %lld, expected %lld", name, what, (long long)t->numel, (long long)n);
     for (int64_t i = 0; i < n; i++) {
         double a = lunet_tensor_get(t, i), b = want[i];
         if (isnan(a) && isnan(b))
@@ -78,8 +85,8 @@ static void golden_inputs(const loss_golden_t *c, lunet_tensor_t **x, lunet_tens
     lunet_dtype_t dt = dt_of(c->dtype);
     *x = mk(dt, c->ndim, c->shape, c->x);
     lunet_dtype_t tdt = c->prob || c->kind == 2 ? dt
-                        : c->tu8               ? LUNET_DTYPE_UINT8
-                                               : LUNET_DTYPE_INT64;
+                        : c->tu8                ? LUNET_DTYPE_UINT8
+                                                : LUNET_DTYPE_INT64;
     *t = mk(tdt, c->tndim, c->tshape, c->target);
     *w = c->weight ? mk1(dt, c->shape[c->ndim == 1 ? 0 : 1], c->weight) : NULL;
     lunet_loss_options_init(o);
@@ -220,8 +227,8 @@ static void test_seed_values(void **state)
     lunet_tensor_release(x);
     lunet_tensor_release(y);
 
-    const double d[15] = {0.093,   0.1939,  -1.0649, 0.4476, -2.0769, -1.8024, 0.3696, 0.7796,
-                          -1.0346, 0.473,   0.5593,  -2.5067, -2.1275, 0.5548, -1.6639};
+    const double d[15] = {0.093,   0.1939, -1.0649, 0.4476,  -2.0769, -1.8024, 0.3696, 0.7796,
+                          -1.0346, 0.473,  0.5593,  -2.5067, -2.1275, 0.5548,  -1.6639};
     const double yd[3] = {1, 2, 3};
     int64_t sd[2] = {3, 5};
     x = mk(LUNET_DTYPE_FLOAT64, 2, sd, d);
@@ -409,8 +416,7 @@ static void test_cross_entropy_errors(void **state)
     /* (C) input with a (1) target; 0-d input */
     lunet_tensor_t *x3 = mk1(LUNET_DTYPE_FLOAT32, 3, X43);
     t = mk1(LUNET_DTYPE_INT64, 1, ok);
-    CHECK_FAILS(ce(x3, t, &o), LUNET_STATUS_RUNTIME,
-                "size mismatch (got input: [3], target: [1])");
+    CHECK_FAILS(ce(x3, t, &o), LUNET_STATUS_RUNTIME, "size mismatch (got input: [3], target: [1])");
     lunet_tensor_release(t);
     lunet_tensor_release(x3);
     lunet_tensor_t *x0 = mk(LUNET_DTYPE_FLOAT32, 0, NULL, X43);
@@ -429,8 +435,7 @@ static void test_cross_entropy_errors(void **state)
     CHECK_FAILS(ce(xn, t, &o), LUNET_STATUS_RUNTIME, "Expected target size [2, 4], got [2, 3]");
     lunet_tensor_release(t);
     t = mk(LUNET_DTYPE_INT64, 3, s241, z);
-    CHECK_FAILS(ce(xn, t, &o), LUNET_STATUS_RUNTIME,
-                "Expected target size [2, 4], got [2, 4, 1]");
+    CHECK_FAILS(ce(xn, t, &o), LUNET_STATUS_RUNTIME, "Expected target size [2, 4], got [2, 4, 1]");
     lunet_tensor_release(t);
     t = mk(LUNET_DTYPE_INT64, 2, s24, z);
     o.weight = w4;

@@ -137,7 +137,8 @@ static void train(run_t *r, int threads)
     }
     for (int i = 0; i < NPARAM; i++) {
         r->weight[i] = malloc((size_t)params[i]->numel * sizeof(float));
-        memcpy(r->weight[i], lunet_tensor_data(params[i]), (size_t)params[i]->numel * sizeof(float));
+        memcpy(r->weight[i], lunet_tensor_data(params[i]),
+               (size_t)params[i]->numel * sizeof(float));
     }
     lunet_tensor_release(x);
     lunet_tensor_release(y);

@@ -20,12 +20,21 @@ static lunet_tensor_t *make_tensor(lunet_dtype_t dt, int ndim, const int64_t *sh
     void *d = lunet_tensor_data(t);
     for (int64_t i = 0; i < t->numel; i++) {
         switch (dt) {
-        case LUNET_DTYPE_FLOAT32: ((float *)d)[i] = (float)fv[i]; break;
-        case LUNET_DTYPE_FLOAT64: ((double *)d)[i] = fv[i]; break;
-        case LUNET_DTYPE_INT64: ((int64_t *)d)[i] = iv ? iv[i] : (int64_t)fv[i]; break;
+        case LUNET_DTYPE_FLOAT32:
+            ((float *)d)[i] = (float)fv[i];
+            break;
+        case LUNET_DTYPE_FLOAT64:
+            ((double *)d)[i] = fv[i];
+            break;
+        case LUNET_DTYPE_INT64:
+            ((int64_t *)d)[i] = iv ? iv[i] : (int64_t)fv[i];
+            break;
         case LUNET_DTYPE_UINT8:
-        case LUNET_DTYPE_BOOL: ((uint8_t *)d)[i] = (uint8_t)(iv ? iv[i] : (int64_t)fv[i]); break;
-        default: fail_msg("dtype %d", (int)dt);
+        case LUNET_DTYPE_BOOL:
+            ((uint8_t *)d)[i] = (uint8_t)(iv ? iv[i] : (int64_t)fv[i]);
+            break;
+        default:
+            fail_msg("dtype %d", (int)dt);
         }
     }
     return t;
@@ -153,7 +162,8 @@ static void test_spec_9_2_table(void **state)
     EXPECT_TEXT(scalar(LUNET_DTYPE_INT64, 7), "tensor(7)");
     EXPECT_TEXT(scalar(LUNET_DTYPE_FLOAT32, 1e-5f), "tensor(1.0000e-05)");
     // correctly rounded decimal conversion, ties to even
-    EXPECT_TEXT(f32(3, (double[]){2.00005f, 0.12345f, 0.99995f}), "tensor([2.0001, 0.1235, 0.9999])");
+    EXPECT_TEXT(f32(3, (double[]){2.00005f, 0.12345f, 0.99995f}),
+                "tensor([2.0001, 0.1235, 0.9999])");
     EXPECT_TEXT(f32(3, (double[]){1.03125, 1.09375, 0.5}), "tensor([1.0312, 1.0938, 0.5000])");
     int64_t s3[1] = {3}, s2[1] = {2};
     EXPECT_TEXT(make_tensor(LUNET_DTYPE_INT64, 1, s3, NULL, (int64_t[]){1, -20, 300}),
@@ -260,7 +270,8 @@ static void test_spec_9_6_suffixes(void **state)
     int64_t s17[1] = {17}, s18[1] = {18}, s9[1] = {9};
     lunet_tensor_t *t;
     CHECK_OK(lunet_tensor_full(&t, LUNET_DTYPE_UINT8, 1, s17, 1));
-    EXPECT_TEXT(t, "tensor([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], dtype=torch.uint8)");
+    EXPECT_TEXT(t,
+                "tensor([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], dtype=torch.uint8)");
     CHECK_OK(lunet_tensor_full(&t, LUNET_DTYPE_UINT8, 1, s18, 1));
     EXPECT_TEXT(t, "tensor([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],\n"
                    "       dtype=torch.uint8)");
@@ -268,8 +279,9 @@ static void test_spec_9_6_suffixes(void **state)
     for (int i = 0; i < 9; i++)
         ((double *)lunet_tensor_data(t))[i] = i / 7.0;
     t->requires_grad = true;
-    EXPECT_TEXT(t, "tensor([0.0000, 0.1429, 0.2857, 0.4286, 0.5714, 0.7143, 0.8571, 1.0000, 1.1429],\n"
-                   "       dtype=torch.float64, requires_grad=True)");
+    EXPECT_TEXT(t,
+                "tensor([0.0000, 0.1429, 0.2857, 0.4286, 0.5714, 0.7143, 0.8571, 1.0000, 1.1429],\n"
+                "       dtype=torch.float64, requires_grad=True)");
     t = f32(2, (double[]){1, 2});
     t->requires_grad = true;
     EXPECT_TEXT(t, "tensor([1., 2.], requires_grad=True)");
@@ -287,9 +299,10 @@ static void test_default_dtype(void **state)
     lunet_tensor_t *e32, *e64;
     CHECK_OK(lunet_tensor_empty(&e32, LUNET_DTYPE_FLOAT32, 1, s0));
     CHECK_OK(lunet_tensor_empty(&e64, LUNET_DTYPE_FLOAT64, 1, s0));
-    bool ok = format_matches(f32(2, (double[]){1, 2}), "torch.", "tensor([1., 2.], dtype=torch.float32)", "f32") &
-              format_matches(make_tensor(LUNET_DTYPE_FLOAT64, 1, s2, (double[]){1, 2}, NULL), "torch.",
-                             "tensor([1., 2.])", "f64") &
+    bool ok = format_matches(f32(2, (double[]){1, 2}), "torch.",
+                             "tensor([1., 2.], dtype=torch.float32)", "f32") &
+              format_matches(make_tensor(LUNET_DTYPE_FLOAT64, 1, s2, (double[]){1, 2}, NULL),
+                             "torch.", "tensor([1., 2.])", "f64") &
               format_matches(e32, "torch.", "tensor([], dtype=torch.float32)", "e32") &
               format_matches(e64, "torch.", "tensor([])", "e64");
     CHECK_OK(lunet_set_default_dtype(LUNET_DTYPE_FLOAT32));

@@ -236,8 +236,7 @@ static void test_randperm(void **state)
     const int64_t *r = lunet_tensor_data(t);
     assert_int_equal(r[0], 36044);
     assert_int_equal(r[4], 21567);
-    assert_memory_equal(r, golden_randperm60000_seed0_head,
-                        sizeof golden_randperm60000_seed0_head);
+    assert_memory_equal(r, golden_randperm60000_seed0_head, sizeof golden_randperm60000_seed0_head);
     assert_true(tensor_hash(t) == GOLDEN_RANDPERM60000_SEED0_HASH);
     lunet_tensor_release(t);
 
@@ -297,8 +296,7 @@ static void test_normal_small(void **state)
     lunet_tensor_t *t = make(LUNET_DTYPE_FLOAT32, 3);
     lunet_generator_seed(&gen, 0);
     CHECK_OK(lunet_tensor_normal_(t, &gen, 0, 0.01));
-    const double want[3] = {0.015409961342811584, -0.002934289164841175,
-                            -0.021787893027067184};
+    const double want[3] = {0.015409961342811584, -0.002934289164841175, -0.021787893027067184};
     CHECK_EXACT(t, 0, want, 3);
     lunet_tensor_release(t);
 

@@ -161,7 +161,7 @@ static void test_every_dtype_and_rank(void **state)
                            : dts[k] == LUNET_DTYPE_INT64 ? (double)(i * 1000003 - 7)
                                                          : (i - 5) / 7.0 * (i % 2 ? -1 : 1);
                 lunet_dtype_store((char *)lunet_tensor_data(t) + i * lunet_dtype_size(dts[k]),
-                            dts[k], v);
+                                  dts[k], v);
             }
             if (lunet_dtype_is_floating(dts[k]) && nd == 2)
                 CHECK_OK(lunet_tensor_requires_grad_(t, true));
@@ -300,9 +300,8 @@ static void test_nested_optimizer_state(void **state)
     /* file order = insertion order */
     assert_string_equal(r->u.map.entries[0].key->u.str.data, "state");
     assert_string_equal(r->u.map.entries[5].key->u.str.data, "");
-    const lunet_value_t *mb =
-        lunet_value_map_get(lunet_value_map_geti(lunet_value_map_get(r, "state"), 0),
-                            "momentum_buffer");
+    const lunet_value_t *mb = lunet_value_map_get(
+        lunet_value_map_geti(lunet_value_map_get(r, "state"), 0), "momentum_buffer");
     assert_non_null(mb);
     CHECK_TENSOR(mb->u.tensor, ((double[]){0.25, 0.25, 0.25, 0.25}), 4, 0);
     const lunet_value_t *g1 = lunet_value_map_geti(lunet_value_map_get(r, "param_groups"), 1);
@@ -363,8 +362,7 @@ static void test_map_api_errors(void **state)
                 "/nonexistent-dir/x.lunet");
     lunet_value_free(v);
     lunet_value_t *r = NULL;
-    CHECK_FAILS(lunet_value_load(&r, tmp_path("missing.lunet")), LUNET_STATUS_IO,
-                "missing.lunet");
+    CHECK_FAILS(lunet_value_load(&r, tmp_path("missing.lunet")), LUNET_STATUS_IO, "missing.lunet");
     CHECK_FAILS(lunet_value_load(&r, g_dir), LUNET_STATUS_IO, "not a regular file");
 }
 
@@ -577,8 +575,8 @@ static void test_lying_payloads(void **state)
     unsigned char fk[] = {0x07, 1, 0, 0, 0, 0, 0, 0, 0, 0x04, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0x01};
     write_raw(path, fk, sizeof fk, 0, 1);
     expect_load_error(path, "map key with tag 0x04");
-    unsigned char dk[] = {0x07, 2, 0, 0, 0, 0, 0, 0, 0, 0x05, 1, 0, 0, 0, 0, 0, 0, 0, 'a', 0x01,
-                          0x05, 1, 0, 0, 0, 0, 0, 0, 0, 'a', 0x02};
+    unsigned char dk[] = {0x07, 2, 0,   0,    0,    0, 0, 0, 0, 0x05, 1, 0, 0, 0,   0,   0,
+                          0,    0, 'a', 0x01, 0x05, 1, 0, 0, 0, 0,    0, 0, 0, 'a', 0x02};
     write_raw(path, dk, sizeof dk, 0, 1);
     expect_load_error(path, "duplicate key, at key 'a'");
     /* bytes left over after the value; a value cut short */

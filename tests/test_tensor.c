@@ -29,10 +29,14 @@ static lunet_tensor_t *from(lunet_dtype_t dt, int nd, const int64_t *shape, cons
     for (int64_t i = 0; i < t->numel; i++) {
         double v = vals[i];
         char *p = (char *)lunet_tensor_data(t) + i * (int64_t)es;
-        if (dt == LUNET_DTYPE_FLOAT32) *(float *)p = (float)v;
-        else if (dt == LUNET_DTYPE_FLOAT64) *(double *)p = v;
-        else if (dt == LUNET_DTYPE_INT64) *(int64_t *)p = (int64_t)v;
-        else *(uint8_t *)p = (uint8_t)v;
+        if (dt == LUNET_DTYPE_FLOAT32)
+            *(float *)p = (float)v;
+        else if (dt == LUNET_DTYPE_FLOAT64)
+            *(double *)p = v;
+        else if (dt == LUNET_DTYPE_INT64)
+            *(int64_t *)p = (int64_t)v;
+        else
+            *(uint8_t *)p = (uint8_t)v;
     }
     return t;
 }
@@ -86,7 +90,7 @@ static void test_views_share_storage(void **state)
     double wt[6] = {0, 3, 1, 4, 2, 5};
     CHECK_TENSOR(t, wt, 6, 0);
     /* a view of a view, written through */
-    CHECK_OK(lunet_tensor_select(&row, t, 0, 1));  /* column 1 of a: [1, 4] */
+    CHECK_OK(lunet_tensor_select(&row, t, 0, 1)); /* column 1 of a: [1, 4] */
     double wr[2] = {1, 4};
     CHECK_TENSOR(row, wr, 2, 0);
     CHECK_OK(lunet_tensor_fill_(row, 9));
@@ -240,14 +244,14 @@ static void test_promotion(void **state)
     assert_int_equal(promo(L, 2, F, 2), F);
     assert_int_equal(promo(L, 2, D, 2), D);
     assert_int_equal(promo(F, 2, D, 2), D);
-    assert_int_equal(promo(L, 2, D, 0), F);   /* int64 + 2.5 -> float32 */
-    assert_int_equal(promo(L, 2, L, 0), L);   /* int64 * 2 */
-    assert_int_equal(promo(F, 2, L, 0), F);   /* float32 + 1 */
-    assert_int_equal(promo(F, 2, D, 1), F);   /* float32 + 0-d float64 */
-    assert_int_equal(promo(L, 2, D, 1), D);   /* int64 + 0-d float64 */
+    assert_int_equal(promo(L, 2, D, 0), F); /* int64 + 2.5 -> float32 */
+    assert_int_equal(promo(L, 2, L, 0), L); /* int64 * 2 */
+    assert_int_equal(promo(F, 2, L, 0), F); /* float32 + 1 */
+    assert_int_equal(promo(F, 2, D, 1), F); /* float32 + 0-d float64 */
+    assert_int_equal(promo(L, 2, D, 1), D); /* int64 + 0-d float64 */
     assert_int_equal(promo(B, 2, L, 2), L);
-    assert_int_equal(promo(B, 2, D, 0), F);   /* bool + 1.5 */
-    assert_int_equal(promo(B, 2, L, 0), L);   /* bool * 2 */
+    assert_int_equal(promo(B, 2, D, 0), F); /* bool + 1.5 */
+    assert_int_equal(promo(B, 2, L, 0), L); /* bool * 2 */
     assert_int_equal(promo(U, 2, L, 2), L);
 
     /* int64 / int64 is true division in float32; int64 == float32 gives bool */
@@ -303,11 +307,13 @@ static void test_unary_values(void **state)
     assert_true(signbit(lunet_tensor_get(r, 1)));
     lunet_tensor_release(r);
     CHECK_OK(lunet_tensor_unary(&r, LUNET_UNARY_SIGMOID, t));
-    double ws[8] = {0.11920291930437088, 0.5, 0.5, 0.622459352016449, 0.9525741338729858, NAN, 0, 1};
+    double ws[8] = {0.11920291930437088, 0.5, 0.5, 0.622459352016449,
+                    0.9525741338729858,  NAN, 0,   1};
     CHECK_TENSOR(r, ws, 8, 2.5e-7);
     lunet_tensor_release(r);
     CHECK_OK(lunet_tensor_unary(&r, LUNET_UNARY_TANH, t));
-    double wt[8] = {-0.9640275835990906, -0.0, 0, 0.46211716532707214, 0.9950547814369202, NAN, -1, 1};
+    double wt[8] = {-0.9640275835990906, -0.0, 0,  0.46211716532707214,
+                    0.9950547814369202,  NAN,  -1, 1};
     CHECK_TENSOR(r, wt, 8, 2.5e-7);
     lunet_tensor_release(r);
     lunet_tensor_release(t);
@@ -440,13 +446,15 @@ static void test_reductions(void **state)
     lunet_tensor_release(a);
     a = from(LUNET_DTYPE_INT64, 1, s3, bv);
     CHECK_FAILS(lunet_tensor_reduce(&r, NULL, LUNET_REDUCE_MEAN, a, 0, NULL, false),
-                LUNET_STATUS_RUNTIME, "mean(): could not infer output dtype. Input dtype must be "
+                LUNET_STATUS_RUNTIME,
+                "mean(): could not infer output dtype. Input dtype must be "
                 "either a floating point or complex dtype. Got: Long");
     lunet_tensor_release(a);
     int64_t s0[1] = {0}, s20[2] = {2, 0};
     CHECK_OK(lunet_tensor_zeros(&a, LUNET_DTYPE_FLOAT32, 1, s0));
     CHECK_FAILS(lunet_tensor_reduce(&r, NULL, LUNET_REDUCE_MAX, a, 0, NULL, false),
-                LUNET_STATUS_RUNTIME, "max(): Expected reduction dim to be specified for "
+                LUNET_STATUS_RUNTIME,
+                "max(): Expected reduction dim to be specified for "
                 "input.numel() == 0. Specify the reduction dim with the 'dim' argument.");
     CHECK_OK(lunet_tensor_reduce(&r, NULL, LUNET_REDUCE_MEAN, a, 0, NULL, false));
     assert_true(isnan(lunet_tensor_get(r, 0)));
@@ -492,7 +500,8 @@ static void test_indexing(void **state)
     double yh[6] = {0.1, 0.3, 0.6, 0.2, 0.3, 0.5};
     lunet_tensor_t *y_hat = from(LUNET_DTYPE_FLOAT32, 2, s23, yh), *r;
     double yv[2] = {0, 2};
-    lunet_tensor_t *y = from(LUNET_DTYPE_INT64, 1, s2, yv), *yc = from(LUNET_DTYPE_INT64, 2, s21, yv);
+    lunet_tensor_t *y = from(LUNET_DTYPE_INT64, 1, s2, yv),
+                   *yc = from(LUNET_DTYPE_INT64, 2, s21, yv);
     CHECK_OK(lunet_tensor_gather(&r, y_hat, 1, yc));
     double wg[2] = {0.1f, 0.5f};
     CHECK_TENSOR(r, wg, 2, 0);
@@ -581,8 +590,10 @@ static lunet_tensor_t *rand_matrix(lunet_dtype_t dt, int64_t r, int64_t c, unsig
     for (int64_t i = 0; i < t->numel; i++) {
         *seed = *seed * 1103515245u + 12345u;
         double v = (double)((*seed >> 8) % 2001) / 1000.0 - 1.0;
-        if (dt == LUNET_DTYPE_FLOAT32) ((float *)lunet_tensor_data(t))[i] = (float)v;
-        else ((double *)lunet_tensor_data(t))[i] = v;
+        if (dt == LUNET_DTYPE_FLOAT32)
+            ((float *)lunet_tensor_data(t))[i] = (float)v;
+        else
+            ((double *)lunet_tensor_data(t))[i] = v;
     }
     return t;
 }
@@ -718,13 +729,12 @@ static void test_wrap_and_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_creation),       cmocka_unit_test(test_views_share_storage),
-        cmocka_unit_test(test_expand),         cmocka_unit_test(test_broadcasting),
-        cmocka_unit_test(test_promotion),      cmocka_unit_test(test_unary_values),
-        cmocka_unit_test(test_exp_accuracy),
-        cmocka_unit_test(test_reductions),     cmocka_unit_test(test_indexing),
-        cmocka_unit_test(test_matmul_shapes),  cmocka_unit_test(test_matmul_forms),
-        cmocka_unit_test(test_wrap_and_errors),
+        cmocka_unit_test(test_creation),     cmocka_unit_test(test_views_share_storage),
+        cmocka_unit_test(test_expand),       cmocka_unit_test(test_broadcasting),
+        cmocka_unit_test(test_promotion),    cmocka_unit_test(test_unary_values),
+        cmocka_unit_test(test_exp_accuracy), cmocka_unit_test(test_reductions),
+        cmocka_unit_test(test_indexing),     cmocka_unit_test(test_matmul_shapes),
+        cmocka_unit_test(test_matmul_forms), cmocka_unit_test(test_wrap_and_errors),
     };
     return cmocka_run_group_tests_name("tensor", tests, NULL, NULL);
 }

@@ -185,8 +185,8 @@ int main(int argc, char **argv)
     if (st == LUNET_OK)
         st = lunet_mlp_forward(&logits, model, tx);
     if (st == LUNET_OK)
-        st = lunet_tensor_reduce(&pred, NULL, LUNET_REDUCE_ARGMAX, logits, 1,
-                                 (const int64_t[]){1}, false);
+        st = lunet_tensor_reduce(&pred, NULL, LUNET_REDUCE_ARGMAX, logits, 1, (const int64_t[]){1},
+                                 false);
     int correct = 0;
     if (st == LUNET_OK) {
         const int64_t *p = lunet_tensor_data(pred), *y = lunet_tensor_data(ty);

@@ -85,8 +85,8 @@ int main(int argc, char **argv)
     lunet_tensor_t *X, *y;
     if (lunet_tensor_wrap(&X, LUNET_DTYPE_FLOAT32, 2, (const int64_t[]){N, 2}, points, NULL,
                           NULL) != LUNET_OK ||
-        lunet_tensor_wrap(&y, LUNET_DTYPE_INT64, 1, (const int64_t[]){N}, labels, NULL,
-                          NULL) != LUNET_OK) {
+        lunet_tensor_wrap(&y, LUNET_DTYPE_INT64, 1, (const int64_t[]){N}, labels, NULL, NULL) !=
+            LUNET_OK) {
         fprintf(stderr, "embed_host: %s\n", lunet_error_message());
         lua_close(L);
         return 1;
@@ -137,8 +137,8 @@ int main(int argc, char **argv)
     } else {
         printf("embed_host: error reported to the host: %.*s\n", (int)strcspn(err, "\n"), err);
     }
-    if (lunet_lua_dostring(L, "return lunet.arange(4):sum():item()", NULL, 0, 1, err,
-                           sizeof err) != LUA_OK) {
+    if (lunet_lua_dostring(L, "return lunet.arange(4):sum():item()", NULL, 0, 1, err, sizeof err) !=
+        LUA_OK) {
         fprintf(stderr, "embed_host: the state is not usable after an error: %s\n", err);
         ok = 0;
     } else {
