@@ -137,12 +137,12 @@ run: deps all data
 	$(BUILD)/lunet scripts/mnist_mlp.lua $(RUN_ARGS)
 
 # ==== tests ================================================================================
-# `make test` = the cmocka tests (with and without BLAS), the busted specs, the
+# `make test` = lint (formatting, luacheck: see the lint section), the cmocka tests (with and without BLAS), the busted specs, the
 # integration tests (examples, the REPL in tmux, an install), and each feature's tests.
 
 .PHONY: test test-c test-c-noblas test-lua test-examples test-repl test-install test-integration \
   test-kill-save
-test: test-c test-c-noblas test-lua test-integration $(FEATURE_TESTS)
+test: lint test-c test-c-noblas test-lua test-integration $(FEATURE_TESTS)
 
 $(BUILD)/tests/%: tests/%.c $(BUILD)/liblunet.a
 	@mkdir -p $(dir $@)
