@@ -336,35 +336,33 @@ done:
 /* Raw-buffer GEMM for kernels that keep their own scratch (conv.c): c (m, n) row-major with
    leading dimension n = alpha * op(a) @ op(b) + beta * c, op = transpose when ta / tb.
    Split over the pool like every product (a call from inside a block runs serially). */
-void lunet_gemm_f32(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-                    int64_t lda, const float *b, int64_t ldb, float beta, float *c)
+static void gemm_raw(lunet_dtype_t dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                     double alpha, const void *a, int64_t lda, const void *b, int64_t ldb,
+                     double beta, void *c)
 {
     gemm_job_t j = {.a = {a, ta, lda},
                     .b = {b, tb, ldb},
-                    .c = (char *)c,
+                    .c = c,
                     .m = m,
                     .n = n,
                     .k = k,
                     .alpha = alpha,
                     .beta = beta,
-                    .dtype = LUNET_DTYPE_FLOAT32};
+                    .dtype = dt};
     gemm_run(&j);
+}
+
+void lunet_gemm_f32(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                    int64_t lda, const float *b, int64_t ldb, float beta, float *c)
+{
+    gemm_raw(LUNET_DTYPE_FLOAT32, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c);
 }
 
 void lunet_gemm_f64(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
                     const double *a, int64_t lda, const double *b, int64_t ldb, double beta,
                     double *c)
 {
-    gemm_job_t j = {.a = {a, ta, lda},
-                    .b = {b, tb, ldb},
-                    .c = (char *)c,
-                    .m = m,
-                    .n = n,
-                    .k = k,
-                    .alpha = alpha,
-                    .beta = beta,
-                    .dtype = LUNET_DTYPE_FLOAT64};
-    gemm_run(&j);
+    gemm_raw(LUNET_DTYPE_FLOAT64, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c);
 }
 
 static lunet_status_t gemm(lunet_tensor_t *c, lunet_tensor_t *a, lunet_tensor_t *b, double alpha,
