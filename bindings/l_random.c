@@ -44,25 +44,25 @@ static int l_initial_seed(lua_State *L)
 
 /* ---------------------------------------------------------------- creation ------------ */
 
-/* rand / randn (sizes... [, opts]) */
-static int sized_fill(lua_State *L, bool normal)
+/* A new tensor of the size (and options) at sidx, filled from normal(p1, p2) or uniform(p1, p2). */
+static int random_fill(lua_State *L, int sidx, bool normal, double p1, double p2)
 {
     int ndim;
     int64_t shape[LUNET_MAX_DIMS];
-    int next = lbt_checksize(L, 1, &ndim, shape);
     lbt_create_opts_t o;
-    lbt_checkcreateopts(L, next, &o);
+    lbt_checksize_opts(L, sidx, &ndim, shape, &o);
     lunet_tensor_t *t = push_empty(L, ndim, shape, o.dtype);
     if (normal)
-        LB_CHECK(L, lunet_tensor_normal_(t, NULL, 0.0, 1.0));
+        LB_CHECK(L, lunet_tensor_normal_(t, NULL, p1, p2));
     else
-        LB_CHECK(L, lunet_tensor_uniform_(t, NULL, 0.0, 1.0));
+        LB_CHECK(L, lunet_tensor_uniform_(t, NULL, p1, p2));
     lbt_finish_create(L, t, &o);
     return 1;
 }
 
-static int l_rand(lua_State *L) { return sized_fill(L, false); }
-static int l_randn(lua_State *L) { return sized_fill(L, true); }
+/* rand / randn (sizes... [, opts]) */
+static int l_rand(lua_State *L) { return random_fill(L, 1, false, 0.0, 1.0); }
+static int l_randn(lua_State *L) { return random_fill(L, 1, true, 0.0, 1.0); }
 
 /* normal(mean, std, size [, opts]) / uniform(a, b, size [, opts]) */
 static int param_fill(lua_State *L, bool normal)
@@ -71,18 +71,7 @@ static int param_fill(lua_State *L, bool normal)
     double p2 = luaL_checknumber(L, 2);
     if (lua_isnoneornil(L, 3))
         luaL_argerror(L, 3, "size expected");
-    int ndim;
-    int64_t shape[LUNET_MAX_DIMS];
-    int next = lbt_checksize(L, 3, &ndim, shape);
-    lbt_create_opts_t o;
-    lbt_checkcreateopts(L, next, &o);
-    lunet_tensor_t *t = push_empty(L, ndim, shape, o.dtype);
-    if (normal)
-        LB_CHECK(L, lunet_tensor_normal_(t, NULL, p1, p2));
-    else
-        LB_CHECK(L, lunet_tensor_uniform_(t, NULL, p1, p2));
-    lbt_finish_create(L, t, &o);
-    return 1;
+    return random_fill(L, 3, normal, p1, p2);
 }
 
 static int l_normal(lua_State *L) { return param_fill(L, true); }
@@ -105,9 +94,8 @@ static int l_randint(lua_State *L)
         luaL_argerror(L, sidx, "size expected");
     int ndim;
     int64_t shape[LUNET_MAX_DIMS];
-    int next = lbt_checksize(L, sidx, &ndim, shape);
     lbt_create_opts_t o;
-    lbt_checkcreateopts(L, next, &o);
+    lbt_checksize_opts(L, sidx, &ndim, shape, &o);
     lunet_tensor_t *t = push_empty(L, ndim, shape, o.has_dtype ? o.dtype : LUNET_DTYPE_INT64);
     LB_CHECK(L, lunet_tensor_random_int_(t, NULL, (int64_t)low, (int64_t)high));
     lbt_finish_create(L, t, &o);

@@ -195,6 +195,11 @@ void lbt_checkcreateopts(lua_State *L, int idx, lbt_create_opts_t *o)
     o->requires_grad = opt_bool(L, idx, "requires_grad", false);
 }
 
+void lbt_checksize_opts(lua_State *L, int idx, int *ndim, int64_t *shape, lbt_create_opts_t *o)
+{
+    lbt_checkcreateopts(L, lbt_checksize(L, idx, ndim, shape), o);
+}
+
 void lbt_finish_create(lua_State *L, lunet_tensor_t *t, const lbt_create_opts_t *o)
 {
     /* t is already boxed at the top of the stack, so an error here does not leak it. */
@@ -580,9 +585,8 @@ static int create_sized(lua_State *L, fill_kind_t kind)
 {
     int ndim;
     int64_t shape[LUNET_MAX_DIMS];
-    int next = lbt_checksize(L, 1, &ndim, shape);
     lbt_create_opts_t o;
-    lbt_checkcreateopts(L, next, &o);
+    lbt_checksize_opts(L, 1, &ndim, shape, &o);
     lbt_fill_t one = {true, 1, 1.0};
     return make_filled(L, ndim, shape, o.dtype, &one, kind, &o);
 }

@@ -33,6 +33,8 @@ typedef struct lbt_create_opts {
     bool requires_grad;
 } lbt_create_opts_t;
 void lbt_checkcreateopts(lua_State *L, int idx, lbt_create_opts_t *o);
+/* A new tensor's size at idx (lbt_checksize) followed by its options table (lbt_checkcreateopts). */
+void lbt_checksize_opts(lua_State *L, int idx, int *ndim, int64_t *shape, lbt_create_opts_t *o);
 /* Applies requires_grad from opts to t (pushed at the top of the stack). */
 void lbt_finish_create(lua_State *L, lunet_tensor_t *t, const lbt_create_opts_t *o);
 
