@@ -37,28 +37,32 @@ typedef struct gemm_operand {
     int64_t ld;
 } gemm_operand_t;
 
-/* Reads t's layout; false when neither t nor its transpose is row-major with unit stride. */
-static bool blas_layout(const lunet_tensor_t *t, gemm_operand_t *op)
+/*
+ * Whether a (rows, cols) matrix with strides (row_stride, col_stride) is row-major with unit
+ * stride; if so sets op->ld and op->trans = trans.  blas_layout asks it of t and of t's
+ * transpose.
+ */
+static bool row_major_layout(int64_t rows, int64_t cols, int64_t row_stride, int64_t col_stride,
+                             bool trans, gemm_operand_t *op)
 {
-    int64_t rows = t->shape[0], cols = t->shape[1];
-    op->data = lunet_tensor_data(t);
-    if (t->strides[1] == 1 || cols == 1) {
-        int64_t ld = rows == 1 ? (cols > 1 ? cols : 1) : t->strides[0];
+    if (col_stride == 1 || cols == 1) {
+        int64_t ld = rows == 1 ? (cols > 1 ? cols : 1) : row_stride;
         if (ld >= (cols > 1 ? cols : 1)) {
-            op->trans = false;
-            op->ld = ld;
-            return true;
-        }
-    }
-    if (t->strides[0] == 1 || rows == 1) {
-        int64_t ld = cols == 1 ? (rows > 1 ? rows : 1) : t->strides[1];
-        if (ld >= (rows > 1 ? rows : 1)) {
-            op->trans = true;
+            op->trans = trans;
             op->ld = ld;
             return true;
         }
     }
     return false;
+}
+
+/* Reads t's layout; false when neither t nor its transpose is row-major with unit stride. */
+static bool blas_layout(const lunet_tensor_t *t, gemm_operand_t *op)
+{
+    int64_t rows = t->shape[0], cols = t->shape[1];
+    op->data = lunet_tensor_data(t);
+    return row_major_layout(rows, cols, t->strides[0], t->strides[1], false, op) ||
+           row_major_layout(cols, rows, t->strides[1], t->strides[0], true, op);
 }
 
 /*

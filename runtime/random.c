@@ -317,6 +317,15 @@ static lunet_status_t check_target(lunet_tensor_t *x, const char *op)
     return lunet_tensor_check_writable(x);
 }
 
+/* check_target(x, op), then the buffer to draw into (gen_buffer). */
+static lunet_status_t check_target_buffer(void **buf, lunet_tensor_t *x, const char *op)
+{
+    lunet_status_t st = check_target(x, op);
+    if (st)
+        return st;
+    return gen_buffer(buf, x, op);
+}
+
 /* ---------------------------------------------------------------- uniform -------------- */
 
 lunet_status_t lunet_tensor_uniform_(lunet_tensor_t *x, lunet_generator_t *g, double a, double b)
@@ -345,11 +354,9 @@ lunet_status_t lunet_tensor_uniform_(lunet_tensor_t *x, lunet_generator_t *g, do
             "uniform_ expects to-from <= std::numeric_limits<%s>::max(), but found "
             "to=%g and from=%g which result in to-from to exceed the limit",
             lunet_dtype_torch_name(x->dtype), b, a);
-    lunet_status_t st = check_target(x, "uniform_");
-    if (st)
-        return st;
     void *buf = NULL;
-    if ((st = gen_buffer(&buf, x, "uniform_")))
+    lunet_status_t st = check_target_buffer(&buf, x, "uniform_");
+    if (st)
         return st;
     g = gen_begin(g);
     int64_t n = x->numel;
@@ -625,11 +632,9 @@ lunet_status_t lunet_tensor_random_int_(lunet_tensor_t *x, lunet_generator_t *g,
         return lunet_error_set(LUNET_STATUS_RUNTIME, "from is out of bounds for %s", cname);
     if (high - 1 < lo || high - 1 > hi)
         return lunet_error_set(LUNET_STATUS_RUNTIME, "to - 1 is out of bounds for %s", cname);
-    lunet_status_t st = check_target(x, "random_");
-    if (st)
-        return st;
     void *buf = NULL;
-    if ((st = gen_buffer(&buf, x, "random_")))
+    lunet_status_t st = check_target_buffer(&buf, x, "random_");
+    if (st)
         return st;
     g = gen_begin(g);
     // value = (draw mod range) + low in uint64 arithmetic; 32-bit draws when range < 2^32
