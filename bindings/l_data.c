@@ -13,9 +13,7 @@ static int l_read_idx(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     lunet_tensor_t *t;
-    LB_CHECK(L, lunet_idx_read(&t, path));
-    lb_pushtensor(L, t);
-    return 1;
+    return lb_result(L, lunet_idx_read(&t, path), &t);
 }
 
 /* _c.read_idx_string(bytes [, name]) -> tensor */
@@ -25,9 +23,7 @@ static int l_read_idx_string(lua_State *L)
     const char *s = luaL_checklstring(L, 1, &n);
     const char *name = luaL_optstring(L, 2, "<string>");
     lunet_tensor_t *t;
-    LB_CHECK(L, lunet_idx_read_buffer(&t, s, n, name));
-    lb_pushtensor(L, t);
-    return 1;
+    return lb_result(L, lunet_idx_read_buffer(&t, s, n, name), &t);
 }
 
 /* _c.write_idx(path, t [, type_code [, gzip]]) */
@@ -184,9 +180,7 @@ static int l_shuffle_order(lua_State *L)
     lunet_generator_t g;
     lunet_generator_seed(&g, s);
     lunet_tensor_t *p;
-    LB_CHECK(L, lunet_tensor_randperm(&p, &g, n));
-    lb_pushtensor(L, p);
-    return 1;
+    return lb_result(L, lunet_tensor_randperm(&p, &g, n), &p);
 }
 
 /* _c.u8_from_string(bytes, d0, d1, ...) -> uint8 tensor of that shape (for the converters) */
@@ -208,9 +202,7 @@ static int l_u8_from_string(lua_State *L)
     if ((size_t)numel != n)
         return luaL_error(L, "u8_from_string: %d bytes for %d elements", (int)n, (int)numel);
     lunet_tensor_t *t;
-    LB_CHECK(L, lunet_tensor_from_data(&t, LUNET_DTYPE_UINT8, nd, shape, s));
-    lb_pushtensor(L, t);
-    return 1;
+    return lb_result(L, lunet_tensor_from_data(&t, LUNET_DTYPE_UINT8, nd, shape, s), &t);
 }
 
 /* _c.u8_to_string(t) -> the bytes of a uint8 tensor in row-major order (for PNG writing) */

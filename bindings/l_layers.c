@@ -23,9 +23,7 @@ static int c_conv2d(lua_State *L)
                                 .dilation = {checkint(L, 10), checkint(L, 11)},
                                 .groups = checkint(L, 12)};
     lunet_tensor_t *y;
-    LB_CHECK(L, lunet_nn_conv2d(&y, x, w, b, &o));
-    lb_pushtensor(L, y);
-    return 1;
+    return lb_result(L, lunet_nn_conv2d(&y, x, w, b, &o), &y);
 }
 
 /* reads kh, kw, sh, sw, ph, pw from idx on */
@@ -64,18 +62,14 @@ static int c_avg_pool2d(lua_State *L)
     o.count_include_pad = lua_toboolean(L, 9);
     o.divisor_override = checkint(L, 10);
     lunet_tensor_t *y;
-    LB_CHECK(L, lunet_nn_avg_pool2d(&y, x, &o));
-    lb_pushtensor(L, y);
-    return 1;
+    return lb_result(L, lunet_nn_avg_pool2d(&y, x, &o), &y);
 }
 
 /* _c.adaptive_avg_pool2d(x, oh, ow) -> y */
 static int c_adaptive_avg_pool2d(lua_State *L)
 {
     lunet_tensor_t *x = lb_checktensor(L, 1), *y;
-    LB_CHECK(L, lunet_nn_adaptive_avg_pool2d(&y, x, checkint(L, 2), checkint(L, 3)));
-    lb_pushtensor(L, y);
-    return 1;
+    return lb_result(L, lunet_nn_adaptive_avg_pool2d(&y, x, checkint(L, 2), checkint(L, 3)), &y);
 }
 
 /* _c.leaky_relu(x, slope), elu(x, alpha), gelu(x, tanh), softplus(x, beta, threshold),
@@ -83,41 +77,32 @@ static int c_adaptive_avg_pool2d(lua_State *L)
 static int c_leaky_relu(lua_State *L)
 {
     lunet_tensor_t *x = lb_checktensor(L, 1), *y;
-    LB_CHECK(L, lunet_nn_leaky_relu(&y, x, luaL_checknumber(L, 2)));
-    lb_pushtensor(L, y);
-    return 1;
+    return lb_result(L, lunet_nn_leaky_relu(&y, x, luaL_checknumber(L, 2)), &y);
 }
 
 static int c_elu(lua_State *L)
 {
     lunet_tensor_t *x = lb_checktensor(L, 1), *y;
-    LB_CHECK(L, lunet_nn_elu(&y, x, luaL_checknumber(L, 2)));
-    lb_pushtensor(L, y);
-    return 1;
+    return lb_result(L, lunet_nn_elu(&y, x, luaL_checknumber(L, 2)), &y);
 }
 
 static int c_gelu(lua_State *L)
 {
     lunet_tensor_t *x = lb_checktensor(L, 1), *y;
-    LB_CHECK(L, lunet_nn_gelu(&y, x, lua_toboolean(L, 2)));
-    lb_pushtensor(L, y);
-    return 1;
+    return lb_result(L, lunet_nn_gelu(&y, x, lua_toboolean(L, 2)), &y);
 }
 
 static int c_softplus(lua_State *L)
 {
     lunet_tensor_t *x = lb_checktensor(L, 1), *y;
-    LB_CHECK(L, lunet_nn_softplus(&y, x, luaL_checknumber(L, 2), luaL_checknumber(L, 3)));
-    lb_pushtensor(L, y);
-    return 1;
+    return lb_result(L, lunet_nn_softplus(&y, x, luaL_checknumber(L, 2), luaL_checknumber(L, 3)),
+                     &y);
 }
 
 static int c_log_sigmoid(lua_State *L)
 {
     lunet_tensor_t *x = lb_checktensor(L, 1), *y;
-    LB_CHECK(L, lunet_nn_log_sigmoid(&y, x));
-    lb_pushtensor(L, y);
-    return 1;
+    return lb_result(L, lunet_nn_log_sigmoid(&y, x), &y);
 }
 
 /* _c.batch_norm(x, running_mean|nil, running_var|nil, w|nil, b|nil, training, momentum, eps) */
@@ -125,19 +110,18 @@ static int c_batch_norm(lua_State *L)
 {
     lunet_tensor_t *x = lb_checktensor(L, 1), *rm = opttensor(L, 2), *rv = opttensor(L, 3);
     lunet_tensor_t *w = opttensor(L, 4), *b = opttensor(L, 5), *y;
-    LB_CHECK(L, lunet_nn_batch_norm(&y, x, rm, rv, w, b, lua_toboolean(L, 6),
-                                    luaL_checknumber(L, 7), luaL_checknumber(L, 8)));
-    lb_pushtensor(L, y);
-    return 1;
+    return lb_result(L,
+                     lunet_nn_batch_norm(&y, x, rm, rv, w, b, lua_toboolean(L, 6),
+                                         luaL_checknumber(L, 7), luaL_checknumber(L, 8)),
+                     &y);
 }
 
 /* _c.dropout_mask(x, p) -> mask (0 or 1 / (1 - p), drawn from the default generator) */
 static int c_dropout_mask(lua_State *L)
 {
     lunet_tensor_t *x = lb_checktensor(L, 1), *m;
-    LB_CHECK(L, lunet_nn_dropout_mask(&m, x, luaL_checknumber(L, 2), lunet_default_generator()));
-    lb_pushtensor(L, m);
-    return 1;
+    return lb_result(
+        L, lunet_nn_dropout_mask(&m, x, luaL_checknumber(L, 2), lunet_default_generator()), &m);
 }
 
 static const luaL_Reg layers_c[] = {

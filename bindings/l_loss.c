@@ -15,9 +15,10 @@ static int l_softmax_common(lua_State *L, bool log_out)
     lunet_tensor_t *x = lb_checktensor(L, 1);
     lua_Integer dim = luaL_checkinteger(L, 2);
     lunet_tensor_t *y;
-    LB_CHECK(L, log_out ? lunet_tensor_log_softmax(&y, x, dim) : lunet_tensor_softmax(&y, x, dim));
-    lb_pushtensor(L, y);
-    return 1;
+    return lb_result(L,
+                     log_out ? lunet_tensor_log_softmax(&y, x, dim)
+                             : lunet_tensor_softmax(&y, x, dim),
+                     &y);
 }
 
 static int l_softmax(lua_State *L) { return l_softmax_common(L, false); }

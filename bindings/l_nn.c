@@ -12,9 +12,7 @@ static int c_linear(lua_State *L)
     lunet_tensor_t *b = lua_isnoneornil(L, 3) ? NULL : lb_checktensor(L, 3);
     bool relu = lua_toboolean(L, 4);
     lunet_tensor_t *y;
-    LB_CHECK(L, lunet_nn_linear(&y, x, w, b, relu));
-    lb_pushtensor(L, y);
-    return 1;
+    return lb_result(L, lunet_nn_linear(&y, x, w, b, relu), &y);
 }
 
 static void check_sgd_opts(lua_State *L, int idx, lunet_sgd_options_t *o)

@@ -173,9 +173,7 @@ static int l_get_rng_state(lua_State *L)
     memcpy(&v[627], &g->cached_normal, sizeof g->cached_normal);
     lunet_generator_unlock(g);
     lunet_tensor_t *t;
-    LB_CHECK(L, lunet_tensor_from_data(&t, LUNET_DTYPE_INT64, 1, &n, v));
-    lb_pushtensor(L, t);
-    return 1;
+    return lb_result(L, lunet_tensor_from_data(&t, LUNET_DTYPE_INT64, 1, &n, v), &t);
 }
 
 static int l_set_rng_state(lua_State *L)
