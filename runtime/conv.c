@@ -681,12 +681,9 @@ lunet_status_t lunet_nn_conv2d_backward(lunet_tensor_t **dx, lunet_tensor_t **dw
             else
                 ((double *)lunet_tensor_data(rb))[c] = acc;
         }
-    if (dx)
-        *dx = rx, rx = NULL;
-    if (dw)
-        *dw = rw, rw = NULL;
-    if (db)
-        *db = rb, rb = NULL;
+    lunet_hand_out(dx, &rx);
+    lunet_hand_out(dw, &rw);
+    lunet_hand_out(db, &rb);
 done:
     lunet_tensor_release(gc);
     lunet_tensor_release(xc);

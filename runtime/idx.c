@@ -258,6 +258,16 @@ static void src_end(source_t *s)
 
 /* ---------------------------------------------------------------- reader -------------- */
 
+/* Element i of a big-endian signed integer body of 1, 2 or 4 bytes per element. */
+static int64_t be_int(const unsigned char *raw, int64_t i, int width)
+{
+    if (width == 1)
+        return (int8_t)raw[i];
+    if (width == 2)
+        return (int16_t)(uint16_t)(raw[2 * i] << 8 | raw[2 * i + 1]);
+    return (int32_t)load_be32(raw + 4 * i);
+}
+
 /* Converts the raw big-endian body in place (it sits at the end of t's storage). */
 // raw (numel * width bytes, big-endian, at data + numel*(8-width) for int64) -> t's elements
 static void decode_body(lunet_tensor_t *t, int code, unsigned char *raw)
@@ -266,43 +276,28 @@ static void decode_body(lunet_tensor_t *t, int code, unsigned char *raw)
     switch (code) {
     case 0x08:
         break;
-    case 0x09: {
-        int64_t *o = lunet_tensor_data(t);
-        for (int64_t i = 0; i < n; i++) {
-            int64_t v = (int8_t)raw[i]; /* read before the write may overlap it */
-            o[i] = v;
-        }
-        break;
-    }
-    case 0x0B: {
-        int64_t *o = lunet_tensor_data(t);
-        for (int64_t i = 0; i < n; i++) {
-            int64_t v = (int16_t)(uint16_t)(raw[2 * i] << 8 | raw[2 * i + 1]);
-            o[i] = v;
-        }
-        break;
-    }
+    case 0x09: /* int8, int16, int32: sign-extended to int64 */
+    case 0x0B:
     case 0x0C: {
+        int width = code == 0x09 ? 1 : code == 0x0B ? 2 : 4;
         int64_t *o = lunet_tensor_data(t);
         for (int64_t i = 0; i < n; i++) {
-            int64_t v = (int32_t)load_be32(raw + 4 * i);
+            int64_t v = be_int(raw, i, width); /* read before the write may overlap it */
             o[i] = v;
         }
         break;
     }
-    case 0x0D: {
-        float *o = lunet_tensor_data(t);
-        for (int64_t i = 0; i < n; i++) {
-            uint32_t b = load_be32(raw + 4 * i);
-            memcpy(&o[i], &b, 4);
-        }
-        break;
-    }
+    case 0x0D: /* float32, float64: the big-endian bits, in place (same width) */
     case 0x0E: {
-        double *o = lunet_tensor_data(t);
+        char *o = lunet_tensor_data(t);
         for (int64_t i = 0; i < n; i++) {
-            uint64_t b = load_be64(raw + 8 * i);
-            memcpy(&o[i], &b, 8);
+            if (code == 0x0D) {
+                uint32_t b = load_be32(raw + 4 * i);
+                memcpy(o + 4 * i, &b, 4);
+            } else {
+                uint64_t b = load_be64(raw + 8 * i);
+                memcpy(o + 8 * i, &b, 8);
+            }
         }
         break;
     }

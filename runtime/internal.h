@@ -139,6 +139,15 @@ static inline int64_t lunet_wrap_add(int64_t a, int64_t b)
 bool lunet_shape_equal(int na, const int64_t *a, int nb, const int64_t *b);
 /* Fails if writing to t would write one memory location twice (expanded tensors). */
 LUNET_MUST_CHECK lunet_status_t lunet_tensor_check_writable(const lunet_tensor_t *t);
+/* A backward's ending for one gradient: when the caller asked for it (want != NULL), *r goes
+   to *want and r is cleared; otherwise r stays for the caller's cleanup to release. */
+static inline void lunet_hand_out(lunet_tensor_t **want, lunet_tensor_t **r)
+{
+    if (want) {
+        *want = *r;
+        *r = NULL;
+    }
+}
 /* Fails, with PyTorch's message, when an in-place op's output and input share part of their
    memory but are not the same elements (x[1:].add_(x[:-1])): the result would depend on the
    order the elements are visited in, and so on the thread count. */

@@ -145,6 +145,13 @@ done:
     return st;
 }
 
+/* Element i of a contiguous float32 or float64 tensor, as a double. */
+static inline double element(lunet_tensor_t *t, int64_t i, bool f32)
+{
+    return f32 ? ((const float *)lunet_tensor_data(t))[i]
+               : ((const double *)lunet_tensor_data(t))[i];
+}
+
 lunet_status_t lunet_nn_batch_norm_backward(lunet_tensor_t **dx, lunet_tensor_t **dw,
                                             lunet_tensor_t **db, lunet_tensor_t *g,
                                             lunet_tensor_t *x, lunet_tensor_t *weight,
@@ -169,10 +176,7 @@ lunet_status_t lunet_nn_batch_norm_backward(lunet_tensor_t **dx, lunet_tensor_t 
         for (int64_t n = 0; n < N; n++)
             for (int64_t l = 0; l < L; l++) {
                 int64_t i = (n * C + c) * L + l;
-                double gv = f32 ? ((const float *)lunet_tensor_data(gc))[i]
-                                : ((const double *)lunet_tensor_data(gc))[i];
-                double xv = f32 ? ((const float *)lunet_tensor_data(xc))[i]
-                                : ((const double *)lunet_tensor_data(xc))[i];
+                double gv = element(gc, i, f32), xv = element(xc, i, f32);
                 gsum += gv;
                 dotp += gv * (xv - mean);
             }
@@ -192,10 +196,7 @@ lunet_status_t lunet_nn_batch_norm_backward(lunet_tensor_t **dx, lunet_tensor_t 
         for (int64_t n = 0; n < N; n++)
             for (int64_t l = 0; l < L; l++) {
                 int64_t i = (n * C + c) * L + l;
-                double gv = f32 ? ((const float *)lunet_tensor_data(gc))[i]
-                                : ((const double *)lunet_tensor_data(gc))[i];
-                double xv = f32 ? ((const float *)lunet_tensor_data(xc))[i]
-                                : ((const double *)lunet_tensor_data(xc))[i];
+                double gv = element(gc, i, f32), xv = element(xc, i, f32);
                 double d = training ? (gv - gmean - (xv - mean) * k) * invstd * w : gv * invstd * w;
                 if (f32)
                     ((float *)lunet_tensor_data(rx))[i] = (float)d;
@@ -203,12 +204,9 @@ lunet_status_t lunet_nn_batch_norm_backward(lunet_tensor_t **dx, lunet_tensor_t 
                     ((double *)lunet_tensor_data(rx))[i] = d;
             }
     }
-    if (dx)
-        *dx = rx, rx = NULL;
-    if (dw)
-        *dw = rw, rw = NULL;
-    if (db)
-        *db = rb, rb = NULL;
+    lunet_hand_out(dx, &rx);
+    lunet_hand_out(dw, &rw);
+    lunet_hand_out(db, &rb);
 done:
     lunet_tensor_release(gc);
     lunet_tensor_release(xc);

@@ -118,38 +118,30 @@ static void swap_elems(unsigned char *buf, size_t nbytes, size_t elem)
 
 /* ---------------------------------------------------------------- value trees ---------- */
 
-static lunet_status_t value_new(lunet_value_t **out, lunet_value_kind_t kind)
+/* A new node holding a copy of proto: its kind and, for a number, its value (the rest 0). */
+static lunet_status_t value_new(lunet_value_t **out, lunet_value_t proto)
 {
-    lunet_value_t *v = calloc(1, sizeof *v);
+    lunet_value_t *v = malloc(sizeof *v);
     if (!v)
         return lunet_error_set(LUNET_STATUS_NOMEM, "value: out of memory");
-    v->kind = kind;
+    *v = proto;
     *out = v;
     return LUNET_OK;
 }
 
 lunet_status_t lunet_value_bool(lunet_value_t **out, bool b)
 {
-    lunet_status_t st = value_new(out, LUNET_VALUE_BOOL);
-    if (!st)
-        (*out)->u.b = b;
-    return st;
+    return value_new(out, (lunet_value_t){.kind = LUNET_VALUE_BOOL, .u.b = b});
 }
 
 lunet_status_t lunet_value_int(lunet_value_t **out, int64_t i)
 {
-    lunet_status_t st = value_new(out, LUNET_VALUE_INT);
-    if (!st)
-        (*out)->u.i = i;
-    return st;
+    return value_new(out, (lunet_value_t){.kind = LUNET_VALUE_INT, .u.i = i});
 }
 
 lunet_status_t lunet_value_float(lunet_value_t **out, double f)
 {
-    lunet_status_t st = value_new(out, LUNET_VALUE_FLOAT);
-    if (!st)
-        (*out)->u.f = f;
-    return st;
+    return value_new(out, (lunet_value_t){.kind = LUNET_VALUE_FLOAT, .u.f = f});
 }
 
 lunet_status_t lunet_value_string(lunet_value_t **out, const char *s, size_t len)
@@ -165,7 +157,7 @@ lunet_status_t lunet_value_string(lunet_value_t **out, const char *s, size_t len
         memcpy(copy, s, len);
     copy[len] = 0;
     lunet_value_t *v = NULL;
-    lunet_status_t st = value_new(&v, LUNET_VALUE_STRING);
+    lunet_status_t st = value_new(&v, (lunet_value_t){.kind = LUNET_VALUE_STRING});
     if (st) {
         free(copy);
         return st;
@@ -180,7 +172,7 @@ lunet_status_t lunet_value_tensor(lunet_value_t **out, lunet_tensor_t *t)
 {
     if (!t)
         return lunet_error_set(LUNET_STATUS_VALUE, "value_tensor: NULL tensor");
-    lunet_status_t st = value_new(out, LUNET_VALUE_TENSOR);
+    lunet_status_t st = value_new(out, (lunet_value_t){.kind = LUNET_VALUE_TENSOR});
     if (!st) {
         lunet_tensor_retain(t);
         (*out)->u.tensor = t;
@@ -188,7 +180,10 @@ lunet_status_t lunet_value_tensor(lunet_value_t **out, lunet_tensor_t *t)
     return st;
 }
 
-lunet_status_t lunet_value_map(lunet_value_t **out) { return value_new(out, LUNET_VALUE_MAP); }
+lunet_status_t lunet_value_map(lunet_value_t **out)
+{
+    return value_new(out, (lunet_value_t){.kind = LUNET_VALUE_MAP});
+}
 
 void lunet_value_free(lunet_value_t *v)
 {
@@ -830,7 +825,7 @@ static lunet_status_t read_tensor(reader_t *r, lunet_value_t **out)
             }
     if (h[1] && (st = lunet_tensor_requires_grad_(t, true)))
         goto fail;
-    if ((st = value_new(out, LUNET_VALUE_TENSOR)))
+    if ((st = value_new(out, (lunet_value_t){.kind = LUNET_VALUE_TENSOR})))
         goto fail;
     (*out)->u.tensor = t;
     return LUNET_OK;

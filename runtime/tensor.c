@@ -66,25 +66,14 @@ double lunet_dtype_load(const void *p, lunet_dtype_t dt)
 /* Float to integer conversion truncates toward zero, as PyTorch's does. */
 void lunet_dtype_store(void *p, lunet_dtype_t dt, double v)
 {
-    switch (dt) {
-    case LUNET_DTYPE_FLOAT32:
+    if (dt == LUNET_DTYPE_FLOAT32)
         *(float *)p = (float)v;
-        break;
-    case LUNET_DTYPE_FLOAT64:
+    else if (dt == LUNET_DTYPE_FLOAT64)
         *(double *)p = v;
-        break;
-    case LUNET_DTYPE_INT64:
-        *(int64_t *)p = lunet_f64_to_i64(v);
-        break;
-    case LUNET_DTYPE_UINT8:
-        *(uint8_t *)p = (uint8_t)lunet_f64_to_i64(v);
-        break;
-    case LUNET_DTYPE_BOOL:
+    else if (dt == LUNET_DTYPE_BOOL)
         *(uint8_t *)p = v != 0;
-        break;
-    default:
-        break;
-    }
+    else /* int64, uint8 */
+        lunet_dtype_store_int(p, dt, lunet_f64_to_i64(v));
 }
 
 void lunet_dtype_store_int(void *p, lunet_dtype_t dt, int64_t v)
