@@ -260,29 +260,24 @@ return function(nn)
 
   -- ------------------------------------------------------------ activations
 
-  local LeakyReLU = Module:extend("LeakyReLU")
-  nn.LeakyReLU = LeakyReLU
+  -- nn.<name>([<param> [, inplace]]): an activation with one parameter (default when nil) and
+  -- inplace, computed by cnn[fn](x, param, inplace)
+  local function param_inplace_activation(name, param, default, fn)
+    local M = Module:extend(name)
+    nn[name] = M
+    function M:init(...)
+      local o = options(name, {param, "inplace"}, ...)
+      self[param], self.inplace = o[param] or default, o.inplace == true
+    end
+    function M:forward(x) return cnn[fn](x, self[param], self.inplace) end
+    function M:extra_repr()
+      return param .. "=" .. repr(self[param]) .. (self.inplace and ", inplace=True" or "")
+    end
+  end
   -- nn.LeakyReLU([negative_slope [, inplace]])
-  function LeakyReLU:init(...)
-    local o = options("LeakyReLU", {"negative_slope", "inplace"}, ...)
-    self.negative_slope, self.inplace = o.negative_slope or 0.01, o.inplace == true
-  end
-  function LeakyReLU:forward(x) return cnn.leaky_relu(x, self.negative_slope, self.inplace) end
-  function LeakyReLU:extra_repr()
-    return "negative_slope=" .. repr(self.negative_slope) .. (self.inplace and ", inplace=True" or "")
-  end
-
-  local ELU = Module:extend("ELU")
-  nn.ELU = ELU
+  param_inplace_activation("LeakyReLU", "negative_slope", 0.01, "leaky_relu")
   -- nn.ELU([alpha [, inplace]])
-  function ELU:init(...)
-    local o = options("ELU", {"alpha", "inplace"}, ...)
-    self.alpha, self.inplace = o.alpha or 1.0, o.inplace == true
-  end
-  function ELU:forward(x) return cnn.elu(x, self.alpha, self.inplace) end
-  function ELU:extra_repr()
-    return "alpha=" .. repr(self.alpha) .. (self.inplace and ", inplace=True" or "")
-  end
+  param_inplace_activation("ELU", "alpha", 1.0, "elu")
 
   local GELU = Module:extend("GELU")
   nn.GELU = GELU
