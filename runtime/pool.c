@@ -67,6 +67,25 @@ typedef struct pool_geom {
     int64_t planes, H, W, OH, OW;
 } pool_geom_t;
 
+/*
+ * The start every pooling backward shares: g contiguous (*gc), dx zeroed in the input's
+ * shape (*r), and the geometry: planes of H x W in, of out's last two dims (OH, OW) out.
+ */
+static lunet_status_t backward_start(lunet_tensor_t **gc, lunet_tensor_t **r, pool_geom_t *geo,
+                                     lunet_tensor_t *g, const lunet_tensor_t *out, int ndim,
+                                     const int64_t *shape, lunet_dtype_t dt)
+{
+    lunet_status_t st;
+    if ((st = lunet_tensor_contiguous(gc, g)) || (st = lunet_tensor_zeros(r, dt, ndim, shape)))
+        return st;
+    *geo = (pool_geom_t){.planes = lunet_shape_numel(ndim - 2, shape),
+                         .H = shape[ndim - 2],
+                         .W = shape[ndim - 1],
+                         .OH = out->shape[ndim - 2],
+                         .OW = out->shape[ndim - 1]};
+    return LUNET_OK;
+}
+
 static lunet_status_t pool_geom(pool_geom_t *g, const lunet_tensor_t *x,
                                 const lunet_pool2d_options_t *o, bool is_max)
 {
@@ -323,13 +342,9 @@ lunet_status_t lunet_nn_max_pool2d_backward(lunet_tensor_t **dx, lunet_tensor_t 
 {
     lunet_tensor_t *gc = NULL, *r = NULL;
     lunet_status_t st;
-    if ((st = lunet_tensor_contiguous(&gc, g)) || (st = lunet_tensor_zeros(&r, dt, ndim, shape)))
+    pool_geom_t geo;
+    if ((st = backward_start(&gc, &r, &geo, g, indices, ndim, shape, dt)))
         goto done;
-    pool_geom_t geo = {.planes = lunet_shape_numel(ndim - 2, shape),
-                       .H = shape[ndim - 2],
-                       .W = shape[ndim - 1],
-                       .OH = indices->shape[ndim - 2],
-                       .OW = indices->shape[ndim - 1]};
     pool_job_t job = {.y = lunet_tensor_data(r),
                       .ind = lunet_tensor_data(indices),
                       .x = lunet_tensor_data(gc),
@@ -515,13 +530,9 @@ lunet_status_t lunet_nn_avg_pool2d_backward(lunet_tensor_t **dx, lunet_tensor_t 
 {
     lunet_tensor_t *gc = NULL, *r = NULL;
     lunet_status_t st;
-    if ((st = lunet_tensor_contiguous(&gc, gy)) || (st = lunet_tensor_zeros(&r, dt, ndim, shape)))
+    pool_geom_t g;
+    if ((st = backward_start(&gc, &r, &g, gy, gy, ndim, shape, dt)))
         goto done;
-    pool_geom_t g = {.planes = lunet_shape_numel(ndim - 2, shape),
-                     .H = shape[ndim - 2],
-                     .W = shape[ndim - 1],
-                     .OH = gy->shape[ndim - 2],
-                     .OW = gy->shape[ndim - 1]};
     pool_job_t job = {.y = lunet_tensor_data(r),
                       .x = lunet_tensor_data(gc),
                       .g = &g,
@@ -647,13 +658,9 @@ lunet_status_t lunet_nn_adaptive_avg_pool2d_backward(lunet_tensor_t **dx, lunet_
 {
     lunet_tensor_t *gc = NULL, *r = NULL;
     lunet_status_t st;
-    if ((st = lunet_tensor_contiguous(&gc, gy)) || (st = lunet_tensor_zeros(&r, dt, ndim, shape)))
+    pool_geom_t g;
+    if ((st = backward_start(&gc, &r, &g, gy, gy, ndim, shape, dt)))
         goto done;
-    pool_geom_t g = {.planes = lunet_shape_numel(ndim - 2, shape),
-                     .H = shape[ndim - 2],
-                     .W = shape[ndim - 1],
-                     .OH = gy->shape[ndim - 2],
-                     .OW = gy->shape[ndim - 1]};
     if (dt == LUNET_DTYPE_FLOAT32)
         adaptive_back_body(lunet_tensor_data(r), lunet_tensor_data(gc), &g, false);
     else
