@@ -218,52 +218,39 @@ static int64_t ifloordiv(int64_t a, int64_t b)
     return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
 
-/* PyTorch's add(b, alpha) is one fused multiply-add; a plain add (alpha 1) gets a loop of
-   its own so that it vectorises. */
-static void add_f32(KPARAMS)
-{
-    const float al = ALPHA_F;
-    if (al == 1)
-        BINARY_LOOP(float, float, x + y);
-    else
-        BINARY_LOOP(float, float, fmaf(al, y, x));
-}
-static void add_f64(KPARAMS)
-{
-    const double al = ALPHA_D;
-    if (al == 1)
-        BINARY_LOOP(double, double, x + y);
-    else
-        BINARY_LOOP(double, double, fma(al, y, x));
-}
+/* PyTorch's add(b, alpha) is one fused multiply-add; alpha 1 and -1 (x - y) get plain loops
+   of their own so that they vectorise (fma(-1, y, x) rounds as x - y does).  One body for
+   float and double (T, its alpha, its fma). */
+#define ADD_FLOAT_BODY(T, ALPHA, FMA)                                                              \
+    const T al = ALPHA;                                                                            \
+    if (al == 1)                                                                                   \
+        BINARY_LOOP(T, T, x + y);                                                                  \
+    else if (al == -1)                                                                             \
+        BINARY_LOOP(T, T, x - y);                                                                  \
+    else                                                                                           \
+        BINARY_LOOP(T, T, FMA(al, y, x));
+
+static void add_f32(KPARAMS) { ADD_FLOAT_BODY(float, ALPHA_F, fmaf) }
+static void add_f64(KPARAMS) { ADD_FLOAT_BODY(double, ALPHA_D, fma) }
+#undef ADD_FLOAT_BODY
 static void add_i64(KPARAMS)
 {
     const int64_t al = ALPHA_I;
     BINARY_LOOP(int64_t, int64_t, lunet_i64_add(x, lunet_i64_mul(al, y)));
 }
-static void sub_f32(KPARAMS)
+
+/* sub(b, alpha) is add(b, -alpha): the same bits, in floats and in wrapping int64. */
+static void sub_as_add(void (*add)(KPARAMS), KPARAMS)
 {
-    const float al = ALPHA_F;
-    if (al == 1)
-        BINARY_LOOP(float, float, x - y);
-    else
-        BINARY_LOOP(float, float, fmaf(-al, y, x));
+    binary_ctx_t neg = {.alpha = -((binary_ctx_t *)ctx)->alpha};
+    add(d, s, n, &neg);
 }
-static void sub_f64(KPARAMS)
-{
-    const double al = ALPHA_D;
-    if (al == 1)
-        BINARY_LOOP(double, double, x - y);
-    else
-        BINARY_LOOP(double, double, fma(-al, y, x));
-}
-static void sub_i64(KPARAMS)
-{
-    const int64_t al = ALPHA_I;
-    BINARY_LOOP(int64_t, int64_t, lunet_i64_sub(x, lunet_i64_mul(al, y)));
-}
+
 /* one kernel a line, read as a table */
 /* clang-format off */
+static void sub_f32(KPARAMS) { sub_as_add(add_f32, d, s, n, ctx); }
+static void sub_f64(KPARAMS) { sub_as_add(add_f64, d, s, n, ctx); }
+static void sub_i64(KPARAMS) { sub_as_add(add_i64, d, s, n, ctx); }
 static void mul_f32(KPARAMS) { (void)ctx; BINARY_LOOP(float, float, x * y); }
 static void mul_f64(KPARAMS) { (void)ctx; BINARY_LOOP(double, double, x * y); }
 static void mul_i64(KPARAMS) { (void)ctx; BINARY_LOOP(int64_t, int64_t, lunet_i64_mul(x, y)); }
