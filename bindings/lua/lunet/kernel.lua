@@ -111,14 +111,14 @@ function M._start(K)
   local stderr = setmetatable({name = "stderr"}, FileProxy)
   local real_output, real_input = io.output, io.input
   io.stdout, io.stderr, io.stdin = stdout, stderr, StdinProxy
-  local out_redirected, in_redirected = false, false
+  local redirected = {output = false, input = false}
   function io.write(...)
-    if out_redirected then return real_output():write(...) end
+    if redirected.output then return real_output():write(...) end
     write("stdout", ...)
     return stdout
   end
   function io.read(...)
-    if in_redirected then return real_input():read(...) end
+    if redirected.input then return real_input():read(...) end
     return StdinProxy:read(...)
   end
   local real_lines = io.lines
@@ -126,18 +126,18 @@ function M._start(K)
     if file == nil then return StdinProxy:lines(...) end
     return real_lines(file, ...)
   end
-  function io.output(f)
-    if f == nil then return out_redirected and real_output() or stdout end
-    if f == stdout then out_redirected = false return stdout end
-    out_redirected = true
-    return real_output(f)
+  -- io.output / io.input: no argument gives the current file (the proxy unless redirected),
+  -- the proxy ends a redirection, anything else redirects through Lua's own function
+  local function redirector(key, real, proxy)
+    return function(f)
+      if f == nil then return redirected[key] and real() or proxy end
+      if f == proxy then redirected[key] = false return proxy end
+      redirected[key] = true
+      return real(f)
+    end
   end
-  function io.input(f)
-    if f == nil then return in_redirected and real_input() or StdinProxy end
-    if f == StdinProxy then in_redirected = false return StdinProxy end
-    in_redirected = true
-    return real_input(f)
-  end
+  io.output = redirector("output", real_output, stdout)
+  io.input = redirector("input", real_input, StdinProxy)
   function _G.print(...)
     local n = select("#", ...)
     local parts = {}
