@@ -149,6 +149,18 @@ static lunet_status_t src_raw(source_t *s, const unsigned char **p, size_t *n)
     return LUNET_OK;
 }
 
+/* Feeds the inflater the source's next raw bytes: *m of them, 0 at the end of the source. */
+static lunet_status_t refill(source_t *s, size_t *m)
+{
+    const unsigned char *p;
+    lunet_status_t st = src_raw(s, &p, m);
+    if (st || *m == 0)
+        return st;
+    s->zs.next_in = (unsigned char *)(uintptr_t)p;
+    s->zs.avail_in = (uInt)*m;
+    return LUNET_OK;
+}
+
 /* Reads up to n bytes into dst; *got < n only at the end of the data. */
 static lunet_status_t src_read(source_t *s, void *dst, size_t n, size_t *got)
 {
@@ -172,15 +184,12 @@ static lunet_status_t src_read(source_t *s, void *dst, size_t n, size_t *got)
         if (s->zend) {
             /* A gzip file may hold several members; anything else after one is garbage. */
             if (s->zs.avail_in == 0) {
-                const unsigned char *p;
                 size_t m;
-                lunet_status_t st = src_raw(s, &p, &m);
+                lunet_status_t st = refill(s, &m);
                 if (st)
                     return st;
                 if (m == 0)
                     return LUNET_OK;
-                s->zs.next_in = (unsigned char *)(uintptr_t)p;
-                s->zs.avail_in = (uInt)m;
             }
             if (s->zs.next_in[0] != 0x1f)
                 return lunet_error_set(
@@ -192,9 +201,8 @@ static lunet_status_t src_read(source_t *s, void *dst, size_t n, size_t *got)
             s->zend = false;
         }
         if (s->zs.avail_in == 0) {
-            const unsigned char *p;
             size_t m;
-            lunet_status_t st = src_raw(s, &p, &m);
+            lunet_status_t st = refill(s, &m);
             if (st)
                 return st;
             if (m == 0)
@@ -203,8 +211,6 @@ static lunet_status_t src_read(source_t *s, void *dst, size_t n, size_t *got)
                     "read_idx: %s: corrupt gzip stream: truncated (the compressed "
                     "data ends before its end marker)",
                     s->name);
-            s->zs.next_in = (unsigned char *)(uintptr_t)p;
-            s->zs.avail_in = (uInt)m;
         }
         size_t want = n - *got;
         if (want > UINT_MAX)

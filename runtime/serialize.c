@@ -438,6 +438,19 @@ static lunet_status_t write_fd(writer_t *w, const unsigned char *p, size_t n)
     return LUNET_OK;
 }
 
+/* Writes what the last deflate call put in w->out (*have bytes); avail_out stays as it was. */
+static lunet_status_t write_out(writer_t *w, size_t *have)
+{
+    *have = sizeof w->out - w->zs.avail_out;
+    if (*have) {
+        lunet_status_t st = write_fd(w, w->out, *have);
+        if (st)
+            return st;
+        w->stored += *have;
+    }
+    return LUNET_OK;
+}
+
 /* Runs deflate over the pending input with `flush`, writing whatever it produces. */
 static lunet_status_t deflate_run(writer_t *w, int flush)
 {
@@ -447,13 +460,10 @@ static lunet_status_t deflate_run(writer_t *w, int flush)
         int rc = deflate(&w->zs, flush);
         if (rc == Z_STREAM_ERROR)
             return lunet_error_set(LUNET_STATUS_RUNTIME, "save: %s: zlib deflate failed", w->path);
-        size_t have = sizeof w->out - w->zs.avail_out;
-        if (have) {
-            lunet_status_t st = write_fd(w, w->out, have);
-            if (st)
-                return st;
-            w->stored += have;
-        }
+        size_t have;
+        lunet_status_t st = write_out(w, &have);
+        if (st)
+            return st;
         if (flush == Z_FINISH ? rc == Z_STREAM_END : (w->zs.avail_in == 0 && w->zs.avail_out != 0))
             return LUNET_OK;
     }
@@ -468,13 +478,10 @@ static lunet_status_t set_strategy(writer_t *w, int strategy)
         w->zs.next_out = w->out;
         w->zs.avail_out = sizeof w->out;
         int rc = deflateParams(&w->zs, SAVE_LEVEL, strategy);
-        size_t have = sizeof w->out - w->zs.avail_out;
-        if (have) {
-            lunet_status_t st = write_fd(w, w->out, have);
-            if (st)
-                return st;
-            w->stored += have;
-        }
+        size_t have;
+        lunet_status_t st = write_out(w, &have);
+        if (st)
+            return st;
         if (rc == Z_OK)
             break;
         if (rc != Z_BUF_ERROR || have == 0)
