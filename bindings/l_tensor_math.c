@@ -259,15 +259,28 @@ static int f_clamp_(lua_State *L)
     return 1;
 }
 
-/* lunet.where(cond, a, b) */
-static int f_where(lua_State *L)
+/* lunet.where(cond, a, b): the operands are taken from the stack positions in pos. */
+static int where_at(lua_State *L, const int pos[3])
 {
-    static const int pos[3] = {1, 2, 3};
     operands_t o;
     lunet_tensor_t *r = NULL;
     get_operands(L, &o, 3, pos);
     lunet_status_t st = lunet_tensor_where(&r, o.t[0], o.t[1], o.t[2]);
     return finish(L, &o, st, r);
+}
+
+static int f_where(lua_State *L)
+{
+    static const int pos[3] = {1, 2, 3};
+    return where_at(L, pos);
+}
+
+/* x:where(cond, y) is PyTorch's Tensor.where: where(cond, x, y), not where(x, cond, y). */
+static int f_where_method(lua_State *L)
+{
+    static const int pos[3] = {2, 1, 3};
+    lb_checktensor(L, 1);
+    return where_at(L, pos);
 }
 
 /* ================================================================ in place =========== */
@@ -636,35 +649,26 @@ static const luaL_Reg both[] = {
     {"argmin", f_argmin},   {"all", f_all},
     {"any", f_any},         {"matmul", f_matmul},
     {"mm", f_mm},           {"addmm", f_addmm},
-    {"where", f_where},     {NULL, NULL},
+    {NULL, NULL},
 };
 
 /* Methods only. */
 static const luaL_Reg methods_only[] = {
-    {"add_", f_add_},
-    {"sub_", f_sub_},
-    {"mul_", f_mul_},
-    {"div_", f_div_},
-    {"pow_", f_pow_},
-    {"neg_", f_neg_},
-    {"exp_", f_exp_},
-    {"log_", f_log_},
-    {"sqrt_", f_sqrt_},
-    {"abs_", f_abs_},
-    {"sigmoid_", f_sigmoid_},
-    {"tanh_", f_tanh_},
-    {"relu_", f_relu_},
-    {"clamp_", f_clamp_},
-    {"zero_", f_zero_},
-    {"fill_", f_fill_},
-    {"copy_", f_copy_},
-    {"requires_grad_", f_requires_grad_},
-    {"backward", f_backward},
-    {"retain_grad", f_retain_grad},
-    {NULL, NULL},
+    {"add_", f_add_},          {"sub_", f_sub_},
+    {"mul_", f_mul_},          {"div_", f_div_},
+    {"pow_", f_pow_},          {"neg_", f_neg_},
+    {"exp_", f_exp_},          {"log_", f_log_},
+    {"sqrt_", f_sqrt_},        {"abs_", f_abs_},
+    {"sigmoid_", f_sigmoid_},  {"tanh_", f_tanh_},
+    {"relu_", f_relu_},        {"clamp_", f_clamp_},
+    {"zero_", f_zero_},        {"fill_", f_fill_},
+    {"copy_", f_copy_},        {"requires_grad_", f_requires_grad_},
+    {"backward", f_backward},  {"retain_grad", f_retain_grad},
+    {"where", f_where_method}, {NULL, NULL},
 };
 
 static const luaL_Reg module_only[] = {
+    {"where", f_where},
     {"no_grad", f_no_grad},
     {"enable_grad", f_enable_grad},
     {"is_grad_enabled", f_is_grad_enabled},
