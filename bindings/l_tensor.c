@@ -735,35 +735,29 @@ static int l_is_tensor(lua_State *L)
 
 /* ================================================================ facts ============== */
 
-static int m_size(lua_State *L)
+/* t:size([dim]) and t:stride([dim]): one entry, or the list (a lunet.Size for size). */
+static int size_or_stride(lua_State *L, bool stride)
 {
     lunet_tensor_t *t = lb_checktensor(L, 1);
-    if (lua_isnoneornil(L, 2)) {
-        lbt_pushsize(L, t->ndim, t->shape);
-        return 1;
+    const int64_t *v = stride ? t->strides : t->shape;
+    if (!lua_isnoneornil(L, 2)) {
+        int d;
+        LB_CHECK(L, lunet_dim_wrap(&d, luaL_checkinteger(L, 2), t->ndim));
+        lua_pushinteger(L, t->ndim == 0 ? 1 : (lua_Integer)v[d]);
+    } else if (!stride) {
+        lbt_pushsize(L, t->ndim, v);
+    } else {
+        lua_createtable(L, t->ndim, 0);
+        for (int i = 0; i < t->ndim; i++) {
+            lua_pushinteger(L, (lua_Integer)v[i]);
+            lua_rawseti(L, -2, i + 1);
+        }
     }
-    int d;
-    LB_CHECK(L, lunet_dim_wrap(&d, luaL_checkinteger(L, 2), t->ndim));
-    lua_pushinteger(L, t->ndim == 0 ? 1 : (lua_Integer)t->shape[d]);
     return 1;
 }
 
-static int m_stride(lua_State *L)
-{
-    lunet_tensor_t *t = lb_checktensor(L, 1);
-    if (lua_isnoneornil(L, 2)) {
-        lua_createtable(L, t->ndim, 0);
-        for (int i = 0; i < t->ndim; i++) {
-            lua_pushinteger(L, (lua_Integer)t->strides[i]);
-            lua_rawseti(L, -2, i + 1);
-        }
-        return 1;
-    }
-    int d;
-    LB_CHECK(L, lunet_dim_wrap(&d, luaL_checkinteger(L, 2), t->ndim));
-    lua_pushinteger(L, t->ndim == 0 ? 1 : (lua_Integer)t->strides[d]);
-    return 1;
-}
+static int m_size(lua_State *L) { return size_or_stride(L, false); }
+static int m_stride(lua_State *L) { return size_or_stride(L, true); }
 
 static int m_dim(lua_State *L)
 {
@@ -907,11 +901,17 @@ static int m_contiguous(lua_State *L)
 
 /* ================================================================ views ============== */
 
-/* view/reshape(shape...) or (other): the shape as varargs, a table, or another tensor's. */
-static int view_or_reshape(lua_State *L, bool copy_if_needed)
+/*
+ * view, reshape, permute and expand: the shape (dims for permute) as varargs or a table; for
+ * view and reshape (other_ok), also another tensor's (view_as, reshape_as).
+ */
+static int with_shape(lua_State *L,
+                      lunet_status_t (*fn)(lunet_tensor_t **, lunet_tensor_t *, int,
+                                           const int64_t *),
+                      bool other_ok)
 {
     lunet_tensor_t *t = lb_checktensor(L, 1), *r;
-    lunet_tensor_t *other = lb_totensor(L, 2);
+    lunet_tensor_t *other = other_ok ? lb_totensor(L, 2) : NULL;
     int ndim;
     int64_t shape[LUNET_MAX_DIMS];
     if (other) {
@@ -920,15 +920,13 @@ static int view_or_reshape(lua_State *L, bool copy_if_needed)
     } else {
         lbt_checkshape(L, 2, &ndim, shape);
     }
-    return lb_result(L,
-                     copy_if_needed ? lunet_tensor_reshape(&r, t, ndim, shape)
-                                    : lunet_tensor_view(&r, t, ndim, shape),
-                     &r);
+    return lb_result(L, fn(&r, t, ndim, shape), &r);
 }
 
-static int m_view(lua_State *L) { return view_or_reshape(L, false); }
-
-static int m_reshape(lua_State *L) { return view_or_reshape(L, true); }
+static int m_view(lua_State *L) { return with_shape(L, lunet_tensor_view, true); }
+static int m_reshape(lua_State *L) { return with_shape(L, lunet_tensor_reshape, true); }
+static int m_permute(lua_State *L) { return with_shape(L, lunet_tensor_permute, false); }
+static int m_expand(lua_State *L) { return with_shape(L, lunet_tensor_expand, false); }
 
 /* t:t(): transpose of a tensor with at most 2 dims. */
 static int m_t(lua_State *L)
@@ -945,65 +943,51 @@ static int m_t(lua_State *L)
     return 1;
 }
 
-static int m_transpose(lua_State *L)
-{
-    lunet_tensor_t *t = lb_checktensor(L, 1), *r;
-    lua_Integer d0 = luaL_checkinteger(L, 2), d1 = luaL_checkinteger(L, 3);
-    return lb_result(L, lunet_tensor_transpose(&r, t, (int64_t)d0, (int64_t)d1), &r);
-}
+/*
+ * The shape methods whose arguments after the tensor are all integers (dims, a start, a
+ * length): one row each, read by m_int_shape (its upvalue is the row).  Arguments from `nreq`
+ * on may be left out (nil) and take their default.  Exactly one of fn1/fn2/fn3 is set: the
+ * runtime function taking that many integers.
+ */
+typedef struct {
+    const char *name;
+    int nreq;
+    int64_t dflt[3];
+    lunet_status_t (*fn1)(lunet_tensor_t **, lunet_tensor_t *, int64_t);
+    lunet_status_t (*fn2)(lunet_tensor_t **, lunet_tensor_t *, int64_t, int64_t);
+    lunet_status_t (*fn3)(lunet_tensor_t **, lunet_tensor_t *, int64_t, int64_t, int64_t);
+} int_shape_op_t;
 
-static int m_permute(lua_State *L)
-{
-    lunet_tensor_t *t = lb_checktensor(L, 1), *r;
-    int ndim;
-    int64_t dims[LUNET_MAX_DIMS];
-    lbt_checkshape(L, 2, &ndim, dims);
-    return lb_result(L, lunet_tensor_permute(&r, t, ndim, dims), &r);
-}
+/* clang-format off */
+static const int_shape_op_t int_shape_ops[] = {
+    /* t:transpose(d0, d1) */
+    {.name = "transpose", .nreq = 2, .fn2 = lunet_tensor_transpose},
+    /* t:squeeze([dim]): every size-1 dim without one */
+    {.name = "squeeze",   .nreq = 0, .dflt = {LUNET_ALL_DIMS}, .fn1 = lunet_tensor_squeeze},
+    /* t:unsqueeze(dim) */
+    {.name = "unsqueeze", .nreq = 1, .fn1 = lunet_tensor_unsqueeze},
+    /* t:flatten([start [, end]]) */
+    {.name = "flatten",   .nreq = 0, .dflt = {0, -1}, .fn2 = lunet_tensor_flatten},
+    /* t:narrow(dim, start, length) */
+    {.name = "narrow",    .nreq = 3, .fn3 = lunet_tensor_narrow},
+    /* t:select(dim, index) */
+    {.name = "select",    .nreq = 2, .fn2 = lunet_tensor_select},
+};
+/* clang-format on */
 
-static int m_squeeze(lua_State *L)
+static int m_int_shape(lua_State *L)
 {
+    const int_shape_op_t *op = lua_touserdata(L, lua_upvalueindex(1));
     lunet_tensor_t *t = lb_checktensor(L, 1), *r;
-    int64_t dim = lua_isnoneornil(L, 2) ? LUNET_ALL_DIMS : (int64_t)luaL_checkinteger(L, 2);
-    return lb_result(L, lunet_tensor_squeeze(&r, t, dim), &r);
-}
-
-static int m_unsqueeze(lua_State *L)
-{
-    lunet_tensor_t *t = lb_checktensor(L, 1), *r;
-    lua_Integer dim = luaL_checkinteger(L, 2);
-    return lb_result(L, lunet_tensor_unsqueeze(&r, t, (int64_t)dim), &r);
-}
-
-static int m_flatten(lua_State *L)
-{
-    lunet_tensor_t *t = lb_checktensor(L, 1), *r;
-    lua_Integer s = luaL_optinteger(L, 2, 0), e = luaL_optinteger(L, 3, -1);
-    return lb_result(L, lunet_tensor_flatten(&r, t, (int64_t)s, (int64_t)e), &r);
-}
-
-static int m_narrow(lua_State *L)
-{
-    lunet_tensor_t *t = lb_checktensor(L, 1), *r;
-    lua_Integer d = luaL_checkinteger(L, 2), s = luaL_checkinteger(L, 3),
-                n = luaL_checkinteger(L, 4);
-    return lb_result(L, lunet_tensor_narrow(&r, t, (int64_t)d, (int64_t)s, (int64_t)n), &r);
-}
-
-static int m_select(lua_State *L)
-{
-    lunet_tensor_t *t = lb_checktensor(L, 1), *r;
-    lua_Integer d = luaL_checkinteger(L, 2), i = luaL_checkinteger(L, 3);
-    return lb_result(L, lunet_tensor_select(&r, t, (int64_t)d, (int64_t)i), &r);
-}
-
-static int m_expand(lua_State *L)
-{
-    lunet_tensor_t *t = lb_checktensor(L, 1), *r;
-    int ndim;
-    int64_t shape[LUNET_MAX_DIMS];
-    lbt_checkshape(L, 2, &ndim, shape);
-    return lb_result(L, lunet_tensor_expand(&r, t, ndim, shape), &r);
+    int nargs = op->fn1 ? 1 : op->fn2 ? 2 : 3;
+    int64_t a[3];
+    for (int i = 0; i < nargs; i++)
+        a[i] = i < op->nreq ? (int64_t)luaL_checkinteger(L, i + 2)
+                            : (int64_t)luaL_optinteger(L, i + 2, op->dflt[i]);
+    lunet_status_t st = op->fn1   ? op->fn1(&r, t, a[0])
+                        : op->fn2 ? op->fn2(&r, t, a[0], a[1])
+                                  : op->fn3(&r, t, a[0], a[1], a[2]);
+    return lb_result(L, st, &r);
 }
 
 static int m_expand_as(lua_State *L)
@@ -1156,6 +1140,16 @@ static int gradfn_tostring(lua_State *L)
     return 1;
 }
 
+/* The number key of t[i] and t[i] = v (stack index 2), which must be an integer. */
+static lua_Integer check_index(lua_State *L)
+{
+    int isint;
+    lua_Integer i = lua_tointegerx(L, 2, &isint);
+    if (!isint)
+        luaL_error(L, "tensor index must be an integer (got %s)", lua_tostring(L, 2));
+    return i;
+}
+
 /* Pushes the element or sub-tensor t[i] (a number for a 1-D tensor). */
 static int index_integer(lua_State *L, lunet_tensor_t *t, lua_Integer i)
 {
@@ -1211,13 +1205,8 @@ static int t_index(lua_State *L)
         }
         return 1;
     }
-    case LUA_TNUMBER: {
-        int isint;
-        lua_Integer i = lua_tointegerx(L, 2, &isint);
-        if (!isint)
-            return luaL_error(L, "tensor index must be an integer (got %s)", lua_tostring(L, 2));
-        return index_integer(L, t, i);
-    }
+    case LUA_TNUMBER:
+        return index_integer(L, t, check_index(L));
     case LUA_TUSERDATA: {
         lunet_tensor_t *i = lb_totensor(L, 2), *r;
         if (i) {
@@ -1275,10 +1264,7 @@ static int t_newindex(lua_State *L)
         return 0;
     }
     case LUA_TNUMBER: {
-        int isint;
-        lua_Integer i = lua_tointegerx(L, 2, &isint);
-        if (!isint)
-            return luaL_error(L, "tensor index must be an integer (got %s)", lua_tostring(L, 2));
+        lua_Integer i = check_index(L);
         lunet_tensor_t *r, *src = NULL;
         int ty = lua_type(L, 3);
         if (ty == LUA_TTABLE) {
@@ -1382,13 +1368,7 @@ static const luaL_Reg methods[] = {
     {"reshape", m_reshape},
     {"reshape_as", m_reshape},
     {"t", m_t},
-    {"transpose", m_transpose},
     {"permute", m_permute},
-    {"squeeze", m_squeeze},
-    {"unsqueeze", m_unsqueeze},
-    {"flatten", m_flatten},
-    {"narrow", m_narrow},
-    {"select", m_select},
     {"expand", m_expand},
     {"expand_as", m_expand_as},
     {"index", m_index},
@@ -1396,6 +1376,12 @@ static const luaL_Reg methods[] = {
     {"index_select", m_index_select},
     {"masked_fill", m_masked_fill},
     {NULL, NULL},
+};
+
+/* __index is a closure over the method table, set apart. */
+static const luaL_Reg metamethods[] = {
+    {"__newindex", t_newindex}, {"__gc", t_gc}, {"__tostring", t_tostring},
+    {"__len", t_len},           {NULL, NULL},
 };
 
 /* Functions that are both lunet.name(t, ...) and t:name(...). */
@@ -1462,20 +1448,22 @@ void lb_open_tensor(lua_State *L)
     lua_newtable(L);
     int mt_methods = lua_gettop(L);
     luaL_setfuncs(L, methods, 0);
+    for (size_t i = 0; i < sizeof int_shape_ops / sizeof int_shape_ops[0]; i++) {
+        lua_pushlightuserdata(L, (void *)&int_shape_ops[i]);
+        lua_pushcclosure(L, m_int_shape, 1);
+        lua_setfield(L, mt_methods, int_shape_ops[i].name);
+    }
+    for (int i = 0; shared_names[i]; i++) {
+        lua_getfield(L, mt_methods, shared_names[i]);
+        lua_setfield(L, module, shared_names[i]);
+    }
 
     luaL_newmetatable(L, LB_TENSOR_MT);
     int meta = lua_gettop(L);
     lua_pushvalue(L, mt_methods);
     lua_pushcclosure(L, t_index, 1);
     lua_setfield(L, meta, "__index");
-    lua_pushcfunction(L, t_newindex);
-    lua_setfield(L, meta, "__newindex");
-    lua_pushcfunction(L, t_gc);
-    lua_setfield(L, meta, "__gc");
-    lua_pushcfunction(L, t_tostring);
-    lua_setfield(L, meta, "__tostring");
-    lua_pushcfunction(L, t_len);
-    lua_setfield(L, meta, "__len");
+    luaL_setfuncs(L, metamethods, 0);
     lua_pushvalue(L, mt_methods);
     lua_setfield(L, meta, "__methods");
     lua_pop(L, 1);
@@ -1489,26 +1477,20 @@ void lb_open_tensor(lua_State *L)
     lua_pushvalue(L, module);
     luaL_setfuncs(L, functions, 0);
     lua_pop(L, 1);
-    for (int i = 0; shared_names[i]; i++) {
-        for (const luaL_Reg *r = methods; r->name; r++) {
-            if (strcmp(r->name, shared_names[i]) == 0) {
-                lua_pushcfunction(L, r->func);
-                lua_setfield(L, module, r->name);
-            }
-        }
-    }
 
-    static const lunet_dtype_t dts[] = {LUNET_DTYPE_FLOAT32, LUNET_DTYPE_FLOAT64, LUNET_DTYPE_INT64,
-                                        LUNET_DTYPE_UINT8, LUNET_DTYPE_BOOL};
-    for (size_t i = 0; i < sizeof dts / sizeof dts[0]; i++) {
-        lb_pushdtype(L, dts[i]);
-        lua_setfield(L, module, lunet_dtype_name(dts[i]));
+    for (int d = 0; d < LUNET_DTYPE_COUNT; d++) {
+        lb_pushdtype(L, (lunet_dtype_t)d);
+        lua_setfield(L, module, lunet_dtype_name((lunet_dtype_t)d));
     }
     /* PyTorch's aliases */
-    lb_pushdtype(L, LUNET_DTYPE_FLOAT32);
-    lua_setfield(L, module, "float");
-    lb_pushdtype(L, LUNET_DTYPE_FLOAT64);
-    lua_setfield(L, module, "double");
-    lb_pushdtype(L, LUNET_DTYPE_INT64);
-    lua_setfield(L, module, "long");
+    static const struct {
+        const char *name;
+        lunet_dtype_t dtype;
+    } aliases[] = {{"float", LUNET_DTYPE_FLOAT32},
+                   {"double", LUNET_DTYPE_FLOAT64},
+                   {"long", LUNET_DTYPE_INT64}};
+    for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++) {
+        lb_pushdtype(L, aliases[i].dtype);
+        lua_setfield(L, module, aliases[i].name);
+    }
 }
