@@ -31,33 +31,33 @@ static int l_init_process_group(lua_State *L)
     return 0;
 }
 
-static int l_is_initialized(lua_State *L)
+/* The runtime's answers, one function each: a fact, a number, or a status. */
+static int push_fact(lua_State *L, bool (*fact)(void))
 {
-    lua_pushboolean(L, lunet_dist_is_initialized());
+    lua_pushboolean(L, fact());
     return 1;
 }
 
-static int l_is_available(lua_State *L)
+static int push_number(lua_State *L, lunet_status_t (*get)(int *))
 {
-    lua_pushboolean(L, lunet_dist_is_available());
+    int v;
+    LB_CHECK(L, get(&v));
+    lua_pushinteger(L, v);
     return 1;
 }
 
-static int l_get_rank(lua_State *L)
+static int call_checked(lua_State *L, lunet_status_t (*fn)(void))
 {
-    int r;
-    LB_CHECK(L, lunet_dist_get_rank(&r));
-    lua_pushinteger(L, r);
-    return 1;
+    LB_CHECK(L, fn());
+    return 0;
 }
 
-static int l_get_world_size(lua_State *L)
-{
-    int n;
-    LB_CHECK(L, lunet_dist_get_world_size(&n));
-    lua_pushinteger(L, n);
-    return 1;
-}
+static int l_is_initialized(lua_State *L) { return push_fact(L, lunet_dist_is_initialized); }
+static int l_is_available(lua_State *L) { return push_fact(L, lunet_dist_is_available); }
+static int l_get_rank(lua_State *L) { return push_number(L, lunet_dist_get_rank); }
+static int l_get_world_size(lua_State *L) { return push_number(L, lunet_dist_get_world_size); }
+static int l_barrier(lua_State *L) { return call_checked(L, lunet_dist_barrier); }
+static int l_destroy_process_group(lua_State *L) { return call_checked(L, lunet_dist_destroy); }
 
 /* The op of all_reduce(t, op) / all_reduce(t, {op = ...}); sum when absent. */
 static lunet_dist_op_t check_op(lua_State *L, int idx)
@@ -224,18 +224,6 @@ static int l_all_gather(lua_State *L)
     lunet_tensor_t **outs = tensor_array(L, 1);
     int n = check_tensor_list(L, 1, outs, (int)luaL_len(L, 1));
     LB_CHECK(L, lunet_dist_all_gather(outs, n, t));
-    return 0;
-}
-
-static int l_barrier(lua_State *L)
-{
-    LB_CHECK(L, lunet_dist_barrier());
-    return 0;
-}
-
-static int l_destroy_process_group(lua_State *L)
-{
-    LB_CHECK(L, lunet_dist_destroy());
     return 0;
 }
 

@@ -36,45 +36,42 @@ static lunet_reduction_t check_reduction(lua_State *L, int idx)
     return r;
 }
 
-/* Reads the options table at idx into o (all fields optional; nil fields keep defaults). */
+/* A Lua error for the option `name` (its value on top of the stack) of the wrong kind. */
+static int bad_option(lua_State *L, const char *name, const char *expected)
+{
+    return luaL_error(L, "bad option '%s' (%s expected, got %s)", name, expected,
+                      luaL_typename(L, -1));
+}
+
+/*
+ * Reads the options table at idx into o (all fields optional; nil fields keep defaults).  The
+ * fields read stay on the stack until the binding returns (the table holds them anyway).
+ */
 static void check_options(lua_State *L, int idx, lunet_loss_options_t *o, bool smoothing)
 {
     lunet_loss_options_init(o);
     if (lua_isnoneornil(L, idx))
         return;
     luaL_checktype(L, idx, LUA_TTABLE);
-    if (lua_getfield(L, idx, "weight") != LUA_TNIL) {
-        o->weight = lb_totensor(L, -1);
-        if (!o->weight)
-            luaL_error(L, "bad option 'weight' (tensor expected, got %s)", luaL_typename(L, -1));
-    }
-    lua_pop(L, 1);
+    int isnum;
+    if (lua_getfield(L, idx, "weight") != LUA_TNIL && !(o->weight = lb_totensor(L, -1)))
+        bad_option(L, "weight", "tensor");
     if (lua_getfield(L, idx, "ignore_index") != LUA_TNIL) {
-        int isint;
-        lua_Integer v = lua_tointegerx(L, -1, &isint);
-        if (!isint)
-            luaL_error(L, "bad option 'ignore_index' (integer expected, got %s)",
-                       luaL_typename(L, -1));
-        o->ignore_index = v;
+        o->ignore_index = lua_tointegerx(L, -1, &isnum);
+        if (!isnum)
+            bad_option(L, "ignore_index", "integer");
     }
-    lua_pop(L, 1);
     if (lua_getfield(L, idx, "reduction") != LUA_TNIL) {
         if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_error(L, "bad option 'reduction' (string expected, got %s)", luaL_typename(L, -1));
+            bad_option(L, "reduction", "string");
         if (lunet_reduction_parse(&o->reduction, lua_tostring(L, -1)) != LUNET_OK)
             lb_error(L);
     }
-    lua_pop(L, 1);
     if (smoothing && lua_getfield(L, idx, "label_smoothing") != LUA_TNIL) {
-        int isnum;
-        lua_Number v = lua_tonumberx(L, -1, &isnum);
+        o->label_smoothing = lua_tonumberx(L, -1, &isnum);
         if (!isnum)
-            luaL_error(L, "bad option 'label_smoothing' (number expected, got %s)",
-                       luaL_typename(L, -1));
-        o->label_smoothing = v;
+            bad_option(L, "label_smoothing", "number");
     }
-    if (smoothing)
-        lua_pop(L, 1);
 }
 
 /* _c.cross_entropy(x, y [, opts]) and _c.nll_loss(x, y [, opts]) (no label_smoothing) */
