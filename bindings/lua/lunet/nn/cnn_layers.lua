@@ -109,54 +109,60 @@ return function(nn)
 
   -- ------------------------------------------------------------ pooling
 
-  local MaxPool2d = Module:extend("MaxPool2d")
-  nn.MaxPool2d = MaxPool2d
+  -- An option given (or nil) as the module keeps it: a boolean default coerces the value as
+  -- PyTorch's truth test of that flag would (only true turns a false flag on, only false
+  -- turns a true flag off); any other default stands in for nil.
+  local function option_value(v, default)
+    if default == true then return v ~= false end
+    if default == false then return v == true end
+    if v == nil then return default end
+    return v
+  end
+
+  -- The shared constructor and repr of MaxPool2d and AvgPool2d (PyTorch's _MaxPoolNd,
+  -- _AvgPoolNd): `params` are the arguments after kernel_size and stride, in PyTorch's order,
+  -- each {name, default}; stride defaults to kernel_size; extra_repr prints kernel_size,
+  -- stride and the names in `shown`.  The caller writes forward.
+  local function pool_class(name, params, shown)
+    local cls = Module:extend(name)
+    nn[name] = cls
+    local names = {"stride"}
+    for i, p in ipairs(params) do names[i + 1] = p[1] end
+    local fields = {"kernel_size", "stride", table.unpack(shown)}
+
+    function cls:init(kernel_size, ...)
+      local o = options(name, names, ...)
+      self.kernel_size = kernel_size
+      self.stride = o.stride == nil and kernel_size or o.stride
+      for _, p in ipairs(params) do self[p[1]] = option_value(o[p[1]], p[2]) end
+    end
+
+    function cls:extra_repr()
+      local parts = {}
+      for i, f in ipairs(fields) do parts[i] = f .. "=" .. repr(self[f]) end
+      return table.concat(parts, ", ")
+    end
+    return cls
+  end
 
   -- nn.MaxPool2d(kernel_size [, stride [, padding [, dilation [, return_indices
   -- [, ceil_mode]]]]]) or (kernel_size, {named options}).
-  function MaxPool2d:init(kernel_size, ...)
-    local o = options("MaxPool2d", {"stride", "padding", "dilation", "return_indices",
-      "ceil_mode"}, ...)
-    self.kernel_size = kernel_size
-    self.stride = o.stride == nil and kernel_size or o.stride
-    self.padding, self.dilation = o.padding or 0, o.dilation or 1
-    self.return_indices, self.ceil_mode = o.return_indices == true, o.ceil_mode == true
-  end
+  local MaxPool2d = pool_class("MaxPool2d", {{"padding", 0}, {"dilation", 1},
+    {"return_indices", false}, {"ceil_mode", false}}, {"padding", "dilation", "ceil_mode"})
 
   function MaxPool2d:forward(x)
     return cnn.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
       self.ceil_mode, self.return_indices)
   end
 
-  function MaxPool2d:extra_repr()
-    return ("kernel_size=%s, stride=%s, padding=%s, dilation=%s, ceil_mode=%s"):format(
-      repr(self.kernel_size), repr(self.stride), repr(self.padding), repr(self.dilation),
-      repr(self.ceil_mode))
-  end
-
-  local AvgPool2d = Module:extend("AvgPool2d")
-  nn.AvgPool2d = AvgPool2d
-
   -- nn.AvgPool2d(kernel_size [, stride [, padding [, ceil_mode [, count_include_pad
   -- [, divisor_override]]]]]) or (kernel_size, {named options}).
-  function AvgPool2d:init(kernel_size, ...)
-    local o = options("AvgPool2d", {"stride", "padding", "ceil_mode", "count_include_pad",
-      "divisor_override"}, ...)
-    self.kernel_size = kernel_size
-    self.stride = o.stride == nil and kernel_size or o.stride
-    self.padding, self.ceil_mode = o.padding or 0, o.ceil_mode == true
-    self.count_include_pad = o.count_include_pad ~= false
-    self.divisor_override = o.divisor_override
-  end
+  local AvgPool2d = pool_class("AvgPool2d", {{"padding", 0}, {"ceil_mode", false},
+    {"count_include_pad", true}, {"divisor_override"}}, {"padding"})
 
   function AvgPool2d:forward(x)
     return cnn.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
       self.count_include_pad, self.divisor_override)
-  end
-
-  function AvgPool2d:extra_repr()
-    return ("kernel_size=%s, stride=%s, padding=%s"):format(repr(self.kernel_size),
-      repr(self.stride), repr(self.padding))
   end
 
   local AdaptiveAvgPool2d = Module:extend("AdaptiveAvgPool2d")
