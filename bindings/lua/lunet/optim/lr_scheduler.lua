@@ -123,9 +123,37 @@ local function current_lrs(self)
   return lrs
 end
 
+-- StepLR and MultiStepLR multiply the lr by gamma^n: the chainable step takes the group's lr
+-- and n = the decays that fall on this epoch, the closed form the base lr and n = those on it
+-- and before.  A class gives those two counts as decays_at(self, epoch) and
+-- decays_through(self, epoch).
+local function gamma_decay_class(name, decays_at, decays_through)
+  local cls = class(name)
+
+  function cls:get_lr()
+    local n = decays_at(self, self.last_epoch)
+    local lrs = current_lrs(self)
+    if n == 0 then return lrs end
+    -- one decay multiplies by gamma itself, as PyTorch's StepLR does (an integer stays one)
+    local f = n == 1 and self.gamma or self.gamma ^ n
+    for i, lr in ipairs(lrs) do lrs[i] = lr * f end
+    return lrs
+  end
+
+  function cls:_get_closed_form_lr()
+    local n = decays_through(self, self.last_epoch)
+    local lrs = {}
+    for i, base_lr in ipairs(self.base_lrs) do lrs[i] = base_lr * self.gamma ^ n end
+    return lrs
+  end
+  return cls
+end
+
 -- ---- StepLR: lr * gamma every step_size epochs -----------------------------------------
 
-local StepLR = class("StepLR")
+local StepLR = gamma_decay_class("StepLR",
+  function(self, e) return (e ~= 0 and py_mod(e, self.step_size) == 0) and 1 or 0 end,
+  function(self, e) return py_floordiv(e, self.step_size) end)
 M.StepLR = StepLR
 
 -- StepLR(optimizer, step_size [, gamma = 0.1 [, last_epoch = -1]])
@@ -135,28 +163,23 @@ function StepLR.new(optimizer, step_size, gamma, last_epoch)
   return init(self, optimizer, last_epoch)
 end
 
-function StepLR:get_lr()
-  if self.last_epoch == 0 or py_mod(self.last_epoch, self.step_size) ~= 0 then return current_lrs(self) end
-  local lrs = current_lrs(self)
-  for i, lr in ipairs(lrs) do lrs[i] = lr * self.gamma end
-  return lrs
-end
-
-function StepLR:_get_closed_form_lr()
-  local lrs = {}
-  for i, base_lr in ipairs(self.base_lrs) do
-    lrs[i] = base_lr * self.gamma ^ py_floordiv(self.last_epoch, self.step_size)
-  end
-  return lrs
-end
-
 -- ---- MultiStepLR: lr * gamma at each milestone ------------------------------------------
 
-local MultiStepLR = class("MultiStepLR")
+-- milestones is PyTorch's Counter {[epoch] = times listed}; the closed form is its
+-- bisect_right over the sorted milestones, repeats counted.
+local MultiStepLR = gamma_decay_class("MultiStepLR",
+  function(self, e) return self.milestones[e] or 0 end,
+  function(self, e)
+    local passed = 0
+    for m, times in pairs(self.milestones) do
+      if m <= e then passed = passed + times end
+    end
+    return passed
+  end)
 M.MultiStepLR = MultiStepLR
 
 -- MultiStepLR(optimizer, milestones [, gamma = 0.1 [, last_epoch = -1]]); milestones is a
--- list of epochs, kept as PyTorch's Counter {[epoch] = times listed}.
+-- list of epochs.
 function MultiStepLR.new(optimizer, milestones, gamma, last_epoch)
   if type(milestones) ~= "table" then error("MultiStepLR: milestones must be a list of epochs", 2) end
   local counter = {}
@@ -166,24 +189,6 @@ function MultiStepLR.new(optimizer, milestones, gamma, last_epoch)
   end
   local self = setmetatable({milestones = counter, gamma = gamma or 0.1}, MultiStepLR)
   return init(self, optimizer, last_epoch)
-end
-
-function MultiStepLR:get_lr()
-  local times = self.milestones[self.last_epoch]
-  local lrs = current_lrs(self)
-  if times == nil then return lrs end
-  for i, lr in ipairs(lrs) do lrs[i] = lr * self.gamma ^ times end
-  return lrs
-end
-
-function MultiStepLR:_get_closed_form_lr()
-  local passed = 0 -- bisect_right over the sorted milestones, repeats counted
-  for m, times in pairs(self.milestones) do
-    if m <= self.last_epoch then passed = passed + times end
-  end
-  local lrs = {}
-  for i, base_lr in ipairs(self.base_lrs) do lrs[i] = base_lr * self.gamma ^ passed end
-  return lrs
 end
 
 -- ---- CosineAnnealingLR ---------------------------------------------------------------------
