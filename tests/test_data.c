@@ -64,6 +64,70 @@ static void test_image_batch_values(void **state)
     lunet_tensor_release(y);
 }
 
+/* The vector kernels (16 and 8 pixels a step, then a scalar tail) against the scalar
+ * formula on every pixel: odd planes (63 and 9999 pixels), 3 channels with their own
+ * Normalize, a shuffled batch of odd size, and the same bits on 1, 2 and 3 threads (the
+ * second shape is split into 7 blocks). */
+static void test_image_batch_vector_rows(void **state)
+{
+    (void)state;
+    static const struct {
+        int64_t N, C, H, W, n;
+    } shapes[2] = {{300, 3, 7, 9, 257}, {50, 1, 101, 99, 37}};
+    const double mean[3] = {0.485, 0.456, 0.406}, std[3] = {0.229, 0.224, 0.225};
+    int saved = lunet_get_num_threads();
+    for (int k = 0; k < 2; k++) {
+        int64_t N = shapes[k].N, C = shapes[k].C, plane = shapes[k].H * shapes[k].W;
+        int64_t n = shapes[k].n, total = N * C * plane;
+        uint8_t *px = malloc((size_t)total);
+        int64_t *idx = malloc((size_t)n * sizeof *idx);
+        assert_non_null(px);
+        assert_non_null(idx);
+        for (int64_t i = 0; i < total; i++)
+            px[i] = (uint8_t)(i * 7919 + i / 256); /* every byte, in no order */
+        for (int64_t b = 0; b < n; b++)
+            idx[b] = (b * 131 + 17) % N;
+        int64_t sh[4] = {N, C, shapes[k].H, shapes[k].W};
+        int64_t xs[4] = {n, C, shapes[k].H, shapes[k].W};
+        lunet_tensor_t *im, *x[2][3];
+        CHECK_OK(lunet_tensor_from_data(&im, LUNET_DTYPE_UINT8, 4, sh, px));
+        for (int norm = 0; norm < 2; norm++)
+            for (int th = 1; th <= 3; th++) {
+                CHECK_OK(lunet_set_num_threads(th));
+                CHECK_OK(lunet_tensor_empty(&x[norm][th - 1], LUNET_DTYPE_FLOAT32, 4, xs));
+                CHECK_OK(lunet_data_image_batch(x[norm][th - 1], NULL, im, NULL, idx, n, 255,
+                                                norm ? (int)C : 0, mean, std));
+            }
+        for (int norm = 0; norm < 2; norm++) {
+            const float *got = lunet_tensor_data(x[norm][0]);
+            for (int64_t b = 0; b < n; b++)
+                for (int64_t c = 0; c < C; c++)
+                    for (int64_t i = 0; i < plane; i++) {
+                        uint8_t v = px[(idx[b] * C + c) * plane + i];
+                        volatile float q = (float)v / 255.0f;
+                        if (norm) {
+                            volatile float d = q - (float)mean[c];
+                            q = d / (float)std[c];
+                        }
+                        float g = got[(b * C + c) * plane + i];
+                        if (g != q)
+                            fail_msg("shape %d norm %d image %lld channel %lld pixel %lld (byte "
+                                     "%d): got %.9g, want %.9g",
+                                     k, norm, (long long)b, (long long)c, (long long)i, v, g, q);
+                    }
+            for (int th = 2; th <= 3; th++)
+                assert_memory_equal(got, lunet_tensor_data(x[norm][th - 1]),
+                                    (size_t)(n * C * plane) * sizeof(float));
+            for (int th = 1; th <= 3; th++)
+                lunet_tensor_release(x[norm][th - 1]);
+        }
+        lunet_tensor_release(im);
+        free(px);
+        free(idx);
+    }
+    CHECK_OK(lunet_set_num_threads(saved));
+}
+
 /* Gather by index over (N, H, W) and per-channel Normalize over (N, C, H, W). */
 static void test_image_batch_gather_channels(void **state)
 {
@@ -326,6 +390,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_image_batch_values),
         cmocka_unit_test(test_image_batch_gather_channels),
+        cmocka_unit_test(test_image_batch_vector_rows),
         cmocka_unit_test(test_to_tensor_and_normalize),
         cmocka_unit_test(test_label_histogram),
         cmocka_unit_test(test_shuffle_order),
