@@ -18,6 +18,9 @@
 #include "nn_kernels.h"
 
 #include <math.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <string.h>
 
 #define INLINE static inline __attribute__((always_inline))
@@ -68,15 +71,17 @@ typedef struct pool_geom {
 } pool_geom_t;
 
 /*
- * The start every pooling backward shares: g contiguous (*gc), dx zeroed in the input's
- * shape (*r), and the geometry: planes of H x W in, of out's last two dims (OH, OW) out.
+ * The start every pooling backward shares: g contiguous (*gc), dx in the input's shape (*r,
+ * not zeroed: each parallel block zeroes its own planes with zero_planes just before it
+ * adds into them, while they are in cache), and the geometry: planes of H x W in, of out's
+ * last two dims (OH, OW) out.
  */
 static lunet_status_t backward_start(lunet_tensor_t **gc, lunet_tensor_t **r, pool_geom_t *geo,
                                      lunet_tensor_t *g, const lunet_tensor_t *out, int ndim,
                                      const int64_t *shape, lunet_dtype_t dt)
 {
     lunet_status_t st;
-    if ((st = lunet_tensor_contiguous(gc, g)) || (st = lunet_tensor_zeros(r, dt, ndim, shape)))
+    if ((st = lunet_tensor_contiguous(gc, g)) || (st = lunet_tensor_empty(r, dt, ndim, shape)))
         return st;
     *geo = (pool_geom_t){.planes = lunet_shape_numel(ndim - 2, shape),
                          .H = shape[ndim - 2],
@@ -84,6 +89,13 @@ static lunet_status_t backward_start(lunet_tensor_t **gc, lunet_tensor_t **r, po
                          .OH = out->shape[ndim - 2],
                          .OW = out->shape[ndim - 1]};
     return LUNET_OK;
+}
+
+// dx (planes, H, W): planes [c0, c1) = 0
+static void zero_planes(void *dx, const pool_geom_t *g, int64_t c0, int64_t c1, bool f64)
+{
+    size_t es = f64 ? sizeof(double) : sizeof(float);
+    memset((char *)dx + (size_t)(c0 * g->H * g->W) * es, 0, (size_t)((c1 - c0) * g->H * g->W) * es);
 }
 
 static lunet_status_t pool_geom(pool_geom_t *g, const lunet_tensor_t *x,
@@ -203,30 +215,72 @@ static int64_t plane_grain(const pool_geom_t *g)
     return per >= 4096 ? 1 : 4096 / (per > 0 ? per : 1);
 }
 
+/* One window of MaxPool2d(2) on float32 at flat position i of its plane: the same
+   first-maximum / NaN rule as window_max, as selects, not branches (random data would
+   mispredict half of them). */
+INLINE void max_2x2_one(float *y, int64_t *at, const float *xp, int64_t i, int64_t W)
+{
+    int64_t a = i;
+    float m = xp[i], v = xp[i + 1];
+    bool t = (v > m) | (v != v);
+    m = t ? v : m, a = t ? i + 1 : a;
+    v = xp[i + W], t = (v > m) | (v != v);
+    m = t ? v : m, a = t ? i + W : a;
+    v = xp[i + W + 1], t = (v > m) | (v != v);
+    m = t ? v : m, a = t ? i + W + 1 : a;
+    *y = m;
+    *at = a;
+}
+
+#ifdef __SSE2__
+/* Four windows of MaxPool2d(2) side by side, from row0 and row0 + W (a plane's flat position
+   i of the first): the same rule as max_2x2_one, lane by lane (cmpunord is v != v). */
+INLINE void max_2x2_sse2(float *y, int64_t *at, const float *xp, int64_t i, int64_t W)
+{
+    const float *r0 = xp + i, *r1 = r0 + W;
+    __m128 a0 = _mm_loadu_ps(r0), a1 = _mm_loadu_ps(r0 + 4);
+    __m128 b0 = _mm_loadu_ps(r1), b1 = _mm_loadu_ps(r1 + 4);
+    __m128 m = _mm_shuffle_ps(a0, a1, _MM_SHUFFLE(2, 0, 2, 0));
+    __m128 cand[3] = {_mm_shuffle_ps(a0, a1, _MM_SHUFFLE(3, 1, 3, 1)),
+                      _mm_shuffle_ps(b0, b1, _MM_SHUFFLE(2, 0, 2, 0)),
+                      _mm_shuffle_ps(b0, b1, _MM_SHUFFLE(3, 1, 3, 1))};
+    __m128i off[3] = {_mm_set1_epi32(1), _mm_set1_epi32((int)W), _mm_set1_epi32((int)W + 1)};
+    __m128i code = _mm_setzero_si128();
+    for (int k = 0; k < 3; k++) {
+        __m128 v = cand[k];
+        __m128 t = _mm_or_ps(_mm_cmpgt_ps(v, m), _mm_cmpunord_ps(v, v));
+        m = _mm_or_ps(_mm_and_ps(t, v), _mm_andnot_ps(t, m));
+        __m128i ti = _mm_castps_si128(t);
+        code = _mm_or_si128(_mm_and_si128(ti, off[k]), _mm_andnot_si128(ti, code));
+    }
+    _mm_storeu_ps(y, m);
+    __m128i pos = _mm_add_epi32(_mm_add_epi32(_mm_set1_epi32((int)i), _mm_setr_epi32(0, 2, 4, 6)),
+                                code);
+    _mm_storeu_si128((__m128i *)at, _mm_unpacklo_epi32(pos, _mm_setzero_si128()));
+    _mm_storeu_si128((__m128i *)(at + 2), _mm_unpackhi_epi32(pos, _mm_setzero_si128()));
+}
+#endif
+
 // MaxPool2d(2) on float32 when every window is whole: x (planes, H, W) -> y, ind
-// (planes, OH, OW); the same first-maximum / NaN rule as window_max, unrolled
+// (planes, OH, OW), four windows at a time where SSE2 is there (positions fit int32: the
+// caller checks H W < 2^31)
 static void max_pool_2x2_f32(const pool_job_t *j, int64_t c0, int64_t c1)
 {
     const pool_geom_t *g = j->g;
-    int64_t W = g->W, HW = g->H * W, OHW = g->OH * g->OW;
+    int64_t W = g->W, HW = g->H * W, OW = g->OW, OHW = g->OH * OW;
     for (int64_t c = c0; c < c1; c++) {
         const float *xp = (const float *)j->x + c * HW;
         float *yp = (float *)j->y + c * OHW;
         int64_t *ip = j->ind + c * OHW;
-        for (int64_t oh = 0; oh < g->OH; oh++)
-            for (int64_t ow = 0; ow < g->OW; ow++) {
-                /* selects, not branches: random data would mispredict half of them */
-                int64_t i = 2 * oh * W + 2 * ow, at = i;
-                float m = xp[i], v = xp[i + 1];
-                bool t = (v > m) | (v != v);
-                m = t ? v : m, at = t ? i + 1 : at;
-                v = xp[i + W], t = (v > m) | (v != v);
-                m = t ? v : m, at = t ? i + W : at;
-                v = xp[i + W + 1], t = (v > m) | (v != v);
-                m = t ? v : m, at = t ? i + W + 1 : at;
-                yp[oh * g->OW + ow] = m;
-                ip[oh * g->OW + ow] = at;
-            }
+        for (int64_t oh = 0; oh < g->OH; oh++) {
+            int64_t ow = 0;
+#ifdef __SSE2__
+            for (; ow + 4 <= OW; ow += 4)
+                max_2x2_sse2(yp + oh * OW + ow, ip + oh * OW + ow, xp, 2 * oh * W + 2 * ow, W);
+#endif
+            for (; ow < OW; ow++)
+                max_2x2_one(yp + oh * OW + ow, ip + oh * OW + ow, xp, 2 * oh * W + 2 * ow, W);
+        }
     }
 }
 
@@ -238,7 +292,7 @@ static void max_pool_blocks(void *ctx, int64_t c0, int64_t c1)
     const lunet_pool2d_options_t *o = j->o;
     if (!j->f64 && o->kernel[0] == 2 && o->kernel[1] == 2 && o->stride[0] == 2 &&
         o->stride[1] == 2 && o->padding[0] == 0 && o->padding[1] == 0 && o->dilation[0] == 1 &&
-        o->dilation[1] == 1 && 2 * g->OH <= g->H && 2 * g->OW <= g->W) {
+        o->dilation[1] == 1 && 2 * g->OH <= g->H && 2 * g->OW <= g->W && g->H * g->W < INT32_MAX) {
         max_pool_2x2_f32(j, c0, c1);
         return;
     }
@@ -327,6 +381,7 @@ static void max_pool_back_blocks(void *ctx, int64_t c0, int64_t c1)
 {
     const pool_job_t *j = ctx;
     int64_t HW = j->g->H * j->g->W, OHW = j->g->OH * j->g->OW;
+    zero_planes(j->y, j->g, c0, c1, j->f64);
     for (int64_t c = c0; c < c1; c++)
         for (int64_t i = c * OHW; i < (c + 1) * OHW; i++) {
             if (j->f64)
@@ -508,6 +563,7 @@ static void avg_back_blocks(void *ctx, int64_t c0, int64_t c1)
 {
     const pool_job_t *j = ctx;
     const pool_geom_t *g = j->g;
+    zero_planes(j->y, g, c0, c1, j->f64);
     if (!j->f64 && avg_2x2(g, j->o)) { /* windows do not overlap: each input gets g / 4 */
         int64_t W = g->W, HW = g->H * W, OHW = g->OH * g->OW;
         for (int64_t c = c0; c < c1; c++)
@@ -661,6 +717,7 @@ lunet_status_t lunet_nn_adaptive_avg_pool2d_backward(lunet_tensor_t **dx, lunet_
     pool_geom_t g;
     if ((st = backward_start(&gc, &r, &g, gy, gy, ndim, shape, dt)))
         goto done;
+    zero_planes(lunet_tensor_data(r), &g, 0, g.planes, dt == LUNET_DTYPE_FLOAT64);
     if (dt == LUNET_DTYPE_FLOAT32)
         adaptive_back_body(lunet_tensor_data(r), lunet_tensor_data(gc), &g, false);
     else
