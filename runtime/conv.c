@@ -103,10 +103,28 @@ INLINE void zero_run(char *dst, int64_t n, size_t es)
             ((double *)dst)[i] = 0.0;
 }
 
+/* d[0, n) = s[0, n) in float32: fixed-size memcpys (vector moves) and at most three single
+   copies, since a CNN's runs are short (8 to 28 elements) and the compiler would otherwise
+   turn a plain copy loop into a memcpy call per run. */
+INLINE void copy_run_f32(float *restrict d, const float *restrict s, int64_t n)
+{
+    for (; n >= 8; n -= 8, d += 8, s += 8)
+        memcpy(d, s, 8 * sizeof(float));
+    if (n >= 4) {
+        memcpy(d, s, 4 * sizeof(float));
+        n -= 4, d += 4, s += 4;
+    }
+    if (n > 0)
+        d[0] = s[0];
+    if (n > 1)
+        d[1] = s[1];
+    if (n > 2)
+        d[2] = s[2];
+}
+
 /*
  * x (C, H, W) contiguous -> cols (C kh kw, P) with row stride ld.  es is the element size;
- * callers pass a constant, so the body is specialised for float and double.  A CNN's rows
- * are short (8 to 28 elements), so the runs are plain loops, not memcpy/memset calls.
+ * callers pass a constant, so the body is specialised for float and double.
  */
 INLINE void im2col(char *restrict cols, int64_t ld, const char *restrict x, size_t es,
                    const conv_geom_t *g)
@@ -131,8 +149,7 @@ INLINE void im2col(char *restrict cols, int64_t ld, const char *restrict x, size
                         float *restrict d = (float *)dst;
                         const float *restrict s = (const float *)src + iw0;
                         if (sw == 1)
-                            for (int64_t ow = lo; ow < hi; ow++)
-                                d[ow] = s[ow];
+                            copy_run_f32(d + lo, s + lo, hi - lo);
                         else
                             for (int64_t ow = lo; ow < hi; ow++)
                                 d[ow] = s[ow * sw];
