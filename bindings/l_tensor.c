@@ -777,6 +777,20 @@ static int m_is_contiguous(lua_State *L)
     return 1;
 }
 
+/* t:storage_offset() (PyTorch's): where t starts in its storage, in elements */
+static int m_storage_offset(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)lb_checktensor(L, 1)->offset);
+    return 1;
+}
+
+/* t:data_ptr() (PyTorch's): the address of t's first element, as an integer */
+static int m_data_ptr(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)(uintptr_t)lunet_tensor_data(lb_checktensor(L, 1)));
+    return 1;
+}
+
 static int m_is_floating_point(lua_State *L)
 {
     lua_pushboolean(L, lunet_dtype_is_floating(lb_checktensor(L, 1)->dtype));
@@ -1349,6 +1363,8 @@ static const luaL_Reg methods[] = {
     {"numel", m_numel},
     {"nelement", m_numel},
     {"is_contiguous", m_is_contiguous},
+    {"storage_offset", m_storage_offset},
+    {"data_ptr", m_data_ptr},
     {"is_floating_point", m_is_floating_point},
     {"element_size", m_element_size},
     {"item", m_item},
