@@ -360,7 +360,10 @@ static lunet_status_t fit_grad(lunet_tensor_t **g, const lunet_edge_t *e)
     return LUNET_OK;
 }
 
-/* leaf.grad += g; the leaf's grad is always a tensor of its own. */
+/* leaf.grad += g; the leaf's grad is always a tensor of its own: a new one is g itself when
+   nothing else holds g, else a copy, made in the place its slab keeps for it if it has one
+   (slab.c; a place is used once: after a set_to_none the gradient is a new tensor, as in
+   PyTorch, and the slab's one-loop paths skip it). */
 static lunet_status_t accumulate_leaf(lunet_tensor_t *leaf, lunet_tensor_t *g)
 {
     lunet_status_t st;
@@ -369,6 +372,17 @@ static lunet_status_t accumulate_leaf(lunet_tensor_t *leaf, lunet_tensor_t *g)
         lunet_tensor_release(g);
         return st;
     }
+    lunet_tensor_t *home = leaf->grad_home;
+    leaf->grad_home = NULL;
+    if (home && home->dtype == leaf->dtype &&
+        lunet_shape_equal(home->ndim, home->shape, leaf->ndim, leaf->shape)) {
+        lunet_copy_cast(home, g);
+        lunet_tensor_bump_version(home);
+        lunet_tensor_release(g);
+        leaf->grad = home;
+        return LUNET_OK;
+    }
+    lunet_tensor_release(home);
     if (g->refcount == 1 && !g->grad_fn && lunet_tensor_is_contiguous(g) &&
         lunet_shape_equal(g->ndim, g->shape, leaf->ndim, leaf->shape) && !g->storage->wrapped &&
         g->storage->refcount == 1) {

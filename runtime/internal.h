@@ -36,6 +36,7 @@ struct lunet_storage {
     void (*release_fn)(void *data, void *ctx); /* for wrapped host buffers */
     void *release_ctx;
     bool wrapped;
+    bool slab; /* made by slab.c: the gaps between its views are zero padding no view sees */
 };
 
 /* ---- error.c */
@@ -205,6 +206,15 @@ double lunet_softmax_slice_lse_f32(const float *x, int64_t C, int64_t st, float 
 double lunet_softmax_slice_lse_f64(const double *x, int64_t C, int64_t st, double *m_out);
 // e (n) = exp((x - m) - s), contiguous
 void lunet_softmax_exp_f32(float *restrict e, const float *restrict x, int64_t n, float m, float s);
+
+/* ---- slab.c: runs of tensors laid out one after the other in a slab (lunet_slab_pack) */
+/* b starts where a ends (rounded up to 64 bytes) in the same slab storage; both contiguous. */
+bool lunet_slab_follows(const lunet_tensor_t *a, const lunet_tensor_t *b);
+/* Elements from first's start to last's end (last follows first, possibly through others). */
+int64_t lunet_slab_span(const lunet_tensor_t *first, const lunet_tensor_t *last);
+/* views[0..n): a new zero-filled slab laid out as like[0..n) (a run), one view per tensor. */
+LUNET_MUST_CHECK lunet_status_t lunet_slab_like(lunet_tensor_t **views, lunet_tensor_t *const *like,
+                                                int n);
 
 /* ---- optim.c: the optimizer objects for C hosts (lunet_sgd_t, lunet_adam_t) are one
    object, lunet_optimizer_t: the retained parameters, one state per parameter, a copy of the

@@ -137,6 +137,9 @@ typedef struct lunet_tensor {
     struct lunet_tensor *grad; /* accumulated gradient (owned), or NULL; set it with
                                   lunet_tensor_set_grad */
     lunet_node_t *grad_fn;     /* the node that made this tensor (owned ref), or NULL */
+    /* a packed parameter's place in its gradient slab (owned ref, never shown to users):
+       the first gradient backward gives the parameter is copied there (lunet_slab_pack) */
+    struct lunet_tensor *grad_home;
 } lunet_tensor_t;
 
 /* Creation.  All elements are row-major contiguous and 64-byte aligned. */
@@ -728,6 +731,35 @@ LUNET_MUST_CHECK lunet_status_t lunet_sgd_new(lunet_sgd_t **out, int nparams,
 LUNET_MUST_CHECK lunet_status_t lunet_sgd_step(lunet_sgd_t *opt);
 LUNET_MUST_CHECK lunet_status_t lunet_sgd_zero_grad(lunet_sgd_t *opt);
 void lunet_sgd_free(lunet_sgd_t *opt);
+
+/*
+ * Parameter slabs (slab.c).  lunet_slab_pack moves each floating leaf parameter of
+ * params[0..n) that shares its memory with no other tensor, has no .grad yet and is
+ * contiguous into one 64-byte aligned, zero-padded storage per dtype (list order), keeping
+ * the tensor objects and their values, and reserves the gradient each will get in a
+ * matching gradient slab: its first backward copies the gradient there (.grad stays NULL
+ * until then, as in PyTorch).  Parameters that do not qualify stay where they are; *packed
+ * (may be NULL) gets how many moved.  From then on a list whose parameters, gradients and
+ * momentum buffers are neighbours in their slabs is zeroed with one memset
+ * (lunet_slab_zero_grads) and stepped with one loop (lunet_sgd_update_all); anything else
+ * (a .grad replaced or set to NULL, a shared parameter) takes the per-tensor path, with the
+ * same results.  In-place writes to one packed parameter bump the version counter of every
+ * parameter in its slab (they share one storage, as views of one tensor do in PyTorch).
+ */
+LUNET_MUST_CHECK lunet_status_t lunet_slab_pack(int n, lunet_tensor_t *const *params, int *packed);
+/* Zero-fills the .grad of every params[i] that has one (PyTorch 1.13's zero_grad()); one
+   memset per run of gradients that are neighbours in a slab.  Runs without autograd. */
+LUNET_MUST_CHECK lunet_status_t lunet_slab_zero_grads(int n, lunet_tensor_t *const *params);
+/*
+ * One SGD step of every params[i] that has a .grad (the others are skipped, as in
+ * PyTorch), bit-exact with lunet_sgd_update called on each in turn.  momentum_buffers[i]
+ * (owned by the caller, NULL before the first step) may be replaced by a view into a
+ * momentum slab laid out as the parameters' (the old one released).  On failure the
+ * parameters before the failing one have been updated (as with per-parameter calls).
+ */
+LUNET_MUST_CHECK lunet_status_t lunet_sgd_update_all(int n, lunet_tensor_t *const *params,
+                                                     lunet_tensor_t **momentum_buffers,
+                                                     const lunet_sgd_options_t *o);
 
 typedef struct lunet_adam_options {
     double lr, beta1, beta2, eps, weight_decay;

@@ -160,6 +160,97 @@ lunet_status_t lunet_sgd_update(lunet_tensor_t *p, lunet_tensor_t *grad,
     return LUNET_OK;
 }
 
+/* ---- the whole list at once: one loop per run of neighbours in a slab (slab.c) */
+
+/* params[j] joins the run that params[i..j) form: it has a gradient, and it, its gradient and
+   (with momentum) its buffer's presence continue the run in their slabs. */
+static bool run_continues(lunet_tensor_t *const *params, lunet_tensor_t *const *bufs, int i, int j)
+{
+    const lunet_tensor_t *p = params[j], *q = params[j - 1], *g = p->grad;
+    if (!g || g->numel != p->numel || params[i]->grad->numel != params[i]->numel ||
+        !lunet_slab_follows(q, p) || !lunet_slab_follows(q->grad, g) || g->storage == p->storage ||
+        g->offset - params[i]->grad->offset != p->offset - params[i]->offset)
+        return false;
+    return !bufs || (bufs[j] == NULL) == (bufs[i] == NULL);
+}
+
+/* The run's momentum buffers as one slab laid out as its parameters: kept when they already
+   are, else made (the first step) or filled from the buffers the caller had (loaded from a
+   state dict).  *first says whether they were made. */
+static lunet_status_t run_buffers(lunet_tensor_t *const *params, lunet_tensor_t **bufs, int n,
+                                  bool *first)
+{
+    *first = bufs[0] == NULL;
+    bool laid_out = !*first && bufs[0]->storage != params[0]->storage &&
+                    bufs[0]->storage != params[0]->grad->storage;
+    for (int k = 1; k < n && laid_out; k++)
+        laid_out = lunet_slab_follows(bufs[k - 1], bufs[k]) &&
+                   bufs[k]->offset - bufs[0]->offset == params[k]->offset - params[0]->offset;
+    if (laid_out)
+        return LUNET_OK;
+    for (int k = 0; k < n && !*first; k++)
+        if (bufs[k]->dtype != params[k]->dtype ||
+            !lunet_shape_equal(bufs[k]->ndim, bufs[k]->shape, params[k]->ndim, params[k]->shape))
+            return lunet_error_set(LUNET_STATUS_RUNTIME,
+                                   "sgd: momentum buffer does not match the parameter");
+    lunet_tensor_t *stack[64], **made = n <= 64 ? stack : calloc((size_t)n, sizeof *made);
+    if (!made)
+        return lunet_error_set(LUNET_STATUS_NOMEM, "sgd: out of memory");
+    lunet_status_t st = lunet_slab_like(made, params, n);
+    for (int k = 0; k < n && !st; k++) {
+        if (!*first) {
+            lunet_copy_cast(made[k], bufs[k]);
+            lunet_tensor_release(bufs[k]);
+        }
+        bufs[k] = made[k];
+    }
+    if (made != stack)
+        free(made);
+    return st;
+}
+
+/* One loop over params[0..n) (a run) and their gradients and buffers. */
+static lunet_status_t sgd_run(lunet_tensor_t *const *params, lunet_tensor_t **bufs, int n,
+                              const lunet_sgd_options_t *o)
+{
+    bool first = false;
+    lunet_status_t st = bufs ? run_buffers(params, bufs, n, &first) : LUNET_OK;
+    if (st)
+        return st;
+    sgd_job_t job = {lunet_tensor_data(params[0]),
+                     lunet_tensor_data(params[0]->grad),
+                     bufs ? lunet_tensor_data(bufs[0]) : NULL,
+                     first,
+                     params[0]->dtype,
+                     o};
+    lunet_parallel_for(lunet_slab_span(params[0], params[n - 1]), SGD_GRAIN, sgd_block, &job);
+    lunet_tensor_bump_version(params[0]);
+    return LUNET_OK;
+}
+
+lunet_status_t lunet_sgd_update_all(int n, lunet_tensor_t *const *params,
+                                    lunet_tensor_t **momentum_buffers, const lunet_sgd_options_t *o)
+{
+    lunet_tensor_t **bufs = o->momentum != 0 ? momentum_buffers : NULL;
+    if (o->momentum != 0 && !bufs)
+        return lunet_error_set(LUNET_STATUS_VALUE, "sgd: momentum needs the buffers' array");
+    for (int i = 0; i < n;) {
+        lunet_tensor_t *p = params[i];
+        int j = i + 1;
+        while (p->grad && j < n && run_continues(params, bufs, i, j))
+            j++;
+        lunet_status_t st = LUNET_OK;
+        if (j - i > 1)
+            st = sgd_run(params + i, bufs ? bufs + i : NULL, j - i, o);
+        else if (p->grad) /* parameters without a gradient are skipped, as in PyTorch */
+            st = lunet_sgd_update(p, p->grad, bufs ? &bufs[i] : NULL, o);
+        if (st)
+            return st;
+        i = j;
+    }
+    return LUNET_OK;
+}
+
 /* ---- shared by the optimizer objects (SGD here, Adam in adam.c) */
 
 /* A non-empty list of distinct floating leaf tensors, or PyTorch's message. */
@@ -248,13 +339,7 @@ lunet_status_t lunet_optimizer_step(lunet_optimizer_t *opt)
 
 lunet_status_t lunet_optimizer_zero_grad(lunet_optimizer_t *opt)
 {
-    bool was = lunet_set_grad_enabled(false);
-    lunet_status_t st = LUNET_OK;
-    for (int i = 0; i < opt->nparams && !st; i++)
-        if (opt->params[i]->grad)
-            st = lunet_tensor_fill_(opt->params[i]->grad, 0);
-    lunet_set_grad_enabled(was);
-    return st;
+    return lunet_slab_zero_grads(opt->nparams, opt->params);
 }
 
 const void *lunet_optimizer_state(const lunet_optimizer_t *opt, int i)
@@ -264,11 +349,6 @@ const void *lunet_optimizer_state(const lunet_optimizer_t *opt, int i)
 }
 
 /* ---- SGD's object for C hosts: a lunet_optimizer_t whose states are momentum buffers */
-
-static lunet_status_t sgd_step_one(lunet_tensor_t *p, void *buffer, const void *options)
-{
-    return lunet_sgd_update(p, p->grad, buffer, options);
-}
 
 static void sgd_clear(void *buffer)
 {
@@ -281,7 +361,7 @@ static const lunet_optimizer_kind_t SGD_KIND = {
     .name = "sgd",
     .state_size = sizeof(lunet_tensor_t *),
     .options_size = sizeof(lunet_sgd_options_t),
-    .update = sgd_step_one,
+    .update = NULL, /* lunet_sgd_step runs lunet_sgd_update_all over all the states at once */
     .clear = sgd_clear,
 };
 
@@ -297,7 +377,8 @@ lunet_status_t lunet_sgd_new(lunet_sgd_t **out, int nparams, lunet_tensor_t *con
 
 lunet_status_t lunet_sgd_step(lunet_sgd_t *opt)
 {
-    return lunet_optimizer_step((lunet_optimizer_t *)opt);
+    lunet_optimizer_t *o = (lunet_optimizer_t *)opt;
+    return lunet_sgd_update_all(o->nparams, o->params, o->states, o->options);
 }
 
 lunet_status_t lunet_sgd_zero_grad(lunet_sgd_t *opt)

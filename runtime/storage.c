@@ -183,6 +183,7 @@ static lunet_storage_t *storage_header(void *data, size_t nbytes,
     s->release_fn = release_fn;
     s->release_ctx = ctx;
     s->wrapped = wrapped;
+    s->slab = false;
     return s;
 }
 

@@ -234,16 +234,13 @@ function Module:eval() return self:train(false) end
 
 -- PyTorch 1.13: gradients are zero-filled in place; {set_to_none = true} drops them.
 -- Shared with optim (nn._zero_grads).
+-- Zero-filling is one memset per run of gradients that share a slab (runtime/slab.c).
 local function zero_grads(params, opts)
-  local to_none = type(opts) == "table" and opts.set_to_none
-  lunet.no_grad(function()
-    for _, p in ipairs(params) do
-      local g = p.grad
-      if g ~= nil then
-        if to_none then p.grad = nil else g:zero_() end
-      end
-    end
-  end)
+  if type(opts) == "table" and opts.set_to_none then
+    for _, p in ipairs(params) do p.grad = nil end
+  else
+    C.slab_zero_grads(params)
+  end
 end
 
 nn._zero_grads = zero_grads

@@ -48,7 +48,8 @@ Optimizer.__index = Optimizer
 optim.Optimizer = Optimizer
 
 -- A new optimizer class: spec = {defaults =, fixed = {printed option = value}, check(group),
--- update(p, grad, state, group)}; instances are made by calling the class.
+-- update(p, grad, state, group) [, step_group(params, state, group), which steps a whole
+-- group when the class has it]}; instances are made by calling the class.
 local function class(name, spec)
   local cls = setmetatable({__name = name, _spec = spec, __tostring = Optimizer.__tostring},
     {__index = Optimizer,
@@ -118,6 +119,9 @@ function Optimizer:add_param_group(g, level)
     seen[p] = true
     group.params[#group.params + 1] = p
   end
+  -- the group's parameters (those no other tensor shares) move into one slab per dtype, so
+  -- that zero_grad is one memset and SGD's step one loop (runtime/slab.c)
+  C.slab_pack(group.params)
   self.param_groups[#self.param_groups + 1] = group
 end
 
@@ -125,8 +129,9 @@ end
 function Optimizer:step(closure)
   local loss
   if closure then loss = lunet.enable_grad and lunet.enable_grad(closure) or closure() end
-  local state, update = self.state, self._spec.update
+  local state, update, step_group = self.state, self._spec.update, self._spec.step_group
   for _, group in ipairs(self.param_groups) do
+    if step_group then step_group(group.params, state, group) goto next_group end
     for _, p in ipairs(group.params) do
       local g = p.grad
       if g ~= nil then
@@ -135,6 +140,7 @@ function Optimizer:step(closure)
         update(p, g, st, group)
       end
     end
+    ::next_group::
   end
   return loss
 end
@@ -230,6 +236,8 @@ optim.SGD = class("SGD", {
     C.sgd_check(group)
   end,
   update = function(p, g, st, group) st.momentum_buffer = C.sgd_update(p, g, st.momentum_buffer, group) end,
+  -- the whole group at once: one loop per slab, the per-parameter update for the rest
+  step_group = C.sgd_step,
 })
 
 -- ---- Adam and AdamW ----------------------------------------------------------------------
