@@ -111,6 +111,14 @@ lunet_status_t lunet_autograd_check_inplace_recorded(const lunet_tensor_t *t, co
     return LUNET_OK;
 }
 
+lunet_status_t lunet_autograd_begin_inplace(bool *record, const lunet_tensor_t *t,
+                                            const lunet_tensor_t *other, const char *op)
+{
+    *record = lunet_autograd_needed(t, other);
+    return *record ? lunet_autograd_check_inplace_recorded(t, op)
+                   : lunet_autograd_check_inplace(t, op);
+}
+
 /*
  * A node's retain_target is a weak pointer, cleared when its tensor is released; so when t
  * leaves a node (its grad_fn is replaced), the node must forget t, or backward through the

@@ -175,6 +175,15 @@ LUNET_MUST_CHECK lunet_status_t lunet_autograd_check_inplace(const lunet_tensor_
 LUNET_MUST_CHECK lunet_status_t lunet_autograd_check_inplace_recorded(const lunet_tensor_t *t,
                                                                       const char *op);
 void lunet_autograd_rebase(lunet_tensor_t *t, lunet_tensor_t *result);
+/*
+ * The start of an in-place op that records itself, written with `other` (NULL for none):
+ * *record = whether the op goes into the graph (lunet_autograd_needed), and the check that
+ * goes with it (lunet_autograd_check_inplace_recorded when it does, else
+ * lunet_autograd_check_inplace).
+ */
+LUNET_MUST_CHECK lunet_status_t lunet_autograd_begin_inplace(bool *record, const lunet_tensor_t *t,
+                                                             const lunet_tensor_t *other,
+                                                             const char *op);
 void lunet_node_release(lunet_node_t *n);
 void lunet_node_retain(lunet_node_t *n);
 

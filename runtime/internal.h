@@ -154,6 +154,11 @@ static inline void lunet_hand_out(lunet_tensor_t **want, lunet_tensor_t **r)
    order the elements are visited in, and so on the thread count. */
 LUNET_MUST_CHECK lunet_status_t lunet_tensor_check_no_partial_overlap(const lunet_tensor_t *out,
                                                                       const lunet_tensor_t *in);
+/* Fails, with PyTorch's message (after prefix), unless `in` broadcasts to out's shape: the
+   operand of an in-place op (a.add_(b), a.copy_(b)) cannot grow its output. */
+LUNET_MUST_CHECK lunet_status_t lunet_check_broadcast_into(const lunet_tensor_t *out,
+                                                           const lunet_tensor_t *in,
+                                                           const char *prefix);
 /* Marks t's storage as modified in place. */
 void lunet_tensor_bump_version(lunet_tensor_t *t);
 

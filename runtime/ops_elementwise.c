@@ -83,6 +83,25 @@ lunet_status_t lunet_broadcast_shape(int *ndim, int64_t *shape, int andim, const
     return LUNET_OK;
 }
 
+lunet_status_t lunet_check_broadcast_into(const lunet_tensor_t *out, const lunet_tensor_t *in,
+                                          const char *prefix)
+{
+    int nd;
+    int64_t shape[LUNET_MAX_DIMS];
+    lunet_status_t st = lunet_broadcast_shape(&nd, shape, out->ndim, out->shape, in->ndim,
+                                              in->shape);
+    if (st)
+        return st;
+    if (!lunet_shape_equal(nd, shape, out->ndim, out->shape)) {
+        char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
+                               "%soutput with shape %s doesn't match the broadcast shape %s",
+                               prefix, lunet_shape_str(b1, sizeof b1, out->ndim, out->shape),
+                               lunet_shape_str(b2, sizeof b2, nd, shape));
+    }
+    return LUNET_OK;
+}
+
 /* ---- copy with conversion */
 
 static void copy_same(char **d, const int64_t *s, int64_t n, void *ctx)
@@ -434,16 +453,36 @@ lunet_status_t lunet_tensor_add_scaled(lunet_tensor_t **out, lunet_tensor_t *a, 
 }
 
 /*
- * The recorded form of an in-place op on t: `result` was computed out of place with its
- * history; its values go into t, which takes over that history (PyTorch: in-place on a
- * non-leaf is allowed and recorded).
+ * What a recorded in-place op computes from: x itself (a new reference), or a copy when the
+ * op's backward reads its input, so that overwriting x does not change a value saved for
+ * backward.
  */
-static lunet_status_t finish_recorded_inplace(lunet_tensor_t *t, lunet_tensor_t *result)
+static lunet_status_t inplace_source(lunet_tensor_t **src, lunet_tensor_t *x, bool saves_input)
 {
-    lunet_copy_cast(t, result);
+    if (saves_input)
+        return lunet_tensor_clone(src, x);
+    lunet_tensor_retain(x);
+    *src = x;
+    return LUNET_OK;
+}
+
+/*
+ * The ending of the recorded form of an in-place op on t: st and *result are what the op
+ * returned, computed out of place from src (from inplace_source; released here).  On
+ * success result's values go into t, which takes over its history (PyTorch: in-place on a
+ * non-leaf is allowed and recorded).  result goes by address: the op has run before it is
+ * read.
+ */
+static lunet_status_t finish_recorded_inplace(lunet_tensor_t *t, lunet_tensor_t *src,
+                                              lunet_status_t st, lunet_tensor_t **result)
+{
+    lunet_tensor_release(src);
+    if (st)
+        return st;
+    lunet_copy_cast(t, *result);
     lunet_tensor_bump_version(t);
-    lunet_autograd_rebase(t, result);
-    lunet_tensor_release(result);
+    lunet_autograd_rebase(t, *result);
+    lunet_tensor_release(*result);
     return LUNET_OK;
 }
 
@@ -460,22 +499,12 @@ lunet_status_t lunet_tensor_binary_(lunet_tensor_t *a, lunet_binary_op_t op, lun
     if ((unsigned)op >= LUNET_BINARY_COUNT)
         return lunet_error_set(LUNET_STATUS_VALUE, "binary: unknown op %d", (int)op);
     const char *name = binary_table[op].name;
-    bool record = lunet_autograd_needed(a, b);
-    lunet_status_t st = record ? lunet_autograd_check_inplace_recorded(a, name)
-                               : lunet_autograd_check_inplace(a, name);
+    bool record;
+    lunet_status_t st = lunet_autograd_begin_inplace(&record, a, b, name);
     if (st)
         return st;
-    int nd;
-    int64_t shape[LUNET_MAX_DIMS];
-    if ((st = lunet_broadcast_shape(&nd, shape, a->ndim, a->shape, b->ndim, b->shape)))
+    if ((st = lunet_check_broadcast_into(a, b, "")))
         return st;
-    if (!lunet_shape_equal(nd, shape, a->ndim, a->shape)) {
-        char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                               "output with shape %s doesn't match the broadcast shape %s",
-                               lunet_shape_str(b1, sizeof b1, a->ndim, a->shape),
-                               lunet_shape_str(b2, sizeof b2, nd, shape));
-    }
     lunet_dtype_t compute, rdt = binary_result_dtype(op, a, b, &compute);
     if (category(rdt) > category(a->dtype))
         return lunet_error_set(LUNET_STATUS_RUNTIME,
@@ -485,15 +514,9 @@ lunet_status_t lunet_tensor_binary_(lunet_tensor_t *a, lunet_binary_op_t op, lun
         return st;
     if (record) {
         lunet_tensor_t *src, *r;
-        if (binary_saves_input(op))
-            st = lunet_tensor_clone(&src, a);
-        else
-            st = (lunet_tensor_retain(a), src = a, LUNET_OK);
-        if (st)
+        if ((st = inplace_source(&src, a, binary_saves_input(op))))
             return st;
-        st = lunet_tensor_binary(&r, op, src, b);
-        lunet_tensor_release(src);
-        return st ? st : finish_recorded_inplace(a, r);
+        return finish_recorded_inplace(a, src, lunet_tensor_binary(&r, op, src, b), &r);
     }
     if (binary_table[op].compare || a->dtype != kernel_dtype(a->dtype)) {
         /* rare: compute out of place, then copy back */
@@ -635,13 +658,68 @@ _Static_assert(sizeof unary_table / sizeof unary_table[0] == LUNET_UNARY_COUNT,
 
 const char *lunet_unary_op_name(lunet_unary_op_t op) { return unary_table[op].name; }
 
-static void run_unary(lunet_tensor_t *out, lunet_unary_op_t op, lunet_tensor_t *x)
+/* ---- the shared paths of the unary ops and clamp: one kernel from x to out, element-wise */
+
+// out (shape of x), x; fns by x's kernel dtype
+static void run_map(lunet_tensor_t *out, lunet_tensor_t *x, lunet_loop_fn const fns[3], void *ctx)
 {
     lunet_iter_t it;
     lunet_iter_init(&it, out->ndim, out->shape);
     lunet_iter_add(&it, out);
     lunet_iter_add(&it, x);
-    lunet_iter_run_elementwise(&it, unary_table[op].fn[kernel_slot(x->dtype)], NULL);
+    lunet_iter_run_elementwise(&it, fns[kernel_slot(x->dtype)], ctx);
+}
+
+/* *out = fns(x) as a new tensor of dtype rdt, computed in rdt's kernel dtype, recorded as
+   ad_op (args may be NULL). */
+static lunet_status_t map_new(lunet_tensor_t **out, lunet_tensor_t *x, lunet_dtype_t rdt,
+                              lunet_loop_fn const fns[3], void *ctx, lunet_op_t ad_op,
+                              const lunet_op_args_t *args)
+{
+    lunet_dtype_t kdt = kernel_dtype(rdt);
+    lunet_tensor_t *cx = NULL, *rk = NULL, *r = NULL;
+    lunet_status_t st;
+    if ((st = lunet_tensor_convert(&cx, x, kdt)) || (st = lunet_tensor_empty_like(&rk, x, kdt)))
+        goto done;
+    run_map(rk, cx, fns, ctx);
+    if ((st = lunet_tensor_convert(&r, rk, rdt)))
+        goto done;
+    st = lunet_autograd_finish(out, r, ad_op, 1, &x, NULL, args);
+    r = NULL;
+done:
+    lunet_tensor_release(cx);
+    lunet_tensor_release(rk);
+    lunet_tensor_release(r);
+    return st;
+}
+
+/*
+ * x = fns(x) in place, after the caller's checks (record from lunet_autograd_begin_inplace).
+ * Recorded, or in a dtype the kernels do not have (uint8, bool): computed out of place by
+ * map_new, then copied back.
+ */
+static lunet_status_t map_inplace(lunet_tensor_t *x, bool record, bool saves_input,
+                                  lunet_loop_fn const fns[3], void *ctx, lunet_op_t ad_op,
+                                  const lunet_op_args_t *args)
+{
+    lunet_tensor_t *src, *r;
+    lunet_status_t st;
+    if (record) {
+        if ((st = inplace_source(&src, x, saves_input)))
+            return st;
+        return finish_recorded_inplace(x, src, map_new(&r, src, x->dtype, fns, ctx, ad_op, args),
+                                       &r);
+    }
+    if (x->dtype != kernel_dtype(x->dtype)) {
+        if ((st = map_new(&r, x, x->dtype, fns, ctx, ad_op, args)))
+            return st;
+        lunet_copy_cast(x, r);
+        lunet_tensor_release(r);
+    } else {
+        run_map(x, x, fns, ctx);
+    }
+    lunet_tensor_bump_version(x);
+    return LUNET_OK;
 }
 
 lunet_status_t lunet_tensor_unary(lunet_tensor_t **out, lunet_unary_op_t op, lunet_tensor_t *x)
@@ -657,30 +735,15 @@ lunet_status_t lunet_tensor_unary(lunet_tensor_t **out, lunet_unary_op_t op, lun
     lunet_dtype_t rdt = x->dtype;
     if (!lunet_dtype_is_floating(rdt) && unary_table[op].float_only)
         rdt = lunet_default_dtype();
-    lunet_dtype_t kdt = kernel_dtype(rdt);
-    lunet_tensor_t *cx = NULL, *rk = NULL, *r = NULL;
-    lunet_status_t st;
-    if ((st = lunet_tensor_convert(&cx, x, kdt)) || (st = lunet_tensor_empty_like(&rk, x, kdt)))
-        goto done;
-    run_unary(rk, op, cx);
-    if ((st = lunet_tensor_convert(&r, rk, rdt)))
-        goto done;
-    st = lunet_autograd_finish(out, r, unary_table[op].ad_op, 1, &x, NULL, NULL);
-    r = NULL;
-done:
-    lunet_tensor_release(cx);
-    lunet_tensor_release(rk);
-    lunet_tensor_release(r);
-    return st;
+    return map_new(out, x, rdt, unary_table[op].fn, NULL, unary_table[op].ad_op, NULL);
 }
 
 lunet_status_t lunet_tensor_unary_(lunet_tensor_t *x, lunet_unary_op_t op)
 {
     if ((unsigned)op >= LUNET_UNARY_COUNT)
         return lunet_error_set(LUNET_STATUS_VALUE, "unary: unknown op %d", (int)op);
-    bool record = lunet_autograd_needed(x, NULL);
-    lunet_status_t st = record ? lunet_autograd_check_inplace_recorded(x, unary_table[op].name)
-                               : lunet_autograd_check_inplace(x, unary_table[op].name);
+    bool record;
+    lunet_status_t st = lunet_autograd_begin_inplace(&record, x, NULL, unary_table[op].name);
     if (st)
         return st;
     if ((st = lunet_tensor_check_writable(x)))
@@ -689,31 +752,10 @@ lunet_status_t lunet_tensor_unary_(lunet_tensor_t *x, lunet_unary_op_t op)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
                                "result type Float can't be cast to the desired output type %s",
                                lunet_dtype_torch_name(x->dtype));
-    if (record) {
-        /* log and abs read their input in backward: work on a copy of it */
-        bool saves_input = op == LUNET_UNARY_LOG || op == LUNET_UNARY_ABS;
-        lunet_tensor_t *src, *r;
-        if (saves_input)
-            st = lunet_tensor_clone(&src, x);
-        else
-            st = (lunet_tensor_retain(x), src = x, LUNET_OK);
-        if (st)
-            return st;
-        st = lunet_tensor_unary(&r, op, src);
-        lunet_tensor_release(src);
-        return st ? st : finish_recorded_inplace(x, r);
-    }
-    if (x->dtype != kernel_dtype(x->dtype)) {
-        lunet_tensor_t *r;
-        if ((st = lunet_tensor_unary(&r, op, x)))
-            return st;
-        lunet_copy_cast(x, r);
-        lunet_tensor_release(r);
-    } else {
-        run_unary(x, op, x);
-    }
-    lunet_tensor_bump_version(x);
-    return LUNET_OK;
+    /* log and abs read their input in backward */
+    bool saves_input = op == LUNET_UNARY_LOG || op == LUNET_UNARY_ABS;
+    return map_inplace(x, record, saves_input, unary_table[op].fn, NULL, unary_table[op].ad_op,
+                       NULL);
 }
 
 /* ---- clamp, where, masked_fill */
@@ -747,64 +789,39 @@ static void clamp_i64(KPARAMS)
     UNARY_LOOP(int64_t, (has_lo && x < lo) ? lo : (has_hi && x > hi) ? hi : x);
 }
 
-static void run_clamp(lunet_tensor_t *out, lunet_tensor_t *x, double lo, double hi)
-{
-    lunet_iter_t it;
-    clamp_ctx_t c = {lo, hi};
-    lunet_iter_init(&it, out->ndim, out->shape);
-    lunet_iter_add(&it, out);
-    lunet_iter_add(&it, x);
-    lunet_loop_fn fns[3] = {clamp_f32, clamp_f64, clamp_i64};
-    lunet_iter_run_elementwise(&it, fns[kernel_slot(x->dtype)], &c);
-}
+static lunet_loop_fn const clamp_fns[3] = {clamp_f32, clamp_f64, clamp_i64};
 
-lunet_status_t lunet_tensor_clamp(lunet_tensor_t **out, lunet_tensor_t *x, double lo, double hi)
+/* A NaN bound is an absent one (None); one of them must be there. */
+static lunet_status_t check_clamp_bounds(double lo, double hi)
 {
     if (isnan(lo) && isnan(hi))
         return lunet_error_set(LUNET_STATUS_RUNTIME,
                                "torch.clamp: At least one of 'min' or 'max' must not be None");
-    lunet_dtype_t kdt = kernel_dtype(x->dtype);
-    lunet_tensor_t *cx = NULL, *rk = NULL, *r = NULL;
-    lunet_status_t st;
-    if ((st = lunet_tensor_convert(&cx, x, kdt)) || (st = lunet_tensor_empty_like(&rk, x, kdt)))
-        goto done;
-    run_clamp(rk, cx, lo, hi);
-    if ((st = lunet_tensor_convert(&r, rk, x->dtype)))
-        goto done;
+    return LUNET_OK;
+}
+
+lunet_status_t lunet_tensor_clamp(lunet_tensor_t **out, lunet_tensor_t *x, double lo, double hi)
+{
+    lunet_status_t st = check_clamp_bounds(lo, hi);
+    if (st)
+        return st;
+    clamp_ctx_t c = {lo, hi};
     lunet_op_args_t args = {.d = {lo, hi}, .name = "ClampBackward1"};
-    st = lunet_autograd_finish(out, r, LUNET_OP_CLAMP, 1, &x, NULL, &args);
-    r = NULL;
-done:
-    lunet_tensor_release(cx);
-    lunet_tensor_release(rk);
-    lunet_tensor_release(r);
-    return st;
+    return map_new(out, x, x->dtype, clamp_fns, &c, LUNET_OP_CLAMP, &args);
 }
 
 lunet_status_t lunet_tensor_clamp_(lunet_tensor_t *x, double lo, double hi)
 {
-    bool record = lunet_autograd_needed(x, NULL);
-    lunet_status_t st = record ? lunet_autograd_check_inplace_recorded(x, "clamp_")
-                               : lunet_autograd_check_inplace(x, "clamp_");
+    bool record;
+    lunet_status_t st = lunet_autograd_begin_inplace(&record, x, NULL, "clamp_");
     if (st)
         return st;
-    if ((st = lunet_tensor_check_writable(x)))
+    if ((st = lunet_tensor_check_writable(x)) || (st = check_clamp_bounds(lo, hi)))
         return st;
-    lunet_tensor_t *r;
-    if (record) {
-        lunet_tensor_t *src; /* clamp's backward reads its input: work on a copy */
-        if ((st = lunet_tensor_clone(&src, x)))
-            return st;
-        st = lunet_tensor_clamp(&r, src, lo, hi);
-        lunet_tensor_release(src);
-        return st ? st : finish_recorded_inplace(x, r);
-    }
-    if ((st = lunet_tensor_clamp(&r, x, lo, hi)))
-        return st;
-    lunet_copy_cast(x, r);
-    lunet_tensor_release(r);
-    lunet_tensor_bump_version(x);
-    return LUNET_OK;
+    clamp_ctx_t c = {lo, hi};
+    lunet_op_args_t args = {.d = {lo, hi}, .name = "ClampBackward1"};
+    /* clamp's backward reads its input */
+    return map_inplace(x, record, true, clamp_fns, &c, LUNET_OP_CLAMP, &args);
 }
 
 /* out = cond ? a : b, all in the same dtype; cond is bool (uint8 storage). */

@@ -581,22 +581,12 @@ lunet_status_t lunet_tensor_fill_int_(lunet_tensor_t *dst, int64_t value)
 
 lunet_status_t lunet_tensor_copy_(lunet_tensor_t *dst, lunet_tensor_t *src)
 {
-    bool record = lunet_autograd_needed(dst, src);
-    lunet_status_t st = record ? lunet_autograd_check_inplace_recorded(dst, "copy_")
-                               : lunet_autograd_check_inplace(dst, "copy_");
+    bool record;
+    lunet_status_t st = lunet_autograd_begin_inplace(&record, dst, src, "copy_");
     if (st)
         return st;
-    int nd;
-    int64_t shape[LUNET_MAX_DIMS];
-    if ((st = lunet_broadcast_shape(&nd, shape, dst->ndim, dst->shape, src->ndim, src->shape)))
+    if ((st = lunet_check_broadcast_into(dst, src, "copy_: ")))
         return st;
-    if (!lunet_shape_equal(nd, shape, dst->ndim, dst->shape)) {
-        char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                               "copy_: output with shape %s doesn't match the broadcast shape %s",
-                               lunet_shape_str(b1, sizeof b1, dst->ndim, dst->shape),
-                               lunet_shape_str(b2, sizeof b2, nd, shape));
-    }
     if ((st = lunet_tensor_check_writable(dst)) ||
         (st = lunet_tensor_check_no_partial_overlap(dst, src)))
         return st;
