@@ -415,14 +415,45 @@ static void divide_by(lunet_tensor_t *x, int world)
 
 /* ---------------------------------------------------------------- collectives --------- */
 
+/*
+ * The shared part of all_reduce (root -1: every rank sends and receives, combined by op) and
+ * broadcast (root: the sender), after the call's own checks (st): the ranks agree, then t's
+ * data goes through a contiguous buffer, in pieces, and back into t (the root of a broadcast
+ * keeps its own).
+ */
+static lunet_status_t in_place_collective(lunet_status_t st, call_kind_t kind, lunet_tensor_t *t,
+                                          lunet_dist_op_t op, int root)
+{
+    int64_t h[H_LEN];
+    header_init(h, kind);
+    h[H_OP] = op;
+    h[H_ROOT] = root;
+    lunet_tensor_t *buf = NULL;
+    if (!st) {
+        header_tensor(h, t);
+        st = as_contiguous(&buf, t); /* before agreeing: nothing may fail after it */
+    }
+    if ((st = agree(h, st)))
+        goto done;
+    MPI_Op mop = root < 0 ? mpi_op(op, t->dtype) : MPI_OP_NULL;
+    int rc = in_pieces(lunet_tensor_data(buf), buf->numel, t->dtype, mop, root);
+    if (rc != MPI_SUCCESS) {
+        st = mpi_fail(call_names[kind], rc);
+        goto done;
+    }
+    if (root < 0 && op == LUNET_DIST_OP_AVG)
+        divide_by(buf, group.size);
+    if (root != group.rank)
+        write_back(t, buf);
+done:
+    lunet_tensor_release(buf);
+    return st;
+}
+
 lunet_status_t lunet_dist_all_reduce(lunet_tensor_t *t, lunet_dist_op_t op)
 {
     if (!group.initialized)
         return not_initialized();
-    int64_t h[H_LEN];
-    header_init(h, CALL_ALL_REDUCE);
-    h[H_OP] = op;
-    lunet_tensor_t *buf = NULL;
     lunet_status_t st = check_arg("all_reduce", "tensor", t, true);
     if (!st && (unsigned)op >= LUNET_DIST_OP_COUNT)
         st = lunet_error_set(LUNET_STATUS_VALUE, "all_reduce: invalid op %d", (int)op);
@@ -430,54 +461,18 @@ lunet_status_t lunet_dist_all_reduce(lunet_tensor_t *t, lunet_dist_op_t op)
         st = lunet_error_set(LUNET_STATUS_RUNTIME,
                              "all_reduce: op avg needs a floating point tensor, got %s",
                              lunet_dtype_name(t->dtype));
-    if (!st) {
-        header_tensor(h, t);
-        st = as_contiguous(&buf, t); /* before agreeing: nothing may fail after it */
-    }
-    if ((st = agree(h, st)))
-        goto done;
-    int rc = in_pieces(lunet_tensor_data(buf), buf->numel, t->dtype, mpi_op(op, t->dtype), -1);
-    if (rc != MPI_SUCCESS) {
-        st = mpi_fail("all_reduce", rc);
-        goto done;
-    }
-    if (op == LUNET_DIST_OP_AVG)
-        divide_by(buf, group.size);
-    write_back(t, buf);
-done:
-    lunet_tensor_release(buf);
-    return st;
+    return in_place_collective(st, CALL_ALL_REDUCE, t, op, -1);
 }
 
 lunet_status_t lunet_dist_broadcast(lunet_tensor_t *t, int src)
 {
     if (!group.initialized)
         return not_initialized();
-    int64_t h[H_LEN];
-    header_init(h, CALL_BROADCAST);
-    h[H_ROOT] = src;
-    lunet_tensor_t *buf = NULL;
-    bool root = src == group.rank;
-    lunet_status_t st = check_arg("broadcast", "tensor", t, !root);
+    lunet_status_t st = check_arg("broadcast", "tensor", t, src != group.rank);
     if (!st && (src < 0 || src >= group.size))
         st = lunet_error_set(LUNET_STATUS_RUNTIME,
                              "broadcast: invalid root rank: %d (world size %d)", src, group.size);
-    if (!st) {
-        header_tensor(h, t);
-        st = as_contiguous(&buf, t);
-    }
-    if ((st = agree(h, st)))
-        goto done;
-    int rc = in_pieces(lunet_tensor_data(buf), buf->numel, t->dtype, MPI_OP_NULL, src);
-    if (rc != MPI_SUCCESS) {
-        st = mpi_fail("broadcast", rc);
-        goto done;
-    }
-    if (!root)
-        write_back(t, buf);
-done:
-    lunet_tensor_release(buf);
-    return st;
+    return in_place_collective(st, CALL_BROADCAST, t, LUNET_DIST_OP_SUM, src);
 }
 
 /* The local checks of all_gather: one output per rank, each of the input's shape and dtype. */
