@@ -485,24 +485,48 @@ RNG_INLINE void normal_block16_f32(float *d, float mean, float std)
     }
 }
 
+// d (16) float64 uniforms in [0, 1) -> 16 normals (normal_fill_16<double>)
+static void normal_block16_f64(double *d, double mean, double std)
+{
+    for (int j = 0; j < 8; j++) {
+        double u1 = 1.0 - d[j];
+        double u2 = d[j + 8];
+        double radius = sqrt(-2.0 * log(u1));
+        double theta = 2.0 * RNG_PI * u2;
+        d[j] = fma(radius * cos(theta), std, mean);
+        d[j + 8] = fma(radius * sin(theta), std, mean);
+    }
+}
+
 /*
- * d (n >= 16) float32 uniforms -> normals: every full block of 16, then (n % 16 != 0) the
- * last 16 slots redrawn and recomputed.  Compiled twice: with the FMA instruction enabled
- * (fmaf becomes one inline instruction, several times faster than the libm call) and
- * portable; both give the same bits since fmaf is exact either way.
+ * d (n >= 16) uniforms -> normals: every full block of 16, then (n % 16 != 0) the last 16
+ * slots redrawn and recomputed, overlap included.  One body for float and double (T, its
+ * uniform draw, its block of 16).
  */
+#define NORMAL_FILL_BODY(T, UNIFORM, BLOCK16)                                                      \
+    for (int64_t i = 0; i + 16 <= n; i += 16)                                                      \
+        BLOCK16(d + i, mean, std);                                                                 \
+    if (n % 16) {                                                                                  \
+        T *t = d + n - 16;                                                                         \
+        for (int i = 0; i < 16; i++)                                                               \
+            t[i] = UNIFORM(g);                                                                     \
+        BLOCK16(t, mean, std);                                                                     \
+    }
+
+/* The float body is compiled twice: with the FMA instruction enabled (fmaf becomes one inline
+   instruction, several times faster than the libm call) and portable; both give the same
+   bits since fmaf is exact either way. */
 RNG_INLINE void normal_fill_f32_body(float *d, int64_t n, lunet_generator_t *g, float mean,
                                      float std)
 {
-    for (int64_t i = 0; i + 16 <= n; i += 16)
-        normal_block16_f32(d + i, mean, std);
-    if (n % 16) {
-        float *t = d + n - 16;
-        for (int i = 0; i < 16; i++)
-            t[i] = uniform_f32(g);
-        normal_block16_f32(t, mean, std);
-    }
+    NORMAL_FILL_BODY(float, uniform_f32, normal_block16_f32)
 }
+
+static void normal_fill_f64(double *d, int64_t n, lunet_generator_t *g, double mean, double std)
+{
+    NORMAL_FILL_BODY(double, uniform_f64, normal_block16_f64)
+}
+#undef NORMAL_FILL_BODY
 
 static void normal_fill_f32_portable(float *d, int64_t n, lunet_generator_t *g, float mean,
                                      float std)
@@ -528,19 +552,6 @@ static void normal_fill_f32(float *d, int64_t n, lunet_generator_t *g, float mea
     }
 #endif
     normal_fill_f32_portable(d, n, g, mean, std);
-}
-
-// d (16) float64 uniforms in [0, 1) -> 16 normals (normal_fill_16<double>)
-static void normal_block16_f64(double *d, double mean, double std)
-{
-    for (int j = 0; j < 8; j++) {
-        double u1 = 1.0 - d[j];
-        double u2 = d[j + 8];
-        double radius = sqrt(-2.0 * log(u1));
-        double theta = 2.0 * RNG_PI * u2;
-        d[j] = fma(radius * cos(theta), std, mean);
-        d[j + 8] = fma(radius * sin(theta), std, mean);
-    }
 }
 
 lunet_status_t lunet_tensor_normal_(lunet_tensor_t *x, lunet_generator_t *g, double mean,
@@ -572,14 +583,7 @@ lunet_status_t lunet_tensor_normal_(lunet_tensor_t *x, lunet_generator_t *g, dou
             double *d = lunet_tensor_data(x);
             for (int64_t i = 0; i < n; i++)
                 d[i] = uniform_f64(g);
-            for (int64_t i = 0; i + 16 <= n; i += 16)
-                normal_block16_f64(d + i, mean, std);
-            if (n % 16) {
-                double *t = d + n - 16;
-                for (int i = 0; i < 16; i++)
-                    t[i] = uniform_f64(g);
-                normal_block16_f64(t, mean, std);
-            }
+            normal_fill_f64(d, n, g, mean, std);
         }
         lunet_generator_unlock(g);
         lunet_tensor_bump_version(x);
