@@ -149,15 +149,21 @@ static lunet_status_t src_raw(source_t *s, const unsigned char **p, size_t *n)
     return LUNET_OK;
 }
 
-/* Feeds the inflater the source's next raw bytes: *m of them, 0 at the end of the source. */
-static lunet_status_t refill(source_t *s, size_t *m)
+/* Makes sure the inflater has input: when it has none, feeds it the source's next raw bytes.
+   *more = false when there were none (the end of the source). */
+static lunet_status_t ensure_input(source_t *s, bool *more)
 {
-    const unsigned char *p;
-    lunet_status_t st = src_raw(s, &p, m);
-    if (st || *m == 0)
+    *more = true;
+    if (s->zs.avail_in > 0)
+        return LUNET_OK;
+    const unsigned char *p = NULL;
+    size_t m = 0;
+    lunet_status_t st = src_raw(s, &p, &m);
+    if (st)
         return st;
+    *more = m > 0;
     s->zs.next_in = (unsigned char *)(uintptr_t)p;
-    s->zs.avail_in = (uInt)*m;
+    s->zs.avail_in = (uInt)m;
     return LUNET_OK;
 }
 
@@ -181,16 +187,12 @@ static lunet_status_t src_read(source_t *s, void *dst, size_t n, size_t *got)
     }
     unsigned char *out = dst;
     while (*got < n) {
+        bool more;
+        lunet_status_t st;
         if (s->zend) {
             /* A gzip file may hold several members; anything else after one is garbage. */
-            if (s->zs.avail_in == 0) {
-                size_t m;
-                lunet_status_t st = refill(s, &m);
-                if (st)
-                    return st;
-                if (m == 0)
-                    return LUNET_OK;
-            }
+            if ((st = ensure_input(s, &more)) || !more)
+                return st;
             if (s->zs.next_in[0] != 0x1f)
                 return lunet_error_set(
                     LUNET_STATUS_VALUE,
@@ -200,18 +202,13 @@ static lunet_status_t src_read(source_t *s, void *dst, size_t n, size_t *got)
             inflateReset(&s->zs);
             s->zend = false;
         }
-        if (s->zs.avail_in == 0) {
-            size_t m;
-            lunet_status_t st = refill(s, &m);
-            if (st)
-                return st;
-            if (m == 0)
-                return lunet_error_set(
-                    LUNET_STATUS_VALUE,
-                    "read_idx: %s: corrupt gzip stream: truncated (the compressed "
-                    "data ends before its end marker)",
-                    s->name);
-        }
+        if ((st = ensure_input(s, &more)))
+            return st;
+        if (!more)
+            return lunet_error_set(LUNET_STATUS_VALUE,
+                                   "read_idx: %s: corrupt gzip stream: truncated (the compressed "
+                                   "data ends before its end marker)",
+                                   s->name);
         size_t want = n - *got;
         if (want > UINT_MAX)
             want = UINT_MAX;
