@@ -161,61 +161,43 @@ typedef struct pointwise_ctx {
     double lo, hi;
 } pointwise_ctx_t;
 
+/* One body for float and double (T and its fma); the comments give PyTorch's forms. */
+#define POINTWISE_BODY(T, FMA)                                                                     \
+    const pointwise_ctx_t *c = vctx;                                                               \
+    const T lo = (T)c->lo, hi = (T)c->hi;                                                          \
+    for (int64_t i = 0; i < n; i++) {                                                              \
+        T gv = *(const T *)(d[1] + i * s[1]), y = *(const T *)(d[2] + i * s[2]);                   \
+        T r;                                                                                       \
+        switch (c->kind) {                                                                         \
+        case PW_SIGMOID: /* PyTorch's order, bit-exact */                                          \
+            r = gv * ((T)1 - y) * y;                                                               \
+            break;                                                                                 \
+        case PW_TANH: /* fused, as PyTorch */                                                      \
+            r = gv * FMA(-y, y, (T)1);                                                             \
+            break;                                                                                 \
+        case PW_RELU: /* NaN output passes g */                                                    \
+            r = y <= 0 ? (T)0 : gv;                                                                \
+            break;                                                                                 \
+        case PW_ABS:                                                                               \
+            r = y > 0 ? gv : y < 0 ? -gv : (T)0;                                                   \
+            break;                                                                                 \
+        default: /* clamp: a NaN bound is an absent one */                                         \
+            r = (y >= lo || isnan(c->lo)) && (y <= hi || isnan(c->hi)) ? gv : (T)0;                \
+            break;                                                                                 \
+        }                                                                                          \
+        *(T *)(d[0] + i * s[0]) = r;                                                               \
+    }
+
 // g, s, dx all of one float dtype and shape
 static void pointwise_f32(char **d, const int64_t *s, int64_t n, void *vctx)
 {
-    const pointwise_ctx_t *c = vctx;
-    for (int64_t i = 0; i < n; i++) {
-        float gv = *(const float *)(d[1] + i * s[1]), y = *(const float *)(d[2] + i * s[2]);
-        float r;
-        switch (c->kind) {
-        case PW_SIGMOID:
-            r = gv * (1.0f - y) * y;
-            break; /* PyTorch's order, bit-exact */
-        case PW_TANH:
-            r = gv * fmaf(-y, y, 1.0f);
-            break; /* fused, as PyTorch */
-        case PW_RELU:
-            r = y <= 0 ? 0.0f : gv;
-            break; /* NaN output passes g */
-        case PW_ABS:
-            r = y > 0 ? gv : y < 0 ? -gv : 0.0f;
-            break;
-        default:
-            r = (y >= (float)c->lo || isnan(c->lo)) && (y <= (float)c->hi || isnan(c->hi)) ? gv
-                                                                                           : 0.0f;
-            break;
-        }
-        *(float *)(d[0] + i * s[0]) = r;
-    }
+    POINTWISE_BODY(float, fmaf)
 }
-
 static void pointwise_f64(char **d, const int64_t *s, int64_t n, void *vctx)
 {
-    const pointwise_ctx_t *c = vctx;
-    for (int64_t i = 0; i < n; i++) {
-        double gv = *(const double *)(d[1] + i * s[1]), y = *(const double *)(d[2] + i * s[2]);
-        double r;
-        switch (c->kind) {
-        case PW_SIGMOID:
-            r = gv * (1.0 - y) * y;
-            break;
-        case PW_TANH:
-            r = gv * fma(-y, y, 1.0);
-            break;
-        case PW_RELU:
-            r = y <= 0 ? 0.0 : gv;
-            break;
-        case PW_ABS:
-            r = y > 0 ? gv : y < 0 ? -gv : 0.0;
-            break;
-        default:
-            r = (y >= c->lo || isnan(c->lo)) && (y <= c->hi || isnan(c->hi)) ? gv : 0.0;
-            break;
-        }
-        *(double *)(d[0] + i * s[0]) = r;
-    }
+    POINTWISE_BODY(double, fma)
 }
+#undef POINTWISE_BODY
 
 static lunet_status_t pointwise(lunet_tensor_t **out, lunet_tensor_t *g, lunet_tensor_t *s,
                                 pointwise_ctx_t c)
