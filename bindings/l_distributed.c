@@ -56,8 +56,6 @@ static int l_is_initialized(lua_State *L) { return push_fact(L, lunet_dist_is_in
 static int l_is_available(lua_State *L) { return push_fact(L, lunet_dist_is_available); }
 static int l_get_rank(lua_State *L) { return push_number(L, lunet_dist_get_rank); }
 static int l_get_world_size(lua_State *L) { return push_number(L, lunet_dist_get_world_size); }
-static int l_barrier(lua_State *L) { return call_checked(L, lunet_dist_barrier); }
-static int l_destroy_process_group(lua_State *L) { return call_checked(L, lunet_dist_destroy); }
 
 /* The op of all_reduce(t, op) / all_reduce(t, {op = ...}); sum when absent. */
 static lunet_dist_op_t check_op(lua_State *L, int idx)
@@ -226,6 +224,9 @@ static int l_all_gather(lua_State *L)
     LB_CHECK(L, lunet_dist_all_gather(outs, n, t));
     return 0;
 }
+
+static int l_barrier(lua_State *L) { return call_checked(L, lunet_dist_barrier); }
+static int l_destroy_process_group(lua_State *L) { return call_checked(L, lunet_dist_destroy); }
 
 /*
  * _c.all_reduce_grads(flat, params, prescale): DistributedDataParallel's reduction of one

@@ -32,10 +32,16 @@ end
 return function(nn)
   local Module = nn.Module
 
+  -- A new nn.<name> module class.
+  local function layer_class(name)
+    local cls = Module:extend(name)
+    nn[name] = cls
+    return cls
+  end
+
   -- ------------------------------------------------------------ Conv2d
 
-  local Conv2d = Module:extend("Conv2d")
-  nn.Conv2d = Conv2d
+  local Conv2d = layer_class("Conv2d")
   local CONV_NAMES = {"stride", "padding", "dilation", "groups", "bias", "padding_mode",
     "dtype"}
   local PADDING_MODES = {zeros = true, reflect = true, replicate = true, circular = true}
@@ -124,8 +130,7 @@ return function(nn)
   -- each {name, default}; stride defaults to kernel_size; extra_repr prints kernel_size,
   -- stride and the names in `shown`.  The caller writes forward.
   local function pool_class(name, params, shown)
-    local cls = Module:extend(name)
-    nn[name] = cls
+    local cls = layer_class(name)
     local names = {"stride"}
     for i, p in ipairs(params) do names[i + 1] = p[1] end
     local fields = {"kernel_size", "stride", table.unpack(shown)}
@@ -165,8 +170,7 @@ return function(nn)
       self.count_include_pad, self.divisor_override)
   end
 
-  local AdaptiveAvgPool2d = Module:extend("AdaptiveAvgPool2d")
-  nn.AdaptiveAvgPool2d = AdaptiveAvgPool2d
+  local AdaptiveAvgPool2d = layer_class("AdaptiveAvgPool2d")
 
   -- nn.AdaptiveAvgPool2d(output_size): an int or a pair
   function AdaptiveAvgPool2d:init(output_size) self.output_size = output_size end
@@ -175,8 +179,7 @@ return function(nn)
 
   -- ------------------------------------------------------------ Dropout
 
-  local Dropout = Module:extend("Dropout")
-  nn.Dropout = Dropout
+  local Dropout = layer_class("Dropout")
 
   -- nn.Dropout([p [, inplace]]): active in training mode only
   function Dropout:init(...)
@@ -198,8 +201,7 @@ return function(nn)
 
   -- the shared constructor and forward of BatchNorm1d / BatchNorm2d (PyTorch's _BatchNorm)
   local function batch_norm_class(name, check_dim)
-    local cls = Module:extend(name)
-    nn[name] = cls
+    local cls = layer_class(name)
 
     -- nn.BatchNorm2d(num_features [, eps [, momentum [, affine [, track_running_stats]]]])
     function cls:init(num_features, ...)
@@ -269,8 +271,7 @@ return function(nn)
   -- nn.<name>([<param> [, inplace]]): an activation with one parameter (default when nil) and
   -- inplace, computed by cnn[fn](x, param, inplace)
   local function param_inplace_activation(name, param, default, fn)
-    local M = Module:extend(name)
-    nn[name] = M
+    local M = layer_class(name)
     function M:init(...)
       local o = options(name, {param, "inplace"}, ...)
       self[param], self.inplace = o[param] or default, o.inplace == true
@@ -285,8 +286,7 @@ return function(nn)
   -- nn.ELU([alpha [, inplace]])
   param_inplace_activation("ELU", "alpha", 1.0, "elu")
 
-  local GELU = Module:extend("GELU")
-  nn.GELU = GELU
+  local GELU = layer_class("GELU")
   -- nn.GELU([approximate]) with "none" or "tanh"
   function GELU:init(...)
     self.approximate = options("GELU", {"approximate"}, ...).approximate or "none"
@@ -294,8 +294,7 @@ return function(nn)
   function GELU:forward(x) return cnn.gelu(x, self.approximate) end
   function GELU:extra_repr() return "approximate=" .. repr(self.approximate) end
 
-  local Softplus = Module:extend("Softplus")
-  nn.Softplus = Softplus
+  local Softplus = layer_class("Softplus")
   -- nn.Softplus([beta [, threshold]])
   function Softplus:init(...)
     local o = options("Softplus", {"beta", "threshold"}, ...)
@@ -306,7 +305,6 @@ return function(nn)
     return ("beta=%s, threshold=%s"):format(repr(self.beta), repr(self.threshold))
   end
 
-  local LogSigmoid = Module:extend("LogSigmoid")
-  nn.LogSigmoid = LogSigmoid
+  local LogSigmoid = layer_class("LogSigmoid")
   function LogSigmoid:forward(x) return cnn.logsigmoid(x) end
 end
