@@ -300,6 +300,12 @@ static lunet_status_t gemm_ex(lunet_tensor_t *c, lunet_tensor_t *a, lunet_tensor
             goto done;
         blas_layout(bc, &ob);
     }
+    /* c (M, N <= 16) = a @ b: gemm_narrow.c reads a in place instead of packing it */
+    if (c->dtype == LUNET_DTYPE_FLOAT32 && n <= 16 && !ob.trans && alpha == 1.0 && beta == 0.0 &&
+        !bias && !relu && k > 0 && m * k >= 4096 &&
+        lunet_gemm_narrow_f32(oa.trans, m, n, k, oa.data, oa.ld, ob.data, ob.ld,
+                              lunet_tensor_data(c)))
+        goto done;
     gemm_job_t j = {.a = oa,
                     .b = ob,
                     .c = lunet_tensor_data(c),
