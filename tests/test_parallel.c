@@ -2,7 +2,8 @@
  * test_parallel.c - the worker pool (lunet_parallel_for, set/get_num_threads) and the promise
  * that the thread count never changes a bit: a few SGD steps of an MLP whose GEMMs are split
  * into several blocks, trained on 1, 2 and 3 threads, give identical losses, gradients and
- * weights.  `make test-c-noblas` runs the same test on the built-in GEMM.
+ * weights; convolutions and pooling, forward and backward, likewise.  `make test-c-noblas` runs
+ * the same tests on the built-in GEMM.
  */
 #include "check.h"
 
@@ -254,6 +255,94 @@ static void test_overlapping_inplace_refused(void **state)
     CHECK_OK(lunet_set_num_threads(saved));
 }
 
+/* ---------------------------------------------------------------- conv and pooling */
+
+/* One case: x (N, C, H, W), w (O, C / groups, k, k), options; then max or avg pooling 2. */
+typedef struct {
+    lunet_dtype_t dt;
+    int64_t n, c, h, w, o, k, stride, pad, groups;
+    bool avg;
+} conv_case_t;
+
+/* conv2d -> max/avg pool2d(2) -> backward of a seeded gradient: out, dx, dw, db as bytes */
+static void conv_run(const conv_case_t *cc, int threads, char **out, size_t *len)
+{
+    CHECK_OK(lunet_set_num_threads(threads));
+    lunet_generator_t *g = lunet_default_generator();
+    lunet_generator_seed(g, 11);
+    lunet_tensor_t *x, *w, *b, *y, *p, *gp;
+    CHECK_OK(lunet_tensor_empty(&x, cc->dt, 4, (const int64_t[]){cc->n, cc->c, cc->h, cc->w}));
+    CHECK_OK(lunet_tensor_empty(&w, cc->dt, 4,
+                                (const int64_t[]){cc->o, cc->c / cc->groups, cc->k, cc->k}));
+    CHECK_OK(lunet_tensor_empty(&b, cc->dt, 1, (const int64_t[]){cc->o}));
+    lunet_tensor_t *leaves[3] = {x, w, b};
+    for (int i = 0; i < 3; i++) {
+        CHECK_OK(lunet_tensor_normal_(leaves[i], g, 0, 1));
+        CHECK_OK(lunet_tensor_requires_grad_(leaves[i], true));
+    }
+    lunet_conv2d_options_t o;
+    lunet_conv2d_options_init(&o);
+    o.stride[0] = o.stride[1] = cc->stride;
+    o.padding[0] = o.padding[1] = cc->pad;
+    o.groups = cc->groups;
+    CHECK_OK(lunet_nn_conv2d(&y, x, w, b, &o));
+    lunet_pool2d_options_t po;
+    lunet_pool2d_options_init(&po, 2, 2);
+    if (cc->avg)
+        CHECK_OK(lunet_nn_avg_pool2d(&p, y, &po));
+    else
+        CHECK_OK(lunet_nn_max_pool2d(&p, NULL, y, &po));
+    CHECK_OK(lunet_tensor_empty(&gp, cc->dt, p->ndim, p->shape));
+    CHECK_OK(lunet_tensor_normal_(gp, g, 0, 1));
+    CHECK_OK(lunet_tensor_backward(p, gp, false));
+    const lunet_tensor_t *parts[5] = {y, p, x->grad, w->grad, b->grad};
+    size_t es = cc->dt == LUNET_DTYPE_FLOAT32 ? sizeof(float) : sizeof(double), total = 0;
+    for (int i = 0; i < 5; i++)
+        total += (size_t)parts[i]->numel * es;
+    *out = malloc(total);
+    *len = total;
+    for (size_t i = 0, at = 0; i < 5; at += (size_t)parts[i]->numel * es, i++)
+        memcpy(*out + at, lunet_tensor_data(parts[i]), (size_t)parts[i]->numel * es);
+    lunet_tensor_t *all[7] = {x, w, b, y, p, gp, NULL};
+    for (int i = 0; all[i]; i++)
+        lunet_tensor_release(all[i]);
+}
+
+/* The course CNN's two convolutions and pooling, LeNet's padded first one with avg pooling,
+   and strided / grouped float64 ones: every output and gradient the same bits on 1, 2 and 3
+   threads (the convolution splits its batch into chunks over the pool, the pooling its
+   planes). */
+static void test_conv_pool_same_bits(void **state)
+{
+    (void)state;
+    int saved = lunet_get_num_threads();
+    static const conv_case_t cases[] = {
+        {LUNET_DTYPE_FLOAT32, 64, 1, 28, 28, 10, 5, 1, 0, 1, false},
+        {LUNET_DTYPE_FLOAT32, 64, 10, 12, 12, 20, 5, 1, 0, 1, false},
+        {LUNET_DTYPE_FLOAT32, 37, 1, 28, 28, 6, 5, 1, 2, 1, true},
+        {LUNET_DTYPE_FLOAT32, 33, 4, 17, 15, 6, 3, 2, 1, 2, false},
+        {LUNET_DTYPE_FLOAT64, 29, 6, 14, 14, 16, 5, 1, 0, 1, true},
+        {LUNET_DTYPE_FLOAT64, 33, 4, 17, 15, 6, 3, 2, 1, 2, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *want, *got;
+        size_t n, m;
+        conv_run(&cases[i], 1, &want, &n);
+        for (int th = 2; th <= 3; th++) {
+            conv_run(&cases[i], th, &got, &m);
+            assert_int_equal(n, m);
+            for (size_t k = 0; k < n; k++)
+                if (want[k] != got[k])
+                    fail_msg("conv case %zu: byte %zu of (y, pooled, dx, dw, db) differs on %d "
+                             "threads (%02x, 1 thread %02x)",
+                             i, k, th, (unsigned char)got[k], (unsigned char)want[k]);
+            free(got);
+        }
+        free(want);
+    }
+    CHECK_OK(lunet_set_num_threads(saved));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -262,6 +351,7 @@ int main(void)
         cmocka_unit_test(test_same_bits_on_any_thread_count),
         cmocka_unit_test(test_elementwise_same_bits),
         cmocka_unit_test(test_overlapping_inplace_refused),
+        cmocka_unit_test(test_conv_pool_same_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
