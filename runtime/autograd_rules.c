@@ -165,6 +165,18 @@ typedef struct pointwise_ctx {
 #define POINTWISE_BODY(T, FMA)                                                                     \
     const pointwise_ctx_t *c = vctx;                                                               \
     const T lo = (T)c->lo, hi = (T)c->hi;                                                          \
+    if (s[0] == sizeof(T) && s[1] == sizeof(T) && s[2] == sizeof(T) &&                             \
+        (c->kind == PW_SIGMOID || c->kind == PW_RELU)) { /* a CNN's: loops that vectorise */       \
+        T *restrict r_ = (T *)d[0];                                                                \
+        const T *restrict g_ = (const T *)d[1], *restrict y_ = (const T *)d[2];                    \
+        if (c->kind == PW_SIGMOID)                                                                 \
+            for (int64_t i = 0; i < n; i++)                                                        \
+                r_[i] = g_[i] * ((T)1 - y_[i]) * y_[i];                                            \
+        else                                                                                       \
+            for (int64_t i = 0; i < n; i++)                                                        \
+                r_[i] = y_[i] <= 0 ? (T)0 : g_[i];                                                 \
+        return;                                                                                    \
+    }                                                                                              \
     for (int64_t i = 0; i < n; i++) {                                                              \
         T gv = *(const T *)(d[1] + i * s[1]), y = *(const T *)(d[2] + i * s[2]);                   \
         T r;                                                                                       \
