@@ -3,7 +3,14 @@
  *
  * The input is viewed as (M, R): kept dims first, reduced dims last (a permuted view made
  * contiguous; free when the reduced dims are already innermost).  Each output element
- * reduces one contiguous run of R values.
+ * reduces one contiguous run of R values.  A float sum or mean over the leading dims of a
+ * contiguous tensor (a bias gradient: (N, C) summed over N) reads x as (R, M) in place
+ * instead, each output element added up in exactly the row kernels' order, so the copy
+ * goes and the bits stay.
+ *
+ * Threads: the output elements are split over the pool in blocks fixed by the shape (64K
+ * input elements a block); each output element is reduced whole by one block, in the same
+ * order on any thread count.
  */
 #include "autograd.h"
 #include "internal.h"
@@ -74,6 +81,116 @@ static void sum_f64(const double *x, double *y, int64_t m, int64_t r, bool mean)
             acc0 += p[j];
         y[i] = mean ? (acc0 + acc1) / (double)r : acc0 + acc1;
     }
+}
+
+/* Output elements per block of the pool: ~64K input elements, a function of the shape. */
+static int64_t reduce_grain(int64_t r) { return r >= 65536 ? 1 : 65536 / (r > 0 ? r : 1); }
+
+typedef struct rows_job {
+    const void *x;
+    void *y;
+    int64_t r;
+    bool mean, f32;
+} rows_job_t;
+
+// output elements [i0, i1) of x (M, R) contiguous -> y (M)
+static void sum_rows_block(void *ctx, int64_t i0, int64_t i1)
+{
+    const rows_job_t *j = ctx;
+    if (j->f32)
+        sum_f32((const float *)j->x + i0 * j->r, (float *)j->y + i0, i1 - i0, j->r, j->mean);
+    else
+        sum_f64((const double *)j->x + i0 * j->r, (double *)j->y + i0, i1 - i0, j->r, j->mean);
+}
+
+/*
+ * x (R, M) contiguous, y (M) = sum (or mean) over R: y[c] adds x[0][c], x[1][c], ... in
+ * sum_f32's order for a row (four float accumulators below 8 rows, else four double ones,
+ * element i into accumulator i % 4 and the tail into the first), columns 64 at a time.
+ */
+static void colsum_f32(const float *x, float *y, int64_t r, int64_t m, int64_t c0, int64_t c1,
+                       bool mean)
+{
+    int64_t full = r / 4 * 4;
+    for (int64_t b = c0; b < c1; b += 64) {
+        int64_t w = c1 - b < 64 ? c1 - b : 64;
+        if (r < 8) {
+            float acc[4][64] = {{0}};
+            for (int64_t i = 0; i < r; i++) {
+                float *a = acc[i < full ? i % 4 : 0];
+                const float *row = x + i * m + b;
+                for (int64_t c = 0; c < w; c++)
+                    a[c] += row[c];
+            }
+            for (int64_t c = 0; c < w; c++) {
+                float s = ((acc[0][c] + acc[1][c]) + acc[2][c]) + acc[3][c];
+                y[b + c] = mean ? (float)((double)s / (double)r) : s;
+            }
+            continue;
+        }
+        double acc[4][64] = {{0}};
+        for (int64_t i = 0; i < r; i++) {
+            double *a = acc[i < full ? i % 4 : 0];
+            const float *row = x + i * m + b;
+            for (int64_t c = 0; c < w; c++)
+                a[c] += row[c];
+        }
+        for (int64_t c = 0; c < w; c++) {
+            double s = (acc[0][c] + acc[1][c]) + (acc[2][c] + acc[3][c]);
+            y[b + c] = (float)(mean ? s / (double)r : s);
+        }
+    }
+}
+
+/* x (R, M) contiguous, y (M): sum_f64's order (two accumulators, pairs, tail in the first). */
+static void colsum_f64(const double *x, double *y, int64_t r, int64_t m, int64_t c0, int64_t c1,
+                       bool mean)
+{
+    int64_t full = r / 2 * 2;
+    for (int64_t b = c0; b < c1; b += 64) {
+        int64_t w = c1 - b < 64 ? c1 - b : 64;
+        double acc[2][64] = {{0}};
+        for (int64_t i = 0; i < r; i++) {
+            double *a = acc[i < full ? i % 2 : 0];
+            const double *row = x + i * m + b;
+            for (int64_t c = 0; c < w; c++)
+                a[c] += row[c];
+        }
+        for (int64_t c = 0; c < w; c++)
+            y[b + c] = mean ? (acc[0][c] + acc[1][c]) / (double)r : acc[0][c] + acc[1][c];
+    }
+}
+
+typedef struct cols_job {
+    const void *x;
+    void *y;
+    int64_t r, m;
+    bool mean, f32;
+} cols_job_t;
+
+static void colsum_block(void *ctx, int64_t c0, int64_t c1)
+{
+    const cols_job_t *j = ctx;
+    if (j->f32)
+        colsum_f32(j->x, j->y, j->r, j->m, c0, c1, j->mean);
+    else
+        colsum_f64(j->x, j->y, j->r, j->m, c0, c1, j->mean);
+}
+
+/* Whether x's reduced dims are exactly its leading ones (at least one reduced, one kept). */
+static bool reduces_leading(const lunet_tensor_t *x, const bool *reduced, bool all)
+{
+    if (all || x->ndim < 2 || !reduced[0])
+        return false;
+    int d = 0;
+    while (d < x->ndim && reduced[d])
+        d++;
+    if (d == x->ndim)
+        return false;
+    for (int e = d; e < x->ndim; e++)
+        if (reduced[e])
+            return false;
+    return true;
 }
 
 // x (M, R) any dtype read as double, y (M) in out dtype
@@ -272,13 +389,19 @@ lunet_status_t lunet_tensor_reduce(lunet_tensor_t **out, lunet_tensor_t **indice
         odt = LUNET_DTYPE_BOOL;
 
     lunet_tensor_t *pv = NULL, *xc = NULL, *y = NULL, *idx = NULL;
-    bool was = lunet_set_grad_enabled(false); /* internal views need no history */
-    st = lunet_tensor_permute(&pv, x, x->ndim, perm);
-    if (!st)
-        st = lunet_tensor_contiguous(&xc, pv);
-    lunet_set_grad_enabled(was);
-    if (st)
-        goto done;
+    bool floating_sum = (x->dtype == LUNET_DTYPE_FLOAT32 || x->dtype == LUNET_DTYPE_FLOAT64) &&
+                        (op == LUNET_REDUCE_SUM || op == LUNET_REDUCE_MEAN);
+    bool columns = floating_sum && r > 0 && m > 0 && lunet_tensor_is_contiguous(x) &&
+                   reduces_leading(x, reduced, all);
+    if (!columns) {
+        bool was = lunet_set_grad_enabled(false); /* internal views need no history */
+        st = lunet_tensor_permute(&pv, x, x->ndim, perm);
+        if (!st)
+            st = lunet_tensor_contiguous(&xc, pv);
+        lunet_set_grad_enabled(was);
+        if (st)
+            goto done;
+    }
     if ((st = lunet_tensor_empty(&y, odt, ond, oshape)))
         goto done;
     bool want_idx = indices && !all && (op == LUNET_REDUCE_MAX || op == LUNET_REDUCE_MIN);
@@ -291,12 +414,16 @@ lunet_status_t lunet_tensor_reduce(lunet_tensor_t **out, lunet_tensor_t **indice
                                                                          : 0;
         if ((st = lunet_tensor_fill_(y, v)))
             goto done;
-    } else if (x->dtype == LUNET_DTYPE_FLOAT32 &&
-               (op == LUNET_REDUCE_SUM || op == LUNET_REDUCE_MEAN)) {
-        sum_f32(lunet_tensor_data(xc), lunet_tensor_data(y), m, r, op == LUNET_REDUCE_MEAN);
-    } else if (x->dtype == LUNET_DTYPE_FLOAT64 &&
-               (op == LUNET_REDUCE_SUM || op == LUNET_REDUCE_MEAN)) {
-        sum_f64(lunet_tensor_data(xc), lunet_tensor_data(y), m, r, op == LUNET_REDUCE_MEAN);
+    } else if (columns) {
+        cols_job_t j = {lunet_tensor_data(x),    lunet_tensor_data(y),           r, m,
+                        op == LUNET_REDUCE_MEAN, x->dtype == LUNET_DTYPE_FLOAT32};
+        /* 64-column strips, ~64K input elements a block */
+        int64_t grain = (reduce_grain(r) + 63) / 64 * 64;
+        lunet_parallel_for(m, grain, colsum_block, &j);
+    } else if (floating_sum) {
+        rows_job_t j = {lunet_tensor_data(xc), lunet_tensor_data(y), r, op == LUNET_REDUCE_MEAN,
+                        x->dtype == LUNET_DTYPE_FLOAT32};
+        lunet_parallel_for(m, reduce_grain(r), sum_rows_block, &j);
     } else if (x->dtype == LUNET_DTYPE_FLOAT32 && extreme) {
         bool want_max = op == LUNET_REDUCE_MAX || op == LUNET_REDUCE_ARGMAX;
         bool arg = op == LUNET_REDUCE_ARGMAX || op == LUNET_REDUCE_ARGMIN;
