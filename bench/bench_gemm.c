@@ -519,6 +519,47 @@ static int cmd_floor(int rounds)
     return 0;
 }
 
+/* Lunet's own path per shape on one thread: microseconds per call (the thread's CPU time) */
+static int cmd_shapes(int rounds)
+{
+    enum { NS = 16 };
+    lunet_timing_t lt[NS];
+    static double t[NS][64];
+    if (rounds > 64)
+        rounds = 64;
+    for (int i = 0; i < NS; i++) {
+        const shape_t *s = &shapes[i];
+        lt[i].s = s;
+        lt[i].a = operand(s->m, s->k, s->ta);
+        lt[i].b = operand(s->k, s->n, s->tb);
+        lt[i].c = operand(s->m, s->n, false);
+    }
+    /* OpenBLAS called directly on the same operands, interleaved with Lunet's path */
+    static double tb[NS][64];
+    library_t blas;
+    bool have_blas = lib_open(&blas, "OpenBLAS", "libopenblas.so.0", "cblas_sgemm",
+                              "openblas_set_num_threads");
+    operands_t ops[NS];
+    for (int i = 0; i < NS; i++)
+        operands_init(&ops[i], &shapes[i]);
+    CHECK(lunet_set_num_threads(1));
+    for (int r = 0; r < rounds; r++)
+        for (int i = 0; i < NS; i++) {
+            t[i][r] = time_calls(lunet_body, &lt[i], true);
+            lib_timing_t bt = {&blas, &shapes[i], &ops[i], 1};
+            tb[i][r] = have_blas ? time_calls(lib_body, &bt, true) : 0;
+        }
+    printf("shape                          Lunet (%s)        OpenBLAS alone\n", lunet_blas_name());
+    for (int i = 0; i < NS; i++) {
+        const shape_t *s = &shapes[i];
+        double us = median(t[i], rounds) * 1e6, ub = median(tb[i], rounds) * 1e6;
+        printf("%-10s %4lldx%4lldx%4lld%s%s %9.1f us %6.1f GF/s %9.1f us  %.2fx\n", s->what,
+               (long long)s->m, (long long)s->n, (long long)s->k, s->ta ? " TN" : "",
+               s->tb ? " NT" : "", us, 2.0 * s->m * s->n * s->k / us * 1e-3, ub, us / ub);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : "peak";
@@ -527,8 +568,10 @@ int main(int argc, char **argv)
         return cmd_peak();
     if (!strcmp(cmd, "floor"))
         return cmd_floor(rounds);
+    if (!strcmp(cmd, "shapes"))
+        return cmd_shapes(rounds);
     if (!strcmp(cmd, "libs"))
         return cmd_libs(rounds);
-    fprintf(stderr, "usage: bench_gemm peak | floor [rounds] | libs [rounds]\n");
+    fprintf(stderr, "usage: bench_gemm peak | floor [rounds] | shapes [rounds] | libs [rounds]\n");
     return 2;
 }

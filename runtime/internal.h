@@ -201,11 +201,37 @@ void lunet_gemm_f64(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double al
                     const double *a, int64_t lda, const double *b, int64_t ldb, double beta,
                     double *c);
 
+/* ---- sgemm_avx512.c: the float32 GEMM block of AVX-512 machines (matmul.c).
+   c (m, n), ldc = alpha op(a) op(b) + beta c, op = transpose when ta / tb; false when it
+   does not run here (no AVX-512F, LUNET_SGEMM=blas, alpha = 0, or b transposed while a is
+   not and no packed a^T is given): the caller then uses BLAS.  packed: a^T (k, ldp) from
+   lunet_sgemm_avx512_pack, already offset to the block's first row of a. */
+bool lunet_sgemm_avx512_available(void);
+/* whether the kernel runs an (m, n, k) product (a function of the shape: the same on any
+   thread count), where it was measured faster than BLAS */
+bool lunet_sgemm_avx512_wants(bool ta, int64_t m, int64_t n, int64_t k);
+bool lunet_sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
+                        const float *a, int64_t lda, const float *b, int64_t ldb,
+                        const float *packed, int64_t ldp, float beta, float *c, int64_t ldc);
+/* p (k, lunet_sgemm_avx512_pack_ld(m)) = a (m, k)^T, the padding columns zero */
+int64_t lunet_sgemm_avx512_pack_ld(int64_t m);
+void lunet_sgemm_avx512_pack(float *p, const float *a, int64_t lda, int64_t m, int64_t k);
+
 /* ---- matmul.c: Linear's forward in one pass per output block (nn.c).
    c (M, N) contiguous = [relu](a (M, K) @ b (K, N) + bias (N)); bias contiguous or NULL. */
 LUNET_MUST_CHECK lunet_status_t lunet_gemm_bias_relu(lunet_tensor_t *c, lunet_tensor_t *a,
                                                      lunet_tensor_t *b, const lunet_tensor_t *bias,
                                                      bool relu);
+
+/* ---- matmul.c: independent products as one parallel region (Linear's dX and dW).
+   Each task: c (M, N) contiguous float = alpha a (M, K) @ b (K, N) + beta c, with a and b
+   any strides (a transposed view costs no copy); c must not overlap another task's
+   operands.  Each product keeps the blocks, and so the bits, of a lone call.  At most 4. */
+typedef struct lunet_gemm_task {
+    lunet_tensor_t *c, *a, *b;
+    double alpha, beta;
+} lunet_gemm_task_t;
+LUNET_MUST_CHECK lunet_status_t lunet_gemm_tasks(int n, const lunet_gemm_task_t *tasks);
 
 /* ---- reduce.c: prod's gradient (autograd_rules.c); reduced[d] != 0 marks a reduced dim */
 LUNET_MUST_CHECK lunet_status_t lunet_prod_backward(lunet_tensor_t **dx, lunet_tensor_t *g,

@@ -185,6 +185,9 @@ typedef struct gemm_job {
     bool by_rows;     /* blocks of C's rows (else of its columns) */
     const void *bias; /* (N) contiguous, copied into each row first; or NULL */
     bool relu;
+    bool avx512;         /* float32 through sgemm_avx512.c (lunet_sgemm_avx512_wants) */
+    const float *packed; /* a^T (k, ldp) for the AVX-512 kernel's x @ W^T, or NULL */
+    int64_t ldp;
 } gemm_job_t;
 
 // c (mb, nb) block, ldc = n: rows [r0, r1) and columns [c0, c1) of job->c
@@ -214,10 +217,14 @@ static void gemm_block(const gemm_job_t *j, int64_t r0, int64_t r1, int64_t c0, 
         dnnl_sgemm(a.trans ? 'T' : 'N', b.trans ? 'T' : 'N', mb, nb, j->k, (float)j->alpha, a.data,
                    a.ld, b.data, b.ld, (float)beta, (float *)c, n);
 #else
-        cblas_sgemm(CblasRowMajor, a.trans ? CblasTrans : CblasNoTrans,
-                    b.trans ? CblasTrans : CblasNoTrans, (int)mb, (int)nb, (int)j->k,
-                    (float)j->alpha, a.data, (int)a.ld, b.data, (int)b.ld, (float)beta, (float *)c,
-                    (int)n);
+        if (!j->avx512 ||
+            !lunet_sgemm_avx512(a.trans, b.trans, mb, nb, j->k, (float)j->alpha, a.data, a.ld,
+                                b.data, b.ld, j->packed ? j->packed + r0 : NULL, j->ldp,
+                                (float)beta, (float *)c, n))
+            cblas_sgemm(CblasRowMajor, a.trans ? CblasTrans : CblasNoTrans,
+                        b.trans ? CblasTrans : CblasNoTrans, (int)mb, (int)nb, (int)j->k,
+                        (float)j->alpha, a.data, (int)a.ld, b.data, (int)b.ld, (float)beta,
+                        (float *)c, (int)n);
 #endif
     } else {
 #ifdef LUNET_NO_BLAS
@@ -231,18 +238,6 @@ static void gemm_block(const gemm_job_t *j, int64_t r0, int64_t r1, int64_t c0, 
     if (j->relu)
         for (int64_t i = 0; i < mb; i++)
             relu_rows(j->dtype, c + (size_t)(i * n) * es, nb);
-}
-
-static void gemm_rows(void *ctx, int64_t begin, int64_t end)
-{
-    const gemm_job_t *j = ctx;
-    gemm_block(j, begin, end, 0, j->n);
-}
-
-static void gemm_cols(void *ctx, int64_t begin, int64_t end)
-{
-    const gemm_job_t *j = ctx;
-    gemm_block(j, 0, j->m, begin, end);
 }
 
 /* Rows or columns per block for an (m, n, k) product: a function of the shape only. */
@@ -261,17 +256,108 @@ static int64_t gemm_grain(int64_t m, int64_t n, int64_t k, bool *by_rows)
     return (grain + GEMM_ALIGN - 1) / GEMM_ALIGN * GEMM_ALIGN;
 }
 
-/* Runs a job with k > 0 (or a beta-only update) over the pool, in shape-fixed blocks. */
-static void gemm_run(gemm_job_t *j)
+/*
+ * Independent products run as one parallel region: each keeps its own shape-fixed blocks
+ * (so its bits are those of a lone call), and the threads claim the blocks of all of them
+ * from one counter.  A Linear backward's dX and dW thus share one wake-up, and two small
+ * products of one block each still run on two threads.
+ */
+#define GEMM_MAX_TASKS 4
+/* Below this many flops in all, a set runs on the calling thread: waking a worker would
+   cost more than it saves. */
+#define GEMM_SET_MIN_FLOPS (2LL << 20)
+
+typedef struct gemm_set {
+    gemm_job_t job[GEMM_MAX_TASKS];
+    int64_t grain[GEMM_MAX_TASKS];
+    int64_t first[GEMM_MAX_TASKS + 1]; /* job i owns the set's blocks [first[i], first[i + 1]) */
+    int njobs;
+    double flops;
+} gemm_set_t;
+
+static void gemm_set_add(gemm_set_t *s, const gemm_job_t *j)
 {
-    if (j->m == 0 || j->n == 0)
-        return;
+    int i = s->njobs++;
+    s->job[i] = *j;
+    s->grain[i] = gemm_grain(j->m, j->n, j->k, &s->job[i].by_rows);
+    int64_t dim = s->job[i].by_rows ? j->m : j->n;
+    s->first[i + 1] = s->first[i] + (dim + s->grain[i] - 1) / s->grain[i];
+    s->flops += 2.0 * (double)j->m * (double)j->n * (double)j->k;
+}
+
+static void gemm_set_blocks(void *ctx, int64_t begin, int64_t end)
+{
+    const gemm_set_t *s = ctx;
+    for (int64_t k = begin; k < end; k++) {
+        int i = 0;
+        while (k >= s->first[i + 1])
+            i++;
+        const gemm_job_t *j = &s->job[i];
+        int64_t dim = j->by_rows ? j->m : j->n, b = (k - s->first[i]) * s->grain[i];
+        int64_t e = b + s->grain[i] < dim ? b + s->grain[i] : dim;
+        if (j->by_rows)
+            gemm_block(j, b, e, 0, j->n);
+        else
+            gemm_block(j, 0, j->m, b, e);
+    }
+}
+
+static void gemm_set_run(gemm_set_t *s)
+{
 #ifndef LUNET_NO_BLAS
     (void)gemm_builtin_f32; /* compiled and checked in every build */
     (void)gemm_builtin_f64;
 #endif
-    int64_t grain = gemm_grain(j->m, j->n, j->k, &j->by_rows);
-    lunet_parallel_for(j->by_rows ? j->m : j->n, grain, j->by_rows ? gemm_rows : gemm_cols, j);
+    int64_t nblocks = s->first[s->njobs];
+    if (s->njobs > 1 && s->flops < (double)GEMM_SET_MIN_FLOPS)
+        gemm_set_blocks(s, 0, nblocks);
+    else
+        lunet_parallel_for(nblocks, 1, gemm_set_blocks, s);
+}
+
+/* Runs a job with k > 0 (or a beta-only update) over the pool, in shape-fixed blocks. */
+static void gemm_run(const gemm_job_t *j)
+{
+    if (j->m == 0 || j->n == 0)
+        return;
+    gemm_set_t s = {.njobs = 0};
+    gemm_set_add(&s, j);
+    gemm_set_run(&s);
+}
+
+/* The BLAS view of a and b for a job, cloning an operand that has no row-major layout (the
+   clone goes to *keep_a / *keep_b, which the caller releases). */
+static lunet_status_t gemm_operands(gemm_job_t *j, lunet_tensor_t *a, lunet_tensor_t *b,
+                                    lunet_tensor_t **keep_a, lunet_tensor_t **keep_b)
+{
+    lunet_status_t st = LUNET_OK;
+    bool was = lunet_set_grad_enabled(false);
+    if (!blas_layout(a, &j->a) && !(st = lunet_tensor_clone(keep_a, a)))
+        blas_layout(*keep_a, &j->a);
+    if (!st && !blas_layout(b, &j->b) && !(st = lunet_tensor_clone(keep_b, b)))
+        blas_layout(*keep_b, &j->b);
+    lunet_set_grad_enabled(was);
+    return st;
+}
+
+/* For the AVX-512 kernel's c = a @ b^T: a^T packed once for all the blocks (into *keep,
+   which the caller releases).  Without it (no AVX-512, no memory) the blocks use BLAS. */
+static void gemm_pack(gemm_job_t *j, lunet_tensor_t **keep)
+{
+#ifndef LUNET_NO_BLAS
+    j->avx512 = j->dtype == LUNET_DTYPE_FLOAT32 &&
+                lunet_sgemm_avx512_wants(j->a.trans, j->m, j->n, j->k);
+    if (!j->avx512 || !j->b.trans || j->a.trans)
+        return;
+    int64_t shape[2] = {j->k, lunet_sgemm_avx512_pack_ld(j->m)};
+    if (lunet_tensor_empty(keep, LUNET_DTYPE_FLOAT32, 2, shape) != LUNET_OK)
+        return;
+    j->ldp = shape[1];
+    j->packed = lunet_tensor_data(*keep);
+    lunet_sgemm_avx512_pack(lunet_tensor_data(*keep), j->a.data, j->a.ld, j->m, j->k);
+#else
+    (void)j, (void)keep;
+#endif
 }
 
 /* c (M, N) contiguous = [relu](alpha * a @ b + beta * c), or with bias (N):
@@ -286,29 +372,8 @@ static lunet_status_t gemm_ex(lunet_tensor_t *c, lunet_tensor_t *a, lunet_tensor
     }
     if (m == 0 || n == 0)
         return LUNET_OK;
-    lunet_tensor_t *ac = NULL, *bc = NULL;
-    gemm_operand_t oa, ob;
-    lunet_status_t st = LUNET_OK;
-    bool was = lunet_set_grad_enabled(false);
-    if (!blas_layout(a, &oa)) {
-        if ((st = lunet_tensor_clone(&ac, a)))
-            goto done;
-        blas_layout(ac, &oa);
-    }
-    if (!blas_layout(b, &ob)) {
-        if ((st = lunet_tensor_clone(&bc, b)))
-            goto done;
-        blas_layout(bc, &ob);
-    }
-    /* c (M, N <= 16) = a @ b: gemm_narrow.c reads a in place instead of packing it */
-    if (c->dtype == LUNET_DTYPE_FLOAT32 && n <= 16 && !ob.trans && alpha == 1.0 && beta == 0.0 &&
-        !bias && !relu && k > 0 && m * k >= 4096 &&
-        lunet_gemm_narrow_f32(oa.trans, m, n, k, oa.data, oa.ld, ob.data, ob.ld,
-                              lunet_tensor_data(c)))
-        goto done;
-    gemm_job_t j = {.a = oa,
-                    .b = ob,
-                    .c = lunet_tensor_data(c),
+    lunet_tensor_t *ac = NULL, *bc = NULL, *packed = NULL;
+    gemm_job_t j = {.c = lunet_tensor_data(c),
                     .m = m,
                     .n = n,
                     .k = k,
@@ -317,6 +382,16 @@ static lunet_status_t gemm_ex(lunet_tensor_t *c, lunet_tensor_t *a, lunet_tensor
                     .dtype = c->dtype,
                     .bias = bias ? lunet_tensor_data(bias) : NULL,
                     .relu = relu};
+    bool was = lunet_set_grad_enabled(false);
+    lunet_status_t st = gemm_operands(&j, a, b, &ac, &bc);
+    if (st)
+        goto done;
+    /* c (M, N <= 16) = a @ b: gemm_narrow.c reads a in place instead of packing it */
+    if (c->dtype == LUNET_DTYPE_FLOAT32 && n <= 16 && !j.b.trans && alpha == 1.0 && beta == 0.0 &&
+        !bias && !relu && k > 0 && m * k >= 4096 &&
+        lunet_gemm_narrow_f32(j.a.trans, m, n, k, j.a.data, j.a.ld, j.b.data, j.b.ld,
+                              lunet_tensor_data(c)))
+        goto done;
     if (k == 0) {
         /* empty inner dim: the product is zero, so c is beta * c or the bias rows */
         size_t es = lunet_dtype_size(c->dtype);
@@ -335,11 +410,49 @@ static lunet_status_t gemm_ex(lunet_tensor_t *c, lunet_tensor_t *a, lunet_tensor
             relu_rows(c->dtype, pc, m * n);
         goto done;
     }
+    gemm_pack(&j, &packed);
     gemm_run(&j);
 done:
     lunet_set_grad_enabled(was);
     lunet_tensor_release(ac);
     lunet_tensor_release(bc);
+    lunet_tensor_release(packed);
+    return st;
+}
+
+lunet_status_t lunet_gemm_tasks(int n, const lunet_gemm_task_t *t)
+{
+    lunet_tensor_t *keep[3 * GEMM_MAX_TASKS] = {NULL};
+    gemm_set_t s = {.njobs = 0};
+    lunet_status_t st = LUNET_OK;
+    if (n > GEMM_MAX_TASKS)
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "gemm_tasks: at most %d products, got %d",
+                               GEMM_MAX_TASKS, n);
+    for (int i = 0; i < n && !st; i++) {
+        lunet_tensor_t *c = t[i].c, *a = t[i].a, *b = t[i].b;
+        int64_t m = a->shape[0], k = a->shape[1], nn = b->shape[1];
+        if (!lunet_dtype_is_floating(c->dtype) || k == 0) {
+            st = gemm_ex(c, a, b, t[i].alpha, t[i].beta, NULL, false); /* now, on its own */
+            continue;
+        }
+        if (m == 0 || nn == 0)
+            continue;
+        gemm_job_t j = {.c = lunet_tensor_data(c),
+                        .m = m,
+                        .n = nn,
+                        .k = k,
+                        .alpha = t[i].alpha,
+                        .beta = t[i].beta,
+                        .dtype = c->dtype};
+        if (!(st = gemm_operands(&j, a, b, &keep[3 * i], &keep[3 * i + 1]))) {
+            gemm_pack(&j, &keep[3 * i + 2]);
+            gemm_set_add(&s, &j);
+        }
+    }
+    if (!st && s.njobs)
+        gemm_set_run(&s);
+    for (int i = 0; i < 3 * GEMM_MAX_TASKS; i++)
+        lunet_tensor_release(keep[i]);
     return st;
 }
 

@@ -156,26 +156,39 @@ lunet_status_t lunet_linear_backward(lunet_tensor_t **dx, lunet_tensor_t **dw, l
         *db = bsum; /* NULL when added into the leaf's gradient */
         bsum = NULL;
     }
-    if (dx && (st = lunet_tensor_mm(dx, gm, w))) /* (N, O) @ (O, I) */
-        goto done;
+    /* dX = gm (N, O) @ w (O, I) and dW = gm^T (O, N) @ x (N, I), straight into the leaf's
+       gradient when it has one: independent products, so one parallel region for both */
+    lunet_gemm_task_t task[2];
+    int ntask = 0;
+    bool w_into = dw && can_accumulate(dw_into, w);
+    if (dx) {
+        int64_t sx[2] = {g->shape[0], w->shape[1]};
+        if ((st = lunet_tensor_empty(dx, g->dtype, 2, sx)))
+            goto done;
+        task[ntask++] = (lunet_gemm_task_t){*dx, gm, w, 1.0, 0.0};
+    }
     if (dw) {
-        /* (O, N) @ (N, I), straight into the leaf's gradient when it has one */
         if ((st = lunet_tensor_transpose(&t, gm, 0, 1)))
             goto done;
-        if (can_accumulate(dw_into, w)) {
-            st = lunet_tensor_addmm_(dw_into, t, x, 1.0, 1.0);
-            *dw = NULL;
-        } else {
-            st = lunet_tensor_mm(dw, t, x);
-        }
-        if (st)
+        if (!w_into && (st = lunet_tensor_empty(dw, g->dtype, 2, w->shape)))
             goto done;
+        task[ntask++] = (lunet_gemm_task_t){w_into ? dw_into : *dw, t, x, 1.0, w_into ? 1.0 : 0.0};
+    }
+    if ((st = lunet_gemm_tasks(ntask, task)))
+        goto done;
+    if (w_into) {
+        lunet_tensor_bump_version(dw_into);
+        *dw = NULL;
     }
 done:
-    if (st && db && *db) {
-        lunet_tensor_release(*db);
-        *db = NULL;
-    }
+    if (st) /* no half-made results: every output is NULL */
+        for (int i = 0; i < 3; i++) {
+            lunet_tensor_t **out = i == 0 ? dx : i == 1 ? dw : db;
+            if (out && *out) {
+                lunet_tensor_release(*out);
+                *out = NULL;
+            }
+        }
     lunet_tensor_release(gm);
     lunet_tensor_release(t);
     return st;

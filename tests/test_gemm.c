@@ -1,0 +1,236 @@
+/*
+ * test_gemm.c - the float GEMM paths of Linear: the AVX-512 kernel against an in-order fma
+ * reference (bit for bit, odd shapes, every transpose, alpha and beta), the fused
+ * bias+ReLU forward against the unfused ops, and the backward's dX and dW (one parallel
+ * region) against separate products, on 1, 2 and 3 threads.
+ */
+#include "check.h"
+#include "internal.h"
+
+#include <stdlib.h>
+
+static float frand(uint32_t *s)
+{
+    *s = *s * 1664525u + 1013904223u;
+    return (float)(*s >> 8) / (float)(1u << 24) - 0.5f;
+}
+
+static float *frand_buf(int64_t n, uint32_t seed)
+{
+    float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    for (int64_t i = 0; i < n; i++)
+        p[i] = frand(&seed);
+    return p;
+}
+
+static void same_floats(const char *what, const float *got, const float *want, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (memcmp(&got[i], &want[i], sizeof(float)) != 0)
+            fail_msg("%s, element %lld: got %.9g, expected %.9g", what, (long long)i,
+                     (double)got[i], (double)want[i]);
+}
+
+// c (m, n) = alpha * (in-order fma sum of op(a) op(b)) + beta * c, as the kernel promises
+static void reference(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
+                      const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                      float *c)
+{
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            float acc = 0;
+            for (int64_t p = 0; p < k; p++)
+                acc = fmaf(ta ? a[p * lda + i] : a[i * lda + p],
+                           tb ? b[j * ldb + p] : b[p * ldb + j], acc);
+            float r = alpha == 1.0f ? acc : alpha * acc;
+            if (beta == 0.0f) {
+                c[i * n + j] = r;
+            } else {
+                float old = beta == 1.0f ? c[i * n + j] : beta * c[i * n + j];
+                c[i * n + j] = old + r;
+            }
+        }
+}
+
+static void test_avx512_kernel_exact(void **state)
+{
+    (void)state;
+    if (!lunet_sgemm_avx512_available()) {
+        print_message("no AVX-512 here: the kernel is not used, nothing to compare\n");
+        return;
+    }
+    /* edges of every kind: tails of the 6-row and 64-column tiles, of the 8-tile blocks and
+       of the 128-long slices of k */
+    const int64_t shapes[][3] = {{1, 1, 1},     {7, 13, 5},     {6, 64, 3},   {13, 70, 129},
+                                 {50, 17, 257}, {64, 100, 300}, {97, 65, 64}, {3, 200, 2}};
+    const float ab[][2] = {{1, 0}, {1, 1}, {0.5f, 2}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int t = 0; t < 4; t++)
+            for (int q = 0; q < 3; q++) {
+                int64_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+                bool ta = t & 1, tb = t & 2;
+                int64_t lda = ta ? m + 3 : k + 2, ldb = tb ? k + 1 : n + 5; /* padded rows */
+                float *a = frand_buf((ta ? k : m) * lda, 1 + (uint32_t)s);
+                float *b = frand_buf((tb ? n : k) * ldb, 100 + (uint32_t)s);
+                float *c = frand_buf(m * n, 200 + (uint32_t)s), *want = malloc((size_t)(m * n) * 4);
+                memcpy(want, c, (size_t)(m * n) * sizeof(float));
+                float *packed = NULL;
+                int64_t ldp = lunet_sgemm_avx512_pack_ld(m);
+                if (tb && !ta) {
+                    packed = malloc((size_t)(k * ldp) * sizeof(float));
+                    lunet_sgemm_avx512_pack(packed, a, lda, m, k);
+                }
+                float alpha = ab[q][0], beta = ab[q][1];
+                assert_true(lunet_sgemm_avx512(ta, tb, m, n, k, alpha, a, lda, b, ldb, packed, ldp,
+                                               beta, c, n));
+                reference(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, want);
+                char what[96];
+                snprintf(what, sizeof what, "%lldx%lldx%lld ta=%d tb=%d alpha=%g beta=%g",
+                         (long long)m, (long long)n, (long long)k, ta, tb, (double)alpha,
+                         (double)beta);
+                same_floats(what, c, want, m * n);
+                free(a), free(b), free(c), free(want), free(packed);
+            }
+    /* b transposed without a packed a^T: left to BLAS */
+    float x = 1, y = 1, z = 0;
+    assert_false(lunet_sgemm_avx512(false, true, 1, 1, 1, 1, &x, 1, &y, 1, NULL, 16, 0, &z, 1));
+}
+
+static lunet_tensor_t *randn(lunet_dtype_t dt, int64_t r, int64_t c, lunet_generator_t *g)
+{
+    lunet_tensor_t *t;
+    CHECK_OK(lunet_tensor_empty(&t, dt, 2, (const int64_t[]){r, c}));
+    CHECK_OK(lunet_tensor_normal_(t, g, 0, 1));
+    return t;
+}
+
+static void same_tensor(const char *what, const lunet_tensor_t *got, const lunet_tensor_t *want)
+{
+    assert_int_equal(got->numel, want->numel);
+    for (int64_t i = 0; i < got->numel; i++) {
+        double a = lunet_tensor_get(got, i), b = lunet_tensor_get(want, i);
+        if (memcmp(&a, &b, sizeof a) != 0)
+            fail_msg("%s (%s), element %lld: got %.17g, expected %.17g", what,
+                     lunet_dtype_name(got->dtype), (long long)i, a, b);
+    }
+}
+
+/* (rows, in, out): odd sizes, and one large enough to be split into blocks (and, in float32
+   on AVX-512, to run the kernel) */
+static const int64_t linear_shapes[][3] = {{7, 13, 9}, {1, 5, 3}, {64, 784, 100}, {33, 65, 130}};
+
+/* [relu](linear(x, w, b)) fused in one call is bit-equal to the unfused ops. */
+static void test_fused_forward_equals_unfused(void **state)
+{
+    (void)state;
+    lunet_generator_t g;
+    lunet_generator_seed(&g, 5);
+    lunet_dtype_t dts[2] = {LUNET_DTYPE_FLOAT32, LUNET_DTYPE_FLOAT64};
+    for (int d = 0; d < 2; d++)
+        for (size_t s = 0; s < sizeof linear_shapes / sizeof linear_shapes[0]; s++)
+            for (int with_bias = 0; with_bias < 2; with_bias++) {
+                int64_t n = linear_shapes[s][0], in = linear_shapes[s][1],
+                        out = linear_shapes[s][2];
+                lunet_tensor_t *x = randn(dts[d], n, in, &g), *w = randn(dts[d], out, in, &g);
+                lunet_tensor_t *b = NULL, *wt, *prod, *relu_ref, *fused, *plain, *relu_plain;
+                if (with_bias) {
+                    CHECK_OK(lunet_tensor_empty(&b, dts[d], 1, &out));
+                    CHECK_OK(lunet_tensor_normal_(b, &g, 0, 1));
+                }
+                CHECK_OK(lunet_tensor_transpose(&wt, w, 0, 1));
+                if (with_bias)
+                    CHECK_OK(lunet_tensor_addmm(&prod, b, x, wt, 1.0, 1.0));
+                else
+                    CHECK_OK(lunet_tensor_mm(&prod, x, wt));
+                CHECK_OK(lunet_tensor_unary(&relu_ref, LUNET_UNARY_RELU, prod));
+                CHECK_OK(lunet_nn_linear(&fused, x, w, b, true));
+                CHECK_OK(lunet_nn_linear(&plain, x, w, b, false));
+                CHECK_OK(lunet_tensor_unary(&relu_plain, LUNET_UNARY_RELU, plain));
+                same_tensor("linear against addmm / mm", plain, prod);
+                same_tensor("fused linear+relu against relu(addmm / mm)", fused, relu_ref);
+                same_tensor("fused linear+relu against relu(linear)", fused, relu_plain);
+                lunet_tensor_t *all[] = {x, w, b, wt, prod, relu_ref, fused, plain, relu_plain};
+                for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+                    lunet_tensor_release(all[i]);
+            }
+}
+
+typedef struct grads {
+    lunet_tensor_t *dx, *dw, *db;
+} grads_t;
+
+/* loss = sum(relu(linear(x, w, b)) * r); its gradients, computed by backward */
+static grads_t backward_grads(lunet_tensor_t *x, lunet_tensor_t *w, lunet_tensor_t *b,
+                              lunet_tensor_t *r)
+{
+    lunet_tensor_t *xl, *wl, *bl, *y, *yr, *loss;
+    CHECK_OK(lunet_tensor_detach(&xl, x));
+    CHECK_OK(lunet_tensor_detach(&wl, w));
+    CHECK_OK(lunet_tensor_detach(&bl, b));
+    xl->requires_grad = wl->requires_grad = bl->requires_grad = true;
+    CHECK_OK(lunet_nn_linear(&y, xl, wl, bl, true));
+    CHECK_OK(lunet_tensor_binary(&yr, LUNET_BINARY_MUL, y, r));
+    CHECK_OK(lunet_tensor_reduce(&loss, NULL, LUNET_REDUCE_SUM, yr, 0, NULL, false));
+    CHECK_OK(lunet_tensor_backward(loss, NULL, false));
+    grads_t gr = {xl->grad, wl->grad, bl->grad};
+    lunet_tensor_retain(gr.dx), lunet_tensor_retain(gr.dw), lunet_tensor_retain(gr.db);
+    lunet_tensor_t *all[] = {xl, wl, bl, y, yr, loss};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        lunet_tensor_release(all[i]);
+    return gr;
+}
+
+/* dX and dW, run as one parallel region, equal separate products on any thread count. */
+static void test_backward_equals_separate_products(void **state)
+{
+    (void)state;
+    int saved = lunet_get_num_threads();
+    lunet_generator_t g;
+    lunet_generator_seed(&g, 9);
+    lunet_dtype_t dts[2] = {LUNET_DTYPE_FLOAT32, LUNET_DTYPE_FLOAT64};
+    for (int d = 0; d < 2; d++)
+        for (size_t s = 0; s < sizeof linear_shapes / sizeof linear_shapes[0]; s++) {
+            int64_t n = linear_shapes[s][0], in = linear_shapes[s][1], out = linear_shapes[s][2];
+            lunet_tensor_t *x = randn(dts[d], n, in, &g), *w = randn(dts[d], out, in, &g);
+            lunet_tensor_t *r = randn(dts[d], n, out, &g), *b, *y, *mask, *gm, *gmt, *dx, *dw;
+            CHECK_OK(lunet_tensor_empty(&b, dts[d], 1, &out));
+            CHECK_OK(lunet_tensor_normal_(b, &g, 0, 1));
+            /* the expected: gm = y > 0 ? r : 0, dx = gm @ w, dw = gm^T @ x */
+            CHECK_OK(lunet_nn_linear(&y, x, w, b, true));
+            CHECK_OK(lunet_tensor_scalar(&mask, dts[d], 0, false));
+            lunet_tensor_t *pos;
+            CHECK_OK(lunet_tensor_binary(&pos, LUNET_BINARY_GT, y, mask));
+            CHECK_OK(lunet_tensor_where(&gm, pos, r, mask));
+            CHECK_OK(lunet_tensor_mm(&dx, gm, w));
+            CHECK_OK(lunet_tensor_transpose(&gmt, gm, 0, 1));
+            CHECK_OK(lunet_tensor_mm(&dw, gmt, x));
+            for (int th = 1; th <= 3; th++) {
+                CHECK_OK(lunet_set_num_threads(th));
+                grads_t gr = backward_grads(x, w, b, r);
+                same_tensor("dX", gr.dx, dx);
+                same_tensor("dW", gr.dw, dw);
+                for (int64_t o = 0; o < out; o++) {
+                    double want = 0;
+                    for (int64_t i = 0; i < n; i++)
+                        want += lunet_tensor_get(gm, i * out + o);
+                    CHECK_CLOSE(lunet_tensor_get(gr.db, o), want, 1e-5);
+                }
+                lunet_tensor_release(gr.dx), lunet_tensor_release(gr.dw);
+                lunet_tensor_release(gr.db);
+            }
+            lunet_tensor_t *all[] = {x, w, r, b, y, mask, pos, gm, gmt, dx, dw};
+            for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+                lunet_tensor_release(all[i]);
+        }
+    CHECK_OK(lunet_set_num_threads(saved));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_avx512_kernel_exact),
+        cmocka_unit_test(test_fused_forward_equals_unfused),
+        cmocka_unit_test(test_backward_equals_separate_products),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
