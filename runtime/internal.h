@@ -223,6 +223,10 @@ LUNET_MUST_CHECK lunet_status_t lunet_gemm_bias_relu(lunet_tensor_t *c, lunet_te
                                                      lunet_tensor_t *b, const lunet_tensor_t *bias,
                                                      bool relu);
 
+/* ---- parallel.c: the pool's one-time settings (OpenBLAS's own threads off), made before
+   the first BLAS call; cheap after the first time */
+void lunet_parallel_ready(void);
+
 /* ---- matmul.c: independent products as one parallel region (Linear's dX and dW).
    Each task: c (M, N) contiguous float = alpha a (M, K) @ b (K, N) + beta c, with a and b
    any strides (a transposed view costs no copy); c must not overlap another task's

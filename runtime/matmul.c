@@ -308,6 +308,7 @@ static void gemm_set_run(gemm_set_t *s)
     (void)gemm_builtin_f32; /* compiled and checked in every build */
     (void)gemm_builtin_f64;
 #endif
+    lunet_parallel_ready(); /* BLAS single-threaded before its first call */
     int64_t nblocks = s->first[s->njobs];
     if (s->njobs > 1 && s->flops < (double)GEMM_SET_MIN_FLOPS)
         gemm_set_blocks(s, 0, nblocks);

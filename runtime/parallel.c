@@ -273,6 +273,21 @@ static void configure_locked(void)
     }
 }
 
+/* OpenBLAS's own threads must be off before the first product, even one that never reaches
+   a parallel region (a one-block GEMM): otherwise it would split that product over threads
+   of its own, and its bits would follow the thread count. */
+static atomic_bool ready;
+
+void lunet_parallel_ready(void)
+{
+    if (atomic_load_explicit(&ready, memory_order_acquire))
+        return;
+    pthread_mutex_lock(&config_mu);
+    configure_locked();
+    pthread_mutex_unlock(&config_mu);
+    atomic_store_explicit(&ready, true, memory_order_release);
+}
+
 int lunet_get_num_threads(void)
 {
     pthread_mutex_lock(&config_mu);
@@ -315,6 +330,7 @@ static void run_serial(int64_t n, int64_t grain, lunet_parallel_fn fn, void *ctx
 
 void lunet_parallel_for(int64_t n, int64_t grain, lunet_parallel_fn fn, void *ctx)
 {
+    lunet_parallel_ready();
     if (n <= 0)
         return;
     if (grain < 1)
