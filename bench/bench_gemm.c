@@ -489,17 +489,23 @@ static lunet_tensor_t *operand(int64_t rows, int64_t cols, bool trans)
     return v;
 }
 
-static int cmd_floor(int rounds)
+/* Lunet tensors for the first n shapes */
+static void timings_init(lunet_timing_t *lt, int n)
 {
-    enum { NS = 16 }; /* the MLP's and softmax regression's shapes */
-    lunet_timing_t lt[NS];
-    for (int i = 0; i < NS; i++) {
+    for (int i = 0; i < n; i++) {
         const shape_t *s = &shapes[i];
         lt[i].s = s;
         lt[i].a = operand(s->m, s->k, s->ta);
         lt[i].b = operand(s->k, s->n, s->tb);
         lt[i].c = operand(s->m, s->n, false);
     }
+}
+
+static int cmd_floor(int rounds)
+{
+    enum { NS = 16 }; /* the MLP's and softmax regression's shapes */
+    lunet_timing_t lt[NS];
+    timings_init(lt, NS);
     static double t[2][64];
     if (rounds > 64)
         rounds = 64;
@@ -527,13 +533,7 @@ static int cmd_shapes(int rounds)
     static double t[NS][64];
     if (rounds > 64)
         rounds = 64;
-    for (int i = 0; i < NS; i++) {
-        const shape_t *s = &shapes[i];
-        lt[i].s = s;
-        lt[i].a = operand(s->m, s->k, s->ta);
-        lt[i].b = operand(s->k, s->n, s->tb);
-        lt[i].c = operand(s->m, s->n, false);
-    }
+    timings_init(lt, NS);
     /* OpenBLAS called directly on the same operands, interleaved with Lunet's path */
     static double tb[NS][64];
     library_t blas;
