@@ -173,8 +173,10 @@ typedef struct pointwise_ctx {
             for (int64_t i = 0; i < n; i++)                                                        \
                 r_[i] = g_[i] * ((T)1 - y_[i]) * y_[i];                                            \
         else                                                                                       \
-            for (int64_t i = 0; i < n; i++)                                                        \
-                r_[i] = y_[i] <= 0 ? (T)0 : g_[i];                                                 \
+            for (int64_t i = 0; i < n; i++) { /* g read always: a select, not a branch */          \
+                T gv_ = g_[i];                                                                     \
+                r_[i] = y_[i] <= 0 ? (T)0 : gv_;                                                   \
+            }                                                                                      \
         return;                                                                                    \
     }                                                                                              \
     for (int64_t i = 0; i < n; i++) {                                                              \

@@ -94,8 +94,10 @@ lunet_status_t lunet_nn_linear(lunet_tensor_t **out, lunet_tensor_t *x, lunet_te
             const T *gi = pg + i * o, *yi = py ? py + i * o : NULL;                                \
             T *mi = pm + i * o;                                                                    \
             if (yi)                                                                                \
-                for (int64_t j = 0; j < o; j++)                                                    \
-                    mi[j] = yi[j] <= 0 ? (T)0 : gi[j];                                             \
+                for (int64_t j = 0; j < o; j++) { /* g read always: a select, not a branch */      \
+                    T gv = gi[j];                                                                  \
+                    mi[j] = yi[j] <= 0 ? (T)0 : gv;                                                \
+                }                                                                                  \
             if (pb)                                                                                \
                 for (int64_t j = 0; j < o; j++)                                                    \
                     pb[j] += mi[j];                                                                \
