@@ -141,13 +141,26 @@ typedef struct batch_job {
     map_row_fn row;
 } batch_job_t;
 
+/* Images ahead of the one being converted whose bytes are fetched early: a shuffled batch
+   reads the dataset at random, and each image's first load otherwise waits for DRAM (70% of
+   the conversion's samples in perf before this). */
+#define BATCH_PREFETCH_AHEAD 8
+
 // images [b0, b1) of the batch, channel c: dst (n, C, plane) from src (N, C, plane)
 static void batch_rows(void *ctx, int64_t b0, int64_t b1)
 {
     const batch_job_t *j = ctx;
-    for (int64_t b = b0; b < b1; b++)
+    for (int64_t b = b0; b < b1; b++) {
+        if (b + BATCH_PREFETCH_AHEAD < b1) {
+            const char *next = (const char *)(j->src +
+                                              (j->idx[b + BATCH_PREFETCH_AHEAD] * j->C + j->c) *
+                                                  j->plane);
+            for (int64_t off = 0; off < j->plane; off += 64)
+                __builtin_prefetch(next + off, 0, 3);
+        }
         j->row(j->dst + (b * j->C + j->c) * j->plane, j->src + (j->idx[b] * j->C + j->c) * j->plane,
                j->plane, j->map);
+    }
 }
 
 lunet_status_t lunet_data_image_batch(lunet_tensor_t *out_x, lunet_tensor_t *out_y,
