@@ -8,8 +8,11 @@
 
 #include <string.h>
 
-/* dim wrapped into x's dims, and an int64 index: the checks gather and index_select share. */
-static lunet_status_t check_dim_index(int *d, int64_t dim, const lunet_tensor_t *x,
+/*
+ * The checks gather and index_select share: dim wrapped into x's dims (*d), the size of x
+ * along it (*size; 1 for a 0-d x), and an int64 index.
+ */
+static lunet_status_t check_dim_index(int *d, int64_t *size, int64_t dim, const lunet_tensor_t *x,
                                       const lunet_tensor_t *index, const char *op)
 {
     lunet_status_t st = lunet_dim_wrap(d, dim, x->ndim);
@@ -17,6 +20,22 @@ static lunet_status_t check_dim_index(int *d, int64_t dim, const lunet_tensor_t 
         return st;
     if (index->dtype != LUNET_DTYPE_INT64)
         return lunet_error_set(LUNET_STATUS_RUNTIME, "%s(): Expected dtype int64 for index", op);
+    *size = x->ndim > 0 ? x->shape[*d] : 1;
+    return LUNET_OK;
+}
+
+/* Fails with PyTorch's message (status st, after prefix) at the first entry of index outside
+   [0, size), size being dim d's. */
+static lunet_status_t check_in_range(const lunet_tensor_t *index, int64_t size, int d,
+                                     lunet_status_t st, const char *prefix)
+{
+    for (int64_t i = 0; i < index->numel; i++) {
+        int64_t v = (int64_t)lunet_tensor_get(index, i);
+        if (v < 0 || v >= size)
+            return lunet_error_set(st,
+                                   "%sindex %lld is out of bounds for dimension %d with size %lld",
+                                   prefix, (long long)v, d, (long long)size);
+    }
     return LUNET_OK;
 }
 
@@ -26,7 +45,8 @@ lunet_status_t lunet_tensor_gather(lunet_tensor_t **out, lunet_tensor_t *x, int6
                                    lunet_tensor_t *index)
 {
     int d;
-    lunet_status_t st = check_dim_index(&d, dim, x, index, "gather");
+    int64_t size = 0;
+    lunet_status_t st = check_dim_index(&d, &size, dim, x, index, "gather");
     if (st)
         return st;
     int xnd = x->ndim > 0 ? x->ndim : 1, ind = index->ndim > 0 ? index->ndim : 1;
@@ -44,20 +64,14 @@ lunet_status_t lunet_tensor_gather(lunet_tensor_t **out, lunet_tensor_t *x, int6
                                    lunet_shape_str(b2, sizeof b2, x->ndim, x->shape), d);
         }
     }
-    int64_t size = x->ndim > 0 ? x->shape[d] : 1;
     /* the result first, as PyTorch does: an impossible size (a huge expanded index) fails
        at once instead of after a scan of every index */
     lunet_tensor_t *r;
     if ((st = lunet_tensor_empty(&r, x->dtype, index->ndim, index->shape)))
         return st;
-    for (int64_t i = 0; i < index->numel; i++) {
-        int64_t v = (int64_t)lunet_tensor_get(index, i);
-        if (v < 0 || v >= size) {
-            lunet_tensor_release(r);
-            return lunet_error_set(LUNET_STATUS_RUNTIME,
-                                   "index %lld is out of bounds for dimension %d with size %lld",
-                                   (long long)v, d, (long long)size);
-        }
+    if ((st = check_in_range(index, size, d, LUNET_STATUS_RUNTIME, ""))) {
+        lunet_tensor_release(r);
+        return st;
     }
     size_t es = lunet_dtype_size(x->dtype);
     const char *px = lunet_tensor_data(x);
@@ -81,18 +95,26 @@ lunet_status_t lunet_tensor_gather(lunet_tensor_t **out, lunet_tensor_t *x, int6
     return lunet_autograd_finish(out, r, LUNET_OP_GATHER, 1, &x, &index, &args);
 }
 
+/* The start of a scatter-add backward: *r zero-filled in x's shape, and g contiguous (*gc). */
+static lunet_status_t scatter_start(lunet_tensor_t **r, lunet_tensor_t **gc, lunet_tensor_t *g,
+                                    int xnd, const int64_t *xshape)
+{
+    lunet_status_t st = lunet_tensor_zeros(r, g->dtype, xnd, xshape);
+    if (st)
+        return st;
+    if ((st = lunet_tensor_contiguous(gc, g)))
+        lunet_tensor_release(*r);
+    return st;
+}
+
 // g (index shape) scattered-added into dx (x shape) along dim at positions index
 lunet_status_t lunet_gather_backward(lunet_tensor_t **dx, lunet_tensor_t *g, int xnd,
                                      const int64_t *xshape, int64_t dim, lunet_tensor_t *index)
 {
     lunet_tensor_t *r, *gc;
-    lunet_status_t st = lunet_tensor_zeros(&r, g->dtype, xnd, xshape);
+    lunet_status_t st = scatter_start(&r, &gc, g, xnd, xshape);
     if (st)
         return st;
-    if ((st = lunet_tensor_contiguous(&gc, g))) {
-        lunet_tensor_release(r);
-        return st;
-    }
     int64_t coord[LUNET_MAX_DIMS] = {0};
     const int64_t *pi = lunet_tensor_data(index);
     for (int64_t i = 0; i < index->numel; i++) {
@@ -122,13 +144,13 @@ lunet_status_t lunet_tensor_index_select(lunet_tensor_t **out, lunet_tensor_t *x
                                          lunet_tensor_t *index)
 {
     int d;
-    lunet_status_t st = check_dim_index(&d, dim, x, index, "index_select");
+    int64_t size = 0;
+    lunet_status_t st = check_dim_index(&d, &size, dim, x, index, "index_select");
     if (st)
         return st;
     if (index->ndim > 1)
         return lunet_error_set(LUNET_STATUS_INDEX,
                                "index_select(): Index is supposed to be a vector");
-    int64_t size = x->ndim > 0 ? x->shape[d] : 1;
     /* The result's size before the indices, as PyTorch allocates it first: an impossible
        size (a huge expanded index) fails at once instead of after a scan of every index.
        The trial block goes back to the thread's cache, where the result below finds it. */
@@ -140,14 +162,8 @@ lunet_status_t lunet_tensor_index_select(lunet_tensor_t **out, lunet_tensor_t *x
     if ((st = lunet_tensor_empty(&trial, x->dtype, x->ndim, oshape)))
         return st;
     lunet_tensor_release(trial);
-    for (int64_t i = 0; i < index->numel; i++) {
-        int64_t v = (int64_t)lunet_tensor_get(index, i);
-        if (v < 0 || v >= size)
-            return lunet_error_set(LUNET_STATUS_INDEX,
-                                   "index out of range in self: index %lld is out of bounds for "
-                                   "dimension %d with size %lld",
-                                   (long long)v, d, (long long)size);
-    }
+    if ((st = check_in_range(index, size, d, LUNET_STATUS_INDEX, "index out of range in self: ")))
+        return st;
     /* x[..., idx[k], ...] = one leading-dim selection per k, done as flat advanced indexing */
     lunet_tensor_t *xt = NULL, *r = NULL, *rt = NULL;
     bool was = lunet_set_grad_enabled(false);
@@ -337,13 +353,9 @@ lunet_status_t lunet_index_backward(lunet_tensor_t **dx, lunet_tensor_t *g, int 
                                     const int64_t *xshape, lunet_tensor_t *pos, int64_t block)
 {
     lunet_tensor_t *r, *gc;
-    lunet_status_t st = lunet_tensor_zeros(&r, g->dtype, xnd, xshape);
+    lunet_status_t st = scatter_start(&r, &gc, g, xnd, xshape);
     if (st)
         return st;
-    if ((st = lunet_tensor_contiguous(&gc, g))) {
-        lunet_tensor_release(r);
-        return st;
-    }
     const int64_t *pp = lunet_tensor_data(pos);
     for (int64_t i = 0; i < pos->numel; i++) {
         if (g->dtype == LUNET_DTYPE_FLOAT32) {

@@ -138,6 +138,9 @@ static inline int64_t lunet_wrap_add(int64_t a, int64_t b)
     return (int64_t)((uint64_t)a + (uint64_t)b);
 }
 bool lunet_shape_equal(int na, const int64_t *a, int nb, const int64_t *b);
+/* v wrapped into [0, n) (n = 0 counts as 1), a negative v counting from the end, or PyTorch's
+   "Dimension out of range" message: lunet_dim_wrap's rule, also for narrow's start. */
+LUNET_MUST_CHECK lunet_status_t lunet_wrap_position(int64_t *out, int64_t v, int64_t n);
 /* Fails if writing to t would write one memory location twice (expanded tensors). */
 LUNET_MUST_CHECK lunet_status_t lunet_tensor_check_writable(const lunet_tensor_t *t);
 /* A backward's ending for one gradient: when the caller asked for it (want != NULL), *r goes

@@ -350,6 +350,27 @@ lunet_status_t lunet_tensor_wrap(lunet_tensor_t **out, lunet_dtype_t dt, int ndi
     return LUNET_OK;
 }
 
+/*
+ * arange and linspace: a new 1-D tensor of n values of dtype dt, start + step * i for i < half
+ * and end - step * (n - 1 - i) from there on.
+ */
+static lunet_status_t linear_sequence(lunet_tensor_t **out, lunet_dtype_t dt, int64_t n,
+                                      double start, double end, double step, int64_t half)
+{
+    lunet_tensor_t *t;
+    lunet_status_t st = lunet_tensor_empty(&t, dt, 1, &n);
+    if (st)
+        return st;
+    char *p = t->storage->data;
+    size_t es = lunet_dtype_size(dt);
+    for (int64_t i = 0; i < n; i++) {
+        double v = i < half ? start + step * (double)i : end - step * (double)(n - 1 - i);
+        lunet_dtype_store(p + (size_t)i * es, dt, v);
+    }
+    *out = t;
+    return LUNET_OK;
+}
+
 lunet_status_t lunet_tensor_arange(lunet_tensor_t **out, lunet_dtype_t dt, double start, double end,
                                    double step)
 {
@@ -365,16 +386,7 @@ lunet_status_t lunet_tensor_arange(lunet_tensor_t **out, lunet_dtype_t dt, doubl
     if (!(size_d >= 0 && size_d < 0x1p63)) // PyTorch's check, without the cast's UB at 2^63
         return lunet_error_set(LUNET_STATUS_RUNTIME, "invalid size, possible overflow?");
     int64_t n = (int64_t)size_d;
-    lunet_tensor_t *t;
-    lunet_status_t st = lunet_tensor_empty(&t, dt, 1, &n);
-    if (st)
-        return st;
-    char *p = t->storage->data;
-    size_t es = lunet_dtype_size(dt);
-    for (int64_t i = 0; i < n; i++)
-        lunet_dtype_store(p + (size_t)i * es, dt, start + (double)i * step);
-    *out = t;
-    return LUNET_OK;
+    return linear_sequence(out, dt, n, start, 0, step, n);
 }
 
 lunet_status_t lunet_tensor_linspace(lunet_tensor_t **out, lunet_dtype_t dt, double start,
@@ -383,21 +395,9 @@ lunet_status_t lunet_tensor_linspace(lunet_tensor_t **out, lunet_dtype_t dt, dou
     if (steps < 0)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
                                "linspace: number of steps must be non-negative");
-    lunet_tensor_t *t;
-    lunet_status_t st = lunet_tensor_empty(&t, dt, 1, &steps);
-    if (st)
-        return st;
-    char *p = t->storage->data;
-    size_t es = lunet_dtype_size(dt);
     double step = steps > 1 ? (end - start) / (double)(steps - 1) : 0;
     /* PyTorch fills the first half from start and the second half from end. */
-    int64_t half = steps / 2;
-    for (int64_t i = 0; i < steps; i++) {
-        double v = i < half ? start + step * (double)i : end - step * (double)(steps - 1 - i);
-        lunet_dtype_store(p + (size_t)i * es, dt, v);
-    }
-    *out = t;
-    return LUNET_OK;
+    return linear_sequence(out, dt, steps, start, end, step, steps / 2);
 }
 
 lunet_status_t lunet_tensor_eye(lunet_tensor_t **out, lunet_dtype_t dt, int64_t n, int64_t m)
@@ -446,17 +446,25 @@ double lunet_tensor_get(const lunet_tensor_t *t, int64_t flat_index)
                             t->dtype);
 }
 
-lunet_status_t lunet_dim_wrap(int *out, int64_t dim, int ndim)
+lunet_status_t lunet_wrap_position(int64_t *out, int64_t v, int64_t n)
 {
-    int n = ndim > 0 ? ndim : 1;
-    if (dim < -n || dim >= n)
+    int64_t lim = n > 0 ? n : 1;
+    if (v < -lim || v >= lim)
         return lunet_error_set(
             LUNET_STATUS_INDEX,
-            "Dimension out of range (expected to be in range of [%d, %d], but got "
-            "%lld)",
-            -n, n - 1, (long long)dim);
-    *out = (int)(dim < 0 ? dim + n : dim);
+            "Dimension out of range (expected to be in range of [%lld, %lld], but got %lld)",
+            (long long)-lim, (long long)(lim - 1), (long long)v);
+    *out = v < 0 ? v + lim : v;
     return LUNET_OK;
+}
+
+lunet_status_t lunet_dim_wrap(int *out, int64_t dim, int ndim)
+{
+    int64_t d;
+    lunet_status_t st = lunet_wrap_position(&d, dim, ndim);
+    if (!st)
+        *out = (int)d;
+    return st;
 }
 
 void lunet_tensor_bump_version(lunet_tensor_t *t) { t->storage->version++; }

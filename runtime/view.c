@@ -308,17 +308,8 @@ lunet_status_t lunet_tensor_narrow(lunet_tensor_t **out, lunet_tensor_t *t, int6
     // PyTorch 1.13: start == size is allowed (an empty slice at the end); any other start
     // is wrapped like a dim, with that message; the length check cannot overflow.
     int64_t size = t->shape[d];
-    if (start != size) {
-        int64_t lim = size > 0 ? size : 1;
-        if (start < -lim || start >= lim)
-            return lunet_error_set(
-                LUNET_STATUS_INDEX,
-                "Dimension out of range (expected to be in range of [%lld, %lld], "
-                "but got %lld)",
-                (long long)-lim, (long long)(lim - 1), (long long)start);
-        if (start < 0)
-            start += lim;
-    }
+    if (start != size && (st = lunet_wrap_position(&start, start, size)))
+        return st;
     if (length < 0 || start > size - length)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
                                "start (%lld) + length (%lld) exceeds dimension size (%lld).",
