@@ -28,10 +28,7 @@ static int l_log_softmax(lua_State *L) { return l_softmax_common(L, true); }
 static lunet_reduction_t check_reduction(lua_State *L, int idx)
 {
     lunet_reduction_t r = LUNET_REDUCTION_MEAN;
-    if (lua_isnoneornil(L, idx))
-        return r;
-    const char *s = luaL_checkstring(L, idx);
-    if (lunet_reduction_parse(&r, s) != LUNET_OK)
+    if (!lua_isnoneornil(L, idx) && lunet_reduction_parse(&r, luaL_checkstring(L, idx)) != LUNET_OK)
         lb_error(L);
     return r;
 }

@@ -272,18 +272,13 @@ lunet_status_t lunet_adam_update(lunet_tensor_t *p, lunet_tensor_t *grad, lunet_
     lunet_parallel_for(p->numel, ADAM_GRAIN, adam_block, &job);
     lunet_tensor_bump_version(p);
 done:
-    lunet_tensor_release(g);
-    lunet_tensor_release(m);
-    lunet_tensor_release(v);
-    lunet_tensor_release(vmax);
+    LUNET_RELEASE(g, m, v, vmax);
     return st;
 }
 
 void lunet_adam_state_clear(lunet_adam_state_t *s)
 {
-    lunet_tensor_release(s->exp_avg);
-    lunet_tensor_release(s->exp_avg_sq);
-    lunet_tensor_release(s->max_exp_avg_sq);
+    LUNET_RELEASE(s->exp_avg, s->exp_avg_sq, s->max_exp_avg_sq);
     *s = (lunet_adam_state_t){0};
 }
 

@@ -73,9 +73,7 @@ RULE(div_backward)
             grads[1] = t2;
             t2 = NULL;
         }
-        lunet_tensor_release(t1);
-        lunet_tensor_release(t2);
-        lunet_tensor_release(bb);
+        LUNET_RELEASE(t1, t2, bb);
     }
     return st;
 }
@@ -92,10 +90,7 @@ RULE(pow_backward)
             !(st = lunet_tensor_binary(&p, LUNET_BINARY_POW, a, bm1)) &&
             !(st = lunet_tensor_binary(&t, LUNET_BINARY_MUL, p, b)))
             st = lunet_tensor_binary(&grads[0], LUNET_BINARY_MUL, g, t);
-        lunet_tensor_release(one);
-        lunet_tensor_release(bm1);
-        lunet_tensor_release(p);
-        lunet_tensor_release(t);
+        LUNET_RELEASE(one, bm1, p, t);
         if (st)
             return st;
     }
@@ -105,8 +100,7 @@ RULE(pow_backward)
         if (!(st = lunet_tensor_unary(&la, LUNET_UNARY_LOG, a)) &&
             !(st = lunet_tensor_binary(&t, LUNET_BINARY_MUL, y, la)))
             st = lunet_tensor_binary(&grads[1], LUNET_BINARY_MUL, g, t);
-        lunet_tensor_release(la);
-        lunet_tensor_release(t);
+        LUNET_RELEASE(la, t);
     }
     return st;
 }
@@ -128,10 +122,7 @@ RULE(extreme_backward)
             !(st = lunet_tensor_binary(&h, LUNET_BINARY_MUL, ties, half)) &&
             !(st = lunet_tensor_binary_(h, LUNET_BINARY_ADD, wins)))
             st = lunet_tensor_binary(&grads[i], LUNET_BINARY_MUL, g, h);
-        lunet_tensor_release(wins);
-        lunet_tensor_release(ties);
-        lunet_tensor_release(h);
-        lunet_tensor_release(half);
+        LUNET_RELEASE(wins, ties, h, half);
     }
     return st;
 }
@@ -313,9 +304,7 @@ RULE(max_all_backward)
         !(st = lunet_tensor_reduce(&cnt, NULL, LUNET_REDUCE_SUM, mask, 0, NULL, false)) &&
         !(st = lunet_tensor_binary(&w, LUNET_BINARY_DIV, g, cnt)))
         st = lunet_tensor_binary(&grads[0], LUNET_BINARY_MUL, mask, w);
-    lunet_tensor_release(mask);
-    lunet_tensor_release(cnt);
-    lunet_tensor_release(w);
+    LUNET_RELEASE(mask, cnt, w);
     return st;
 }
 
@@ -336,8 +325,7 @@ RULE(max_dim_backward)
         return st;
     }
     st = lunet_gather_backward(&grads[0], gi, e->ndim, e->shape, dim, ii);
-    lunet_tensor_release(gi);
-    lunet_tensor_release(ii);
+    LUNET_RELEASE(gi, ii);
     return st;
 }
 
@@ -393,8 +381,7 @@ RULE(index_select_backward)
         st = lunet_index_backward(&r, gt, e->ndim, tshape, n->saved[0], block);
     if (!st)
         st = lunet_tensor_transpose(&grads[0], r, 0, dim);
-    lunet_tensor_release(gt);
-    lunet_tensor_release(r);
+    LUNET_RELEASE(gt, r);
     return st;
 }
 
@@ -424,8 +411,7 @@ static lunet_status_t mm_grads(lunet_tensor_t **ga, lunet_tensor_t **gb, lunet_t
     t = NULL;
     if (!st && gb && !(st = lunet_tensor_transpose(&t, a, 0, 1)))
         st = lunet_tensor_mm(gb, t, gs);
-    lunet_tensor_release(t);
-    lunet_tensor_release(gs);
+    LUNET_RELEASE(t, gs);
     return st;
 }
 

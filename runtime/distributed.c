@@ -542,8 +542,7 @@ lunet_status_t lunet_dist_all_gather(lunet_tensor_t *const *outs, int nouts, lun
         lunet_tensor_release(part);
     }
 done:
-    lunet_tensor_release(send);
-    lunet_tensor_release(recv);
+    LUNET_RELEASE(send, recv);
     return st;
 }
 

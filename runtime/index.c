@@ -181,9 +181,7 @@ lunet_status_t lunet_tensor_index_select(lunet_tensor_t **out, lunet_tensor_t *x
     if (!st)
         st = lunet_tensor_contiguous(&res, rt);
     lunet_set_grad_enabled(was);
-    lunet_tensor_release(xt);
-    lunet_tensor_release(r);
-    lunet_tensor_release(rt);
+    LUNET_RELEASE(xt, r, rt);
     if (st)
         return st;
     lunet_op_args_t args = {.i = {d}};
@@ -342,9 +340,7 @@ lunet_status_t lunet_tensor_index(lunet_tensor_t **out, lunet_tensor_t *x, int n
 done:
     for (int j = 0; j < n; j++)
         lunet_tensor_release(ix[j]);
-    lunet_tensor_release(xc);
-    lunet_tensor_release(r);
-    lunet_tensor_release(pos);
+    LUNET_RELEASE(xc, r, pos);
     return st;
 }
 

@@ -141,6 +141,17 @@ bool lunet_shape_equal(int na, const int64_t *a, int nb, const int64_t *b);
 /* v wrapped into [0, n) (n = 0 counts as 1), a negative v counting from the end, or PyTorch's
    "Dimension out of range" message: lunet_dim_wrap's rule, also for narrow's start. */
 LUNET_MUST_CHECK lunet_status_t lunet_wrap_position(int64_t *out, int64_t v, int64_t n);
+/* Releases each of the n tensors (NULL ones are skipped). */
+static inline void lunet_tensors_release(size_t n, lunet_tensor_t *const *ts)
+{
+    for (size_t i = 0; i < n; i++)
+        lunet_tensor_release(ts[i]);
+}
+/* The release list of a cleanup (an exit label's, a rule's temporaries): LUNET_RELEASE(a, b, r)
+   releases each, the compiler counting them. */
+#define LUNET_RELEASE(...)                                                                         \
+    lunet_tensors_release(sizeof((lunet_tensor_t *[]){__VA_ARGS__}) / sizeof(lunet_tensor_t *),    \
+                          (lunet_tensor_t *[]){__VA_ARGS__})
 /* Fails if writing to t would write one memory location twice (expanded tensors). */
 LUNET_MUST_CHECK lunet_status_t lunet_tensor_check_writable(const lunet_tensor_t *t);
 /* A backward's ending for one gradient: when the caller asked for it (want != NULL), *r goes

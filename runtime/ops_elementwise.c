@@ -431,10 +431,7 @@ static lunet_status_t binary_impl(lunet_tensor_t **out, lunet_binary_op_t op, lu
     *out = r;
     r = NULL;
 done:
-    lunet_tensor_release(ca);
-    lunet_tensor_release(cb);
-    lunet_tensor_release(rk);
-    lunet_tensor_release(r);
+    LUNET_RELEASE(ca, cb, rk, r);
     return st;
 }
 
@@ -708,9 +705,7 @@ static lunet_status_t map_new(lunet_tensor_t **out, lunet_tensor_t *x, lunet_dty
     st = lunet_autograd_finish(out, r, ad_op, 1, &x, NULL, args);
     r = NULL;
 done:
-    lunet_tensor_release(cx);
-    lunet_tensor_release(rk);
-    lunet_tensor_release(r);
+    LUNET_RELEASE(cx, rk, r);
     return st;
 }
 
@@ -887,9 +882,7 @@ lunet_status_t lunet_tensor_where(lunet_tensor_t **out, lunet_tensor_t *cond, lu
     st = lunet_autograd_finish(out, r, LUNET_OP_WHERE, 2, in, &cond, NULL);
     r = NULL;
 done:
-    lunet_tensor_release(ca);
-    lunet_tensor_release(cb);
-    lunet_tensor_release(r);
+    LUNET_RELEASE(ca, cb, r);
     return st;
 }
 

@@ -122,8 +122,7 @@ void lunet_tensor_release(lunet_tensor_t *t)
     if (!t || --t->refcount > 0)
         return;
     lunet_storage_release(t->storage);
-    lunet_tensor_release(t->grad);
-    lunet_tensor_release(t->grad_home);
+    LUNET_RELEASE(t->grad, t->grad_home);
     if (t->grad_fn && t->grad_fn->retain_target == t)
         t->grad_fn->retain_target = NULL;
     lunet_node_release(t->grad_fn);
