@@ -219,14 +219,17 @@ void lunet_gemm_f64(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double al
    c (m, n), ldc = alpha op(a) op(b) + beta c, op = transpose when ta / tb; false when it
    does not run here (no AVX-512F, LUNET_SGEMM=blas, alpha = 0, or b transposed while a is
    not and no packed a^T is given): the caller then uses BLAS.  packed: a^T (k, ldp) from
-   lunet_sgemm_avx512_pack, already offset to the block's first row of a. */
+   lunet_sgemm_avx512_pack, already offset to the block's first row of a.  The epilogue,
+   applied to each tile while it is in registers: with bias (n), c = alpha * sum + bias
+   (the bits of a c preloaded with the bias and beta = 1), then relu when asked. */
 bool lunet_sgemm_avx512_available(void);
 /* whether the kernel runs an (m, n, k) product (a function of the shape: the same on any
    thread count), where it was measured faster than BLAS */
 bool lunet_sgemm_avx512_wants(bool ta, int64_t m, int64_t n, int64_t k);
 bool lunet_sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
                         const float *a, int64_t lda, const float *b, int64_t ldb,
-                        const float *packed, int64_t ldp, float beta, float *c, int64_t ldc);
+                        const float *packed, int64_t ldp, float beta, float *c, int64_t ldc,
+                        const float *bias, bool relu);
 /* p (k, lunet_sgemm_avx512_pack_ld(m)) = a (m, k)^T, the padding columns zero */
 int64_t lunet_sgemm_avx512_pack_ld(int64_t m);
 void lunet_sgemm_avx512_pack(float *p, const float *a, int64_t lda, int64_t m, int64_t k);

@@ -200,6 +200,15 @@ static void gemm_block(const gemm_job_t *j, int64_t r0, int64_t r1, int64_t c0, 
     b.data = (const char *)b.data + (size_t)(b.trans ? c0 * b.ld : c0) * es;
     char *c = j->c + (size_t)(r0 * n + c0) * es;
     double beta = j->beta;
+#if !defined(LUNET_NO_BLAS) && !defined(LUNET_BLAS_DNNL)
+    /* the AVX-512 block applies the bias and the ReLU in its own epilogue, on each tile
+       while it is in registers */
+    if (j->avx512 &&
+        lunet_sgemm_avx512(a.trans, b.trans, mb, nb, j->k, (float)j->alpha, a.data, a.ld, b.data,
+                           b.ld, j->packed ? j->packed + r0 : NULL, j->ldp, (float)beta, (float *)c,
+                           n, j->bias ? (const float *)j->bias + c0 : NULL, j->relu))
+        return;
+#endif
     if (j->bias) {
         for (int64_t i = 0; i < mb; i++)
             memcpy(c + (size_t)(i * n) * es, (const char *)j->bias + (size_t)c0 * es,
@@ -217,14 +226,10 @@ static void gemm_block(const gemm_job_t *j, int64_t r0, int64_t r1, int64_t c0, 
         dnnl_sgemm(a.trans ? 'T' : 'N', b.trans ? 'T' : 'N', mb, nb, j->k, (float)j->alpha, a.data,
                    a.ld, b.data, b.ld, (float)beta, (float *)c, n);
 #else
-        if (!j->avx512 ||
-            !lunet_sgemm_avx512(a.trans, b.trans, mb, nb, j->k, (float)j->alpha, a.data, a.ld,
-                                b.data, b.ld, j->packed ? j->packed + r0 : NULL, j->ldp,
-                                (float)beta, (float *)c, n))
-            cblas_sgemm(CblasRowMajor, a.trans ? CblasTrans : CblasNoTrans,
-                        b.trans ? CblasTrans : CblasNoTrans, (int)mb, (int)nb, (int)j->k,
-                        (float)j->alpha, a.data, (int)a.ld, b.data, (int)b.ld, (float)beta,
-                        (float *)c, (int)n);
+        cblas_sgemm(CblasRowMajor, a.trans ? CblasTrans : CblasNoTrans,
+                    b.trans ? CblasTrans : CblasNoTrans, (int)mb, (int)nb, (int)j->k,
+                    (float)j->alpha, a.data, (int)a.ld, b.data, (int)b.ld, (float)beta, (float *)c,
+                    (int)n);
 #endif
     } else {
 #ifdef LUNET_NO_BLAS
@@ -345,7 +350,7 @@ static lunet_status_t gemm_operands(gemm_job_t *j, lunet_tensor_t *a, lunet_tens
    which the caller releases).  Without it (no AVX-512, no memory) the blocks use BLAS. */
 static void gemm_pack(gemm_job_t *j, lunet_tensor_t **keep)
 {
-#ifndef LUNET_NO_BLAS
+#if !defined(LUNET_NO_BLAS) && !defined(LUNET_BLAS_DNNL)
     j->avx512 = j->dtype == LUNET_DTYPE_FLOAT32 &&
                 lunet_sgemm_avx512_wants(j->a.trans, j->m, j->n, j->k);
     if (!j->avx512 || !j->b.trans || j->a.trans)

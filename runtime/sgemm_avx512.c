@@ -109,24 +109,39 @@ __attribute__((target("avx512f"), always_inline)) static inline void tile(
             io[i][v] = acc[i][v];
 }
 
-/* The tile's sums into C: c(i, j) = alpha * acc + beta * c, at c[i*ci + j*cj] (cj = 1: a
-   row of C is contiguous; else the tile is stored transposed). */
+/* What the sums of a tile become: c = [relu](alpha * sum + (bias ? bias : beta * c)), the
+   bias (one value per column of c) taking the place of a c preloaded with it (beta = 1),
+   and the ReLU keeping NaN, as relu does. */
+typedef struct epilogue {
+    float alpha, beta;
+    const float *bias;
+    bool relu;
+} epilogue_t;
+
+/* The tile's sums into C at c(i, j) = c[i*ci + j*cj] (cj = 1: a row of C is contiguous;
+   else the tile is stored transposed); bias is the tile's own: indexed by j when cj = 1,
+   else by i. */
 __attribute__((target("avx512f"))) static void store(int mr, int nc, __m512 acc[TILE_M][TILE_V],
-                                                     float alpha, float beta, float *c, int64_t ci,
-                                                     int64_t cj)
+                                                     const epilogue_t *e, const float *bias,
+                                                     float *c, int64_t ci, int64_t cj)
 {
+    const float alpha = e->alpha, beta = e->beta;
     if (cj == 1) {
-        __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+        __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta), zero = _mm512_setzero_ps();
         for (int i = 0; i < mr; i++)
             for (int v = 0; v * 16 < nc; v++) {
                 int left = nc - 16 * v;
                 __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
                 float *dst = c + i * ci + 16 * v;
                 __m512 r = alpha == 1.0f ? acc[i][v] : _mm512_mul_ps(va, acc[i][v]);
-                if (beta != 0.0f) {
+                if (bias) {
+                    r = _mm512_add_ps(_mm512_maskz_loadu_ps(m, bias + 16 * v), r);
+                } else if (beta != 0.0f) {
                     __m512 old = _mm512_maskz_loadu_ps(m, dst);
                     r = _mm512_add_ps(beta == 1.0f ? old : _mm512_mul_ps(vb, old), r);
                 }
+                if (e->relu) /* max(0, r): r when r is NaN or -0 (the second operand) */
+                    r = _mm512_max_ps(zero, r);
                 _mm512_mask_storeu_ps(dst, m, r);
             }
         return;
@@ -138,7 +153,11 @@ __attribute__((target("avx512f"))) static void store(int mr, int nc, __m512 acc[
     for (int j = 0; j < nc; j++)
         for (int i = 0; i < mr; i++) {
             float *dst = c + i * ci + j * cj, r = alpha == 1.0f ? buf[i][j] : alpha * buf[i][j];
-            *dst = beta == 0.0f ? r : (beta == 1.0f ? *dst : beta * *dst) + r;
+            if (bias)
+                r = bias[i] + r;
+            else if (beta != 0.0f)
+                r = (beta == 1.0f ? *dst : beta * *dst) + r;
+            *dst = e->relu && r < 0 ? 0.0f : r;
         }
 }
 
@@ -179,12 +198,12 @@ __attribute__((target("avx512f"))) static void tile_any(int mr, int nv, int64_t 
     /* clang-format on */
 }
 
-/* c (m, n) = alpha * a (m, k) @ b (k, n) + beta * c: a(i, p) at a[i*ai + p*ak], row p of b at
+/* c (m, n) = e's epilogue of a (m, k) @ b (k, n): a(i, p) at a[i*ai + p*ak], row p of b at
    b + p*ldb (contiguous), c(i, j) at c[i*ci + j*cj]. */
 __attribute__((target("avx512f"))) static void gemm_tiles(int64_t m, int64_t n, int64_t k,
-                                                          float alpha, const float *a, int64_t ai,
-                                                          int64_t ak, const float *b, int64_t ldb,
-                                                          float beta, float *c, int64_t ci,
+                                                          const float *a, int64_t ai, int64_t ak,
+                                                          const float *b, int64_t ldb,
+                                                          const epilogue_t *e, float *c, int64_t ci,
                                                           int64_t cj)
 {
     /* blocks of BLOCK_TILES tiles over slices of K_SLICE: the slice of b (K_SLICE x 64
@@ -204,8 +223,8 @@ __attribute__((target("avx512f"))) static void gemm_tiles(int64_t m, int64_t n, 
                              ai, ak, b + p * ldb + j, ldb, last, p == 0, carry[(i - i0) / TILE_M]);
             }
             for (int64_t i = i0; i < i1; i += TILE_M)
-                store(i1 - i < TILE_M ? (int)(i1 - i) : TILE_M, nc, carry[(i - i0) / TILE_M], alpha,
-                      beta, c + i * ci + j * cj, ci, cj);
+                store(i1 - i < TILE_M ? (int)(i1 - i) : TILE_M, nc, carry[(i - i0) / TILE_M], e,
+                      e->bias ? e->bias + (cj == 1 ? j : i) : NULL, c + i * ci + j * cj, ci, cj);
         }
     }
 }
@@ -270,14 +289,16 @@ void lunet_sgemm_avx512_pack(float *p, const float *a, int64_t lda, int64_t m, i
 
 bool lunet_sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
                         const float *a, int64_t lda, const float *b, int64_t ldb,
-                        const float *packed, int64_t ldp, float beta, float *c, int64_t ldc)
+                        const float *packed, int64_t ldp, float beta, float *c, int64_t ldc,
+                        const float *bias, bool relu)
 {
 #ifdef HAVE_KERNEL
     if (!lunet_sgemm_avx512_available() || alpha == 0.0f)
         return false; /* alpha = 0 must not read a or b (BLAS): left to BLAS */
+    epilogue_t e = {alpha, beta, bias, relu};
     if (!tb) {
         /* c = op(a) @ b, b's rows contiguous */
-        gemm_tiles(m, n, k, alpha, a, ta ? 1 : lda, ta ? lda : 1, b, ldb, beta, c, ldc, 1);
+        gemm_tiles(m, n, k, a, ta ? 1 : lda, ta ? lda : 1, b, ldb, &e, c, ldc, 1);
         return true;
     }
     /* c^T (n, m) = b_stored (n, k) @ op(a)^T (k, m): a^T is a itself when ta, else packed */
@@ -285,11 +306,11 @@ bool lunet_sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float
     if (!bt)
         return false;
     int64_t ldbt = ta ? lda : ldp;
-    gemm_tiles(n, m, k, alpha, b, ldb, 1, bt, ldbt, beta, c, 1, ldc);
+    gemm_tiles(n, m, k, b, ldb, 1, bt, ldbt, &e, c, 1, ldc);
     return true;
 #else
     (void)ta, (void)tb, (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda, (void)b;
-    (void)ldb, (void)packed, (void)ldp, (void)beta, (void)c, (void)ldc;
+    (void)ldb, (void)packed, (void)ldp, (void)beta, (void)c, (void)ldc, (void)bias, (void)relu;
     return false;
 #endif
 }

@@ -1,6 +1,6 @@
 /*
  * test_gemm.c - the float GEMM paths of Linear: the AVX-512 kernel against an in-order fma
- * reference (bit for bit, odd shapes, every transpose, alpha and beta), the fused
+ * reference (bit for bit, odd shapes, every transpose, alpha, beta, bias and ReLU), the fused
  * bias+ReLU forward against the unfused ops, and the backward's dX and dW (one parallel
  * region) against separate products, on 1, 2 and 3 threads.
  */
@@ -31,10 +31,11 @@ static void same_floats(const char *what, const float *got, const float *want, i
                      (double)got[i], (double)want[i]);
 }
 
-// c (m, n) = alpha * (in-order fma sum of op(a) op(b)) + beta * c, as the kernel promises
+// c (m, n) = [relu](alpha * (in-order fma sum of op(a) op(b)) + (bias ? bias : beta * c)),
+// as the kernel promises
 static void reference(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
                       const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
-                      float *c)
+                      float *c, const float *bias, bool relu)
 {
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < n; j++) {
@@ -43,12 +44,11 @@ static void reference(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float a
                 acc = fmaf(ta ? a[p * lda + i] : a[i * lda + p],
                            tb ? b[j * ldb + p] : b[p * ldb + j], acc);
             float r = alpha == 1.0f ? acc : alpha * acc;
-            if (beta == 0.0f) {
-                c[i * n + j] = r;
-            } else {
-                float old = beta == 1.0f ? c[i * n + j] : beta * c[i * n + j];
-                c[i * n + j] = old + r;
-            }
+            if (bias)
+                r = bias[j] + r;
+            else if (beta != 0.0f)
+                r = (beta == 1.0f ? c[i * n + j] : beta * c[i * n + j]) + r;
+            c[i * n + j] = relu && r < 0 ? 0.0f : r;
         }
 }
 
@@ -63,10 +63,12 @@ static void test_avx512_kernel_exact(void **state)
        of the 128-long slices of k */
     const int64_t shapes[][3] = {{1, 1, 1},     {7, 13, 5},     {6, 64, 3},   {13, 70, 129},
                                  {50, 17, 257}, {64, 100, 300}, {97, 65, 64}, {3, 200, 2}};
-    const float ab[][2] = {{1, 0}, {1, 1}, {0.5f, 2}};
+    /* alpha, beta, with a bias, with the ReLU */
+    const float ab[][4] = {{1, 0, 0, 0}, {1, 1, 0, 0}, {0.5f, 2, 0, 0}, {1, 1, 1, 0},
+                           {1, 0, 0, 1}, {1, 1, 1, 1}, {0.5f, 1, 1, 1}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int t = 0; t < 4; t++)
-            for (int q = 0; q < 3; q++) {
+            for (int q = 0; q < 7; q++) {
                 int64_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
                 bool ta = t & 1, tb = t & 2;
                 int64_t lda = ta ? m + 3 : k + 2, ldb = tb ? k + 1 : n + 5; /* padded rows */
@@ -81,19 +83,24 @@ static void test_avx512_kernel_exact(void **state)
                     lunet_sgemm_avx512_pack(packed, a, lda, m, k);
                 }
                 float alpha = ab[q][0], beta = ab[q][1];
+                float *bias = ab[q][2] != 0 ? frand_buf(n, 300 + (uint32_t)s) : NULL;
+                bool relu = ab[q][3] != 0;
                 assert_true(lunet_sgemm_avx512(ta, tb, m, n, k, alpha, a, lda, b, ldb, packed, ldp,
-                                               beta, c, n));
-                reference(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, want);
-                char what[96];
-                snprintf(what, sizeof what, "%lldx%lldx%lld ta=%d tb=%d alpha=%g beta=%g",
+                                               beta, c, n, bias, relu));
+                reference(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, want, bias, relu);
+                char what[128];
+                snprintf(what, sizeof what,
+                         "%lldx%lldx%lld ta=%d tb=%d alpha=%g beta=%g bias=%d relu=%d",
                          (long long)m, (long long)n, (long long)k, ta, tb, (double)alpha,
-                         (double)beta);
+                         (double)beta, bias != NULL, relu);
+                free(bias);
                 same_floats(what, c, want, m * n);
                 free(a), free(b), free(c), free(want), free(packed);
             }
     /* b transposed without a packed a^T: left to BLAS */
     float x = 1, y = 1, z = 0;
-    assert_false(lunet_sgemm_avx512(false, true, 1, 1, 1, 1, &x, 1, &y, 1, NULL, 16, 0, &z, 1));
+    assert_false(
+        lunet_sgemm_avx512(false, true, 1, 1, 1, 1, &x, 1, &y, 1, NULL, 16, 0, &z, 1, NULL, false));
 }
 
 static lunet_tensor_t *randn(lunet_dtype_t dt, int64_t r, int64_t c, lunet_generator_t *g)
