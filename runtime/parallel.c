@@ -10,9 +10,12 @@
  *    a function of n and grain only, never of the thread count.  Threads claim blocks from
  *    an atomic counter (so a descheduled thread does not hold the others up), and a caller
  *    that reduces stores one partial per block and combines them in block order.
- *  - Waiting threads spin for a few microseconds (a GEMM follows a GEMM within a training
- *    step), then sleep on a condition variable: a busy process on the other core must never
- *    find Lunet burning it.
+ *  - Waiting threads spin for a while (a GEMM follows a GEMM within a training step), then
+ *    sleep on a condition variable: a busy process on the other core must never find
+ *    Lunet burning it.  A worker spins 250 us while regions come that often (a training
+ *    step's are 30-250 us apart, and waking a sleeper costs tens of microseconds), 30 us
+ *    after a longer wait; spinning pauses, with a yield every 16th turn so that a thread
+ *    waiting on the core of the one it waits for hands that core over.
  *  - No collapse when another process holds a core: a worker preempted in the middle of a
  *    block makes the caller wait for the scheduler.  The caller measures how long it waited
  *    after its own share; when the wait exceeds the work (the threads are not paying), the
@@ -48,8 +51,12 @@ void openblas_set_num_threads(int n);
 #endif
 
 #define MAX_THREADS 256
-/* How long a waiting thread spins before it sleeps. */
+/* How long a waiting thread spins before it sleeps: a caller waiting for the last block,
+   and a worker after a long idle spell, 30 us; a worker whose last region came within
+   SPIN_BUSY_NS of the one before (a training step: regions 30-250 us apart) spins that
+   long, since waking a sleeping thread costs tens of microseconds on a VM's halted CPU. */
 #define SPIN_NS 30000
+#define SPIN_BUSY_NS 250000
 
 /* state packs the region's generation (high 32 bits) with the number of workers inside it
    (low 31 bits) and a closed flag (bit 31): a worker enters only an open region of the
@@ -119,7 +126,7 @@ static int default_threads(void)
    the same core as the one it waits for (the other core busy) hands that core over. */
 static void spin_wait(int i)
 {
-    if (i < 256)
+    if (i < 256 || (i & 15))
         cpu_relax();
     else
         sched_yield();
@@ -163,12 +170,13 @@ static void *worker_main(void *arg)
     pool_t *p = arg;
     uint32_t seen = 0; /* the generation pool_start left: a late start misses nothing */
     in_region = true;  /* a block that calls lunet_parallel_for runs it serially */
+    int64_t spin = SPIN_NS;
     for (;;) {
-        /* wait for a new region: spin briefly, then sleep */
+        /* wait for a new region: spin, then sleep */
         int64_t t0 = now_ns();
         for (int i = 0; STATE_GEN(atomic_load_explicit(&p->state, memory_order_acquire)) == seen;
              i++) {
-            if ((i & 63) == 63 && now_ns() - t0 > SPIN_NS) {
+            if ((i & 63) == 63 && now_ns() - t0 > spin) {
                 pthread_mutex_lock(&p->mu);
                 atomic_fetch_add(&p->sleepers, 1);
                 while (STATE_GEN(atomic_load(&p->state)) == seen)
@@ -180,6 +188,7 @@ static void *worker_main(void *arg)
             spin_wait(i);
         }
         seen = STATE_GEN(atomic_load(&p->state));
+        spin = now_ns() - t0 < SPIN_BUSY_NS ? SPIN_BUSY_NS : SPIN_NS;
         if (atomic_load(&p->stop))
             return NULL;
         if (!try_enter(p, seen))
