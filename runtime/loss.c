@@ -384,14 +384,14 @@ static lunet_status_t nll_finish(lunet_tensor_t **out, const loss_ctx_t *c, cons
 // x (outer, C, inner) logits -> lp (npos) target log-probs, sm (npos) smoothing,
 // lse (npos, 2) = (max, log sum exp(x - max)); scratch (2 C floats)
 static void ce_index_rows(const loss_ctx_t *c, const lunet_loss_options_t *o, double *lp,
-                          double *sm, double *lse, float *scratch)
+                          double *sm, double *lse, float *scratch, int64_t p0, int64_t p1)
 {
     const void *x = lunet_tensor_data(c->x);
     const void *t = lunet_tensor_data(c->t);
     const void *w = c->w ? lunet_tensor_data(c->w) : NULL;
     bool smooth = o->label_smoothing > 0, f32 = c->f32;
     int64_t C = c->C, inner = c->inner;
-    for (int64_t p = 0; p < c->npos; p++) {
+    for (int64_t p = p0; p < p1; p++) {
         int64_t y = tgt_at(t, c->u8, p);
         int64_t base = (p / inner) * C * inner + p % inner;
         if (y == o->ignore_index) {
@@ -436,7 +436,7 @@ static void nll_gather(const loss_ctx_t *c, int64_t ignore_index, double *lp)
 // x, t (outer, C, inner) -> loss per position (double), lse (npos, 2) or NULL;
 // scratch (2 C floats)
 static void ce_prob_rows(const loss_ctx_t *c, const lunet_loss_options_t *o, double *loss,
-                         double *lse, float *scratch)
+                         double *lse, float *scratch, int64_t p0, int64_t p1)
 {
     const void *x = lunet_tensor_data(c->x);
     const void *t = lunet_tensor_data(c->t);
@@ -445,7 +445,7 @@ static void ce_prob_rows(const loss_ctx_t *c, const lunet_loss_options_t *o, dou
     double ec = eps / (double)c->C;
     bool f32 = c->f32;
     int64_t C = c->C, inner = c->inner;
-    for (int64_t p = 0; p < c->npos; p++) {
+    for (int64_t p = p0; p < p1; p++) {
         int64_t base = (p / inner) * C * inner + p % inner;
         double m, ls;
         slice_stats(x, f32, base, C, inner, scratch, &m, &ls);
@@ -519,6 +519,35 @@ static void loss_args(lunet_op_args_t *a, const lunet_loss_options_t *o)
     a->d[0] = o->label_smoothing;
 }
 
+/*
+ * Threads: positions are split over the pool in blocks of ~64K logits (a function of the
+ * shape), each with its own scratch on its stack; every position's values depend on its
+ * own logits only, and the reduction over positions (nll_finish, prob_finish) stays one
+ * ordered loop, so the bits are the same on any thread count.  Wider rows than
+ * LOSS_BLOCK_MAX_C classes run on the calling thread with heap scratch.
+ */
+#define LOSS_BLOCK_MAX_C 1024
+
+static int64_t loss_grain(int64_t C) { return C >= 65536 ? 1 : 65536 / (C > 0 ? C : 1); }
+
+typedef struct ce_rows_job {
+    const loss_ctx_t *c;
+    const lunet_loss_options_t *o;
+    double *out, *sm, *lse; /* forward */
+    void *dx;               /* backward */
+    const double *q, *lse_in;
+} ce_rows_job_t;
+
+static void ce_forward_block(void *ctx, int64_t p0, int64_t p1)
+{
+    const ce_rows_job_t *j = ctx;
+    float scratch[2 * LOSS_BLOCK_MAX_C + 1];
+    if (j->c->prob)
+        ce_prob_rows(j->c, j->o, j->out, j->lse, scratch, p0, p1);
+    else
+        ce_index_rows(j->c, j->o, j->out, j->sm, j->lse, scratch, p0, p1);
+}
+
 lunet_status_t lunet_loss_cross_entropy_lse(lunet_tensor_t **out, lunet_tensor_t **lse_out,
                                             lunet_tensor_t *x, lunet_tensor_t *target,
                                             const lunet_loss_options_t *o)
@@ -544,20 +573,26 @@ lunet_status_t lunet_loss_cross_entropy_lse(lunet_tensor_t **out, lunet_tensor_t
     bool smooth = !c.prob && o->label_smoothing > 0;
     size_t nbuf = (size_t)(c.npos > 0 ? c.npos : 1);
     double *buf = malloc(nbuf * sizeof(double) * (smooth ? 2 : 1));
-    float *scratch = malloc((size_t)(2 * c.C + 1) * sizeof(float));
-    if (!buf || !scratch) {
+    bool blocks = c.C <= LOSS_BLOCK_MAX_C;
+    float *scratch = blocks ? NULL : malloc((size_t)(2 * c.C + 1) * sizeof(float));
+    if (!buf || (!blocks && !scratch)) {
         st = lunet_error_set(LUNET_STATUS_NOMEM, "cross_entropy: out of memory for %lld positions",
                              (long long)c.npos);
         goto done;
     }
-    if (c.prob) {
-        ce_prob_rows(&c, o, buf, lsed, scratch);
-        st = prob_finish(&r, &c, buf, o->reduction);
+    double *sm = smooth ? buf + nbuf : NULL;
+    if (blocks) {
+        ce_rows_job_t j = {.c = &c, .o = o, .out = buf, .sm = sm, .lse = lsed};
+        lunet_parallel_for(c.npos, loss_grain(c.C), ce_forward_block, &j);
+    } else if (c.prob) {
+        ce_prob_rows(&c, o, buf, lsed, scratch, 0, c.npos);
     } else {
-        double *sm = smooth ? buf + nbuf : NULL;
-        ce_index_rows(&c, o, buf, sm, lsed, scratch);
-        st = nll_finish(&r, &c, buf, sm, o);
+        ce_index_rows(&c, o, buf, sm, lsed, scratch, 0, c.npos);
     }
+    if (c.prob)
+        st = prob_finish(&r, &c, buf, o->reduction);
+    else
+        st = nll_finish(&r, &c, buf, sm, o);
     if (st)
         goto done;
     lunet_op_args_t args;
@@ -657,7 +692,7 @@ static double index_denominator(const loss_ctx_t *c, int64_t ignore_index)
  */
 static void ce_backward_rows(void *dx, const void *x, const loss_ctx_t *c,
                              const lunet_loss_options_t *o, const double *q, const double *lse,
-                             float *scratch, double *pk)
+                             float *scratch, double *pk, int64_t p0, int64_t p1)
 {
     const void *t = lunet_tensor_data(c->t);
     const void *w = c->w ? lunet_tensor_data(c->w) : NULL;
@@ -670,7 +705,7 @@ static void ce_backward_rows(void *dx, const void *x, const loss_ctx_t *c,
         for (int64_t k = 0; k < C; k++)
             W += ld(w, f32, k);
     }
-    for (int64_t p = 0; p < c->npos; p++) {
+    for (int64_t p = p0; p < p1; p++) {
         int64_t base = (p / inner) * C * inner + p % inner;
         int64_t y = c->prob ? 0 : tgt_at(t, c->u8, p);
         if (!c->prob && y == o->ignore_index) {
@@ -771,6 +806,15 @@ static lunet_status_t upstream_scale(double **qbuf, lunet_tensor_t *gc, const lo
     return LUNET_OK;
 }
 
+static void ce_backward_block(void *ctx, int64_t p0, int64_t p1)
+{
+    const ce_rows_job_t *j = ctx;
+    float scratch[2 * LOSS_BLOCK_MAX_C];
+    double pk[LOSS_BLOCK_MAX_C];
+    ce_backward_rows(j->dx, lunet_tensor_data(j->c->x), j->c, j->o, j->q, j->lse_in, scratch, pk,
+                     p0, p1);
+}
+
 lunet_status_t lunet_loss_cross_entropy_backward_lse(lunet_tensor_t **dx, lunet_tensor_t *g,
                                                      lunet_tensor_t *x, lunet_tensor_t *target,
                                                      lunet_tensor_t *lse,
@@ -802,16 +846,22 @@ lunet_status_t lunet_loss_cross_entropy_backward_lse(lunet_tensor_t **dx, lunet_
         goto done;
     if (c.x->numel > 0) {
         const double *L = lc ? lunet_tensor_data(lc) : NULL;
-        scratch = malloc((size_t)(2 * c.C) * sizeof(float));
-        pk = malloc((size_t)c.C * sizeof(double));
-        if (!scratch || !pk) {
-            st = lunet_error_set(LUNET_STATUS_NOMEM,
-                                 "cross_entropy_backward: out of memory for "
-                                 "%lld classes",
-                                 (long long)c.C);
-            goto done;
+        if (c.C <= LOSS_BLOCK_MAX_C) {
+            ce_rows_job_t j = {.c = &c, .o = o, .dx = lunet_tensor_data(r), .q = q, .lse_in = L};
+            lunet_parallel_for(c.npos, loss_grain(c.C), ce_backward_block, &j);
+        } else {
+            scratch = malloc((size_t)(2 * c.C) * sizeof(float));
+            pk = malloc((size_t)c.C * sizeof(double));
+            if (!scratch || !pk) {
+                st = lunet_error_set(LUNET_STATUS_NOMEM,
+                                     "cross_entropy_backward: out of memory for "
+                                     "%lld classes",
+                                     (long long)c.C);
+                goto done;
+            }
+            ce_backward_rows(lunet_tensor_data(r), lunet_tensor_data(c.x), &c, o, q, L, scratch, pk,
+                             0, c.npos);
         }
-        ce_backward_rows(lunet_tensor_data(r), lunet_tensor_data(c.x), &c, o, q, L, scratch, pk);
     }
     /* a float32 x given a float64 probability target: hand back x's dtype */
     if (r->dtype != x->dtype) {

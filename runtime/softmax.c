@@ -120,12 +120,13 @@ double lunet_softmax_slice_lse_f64(const double *x, int64_t C, int64_t st, doubl
 /* A NaN anywhere in the slice must poison it (max skips NaN since NaN > m is false, but
  * exp(NaN - m) then makes S NaN, so every output is NaN as in PyTorch). */
 
-// x, y (outer, C, inner) contiguous; scratch (2 C floats)
-static void softmax_f32(float *y, const float *x, int64_t outer, int64_t C, int64_t inner,
+// x, y (outer, C, inner) contiguous, slices [s0, s1) of the outer * inner; scratch (2 C floats)
+static void softmax_f32(float *y, const float *x, int64_t s0, int64_t s1, int64_t C, int64_t inner,
                         bool log_out, float *scratch)
 {
-    for (int64_t o = 0; o < outer; o++) {
-        for (int64_t i = 0; i < inner; i++) {
+    for (int64_t sl = s0; sl < s1; sl++) {
+        int64_t o = sl / inner, i = sl % inner;
+        {
             const float *xs = x + o * C * inner + i;
             float *ys = y + o * C * inner + i;
             float m;
@@ -142,11 +143,12 @@ static void softmax_f32(float *y, const float *x, int64_t outer, int64_t C, int6
     }
 }
 
-static void softmax_f64(double *y, const double *x, int64_t outer, int64_t C, int64_t inner,
-                        bool log_out)
+static void softmax_f64(double *y, const double *x, int64_t s0, int64_t s1, int64_t C,
+                        int64_t inner, bool log_out)
 {
-    for (int64_t o = 0; o < outer; o++) {
-        for (int64_t i = 0; i < inner; i++) {
+    for (int64_t sl = s0; sl < s1; sl++) {
+        int64_t o = sl / inner, i = sl % inner;
+        {
             const double *xs = x + o * C * inner + i;
             double *ys = y + o * C * inner + i;
             double m, ls = lunet_softmax_slice_lse_f64(xs, C, inner, &m);
@@ -160,6 +162,34 @@ static void softmax_f64(double *y, const double *x, int64_t outer, int64_t C, in
                     ys[c * inner] = exp(xs[c * inner] - m) / s;
             }
         }
+    }
+}
+
+/*
+ * Threads: slices are split over the pool in blocks of ~64K elements (a function of the
+ * shape), each slice computed whole by one block with its scratch on the block's stack:
+ * the same bits on any thread count.  Slices wider than SOFTMAX_BLOCK_MAX_C run on the
+ * calling thread with heap scratch.
+ */
+#define SOFTMAX_BLOCK_MAX_C 1024
+
+static int64_t slice_grain(int64_t C) { return C >= 65536 ? 1 : 65536 / (C > 0 ? C : 1); }
+
+typedef struct softmax_job {
+    void *y;
+    const void *x, *g; /* g: the backward's upstream gradient */
+    int64_t C, inner;
+    bool log_out, f32;
+} softmax_job_t;
+
+static void softmax_block(void *ctx, int64_t s0, int64_t s1)
+{
+    const softmax_job_t *j = ctx;
+    if (j->f32) {
+        float scratch[2 * SOFTMAX_BLOCK_MAX_C];
+        softmax_f32(j->y, j->x, s0, s1, j->C, j->inner, j->log_out, scratch);
+    } else {
+        softmax_f64(j->y, j->x, s0, s1, j->C, j->inner, j->log_out);
     }
 }
 
@@ -206,7 +236,16 @@ static lunet_status_t softmax_common(lunet_tensor_t **out, lunet_tensor_t *x, in
     int64_t outer, C, inner;
     split_dims(x, d, &outer, &C, &inner);
     if (x->numel > 0) {
-        if (x->dtype == LUNET_DTYPE_FLOAT32) {
+        bool f32 = x->dtype == LUNET_DTYPE_FLOAT32;
+        if (!f32 || C <= SOFTMAX_BLOCK_MAX_C) {
+            softmax_job_t j = {.y = lunet_tensor_data(y),
+                               .x = lunet_tensor_data(xc),
+                               .C = C,
+                               .inner = inner,
+                               .log_out = log_out,
+                               .f32 = f32};
+            lunet_parallel_for(outer * inner, slice_grain(C), softmax_block, &j);
+        } else {
             float *scratch = malloc((size_t)(2 * C) * sizeof(float));
             if (!scratch) {
                 lunet_tensor_release(xc);
@@ -214,11 +253,10 @@ static lunet_status_t softmax_common(lunet_tensor_t **out, lunet_tensor_t *x, in
                 return lunet_error_set(LUNET_STATUS_NOMEM, "%s: out of memory for %lld classes",
                                        log_out ? "log_softmax" : "softmax", (long long)C);
             }
-            softmax_f32(lunet_tensor_data(y), lunet_tensor_data(xc), outer, C, inner, log_out,
-                        scratch);
+            softmax_f32(lunet_tensor_data(y), lunet_tensor_data(xc), 0, outer * inner, C, inner,
+                        log_out, scratch);
             free(scratch);
-        } else
-            softmax_f64(lunet_tensor_data(y), lunet_tensor_data(xc), outer, C, inner, log_out);
+        }
     }
     lunet_tensor_release(xc);
     lunet_op_args_t args = {.i = {d}};
@@ -244,8 +282,9 @@ lunet_status_t lunet_tensor_log_softmax(lunet_tensor_t **out, lunet_tensor_t *x,
  * two kernels cannot drift apart.
  */
 #define SOFTMAX_BWD_BODY(T)                                                                        \
-    for (int64_t o = 0; o < outer; o++) {                                                          \
-        for (int64_t i = 0; i < inner; i++) {                                                      \
+    for (int64_t sl = s0; sl < s1; sl++) {                                                         \
+        int64_t o = sl / inner, i = sl % inner;                                                    \
+        {                                                                                          \
             int64_t base = o * C * inner + i;                                                      \
             double s = 0;                                                                          \
             if (log_out) {                                                                         \
@@ -266,18 +305,28 @@ lunet_status_t lunet_tensor_log_softmax(lunet_tensor_t **out, lunet_tensor_t *x,
         }                                                                                          \
     }
 
-static void softmax_bwd_f32(float *dx, const float *g, const float *y, int64_t outer, int64_t C,
-                            int64_t inner, bool log_out)
+static void softmax_bwd_f32(float *dx, const float *g, const float *y, int64_t s0, int64_t s1,
+                            int64_t C, int64_t inner, bool log_out)
 {
     SOFTMAX_BWD_BODY(float)
 }
 
-static void softmax_bwd_f64(double *dx, const double *g, const double *y, int64_t outer, int64_t C,
-                            int64_t inner, bool log_out)
+static void softmax_bwd_f64(double *dx, const double *g, const double *y, int64_t s0, int64_t s1,
+                            int64_t C, int64_t inner, bool log_out)
 {
     SOFTMAX_BWD_BODY(double)
 }
 #undef SOFTMAX_BWD_BODY
+
+// slices [s0, s1): dx (j->y) from g (j->g) and the forward's output y (j->x)
+static void softmax_bwd_block(void *ctx, int64_t s0, int64_t s1)
+{
+    const softmax_job_t *j = ctx;
+    if (j->f32)
+        softmax_bwd_f32(j->y, j->g, j->x, s0, s1, j->C, j->inner, j->log_out);
+    else
+        softmax_bwd_f64(j->y, j->g, j->x, s0, s1, j->C, j->inner, j->log_out);
+}
 
 static lunet_status_t softmax_backward_common(lunet_tensor_t **dx, lunet_tensor_t *g,
                                               lunet_tensor_t *y, int64_t dim, bool log_out)
@@ -320,12 +369,14 @@ static lunet_status_t softmax_backward_common(lunet_tensor_t **dx, lunet_tensor_
     int64_t outer, C, inner;
     split_dims(y, d, &outer, &C, &inner);
     if (y->numel > 0) {
-        if (y->dtype == LUNET_DTYPE_FLOAT32)
-            softmax_bwd_f32(lunet_tensor_data(r), lunet_tensor_data(gc), lunet_tensor_data(yc),
-                            outer, C, inner, log_out);
-        else
-            softmax_bwd_f64(lunet_tensor_data(r), lunet_tensor_data(gc), lunet_tensor_data(yc),
-                            outer, C, inner, log_out);
+        softmax_job_t j = {.y = lunet_tensor_data(r),
+                           .x = lunet_tensor_data(yc),
+                           .g = lunet_tensor_data(gc),
+                           .C = C,
+                           .inner = inner,
+                           .log_out = log_out,
+                           .f32 = y->dtype == LUNET_DTYPE_FLOAT32};
+        lunet_parallel_for(outer * inner, slice_grain(C), softmax_bwd_block, &j);
     }
     lunet_tensor_release(gc);
     lunet_tensor_release(yc);
