@@ -183,23 +183,24 @@ test-integration: test-examples test-repl test-install test-kill-save
 
 .PHONY: test-asan test-tsan test-memcheck fuzz fuzz-api
 
-# The runtime and the IDX/data, threads and file-writer tests under AddressSanitizer + UBSan
-# (incl. the bad-file corpus).
+# The runtime and the IDX/data, threads, file-writer and parameter-slab tests under
+# AddressSanitizer + UBSan (incl. the bad-file corpus).
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 test-asan:
 	$(MAKE) --no-print-directory BUILD=build/asan CFLAGS="$(ASAN_FLAGS)" build/asan/tests/test_idx build/asan/tests/test_data \
-	  build/asan/tests/test_threads build/asan/tests/test_atomic_file
+	  build/asan/tests/test_threads build/asan/tests/test_atomic_file build/asan/tests/test_slab
 	ASAN_OPTIONS=detect_leaks=1 build/asan/tests/test_idx
 	ASAN_OPTIONS=detect_leaks=1 build/asan/tests/test_data
 	ASAN_OPTIONS=detect_leaks=1 build/asan/tests/test_threads
 	ASAN_OPTIONS=detect_leaks=1 build/asan/tests/test_atomic_file
+	ASAN_OPTIONS=detect_leaks=1 build/asan/tests/test_slab
 
 # `make test-tsan`: the threaded stress test (tests/test_threads.c), the worker pool's
 # test (tests/test_parallel.c), the CNN layers' (tests/test_layers.c: conv2d and pooling
 # run their blocks on the pool), the narrow products' (tests/test_gemm_narrow.c), the float
-# reductions' and the losses' (tests/test_reduce.c, tests/test_loss_threads.c) and
-# Linear's GEMMs' (tests/test_gemm.c: dX and dW in one region, on 1-3 threads) under
-# ThreadSanitizer
+# reductions' and the losses' (tests/test_reduce.c, tests/test_loss_threads.c),
+# Linear's GEMMs' (tests/test_gemm.c: dX and dW in one region, on 1-3 threads) and the
+# parameter slab's (tests/test_slab.c) under ThreadSanitizer
 # (clang).  setarch -R turns off address randomisation when the kernel lets it, which keeps
 # TSan's memory layout checks happy on kernels with large mmap randomisation.
 TSAN_FLAGS := -O1 -g -fsanitize=thread
@@ -207,7 +208,7 @@ test-tsan:
 	$(MAKE) --no-print-directory CC=clang BUILD=build/tsan CFLAGS="$(TSAN_FLAGS)" build/tsan/tests/test_threads \
 	  build/tsan/tests/test_parallel build/tsan/tests/test_layers build/tsan/tests/test_gemm_narrow \
 	  build/tsan/tests/test_reduce build/tsan/tests/test_loss_threads \
-	  build/tsan/tests/test_gemm
+	  build/tsan/tests/test_gemm build/tsan/tests/test_slab
 	@norand=""; if setarch $$(uname -m) -R true 2>/dev/null; then norand="setarch $$(uname -m) -R"; fi; \
 	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" $$norand build/tsan/tests/test_threads && \
 	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" $$norand build/tsan/tests/test_parallel && \
@@ -215,7 +216,8 @@ test-tsan:
 	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" $$norand build/tsan/tests/test_gemm_narrow && \
 	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" $$norand build/tsan/tests/test_reduce && \
 	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" $$norand build/tsan/tests/test_loss_threads && \
-	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" $$norand build/tsan/tests/test_gemm
+	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" $$norand build/tsan/tests/test_gemm && \
+	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" $$norand build/tsan/tests/test_slab
 
 # `make fuzz-api`: tests/fuzz_api.lua, random calls with hostile arguments through the Lua
 # module, under ASan + UBSan (UBSan halts at its first report: -fno-sanitize-recover), then
