@@ -230,16 +230,31 @@ __attribute__((target("avx512f"))) static void gemm_tiles(int64_t m, int64_t n, 
 }
 
 /* The recursive 16 x 16 transpose: at distance d, rows i and i + d swap their off-diagonal
-   d x d blocks (four rounds of permutes). */
-__attribute__((target("avx512f"))) static void transpose16(__m512 r[16])
+   d x d blocks (four rounds of permutes).  Row i takes its own low half and row i+d's low
+   half moved up (perm_lo); row i+d takes row i's high half moved down and its own high
+   half (perm_hi); a permute index of 16 + j picks element j of the second operand. */
+/* clang-format off */
+static const int32_t perm_lo[4][16] __attribute__((aligned(64))) = {
+    {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},  /* d = 8 */
+    {0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27}, /* d = 4 */
+    {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29}, /* d = 2 */
+    {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}, /* d = 1 */
+};
+static const int32_t perm_hi[4][16] __attribute__((aligned(64))) = {
+    {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31},
+    {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31},
+    {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31},
+    {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31},
+};
+/* clang-format on */
+
+__attribute__((target("avx512f"), always_inline)) static inline void transpose16(__m512 r[16])
 {
-    for (int d = 8; d >= 1; d /= 2) {
-        int lo[16], hi[16];
-        for (int j = 0; j < 16; j++) {
-            lo[j] = (j & d) ? 16 + j - d : j; /* row i: its own low half, row i+d's moved up */
-            hi[j] = (j & d) ? 16 + j : j + d; /* row i+d: row i's high half moved down, its own */
-        }
-        __m512i ilo = _mm512_loadu_si512(lo), ihi = _mm512_loadu_si512(hi);
+#pragma GCC unroll 4
+    for (int round = 0; round < 4; round++) {
+        const int d = 8 >> round;
+        __m512i ilo = _mm512_load_si512(perm_lo[round]), ihi = _mm512_load_si512(perm_hi[round]);
+#pragma GCC unroll 16
         for (int i = 0; i < 16; i++)
             if (!(i & d)) {
                 __m512 x = r[i], y = r[i + d];
