@@ -225,7 +225,7 @@ void lunet_gemm_f64(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double al
 bool lunet_sgemm_avx512_available(void);
 /* whether the kernel runs an (m, n, k) product (a function of the shape: the same on any
    thread count), where it was measured faster than BLAS */
-bool lunet_sgemm_avx512_wants(bool ta, int64_t m, int64_t n, int64_t k);
+bool lunet_sgemm_avx512_wants(bool ta, bool tb, int64_t m, int64_t n, int64_t k);
 bool lunet_sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
                         const float *a, int64_t lda, const float *b, int64_t ldb,
                         const float *packed, int64_t ldp, float beta, float *c, int64_t ldc,

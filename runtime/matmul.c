@@ -352,7 +352,7 @@ static void gemm_pack(gemm_job_t *j, lunet_tensor_t **keep)
 {
 #if !defined(LUNET_NO_BLAS) && !defined(LUNET_BLAS_DNNL)
     j->avx512 = j->dtype == LUNET_DTYPE_FLOAT32 &&
-                lunet_sgemm_avx512_wants(j->a.trans, j->m, j->n, j->k);
+                lunet_sgemm_avx512_wants(j->a.trans, j->b.trans, j->m, j->n, j->k);
     if (!j->avx512 || !j->b.trans || j->a.trans)
         return;
     int64_t shape[2] = {j->k, lunet_sgemm_avx512_pack_ld(j->m)};

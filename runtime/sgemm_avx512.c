@@ -51,16 +51,14 @@ bool lunet_sgemm_avx512_available(void)
 }
 
 /* Measured against OpenBLAS at the MLP's and softmax regression's shapes (bench_gemm
-   shapes, docs/performance.md): this kernel wins from 3 MFLOP up when a is not transposed
-   (x @ W^T, g @ W: 0.63-0.94x the time) and loses below, and for the weight gradient
-   g^T @ x with a wide C (1.2-1.3x: C's read-modify-write and a's strided columns), which
-   it keeps only when C is narrow (softmax regression's 784 x 10: 0.84x). */
-#define MIN_FLOPS 3.0e6
-
-bool lunet_sgemm_avx512_wants(bool ta, int64_t m, int64_t n, int64_t k)
+   shapes, docs/performance.md): this kernel wins for x @ W^T from 1 MFLOP up (0.74-0.89x
+   the time) and for g @ W from 3 MFLOP up (0.85-0.90x), loses below, and loses for the
+   weight gradient g^T @ x with a wide C (1.06-1.14x: C's read-modify-write and a's strided
+   columns), which it keeps only when C is narrow (softmax regression's 784 x 10: 0.49x). */
+bool lunet_sgemm_avx512_wants(bool ta, bool tb, int64_t m, int64_t n, int64_t k)
 {
-    return lunet_sgemm_avx512_available() && 2.0 * (double)m * (double)n * (double)k >= MIN_FLOPS &&
-           (!ta || n < TILE_N);
+    double flops = 2.0 * (double)m * (double)n * (double)k;
+    return lunet_sgemm_avx512_available() && flops >= (tb ? 1.0e6 : 3.0e6) && (!ta || n < TILE_N);
 }
 
 #ifdef HAVE_KERNEL
@@ -146,17 +144,31 @@ __attribute__((target("avx512f"))) static void store(int mr, int nc, __m512 acc[
             }
         return;
     }
+    /* transposed: the epilogue in vectors (row i of the tile is column i of c), then a plain
+       transposed copy; only a beta-scaled c without a bias is read back, element by element
+       (no data-dependent branch in either loop: a ReLU's random signs would mispredict) */
     float buf[TILE_M][TILE_N] __attribute__((aligned(64)));
+    bool read_c = !bias && beta != 0.0f;
+    __m512 va = _mm512_set1_ps(alpha), zero = _mm512_setzero_ps();
     for (int i = 0; i < mr; i++)
-        for (int v = 0; v < TILE_V; v++)
-            _mm512_store_ps(&buf[i][16 * v], acc[i][v]);
+        for (int v = 0; v < TILE_V; v++) {
+            __m512 r = alpha == 1.0f ? acc[i][v] : _mm512_mul_ps(va, acc[i][v]);
+            if (bias)
+                r = _mm512_add_ps(_mm512_set1_ps(bias[i]), r);
+            if (e->relu && !read_c)
+                r = _mm512_max_ps(zero, r);
+            _mm512_store_ps(&buf[i][16 * v], r);
+        }
+    if (!read_c) {
+        for (int j = 0; j < nc; j++)
+            for (int i = 0; i < mr; i++)
+                c[i * ci + j * cj] = buf[i][j];
+        return;
+    }
     for (int j = 0; j < nc; j++)
         for (int i = 0; i < mr; i++) {
-            float *dst = c + i * ci + j * cj, r = alpha == 1.0f ? buf[i][j] : alpha * buf[i][j];
-            if (bias)
-                r = bias[i] + r;
-            else if (beta != 0.0f)
-                r = (beta == 1.0f ? *dst : beta * *dst) + r;
+            float *dst = c + i * ci + j * cj;
+            float r = (beta == 1.0f ? *dst : beta * *dst) + buf[i][j];
             *dst = e->relu && r < 0 ? 0.0f : r;
         }
 }
