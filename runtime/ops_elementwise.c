@@ -738,16 +738,25 @@ static lunet_status_t map_inplace(lunet_tensor_t *x, bool record, bool saves_inp
     return LUNET_OK;
 }
 
-lunet_status_t lunet_tensor_unary(lunet_tensor_t **out, lunet_unary_op_t op, lunet_tensor_t *x)
+/* The operand an op refuses whatever its form (PyTorch's message): negating a bool tensor. */
+static lunet_status_t check_unary_operand(lunet_unary_op_t op, const lunet_tensor_t *x)
 {
-    if ((unsigned)op >= LUNET_UNARY_COUNT)
-        return lunet_error_set(LUNET_STATUS_VALUE, "unary: unknown op %d", (int)op);
     if (op == LUNET_UNARY_NEG && x->dtype == LUNET_DTYPE_BOOL)
         return lunet_error_set(
             LUNET_STATUS_RUNTIME,
             "Negation, the `-` operator, on a bool tensor is not supported. If you "
             "are trying to invert a mask, use the `~` or `logical_not()` operator "
             "instead.");
+    return LUNET_OK;
+}
+
+lunet_status_t lunet_tensor_unary(lunet_tensor_t **out, lunet_unary_op_t op, lunet_tensor_t *x)
+{
+    if ((unsigned)op >= LUNET_UNARY_COUNT)
+        return lunet_error_set(LUNET_STATUS_VALUE, "unary: unknown op %d", (int)op);
+    lunet_status_t st = check_unary_operand(op, x);
+    if (st)
+        return st;
     lunet_dtype_t rdt = x->dtype;
     if (!lunet_dtype_is_floating(rdt) && unary_table[op].float_only)
         rdt = lunet_default_dtype();
@@ -768,6 +777,8 @@ lunet_status_t lunet_tensor_unary_(lunet_tensor_t *x, lunet_unary_op_t op)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
                                "result type Float can't be cast to the desired output type %s",
                                lunet_dtype_torch_name(x->dtype));
+    if ((st = check_unary_operand(op, x)))
+        return st;
     /* log and abs read their input in backward */
     bool saves_input = op == LUNET_UNARY_LOG || op == LUNET_UNARY_ABS;
     return map_inplace(x, record, saves_input, unary_table[op].fn, NULL, unary_table[op].ad_op,

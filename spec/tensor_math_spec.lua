@@ -302,6 +302,19 @@ describe("lunet math", function()
       assert.are.same({ { 0, 1, 2 }, { 3, 4, 5 } }, t:tolist())
     end)
 
+    it("in place and out of place refuse the same operands (negating a bool tensor)", function()
+      local b = lunet.tensor({ true, false })
+      for _, f in ipairs({ b.neg, b.neg_ }) do
+        assert_error_contains(function() f(b) end,
+          "Negation, the `-` operator, on a bool tensor is not supported.")
+      end
+      assert.are.same({ true, false }, b:tolist())
+      local u = lunet.tensor({ 1, 2 }, { dtype = lunet.uint8 })
+      assert.are.same({ 255, 254 }, u:neg_():tolist())
+      local c = lunet.tensor({ 1, 7 }, { dtype = lunet.uint8 })
+      assert.are.same({ 2, 5 }, c:clamp_(2, 5):tolist())
+    end)
+
     it("refuses to write into an expanded tensor", function()
       assert_error_contains(function() lunet.tensor({ { 1. }, { 2. } }):expand(2, 3):add_(1) end,
         "unsupported operation: more than one element of the written-to tensor refers to a single memory location. Please clone() the tensor before performing the operation.")
