@@ -531,7 +531,7 @@ typedef struct conv_job {
     size_t es;
     const char *x, *w, *bias;
     char *y;          /* forward: the output; backward: the upstream gradient (N, O, P) */
-    char *dx;         /* backward: (N, C, H, W) zero-filled, or NULL */
+    char *dx;         /* backward: (N, C, H, W), zeroed chunk by chunk, or NULL */
     char *dwp;        /* backward: per-block partial weight gradients (blocks, O Kg), or NULL */
     double *dbp;      /* backward: per-block partial bias gradients (blocks, O), or NULL */
     char *cols, *mat; /* per-block scratch */
@@ -718,6 +718,9 @@ static void backward_blocks(void *ctx, int64_t c0, int64_t c1)
                      j->w + (size_t)(gr * g->Og * g->Kg) * es, g->Kg,
                      k.mat + (size_t)(gr * g->Og * ld) * es, ld, 0.0,
                      k.cols + (size_t)(gr * g->Kg * ld) * es);
+            /* the chunk's samples of dx are this block's alone: zeroed here, in cache */
+            memset(j->dx + (size_t)(k.n0 * g->C * g->H * g->W) * es, 0,
+                   (size_t)(k.nb * g->C * g->H * g->W) * es);
             (j->f32 ? col2im_f32 : col2im_f64)(&k, 0, k.nb);
         }
     }
@@ -755,7 +758,7 @@ lunet_status_t lunet_nn_conv2d_backward(lunet_tensor_t **dx, lunet_tensor_t **dw
     if ((st = lunet_tensor_contiguous(&gc, gy)) || (st = lunet_tensor_contiguous(&xc, x)) ||
         (st = lunet_tensor_contiguous(&wc, w)) ||
         (st = block_scratch(&cols, &mat, dw ? &dwp : NULL, &g, x->dtype)) ||
-        (dx && (st = lunet_tensor_zeros(&rx, x->dtype, 4, x->shape))) ||
+        (dx && (st = lunet_tensor_empty(&rx, x->dtype, 4, x->shape))) ||
         (dw && (st = g.N > 0 ? lunet_tensor_empty(&rw, w->dtype, 4, w->shape)
                              : lunet_tensor_zeros(&rw, w->dtype, 4, w->shape))) ||
         (db && (st = lunet_tensor_zeros(&rb, gy->dtype, 1, bshape))) ||
