@@ -153,11 +153,14 @@ INLINE void add_run_f32(float *restrict d, const float *restrict s, int64_t n)
         d[i + 2] += s[i + 2];
 }
 
-/* x (C, H, W) -> cols (C kh kw, P) with row stride ld, for float32 convolutions whose every
-   window lies inside the image with stride 1 (g->dense): each column row is OH runs of OW
-   elements, whole rows of x. */
-static void im2col_dense_f32(float *restrict cols, int64_t ld, const float *restrict x,
-                             const conv_geom_t *g)
+/*
+ * For float32 convolutions whose every window lies inside the image with stride 1
+ * (g->dense), each row of cols (C kh kw, P) (row stride ld) is OH runs of OW elements, each
+ * a piece of one row of x (C, H, W).  im2col copies the runs out of x; its adjoint (col2im)
+ * adds them back into x.  x is written only when adjoint.
+ */
+INLINE void dense_runs_f32(float *restrict cols, int64_t ld, float *restrict x,
+                           const conv_geom_t *g, bool adjoint)
 {
     const int64_t C = g->C, H = g->H, W = g->W, kh = g->kh, kw = g->kw, dh = g->dh, dw = g->dw;
     const int64_t OH = g->OH, OW = g->OW;
@@ -165,26 +168,12 @@ static void im2col_dense_f32(float *restrict cols, int64_t ld, const float *rest
         for (int64_t ki = 0; ki < kh; ki++)
             for (int64_t kj = 0; kj < kw; kj++) {
                 float *row = cols + ((c * kh + ki) * kw + kj) * ld;
-                const float *src = x + (c * H + ki * dh) * W + kj * dw;
+                float *xrow = x + (c * H + ki * dh) * W + kj * dw;
                 for (int64_t oh = 0; oh < OH; oh++)
-                    copy_run_f32(row + oh * OW, src + oh * W, OW);
-            }
-}
-
-/* cols (C kh kw, P) with row stride ld added back into dx (C, H, W): im2col_dense_f32's
-   adjoint */
-static void col2im_dense_f32(float *restrict dx, const float *restrict cols, int64_t ld,
-                             const conv_geom_t *g)
-{
-    const int64_t C = g->C, H = g->H, W = g->W, kh = g->kh, kw = g->kw, dh = g->dh, dw = g->dw;
-    const int64_t OH = g->OH, OW = g->OW;
-    for (int64_t c = 0; c < C; c++)
-        for (int64_t ki = 0; ki < kh; ki++)
-            for (int64_t kj = 0; kj < kw; kj++) {
-                const float *row = cols + ((c * kh + ki) * kw + kj) * ld;
-                float *dst = dx + (c * H + ki * dh) * W + kj * dw;
-                for (int64_t oh = 0; oh < OH; oh++)
-                    add_run_f32(dst + oh * W, row + oh * OW, OW);
+                    if (adjoint)
+                        add_run_f32(xrow + oh * W, row + oh * OW, OW);
+                    else
+                        copy_run_f32(row + oh * OW, xrow + oh * W, OW);
             }
 }
 
@@ -284,62 +273,30 @@ typedef struct conv_chunk {
     const char *bias; /* (O) or NULL */
 } conv_chunk_t;
 
-// sample b of the chunk: x[n0 + b] (C, H, W) -> cols[:, b P : (b + 1) P]
-INLINE void im2col_blocks(const conv_chunk_t *k, int64_t begin, int64_t end, size_t es)
+// sample b of the chunk: x[n0 + b] (C, H, W) -> cols[:, b P : (b + 1) P] (im2col), or with
+// adjoint cols[:, b P : (b + 1) P] added into dx[n0 + b] (C, H, W) (col2im)
+INLINE void cols_chunk(const conv_chunk_t *k, size_t es, bool adjoint)
 {
     const conv_geom_t *g = k->g;
-    if (es == sizeof(float) && g->dense) {
-        for (int64_t b = begin; b < end; b++)
-            im2col_dense_f32((float *)k->cols + b * g->P, k->nb * g->P,
-                             (const float *)k->x + (k->n0 + b) * g->C * g->H * g->W, g);
-        return;
+    for (int64_t b = 0; b < k->nb; b++) {
+        char *col = k->cols + (size_t)(b * g->P) * es;
+        char *img = (adjoint ? k->dx : (char *)k->x) +
+                    (size_t)((k->n0 + b) * g->C * g->H * g->W) * es;
+        if (es == sizeof(float) && g->dense)
+            dense_runs_f32((float *)col, k->nb * g->P, (float *)img, g, adjoint);
+        else if (adjoint)
+            col2im(img, col, k->nb * g->P, es, g);
+        else
+            im2col(col, k->nb * g->P, img, es, g);
     }
-    for (int64_t b = begin; b < end; b++)
-        im2col(k->cols + (size_t)(b * g->P) * es, k->nb * g->P,
-               k->x + (size_t)((k->n0 + b) * g->C * g->H * g->W) * es, es, g);
-}
-
-static void im2col_f32(void *ctx, int64_t begin, int64_t end)
-{
-    im2col_blocks(ctx, begin, end, sizeof(float));
-}
-
-static void im2col_f64(void *ctx, int64_t begin, int64_t end)
-{
-    im2col_blocks(ctx, begin, end, sizeof(double));
-}
-
-// sample b: cols[:, b P : (b + 1) P] added into dx[n0 + b] (C, H, W)
-INLINE void col2im_blocks(const conv_chunk_t *k, int64_t begin, int64_t end, size_t es)
-{
-    const conv_geom_t *g = k->g;
-    if (es == sizeof(float) && g->dense) {
-        for (int64_t b = begin; b < end; b++)
-            col2im_dense_f32((float *)k->dx + (k->n0 + b) * g->C * g->H * g->W,
-                             (const float *)k->cols + b * g->P, k->nb * g->P, g);
-        return;
-    }
-    for (int64_t b = begin; b < end; b++)
-        col2im(k->dx + (size_t)((k->n0 + b) * g->C * g->H * g->W) * es,
-               k->cols + (size_t)(b * g->P) * es, k->nb * g->P, es, g);
-}
-
-static void col2im_f32(void *ctx, int64_t begin, int64_t end)
-{
-    col2im_blocks(ctx, begin, end, sizeof(float));
-}
-
-static void col2im_f64(void *ctx, int64_t begin, int64_t end)
-{
-    col2im_blocks(ctx, begin, end, sizeof(double));
 }
 
 // sample b: Y[:, b P : (b + 1) P] (O, P) + bias -> y[n0 + b] (O, P)
-INLINE void scatter_blocks(const conv_chunk_t *k, int64_t begin, int64_t end, size_t es)
+INLINE void scatter_chunk(const conv_chunk_t *k, size_t es)
 {
     const conv_geom_t *g = k->g;
     int64_t P = g->P, ld = k->nb * P;
-    for (int64_t b = begin; b < end; b++)
+    for (int64_t b = 0; b < k->nb; b++)
         for (int64_t o = 0; o < g->O; o++) {
             const char *src = k->mat + (size_t)(o * ld + b * P) * es;
             char *dst = k->y + (size_t)(((k->n0 + b) * g->O + o) * P) * es;
@@ -359,23 +316,12 @@ INLINE void scatter_blocks(const conv_chunk_t *k, int64_t begin, int64_t end, si
         }
 }
 
-static void scatter_f32(void *ctx, int64_t begin, int64_t end)
-{
-    scatter_blocks(ctx, begin, end, sizeof(float));
-}
-
-static void scatter_f64(void *ctx, int64_t begin, int64_t end)
-{
-    scatter_blocks(ctx, begin, end, sizeof(double));
-}
-
 // sample b: g[n0 + b] (O, P) -> G[:, b P : (b + 1) P]
-static void gather_blocks(void *ctx, int64_t begin, int64_t end)
+static void gather_chunk(const conv_chunk_t *k)
 {
-    const conv_chunk_t *k = ctx;
     const conv_geom_t *g = k->g;
     int64_t P = g->P, ld = k->nb * P;
-    for (int64_t b = begin; b < end; b++)
+    for (int64_t b = 0; b < k->nb; b++)
         for (int64_t o = 0; o < g->O; o++)
             memcpy(k->mat + (size_t)(o * ld + b * P) * k->es,
                    k->y + (size_t)(((k->n0 + b) * g->O + o) * P) * k->es, (size_t)P * k->es);
@@ -564,12 +510,12 @@ static void forward_blocks(void *ctx, int64_t c0, int64_t c1)
     for (int64_t c = c0; c < c1; c++) {
         conv_chunk_t k = chunk_of(j, c, c0 / g->gc);
         int64_t ld = k.nb * g->P;
-        (j->f32 ? im2col_f32 : im2col_f64)(&k, 0, k.nb);
+        j->f32 ? cols_chunk(&k, sizeof(float), false) : cols_chunk(&k, sizeof(double), false);
         for (int64_t gr = 0; gr < g->groups; gr++)
             gemm(j->f32, false, false, g->Og, ld, g->Kg, j->w + (size_t)(gr * g->Og * g->Kg) * es,
                  g->Kg, k.cols + (size_t)(gr * g->Kg * ld) * es, ld, 0.0,
                  k.mat + (size_t)(gr * g->Og * ld) * es);
-        (j->f32 ? scatter_f32 : scatter_f64)(&k, 0, k.nb);
+        j->f32 ? scatter_chunk(&k, sizeof(float)) : scatter_chunk(&k, sizeof(double));
     }
 }
 
@@ -700,13 +646,13 @@ static void backward_blocks(void *ctx, int64_t c0, int64_t c1)
     for (int64_t c = c0; c < c1; c++) {
         conv_chunk_t k = chunk_of(j, c, blk);
         int64_t ld = k.nb * g->P;
-        gather_blocks(&k, 0, k.nb);
+        gather_chunk(&k);
         if (j->dbp) /* the chunk's sums of G's rows, in double */
             for (int64_t o = 0; o < g->O; o++)
                 j->dbp[blk * g->O + o] += j->f32 ? row_sum(k.mat + (size_t)(o * ld) * es, ld, 4)
                                                  : row_sum(k.mat + (size_t)(o * ld) * es, ld, 8);
         if (dw) {
-            (j->f32 ? im2col_f32 : im2col_f64)(&k, 0, k.nb);
+            j->f32 ? cols_chunk(&k, sizeof(float), false) : cols_chunk(&k, sizeof(double), false);
             for (int64_t gr = 0; gr < g->groups; gr++)
                 gemm(j->f32, false, true, g->Og, g->Kg, ld, k.mat + (size_t)(gr * g->Og * ld) * es,
                      ld, k.cols + (size_t)(gr * g->Kg * ld) * es, ld, 1.0,
@@ -721,7 +667,7 @@ static void backward_blocks(void *ctx, int64_t c0, int64_t c1)
             /* the chunk's samples of dx are this block's alone: zeroed here, in cache */
             memset(j->dx + (size_t)(k.n0 * g->C * g->H * g->W) * es, 0,
                    (size_t)(k.nb * g->C * g->H * g->W) * es);
-            (j->f32 ? col2im_f32 : col2im_f64)(&k, 0, k.nb);
+            j->f32 ? cols_chunk(&k, sizeof(float), true) : cols_chunk(&k, sizeof(double), true);
         }
     }
 }
