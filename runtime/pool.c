@@ -70,27 +70,6 @@ typedef struct pool_geom {
     int64_t planes, H, W, OH, OW;
 } pool_geom_t;
 
-/*
- * The start every pooling backward shares: g contiguous (*gc), dx in the input's shape (*r,
- * not zeroed: each parallel block zeroes its own planes with zero_planes just before it
- * adds into them, while they are in cache), and the geometry: planes of H x W in, of out's
- * last two dims (OH, OW) out.
- */
-static lunet_status_t backward_start(lunet_tensor_t **gc, lunet_tensor_t **r, pool_geom_t *geo,
-                                     lunet_tensor_t *g, const lunet_tensor_t *out, int ndim,
-                                     const int64_t *shape, lunet_dtype_t dt)
-{
-    lunet_status_t st;
-    if ((st = lunet_tensor_contiguous(gc, g)) || (st = lunet_tensor_empty(r, dt, ndim, shape)))
-        return st;
-    *geo = (pool_geom_t){.planes = lunet_shape_numel(ndim - 2, shape),
-                         .H = shape[ndim - 2],
-                         .W = shape[ndim - 1],
-                         .OH = out->shape[ndim - 2],
-                         .OW = out->shape[ndim - 1]};
-    return LUNET_OK;
-}
-
 // dx (planes, H, W): planes [c0, c1) = 0
 static void zero_planes(void *dx, const pool_geom_t *g, int64_t c0, int64_t c1, bool f64)
 {
@@ -168,6 +147,14 @@ static lunet_status_t pool_output(lunet_tensor_t **out, const lunet_tensor_t *x,
     return lunet_tensor_empty(out, dt, x->ndim, shape);
 }
 
+INLINE void st_set(void *p, int64_t i, double v, bool f64)
+{
+    if (f64)
+        ((double *)p)[i] = v;
+    else
+        ((float *)p)[i] = (float)v;
+}
+
 INLINE void st_add(void *p, int64_t i, double v, bool f64)
 {
     if (f64)
@@ -213,6 +200,42 @@ static int64_t plane_grain(const pool_geom_t *g)
 {
     int64_t per = g->OH * g->OW;
     return per >= 4096 ? 1 : 4096 / (per > 0 ? per : 1);
+}
+
+/*
+ * What every pooling backward does: g contiguous, dx in the input's shape (ndim, shape, dt;
+ * not zeroed: each block zeroes its own planes with zero_planes just before it adds into
+ * them, while they are in cache), then fn over the pool's blocks of planes, whose output
+ * size is out's last two dims.  ind: max pooling's positions; o: average pooling's options
+ * (NULL for adaptive pooling).
+ */
+static lunet_status_t pool_backward(lunet_tensor_t **dx, lunet_tensor_t *g,
+                                    const lunet_tensor_t *out, int ndim, const int64_t *shape,
+                                    lunet_dtype_t dt, lunet_tensor_t *ind,
+                                    const lunet_pool2d_options_t *o, lunet_parallel_fn fn)
+{
+    lunet_tensor_t *gc = NULL, *r = NULL;
+    lunet_status_t st;
+    if (!(st = lunet_tensor_contiguous(&gc, g)) &&
+        !(st = lunet_tensor_empty(&r, dt, ndim, shape))) {
+        pool_geom_t geo = {.planes = lunet_shape_numel(ndim - 2, shape),
+                           .H = shape[ndim - 2],
+                           .W = shape[ndim - 1],
+                           .OH = out->shape[ndim - 2],
+                           .OW = out->shape[ndim - 1]};
+        pool_job_t job = {.y = lunet_tensor_data(r),
+                          .ind = ind ? lunet_tensor_data(ind) : NULL,
+                          .x = lunet_tensor_data(gc),
+                          .g = &geo,
+                          .o = o,
+                          .f64 = dt == LUNET_DTYPE_FLOAT64};
+        lunet_parallel_for(geo.planes, plane_grain(&geo), fn, &job);
+        *dx = r;
+        r = NULL;
+    }
+    lunet_tensor_release(gc);
+    lunet_tensor_release(r);
+    return st;
 }
 
 /* One window of MaxPool2d(2) on float32 at flat position i of its plane: the same
@@ -395,35 +418,31 @@ lunet_status_t lunet_nn_max_pool2d_backward(lunet_tensor_t **dx, lunet_tensor_t 
                                             lunet_tensor_t *indices, int ndim, const int64_t *shape,
                                             lunet_dtype_t dt)
 {
-    lunet_tensor_t *gc = NULL, *r = NULL;
-    lunet_status_t st;
-    pool_geom_t geo;
-    if ((st = backward_start(&gc, &r, &geo, g, indices, ndim, shape, dt)))
-        goto done;
-    pool_job_t job = {.y = lunet_tensor_data(r),
-                      .ind = lunet_tensor_data(indices),
-                      .x = lunet_tensor_data(gc),
-                      .g = &geo,
-                      .f64 = dt == LUNET_DTYPE_FLOAT64};
-    lunet_parallel_for(geo.planes, plane_grain(&geo), max_pool_back_blocks, &job);
-    *dx = r;
-    r = NULL;
-done:
-    lunet_tensor_release(gc);
-    lunet_tensor_release(r);
-    return st;
+    return pool_backward(dx, g, indices, ndim, shape, dt, indices, NULL, max_pool_back_blocks);
 }
 
 /* ---- average */
 
-/* The window of output (oh, ow), clipped to the image, and its divisor (PyTorch's rule). */
+static int64_t start_index(int64_t a, int64_t b, int64_t c) { return (a * c) / b; }
+static int64_t end_index(int64_t a, int64_t b, int64_t c) { return ((a + 1) * c + b - 1) / b; }
+
+/* The window of output (oh, ow), clipped to the image, and what its sum is divided by, in
+   two steps as PyTorch divides (average pooling: by div_h = the divisor, then by div_w = 1,
+   which changes no bit; adaptive: by the window's height, then by its width). */
 typedef struct avg_window {
-    int64_t h0, h1, w0, w1, div;
+    int64_t h0, h1, w0, w1, div_h, div_w;
 } avg_window_t;
 
+/* Average pooling's window (o) or, with o NULL, adaptive pooling's; false when it is empty. */
 INLINE bool avg_window(avg_window_t *w, int64_t oh, int64_t ow, const pool_geom_t *g,
                        const lunet_pool2d_options_t *o)
 {
+    if (!o) {
+        w->h0 = start_index(oh, g->OH, g->H), w->h1 = end_index(oh, g->OH, g->H);
+        w->w0 = start_index(ow, g->OW, g->W), w->w1 = end_index(ow, g->OW, g->W);
+        w->div_h = w->h1 - w->h0, w->div_w = w->w1 - w->w0;
+        return true;
+    }
     int64_t hs = oh * o->stride[0] - o->padding[0], ws = ow * o->stride[1] - o->padding[1];
     int64_t he = hs + o->kernel[0] < g->H + o->padding[0] ? hs + o->kernel[0]
                                                           : g->H + o->padding[0];
@@ -435,14 +454,37 @@ INLINE bool avg_window(avg_window_t *w, int64_t oh, int64_t ow, const pool_geom_
     w->h0 = hs, w->h1 = he, w->w0 = ws, w->w1 = we;
     if (hs >= he || ws >= we)
         return false;
-    w->div = o->divisor_override ? o->divisor_override
-                                 : (o->count_include_pad ? pool_size : (he - hs) * (we - ws));
+    w->div_h = o->divisor_override ? o->divisor_override
+                                   : (o->count_include_pad ? pool_size : (he - hs) * (we - ws));
+    w->div_w = 1;
     return true;
 }
 
-// x (planes, H, W) -> y (planes, OH, OW): window sums in the input's dtype, one division
-INLINE void avg_pool_body(void *y, const void *x, const pool_geom_t *g,
-                          const lunet_pool2d_options_t *o, int64_t c0, int64_t c1, bool f64)
+/* The sum of plane x[at:]'s window w, row by row in the dtype (a float sum is returned
+   exactly as a double). */
+INLINE double window_sum(const void *x, int64_t at, const avg_window_t *w, int64_t W, bool f64)
+{
+    double sd = 0;
+    float sf = 0;
+    for (int64_t ih = w->h0; ih < w->h1; ih++)
+        for (int64_t iw = w->w0; iw < w->w1; iw++) {
+            if (f64)
+                sd += ((const double *)x)[at + ih * W + iw];
+            else
+                sf += ((const float *)x)[at + ih * W + iw];
+        }
+    return f64 ? sd : (double)sf;
+}
+
+/*
+ * Average and adaptive average pooling (o NULL), planes [c0, c1).  Forward: x (planes, H, W)
+ * -> y (planes, OH, OW), each window summed row by row in the input's dtype, then divided.
+ * Adjoint (the backward): g (planes, OH, OW) -> dx (planes, H, W) (zeroed), each input of a
+ * window adding g / divisors.
+ */
+INLINE void avg_pass(void *out, const void *in, const pool_geom_t *g,
+                     const lunet_pool2d_options_t *o, int64_t c0, int64_t c1, bool f64,
+                     bool adjoint)
 {
     int64_t HW = g->H * g->W, OHW = g->OH * g->OW;
     for (int64_t c = c0; c < c1; c++)
@@ -451,20 +493,23 @@ INLINE void avg_pool_body(void *y, const void *x, const pool_geom_t *g,
                 int64_t oi = c * OHW + oh * g->OW + ow;
                 avg_window_t w;
                 bool any = avg_window(&w, oh, ow, g, o);
-                if (f64) {
-                    double s = 0;
-                    const double *xp = (const double *)x + c * HW;
-                    for (int64_t ih = w.h0; any && ih < w.h1; ih++)
+                if (adjoint) {
+                    if (!any)
+                        continue;
+                    double d = f64 ? ((const double *)in)[oi] / (double)w.div_h / (double)w.div_w
+                                   : (double)(((const float *)in)[oi] / (float)w.div_h /
+                                              (float)w.div_w);
+                    for (int64_t ih = w.h0; ih < w.h1; ih++)
                         for (int64_t iw = w.w0; iw < w.w1; iw++)
-                            s += xp[ih * g->W + iw];
-                    ((double *)y)[oi] = any ? s / (double)w.div : 0.0;
-                } else {
-                    float s = 0;
-                    const float *xp = (const float *)x + c * HW;
-                    for (int64_t ih = w.h0; any && ih < w.h1; ih++)
-                        for (int64_t iw = w.w0; iw < w.w1; iw++)
-                            s += xp[ih * g->W + iw];
-                    ((float *)y)[oi] = any ? s / (float)w.div : 0.0f;
+                            st_add(out, c * HW + ih * g->W + iw, d, f64);
+                } else if (!any) {
+                    st_set(out, oi, 0.0, f64);
+                } else if (f64) {
+                    double s = window_sum(in, c * HW, &w, g->W, true);
+                    ((double *)out)[oi] = s / (double)w.div_h / (double)w.div_w;
+                } else { /* a float sum (exact in double), divided in float */
+                    float s = (float)window_sum(in, c * HW, &w, g->W, false);
+                    ((float *)out)[oi] = s / (float)w.div_h / (float)w.div_w;
                 }
             }
 }
@@ -472,7 +517,7 @@ INLINE void avg_pool_body(void *y, const void *x, const pool_geom_t *g,
 /* AvgPool2d(2) with whole windows, no padding: the common CNN case */
 static bool avg_2x2(const pool_geom_t *g, const lunet_pool2d_options_t *o)
 {
-    return o->kernel[0] == 2 && o->kernel[1] == 2 && o->stride[0] == 2 && o->stride[1] == 2 &&
+    return o && o->kernel[0] == 2 && o->kernel[1] == 2 && o->stride[0] == 2 && o->stride[1] == 2 &&
            o->padding[0] == 0 && o->padding[1] == 0 && o->divisor_override == 0 &&
            2 * g->OH <= g->H && 2 * g->OW <= g->W;
 }
@@ -505,9 +550,9 @@ static void avg_pool_blocks(void *ctx, int64_t c0, int64_t c1)
     if (!j->f64 && avg_2x2(j->g, j->o))
         avg_2x2_f32(j, c0, c1);
     else if (j->f64)
-        avg_pool_body(j->y, j->x, j->g, j->o, c0, c1, true);
+        avg_pass(j->y, j->x, j->g, j->o, c0, c1, true, false);
     else
-        avg_pool_body(j->y, j->x, j->g, j->o, c0, c1, false);
+        avg_pass(j->y, j->x, j->g, j->o, c0, c1, false, false);
 }
 
 lunet_status_t lunet_nn_avg_pool2d(lunet_tensor_t **out, lunet_tensor_t *x,
@@ -538,26 +583,6 @@ done:
     return st;
 }
 
-// g (planes, OH, OW) -> dx (planes, H, W): each window gets g / divisor
-INLINE void avg_back_body(void *dx, const void *gy, const pool_geom_t *g,
-                          const lunet_pool2d_options_t *o, int64_t c0, int64_t c1, bool f64)
-{
-    int64_t HW = g->H * g->W, OHW = g->OH * g->OW;
-    for (int64_t c = c0; c < c1; c++)
-        for (int64_t oh = 0; oh < g->OH; oh++)
-            for (int64_t ow = 0; ow < g->OW; ow++) {
-                avg_window_t w;
-                if (!avg_window(&w, oh, ow, g, o))
-                    continue;
-                int64_t oi = c * OHW + oh * g->OW + ow;
-                double d = f64 ? ((const double *)gy)[oi] / (double)w.div
-                               : (double)(((const float *)gy)[oi] / (float)w.div);
-                for (int64_t ih = w.h0; ih < w.h1; ih++)
-                    for (int64_t iw = w.w0; iw < w.w1; iw++)
-                        st_add(dx, c * HW + ih * g->W + iw, d, f64);
-            }
-}
-
 // g (planes, OH, OW) (job x) -> dx (planes, H, W) (job y, zero-filled) for planes [c0, c1)
 static void avg_back_blocks(void *ctx, int64_t c0, int64_t c1)
 {
@@ -574,9 +599,9 @@ static void avg_back_blocks(void *ctx, int64_t c0, int64_t c1)
                     p[0] = d, p[1] = d, p[W] = d, p[W + 1] = d;
                 }
     } else if (j->f64) {
-        avg_back_body(j->y, j->x, g, j->o, c0, c1, true);
+        avg_pass(j->y, j->x, g, j->o, c0, c1, true, true);
     } else {
-        avg_back_body(j->y, j->x, g, j->o, c0, c1, false);
+        avg_pass(j->y, j->x, g, j->o, c0, c1, false, true);
     }
 }
 
@@ -584,58 +609,10 @@ lunet_status_t lunet_nn_avg_pool2d_backward(lunet_tensor_t **dx, lunet_tensor_t 
                                             const int64_t *shape, lunet_dtype_t dt,
                                             const lunet_pool2d_options_t *o)
 {
-    lunet_tensor_t *gc = NULL, *r = NULL;
-    lunet_status_t st;
-    pool_geom_t g;
-    if ((st = backward_start(&gc, &r, &g, gy, gy, ndim, shape, dt)))
-        goto done;
-    pool_job_t job = {.y = lunet_tensor_data(r),
-                      .x = lunet_tensor_data(gc),
-                      .g = &g,
-                      .o = o,
-                      .f64 = dt == LUNET_DTYPE_FLOAT64};
-    lunet_parallel_for(g.planes, plane_grain(&g), avg_back_blocks, &job);
-    *dx = r;
-    r = NULL;
-done:
-    lunet_tensor_release(gc);
-    lunet_tensor_release(r);
-    return st;
+    return pool_backward(dx, gy, gy, ndim, shape, dt, NULL, o, avg_back_blocks);
 }
 
-/* ---- adaptive average */
-
-static int64_t start_index(int64_t a, int64_t b, int64_t c) { return (a * c) / b; }
-static int64_t end_index(int64_t a, int64_t b, int64_t c) { return ((a + 1) * c + b - 1) / b; }
-
-// x (planes, H, W) -> y (planes, OH, OW): sum, then / kh, then / kw (PyTorch's order)
-INLINE void adaptive_body(void *y, const void *x, const pool_geom_t *g, bool f64)
-{
-    int64_t HW = g->H * g->W, OHW = g->OH * g->OW;
-    for (int64_t c = 0; c < g->planes; c++)
-        for (int64_t oh = 0; oh < g->OH; oh++) {
-            int64_t h0 = start_index(oh, g->OH, g->H), h1 = end_index(oh, g->OH, g->H);
-            for (int64_t ow = 0; ow < g->OW; ow++) {
-                int64_t w0 = start_index(ow, g->OW, g->W), w1 = end_index(ow, g->OW, g->W);
-                int64_t oi = c * OHW + oh * g->OW + ow;
-                if (f64) {
-                    const double *xp = (const double *)x + c * HW;
-                    double s = 0;
-                    for (int64_t ih = h0; ih < h1; ih++)
-                        for (int64_t iw = w0; iw < w1; iw++)
-                            s += xp[ih * g->W + iw];
-                    ((double *)y)[oi] = s / (double)(h1 - h0) / (double)(w1 - w0);
-                } else {
-                    const float *xp = (const float *)x + c * HW;
-                    float s = 0;
-                    for (int64_t ih = h0; ih < h1; ih++)
-                        for (int64_t iw = w0; iw < w1; iw++)
-                            s += xp[ih * g->W + iw];
-                    ((float *)y)[oi] = s / (float)(h1 - h0) / (float)(w1 - w0);
-                }
-            }
-        }
-}
+/* ---- adaptive average (avg_pass with adaptive windows) */
 
 lunet_status_t lunet_nn_adaptive_avg_pool2d(lunet_tensor_t **out, lunet_tensor_t *x, int64_t oh,
                                             int64_t ow)
@@ -677,9 +654,9 @@ lunet_status_t lunet_nn_adaptive_avg_pool2d(lunet_tensor_t **out, lunet_tensor_t
     if ((st = lunet_tensor_contiguous(&xc, x)) || (st = pool_output(&y, x, oh, ow, x->dtype)))
         goto done;
     if (x->dtype == LUNET_DTYPE_FLOAT32)
-        adaptive_body(lunet_tensor_data(y), lunet_tensor_data(xc), &g, false);
+        avg_pass(lunet_tensor_data(y), lunet_tensor_data(xc), &g, NULL, 0, g.planes, false, false);
     else
-        adaptive_body(lunet_tensor_data(y), lunet_tensor_data(xc), &g, true);
+        avg_pass(lunet_tensor_data(y), lunet_tensor_data(xc), &g, NULL, 0, g.planes, true, false);
     st = lunet_autograd_finish(out, y, LUNET_OP_ADAPTIVE_AVG_POOL2D, 1, &x, NULL, NULL);
     y = NULL;
 done:
@@ -688,44 +665,9 @@ done:
     return st;
 }
 
-// g (planes, OH, OW) -> dx (planes, H, W): g / kh / kw over each window
-INLINE void adaptive_back_body(void *dx, const void *gy, const pool_geom_t *g, bool f64)
-{
-    int64_t HW = g->H * g->W, OHW = g->OH * g->OW;
-    for (int64_t c = 0; c < g->planes; c++)
-        for (int64_t oh = 0; oh < g->OH; oh++) {
-            int64_t h0 = start_index(oh, g->OH, g->H), h1 = end_index(oh, g->OH, g->H);
-            for (int64_t ow = 0; ow < g->OW; ow++) {
-                int64_t w0 = start_index(ow, g->OW, g->W), w1 = end_index(ow, g->OW, g->W);
-                int64_t oi = c * OHW + oh * g->OW + ow;
-                double d = f64 ? ((const double *)gy)[oi] / (double)(h1 - h0) / (double)(w1 - w0)
-                               : (double)(((const float *)gy)[oi] / (float)(h1 - h0) /
-                                          (float)(w1 - w0));
-                for (int64_t ih = h0; ih < h1; ih++)
-                    for (int64_t iw = w0; iw < w1; iw++)
-                        st_add(dx, c * HW + ih * g->W + iw, d, f64);
-            }
-        }
-}
-
 lunet_status_t lunet_nn_adaptive_avg_pool2d_backward(lunet_tensor_t **dx, lunet_tensor_t *gy,
                                                      int ndim, const int64_t *shape,
                                                      lunet_dtype_t dt)
 {
-    lunet_tensor_t *gc = NULL, *r = NULL;
-    lunet_status_t st;
-    pool_geom_t g;
-    if ((st = backward_start(&gc, &r, &g, gy, gy, ndim, shape, dt)))
-        goto done;
-    zero_planes(lunet_tensor_data(r), &g, 0, g.planes, dt == LUNET_DTYPE_FLOAT64);
-    if (dt == LUNET_DTYPE_FLOAT32)
-        adaptive_back_body(lunet_tensor_data(r), lunet_tensor_data(gc), &g, false);
-    else
-        adaptive_back_body(lunet_tensor_data(r), lunet_tensor_data(gc), &g, true);
-    *dx = r;
-    r = NULL;
-done:
-    lunet_tensor_release(gc);
-    lunet_tensor_release(r);
-    return st;
+    return pool_backward(dx, gy, gy, ndim, shape, dt, NULL, NULL, avg_back_blocks);
 }
