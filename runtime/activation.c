@@ -176,8 +176,7 @@ static lunet_status_t act_forward(lunet_tensor_t **out, lunet_tensor_t *x, const
     st = lunet_autograd_finish(out, y, p->op, 1, &x, NULL, &args);
     y = NULL;
 done:
-    lunet_tensor_release(xc);
-    lunet_tensor_release(y);
+    LUNET_RELEASE(xc, y);
     return st;
 }
 
@@ -206,9 +205,7 @@ lunet_status_t lunet_nn_activation_backward(lunet_tensor_t **dx, lunet_tensor_t 
     *dx = r;
     r = NULL;
 done:
-    lunet_tensor_release(gc);
-    lunet_tensor_release(xc);
-    lunet_tensor_release(r);
+    LUNET_RELEASE(gc, xc, r);
     return st;
 }
 

@@ -569,12 +569,7 @@ static lunet_status_t conv2d_4d(lunet_tensor_t **out, lunet_tensor_t *x, lunet_t
     st = lunet_autograd_finish(&r, y, LUNET_OP_CONV2D, 3, in, NULL, &args);
     y = NULL;
 done:
-    lunet_tensor_release(xc);
-    lunet_tensor_release(wc);
-    lunet_tensor_release(bc);
-    lunet_tensor_release(cols);
-    lunet_tensor_release(mat);
-    lunet_tensor_release(y);
+    LUNET_RELEASE(xc, wc, bc, cols, mat, y);
     if (!st)
         *out = r;
     return st;
@@ -609,8 +604,7 @@ lunet_status_t lunet_nn_conv2d(lunet_tensor_t **out, lunet_tensor_t *x, lunet_te
         return st;
     if (!(st = check_shapes(x4, w, b, o)) && !(st = conv2d_4d(&y4, x4, w, b, o)))
         st = lunet_tensor_squeeze(out, y4, 0);
-    lunet_tensor_release(x4);
-    lunet_tensor_release(y4);
+    LUNET_RELEASE(x4, y4);
     return st;
 }
 
@@ -741,16 +735,7 @@ lunet_status_t lunet_nn_conv2d_backward(lunet_tensor_t **dx, lunet_tensor_t **dw
     lunet_hand_out(dw, &rw);
     lunet_hand_out(db, &rb);
 done:
-    lunet_tensor_release(gc);
-    lunet_tensor_release(xc);
-    lunet_tensor_release(wc);
-    lunet_tensor_release(cols);
-    lunet_tensor_release(mat);
-    lunet_tensor_release(dwp);
-    lunet_tensor_release(dbp);
-    lunet_tensor_release(rx);
-    lunet_tensor_release(rw);
-    lunet_tensor_release(rb);
+    LUNET_RELEASE(gc, xc, wc, cols, mat, dwp, dbp, rx, rw, rb);
     return st;
 }
 

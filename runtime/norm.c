@@ -139,9 +139,7 @@ lunet_status_t lunet_nn_batch_norm(lunet_tensor_t **out, lunet_tensor_t *x,
     st = lunet_autograd_finish(out, y, LUNET_OP_BATCH_NORM, 3, in, &stats, &args);
     y = NULL;
 done:
-    lunet_tensor_release(xc);
-    lunet_tensor_release(y);
-    lunet_tensor_release(stats);
+    LUNET_RELEASE(xc, y, stats);
     return st;
 }
 
@@ -150,6 +148,15 @@ static inline double element(lunet_tensor_t *t, int64_t i, bool f32)
 {
     return f32 ? ((const float *)lunet_tensor_data(t))[i]
                : ((const double *)lunet_tensor_data(t))[i];
+}
+
+/* t's element i = v, rounded to float when f32 */
+static inline void put(lunet_tensor_t *t, int64_t i, double v, bool f32)
+{
+    if (f32)
+        ((float *)lunet_tensor_data(t))[i] = (float)v;
+    else
+        ((double *)lunet_tensor_data(t))[i] = v;
 }
 
 lunet_status_t lunet_nn_batch_norm_backward(lunet_tensor_t **dx, lunet_tensor_t **dw,
@@ -198,21 +205,14 @@ lunet_status_t lunet_nn_batch_norm_backward(lunet_tensor_t **dx, lunet_tensor_t 
                 int64_t i = (n * C + c) * L + l;
                 double gv = element(gc, i, f32), xv = element(xc, i, f32);
                 double d = training ? (gv - gmean - (xv - mean) * k) * invstd * w : gv * invstd * w;
-                if (f32)
-                    ((float *)lunet_tensor_data(rx))[i] = (float)d;
-                else
-                    ((double *)lunet_tensor_data(rx))[i] = d;
+                put(rx, i, d, f32);
             }
     }
     lunet_hand_out(dx, &rx);
     lunet_hand_out(dw, &rw);
     lunet_hand_out(db, &rb);
 done:
-    lunet_tensor_release(gc);
-    lunet_tensor_release(xc);
-    lunet_tensor_release(rx);
-    lunet_tensor_release(rw);
-    lunet_tensor_release(rb);
+    LUNET_RELEASE(gc, xc, rx, rw, rb);
     return st;
 }
 
@@ -251,7 +251,6 @@ lunet_status_t lunet_nn_dropout_mask(lunet_tensor_t **out, lunet_tensor_t *x, do
     *out = m;
     m = NULL;
 done:
-    lunet_tensor_release(u);
-    lunet_tensor_release(m);
+    LUNET_RELEASE(u, m);
     return st;
 }

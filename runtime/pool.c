@@ -233,8 +233,7 @@ static lunet_status_t pool_backward(lunet_tensor_t **dx, lunet_tensor_t *g,
         *dx = r;
         r = NULL;
     }
-    lunet_tensor_release(gc);
-    lunet_tensor_release(r);
+    LUNET_RELEASE(gc, r);
     return st;
 }
 
@@ -393,9 +392,7 @@ lunet_status_t lunet_nn_max_pool2d(lunet_tensor_t **out, lunet_tensor_t **indice
         ind = NULL;
     }
 done:
-    lunet_tensor_release(xc);
-    lunet_tensor_release(y);
-    lunet_tensor_release(ind);
+    LUNET_RELEASE(xc, y, ind);
     return st;
 }
 
@@ -578,8 +575,7 @@ lunet_status_t lunet_nn_avg_pool2d(lunet_tensor_t **out, lunet_tensor_t *x,
     st = lunet_autograd_finish(out, y, LUNET_OP_AVG_POOL2D, 1, &x, NULL, &args);
     y = NULL;
 done:
-    lunet_tensor_release(xc);
-    lunet_tensor_release(y);
+    LUNET_RELEASE(xc, y);
     return st;
 }
 
@@ -660,8 +656,7 @@ lunet_status_t lunet_nn_adaptive_avg_pool2d(lunet_tensor_t **out, lunet_tensor_t
     st = lunet_autograd_finish(out, y, LUNET_OP_ADAPTIVE_AVG_POOL2D, 1, &x, NULL, NULL);
     y = NULL;
 done:
-    lunet_tensor_release(xc);
-    lunet_tensor_release(y);
+    LUNET_RELEASE(xc, y);
     return st;
 }
 
