@@ -112,9 +112,10 @@ INLINE void zero_run(char *dst, int64_t n, size_t es)
             ((double *)dst)[i] = 0.0;
 }
 
-/* d[0, n) = s[0, n) in float32 (n > 0): fixed-size memcpys (vector moves), the last one
-   overlapping the one before, since a CNN's runs are short (8 to 28 elements) and the
-   compiler would turn a plain copy loop into a memcpy call per run. */
+/* d[0, n) = s[0, n) in float32 (n >= 0: a kernel column that sees only padding has an
+   empty run): fixed-size memcpys (vector moves), the last one overlapping the one before,
+   since a CNN's runs are short (8 to 28 elements) and the compiler would turn a plain copy
+   loop into a memcpy call per run. */
 INLINE void copy_run_f32(float *restrict d, const float *restrict s, int64_t n)
 {
     if (n >= 8) {
@@ -124,7 +125,7 @@ INLINE void copy_run_f32(float *restrict d, const float *restrict s, int64_t n)
     } else if (n >= 4) {
         memcpy(d, s, 4 * sizeof(float));
         memcpy(d + n - 4, s + n - 4, 4 * sizeof(float));
-    } else {
+    } else if (n > 0) {
         d[0] = s[0];
         if (n > 1)
             d[1] = s[1];

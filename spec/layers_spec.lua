@@ -77,6 +77,20 @@ describe("CNN layers against PyTorch 1.13", function()
     end
   end)
 
+  -- a kernel column that sees only padding gives im2col an empty float32 run: it must copy
+  -- nothing (it once wrote one float into the next sample's columns)
+  it("conv2d float32 equals float64 when a kernel column lies wholly in the padding", function()
+    lunet.manual_seed(0)
+    for _, c in ipairs{{{3, 2, 1, 1}, {4, 2, 3, 3}, 1}, {{4, 1, 2, 1}, {2, 1, 3, 5}, {1, 2}},
+                       {{2, 3, 3, 2}, {5, 3, 3, 7}, {1, 3}}} do
+      local x, w = lunet.randn(table.unpack(c[1])), lunet.randn(table.unpack(c[2]))
+      local y = F.conv2d(x, w, nil, 1, c[3])
+      local y64 = F.conv2d(x:double(), w:double(), nil, 1, c[3])
+      local d = (y:double() - y64):abs():max():item()
+      assert(d < 1e-5, ("x %s w %s: max |f32 - f64| = %g"):format(x:size(), w:size(), d))
+    end
+  end)
+
   it("raises PyTorch's error texts", function()
     local E = golden.errors
     local x, w = lunet.zeros({2, 3, 8, 8}), lunet.zeros({4, 3, 3, 3})
