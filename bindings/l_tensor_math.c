@@ -9,6 +9,7 @@
 #include "l_tensor.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 /* ================================================================ operands =========== */
@@ -160,18 +161,19 @@ static int add_sub(lua_State *L, double sign)
 
 static int f_add(lua_State *L) { return add_sub(L, 1.0); }
 static int f_sub(lua_State *L) { return add_sub(L, -1.0); }
-static int f_mul(lua_State *L) { return binary(L, LUNET_BINARY_MUL); }
-static int f_div(lua_State *L) { return binary(L, LUNET_BINARY_DIV); }
-static int f_pow(lua_State *L) { return binary(L, LUNET_BINARY_POW); }
-static int f_maximum(lua_State *L) { return binary(L, LUNET_BINARY_MAXIMUM); }
-static int f_minimum(lua_State *L) { return binary(L, LUNET_BINARY_MINIMUM); }
-static int f_floor_divide(lua_State *L) { return binary(L, LUNET_BINARY_FLOOR_DIV); }
-static int f_eq(lua_State *L) { return binary(L, LUNET_BINARY_EQ); }
-static int f_ne(lua_State *L) { return binary(L, LUNET_BINARY_NE); }
-static int f_lt(lua_State *L) { return binary(L, LUNET_BINARY_LT); }
-static int f_le(lua_State *L) { return binary(L, LUNET_BINARY_LE); }
-static int f_gt(lua_State *L) { return binary(L, LUNET_BINARY_GT); }
-static int f_ge(lua_State *L) { return binary(L, LUNET_BINARY_GE); }
+/* lunet.name(a, b) and t:name(b) for every binary op but add and sub (whose alpha add_sub
+   reads): closures over the op, registered in lbt_open_math; some are also Lua operators. */
+static int l_binary(lua_State *L)
+{
+    return binary(L, (lunet_binary_op_t)lua_tointeger(L, lua_upvalueindex(2)));
+}
+
+static const char *const binary_operator[LUNET_BINARY_COUNT] = {
+    [LUNET_BINARY_MUL] = "__mul",
+    [LUNET_BINARY_DIV] = "__div",
+    [LUNET_BINARY_POW] = "__pow",
+    [LUNET_BINARY_FLOOR_DIV] = "__idiv",
+};
 
 /* t:equal(u): true when shapes and all elements are equal (a Lua boolean). */
 static int f_equal(lua_State *L)
@@ -206,22 +208,16 @@ static int unary_(lua_State *L, lunet_unary_op_t op)
     return 1;
 }
 
-static int f_neg(lua_State *L) { return unary(L, LUNET_UNARY_NEG); }
-static int f_exp(lua_State *L) { return unary(L, LUNET_UNARY_EXP); }
-static int f_log(lua_State *L) { return unary(L, LUNET_UNARY_LOG); }
-static int f_sqrt(lua_State *L) { return unary(L, LUNET_UNARY_SQRT); }
-static int f_abs(lua_State *L) { return unary(L, LUNET_UNARY_ABS); }
-static int f_sigmoid(lua_State *L) { return unary(L, LUNET_UNARY_SIGMOID); }
-static int f_tanh(lua_State *L) { return unary(L, LUNET_UNARY_TANH); }
-static int f_relu(lua_State *L) { return unary(L, LUNET_UNARY_RELU); }
-static int f_neg_(lua_State *L) { return unary_(L, LUNET_UNARY_NEG); }
-static int f_exp_(lua_State *L) { return unary_(L, LUNET_UNARY_EXP); }
-static int f_log_(lua_State *L) { return unary_(L, LUNET_UNARY_LOG); }
-static int f_sqrt_(lua_State *L) { return unary_(L, LUNET_UNARY_SQRT); }
-static int f_abs_(lua_State *L) { return unary_(L, LUNET_UNARY_ABS); }
-static int f_sigmoid_(lua_State *L) { return unary_(L, LUNET_UNARY_SIGMOID); }
-static int f_tanh_(lua_State *L) { return unary_(L, LUNET_UNARY_TANH); }
-static int f_relu_(lua_State *L) { return unary_(L, LUNET_UNARY_RELU); }
+/* t:name() and lunet.name(t), t:name_(): closures over the op (registered in lbt_open_math). */
+static int l_unary(lua_State *L)
+{
+    return unary(L, (lunet_unary_op_t)lua_tointeger(L, lua_upvalueindex(2)));
+}
+
+static int l_unary_(lua_State *L)
+{
+    return unary_(L, (lunet_unary_op_t)lua_tointeger(L, lua_upvalueindex(1)));
+}
 
 /* Bounds of clamp: (min, max) positionally or {min=, max=}; nil leaves a side open. */
 static void clamp_bounds(lua_State *L, double *lo, double *hi)
@@ -612,7 +608,7 @@ static int f_set_grad_enabled(lua_State *L)
 static int mm_unm(lua_State *L)
 {
     lua_settop(L, 1);
-    return f_neg(L);
+    return unary(L, LUNET_UNARY_NEG);
 }
 
 static int mm_add(lua_State *L)
@@ -631,24 +627,10 @@ static int mm_sub(lua_State *L)
 
 /* Both t:name(...) and lunet.name(...). */
 static const luaL_Reg both[] = {
-    {"add", f_add},         {"sub", f_sub},
-    {"mul", f_mul},         {"div", f_div},
-    {"pow", f_pow},         {"maximum", f_maximum},
-    {"minimum", f_minimum}, {"floor_divide", f_floor_divide},
-    {"eq", f_eq},           {"ne", f_ne},
-    {"lt", f_lt},           {"le", f_le},
-    {"gt", f_gt},           {"ge", f_ge},
-    {"equal", f_equal},     {"neg", f_neg},
-    {"exp", f_exp},         {"log", f_log},
-    {"sqrt", f_sqrt},       {"abs", f_abs},
-    {"sigmoid", f_sigmoid}, {"tanh", f_tanh},
-    {"relu", f_relu},       {"clamp", f_clamp},
-    {"sum", f_sum},         {"mean", f_mean},
-    {"prod", f_prod},       {"max", f_max},
-    {"min", f_min},         {"argmax", f_argmax},
-    {"argmin", f_argmin},   {"all", f_all},
-    {"any", f_any},         {"matmul", f_matmul},
-    {"mm", f_mm},           {"addmm", f_addmm},
+    {"add", f_add}, {"sub", f_sub},       {"equal", f_equal},   {"clamp", f_clamp},
+    {"sum", f_sum}, {"mean", f_mean},     {"prod", f_prod},     {"max", f_max},
+    {"min", f_min}, {"argmax", f_argmax}, {"argmin", f_argmin}, {"all", f_all},
+    {"any", f_any}, {"matmul", f_matmul}, {"mm", f_mm},         {"addmm", f_addmm},
     {NULL, NULL},
 };
 
@@ -656,11 +638,7 @@ static const luaL_Reg both[] = {
 static const luaL_Reg methods_only[] = {
     {"add_", f_add_},          {"sub_", f_sub_},
     {"mul_", f_mul_},          {"div_", f_div_},
-    {"pow_", f_pow_},          {"neg_", f_neg_},
-    {"exp_", f_exp_},          {"log_", f_log_},
-    {"sqrt_", f_sqrt_},        {"abs_", f_abs_},
-    {"sigmoid_", f_sigmoid_},  {"tanh_", f_tanh_},
-    {"relu_", f_relu_},        {"clamp_", f_clamp_},
+    {"pow_", f_pow_},          {"clamp_", f_clamp_},
     {"zero_", f_zero_},        {"fill_", f_fill_},
     {"copy_", f_copy_},        {"requires_grad_", f_requires_grad_},
     {"backward", f_backward},  {"retain_grad", f_retain_grad},
@@ -677,8 +655,10 @@ static const luaL_Reg module_only[] = {
 };
 
 static const luaL_Reg metamethods[] = {
-    {"__add", mm_add}, {"__sub", mm_sub},          {"__mul", f_mul},  {"__div", f_div},
-    {"__pow", f_pow},  {"__idiv", f_floor_divide}, {"__unm", mm_unm}, {NULL, NULL},
+    {"__add", mm_add},
+    {"__sub", mm_sub},
+    {"__unm", mm_unm},
+    {NULL, NULL},
 };
 
 void lbt_open_math(lua_State *L, int module_idx, int methods_idx)
@@ -690,6 +670,39 @@ void lbt_open_math(lua_State *L, int module_idx, int methods_idx)
         lua_pushvalue(L, -1);
         lua_setfield(L, methods_idx, r->name);
         lua_setfield(L, module_idx, r->name);
+    }
+    luaL_getmetatable(L, LB_TENSOR_MT);
+    int meta = lua_gettop(L);
+    for (int op = 0; op < LUNET_BINARY_COUNT; op++) {
+        if (op == LUNET_BINARY_ADD || op == LUNET_BINARY_SUB)
+            continue;
+        const char *name = lunet_binary_op_name((lunet_binary_op_t)op);
+        lua_pushstring(L, name);
+        lua_pushinteger(L, op);
+        lua_pushcclosure(L, l_binary, 2);
+        if (binary_operator[op]) {
+            lua_pushvalue(L, -1);
+            lua_setfield(L, meta, binary_operator[op]);
+        }
+        lua_pushvalue(L, -1);
+        lua_setfield(L, methods_idx, name);
+        lua_setfield(L, module_idx, name);
+    }
+    lua_pop(L, 1);
+    /* every unary op of the runtime under its name: lunet.name(t), t:name() and t:name_() */
+    for (int op = 0; op < LUNET_UNARY_COUNT; op++) {
+        const char *name = lunet_unary_op_name((lunet_unary_op_t)op);
+        char inplace[32];
+        snprintf(inplace, sizeof inplace, "%s_", name);
+        lua_pushstring(L, name);
+        lua_pushinteger(L, op);
+        lua_pushcclosure(L, l_unary, 2);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, methods_idx, name);
+        lua_setfield(L, module_idx, name);
+        lua_pushinteger(L, op);
+        lua_pushcclosure(L, l_unary_, 1);
+        lua_setfield(L, methods_idx, inplace);
     }
     lua_pushvalue(L, methods_idx);
     luaL_setfuncs(L, methods_only, 0);
