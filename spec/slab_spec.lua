@@ -217,6 +217,46 @@ describe("the parameter slab", function()
     end
   end)
 
+  it("follows the per-parameter path through random sequences of grad surgery", function()
+    -- each seed draws one sequence of actions; both runs replay it, so they must agree
+    local actions = {"zero", "none", "replace", "nil_one", "view_grad", "accumulate", "reload",
+      "second_opt", "lr"}
+    for seed = 1, 12 do
+      local rng = seed
+      local function draw(n)
+        rng = (rng * 1103515245 + 12345) % 2147483648
+        return rng % n + 1
+      end
+      local plan = {}
+      for step = 1, 6 do plan[step] = actions[draw(#actions)] end
+      local cfg = CONFIGS[draw(#CONFIGS)]
+      local function make_opt(model)
+        local o = {}
+        for k, v in pairs(cfg) do o[k] = v end
+        return optim.SGD(model:parameters(), o)
+      end
+      local function hook(step, model, opt)
+        local a, ps = plan[step], model:parameters()
+        local p = ps[(step % #ps) + 1]
+        if a == "none" then opt:zero_grad({set_to_none = true})
+        elseif a == "replace" and p.grad ~= nil then p.grad = p.grad * 0.5
+        elseif a == "nil_one" then p.grad = nil
+        elseif a == "view_grad" and p.grad ~= nil then p.grad:view(-1):mul_(2)
+        elseif a == "accumulate" then
+          local x, y = batch(50 + step) -- a second backward before the step's own
+          F.cross_entropy(model(x), y):backward()
+        elseif a == "reload" then opt:load_state_dict(opt:state_dict())
+        elseif a == "lr" then opt.param_groups[1].lr = opt.param_groups[1].lr * 0.5
+        elseif a == "second_opt" then
+          optim.SGD(ps, {lr = 0.1}) -- made and dropped: must not disturb the first
+        end
+      end
+      local want = train(false, 6, make_opt, hook)
+      local got = train(true, 6, make_opt, hook)
+      same_params(got, want, ("seed %d: %s, %s"):format(seed, cfg_name(cfg), table.concat(plan, " ")))
+    end
+  end)
+
   it("a second optimizer over packed parameters, and Adam, give the same numbers", function()
     local function second(model)
       optim.SGD(model:parameters(), {lr = 1})

@@ -83,6 +83,19 @@ if ok_nn then
     end
   end
 end
+-- An optimizer over two pool tensors, stepped, zeroed (or set to none) and stepped again:
+-- making it moves the parameters that may move into a slab (runtime/slab.c).
+local ok_o, optim = pcall(require, "lunet.optim")
+if ok_o then
+  for _, k in ipairs({ "SGD", "Adam" }) do
+    functions[#functions + 1] = { "optim." .. k .. "+step", function(a, b, c)
+      local opt = optim[k]({ a, b }, { lr = 0.1, momentum = k == "SGD" and 0.9 or nil })
+      opt:step()
+      opt:zero_grad(c and { set_to_none = true } or nil)
+      opt:step()
+    end }
+  end
+end
 table.sort(functions, function(a, b) return a[1] < b[1] end) -- pairs order is not stable
 
 local mt = getmetatable(lunet.zeros(1))
