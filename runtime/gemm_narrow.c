@@ -3,16 +3,23 @@
  * regression's (256, 784) @ (784, 10) and its weight gradient x^T (784, 256) @ g (256, 10).
  *
  * Decisions:
- *  - Order: each c[i][j] is one fused multiply-add chain over k = 0, 1, ..., K-1 starting
- *    from +0, the plain loop's order.  It does not depend on the vector width, the blocks
- *    or the thread count, so the AVX-512 and AVX2 kernels give the same bits, and a
- *    reference loop with fmaf checks them exactly.  (OpenBLAS 0.3.21 computes the weight
- *    gradient's shape in this same order on this project's Xeon: the bits did not change.)
+ *  - Order, a function of the shape only (never of the vector width, the blocks or the
+ *    thread count), so the AVX-512 and AVX2 kernels give the same bits and a plain loop in
+ *    that order checks them exactly (tests/test_gemm_narrow.c):
+ *    . weight gradient, a stored transposed (x^T @ g): each c[i][j] is one fused
+ *      multiply-add chain over k = 0, 1, ..., K-1 from +0.  OpenBLAS 0.3.21 computes this
+ *      shape in the same order on this project's Xeon: W's bits did not change.
+ *    . forward (x @ w): 16 chains per element, p[l] over k = l mod 16, added as lanes
+ *      l + 8, then l + 4, l + 2, l + 1.  This differs from OpenBLAS in the last bits; the
+ *      softmax-regression script's printed losses and accuracies are unchanged over all
+ *      10 epochs.
  *  - Why: a general GEMM packs the wide operand before multiplying, so at N = 10 OpenBLAS
  *    spends a third of its time copying the (256, 784) batch, and its kernels run 10 of 16
- *    lanes.  Here the batch is read once, in place: the forward kernel broadcasts a[i][k]
- *    against b's row k (8 rows of c at a time); the transposed kernel reads 16 of a's
- *    columns a step and broadcasts b[k][j] (N accumulators of 16 rows of c).
+ *    lanes.  Here the batch is read once, in place: the forward reads a row of x 16 values a
+ *    step against b^T (packed on the stack, N * KP <= 16384 floats, else BLAS), two rows
+ *    of c at a time; the weight gradient reads 16 of a's columns a step and broadcasts
+ *    b[k][j] (N accumulators of 16 rows of c).  One thread, this Xeon: forward 75 -> 37 us,
+ *    weight gradient 64 -> 30 us (OpenBLAS -> here; AVX2: 51 and 41 us).
  *  - When: x86-64 with FMA (AVX2 or AVX-512), alpha 1, beta 0, b's rows contiguous; else
  *    the caller's BLAS path.  The rows of c are split over the pool in blocks fixed by the
  *    shape (every element is computed whole by one block, so the split cannot change bits).
@@ -26,45 +33,16 @@
 
 typedef struct narrow_job {
     const float *a, *b;
+    const float *bt; /* the forward's b^T (N, KP), zero-padded, 64-byte aligned */
     float *c;
-    int64_t n, k, lda, ldb;
+    int64_t n, k, lda, ldb, kp;
     bool ta;
 } narrow_job_t;
 
-#ifdef NARROW_X86
-/* c rows [i0, i1) = a rows @ b: acc (N lanes of 16) per row, 8 rows at a time. */
-__attribute__((target("avx512f,fma"))) static void rows_nn_avx512(const narrow_job_t *j, int64_t i0,
-                                                                  int64_t i1)
-{
-    const __mmask16 mask = (__mmask16)((1u << j->n) - 1);
-    const int64_t K = j->k, lda = j->lda, ldb = j->ldb;
-    int64_t i = i0;
-    for (; i + 8 <= i1; i += 8) {
-        __m512 acc[8];
-#pragma GCC unroll 8
-        for (int r = 0; r < 8; r++)
-            acc[r] = _mm512_setzero_ps();
-        const float *a0 = j->a + i * lda;
-        for (int64_t k = 0; k < K; k++) {
-            __m512 bv = _mm512_maskz_loadu_ps(mask, j->b + k * ldb);
-#pragma GCC unroll 8
-            for (int r = 0; r < 8; r++)
-                acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(a0[r * lda + k]), bv, acc[r]);
-        }
-#pragma GCC unroll 8
-        for (int r = 0; r < 8; r++)
-            _mm512_mask_storeu_ps(j->c + (i + r) * j->n, mask, acc[r]);
-    }
-    for (; i < i1; i++) {
-        __m512 acc = _mm512_setzero_ps();
-        const float *a0 = j->a + i * lda;
-        for (int64_t k = 0; k < K; k++)
-            acc = _mm512_fmadd_ps(_mm512_set1_ps(a0[k]),
-                                  _mm512_maskz_loadu_ps(mask, j->b + k * ldb), acc);
-        _mm512_mask_storeu_ps(j->c + i * j->n, mask, acc);
-    }
-}
+/* The forward packs b^T on the caller's stack: at most this many floats (N * KP). */
+#define NARROW_PACK_MAX 16384
 
+#ifdef NARROW_X86
 /* c rows [i0, i1) = (a^T) rows @ b, a stored (K, M): 16 rows of c a step, one accumulator
    per column of c (N of them, N a constant here so that they stay in registers). */
 __attribute__((target("avx512f,fma"), always_inline)) static inline void rows_tn_avx512_n(
@@ -92,52 +70,6 @@ __attribute__((target("avx512f,fma"), always_inline)) static inline void rows_tn
         for (int64_t r = 0; r < rows; r++)
             for (int c = 0; c < n; c++)
                 j->c[(i + r) * n + c] = t[c][r];
-    }
-}
-
-__attribute__((target("avx2,fma"))) static void rows_nn_avx2(const narrow_job_t *j, int64_t i0,
-                                                             int64_t i1)
-{
-    /* two 8-lane halves of the row; lanes past N are loaded as zeros and never stored */
-    int n = (int)j->n;
-    __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
-    __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - 8), lane);
-    const int64_t K = j->k, lda = j->lda, ldb = j->ldb;
-    int64_t i = i0;
-    for (; i + 4 <= i1; i += 4) {
-        __m256 lo[4], hi[4];
-#pragma GCC unroll 4
-        for (int r = 0; r < 4; r++)
-            lo[r] = hi[r] = _mm256_setzero_ps();
-        const float *a0 = j->a + i * lda;
-        for (int64_t k = 0; k < K; k++) {
-            const float *bk = j->b + k * ldb;
-            __m256 b0 = _mm256_maskload_ps(bk, m0), b1 = _mm256_maskload_ps(bk + 8, m1);
-#pragma GCC unroll 4
-            for (int r = 0; r < 4; r++) {
-                __m256 av = _mm256_set1_ps(a0[r * lda + k]);
-                lo[r] = _mm256_fmadd_ps(av, b0, lo[r]);
-                hi[r] = _mm256_fmadd_ps(av, b1, hi[r]);
-            }
-        }
-#pragma GCC unroll 4
-        for (int r = 0; r < 4; r++) {
-            _mm256_maskstore_ps(j->c + (i + r) * n, m0, lo[r]);
-            _mm256_maskstore_ps(j->c + (i + r) * n + 8, m1, hi[r]);
-        }
-    }
-    for (; i < i1; i++) {
-        __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
-        const float *a0 = j->a + i * lda;
-        for (int64_t k = 0; k < K; k++) {
-            const float *bk = j->b + k * ldb;
-            __m256 av = _mm256_set1_ps(a0[k]);
-            lo = _mm256_fmadd_ps(av, _mm256_maskload_ps(bk, m0), lo);
-            hi = _mm256_fmadd_ps(av, _mm256_maskload_ps(bk + 8, m1), hi);
-        }
-        _mm256_maskstore_ps(j->c + i * n, m0, lo);
-        _mm256_maskstore_ps(j->c + i * n + 8, m1, hi);
     }
 }
 
@@ -170,6 +102,116 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void rows_tn_av
     }
 }
 
+/* The forward's sum of 16 partial sums p[0..15] (p[l] the chain over k = l mod 16): lanes
+   l and l + 8, then l and l + 4, l and l + 2, l and l + 1. */
+__attribute__((target("avx2"))) static inline float tree16_avx2(__m256 lo, __m256 hi)
+{
+    __m256 s8 = _mm256_add_ps(lo, hi);
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
+}
+
+__attribute__((target("avx512f"))) static inline float tree16_avx512(__m512 v)
+{
+    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    return tree16_avx2(_mm512_castps512_ps256(v), hi);
+}
+
+/* c rows [i0, i1) = a rows @ b, with b^T packed (N, KP) and zero-padded: 16 partial sums
+   per element, two rows of c at a time (one when N is too wide for the registers). */
+__attribute__((target("avx512f,fma"), always_inline)) static inline void rows_nn_avx512_n(
+    const narrow_job_t *j, int64_t i0, int64_t i1, const int n)
+{
+    const int64_t K = j->k, lda = j->lda, kp = j->kp;
+    const float *bt = j->bt;
+    int64_t i = i0;
+    for (; n <= 12 && i + 2 <= i1; i += 2) {
+        __m512 acc0[12], acc1[12];
+#pragma GCC unroll 12
+        for (int c = 0; c < n; c++)
+            acc0[c] = acc1[c] = _mm512_setzero_ps();
+        const float *a0 = j->a + i * lda, *a1 = a0 + lda;
+        for (int64_t k = 0; k < K; k += 16) {
+            __mmask16 mk = K - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (K - k)) - 1);
+            __m512 x0 = _mm512_maskz_loadu_ps(mk, a0 + k);
+            __m512 x1 = _mm512_maskz_loadu_ps(mk, a1 + k);
+#pragma GCC unroll 12
+            for (int c = 0; c < n; c++) {
+                __m512 w = _mm512_load_ps(bt + c * kp + k);
+                acc0[c] = _mm512_fmadd_ps(x0, w, acc0[c]);
+                acc1[c] = _mm512_fmadd_ps(x1, w, acc1[c]);
+            }
+        }
+#pragma GCC unroll 12
+        for (int c = 0; c < n; c++) {
+            j->c[i * n + c] = tree16_avx512(acc0[c]);
+            j->c[(i + 1) * n + c] = tree16_avx512(acc1[c]);
+        }
+    }
+    for (; i < i1; i++) {
+        __m512 acc[16];
+#pragma GCC unroll 16
+        for (int c = 0; c < n; c++)
+            acc[c] = _mm512_setzero_ps();
+        const float *a0 = j->a + i * lda;
+        for (int64_t k = 0; k < K; k += 16) {
+            __mmask16 mk = K - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (K - k)) - 1);
+            __m512 x0 = _mm512_maskz_loadu_ps(mk, a0 + k);
+#pragma GCC unroll 16
+            for (int c = 0; c < n; c++)
+                acc[c] = _mm512_fmadd_ps(x0, _mm512_load_ps(bt + c * kp + k), acc[c]);
+        }
+#pragma GCC unroll 16
+        for (int c = 0; c < n; c++)
+            j->c[i * n + c] = tree16_avx512(acc[c]);
+    }
+}
+
+/* The same sums with 8-lane halves: lo holds p[0..7], hi p[8..15]; one row of c at a time,
+   its columns 5 at a time (10 accumulators, within AVX2's 16 registers). */
+__attribute__((target("avx2,fma"))) static void rows_nn_avx2(const narrow_job_t *j, int64_t i0,
+                                                             int64_t i1)
+{
+    const int64_t K = j->k, lda = j->lda, kp = j->kp, n = j->n, kfull = K / 16 * 16;
+    const float *bt = j->bt;
+    __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(K - kfull)), lane);
+    __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(K - kfull - 8)), lane);
+    for (int64_t i = i0; i < i1; i++) {
+        const float *a0 = j->a + i * lda;
+        for (int64_t c0 = 0; c0 < n; c0 += 5) {
+            int64_t nc = n - c0 < 5 ? n - c0 : 5;
+            const float *w[5];
+            for (int c = 0; c < 5; c++)
+                w[c] = bt + (c0 + (c < nc ? c : 0)) * kp;
+            __m256 lo[5], hi[5];
+#pragma GCC unroll 5
+            for (int c = 0; c < 5; c++)
+                lo[c] = hi[c] = _mm256_setzero_ps();
+            for (int64_t k = 0; k < kfull; k += 16) {
+                __m256 x0 = _mm256_loadu_ps(a0 + k), x1 = _mm256_loadu_ps(a0 + k + 8);
+#pragma GCC unroll 5
+                for (int c = 0; c < 5; c++) {
+                    lo[c] = _mm256_fmadd_ps(x0, _mm256_load_ps(w[c] + k), lo[c]);
+                    hi[c] = _mm256_fmadd_ps(x1, _mm256_load_ps(w[c] + k + 8), hi[c]);
+                }
+            }
+            if (kfull < K) {
+                __m256 x0 = _mm256_maskload_ps(a0 + kfull, m0);
+                __m256 x1 = _mm256_maskload_ps(a0 + kfull + 8, m1);
+#pragma GCC unroll 5
+                for (int c = 0; c < 5; c++) {
+                    lo[c] = _mm256_fmadd_ps(x0, _mm256_load_ps(w[c] + kfull), lo[c]);
+                    hi[c] = _mm256_fmadd_ps(x1, _mm256_load_ps(w[c] + kfull + 8), hi[c]);
+                }
+            }
+            for (int c = 0; c < nc; c++)
+                j->c[i * n + c0 + c] = tree16_avx2(lo[c], hi[c]);
+        }
+    }
+}
+
 /* one specialisation per N, so that the accumulators are registers */
 /* clang-format off */
 #define NARROW_CASES(F, j, i0, i1) \
@@ -184,6 +226,12 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void rows_tn_av
     case 15: F(j, i0, i1, 15); break; default: F(j, i0, i1, 16); break; \
     }
 /* clang-format on */
+
+__attribute__((target("avx512f,fma"))) static void rows_nn_avx512(const narrow_job_t *j, int64_t i0,
+                                                                  int64_t i1)
+{
+    NARROW_CASES(rows_nn_avx512_n, j, i0, i1)
+}
 
 __attribute__((target("avx512f,fma"))) static void rows_tn_avx512(const narrow_job_t *j, int64_t i0,
                                                                   int64_t i1)
@@ -244,10 +292,18 @@ bool lunet_gemm_narrow_f32_at(int level, bool ta, int64_t m, int64_t n, int64_t 
 {
     if (n < 1 || n > 16 || m < 1 || k < 1)
         return false;
+    int64_t kp = (k + 15) / 16 * 16;
+    if (!ta && n * kp > NARROW_PACK_MAX)
+        return false;
     narrow_rows_fn rows = narrow_kernel(ta, level);
     if (!rows)
         return false;
-    narrow_job_t job = {a, b, c, n, k, lda, ldb, ta};
+    _Alignas(64) float bt[NARROW_PACK_MAX];
+    if (!ta) // bt (n, kp) = b^T, zeros past k
+        for (int64_t jj = 0; jj < n; jj++)
+            for (int64_t kk = 0; kk < kp; kk++)
+                bt[jj * kp + kk] = kk < k ? b[kk * ldb + jj] : 0.0f;
+    narrow_job_t job = {a, b, bt, c, n, k, lda, ldb, kp, ta};
     narrow_task_t task = {&job, rows};
     lunet_parallel_for(m, narrow_grain(m, n, k), narrow_block, &task);
     return true;

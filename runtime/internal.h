@@ -201,10 +201,10 @@ void lunet_iter_run_elementwise(lunet_iter_t *it, lunet_loop_fn fn, void *ctx);
 void lunet_copy_cast(lunet_tensor_t *dst, const lunet_tensor_t *src);
 
 /* ---- matmul.c: GEMM on raw buffers, c (m, n) contiguous = alpha op(a) op(b) + beta c */
-/* ---- gemm_narrow.c: c (m, n <= 16) contiguous = op(a) @ b in float32, each element one
-   fma chain over k in order (see its design note); false when this CPU has no kernel for
-   it (no FMA), and nothing was written.  _at caps the instruction set (1 AVX2, 2 AVX-512)
-   for tests. */
+/* ---- gemm_narrow.c: c (m, n <= 16) contiguous = op(a) @ b in float32, in an order fixed
+   by the shape (see its design note); false when this CPU has no kernel for it (no FMA)
+   or b^T would not fit its stack buffer, and nothing was written.  _at caps the
+   instruction set (1 AVX2, 2 AVX-512) for tests. */
 bool lunet_gemm_narrow_f32(bool ta, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                            const float *b, int64_t ldb, float *c);
 bool lunet_gemm_narrow_f32_at(int level, bool ta, int64_t m, int64_t n, int64_t k, const float *a,

@@ -1,6 +1,7 @@
 /*
  * test_gemm_narrow.c - the narrow float32 products (runtime/gemm_narrow.c): every element
- * bit-equal to one fmaf chain over k in order, for both layouts, odd shapes (rows not a
+ * bit-equal to a reference loop in the kernels' order (one fmaf chain over k for the
+ * transposed layout; 16 chains added as a fixed tree for the forward), for both layouts, odd shapes (rows not a
  * multiple of the kernels' 4, 8 or 16, N from 1 to 16), the AVX2 and the AVX-512 kernels,
  * and 1, 2 and 3 threads; and lunet_tensor_mm taking that path for softmax regression's
  * two shapes (forward, and the weight gradient through a transposed view).
@@ -23,16 +24,28 @@ static float value(int64_t i, int salt)
     return salt & 1 ? (float)(h % 256) / 255.0f : ((float)(h % 20001) - 10000.0f) / 7919.0f;
 }
 
-// c (m, n) = op(a) @ b, one fmaf chain per element; a (m, k) lda, or a stored (k, m) lda
+// c (m, n) = op(a) @ b in the kernels' orders.  a stored (k, m) (ta): one fmaf chain over
+// k per element.  a (m, k): 16 chains, p[l] over k = l mod 16, then added l + 8, l + 4,
+// l + 2, l + 1.
 static void reference(bool ta, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                       const float *b, int64_t ldb, float *c)
 {
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < n; j++) {
-            float acc = 0.0f;
+            if (ta) {
+                float acc = 0.0f;
+                for (int64_t p = 0; p < k; p++)
+                    acc = fmaf(a[p * lda + i], b[p * ldb + j], acc);
+                c[i * n + j] = acc;
+                continue;
+            }
+            float part[16] = {0};
             for (int64_t p = 0; p < k; p++)
-                acc = fmaf(ta ? a[p * lda + i] : a[i * lda + p], b[p * ldb + j], acc);
-            c[i * n + j] = acc;
+                part[p % 16] = fmaf(a[i * lda + p], b[p * ldb + j], part[p % 16]);
+            for (int w = 8; w >= 1; w /= 2)
+                for (int l = 0; l < w; l++)
+                    part[l] = part[l] + part[l + w];
+            c[i * n + j] = part[0];
         }
 }
 
@@ -41,7 +54,7 @@ static void test_narrow_kernels_bit_exact(void **state)
     (void)state;
     static const int64_t ms[] = {1, 7, 17, 33, 257};
     static const int64_t ns[] = {1, 3, 8, 10, 16};
-    static const int64_t ks[] = {1, 5, 300};
+    static const int64_t ks[] = {1, 5, 300, 784};
     int saved = lunet_get_num_threads();
     bool ran = false;
     for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++)
