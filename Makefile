@@ -188,11 +188,12 @@ test-integration: test-examples test-repl test-install test-kill-save
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 test-asan:
 	$(MAKE) --no-print-directory BUILD=build/asan CFLAGS="$(ASAN_FLAGS)" build/asan/tests/test_idx build/asan/tests/test_data \
-	  build/asan/tests/test_threads build/asan/tests/test_atomic_file build/asan/tests/test_slab
+	  build/asan/tests/test_threads build/asan/tests/test_atomic_file build/asan/tests/test_gemm build/asan/tests/test_slab
 	ASAN_OPTIONS=detect_leaks=1 build/asan/tests/test_idx
 	ASAN_OPTIONS=detect_leaks=1 build/asan/tests/test_data
 	ASAN_OPTIONS=detect_leaks=1 build/asan/tests/test_threads
 	ASAN_OPTIONS=detect_leaks=1 build/asan/tests/test_atomic_file
+	ASAN_OPTIONS=detect_leaks=1 build/asan/tests/test_gemm
 	ASAN_OPTIONS=detect_leaks=1 build/asan/tests/test_slab
 
 # `make test-tsan`: the threaded stress test (tests/test_threads.c), the worker pool's
