@@ -151,7 +151,7 @@ __attribute__((target("avx512f"))) static void store(int mr, int nc, __m512 acc[
     bool read_c = !bias && beta != 0.0f;
     __m512 va = _mm512_set1_ps(alpha), zero = _mm512_setzero_ps();
     for (int i = 0; i < mr; i++)
-        for (int v = 0; v < TILE_V; v++) {
+        for (int v = 0; v * 16 < nc; v++) { /* only the vectors tile() wrote */
             __m512 r = alpha == 1.0f ? acc[i][v] : _mm512_mul_ps(va, acc[i][v]);
             if (bias)
                 r = _mm512_add_ps(_mm512_set1_ps(bias[i]), r);
