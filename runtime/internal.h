@@ -147,6 +147,23 @@ static inline void lunet_tensors_release(size_t n, lunet_tensor_t *const *ts)
     for (size_t i = 0; i < n; i++)
         lunet_tensor_release(ts[i]);
 }
+/* A float32 row summed in double by four interleaved accumulators, combined as
+   (a0 + a1) + (a2 + a3): the order of long float32 sums (reduce.c) and of softmax's
+   denominator (softmax.c). */
+static inline double lunet_sum4_f32(const float *x, int64_t n)
+{
+    double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        a0 += x[j];
+        a1 += x[j + 1];
+        a2 += x[j + 2];
+        a3 += x[j + 3];
+    }
+    for (; j < n; j++)
+        a0 += x[j];
+    return (a0 + a1) + (a2 + a3);
+}
 /* The release list of a cleanup (an exit label's, a rule's temporaries): LUNET_RELEASE(a, b, r)
    releases each, the compiler counting them. */
 #define LUNET_RELEASE(...)                                                                         \

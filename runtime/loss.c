@@ -87,10 +87,7 @@ typedef struct loss_ctx {
 
 static void ctx_free(loss_ctx_t *c)
 {
-    lunet_tensor_release(c->xin);
-    lunet_tensor_release(c->x);
-    lunet_tensor_release(c->t);
-    lunet_tensor_release(c->w);
+    LUNET_RELEASE(c->xin, c->x, c->t, c->w);
     memset(c, 0, sizeof *c);
 }
 
@@ -877,9 +874,7 @@ done:
     free(q);
     free(pk);
     free(scratch);
-    lunet_tensor_release(r);
-    lunet_tensor_release(gc);
-    lunet_tensor_release(lc);
+    LUNET_RELEASE(r, gc, lc);
     ctx_free(&c);
     return st;
 }
@@ -926,8 +921,7 @@ lunet_status_t lunet_loss_nll_backward(lunet_tensor_t **dx, lunet_tensor_t *g, l
     r = NULL;
 done:
     free(q);
-    lunet_tensor_release(r);
-    lunet_tensor_release(gc);
+    LUNET_RELEASE(r, gc);
     ctx_free(&c);
     return st;
 }
@@ -960,18 +954,21 @@ static lunet_status_t mse_operands(lunet_tensor_t **ae, lunet_tensor_t **be, lun
     } else if ((st = lunet_tensor_expand(&b2, b1, nd, shape))) {
         goto fail;
     }
-    lunet_tensor_release(a1);
-    lunet_tensor_release(b1);
+    LUNET_RELEASE(a1, b1);
     *ae = a2;
     *be = b2;
     return LUNET_OK;
 fail:
-    lunet_tensor_release(a1);
-    lunet_tensor_release(b1);
-    lunet_tensor_release(a2);
-    lunet_tensor_release(b2);
+    LUNET_RELEASE(a1, b1, a2, b2);
     return st;
 }
+
+/* r (n) = (x - y)^2 element by element, in T (float or double) */
+#define SQUARED_DIFFERENCES(T)                                                                     \
+    for (int64_t i = 0; i < n; i++) {                                                              \
+        T d = ((const T *)x)[i] - ((const T *)y)[i];                                               \
+        ((T *)rd)[i] = d * d;                                                                      \
+    }
 
 lunet_status_t lunet_loss_mse(lunet_tensor_t **out, lunet_tensor_t *a, lunet_tensor_t *b,
                               lunet_reduction_t reduction)
@@ -996,21 +993,10 @@ lunet_status_t lunet_loss_mse(lunet_tensor_t **out, lunet_tensor_t *a, lunet_ten
         int64_t n = ae->numel;
         // a, b, r (n) elementwise, or r () the reduction
         if (reduction == LUNET_REDUCTION_NONE) {
-            if (f32) {
-                const float *xf = x, *yf = y;
-                float *rf = rd;
-                for (int64_t i = 0; i < n; i++) {
-                    float d = xf[i] - yf[i];
-                    rf[i] = d * d;
-                }
-            } else {
-                const double *xd = x, *yd = y;
-                double *rdd = rd;
-                for (int64_t i = 0; i < n; i++) {
-                    double d = xd[i] - yd[i];
-                    rdd[i] = d * d;
-                }
-            }
+            if (f32)
+                SQUARED_DIFFERENCES(float)
+            else
+                SQUARED_DIFFERENCES(double)
         } else {
             double s = 0;
             for (int64_t i = 0; i < n; i++) {
@@ -1027,13 +1013,10 @@ lunet_status_t lunet_loss_mse(lunet_tensor_t **out, lunet_tensor_t *a, lunet_ten
     st = lunet_autograd_finish(out, r, LUNET_OP_MSE_LOSS, 2, in, NULL, &args);
     r = NULL;
 done:
-    lunet_tensor_release(r);
-    lunet_tensor_release(ae);
-    lunet_tensor_release(be);
-    lunet_tensor_release(ac);
-    lunet_tensor_release(bc);
+    LUNET_RELEASE(r, ae, be, ac, bc);
     return st;
 }
+#undef SQUARED_DIFFERENCES
 
 lunet_status_t lunet_loss_mse_backward(lunet_tensor_t **da, lunet_tensor_t **db, lunet_tensor_t *g,
                                        lunet_tensor_t *a, lunet_tensor_t *b,
@@ -1087,10 +1070,6 @@ lunet_status_t lunet_loss_mse_backward(lunet_tensor_t **da, lunet_tensor_t **db,
     if (db)
         *db = rb, rb = NULL;
 done:
-    lunet_tensor_release(ac);
-    lunet_tensor_release(bc);
-    lunet_tensor_release(gc);
-    lunet_tensor_release(ra);
-    lunet_tensor_release(rb);
+    LUNET_RELEASE(ac, bc, gc, ra, rb);
     return st;
 }

@@ -52,17 +52,7 @@ static void sum_f32(const float *x, float *y, int64_t m, int64_t r, bool mean)
             y[i] = mean ? (float)((double)s / (double)r) : s;
             continue;
         }
-        double acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0;
-        int64_t j = 0;
-        for (; j + 4 <= r; j += 4) {
-            acc0 += p[j];
-            acc1 += p[j + 1];
-            acc2 += p[j + 2];
-            acc3 += p[j + 3];
-        }
-        for (; j < r; j++)
-            acc0 += p[j];
-        double s = (acc0 + acc1) + (acc2 + acc3);
+        double s = lunet_sum4_f32(p, r);
         y[i] = (float)(mean ? s / (double)r : s);
     }
 }
@@ -108,6 +98,19 @@ static void sum_rows_block(void *ctx, int64_t i0, int64_t i1)
  * sum_f32's order for a row (four float accumulators below 8 rows, else four double ones,
  * element i into accumulator i % 4 and the tail into the first), columns 64 at a time.
  */
+/*
+ * The rows of x (R, M) added into acc[k][0 .. w) over columns b .. b + w: row i into
+ * accumulator i % K, the rows past the last multiple of K (full) into accumulator 0; the
+ * column form of sum_f32's and sum_f64's orders.  A is acc's type, X x's.
+ */
+#define ADD_ROWS_INTO(acc, K, A, X)                                                                \
+    for (int64_t i = 0; i < r; i++) {                                                              \
+        A *a = acc[i < full ? i % (K) : 0];                                                        \
+        const X *row = x + i * m + b;                                                              \
+        for (int64_t c = 0; c < w; c++)                                                            \
+            a[c] += row[c];                                                                        \
+    }
+
 static void colsum_f32(const float *x, float *y, int64_t r, int64_t m, int64_t c0, int64_t c1,
                        bool mean)
 {
@@ -116,12 +119,7 @@ static void colsum_f32(const float *x, float *y, int64_t r, int64_t m, int64_t c
         int64_t w = c1 - b < 64 ? c1 - b : 64;
         if (r < 8) {
             float acc[4][64] = {{0}};
-            for (int64_t i = 0; i < r; i++) {
-                float *a = acc[i < full ? i % 4 : 0];
-                const float *row = x + i * m + b;
-                for (int64_t c = 0; c < w; c++)
-                    a[c] += row[c];
-            }
+            ADD_ROWS_INTO(acc, 4, float, float)
             for (int64_t c = 0; c < w; c++) {
                 float s = ((acc[0][c] + acc[1][c]) + acc[2][c]) + acc[3][c];
                 y[b + c] = mean ? (float)((double)s / (double)r) : s;
@@ -129,12 +127,7 @@ static void colsum_f32(const float *x, float *y, int64_t r, int64_t m, int64_t c
             continue;
         }
         double acc[4][64] = {{0}};
-        for (int64_t i = 0; i < r; i++) {
-            double *a = acc[i < full ? i % 4 : 0];
-            const float *row = x + i * m + b;
-            for (int64_t c = 0; c < w; c++)
-                a[c] += row[c];
-        }
+        ADD_ROWS_INTO(acc, 4, double, float)
         for (int64_t c = 0; c < w; c++) {
             double s = (acc[0][c] + acc[1][c]) + (acc[2][c] + acc[3][c]);
             y[b + c] = (float)(mean ? s / (double)r : s);
@@ -150,16 +143,13 @@ static void colsum_f64(const double *x, double *y, int64_t r, int64_t m, int64_t
     for (int64_t b = c0; b < c1; b += 64) {
         int64_t w = c1 - b < 64 ? c1 - b : 64;
         double acc[2][64] = {{0}};
-        for (int64_t i = 0; i < r; i++) {
-            double *a = acc[i < full ? i % 2 : 0];
-            const double *row = x + i * m + b;
-            for (int64_t c = 0; c < w; c++)
-                a[c] += row[c];
-        }
+        ADD_ROWS_INTO(acc, 2, double, double)
         for (int64_t c = 0; c < w; c++)
             y[b + c] = mean ? (acc[0][c] + acc[1][c]) / (double)r : acc[0][c] + acc[1][c];
     }
 }
+
+#undef ADD_ROWS_INTO
 
 typedef struct cols_job {
     const void *x;
@@ -480,10 +470,7 @@ lunet_status_t lunet_tensor_reduce(lunet_tensor_t **out, lunet_tensor_t **indice
         *indices = NULL;
     }
 done:
-    lunet_tensor_release(pv);
-    lunet_tensor_release(xc);
-    lunet_tensor_release(y);
-    lunet_tensor_release(idx);
+    LUNET_RELEASE(pv, xc, y, idx);
     return st;
 }
 
@@ -543,10 +530,6 @@ lunet_status_t lunet_prod_backward(lunet_tensor_t **dx, lunet_tensor_t *g, lunet
     if (!(st = lunet_tensor_permute(&outp, out, x->ndim, inv)))
         st = lunet_tensor_contiguous(dx, outp);
 done:
-    lunet_tensor_release(xp);
-    lunet_tensor_release(xc);
-    lunet_tensor_release(gc);
-    lunet_tensor_release(out);
-    lunet_tensor_release(outp);
+    LUNET_RELEASE(xp, xc, gc, out, outp);
     return st;
 }

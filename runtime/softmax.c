@@ -91,17 +91,8 @@ double lunet_softmax_slice_lse_f32(const float *x, int64_t C, int64_t st, float 
     for (int j = 1; j < 4; j++)
         m = mv[j] > m ? mv[j] : m;
     lunet_softmax_exp_f32(scratch, xs, C, m, 0.0f);
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    for (c = 0; c + 4 <= C; c += 4) {
-        s0 += scratch[c];
-        s1 += scratch[c + 1];
-        s2 += scratch[c + 2];
-        s3 += scratch[c + 3];
-    }
-    for (; c < C; c++)
-        s0 += scratch[c];
     *m_out = m;
-    return log((s0 + s1) + (s2 + s3));
+    return log(lunet_sum4_f32(scratch, C));
 }
 
 // x (C) strided -> *m = max, returns log(sum exp(x - m))
@@ -248,8 +239,7 @@ static lunet_status_t softmax_common(lunet_tensor_t **out, lunet_tensor_t *x, in
         } else {
             float *scratch = malloc((size_t)(2 * C) * sizeof(float));
             if (!scratch) {
-                lunet_tensor_release(xc);
-                lunet_tensor_release(y);
+                LUNET_RELEASE(xc, y);
                 return lunet_error_set(LUNET_STATUS_NOMEM, "%s: out of memory for %lld classes",
                                        log_out ? "log_softmax" : "softmax", (long long)C);
             }
@@ -362,8 +352,7 @@ static lunet_status_t softmax_backward_common(lunet_tensor_t **dx, lunet_tensor_
         st = lunet_tensor_empty_like(&r, y, y->dtype);
     lunet_set_grad_enabled(prev);
     if (st) {
-        lunet_tensor_release(gc);
-        lunet_tensor_release(yc);
+        LUNET_RELEASE(gc, yc);
         return st;
     }
     int64_t outer, C, inner;
@@ -378,8 +367,7 @@ static lunet_status_t softmax_backward_common(lunet_tensor_t **dx, lunet_tensor_
                            .f32 = y->dtype == LUNET_DTYPE_FLOAT32};
         lunet_parallel_for(outer * inner, slice_grain(C), softmax_bwd_block, &j);
     }
-    lunet_tensor_release(gc);
-    lunet_tensor_release(yc);
+    LUNET_RELEASE(gc, yc);
     *dx = r;
     return LUNET_OK;
 }
