@@ -246,7 +246,7 @@ lunet_status_t lunet_autograd_record(lunet_tensor_t *out, lunet_op_t op, int nin
             lunet_node_release(n);
             return st;
         }
-        n->saved_version[i] = saved[i]->storage->version;
+        n->saved_version[i] = lunet_tensor_version(saved[i]);
     }
     n->nsaved = nsaved;
     n->had_saved = nsaved > 0;
@@ -421,7 +421,7 @@ static lunet_status_t check_saved(lunet_node_t *n)
             "after calling backward.");
     for (int i = 0; i < n->nsaved; i++) {
         lunet_tensor_t *s = n->saved[i];
-        if (s && s->storage->version != n->saved_version[i]) {
+        if (s && lunet_tensor_version(s) != n->saved_version[i]) {
             char b[LUNET_SHAPE_BUF];
             return lunet_error_set(
                 LUNET_STATUS_RUNTIME,
@@ -432,7 +432,7 @@ static lunet_status_t check_saved(lunet_node_t *n)
                 "to compute its gradient, with "
                 "torch.autograd.set_detect_anomaly(True).",
                 lunet_dtype_torch_name(s->dtype), lunet_shape_str(b, sizeof b, s->ndim, s->shape),
-                n->name, s->storage->version, n->saved_version[i]);
+                n->name, lunet_tensor_version(s), n->saved_version[i]);
         }
     }
     return LUNET_OK;

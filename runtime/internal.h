@@ -37,6 +37,11 @@ struct lunet_storage {
     void *release_ctx;
     bool wrapped;
     bool slab; /* made by slab.c: the gaps between its views are zero padding no view sees */
+    /* a slab's members (slab.c): their starts (elements, ascending) and a version each, so
+       that writing one parameter does not look like writing the others of its slab */
+    int nmembers;
+    int64_t *member_start;
+    uint32_t *member_version;
 };
 
 /* ---- error.c */
@@ -192,6 +197,9 @@ LUNET_MUST_CHECK lunet_status_t lunet_check_broadcast_into(const lunet_tensor_t 
                                                            const char *prefix);
 /* Marks t's storage as modified in place. */
 void lunet_tensor_bump_version(lunet_tensor_t *t);
+/* What autograd compares: the storage's version, or in a slab the versions of the members t
+   covers (summed), so that writing one member leaves the others' versions alone. */
+uint32_t lunet_tensor_version(const lunet_tensor_t *t);
 
 /* ---- iter.c: walks up to LUNET_ITER_MAX_OPS strided operands over one shape. */
 #define LUNET_ITER_MAX_OPS 4
@@ -289,6 +297,9 @@ void lunet_softmax_exp_f32(float *restrict e, const float *restrict x, int64_t n
 bool lunet_slab_follows(const lunet_tensor_t *a, const lunet_tensor_t *b);
 /* Elements from first's start to last's end (last follows first, possibly through others). */
 int64_t lunet_slab_span(const lunet_tensor_t *first, const lunet_tensor_t *last);
+/* The summed versions of the members t covers, and their bump (t's storage has members). */
+uint32_t lunet_slab_version(const lunet_tensor_t *t);
+void lunet_slab_bump(const lunet_tensor_t *t);
 /* views[0..n): a new zero-filled slab laid out as like[0..n) (a run), one view per tensor. */
 LUNET_MUST_CHECK lunet_status_t lunet_slab_like(lunet_tensor_t **views, lunet_tensor_t *const *like,
                                                 int n);

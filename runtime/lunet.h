@@ -743,8 +743,8 @@ void lunet_sgd_free(lunet_sgd_t *opt);
  * momentum buffers are neighbours in their slabs is zeroed with one memset
  * (lunet_slab_zero_grads) and stepped with one loop (lunet_sgd_update_all); anything else
  * (a .grad replaced or set to NULL, a shared parameter) takes the per-tensor path, with the
- * same results.  In-place writes to one packed parameter bump the version counter of every
- * parameter in its slab (they share one storage, as views of one tensor do in PyTorch).
+ * same results.  Each member of a slab keeps its own version counter (autograd's check of
+ * saved tensors), as separate tensors do.
  */
 LUNET_MUST_CHECK lunet_status_t lunet_slab_pack(int n, lunet_tensor_t *const *params, int *packed);
 /* Zero-fills the .grad of every params[i] that has one (PyTorch 1.13's zero_grad()); one

@@ -224,7 +224,8 @@ static lunet_status_t sgd_run(lunet_tensor_t *const *params, lunet_tensor_t **bu
                      params[0]->dtype,
                      o};
     lunet_parallel_for(lunet_slab_span(params[0], params[n - 1]), SGD_GRAIN, sgd_block, &job);
-    lunet_tensor_bump_version(params[0]);
+    for (int k = 0; k < n; k++)
+        lunet_tensor_bump_version(params[k]);
     return LUNET_OK;
 }
 

@@ -16,10 +16,10 @@
  *    (0 stays 0 under every SGD option, and nothing else reads them).
  *  - A gradient appears when backward makes it (PyTorch's .grad is None before), so packing
  *    only reserves its place, grad_home, which the first accumulation fills by a copy.
- *  - One storage means one version counter: an in-place write to one parameter between a
- *    forward and its backward makes the backward refuse gradients that need any parameter of
- *    the slab (PyTorch would only refuse those that need the written one).  Optimizer steps
- *    come after backward, so training loops never meet it.
+ *  - A slab keeps a version per member (autograd's check of saved tensors reads those a
+ *    tensor covers): writing one parameter in place between a forward and its backward fails
+ *    that backward only if the written parameter was saved, as in PyTorch, where the
+ *    parameters are separate tensors.
  */
 #include "internal.h"
 
@@ -47,19 +47,78 @@ int64_t lunet_slab_span(const lunet_tensor_t *first, const lunet_tensor_t *last)
     return last->offset + last->numel - first->offset;
 }
 
-/* A zero-filled slab storage of nelem elements of dtype dt. */
-static lunet_status_t slab_storage(lunet_storage_t **out, lunet_dtype_t dt, int64_t nelem)
+/* A zero-filled slab storage of nelem elements of dtype dt whose n members start at
+   starts[0..n) (ascending). */
+static lunet_status_t slab_storage(lunet_storage_t **out, lunet_dtype_t dt, int64_t nelem, int n,
+                                   const int64_t *starts)
 {
     size_t es = lunet_dtype_size(dt);
     if (nelem < 0 || (uint64_t)nelem > SIZE_MAX / es)
         return lunet_error_set(LUNET_STATUS_NOMEM, "slab: %lld elements do not fit in memory",
                                (long long)nelem);
-    lunet_status_t st = lunet_storage_new(out, (size_t)nelem * es);
+    lunet_storage_t *s;
+    lunet_status_t st = lunet_storage_new(&s, (size_t)nelem * es);
     if (st)
         return st;
-    memset((*out)->data, 0, (size_t)nelem * es);
-    (*out)->slab = true;
+    memset(s->data, 0, (size_t)nelem * es);
+    s->slab = true;
+    s->member_start = malloc((size_t)n * sizeof *s->member_start);
+    s->member_version = calloc((size_t)n, sizeof *s->member_version);
+    if (!s->member_start || !s->member_version) {
+        lunet_storage_release(s);
+        return lunet_error_set(LUNET_STATUS_NOMEM, "slab: out of memory");
+    }
+    memcpy(s->member_start, starts, (size_t)n * sizeof *starts);
+    s->nmembers = n;
+    *out = s;
     return LUNET_OK;
+}
+
+/* The members [*first, *last] that t's elements fall in (none: *first > *last). */
+static void members_of(const lunet_tensor_t *t, int *first, int *last)
+{
+    const lunet_storage_t *s = t->storage;
+    int64_t x[2] = {t->offset, t->offset}; /* t's lowest and highest element */
+    for (int d = 0; d < t->ndim; d++) {
+        int64_t span = (t->shape[d] - 1) * t->strides[d];
+        x[span < 0 ? 0 : 1] += span;
+    }
+    *first = 1;
+    *last = 0;
+    if (t->numel == 0)
+        return;
+    int k[2];
+    for (int j = 0; j < 2; j++) { /* the last member starting at or before x[j] */
+        int a = 0, b = s->nmembers - 1;
+        while (a < b) {
+            int m = (a + b + 1) / 2;
+            if (s->member_start[m] <= x[j])
+                a = m;
+            else
+                b = m - 1;
+        }
+        k[j] = a;
+    }
+    *first = k[0];
+    *last = k[1];
+}
+
+uint32_t lunet_slab_version(const lunet_tensor_t *t)
+{
+    int a, b;
+    members_of(t, &a, &b);
+    uint32_t v = 0;
+    for (int k = a; k <= b; k++)
+        v += t->storage->member_version[k];
+    return v;
+}
+
+void lunet_slab_bump(const lunet_tensor_t *t)
+{
+    int a, b;
+    members_of(t, &a, &b);
+    for (int k = a; k <= b; k++)
+        t->storage->member_version[k]++;
 }
 
 /* A contiguous view of s shaped like t, starting at element offset. */
@@ -83,7 +142,14 @@ lunet_status_t lunet_slab_like(lunet_tensor_t **views, lunet_tensor_t *const *li
 {
     lunet_storage_t *s = NULL;
     int64_t base = like[0]->offset;
-    lunet_status_t st = slab_storage(&s, like[0]->dtype, lunet_slab_span(like[0], like[n - 1]));
+    int64_t *starts = malloc((size_t)n * sizeof *starts);
+    if (!starts)
+        return lunet_error_set(LUNET_STATUS_NOMEM, "slab: out of memory");
+    for (int i = 0; i < n; i++)
+        starts[i] = like[i]->offset - base;
+    lunet_status_t st = slab_storage(&s, like[0]->dtype, lunet_slab_span(like[0], like[n - 1]), n,
+                                     starts);
+    free(starts);
     for (int i = 0; i < n && !st; i++)
         if (!(views[i] = slab_view(s, like[i], like[i]->offset - base)))
             st = lunet_error_set(LUNET_STATUS_NOMEM, "slab: out of memory");
@@ -122,12 +188,21 @@ static lunet_status_t pack_dtype(int n, lunet_tensor_t *const *params, lunet_dty
         return LUNET_OK; /* a slab of one is the tensor itself */
     lunet_storage_t *ps = NULL, *gs = NULL;
     lunet_tensor_t **homes = calloc((size_t)n, sizeof *homes);
-    lunet_status_t st = homes ? LUNET_OK
-                              : lunet_error_set(LUNET_STATUS_NOMEM, "slab: out of memory");
+    int64_t *starts = malloc((size_t)count * sizeof *starts);
+    lunet_status_t st = homes && starts
+                            ? LUNET_OK
+                            : lunet_error_set(LUNET_STATUS_NOMEM, "slab: out of memory");
+    int64_t at = 0;
+    for (int i = 0, k = 0; i < n && !st; i++)
+        if (can_pack(params[i]) && params[i]->dtype == dt) {
+            starts[k++] = at;
+            at += padded(params[i]);
+        }
     if (!st)
-        st = slab_storage(&ps, dt, total);
+        st = slab_storage(&ps, dt, total, count, starts);
     if (!st)
-        st = slab_storage(&gs, dt, total);
+        st = slab_storage(&gs, dt, total, count, starts);
+    free(starts);
     /* every allocation first, so that a failure leaves the parameters untouched */
     int64_t off = 0;
     for (int i = 0; i < n && !st; i++)
@@ -204,7 +279,8 @@ lunet_status_t lunet_slab_zero_grads(int n, lunet_tensor_t *const *params)
             st = lunet_tensor_fill_(g, 0);
         } else if (g) {
             lunet_parallel_for(lunet_slab_span(g, params[j - 1]->grad), ZERO_GRAIN, zero_block, g);
-            lunet_tensor_bump_version(g);
+            for (int k = i; k < j; k++)
+                lunet_tensor_bump_version(params[k]->grad);
         }
         i = j;
     }

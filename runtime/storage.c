@@ -184,6 +184,9 @@ static lunet_storage_t *storage_header(void *data, size_t nbytes,
     s->release_ctx = ctx;
     s->wrapped = wrapped;
     s->slab = false;
+    s->nmembers = 0;
+    s->member_start = NULL;
+    s->member_version = NULL;
     return s;
 }
 
@@ -226,5 +229,7 @@ void lunet_storage_release(lunet_storage_t *s)
     } else {
         block_put(s->data, s->nbytes);
     }
+    free(s->member_start);
+    free(s->member_version);
     lunet_pool_put(LUNET_POOL_STORAGE, s);
 }

@@ -466,7 +466,17 @@ lunet_status_t lunet_dim_wrap(int *out, int64_t dim, int ndim)
     return st;
 }
 
-void lunet_tensor_bump_version(lunet_tensor_t *t) { t->storage->version++; }
+void lunet_tensor_bump_version(lunet_tensor_t *t)
+{
+    t->storage->version++;
+    if (t->storage->nmembers)
+        lunet_slab_bump(t);
+}
+
+uint32_t lunet_tensor_version(const lunet_tensor_t *t)
+{
+    return t->storage->nmembers ? lunet_slab_version(t) : t->storage->version;
+}
 
 lunet_status_t lunet_tensor_check_writable(const lunet_tensor_t *t)
 {

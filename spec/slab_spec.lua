@@ -217,6 +217,23 @@ describe("the parameter slab", function()
     end
   end)
 
+  it("writing one packed parameter between forward and backward fails only if it was saved", function()
+    local model = make_model()
+    optim.SGD(model:parameters(), {lr = 0.1, momentum = 0.9})
+    expect_packed(model:parameters())
+    local x, y = batch(1)
+    -- a Linear saves its input and weight, not its bias (as PyTorch's addmm)
+    local loss = F.cross_entropy(model(x), y)
+    lunet.no_grad(function() model["4"].bias:add_(1) end)
+    loss:backward() -- PyTorch: fine, the bias was not saved
+    assert.is_not_nil(model["0"].weight.grad)
+    loss = F.cross_entropy(model(x), y)
+    lunet.no_grad(function() model["2"].weight:add_(1) end)
+    local ok, err = pcall(function() loss:backward() end)
+    assert.is_false(ok)
+    assert.matches("modified by an inplace operation", err, 1, true)
+  end)
+
   it("follows the per-parameter path through random sequences of grad surgery", function()
     -- each seed draws one sequence of actions; both runs replay it, so they must agree
     local actions = {"zero", "none", "replace", "nil_one", "view_grad", "accumulate", "reload",
