@@ -49,7 +49,36 @@ __attribute__((target("avx512f,fma"), always_inline)) static inline void rows_tn
     const narrow_job_t *j, int64_t i0, int64_t i1, const int n)
 {
     const int64_t K = j->k, lda = j->lda, ldb = j->ldb;
-    for (int64_t i = i0; i < i1; i += 16) {
+    int64_t i = i0;
+    /* 32 rows of c a step while 2 N accumulators fit the registers: one broadcast of
+       b[k][c] serves two FMAs */
+    for (; n <= 12 && i + 32 <= i1; i += 32) {
+        __m512 lo[12], hi[12];
+#pragma GCC unroll 12
+        for (int c = 0; c < n; c++)
+            lo[c] = hi[c] = _mm512_setzero_ps();
+        for (int64_t k = 0; k < K; k++) {
+            __m512 a0 = _mm512_loadu_ps(j->a + k * lda + i);
+            __m512 a1 = _mm512_loadu_ps(j->a + k * lda + i + 16);
+            const float *bk = j->b + k * ldb;
+#pragma GCC unroll 12
+            for (int c = 0; c < n; c++) {
+                __m512 bv = _mm512_set1_ps(bk[c]);
+                lo[c] = _mm512_fmadd_ps(a0, bv, lo[c]);
+                hi[c] = _mm512_fmadd_ps(a1, bv, hi[c]);
+            }
+        }
+        float t[12][32];
+#pragma GCC unroll 12
+        for (int c = 0; c < n; c++) {
+            _mm512_storeu_ps(t[c], lo[c]);
+            _mm512_storeu_ps(t[c] + 16, hi[c]);
+        }
+        for (int64_t r = 0; r < 32; r++)
+            for (int c = 0; c < n; c++)
+                j->c[(i + r) * n + c] = t[c][r];
+    }
+    for (; i < i1; i += 16) {
         int64_t rows = i1 - i < 16 ? i1 - i : 16;
         const __mmask16 mask = (__mmask16)((1u << rows) - 1);
         __m512 acc[16];
