@@ -70,6 +70,28 @@ static inline int64_t tgt_at(const void *p, bool u8, int64_t i)
     return u8 ? (int64_t)((const uint8_t *)p)[i] : ((const int64_t *)p)[i];
 }
 
+/* Per-position buffers (npos doubles) live on the stack up to POS_BUF_LOCAL positions, so a
+   training step's loss allocates nothing; larger inputs take them from the heap.  Declared
+   without an initializer (that would zero 8 KB), then p = NULL until pos_buf_get. */
+#define POS_BUF_LOCAL 1024
+typedef struct pos_buf {
+    double *p;
+    double local[POS_BUF_LOCAL];
+} pos_buf_t;
+
+static double *pos_buf_get(pos_buf_t *b, size_t n)
+{
+    b->p = n <= POS_BUF_LOCAL ? b->local : malloc((n > 0 ? n : 1) * sizeof(double));
+    return b->p;
+}
+
+static void pos_buf_free(pos_buf_t *b)
+{
+    if (b->p != b->local)
+        free(b->p);
+    b->p = NULL;
+}
+
 /* ---- validation and geometry shared by the forward and backward functions */
 
 typedef struct loss_ctx {
@@ -569,7 +591,9 @@ lunet_status_t lunet_loss_cross_entropy_lse(lunet_tensor_t **out, lunet_tensor_t
     double *lsed = lse ? lunet_tensor_data(lse) : NULL;
     bool smooth = !c.prob && o->label_smoothing > 0;
     size_t nbuf = (size_t)(c.npos > 0 ? c.npos : 1);
-    double *buf = malloc(nbuf * sizeof(double) * (smooth ? 2 : 1));
+    pos_buf_t bufs;
+    bufs.p = NULL;
+    double *buf = pos_buf_get(&bufs, nbuf * (smooth ? 2 : 1));
     bool blocks = c.C <= LOSS_BLOCK_MAX_C;
     float *scratch = blocks ? NULL : malloc((size_t)(2 * c.C + 1) * sizeof(float));
     if (!buf || (!blocks && !scratch)) {
@@ -603,7 +627,7 @@ lunet_status_t lunet_loss_cross_entropy_lse(lunet_tensor_t **out, lunet_tensor_t
         lse = NULL;
     }
 done:
-    free(buf);
+    pos_buf_free(&bufs);
     free(scratch);
     lunet_tensor_release(lse);
     ctx_free(&c);
@@ -629,7 +653,9 @@ lunet_status_t lunet_loss_nll(lunet_tensor_t **out, lunet_tensor_t *x, lunet_ten
     }
     lunet_loss_options_t o2 = *o;
     o2.label_smoothing = 0; /* nll_loss has none */
-    double *lp = malloc((size_t)(c.npos > 0 ? c.npos : 1) * sizeof(double));
+    pos_buf_t lps;          /* its local array is not zeroed: pos_buf_get fills p */
+    lps.p = NULL;
+    double *lp = pos_buf_get(&lps, (size_t)c.npos);
     if (!lp) {
         ctx_free(&c);
         return lunet_error_set(LUNET_STATUS_NOMEM, "nll_loss: out of memory for %lld positions",
@@ -638,7 +664,7 @@ lunet_status_t lunet_loss_nll(lunet_tensor_t **out, lunet_tensor_t *x, lunet_ten
     nll_gather(&c, o->ignore_index, lp);
     lunet_tensor_t *r = NULL;
     st = nll_finish(&r, &c, lp, NULL, &o2);
-    free(lp);
+    pos_buf_free(&lps);
     if (!st) {
         lunet_op_args_t args;
         loss_args(&args, &o2);
@@ -781,11 +807,12 @@ static void ce_backward_rows(void *dx, const void *x, const loss_ctx_t *c,
     }
 }
 
-/* Per-position upstream scale q (see docs/pytorch-parity.md §2.5); *qbuf is malloc'ed. */
-static lunet_status_t upstream_scale(double **qbuf, lunet_tensor_t *gc, const loss_ctx_t *c,
-                                     const lunet_loss_options_t *o, const char *op)
+/* Per-position upstream scale q (see docs/pytorch-parity.md §2.5) into *qbuf (from qb). */
+static lunet_status_t upstream_scale(double **qbuf, pos_buf_t *qb, lunet_tensor_t *gc,
+                                     const loss_ctx_t *c, const lunet_loss_options_t *o,
+                                     const char *op)
 {
-    double *q = malloc((size_t)(c->npos > 0 ? c->npos : 1) * sizeof(double));
+    double *q = pos_buf_get(qb, (size_t)c->npos);
     if (!q)
         return lunet_error_set(LUNET_STATUS_NOMEM, "%s_backward: out of memory", op);
     const void *gd = lunet_tensor_data(gc);
@@ -823,6 +850,8 @@ lunet_status_t lunet_loss_cross_entropy_backward_lse(lunet_tensor_t **dx, lunet_
         return st;
     lunet_tensor_t *gc = NULL, *r = NULL, *lc = NULL;
     double *q = NULL, *pk = NULL;
+    pos_buf_t qb;
+    qb.p = NULL;
     float *scratch = NULL;
     if (!c.prob && (st = check_targets(&c, o->ignore_index)))
         goto done;
@@ -837,7 +866,7 @@ lunet_status_t lunet_loss_cross_entropy_backward_lse(lunet_tensor_t **dx, lunet_
         goto done;
     if ((st = grad_prepare(&gc, g, &c, o->reduction, "cross_entropy")))
         goto done;
-    if ((st = upstream_scale(&q, gc, &c, o, "cross_entropy")))
+    if ((st = upstream_scale(&q, &qb, gc, &c, o, "cross_entropy")))
         goto done;
     if ((st = lunet_tensor_empty_like(&r, c.x, c.x->dtype)))
         goto done;
@@ -871,7 +900,7 @@ lunet_status_t lunet_loss_cross_entropy_backward_lse(lunet_tensor_t **dx, lunet_
     *dx = r;
     r = NULL;
 done:
-    free(q);
+    pos_buf_free(&qb);
     free(pk);
     free(scratch);
     LUNET_RELEASE(r, gc, lc);
@@ -895,9 +924,11 @@ lunet_status_t lunet_loss_nll_backward(lunet_tensor_t **dx, lunet_tensor_t *g, l
         return st;
     lunet_tensor_t *gc = NULL, *r = NULL;
     double *q = NULL;
+    pos_buf_t qb;
+    qb.p = NULL;
     if ((st = check_targets(&c, o->ignore_index)) ||
         (st = grad_prepare(&gc, g, &c, o->reduction, "nll_loss")) ||
-        (st = upstream_scale(&q, gc, &c, o, "nll_loss")) ||
+        (st = upstream_scale(&q, &qb, gc, &c, o, "nll_loss")) ||
         (st = lunet_tensor_zeros(&r, x->dtype, x->ndim, x->shape)))
         goto done;
     {
@@ -920,7 +951,7 @@ lunet_status_t lunet_loss_nll_backward(lunet_tensor_t **dx, lunet_tensor_t *g, l
     *dx = r;
     r = NULL;
 done:
-    free(q);
+    pos_buf_free(&qb);
     LUNET_RELEASE(r, gc);
     ctx_free(&c);
     return st;
