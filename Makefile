@@ -198,23 +198,22 @@ test-asan:
 
 # `make test-tsan`: the threaded stress test (tests/test_threads.c), the worker pool's
 # test (tests/test_parallel.c), the CNN layers' (tests/test_layers.c: conv2d and pooling
-# run their blocks on the pool), the narrow products' (tests/test_gemm_narrow.c), the float
-# reductions' and the losses' (tests/test_reduce.c, tests/test_loss_threads.c),
-# Linear's GEMMs' (tests/test_gemm.c: dX and dW in one region, on 1-3 threads) and the
+# run their blocks on the pool), the float reductions' and the losses' (tests/test_reduce.c,
+# tests/test_loss_threads.c), the GEMM kernels' and Linear's (tests/test_gemm.c: the narrow
+# kernels on 1-3 threads, dX and dW in one region) and the
 # parameter slab's (tests/test_slab.c) under ThreadSanitizer
 # (clang).  setarch -R turns off address randomisation when the kernel lets it, which keeps
 # TSan's memory layout checks happy on kernels with large mmap randomisation.
 TSAN_FLAGS := -O1 -g -fsanitize=thread
 test-tsan:
 	$(MAKE) --no-print-directory CC=clang BUILD=build/tsan CFLAGS="$(TSAN_FLAGS)" build/tsan/tests/test_threads \
-	  build/tsan/tests/test_parallel build/tsan/tests/test_layers build/tsan/tests/test_gemm_narrow \
+	  build/tsan/tests/test_parallel build/tsan/tests/test_layers \
 	  build/tsan/tests/test_reduce build/tsan/tests/test_loss_threads \
 	  build/tsan/tests/test_gemm build/tsan/tests/test_slab
 	@norand=""; if setarch $$(uname -m) -R true 2>/dev/null; then norand="setarch $$(uname -m) -R"; fi; \
 	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" $$norand build/tsan/tests/test_threads && \
 	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" $$norand build/tsan/tests/test_parallel && \
 	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" LUNET_NUM_THREADS=2 $$norand build/tsan/tests/test_layers && \
-	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" $$norand build/tsan/tests/test_gemm_narrow && \
 	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" $$norand build/tsan/tests/test_reduce && \
 	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" $$norand build/tsan/tests/test_loss_threads && \
 	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" $$norand build/tsan/tests/test_gemm && \

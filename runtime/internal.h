@@ -226,38 +226,44 @@ void lunet_iter_run_elementwise(lunet_iter_t *it, lunet_loop_fn fn, void *ctx);
 void lunet_copy_cast(lunet_tensor_t *dst, const lunet_tensor_t *src);
 
 /* ---- matmul.c: GEMM on raw buffers, c (m, n) contiguous = alpha op(a) op(b) + beta c */
-/* ---- gemm_narrow.c: c (m, n <= 16) contiguous = op(a) @ b in float32, in an order fixed
-   by the shape (see its design note); false when this CPU has no kernel for it (no FMA)
-   or b^T would not fit its stack buffer, and nothing was written.  _at caps the
-   instruction set (1 AVX2, 2 AVX-512) for tests. */
-bool lunet_gemm_narrow_f32(bool ta, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
-                           const float *b, int64_t ldb, float *c);
-bool lunet_gemm_narrow_f32_at(int level, bool ta, int64_t m, int64_t n, int64_t k, const float *a,
-                              int64_t lda, const float *b, int64_t ldb, float *c);
 void lunet_gemm_f32(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                     int64_t lda, const float *b, int64_t ldb, float beta, float *c);
 void lunet_gemm_f64(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
                     const double *a, int64_t lda, const double *b, int64_t ldb, double beta,
                     double *c);
 
-/* ---- sgemm_avx512.c: the float32 GEMM block of AVX-512 machines (matmul.c).
-   c (m, n), ldc = alpha op(a) op(b) + beta c, op = transpose when ta / tb; false when it
-   does not run here (no AVX-512F, LUNET_SGEMM=blas, alpha = 0, or b transposed while a is
-   not and no packed a^T is given): the caller then uses BLAS.  packed: a^T (k, ldp) from
-   lunet_sgemm_avx512_pack, already offset to the block's first row of a.  The epilogue,
-   applied to each tile while it is in registers: with bias (n), c = alpha * sum + bias
-   (the bits of a c preloaded with the bias and beta = 1), then relu when asked. */
-bool lunet_sgemm_avx512_available(void);
-/* whether the kernel runs an (m, n, k) product (a function of the shape: the same on any
-   thread count), where it was measured faster than BLAS */
-bool lunet_sgemm_avx512_wants(bool ta, bool tb, int64_t m, int64_t n, int64_t k);
-bool lunet_sgemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
-                        const float *a, int64_t lda, const float *b, int64_t ldb,
-                        const float *packed, int64_t ldp, float beta, float *c, int64_t ldc,
-                        const float *bias, bool relu);
-/* p (k, lunet_sgemm_avx512_pack_ld(m)) = a (m, k)^T, the padding columns zero */
-int64_t lunet_sgemm_avx512_pack_ld(int64_t m);
-void lunet_sgemm_avx512_pack(float *p, const float *a, int64_t lda, int64_t m, int64_t k);
+/* ---- sgemm.c: Lunet's own float32 GEMM kernels (matmul.c asks lunet_sgemm_choose).
+   Which path a float32 product c (m, n) = alpha op(a) op(b) + beta c [+ bias, relu:
+   epilogue] takes, a function of the shape (the same on any thread count): BLAS, the
+   AVX-512 tiles or the narrow kernels (n <= 16). */
+typedef enum lunet_sgemm_kind {
+    LUNET_SGEMM_BLAS = 0,
+    LUNET_SGEMM_TILES,
+    LUNET_SGEMM_NARROW
+} lunet_sgemm_kind_t;
+lunet_sgemm_kind_t lunet_sgemm_choose(bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                                      double alpha, double beta, bool epilogue);
+bool lunet_sgemm_tiles_available(void);
+/* The tiles: c (m, n), ldc = alpha op(a) op(b) + beta c; false when they do not run here
+   (no AVX-512F, LUNET_SGEMM=blas, alpha = 0, or b transposed while a is not and no packed
+   a^T is given): the caller then uses BLAS.  packed: a^T (k, ldp) from lunet_sgemm_pack,
+   already offset to the block's first row of a.  The epilogue, applied to each tile while
+   it is in registers: with bias (n), c = alpha * sum + bias (the bits of a c preloaded with
+   the bias and beta = 1), then relu when asked. */
+bool lunet_sgemm_tiles(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
+                       const float *a, int64_t lda, const float *b, int64_t ldb,
+                       const float *packed, int64_t ldp, float beta, float *c, int64_t ldc,
+                       const float *bias, bool relu);
+/* p (k, lunet_sgemm_pack_ld(m)) = a (m, k)^T, the padding columns zero */
+int64_t lunet_sgemm_pack_ld(int64_t m);
+void lunet_sgemm_pack(float *p, const float *a, int64_t lda, int64_t m, int64_t k);
+/* The narrow kernels: c (m, n <= 16) contiguous = op(a) @ b, split over the pool; false
+   when this CPU has no kernel for it (no FMA) or b^T would not fit its stack buffer, and
+   nothing was written.  _at caps the instruction set (1 AVX2, 2 AVX-512) for tests. */
+bool lunet_sgemm_narrow(bool ta, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                        const float *b, int64_t ldb, float *c);
+bool lunet_sgemm_narrow_at(int level, bool ta, int64_t m, int64_t n, int64_t k, const float *a,
+                           int64_t lda, const float *b, int64_t ldb, float *c);
 
 /* ---- matmul.c: Linear's forward in one pass per output block (nn.c).
    c (M, N) contiguous = [relu](a (M, K) @ b (K, N) + bias (N)); bias contiguous or NULL. */

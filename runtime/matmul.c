@@ -185,7 +185,7 @@ typedef struct gemm_job {
     bool by_rows;     /* blocks of C's rows (else of its columns) */
     const void *bias; /* (N) contiguous, copied into each row first; or NULL */
     bool relu;
-    bool avx512;         /* float32 through sgemm_avx512.c (lunet_sgemm_avx512_wants) */
+    bool avx512;         /* float32 through sgemm.c's AVX-512 tiles (lunet_sgemm_choose) */
     const float *packed; /* a^T (k, ldp) for the AVX-512 kernel's x @ W^T, or NULL */
     int64_t ldp;
 } gemm_job_t;
@@ -204,9 +204,9 @@ static void gemm_block(const gemm_job_t *j, int64_t r0, int64_t r1, int64_t c0, 
     /* the AVX-512 block applies the bias and the ReLU in its own epilogue, on each tile
        while it is in registers */
     if (j->avx512 &&
-        lunet_sgemm_avx512(a.trans, b.trans, mb, nb, j->k, (float)j->alpha, a.data, a.ld, b.data,
-                           b.ld, j->packed ? j->packed + r0 : NULL, j->ldp, (float)beta, (float *)c,
-                           n, j->bias ? (const float *)j->bias + c0 : NULL, j->relu))
+        lunet_sgemm_tiles(a.trans, b.trans, mb, nb, j->k, (float)j->alpha, a.data, a.ld, b.data,
+                          b.ld, j->packed ? j->packed + r0 : NULL, j->ldp, (float)beta, (float *)c,
+                          n, j->bias ? (const float *)j->bias + c0 : NULL, j->relu))
         return;
 #endif
     if (j->bias) {
@@ -352,15 +352,16 @@ static void gemm_pack(gemm_job_t *j, lunet_tensor_t **keep)
 {
 #if !defined(LUNET_NO_BLAS) && !defined(LUNET_BLAS_DNNL)
     j->avx512 = j->dtype == LUNET_DTYPE_FLOAT32 &&
-                lunet_sgemm_avx512_wants(j->a.trans, j->b.trans, j->m, j->n, j->k);
+                lunet_sgemm_choose(j->a.trans, j->b.trans, j->m, j->n, j->k, j->alpha, j->beta,
+                                   j->bias || j->relu) == LUNET_SGEMM_TILES;
     if (!j->avx512 || !j->b.trans || j->a.trans)
         return;
-    int64_t shape[2] = {j->k, lunet_sgemm_avx512_pack_ld(j->m)};
+    int64_t shape[2] = {j->k, lunet_sgemm_pack_ld(j->m)};
     if (lunet_tensor_empty(keep, LUNET_DTYPE_FLOAT32, 2, shape) != LUNET_OK)
         return;
     j->ldp = shape[1];
     j->packed = lunet_tensor_data(*keep);
-    lunet_sgemm_avx512_pack(lunet_tensor_data(*keep), j->a.data, j->a.ld, j->m, j->k);
+    lunet_sgemm_pack(lunet_tensor_data(*keep), j->a.data, j->a.ld, j->m, j->k);
 #else
     (void)j, (void)keep;
 #endif
@@ -392,11 +393,12 @@ static lunet_status_t gemm_ex(lunet_tensor_t *c, lunet_tensor_t *a, lunet_tensor
     lunet_status_t st = gemm_operands(&j, a, b, &ac, &bc);
     if (st)
         goto done;
-    /* c (M, N <= 16) = a @ b: gemm_narrow.c reads a in place instead of packing it */
-    if (c->dtype == LUNET_DTYPE_FLOAT32 && n <= 16 && !j.b.trans && alpha == 1.0 && beta == 0.0 &&
-        !bias && !relu && k > 0 && m * k >= 4096 &&
-        lunet_gemm_narrow_f32(j.a.trans, m, n, k, j.a.data, j.a.ld, j.b.data, j.b.ld,
-                              lunet_tensor_data(c)))
+    /* c (M, N <= 16) = a @ b: sgemm.c's narrow kernels read a in place, not packed */
+    if (c->dtype == LUNET_DTYPE_FLOAT32 &&
+        lunet_sgemm_choose(j.a.trans, j.b.trans, m, n, k, alpha, beta, bias || relu) ==
+            LUNET_SGEMM_NARROW &&
+        lunet_sgemm_narrow(j.a.trans, m, n, k, j.a.data, j.a.ld, j.b.data, j.b.ld,
+                           lunet_tensor_data(c)))
         goto done;
     if (k == 0) {
         /* empty inner dim: the product is zero, so c is beta * c or the bias rows */
