@@ -171,6 +171,18 @@ static bool can_pack(const lunet_tensor_t *p)
            p->storage->refcount == 1 && !p->storage->wrapped && !p->storage->slab;
 }
 
+/* params[i] moves into the slab of dtype dt: it can pack, has that dtype, and was not listed
+   before it (a C host may list a tensor twice; it moves once). */
+static bool movable(lunet_tensor_t *const *params, int i, lunet_dtype_t dt)
+{
+    if (!can_pack(params[i]) || params[i]->dtype != dt)
+        return false;
+    for (int j = 0; j < i; j++)
+        if (params[j] == params[i])
+            return false;
+    return true;
+}
+
 /* Packs the movable parameters of dtype dt; *packed += how many. */
 static lunet_status_t pack_dtype(int n, lunet_tensor_t *const *params, lunet_dtype_t dt,
                                  int *packed)
@@ -178,7 +190,7 @@ static lunet_status_t pack_dtype(int n, lunet_tensor_t *const *params, lunet_dty
     int64_t total = 0;
     int count = 0;
     for (int i = 0; i < n; i++)
-        if (can_pack(params[i]) && params[i]->dtype == dt) {
+        if (movable(params, i, dt)) {
             if (padded(params[i]) > INT64_MAX - total)
                 return lunet_error_set(LUNET_STATUS_NOMEM, "slab: parameters too large");
             total += padded(params[i]);
@@ -194,7 +206,7 @@ static lunet_status_t pack_dtype(int n, lunet_tensor_t *const *params, lunet_dty
                             : lunet_error_set(LUNET_STATUS_NOMEM, "slab: out of memory");
     int64_t at = 0;
     for (int i = 0, k = 0; i < n && !st; i++)
-        if (can_pack(params[i]) && params[i]->dtype == dt) {
+        if (movable(params, i, dt)) {
             starts[k++] = at;
             at += padded(params[i]);
         }
@@ -206,7 +218,7 @@ static lunet_status_t pack_dtype(int n, lunet_tensor_t *const *params, lunet_dty
     /* every allocation first, so that a failure leaves the parameters untouched */
     int64_t off = 0;
     for (int i = 0; i < n && !st; i++)
-        if (can_pack(params[i]) && params[i]->dtype == dt) {
+        if (movable(params, i, dt)) {
             if (!(homes[i] = slab_view(gs, params[i], off)))
                 st = lunet_error_set(LUNET_STATUS_NOMEM, "slab: out of memory");
             off += padded(params[i]);

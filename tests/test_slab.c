@@ -221,6 +221,28 @@ static void test_layout(void **state)
     release_all(buf, NP);
 }
 
+/* A tensor listed twice (a C host's list) moves once: one place, one reserved gradient (the
+   second listing used to leak the first's and leave a dead slot), its values kept. */
+static void test_listed_twice(void **state)
+{
+    (void)state;
+    lunet_tensor_t *p[NP];
+    make_params(p);
+    double first = lunet_tensor_get(p[0], 0), last = lunet_tensor_get(p[0], p[0]->numel - 1);
+    lunet_tensor_t *list[3] = {p[0], p[1], p[0]};
+    int packed = -1;
+    CHECK_OK(lunet_slab_pack(3, list, &packed));
+    if (packed != 2)
+        fail_msg("packed %d tensors, expected 2 (p0 listed twice)", packed);
+    assert_ptr_equal(p[0]->storage, p[1]->storage);
+    assert_int_equal(p[0]->offset, 0);
+    assert_int_equal(p[1]->offset, 75008); /* right after p0: no slot for its second listing */
+    assert_non_null(p[0]->grad_home);
+    assert_true(lunet_tensor_get(p[0], 0) == first);
+    assert_true(lunet_tensor_get(p[0], p[0]->numel - 1) == last);
+    release_all(p, NP); /* ASan's leak check: the reserved gradients go with their tensors */
+}
+
 static void test_what_stays(void **state)
 {
     (void)state;
@@ -291,6 +313,7 @@ int main(void)
         cmocka_unit_test(test_same_bits_as_per_parameter),
         cmocka_unit_test(test_fallbacks_same_bits),
         cmocka_unit_test(test_layout),
+        cmocka_unit_test(test_listed_twice),
         cmocka_unit_test(test_what_stays),
         cmocka_unit_test(test_optimizer_object),
     };
