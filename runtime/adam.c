@@ -229,22 +229,10 @@ static lunet_status_t state_tensor(lunet_tensor_t **fresh, lunet_tensor_t *have,
 lunet_status_t lunet_adam_update(lunet_tensor_t *p, lunet_tensor_t *grad, lunet_adam_state_t *s,
                                  const lunet_adam_options_t *o)
 {
-    if (!lunet_dtype_is_floating(p->dtype))
-        return lunet_error_set(LUNET_STATUS_TYPE, "adam: parameter must be floating point, got %s",
-                               lunet_dtype_name(p->dtype));
-    if (grad->dtype != p->dtype || !lunet_shape_equal(grad->ndim, grad->shape, p->ndim, p->shape)) {
-        char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                               "adam: gradient %s %s does not match parameter %s %s",
-                               lunet_dtype_name(grad->dtype),
-                               lunet_shape_str(b1, sizeof b1, grad->ndim, grad->shape),
-                               lunet_dtype_name(p->dtype),
-                               lunet_shape_str(b2, sizeof b2, p->ndim, p->shape));
-    }
-    if (!lunet_tensor_is_contiguous(p))
-        return lunet_error_set(LUNET_STATUS_RUNTIME, "adam: parameter must be contiguous");
+    lunet_status_t st = lunet_optim_check_param("adam", p, grad);
+    if (st)
+        return st;
     lunet_tensor_t *g = NULL, *m = NULL, *v = NULL, *vmax = NULL;
-    lunet_status_t st;
     if ((st = state_tensor(&m, s->exp_avg, p, "exp_avg")) ||
         (st = state_tensor(&v, s->exp_avg_sq, p, "exp_avg_sq")) ||
         (o->amsgrad && (st = state_tensor(&vmax, s->max_exp_avg_sq, p, "max_exp_avg_sq"))) ||

@@ -146,10 +146,10 @@ bool lunet_shape_equal(int na, const int64_t *a, int nb, const int64_t *b);
 /* v wrapped into [0, n) (n = 0 counts as 1), a negative v counting from the end, or PyTorch's
    "Dimension out of range" message: lunet_dim_wrap's rule, also for narrow's start. */
 LUNET_MUST_CHECK lunet_status_t lunet_wrap_position(int64_t *out, int64_t v, int64_t n);
-/* Releases each of the n tensors (NULL ones are skipped). */
+/* Releases each of the n tensors of ts (NULL ones are skipped; ts may be NULL). */
 static inline void lunet_tensors_release(size_t n, lunet_tensor_t *const *ts)
 {
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; ts && i < n; i++)
         lunet_tensor_release(ts[i]);
 }
 /* A float32 row summed in double by four interleaved accumulators, combined as
@@ -323,6 +323,10 @@ typedef struct lunet_optimizer_kind {
 typedef struct lunet_optimizer lunet_optimizer_t;
 /* Checks the list (non-empty, distinct floating leaves, PyTorch's messages), then retains it;
    the states start zeroed. */
+/* The checks every optimizer's update makes (opt names it in the messages): p floating point
+   and contiguous, grad of p's dtype and shape. */
+LUNET_MUST_CHECK lunet_status_t lunet_optim_check_param(const char *opt, const lunet_tensor_t *p,
+                                                        const lunet_tensor_t *grad);
 LUNET_MUST_CHECK lunet_status_t lunet_optimizer_new(lunet_optimizer_t **out,
                                                     const lunet_optimizer_kind_t *kind,
                                                     const void *options, int nparams,

@@ -209,12 +209,8 @@ void lunet_mlp_free(lunet_mlp_t *m)
 {
     if (!m)
         return;
-    for (int l = 0; l < m->nlayers; l++) {
-        if (m->weight)
-            lunet_tensor_release(m->weight[l]);
-        if (m->bias)
-            lunet_tensor_release(m->bias[l]);
-    }
+    lunet_tensors_release((size_t)m->nlayers, m->weight);
+    lunet_tensors_release((size_t)m->nlayers, m->bias);
     free(m->weight);
     free(m->bias);
     free(m);

@@ -105,25 +105,34 @@ static void sgd_block(void *ctx, int64_t b, int64_t e)
                 j->first, e - b, j->o);
 }
 
-lunet_status_t lunet_sgd_update(lunet_tensor_t *p, lunet_tensor_t *grad,
-                                lunet_tensor_t **momentum_buffer, const lunet_sgd_options_t *o)
+lunet_status_t lunet_optim_check_param(const char *opt, const lunet_tensor_t *p,
+                                       const lunet_tensor_t *grad)
 {
     if (!lunet_dtype_is_floating(p->dtype))
-        return lunet_error_set(LUNET_STATUS_TYPE, "sgd: parameter must be floating point, got %s",
-                               lunet_dtype_name(p->dtype));
+        return lunet_error_set(LUNET_STATUS_TYPE, "%s: parameter must be floating point, got %s",
+                               opt, lunet_dtype_name(p->dtype));
     if (grad->dtype != p->dtype || !lunet_shape_equal(grad->ndim, grad->shape, p->ndim, p->shape)) {
         char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
         return lunet_error_set(LUNET_STATUS_RUNTIME,
-                               "sgd: gradient %s %s does not match parameter %s %s",
+                               "%s: gradient %s %s does not match parameter %s %s", opt,
                                lunet_dtype_name(grad->dtype),
                                lunet_shape_str(b1, sizeof b1, grad->ndim, grad->shape),
                                lunet_dtype_name(p->dtype),
                                lunet_shape_str(b2, sizeof b2, p->ndim, p->shape));
     }
     if (!lunet_tensor_is_contiguous(p))
-        return lunet_error_set(LUNET_STATUS_RUNTIME, "sgd: parameter must be contiguous");
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "%s: parameter must be contiguous", opt);
+    return LUNET_OK;
+}
+
+lunet_status_t lunet_sgd_update(lunet_tensor_t *p, lunet_tensor_t *grad,
+                                lunet_tensor_t **momentum_buffer, const lunet_sgd_options_t *o)
+{
+    lunet_status_t st = lunet_optim_check_param("sgd", p, grad);
+    if (st)
+        return st;
     lunet_tensor_t *g = NULL, *buf = NULL;
-    lunet_status_t st = lunet_tensor_contiguous(&g, grad);
+    st = lunet_tensor_contiguous(&g, grad);
     if (st)
         return st;
     bool first = false;
@@ -285,12 +294,9 @@ void lunet_optimizer_free(lunet_optimizer_t *opt)
 {
     if (!opt)
         return;
-    for (int i = 0; i < opt->nparams; i++) {
-        if (opt->params)
-            lunet_tensor_release(opt->params[i]);
-        if (opt->states)
-            opt->kind->clear((char *)opt->states + (size_t)i * opt->kind->state_size);
-    }
+    lunet_tensors_release((size_t)opt->nparams, opt->params);
+    for (int i = 0; opt->states && i < opt->nparams; i++)
+        opt->kind->clear((char *)opt->states + (size_t)i * opt->kind->state_size);
     free(opt->params);
     free(opt->states);
     free(opt->options);
