@@ -1257,7 +1257,11 @@ static int t_newindex(lua_State *L)
         } else if (strcmp(k, "requires_grad") == 0) {
             LB_CHECK(L, lunet_tensor_requires_grad_(t, lua_toboolean(L, 3)));
         } else if (strcmp(k, "data") == 0) {
-            LB_CHECK(L, lunet_tensor_copy_(t, lb_checktensor(L, 3)));
+            lunet_tensor_t *src = lb_totensor(L, 3);
+            if (!src)
+                return luaL_error(L, "Variable data has to be a tensor, but got %s",
+                                  luaL_typename(L, 3));
+            LB_CHECK(L, lunet_tensor_set_data(t, src));
         } else if (strcmp(k, "shape") == 0 || strcmp(k, "dtype") == 0 ||
                    strcmp(k, "grad_fn") == 0 || strcmp(k, "is_leaf") == 0 ||
                    strcmp(k, "retains_grad") == 0 || strcmp(k, "ndim") == 0 ||

@@ -78,6 +78,31 @@ lunet_status_t lunet_tensor_set_grad(lunet_tensor_t *t, lunet_tensor_t *g)
     return LUNET_OK;
 }
 
+/* t.data = src: t keeps its identity and autograd state (requires_grad, grad, grad_fn) but
+   from now on views src's memory with src's dtype, shape and strides, as PyTorch's set_data
+   does.  A packed parameter leaves its slab: its reserved gradient place is dropped. */
+lunet_status_t lunet_tensor_set_data(lunet_tensor_t *t, lunet_tensor_t *src)
+{
+    if (t->requires_grad && !lunet_dtype_is_floating(src->dtype))
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
+                               "data set to a tensor that requires gradients must be floating "
+                               "point or complex dtype");
+    if (t == src)
+        return LUNET_OK;
+    lunet_storage_retain(src->storage);
+    lunet_storage_release(t->storage);
+    t->storage = src->storage;
+    t->dtype = src->dtype;
+    t->ndim = src->ndim;
+    memcpy(t->shape, src->shape, sizeof(int64_t) * (size_t)src->ndim);
+    memcpy(t->strides, src->strides, sizeof(int64_t) * (size_t)src->ndim);
+    t->offset = src->offset;
+    t->numel = src->numel;
+    lunet_tensor_release(t->grad_home);
+    t->grad_home = NULL;
+    return LUNET_OK;
+}
+
 lunet_status_t lunet_autograd_check_inplace(const lunet_tensor_t *t, const char *op)
 {
     if (grad_disabled || !t->requires_grad)

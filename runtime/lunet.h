@@ -846,6 +846,9 @@ LUNET_MUST_CHECK lunet_status_t lunet_tensor_retain_grad(lunet_tensor_t *t);
 /* Sets t->grad to g (taking a reference of its own; NULL clears it).  g must have t's shape
    and dtype: "assigned grad has data of a different size" / "... of a different type". */
 LUNET_MUST_CHECK lunet_status_t lunet_tensor_set_grad(lunet_tensor_t *t, lunet_tensor_t *g);
+/* t.data = src: t views src's memory (its dtype, shape and strides) and keeps its autograd
+   state; a tensor that requires grad needs a floating src. */
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_set_data(lunet_tensor_t *t, lunet_tensor_t *src);
 /* Runs backward from t; grad may be NULL for a scalar t. */
 LUNET_MUST_CHECK lunet_status_t lunet_tensor_backward(lunet_tensor_t *t, lunet_tensor_t *grad,
                                                       bool retain_graph);

@@ -179,3 +179,61 @@ describe("lunet autograd surface", function()
     assert_error_contains(function() e:add_(1) end, "shares its memory with another")
   end)
 end)
+
+-- t.data = u rebinds t to u's memory (PyTorch's set_data); expected values from PyTorch 1.13.
+describe("t.data = u", function()
+  it("a parameter takes the new tensor's memory and keeps requires_grad", function()
+    local lin = lunet.nn.Linear(3, 2)
+    local w = lunet.ones(2, 3)
+    lin.weight.data = w
+    assert.are.same({{1, 1, 1}, {1, 1, 1}}, lin.weight:tolist())
+    assert.are.equal(w:data_ptr(), lin.weight:data_ptr())
+    assert.is_true(lin.weight.requires_grad)
+    w[0][0] = 5  -- shared memory, as in PyTorch
+    assert.are.equal(5, lin.weight[0][0])
+  end)
+
+  it("may change the shape; a view rebinds without touching its base", function()
+    local x = lunet.ones(3, {requires_grad = true})
+    x.data = lunet.zeros(5)
+    assert.are.same({5}, x.shape)
+    assert.is_true(x.requires_grad)
+    local v = lunet.ones(4)
+    local vv = v:narrow(0, 1, 2)
+    vv.data = lunet.zeros(7)
+    assert.are.same({0, 0, 0, 0, 0, 0, 0}, vv:tolist())
+    assert.are.same({1, 1, 1, 1}, v:tolist())
+  end)
+
+  it("keeps the graph: gradients still reach the tensor", function()
+    local y = lunet.ones(3, {requires_grad = true})
+    local z = y * 2
+    y.data = lunet.zeros(3)
+    z:sum():backward()
+    assert.are.same({2, 2, 2}, y.grad:tolist())
+  end)
+
+  it("refuses what PyTorch refuses", function()
+    local x = lunet.ones(3, {requires_grad = true})
+    assert_error_contains(function() x.data = lunet.zeros(5, {dtype = lunet.int64}) end,
+      "data set to a tensor that requires gradients must be floating point or complex dtype")
+    assert_error_contains(function() x.data = 5 end, "Variable data has to be a tensor, but got number")
+    assert.are.same({1, 1, 1}, x:tolist())
+  end)
+
+  it("a packed parameter leaves its slab and still trains", function()
+    lunet.manual_seed(0)
+    local lin = lunet.nn.Linear(4, 3)
+    local opt = lunet.optim.SGD(lin:parameters(), {lr = 0.5, momentum = 0.9})
+    local x = lunet.ones(2, 4)
+    lin(x):sum():backward(); opt:step(); opt:zero_grad()
+    lin.weight.data = lunet.zeros(3, 4)
+    lin(x):sum():backward()
+    assert.are.same({{2, 2, 2, 2}, {2, 2, 2, 2}, {2, 2, 2, 2}}, lin.weight.grad:tolist())
+    opt:step()
+    -- the momentum buffer holds the first step's grad (2): buf = 0.9 * 2 + 2 = 3.8; w = 0 - 0.5 * 3.8
+    for _, row in ipairs(lin.weight:tolist()) do
+      for _, v in ipairs(row) do assert.is_true(math.abs(v + 1.9) < 1e-6, "got " .. v) end
+    end
+  end)
+end)
