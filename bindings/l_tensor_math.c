@@ -219,37 +219,69 @@ static int l_unary_(lua_State *L)
     return unary_(L, (lunet_unary_op_t)lua_tointeger(L, lua_upvalueindex(1)));
 }
 
-/* Bounds of clamp: (min, max) positionally or {min=, max=}; nil leaves a side open. */
-static void clamp_bounds(lua_State *L, double *lo, double *hi)
+/* One bound of clamp at stack index idx (absent: NaN); a Lua float sets *is_float. */
+static double clamp_bound(lua_State *L, int idx, bool *is_float)
 {
-    *lo = NAN;
-    *hi = NAN;
+    if (lua_isnoneornil(L, idx))
+        return NAN;
+    double v = luaL_checknumber(L, idx);
+    *is_float = *is_float || !lua_isinteger(L, idx);
+    return v;
+}
+
+/* Bounds of clamp: (min, max) positionally or {min=, max=}; nil leaves a side open.
+   Returns the result dtype by PyTorch's promotion of t with the bounds as Python scalars: a
+   float bound makes an integer or bool t's result the default float; an integer bound makes
+   a bool t's result int64. */
+static lunet_dtype_t clamp_bounds(lua_State *L, lunet_tensor_t *t, double *lo, double *hi)
+{
+    bool is_float = false;
     if (lua_type(L, 2) == LUA_TTABLE) {
-        *lo = opt_number(L, 2, "min", NAN);
-        *hi = opt_number(L, 2, "max", NAN);
+        lua_getfield(L, 2, "min");
+        lua_getfield(L, 2, "max");
+        *lo = clamp_bound(L, -2, &is_float);
+        *hi = clamp_bound(L, -1, &is_float);
+        lua_pop(L, 2);
     } else {
-        if (!lua_isnoneornil(L, 2))
-            *lo = luaL_checknumber(L, 2);
-        if (!lua_isnoneornil(L, 3))
-            *hi = luaL_checknumber(L, 3);
+        *lo = clamp_bound(L, 2, &is_float);
+        *hi = clamp_bound(L, 3, &is_float);
     }
     if (isnan(*lo) && isnan(*hi))
         luaL_error(L, "torch.clamp: At least one of 'min' or 'max' must not be None");
+    if (lunet_dtype_is_floating(t->dtype))
+        return t->dtype;
+    if (is_float)
+        return lunet_default_dtype();
+    return t->dtype == LUNET_DTYPE_BOOL ? LUNET_DTYPE_INT64 : t->dtype;
 }
 
 static int f_clamp(lua_State *L)
 {
-    lunet_tensor_t *t = lb_checktensor(L, 1), *r;
+    lunet_tensor_t *t = lb_checktensor(L, 1), *c = NULL, *r;
     double lo, hi;
-    clamp_bounds(L, &lo, &hi);
-    return lb_result(L, lunet_tensor_clamp(&r, t, lo, hi), &r);
+    lunet_dtype_t rdt = clamp_bounds(L, t, &lo, &hi);
+    if (rdt != t->dtype) {
+        LB_CHECK(L, lunet_tensor_to(&c, t, rdt));
+        lb_pushtensor(L, c); /* boxed: the GC owns it if clamp fails */
+    }
+    return lb_result(L, lunet_tensor_clamp(&r, c ? c : t, lo, hi), &r);
 }
+
+/* PyTorch names the output by its C++ element type in clamp_'s cast error. */
+static const char *const clamp_cpp_type[LUNET_DTYPE_COUNT] = {
+    [LUNET_DTYPE_INT64] = "long int",
+    [LUNET_DTYPE_UINT8] = "unsigned char",
+    [LUNET_DTYPE_BOOL] = "bool",
+};
 
 static int f_clamp_(lua_State *L)
 {
     lunet_tensor_t *t = lb_checktensor(L, 1);
     double lo, hi;
-    clamp_bounds(L, &lo, &hi);
+    lunet_dtype_t rdt = clamp_bounds(L, t, &lo, &hi);
+    if (rdt != t->dtype)
+        return luaL_error(L, "result type %s can't be cast to the desired output type %s",
+                          lunet_dtype_torch_name(rdt), clamp_cpp_type[t->dtype]);
     LB_CHECK(L, lunet_tensor_clamp_(t, lo, hi));
     lua_settop(L, 1);
     return 1;

@@ -747,6 +747,10 @@ static lunet_status_t check_unary_operand(lunet_unary_op_t op, const lunet_tenso
             "Negation, the `-` operator, on a bool tensor is not supported. If you "
             "are trying to invert a mask, use the `~` or `logical_not()` operator "
             "instead.");
+    if (x->dtype == LUNET_DTYPE_BOOL && op == LUNET_UNARY_ABS)
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "\"abs_cpu\" not implemented for 'Bool'");
+    if (x->dtype == LUNET_DTYPE_BOOL && op == LUNET_UNARY_RELU)
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "Boolean inputs not supported for relu");
     return LUNET_OK;
 }
 

@@ -140,6 +140,28 @@ describe("lunet math", function()
       assert.has_error(function() x:clamp() end)
     end)
 
+    -- PyTorch 1.13 promotes an integer tensor with its bounds as Python scalars
+    it("clamp of integer and bool tensors follows PyTorch's type promotion", function()
+      local i = lunet.tensor({ 1, 2, 3 })
+      local f = i:clamp(0.5, 2) -- a float bound: the result is float
+      assert.are.equal(lunet.float32, f.dtype)
+      assert.are.same({ 1, 2, 2 }, f:tolist())
+      assert.are.equal(lunet.float32, i:clamp{ max = 1.5 }.dtype)
+      assert.are.equal(lunet.int64, i:clamp(0, 2).dtype)
+      assert.are.equal(lunet.int64, lunet.tensor({ true }):clamp(0, 1).dtype)
+      assert_error_contains(function() i:clamp_(0.5, 2) end,
+        "result type Float can't be cast to the desired output type long int")
+      assert_error_contains(function() lunet.tensor({ 1 }, { dtype = lunet.uint8 }):clamp_(0.5) end,
+        "result type Float can't be cast to the desired output type unsigned char")
+      assert_error_contains(function() lunet.tensor({ true }):clamp_(0, 1) end,
+        "result type Long can't be cast to the desired output type bool")
+      assert.are.same({ 1, 2, 3 }, i:tolist()) -- untouched by the refused in-place calls
+      assert.are.same({ 1, 2, 2 }, i:clamp_(0, 2):tolist())
+      assert_error_contains(function() lunet.tensor({ true }):abs() end, [["abs_cpu" not implemented for 'Bool']])
+      assert_error_contains(function() lunet.tensor({ true }):abs_() end, [["abs_cpu" not implemented for 'Bool']])
+      assert_error_contains(function() lunet.tensor({ true }):relu() end, "Boolean inputs not supported for relu")
+    end)
+
     it("maximum / minimum and max(a, b)", function()
       local a, b = lunet.tensor({ 1., 5. }), lunet.tensor({ 3., 2. })
       assert.are.same({ 3, 5 }, a:maximum(b):tolist())
