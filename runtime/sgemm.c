@@ -28,7 +28,7 @@
  *    product by the caller (lunet_sgemm_pack) before the blocks run; those tiles are stored
  *    transposed.  The bias and the ReLU are applied to the tile while it is in registers.
  *  - Narrow: the batch is read once, in place: the forward reads a row of x 16 values a
- *    step against b^T (packed on the stack, N * KP <= 16384 floats, else BLAS), two rows
+ *    step against b^T (packed into a scratch tensor, N * KP <= 16384 floats, else BLAS), two rows
  *    of c at a time; the weight gradient reads 16 of a's columns a step and broadcasts
  *    b[k][j] (N accumulators of 16 rows of c).  Its rows are split over the pool in blocks
  *    fixed by the shape.
@@ -387,7 +387,7 @@ typedef struct narrow_job {
     bool ta;
 } narrow_job_t;
 
-/* The forward packs b^T on the caller's stack: at most this many floats (N * KP). */
+/* The forward packs b^T into a scratch tensor: at most this many floats (N * KP), else BLAS. */
 #define NARROW_PACK_MAX 16384
 
 #ifdef NARROW_X86
@@ -675,14 +675,23 @@ bool lunet_sgemm_narrow_at(int level, bool ta, int64_t m, int64_t n, int64_t k, 
     narrow_rows_fn rows = narrow_kernel(ta, level);
     if (!rows)
         return false;
-    _Alignas(64) float bt[NARROW_PACK_MAX];
-    if (!ta) // bt (n, kp) = b^T, zeros past k
+    /* bt (n, kp) = b^T, zeros past k; from the thread's free lists (no malloc in a steady
+       loop, and no 64 KB stack frame on a host's small thread stack) */
+    lunet_tensor_t *scratch = NULL;
+    float *bt = NULL;
+    if (!ta) {
+        int64_t shape[2] = {n, kp};
+        if (lunet_tensor_empty(&scratch, LUNET_DTYPE_FLOAT32, 2, shape) != LUNET_OK)
+            return false; /* the caller's BLAS does it without the scratch */
+        bt = lunet_tensor_data(scratch);
         for (int64_t jj = 0; jj < n; jj++)
             for (int64_t kk = 0; kk < kp; kk++)
                 bt[jj * kp + kk] = kk < k ? b[kk * ldb + jj] : 0.0f;
+    }
     narrow_job_t job = {a, b, bt, c, n, k, lda, ldb, kp, ta};
     narrow_task_t task = {&job, rows};
     lunet_parallel_for(m, narrow_grain(m, n, k), narrow_block, &task);
+    lunet_tensor_release(scratch);
     return true;
 }
 
