@@ -321,12 +321,12 @@ typedef struct lunet_optimizer_kind {
     void (*clear)(void *state); /* releases what a state holds */
 } lunet_optimizer_kind_t;
 typedef struct lunet_optimizer lunet_optimizer_t;
-/* Checks the list (non-empty, distinct floating leaves, PyTorch's messages), then retains it;
-   the states start zeroed. */
 /* The checks every optimizer's update makes (opt names it in the messages): p floating point
    and contiguous, grad of p's dtype and shape. */
 LUNET_MUST_CHECK lunet_status_t lunet_optim_check_param(const char *opt, const lunet_tensor_t *p,
                                                         const lunet_tensor_t *grad);
+/* Checks the list (non-empty, distinct floating leaves, PyTorch's messages), then retains it;
+   the states start zeroed. */
 LUNET_MUST_CHECK lunet_status_t lunet_optimizer_new(lunet_optimizer_t **out,
                                                     const lunet_optimizer_kind_t *kind,
                                                     const void *options, int nparams,
