@@ -287,29 +287,14 @@ static const lunet_optimizer_kind_t ADAM_KIND = {
     .clear = adam_clear,
 };
 
-lunet_status_t lunet_adam_new(lunet_adam_t **out, int nparams, lunet_tensor_t *const *params,
+lunet_status_t lunet_adam_new(lunet_optimizer_t **out, int nparams, lunet_tensor_t *const *params,
                               const lunet_adam_options_t *o)
 {
-    lunet_optimizer_t *opt = NULL;
     lunet_status_t st = lunet_adam_check(o);
-    if (!st && !(st = lunet_optimizer_new(&opt, &ADAM_KIND, o, nparams, params)))
-        *out = (lunet_adam_t *)opt; /* lunet_adam_t is never defined: it names this object */
-    return st;
+    return st ? st : lunet_optimizer_new(out, &ADAM_KIND, o, nparams, params);
 }
 
-lunet_status_t lunet_adam_step(lunet_adam_t *opt)
+const lunet_adam_state_t *lunet_adam_state(const lunet_optimizer_t *opt, int i)
 {
-    return lunet_optimizer_step((lunet_optimizer_t *)opt);
+    return lunet_optimizer_state(opt, &ADAM_KIND, i);
 }
-
-lunet_status_t lunet_adam_zero_grad(lunet_adam_t *opt)
-{
-    return lunet_optimizer_zero_grad((lunet_optimizer_t *)opt);
-}
-
-const lunet_adam_state_t *lunet_adam_state(const lunet_adam_t *opt, int i)
-{
-    return lunet_optimizer_state((const lunet_optimizer_t *)opt, i);
-}
-
-void lunet_adam_free(lunet_adam_t *opt) { lunet_optimizer_free((lunet_optimizer_t *)opt); }

@@ -310,17 +310,19 @@ void lunet_slab_bump(const lunet_tensor_t *t);
 LUNET_MUST_CHECK lunet_status_t lunet_slab_like(lunet_tensor_t **views, lunet_tensor_t *const *like,
                                                 int n);
 
-/* ---- optim.c: the optimizer objects for C hosts (lunet_sgd_t, lunet_adam_t) are one
-   object, lunet_optimizer_t: the retained parameters, one state per parameter, a copy of the
-   options, and a kind that says how to update with a state and how to release one.  The public
-   types are never defined; their pointers name a lunet_optimizer_t. */
+/* ---- optim.c: the optimizer object for C hosts (lunet_optimizer_t, lunet.h) holds the
+   retained parameters, one state per parameter, a copy of the options, and a kind that says
+   how to update with the states and how to release one (SGD_KIND in optim.c, ADAM_KIND in
+   adam.c). */
 typedef struct lunet_optimizer_kind {
     const char *name; /* "sgd", "adam": in messages */
     size_t state_size, options_size;
+    /* one parameter's update, or NULL when update_all steps them all at once */
     lunet_status_t (*update)(lunet_tensor_t *p, void *state, const void *options);
+    lunet_status_t (*update_all)(int n, lunet_tensor_t *const *params, void *states,
+                                 const void *options);
     void (*clear)(void *state); /* releases what a state holds */
 } lunet_optimizer_kind_t;
-typedef struct lunet_optimizer lunet_optimizer_t;
 /* The checks every optimizer's update makes (opt names it in the messages): p floating point
    and contiguous, grad of p's dtype and shape. */
 LUNET_MUST_CHECK lunet_status_t lunet_optim_check_param(const char *opt, const lunet_tensor_t *p,
@@ -331,12 +333,8 @@ LUNET_MUST_CHECK lunet_status_t lunet_optimizer_new(lunet_optimizer_t **out,
                                                     const lunet_optimizer_kind_t *kind,
                                                     const void *options, int nparams,
                                                     lunet_tensor_t *const *params);
-void lunet_optimizer_free(lunet_optimizer_t *opt);
-/* kind->update(p, its state, options) for every parameter that has a gradient, in order. */
-LUNET_MUST_CHECK lunet_status_t lunet_optimizer_step(lunet_optimizer_t *opt);
-/* Zero-fills every existing .grad (PyTorch 1.13's zero_grad default), without autograd. */
-LUNET_MUST_CHECK lunet_status_t lunet_optimizer_zero_grad(lunet_optimizer_t *opt);
-/* The state of parameter i, or NULL when i is out of range. */
-const void *lunet_optimizer_state(const lunet_optimizer_t *opt, int i);
+/* The state of parameter i when opt is of this kind, else NULL (also when i is out of range). */
+const void *lunet_optimizer_state(const lunet_optimizer_t *opt, const lunet_optimizer_kind_t *kind,
+                                  int i);
 
 #endif

@@ -720,17 +720,21 @@ LUNET_MUST_CHECK lunet_status_t lunet_sgd_update(lunet_tensor_t *p, lunet_tensor
                                                  const lunet_sgd_options_t *o);
 
 /*
- * An SGD optimizer over a fixed list of parameters (retained), keeping the momentum
- * buffers between steps: step() updates every parameter that has a gradient, zero_grad()
- * zero-fills the gradients (PyTorch 1.13's default).
+ * An optimizer over a fixed list of parameters (retained), keeping its per-parameter state
+ * between steps, as torch.optim.Optimizer: made by lunet_sgd_new or lunet_adam_new;
+ * lunet_optimizer_step updates every parameter that has a gradient, in order;
+ * lunet_optimizer_zero_grad zero-fills the gradients (PyTorch 1.13's default);
+ * lunet_optimizer_free releases the parameters and the state (NULL is a no-op).
  */
-typedef struct lunet_sgd lunet_sgd_t;
-LUNET_MUST_CHECK lunet_status_t lunet_sgd_new(lunet_sgd_t **out, int nparams,
+typedef struct lunet_optimizer lunet_optimizer_t;
+LUNET_MUST_CHECK lunet_status_t lunet_optimizer_step(lunet_optimizer_t *opt);
+LUNET_MUST_CHECK lunet_status_t lunet_optimizer_zero_grad(lunet_optimizer_t *opt);
+void lunet_optimizer_free(lunet_optimizer_t *opt);
+
+/* SGD: the state is each parameter's momentum buffer. */
+LUNET_MUST_CHECK lunet_status_t lunet_sgd_new(lunet_optimizer_t **out, int nparams,
                                               lunet_tensor_t *const *params,
                                               const lunet_sgd_options_t *o);
-LUNET_MUST_CHECK lunet_status_t lunet_sgd_step(lunet_sgd_t *opt);
-LUNET_MUST_CHECK lunet_status_t lunet_sgd_zero_grad(lunet_sgd_t *opt);
-void lunet_sgd_free(lunet_sgd_t *opt);
 
 /*
  * Parameter slabs (slab.c).  lunet_slab_pack moves each floating leaf parameter of
@@ -790,16 +794,13 @@ LUNET_MUST_CHECK lunet_status_t lunet_adam_update(lunet_tensor_t *p, lunet_tenso
 /* Releases the state's tensors and zeroes it. */
 void lunet_adam_state_clear(lunet_adam_state_t *s);
 
-/* An Adam/AdamW optimizer over a fixed list of parameters (retained), as lunet_sgd_t. */
-typedef struct lunet_adam lunet_adam_t;
-LUNET_MUST_CHECK lunet_status_t lunet_adam_new(lunet_adam_t **out, int nparams,
+/* Adam/AdamW as a lunet_optimizer_t (lunet_optimizer_step, _zero_grad, _free). */
+LUNET_MUST_CHECK lunet_status_t lunet_adam_new(lunet_optimizer_t **out, int nparams,
                                                lunet_tensor_t *const *params,
                                                const lunet_adam_options_t *o);
-LUNET_MUST_CHECK lunet_status_t lunet_adam_step(lunet_adam_t *opt);
-LUNET_MUST_CHECK lunet_status_t lunet_adam_zero_grad(lunet_adam_t *opt);
-/* The state of parameter i (borrowed), or NULL when i is out of range. */
-const lunet_adam_state_t *lunet_adam_state(const lunet_adam_t *opt, int i);
-void lunet_adam_free(lunet_adam_t *opt);
+/* The Adam state of parameter i (borrowed), or NULL when i is out of range or opt was not
+   made by lunet_adam_new. */
+const lunet_adam_state_t *lunet_adam_state(const lunet_optimizer_t *opt, int i);
 
 /* ---- torch.nn.init (init.c): bounds computed as PyTorch's Python does, then g's stream */
 

@@ -332,6 +332,8 @@ lunet_status_t lunet_optimizer_new(lunet_optimizer_t **out, const lunet_optimize
 
 lunet_status_t lunet_optimizer_step(lunet_optimizer_t *opt)
 {
+    if (opt->kind->update_all)
+        return opt->kind->update_all(opt->nparams, opt->params, opt->states, opt->options);
     for (int i = 0; i < opt->nparams; i++) {
         lunet_tensor_t *p = opt->params[i];
         if (!p->grad)
@@ -349,10 +351,12 @@ lunet_status_t lunet_optimizer_zero_grad(lunet_optimizer_t *opt)
     return lunet_slab_zero_grads(opt->nparams, opt->params);
 }
 
-const void *lunet_optimizer_state(const lunet_optimizer_t *opt, int i)
+const void *lunet_optimizer_state(const lunet_optimizer_t *opt, const lunet_optimizer_kind_t *kind,
+                                  int i)
 {
-    return i >= 0 && i < opt->nparams ? (char *)opt->states + (size_t)i * opt->kind->state_size
-                                      : NULL;
+    return opt->kind == kind && i >= 0 && i < opt->nparams
+               ? (char *)opt->states + (size_t)i * opt->kind->state_size
+               : NULL;
 }
 
 /* ---- SGD's object for C hosts: a lunet_optimizer_t whose states are momentum buffers */
@@ -364,33 +368,24 @@ static void sgd_clear(void *buffer)
     *b = NULL;
 }
 
+/* one loop over the whole list, so packed parameters take the slab's single pass */
+static lunet_status_t sgd_update_all(int n, lunet_tensor_t *const *params, void *states,
+                                     const void *options)
+{
+    return lunet_sgd_update_all(n, params, states, options);
+}
+
 static const lunet_optimizer_kind_t SGD_KIND = {
     .name = "sgd",
     .state_size = sizeof(lunet_tensor_t *),
     .options_size = sizeof(lunet_sgd_options_t),
-    .update = NULL, /* lunet_sgd_step runs lunet_sgd_update_all over all the states at once */
+    .update_all = sgd_update_all,
     .clear = sgd_clear,
 };
 
-lunet_status_t lunet_sgd_new(lunet_sgd_t **out, int nparams, lunet_tensor_t *const *params,
+lunet_status_t lunet_sgd_new(lunet_optimizer_t **out, int nparams, lunet_tensor_t *const *params,
                              const lunet_sgd_options_t *o)
 {
-    lunet_optimizer_t *opt = NULL;
     lunet_status_t st = lunet_sgd_check(o);
-    if (!st && !(st = lunet_optimizer_new(&opt, &SGD_KIND, o, nparams, params)))
-        *out = (lunet_sgd_t *)opt; /* lunet_sgd_t is never defined: it names this object */
-    return st;
+    return st ? st : lunet_optimizer_new(out, &SGD_KIND, o, nparams, params);
 }
-
-lunet_status_t lunet_sgd_step(lunet_sgd_t *opt)
-{
-    lunet_optimizer_t *o = (lunet_optimizer_t *)opt;
-    return lunet_sgd_update_all(o->nparams, o->params, o->states, o->options);
-}
-
-lunet_status_t lunet_sgd_zero_grad(lunet_sgd_t *opt)
-{
-    return lunet_optimizer_zero_grad((lunet_optimizer_t *)opt);
-}
-
-void lunet_sgd_free(lunet_sgd_t *opt) { lunet_optimizer_free((lunet_optimizer_t *)opt); }

@@ -89,18 +89,18 @@ static void test_mlp_trains(void **state)
     lunet_tensor_t *params[4];
     for (int i = 0; i < 4; i++)
         params[i] = lunet_mlp_parameter(m, i);
-    lunet_sgd_t *opt;
+    lunet_optimizer_t *opt;
     CHECK_OK(lunet_sgd_new(&opt, 4, params, &o));
     lunet_loss_options_t lo;
     lunet_loss_options_init(&lo);
     double first = 0, last = 0;
     for (int step = 0; step < 200; step++) {
         lunet_tensor_t *logits, *loss;
-        CHECK_OK(lunet_sgd_zero_grad(opt));
+        CHECK_OK(lunet_optimizer_zero_grad(opt));
         CHECK_OK(lunet_mlp_forward(&logits, m, x));
         CHECK_OK(lunet_loss_cross_entropy(&loss, logits, y, &lo));
         CHECK_OK(lunet_tensor_backward(loss, NULL, false));
-        CHECK_OK(lunet_sgd_step(opt));
+        CHECK_OK(lunet_optimizer_step(opt));
         last = lunet_tensor_get(loss, 0);
         if (step == 0)
             first = last;
@@ -123,11 +123,11 @@ static void test_mlp_trains(void **state)
                 "mlp: expected input (N, 6), got [4, 3]");
     lunet_tensor_release(narrow);
     lunet_mlp_free(ms);
-    lunet_sgd_t *bad;
+    lunet_optimizer_t *bad;
     lunet_sgd_options_t neg = {.lr = -1};
     CHECK_FAILS(lunet_sgd_new(&bad, 4, params, &neg), LUNET_STATUS_VALUE,
                 "Invalid learning rate: -1");
-    lunet_sgd_free(opt);
+    lunet_optimizer_free(opt);
     lunet_mlp_free(m);
     lunet_tensor_release(x);
     lunet_tensor_release(y);

@@ -143,14 +143,14 @@ static void test_adam_object(void **state)
                                  make_vec(adam_p0, LUNET_DTYPE_FLOAT32), NULL};
     CHECK_OK(lunet_tensor_requires_grad_(params[0], true));
     CHECK_OK(lunet_tensor_requires_grad_(params[1], true));
-    lunet_adam_t *opt;
+    lunet_optimizer_t *opt;
     CHECK_OK(lunet_adam_new(&opt, 2, params, &o));
     for (int step = 0; step < 5; step++) {
         for (int j = 0; j < 2; j++) {
             lunet_tensor_release(params[j]->grad);
             params[j]->grad = make_vec(adam_grads + step * ADAM_N, LUNET_DTYPE_FLOAT32);
         }
-        CHECK_OK(lunet_adam_step(opt));
+        CHECK_OK(lunet_optimizer_step(opt));
     }
     for (int j = 0; j < 2; j++)
         for (int i = 0; i < ADAM_N; i++)
@@ -160,15 +160,15 @@ static void test_adam_object(void **state)
     assert_true(lunet_adam_state(opt, 1)->step == 5);
     assert_non_null(lunet_adam_state(opt, 1)->max_exp_avg_sq);
     assert_null(lunet_adam_state(opt, 2));
-    CHECK_OK(lunet_adam_zero_grad(opt));
+    CHECK_OK(lunet_optimizer_zero_grad(opt));
     assert_true(lunet_tensor_get(params[0]->grad, 0) == 0);
     /* a parameter without a gradient is skipped */
     lunet_tensor_release(params[1]->grad);
     params[1]->grad = NULL;
-    CHECK_OK(lunet_adam_step(opt));
+    CHECK_OK(lunet_optimizer_step(opt));
     assert_true(lunet_adam_state(opt, 0)->step == 6 && lunet_adam_state(opt, 1)->step == 5);
-    lunet_adam_free(opt);
-    lunet_adam_t *bad;
+    lunet_optimizer_free(opt);
+    lunet_optimizer_t *bad;
     o.beta1 = 1.5;
     CHECK_FAILS(lunet_adam_new(&bad, 2, params, &o), LUNET_STATUS_VALUE,
                 "Invalid beta parameter at index 0: 1.5");

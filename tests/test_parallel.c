@@ -109,7 +109,7 @@ static void train(run_t *r, int threads)
     for (int i = 0; i < NPARAM; i++)
         params[i] = lunet_mlp_parameter(m, i);
     lunet_sgd_options_t o = {.lr = 0.05, .momentum = 0.9};
-    lunet_sgd_t *opt;
+    lunet_optimizer_t *opt;
     CHECK_OK(lunet_sgd_new(&opt, NPARAM, params, &o));
     lunet_loss_options_t ce;
     lunet_loss_options_init(&ce);
@@ -120,7 +120,7 @@ static void train(run_t *r, int threads)
     for (int s = 0; s < STEPS; s++) {
         lunet_tensor_t *logits, *loss;
         CHECK_OK(lunet_tensor_normal_(x, g, 0, 1));
-        CHECK_OK(lunet_sgd_zero_grad(opt));
+        CHECK_OK(lunet_optimizer_zero_grad(opt));
         CHECK_OK(lunet_mlp_forward(&logits, m, x));
         CHECK_OK(lunet_loss_cross_entropy(&loss, logits, y, &ce));
         CHECK_OK(lunet_tensor_backward(loss, NULL, false));
@@ -132,7 +132,7 @@ static void train(run_t *r, int threads)
                 memcpy(r->grad[i], lunet_tensor_data(params[i]->grad),
                        (size_t)params[i]->numel * sizeof(float));
             }
-        CHECK_OK(lunet_sgd_step(opt));
+        CHECK_OK(lunet_optimizer_step(opt));
         lunet_tensor_release(logits);
         lunet_tensor_release(loss);
     }
@@ -143,7 +143,7 @@ static void train(run_t *r, int threads)
     }
     lunet_tensor_release(x);
     lunet_tensor_release(y);
-    lunet_sgd_free(opt);
+    lunet_optimizer_free(opt);
     lunet_mlp_free(m);
 }
 

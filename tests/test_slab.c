@@ -292,16 +292,16 @@ static void test_optimizer_object(void **state)
     train(want, wbuf, false, &CONFIGS[2], KEEP);
     make_params(p);
     CHECK_OK(lunet_slab_pack(NP, p, NULL));
-    lunet_sgd_t *opt;
+    lunet_optimizer_t *opt;
     CHECK_OK(lunet_sgd_new(&opt, NP, p, &CONFIGS[2]));
     for (int step = 0; step < 4; step++) {
-        CHECK_OK(lunet_sgd_zero_grad(opt));
+        CHECK_OK(lunet_optimizer_zero_grad(opt));
         backward(p, step);
-        CHECK_OK(lunet_sgd_step(opt));
+        CHECK_OK(lunet_optimizer_step(opt));
     }
     for (int i = 0; i < NP; i++)
-        expect_same(p[i], want[i], "parameter", i, "lunet_sgd_t, nesterov");
-    lunet_sgd_free(opt);
+        expect_same(p[i], want[i], "parameter", i, "lunet_optimizer_t, nesterov");
+    lunet_optimizer_free(opt);
     release_all(p, NP);
     release_all(want, NP);
     release_all(wbuf, NP);

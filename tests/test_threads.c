@@ -3,7 +3,7 @@
  * threads are fine, and the default generator may be shared.
  *
  * Several host threads each build and train their own small MLP (lunet_mlp_new, cross
- * entropy, backward, lunet_sgd_step) on data drawn from their own seeded generator; every
+ * entropy, backward, lunet_optimizer_step) on data drawn from their own seeded generator; every
  * thread's final parameters and losses must equal, bit for bit, those of the same job run
  * alone on the main thread first.  The threads allocate and free tensors, storage and
  * autograd nodes all the time, so a shared unlocked free list shows up as a crash or a
@@ -39,7 +39,7 @@ static lunet_status_t train(job_t *j)
     lunet_generator_t g;
     lunet_generator_seed(&g, j->seed);
     lunet_mlp_t *m = NULL;
-    lunet_sgd_t *opt = NULL;
+    lunet_optimizer_t *opt = NULL;
     lunet_tensor_t *x = NULL, *y = NULL, *logits = NULL, *loss = NULL;
     lunet_loss_options_t ce;
     lunet_loss_options_init(&ce);
@@ -62,7 +62,7 @@ static lunet_status_t train(job_t *j)
         if (st == LUNET_OK)
             st = lunet_tensor_random_int_(y, &g, 0, NCLASS);
         if (st == LUNET_OK)
-            st = lunet_sgd_zero_grad(opt);
+            st = lunet_optimizer_zero_grad(opt);
         if (st == LUNET_OK)
             st = lunet_mlp_forward(&logits, m, x);
         if (st == LUNET_OK)
@@ -70,7 +70,7 @@ static lunet_status_t train(job_t *j)
         if (st == LUNET_OK)
             st = lunet_tensor_backward(loss, NULL, false);
         if (st == LUNET_OK)
-            st = lunet_sgd_step(opt);
+            st = lunet_optimizer_step(opt);
         if (st == LUNET_OK)
             j->losses[step] = lunet_tensor_get(loss, 0);
         lunet_tensor_release(logits);
@@ -83,7 +83,7 @@ static lunet_status_t train(job_t *j)
             j->params[j->nparams++] = lunet_tensor_get(params[i], k);
     lunet_tensor_release(x);
     lunet_tensor_release(y);
-    lunet_sgd_free(opt);
+    lunet_optimizer_free(opt);
     lunet_mlp_free(m);
     return st;
 }

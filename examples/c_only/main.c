@@ -2,7 +2,7 @@
  * c_only - trains an MLP (784 -> 128 -> ReLU -> 10) on Fashion-MNIST with the C API of
  * lunet.h alone: no Lua.  IDX files -> ToTensor + Normalize batches (lunet_data_image_batch)
  * -> an MLP (lunet_mlp_new: fused Linear+ReLU, then Linear) -> cross-entropy -> backward ->
- * SGD with momentum (lunet_sgd_new / lunet_sgd_step).  A small slice keeps it quick: the first 6000 training
+ * SGD with momentum (lunet_sgd_new / lunet_optimizer_step).  A small slice keeps it quick: the first 6000 training
  * images for 2 epochs, tested on the first 1000 test images.
  *
  * usage: c_only [dir]   (dir holds the IDX files, plain or .gz; default
@@ -115,7 +115,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < 4; i++)
         params[i] = lunet_mlp_parameter(model, i);
     lunet_sgd_options_t sgd = {.lr = 0.05, .momentum = 0.9};
-    lunet_sgd_t *opt;
+    lunet_optimizer_t *opt;
     if (lunet_sgd_new(&opt, 4, params, &sgd)) {
         lunet_mlp_free(model);
         return fail("SGD options");
@@ -142,7 +142,7 @@ int main(int argc, char **argv)
             lunet_status_t st = lunet_data_image_batch(xb, yb, train_x, train_y, order + start,
                                                        BATCH, 255.0, 1, &MEAN, &STD);
             if (st == LUNET_OK)
-                st = lunet_sgd_zero_grad(opt);
+                st = lunet_optimizer_zero_grad(opt);
             if (st == LUNET_OK)
                 st = lunet_mlp_forward(&logits, model, xb);
             if (st == LUNET_OK)
@@ -150,7 +150,7 @@ int main(int argc, char **argv)
             if (st == LUNET_OK)
                 st = lunet_tensor_backward(loss, NULL, false);
             if (st == LUNET_OK)
-                st = lunet_sgd_step(opt);
+                st = lunet_optimizer_step(opt);
             if (st == LUNET_OK) {
                 total += lunet_tensor_get(loss, 0);
                 nbatch++;
@@ -159,7 +159,7 @@ int main(int argc, char **argv)
             lunet_tensor_release(loss);
             if (st != LUNET_OK) {
                 lunet_tensor_release(perm);
-                lunet_sgd_free(opt);
+                lunet_optimizer_free(opt);
                 lunet_mlp_free(model);
                 return fail("training step");
             }
@@ -167,7 +167,7 @@ int main(int argc, char **argv)
         lunet_tensor_release(perm);
         printf("epoch %d: mean loss %.4f over %d batches\n", epoch, total / nbatch, nbatch);
     }
-    lunet_sgd_free(opt);
+    lunet_optimizer_free(opt);
 
     /* Test accuracy without recording autograd. */
     bool was = lunet_set_grad_enabled(false);
