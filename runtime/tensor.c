@@ -557,8 +557,23 @@ static void fill_block(void *ctx, int64_t b, int64_t e)
         memset(p, 0, n * j->es);
         return;
     }
-    for (size_t i = 0; i < n; i++)
-        memcpy(p + i * j->es, j->value, j->es);
+    /* typed stores the compiler vectorises (a memcpy of es bytes per element does not) */
+    if (j->es == 8) {
+        uint64_t v, *q = (uint64_t *)(void *)p;
+        memcpy(&v, j->value, 8);
+        for (size_t i = 0; i < n; i++)
+            q[i] = v;
+    } else if (j->es == 4) {
+        uint32_t v, *q = (uint32_t *)(void *)p;
+        memcpy(&v, j->value, 4);
+        for (size_t i = 0; i < n; i++)
+            q[i] = v;
+    } else if (j->es == 1) {
+        memset(p, j->value[0], n);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            memcpy(p + i * j->es, j->value, j->es);
+    }
 }
 
 static lunet_status_t fill_with(lunet_tensor_t *dst, lunet_tensor_t *v)
