@@ -105,6 +105,20 @@ static void sgd_block(void *ctx, int64_t b, int64_t e)
                 j->first, e - b, j->o);
 }
 
+lunet_status_t lunet_optim_contiguous_copy(lunet_tensor_t **out, lunet_tensor_t *p)
+{
+    bool was = lunet_set_grad_enabled(false);
+    lunet_status_t st = lunet_tensor_clone(out, p);
+    lunet_set_grad_enabled(was);
+    return st;
+}
+
+void lunet_optim_write_back(lunet_tensor_t *p, lunet_tensor_t *pc)
+{
+    lunet_copy_cast(p, pc);
+    lunet_tensor_bump_version(p);
+}
+
 lunet_status_t lunet_optim_check_param(const char *opt, const lunet_tensor_t *p,
                                        const lunet_tensor_t *grad)
 {
@@ -128,6 +142,16 @@ lunet_status_t lunet_optim_check_param(const char *opt, const lunet_tensor_t *p,
 lunet_status_t lunet_sgd_update(lunet_tensor_t *p, lunet_tensor_t *grad,
                                 lunet_tensor_t **momentum_buffer, const lunet_sgd_options_t *o)
 {
+    if (lunet_dtype_is_floating(p->dtype) && !lunet_tensor_is_contiguous(p)) {
+        /* a parameter rebound to strided memory (t.data = w:t()): the element-wise step on a
+           contiguous copy, written back (the same bits) */
+        lunet_tensor_t *pc = NULL;
+        lunet_status_t st = lunet_optim_contiguous_copy(&pc, p);
+        if (!st && !(st = lunet_sgd_update(pc, grad, momentum_buffer, o)))
+            lunet_optim_write_back(p, pc);
+        lunet_tensor_release(pc);
+        return st;
+    }
     lunet_status_t st = lunet_optim_check_param("sgd", p, grad);
     if (st)
         return st;

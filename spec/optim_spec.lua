@@ -259,3 +259,31 @@ describe("optim.lr_scheduler", function()
     assert_close(p, {0.9, -0.9}, 1e-6)
   end)
 end)
+
+-- t.data = w:t() makes a strided parameter: PyTorch steps it; Lunet steps a contiguous copy
+-- and writes it back, so the bits are those of the same values laid out contiguously.
+describe("optimizers over a strided parameter (t.data = w:t())", function()
+  it("step it as they step the contiguous one, bit for bit", function()
+    for _, make in ipairs{
+      function(ps) return lunet.optim.SGD(ps, {lr = 0.1, momentum = 0.9, weight_decay = 0.01}) end,
+      function(ps) return lunet.optim.Adam(ps, {lr = 0.01, amsgrad = true}) end,
+    } do
+      lunet.manual_seed(7)
+      local w, x = lunet.randn(4, 3), lunet.randn(5, 3)
+      local a, b = lunet.nn.Linear(3, 4), lunet.nn.Linear(3, 4)
+      b:load_state_dict(a:state_dict())
+      a.weight.data = w:t():contiguous():t()   -- strided: (4, 3) with strides (1, 4)
+      b.weight.data = w:clone()
+      assert.is_false(a.weight:is_contiguous())
+      local oa, ob = make(a:parameters()), make(b:parameters())
+      for _ = 1, 3 do
+        oa:zero_grad(); ob:zero_grad()
+        a(x):pow(2):sum():backward(); b(x):pow(2):sum():backward()
+        oa:step(); ob:step()
+      end
+      assert.is_false(a.weight:is_contiguous())
+      assert.is_true(lunet.equal(a.weight, b.weight), tostring(a.weight - b.weight))
+      assert.is_true(lunet.equal(a.bias, b.bias))
+    end
+  end)
+end)
