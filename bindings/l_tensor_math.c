@@ -9,7 +9,6 @@
 #include "l_tensor.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <string.h>
 
 /* ================================================================ operands =========== */
@@ -693,6 +692,15 @@ static const luaL_Reg metamethods[] = {
     {NULL, NULL},
 };
 
+/* The in-place methods' names, written out so that a search for "sigmoid_" finds them. */
+static const char *const unary_inplace_name[] = {
+    [LUNET_UNARY_NEG] = "neg_",   [LUNET_UNARY_EXP] = "exp_",   [LUNET_UNARY_LOG] = "log_",
+    [LUNET_UNARY_SQRT] = "sqrt_", [LUNET_UNARY_ABS] = "abs_",   [LUNET_UNARY_SIGMOID] = "sigmoid_",
+    [LUNET_UNARY_TANH] = "tanh_", [LUNET_UNARY_RELU] = "relu_",
+};
+_Static_assert(sizeof unary_inplace_name / sizeof unary_inplace_name[0] == LUNET_UNARY_COUNT,
+               "one in-place method name per unary op");
+
 void lbt_open_math(lua_State *L, int module_idx, int methods_idx)
 {
     for (const luaL_Reg *r = both; r->name; r++) {
@@ -724,8 +732,7 @@ void lbt_open_math(lua_State *L, int module_idx, int methods_idx)
     /* every unary op of the runtime under its name: lunet.name(t), t:name() and t:name_() */
     for (int op = 0; op < LUNET_UNARY_COUNT; op++) {
         const char *name = lunet_unary_op_name((lunet_unary_op_t)op);
-        char inplace[32];
-        snprintf(inplace, sizeof inplace, "%s_", name);
+        const char *inplace = unary_inplace_name[op];
         lua_pushstring(L, name);
         lua_pushinteger(L, op);
         lua_pushcclosure(L, l_unary, 2);
