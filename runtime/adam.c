@@ -226,18 +226,10 @@ static lunet_status_t state_tensor(lunet_tensor_t **fresh, lunet_tensor_t *have,
     return st;
 }
 
-lunet_status_t lunet_adam_update(lunet_tensor_t *p, lunet_tensor_t *grad, lunet_adam_state_t *s,
-                                 const lunet_adam_options_t *o)
+/* One step of a contiguous p (lunet_adam_update below gives it one). */
+static lunet_status_t adam_update(lunet_tensor_t *p, lunet_tensor_t *grad, lunet_adam_state_t *s,
+                                  const lunet_adam_options_t *o)
 {
-    if (lunet_dtype_is_floating(p->dtype) && !lunet_tensor_is_contiguous(p)) {
-        /* a parameter rebound to strided memory (t.data = w:t()): optim.c's rule */
-        lunet_tensor_t *pc = NULL;
-        lunet_status_t st = lunet_optim_contiguous_copy(&pc, p);
-        if (!st && !(st = lunet_adam_update(pc, grad, s, o)))
-            lunet_optim_write_back(p, pc);
-        lunet_tensor_release(pc);
-        return st;
-    }
     lunet_status_t st = lunet_optim_check_param("adam", p, grad);
     if (st)
         return st;
@@ -271,6 +263,16 @@ lunet_status_t lunet_adam_update(lunet_tensor_t *p, lunet_tensor_t *grad, lunet_
 done:
     LUNET_RELEASE(g, m, v, vmax);
     return st;
+}
+
+lunet_status_t lunet_adam_update(lunet_tensor_t *p, lunet_tensor_t *grad, lunet_adam_state_t *s,
+                                 const lunet_adam_options_t *o)
+{
+    lunet_tensor_t *w;
+    lunet_status_t st = lunet_optim_param_begin(&w, p);
+    if (!st)
+        st = adam_update(w, grad, s, o);
+    return lunet_optim_param_end(p, w, st);
 }
 
 void lunet_adam_state_clear(lunet_adam_state_t *s)

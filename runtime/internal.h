@@ -327,11 +327,13 @@ typedef struct lunet_optimizer_kind {
    and contiguous, grad of p's dtype and shape. */
 LUNET_MUST_CHECK lunet_status_t lunet_optim_check_param(const char *opt, const lunet_tensor_t *p,
                                                         const lunet_tensor_t *grad);
-/* A strided parameter's step (t.data = w:t()) runs on a contiguous copy of it, without
-   recording autograd, then writes it back and marks p modified. */
-LUNET_MUST_CHECK lunet_status_t lunet_optim_contiguous_copy(lunet_tensor_t **out,
-                                                            lunet_tensor_t *p);
-void lunet_optim_write_back(lunet_tensor_t *p, lunet_tensor_t *pc);
+/* The tensor a step writes (*w): p itself, or a contiguous copy of a floating p rebound to
+   strided memory (t.data = w:t()), made without recording autograd.  lunet_optim_param_end
+   then writes a copy back when st is LUNET_OK (the same bits), marks p modified, releases
+   the copy, and returns st. */
+LUNET_MUST_CHECK lunet_status_t lunet_optim_param_begin(lunet_tensor_t **w, lunet_tensor_t *p);
+LUNET_MUST_CHECK lunet_status_t lunet_optim_param_end(lunet_tensor_t *p, lunet_tensor_t *w,
+                                                      lunet_status_t st);
 /* Checks the list (non-empty, distinct floating leaves, PyTorch's messages), then retains it;
    the states start zeroed. */
 LUNET_MUST_CHECK lunet_status_t lunet_optimizer_new(lunet_optimizer_t **out,

@@ -105,18 +105,27 @@ static void sgd_block(void *ctx, int64_t b, int64_t e)
                 j->first, e - b, j->o);
 }
 
-lunet_status_t lunet_optim_contiguous_copy(lunet_tensor_t **out, lunet_tensor_t *p)
+lunet_status_t lunet_optim_param_begin(lunet_tensor_t **w, lunet_tensor_t *p)
 {
+    *w = p;
+    if (!lunet_dtype_is_floating(p->dtype) || lunet_tensor_is_contiguous(p))
+        return LUNET_OK; /* the update's own checks speak for a non-float p */
     bool was = lunet_set_grad_enabled(false);
-    lunet_status_t st = lunet_tensor_clone(out, p);
+    lunet_status_t st = lunet_tensor_clone(w, p);
     lunet_set_grad_enabled(was);
     return st;
 }
 
-void lunet_optim_write_back(lunet_tensor_t *p, lunet_tensor_t *pc)
+lunet_status_t lunet_optim_param_end(lunet_tensor_t *p, lunet_tensor_t *w, lunet_status_t st)
 {
-    lunet_copy_cast(p, pc);
-    lunet_tensor_bump_version(p);
+    if (w == p)
+        return st;
+    if (!st) {
+        lunet_copy_cast(p, w); /* the same bits the step wrote */
+        lunet_tensor_bump_version(p);
+    }
+    lunet_tensor_release(w);
+    return st;
 }
 
 lunet_status_t lunet_optim_check_param(const char *opt, const lunet_tensor_t *p,
@@ -139,19 +148,10 @@ lunet_status_t lunet_optim_check_param(const char *opt, const lunet_tensor_t *p,
     return LUNET_OK;
 }
 
-lunet_status_t lunet_sgd_update(lunet_tensor_t *p, lunet_tensor_t *grad,
-                                lunet_tensor_t **momentum_buffer, const lunet_sgd_options_t *o)
+/* One step of a contiguous p (lunet_sgd_update below gives it one). */
+static lunet_status_t sgd_update(lunet_tensor_t *p, lunet_tensor_t *grad,
+                                 lunet_tensor_t **momentum_buffer, const lunet_sgd_options_t *o)
 {
-    if (lunet_dtype_is_floating(p->dtype) && !lunet_tensor_is_contiguous(p)) {
-        /* a parameter rebound to strided memory (t.data = w:t()): the element-wise step on a
-           contiguous copy, written back (the same bits) */
-        lunet_tensor_t *pc = NULL;
-        lunet_status_t st = lunet_optim_contiguous_copy(&pc, p);
-        if (!st && !(st = lunet_sgd_update(pc, grad, momentum_buffer, o)))
-            lunet_optim_write_back(p, pc);
-        lunet_tensor_release(pc);
-        return st;
-    }
     lunet_status_t st = lunet_optim_check_param("sgd", p, grad);
     if (st)
         return st;
@@ -191,6 +191,16 @@ lunet_status_t lunet_sgd_update(lunet_tensor_t *p, lunet_tensor_t *grad,
     }
     lunet_tensor_release(g);
     return LUNET_OK;
+}
+
+lunet_status_t lunet_sgd_update(lunet_tensor_t *p, lunet_tensor_t *grad,
+                                lunet_tensor_t **momentum_buffer, const lunet_sgd_options_t *o)
+{
+    lunet_tensor_t *w;
+    lunet_status_t st = lunet_optim_param_begin(&w, p);
+    if (!st)
+        st = sgd_update(w, grad, momentum_buffer, o);
+    return lunet_optim_param_end(p, w, st);
 }
 
 /* ---- the whole list at once: one loop per run of neighbours in a slab (slab.c) */
