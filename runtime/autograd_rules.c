@@ -367,6 +367,11 @@ RULE(slice_backward)
 RULE(index_select_backward)
 {
     const lunet_edge_t *e = &n->in[0];
+    if (e->ndim == 0) { /* a 0-d x: its one element was selected */
+        lunet_tensor_retain(g);
+        grads[0] = g;
+        return LUNET_OK;
+    }
     int dim = (int)n->args.i[0];
     lunet_tensor_t *gt = NULL, *r = NULL;
     int64_t tshape[LUNET_MAX_DIMS];

@@ -8,22 +8,6 @@
 
 #include <string.h>
 
-/*
- * The checks gather and index_select share: dim wrapped into x's dims (*d), the size of x
- * along it (*size; 1 for a 0-d x), and an int64 index.
- */
-static lunet_status_t check_dim_index(int *d, int64_t *size, int64_t dim, const lunet_tensor_t *x,
-                                      const lunet_tensor_t *index, const char *op)
-{
-    lunet_status_t st = lunet_dim_wrap(d, dim, x->ndim);
-    if (st)
-        return st;
-    if (index->dtype != LUNET_DTYPE_INT64)
-        return lunet_error_set(LUNET_STATUS_RUNTIME, "%s(): Expected dtype int64 for index", op);
-    *size = x->ndim > 0 ? x->shape[*d] : 1;
-    return LUNET_OK;
-}
-
 /* Fails with PyTorch's message (status st, after prefix) at the first entry of index outside
    [0, size), size being dim d's. */
 static lunet_status_t check_in_range(const lunet_tensor_t *index, int64_t size, int d,
@@ -39,16 +23,11 @@ static lunet_status_t check_in_range(const lunet_tensor_t *index, int64_t size, 
     return LUNET_OK;
 }
 
-/* ---- gather (docs/pytorch-parity.md §11.3) */
-
-lunet_status_t lunet_tensor_gather(lunet_tensor_t **out, lunet_tensor_t *x, int64_t dim,
-                                   lunet_tensor_t *index)
+/* gather's shape rule: index of x's rank, no larger than x off dim d; the result is index's
+   shape. */
+static lunet_status_t gather_shape(int *nd, int64_t *shape, const lunet_tensor_t *x, int d,
+                                   const lunet_tensor_t *index)
 {
-    int d;
-    int64_t size = 0;
-    lunet_status_t st = check_dim_index(&d, &size, dim, x, index, "gather");
-    if (st)
-        return st;
     int xnd = x->ndim > 0 ? x->ndim : 1, ind = index->ndim > 0 ? index->ndim : 1;
     if (xnd != ind)
         return lunet_error_set(
@@ -64,15 +43,67 @@ lunet_status_t lunet_tensor_gather(lunet_tensor_t **out, lunet_tensor_t *x, int6
                                    lunet_shape_str(b2, sizeof b2, x->ndim, x->shape), d);
         }
     }
-    /* the result first, as PyTorch does: an impossible size (a huge expanded index) fails
-       at once instead of after a scan of every index */
+    *nd = index->ndim;
+    memcpy(shape, index->shape, sizeof(int64_t) * (size_t)index->ndim);
+    return LUNET_OK;
+}
+
+/* index_select's shape rule: a vector index; the result is x's shape with index's length
+   along dim d. */
+static lunet_status_t index_select_shape(int *nd, int64_t *shape, const lunet_tensor_t *x, int d,
+                                         const lunet_tensor_t *index)
+{
+    if (index->ndim > 1)
+        return lunet_error_set(LUNET_STATUS_INDEX,
+                               "index_select(): Index is supposed to be a vector");
+    *nd = x->ndim;
+    memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
+    if (x->ndim > 0)
+        shape[d] = index->numel;
+    return LUNET_OK;
+}
+
+/*
+ * What gather and index_select check before they read an index, in PyTorch's order: dim
+ * (wrapped into *d), an int64 index, the op's shape rule, a result that can be allocated
+ * (PyTorch allocates it first, so an impossible size from a huge expanded index fails at
+ * once instead of after a scan of every index; the trial block goes back to the thread's
+ * cache, where the op's result finds it), then every index within x's size along dim.
+ */
+static lunet_status_t check_index_op(int *d, const lunet_tensor_t *x, int64_t dim,
+                                     const lunet_tensor_t *index, lunet_op_t op)
+{
+    bool gather = op == LUNET_OP_GATHER;
+    const char *name = gather ? "gather" : "index_select";
+    lunet_status_t st = lunet_dim_wrap(d, dim, x->ndim);
+    if (st)
+        return st;
+    if (index->dtype != LUNET_DTYPE_INT64)
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "%s(): Expected dtype int64 for index", name);
+    int nd = 0;
+    int64_t shape[LUNET_MAX_DIMS];
+    st = gather ? gather_shape(&nd, shape, x, *d, index)
+                : index_select_shape(&nd, shape, x, *d, index);
+    lunet_tensor_t *trial;
+    if (st || (st = lunet_tensor_empty(&trial, x->dtype, nd, shape)))
+        return st;
+    lunet_tensor_release(trial);
+    int64_t size = x->ndim > 0 ? x->shape[*d] : 1;
+    return gather ? check_in_range(index, size, *d, LUNET_STATUS_RUNTIME, "")
+                  : check_in_range(index, size, *d, LUNET_STATUS_INDEX,
+                                   "index out of range in self: ");
+}
+
+/* ---- gather (docs/pytorch-parity.md §11.3) */
+
+// r (index shape) = x (any) read along dim d at index, elsewhere at r's own coordinates
+static lunet_status_t gather(lunet_tensor_t **out, const lunet_tensor_t *x, int d,
+                             const lunet_tensor_t *index)
+{
     lunet_tensor_t *r;
-    if ((st = lunet_tensor_empty(&r, x->dtype, index->ndim, index->shape)))
+    lunet_status_t st = lunet_tensor_empty(&r, x->dtype, index->ndim, index->shape);
+    if (st)
         return st;
-    if ((st = check_in_range(index, size, d, LUNET_STATUS_RUNTIME, ""))) {
-        lunet_tensor_release(r);
-        return st;
-    }
     size_t es = lunet_dtype_size(x->dtype);
     const char *px = lunet_tensor_data(x);
     char *pr = lunet_tensor_data(r);
@@ -91,8 +122,8 @@ lunet_status_t lunet_tensor_gather(lunet_tensor_t **out, lunet_tensor_t *x, int6
             coord[k] = 0;
         }
     }
-    lunet_op_args_t args = {.i = {d}};
-    return lunet_autograd_finish(out, r, LUNET_OP_GATHER, 1, &x, &index, &args);
+    *out = r;
+    return LUNET_OK;
 }
 
 /* The start of a scatter-add backward: *r zero-filled in x's shape, and g contiguous (*gc). */
@@ -140,52 +171,55 @@ lunet_status_t lunet_gather_backward(lunet_tensor_t **dx, lunet_tensor_t *g, int
 
 /* ---- index_select */
 
-lunet_status_t lunet_tensor_index_select(lunet_tensor_t **out, lunet_tensor_t *x, int64_t dim,
-                                         lunet_tensor_t *index)
+// r = x (any) with dim d's entries index (a vector) in that order; called without grad
+static lunet_status_t index_select(lunet_tensor_t **out, lunet_tensor_t *x, int d,
+                                   lunet_tensor_t *index)
 {
-    int d;
-    int64_t size = 0;
-    lunet_status_t st = check_dim_index(&d, &size, dim, x, index, "index_select");
-    if (st)
-        return st;
-    if (index->ndim > 1)
-        return lunet_error_set(LUNET_STATUS_INDEX,
-                               "index_select(): Index is supposed to be a vector");
-    /* The result's size before the indices, as PyTorch allocates it first: an impossible
-       size (a huge expanded index) fails at once instead of after a scan of every index.
-       The trial block goes back to the thread's cache, where the result below finds it. */
-    int64_t oshape[LUNET_MAX_DIMS];
-    memcpy(oshape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
-    if (x->ndim > 0)
-        oshape[d] = index->numel;
-    lunet_tensor_t *trial;
-    if ((st = lunet_tensor_empty(&trial, x->dtype, x->ndim, oshape)))
-        return st;
-    lunet_tensor_release(trial);
-    if ((st = check_in_range(index, size, d, LUNET_STATUS_INDEX, "index out of range in self: ")))
-        return st;
+    if (x->ndim == 0)
+        return lunet_tensor_clone(out, x); /* the index is [0] or 0 (checked) */
     /* x[..., idx[k], ...] = one leading-dim selection per k, done as flat advanced indexing */
     lunet_tensor_t *xt = NULL, *r = NULL, *rt = NULL;
-    bool was = lunet_set_grad_enabled(false);
-    if (x->ndim == 0) {
-        lunet_set_grad_enabled(was);
-        return lunet_tensor_clone(out, x);
-    }
-    st = lunet_tensor_transpose(&xt, x, 0, d);
+    lunet_status_t st = lunet_tensor_transpose(&xt, x, 0, d);
     lunet_tensor_t *idx[1] = {index};
     if (!st)
         st = lunet_tensor_index(&r, xt, 1, idx);
     if (!st)
         st = lunet_tensor_transpose(&rt, r, 0, d);
-    lunet_tensor_t *res = NULL;
     if (!st)
-        st = lunet_tensor_contiguous(&res, rt);
-    lunet_set_grad_enabled(was);
+        st = lunet_tensor_contiguous(out, rt);
     LUNET_RELEASE(xt, r, rt);
+    return st;
+}
+
+/* ---- both: the checks, the op's kernel, the autograd record */
+
+static lunet_status_t index_op(lunet_tensor_t **out, lunet_tensor_t *x, int64_t dim,
+                               lunet_tensor_t *index, lunet_op_t op)
+{
+    int d;
+    lunet_tensor_t *r = NULL;
+    lunet_status_t st = check_index_op(&d, x, dim, index, op);
+    if (st)
+        return st;
+    bool was = lunet_set_grad_enabled(false);
+    st = op == LUNET_OP_GATHER ? gather(&r, x, d, index) : index_select(&r, x, d, index);
+    lunet_set_grad_enabled(was);
     if (st)
         return st;
     lunet_op_args_t args = {.i = {d}};
-    return lunet_autograd_finish(out, res, LUNET_OP_INDEX_SELECT, 1, &x, &index, &args);
+    return lunet_autograd_finish(out, r, op, 1, &x, &index, &args);
+}
+
+lunet_status_t lunet_tensor_gather(lunet_tensor_t **out, lunet_tensor_t *x, int64_t dim,
+                                   lunet_tensor_t *index)
+{
+    return index_op(out, x, dim, index, LUNET_OP_GATHER);
+}
+
+lunet_status_t lunet_tensor_index_select(lunet_tensor_t **out, lunet_tensor_t *x, int64_t dim,
+                                         lunet_tensor_t *index)
+{
+    return index_op(out, x, dim, index, LUNET_OP_INDEX_SELECT);
 }
 
 /* ---- advanced indexing (docs/pytorch-parity.md §11.4) */

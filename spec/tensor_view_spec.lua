@@ -198,5 +198,22 @@ describe("lunet views and indexing", function()
       assert_close(y_hat:index_select(1, lunet.tensor({ 2, 0 })), { 0.6, 0.1, 0.5, 0.3 })
       assert_close(y_hat:index_select(0, { 1 }), { 0.3, 0.2, 0.5 })
     end)
+
+    -- PyTorch 1.13: x = torch.tensor(2., requires_grad=True); x.index_select(0, torch.tensor([0]))
+    -- is tensor(2., grad_fn=<IndexSelectBackward0>) and backward() leaves x.grad = tensor(1.)
+    it("a 0-d tensor: index_select and gather record their own node", function()
+      for _, c in ipairs({
+        { "index_select", lunet.tensor({ 0 }), "IndexSelectBackward0" },
+        { "index_select", lunet.tensor(0, { dtype = "int64" }), "IndexSelectBackward0" },
+        { "gather", lunet.tensor(0, { dtype = "int64" }), "GatherBackward0" },
+      }) do
+        local x = lunet.tensor(2.0, { requires_grad = true })
+        local y = x[c[1]](x, 0, c[2])
+        assert.are.equal(0, y:dim(), c[1])
+        assert.are.equal("<" .. c[3] .. ">", tostring(y.grad_fn), c[1])
+        y:backward()
+        assert.are.equal(1.0, x.grad:item(), c[1] .. "'s gradient")
+      end
+    end)
   end)
 end)
