@@ -268,7 +268,8 @@ lunet_status_t lunet_tensor_unsqueeze(lunet_tensor_t **out, lunet_tensor_t *t, i
     return view_recorded(out, t, t->ndim + 1, shape, strides, t->offset, LUNET_OP_VIEW, &args);
 }
 
-lunet_status_t lunet_tensor_flatten(lunet_tensor_t **out, lunet_tensor_t *t, int64_t start,
+/* flatten's shape (nd, shape): dims start..end of t (wrapped) made one; a 0-d t gives (1,). */
+static lunet_status_t flatten_shape(int *nd, int64_t *shape, const lunet_tensor_t *t, int64_t start,
                                     int64_t end)
 {
     int s, e;
@@ -278,21 +279,25 @@ lunet_status_t lunet_tensor_flatten(lunet_tensor_t **out, lunet_tensor_t *t, int
     if (s > e)
         return lunet_error_set(LUNET_STATUS_RUNTIME,
                                "flatten() has invalid args: start_dim cannot come after end_dim");
-    if (t->ndim == 0) {
-        int64_t one = 1;
-        return lunet_tensor_reshape(out, t, 1, &one);
-    }
+    int k = 0;
+    for (int i = 0; i < s; i++)
+        shape[k++] = t->shape[i];
+    shape[k++] = 1;
+    for (int i = s; i <= e && i < t->ndim; i++)
+        shape[k - 1] *= t->shape[i]; /* no overflow: a factor of t's numel */
+    for (int i = e + 1; i < t->ndim; i++)
+        shape[k++] = t->shape[i];
+    *nd = k;
+    return LUNET_OK;
+}
+
+lunet_status_t lunet_tensor_flatten(lunet_tensor_t **out, lunet_tensor_t *t, int64_t start,
+                                    int64_t end)
+{
     int64_t shape[LUNET_MAX_DIMS];
     int nd = 0;
-    for (int i = 0; i < s; i++)
-        shape[nd++] = t->shape[i];
-    int64_t n = 1;
-    for (int i = s; i <= e; i++)
-        n *= t->shape[i];
-    shape[nd++] = n;
-    for (int i = e + 1; i < t->ndim; i++)
-        shape[nd++] = t->shape[i];
-    return lunet_tensor_reshape(out, t, nd, shape);
+    lunet_status_t st = flatten_shape(&nd, shape, t, start, end);
+    return st ? st : lunet_tensor_reshape(out, t, nd, shape);
 }
 
 lunet_status_t lunet_tensor_narrow(lunet_tensor_t **out, lunet_tensor_t *t, int64_t dim,
