@@ -391,62 +391,60 @@ typedef struct narrow_job {
 #define NARROW_PACK_MAX 16384
 
 #ifdef NARROW_X86
-/* c rows [i0, i1) = (a^T) rows @ b, a stored (K, M): 16 rows of c a step, one accumulator
-   per column of c (N of them, N a constant here so that they stay in registers). */
+/* c rows [i, i + rows) = (a^T) rows @ b, a stored (K, M), rows <= 16 nv: nv vectors of 16
+   rows, one accumulator per column of c and vector (N of them, N and nv constants here so
+   that they stay in registers), loads masked to the rows. */
+__attribute__((target("avx512f,fma"), always_inline)) static inline void tn_step_avx512(
+    const narrow_job_t *j, int64_t i, int64_t rows, const int n, const int nv)
+{
+    __mmask16 mask[2];
+    for (int v = 0; v < nv; v++) {
+        int64_t left = rows - 16 * v;
+        mask[v] = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+    }
+    const int64_t K = j->k, lda = j->lda, ldb = j->ldb;
+    __m512 acc[2][16];
+#pragma GCC unroll 16
+    for (int c = 0; c < n; c++)
+#pragma GCC unroll 2
+        for (int v = 0; v < nv; v++)
+            acc[v][c] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; k++) {
+        const float *ak = j->a + k * lda + i, *bk = j->b + k * ldb;
+        __m512 av[2];
+#pragma GCC unroll 2
+        for (int v = 0; v < nv; v++)
+            av[v] = _mm512_maskz_loadu_ps(mask[v], ak + 16 * v);
+#pragma GCC unroll 16
+        for (int c = 0; c < n; c++) {
+            __m512 bv = _mm512_set1_ps(bk[c]); /* one broadcast serves nv FMAs */
+#pragma GCC unroll 2
+            for (int v = 0; v < nv; v++)
+                acc[v][c] = _mm512_fmadd_ps(av[v], bv, acc[v][c]);
+        }
+    }
+    float t[16][32];
+#pragma GCC unroll 16
+    for (int c = 0; c < n; c++)
+        for (int v = 0; v < nv; v++)
+            _mm512_storeu_ps(t[c] + 16 * v, acc[v][c]);
+    for (int64_t r = 0; r < rows; r++)
+        for (int c = 0; c < n; c++)
+            j->c[(i + r) * n + c] = t[c][r];
+}
+
+/* c rows [i0, i1) = (a^T) rows @ b: 32 rows a step while 2 N accumulators fit the registers
+   (N <= 12), else 16. */
 __attribute__((target("avx512f,fma"), always_inline)) static inline void rows_tn_avx512_n(
     const narrow_job_t *j, int64_t i0, int64_t i1, const int n)
 {
-    const int64_t K = j->k, lda = j->lda, ldb = j->ldb;
-    int64_t i = i0;
-    /* 32 rows of c a step while 2 N accumulators fit the registers: one broadcast of
-       b[k][c] serves two FMAs */
-    for (; n <= 12 && i + 32 <= i1; i += 32) {
-        __m512 lo[12], hi[12];
-#pragma GCC unroll 12
-        for (int c = 0; c < n; c++)
-            lo[c] = hi[c] = _mm512_setzero_ps();
-        for (int64_t k = 0; k < K; k++) {
-            __m512 a0 = _mm512_loadu_ps(j->a + k * lda + i);
-            __m512 a1 = _mm512_loadu_ps(j->a + k * lda + i + 16);
-            const float *bk = j->b + k * ldb;
-#pragma GCC unroll 12
-            for (int c = 0; c < n; c++) {
-                __m512 bv = _mm512_set1_ps(bk[c]);
-                lo[c] = _mm512_fmadd_ps(a0, bv, lo[c]);
-                hi[c] = _mm512_fmadd_ps(a1, bv, hi[c]);
-            }
-        }
-        float t[12][32];
-#pragma GCC unroll 12
-        for (int c = 0; c < n; c++) {
-            _mm512_storeu_ps(t[c], lo[c]);
-            _mm512_storeu_ps(t[c] + 16, hi[c]);
-        }
-        for (int64_t r = 0; r < 32; r++)
-            for (int c = 0; c < n; c++)
-                j->c[(i + r) * n + c] = t[c][r];
-    }
-    for (; i < i1; i += 16) {
-        int64_t rows = i1 - i < 16 ? i1 - i : 16;
-        const __mmask16 mask = (__mmask16)((1u << rows) - 1);
-        __m512 acc[16];
-#pragma GCC unroll 16
-        for (int c = 0; c < n; c++)
-            acc[c] = _mm512_setzero_ps();
-        for (int64_t k = 0; k < K; k++) {
-            __m512 av = _mm512_maskz_loadu_ps(mask, j->a + k * lda + i);
-            const float *bk = j->b + k * ldb;
-#pragma GCC unroll 16
-            for (int c = 0; c < n; c++)
-                acc[c] = _mm512_fmadd_ps(av, _mm512_set1_ps(bk[c]), acc[c]);
-        }
-        float t[16][16];
-#pragma GCC unroll 16
-        for (int c = 0; c < n; c++)
-            _mm512_storeu_ps(t[c], acc[c]);
-        for (int64_t r = 0; r < rows; r++)
-            for (int c = 0; c < n; c++)
-                j->c[(i + r) * n + c] = t[c][r];
+    const int64_t step = n <= 12 ? 32 : 16;
+    for (int64_t i = i0; i < i1; i += step) {
+        int64_t rows = i1 - i < step ? i1 - i : step;
+        if (rows > 16)
+            tn_step_avx512(j, i, rows, n, 2);
+        else
+            tn_step_avx512(j, i, rows, n, 1);
     }
 }
 
