@@ -63,13 +63,11 @@ void lb_open_tensor(lua_State *L);
 void lb_open_random(lua_State *L);
 void lb_open_nn(lua_State *L);
 void lb_open_optim(lua_State *L);
-void lb_open_init(lua_State *L);
 void lb_open_data(lua_State *L);
 void lb_open_serialize(lua_State *L);
 void lb_open_loss(lua_State *L);
-void lb_open_layers(lua_State *L);
 void lb_open_distributed(lua_State *L);
-void lb_open_threads(lua_State *L);
+void lb_open_runtime(lua_State *L);
 /* Runs the function set by _c.set_post_backward, if any (after Tensor:backward()). */
 void lb_post_backward(lua_State *L);
 

@@ -113,11 +113,9 @@ int luaopen_lunet(lua_State *L)
     open_part(L, lb_open_data);
     open_part(L, lb_open_nn);
     open_part(L, lb_open_optim);
-    open_part(L, lb_open_layers);
-    open_part(L, lb_open_init);
     open_part(L, lb_open_serialize);
     open_part(L, lb_open_distributed);
-    open_part(L, lb_open_threads);
+    open_part(L, lb_open_runtime);
 
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
     lua_pushvalue(L, module);

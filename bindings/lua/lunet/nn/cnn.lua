@@ -3,7 +3,7 @@
 -- softplus, logsigmoid.  The module is one function that lunet.nn.functional calls with its
 -- own table, so the functions are F.conv2d, ... (and the helpers the modules of
 -- lunet.nn.cnn_layers share, F._options, ...).  The kernels are C (lunet._c,
--- bindings/l_layers.c); this file parses PyTorch's positional or named options, applies
+-- bindings/l_nn.c); this file parses PyTorch's positional or named options, applies
 -- their defaults and raises the errors PyTorch raises in Python.
 local lunet = require "lunet"
 

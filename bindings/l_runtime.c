@@ -1,6 +1,6 @@
 /*
- * l_threads.c - lunet.set_num_threads(n) and lunet.get_num_threads(), PyTorch's names for
- * the runtime's worker pool (runtime/parallel.c).
+ * l_runtime.c - the runtime's resources: lunet.set_num_threads(n) and lunet.get_num_threads(),
+ * PyTorch's names for the worker pool (runtime/parallel.c), and lunet.memory_reserved().
  */
 #include "lbind.h"
 
@@ -22,10 +22,18 @@ static int l_get_num_threads(lua_State *L)
     return 1;
 }
 
+/* lunet.memory_reserved(): bytes the runtime holds for tensor data (live + cached) */
+static int l_memory_reserved(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)lunet_memory_reserved());
+    return 1;
+}
+
 static const luaL_Reg functions[] = {
     {"set_num_threads", l_set_num_threads},
     {"get_num_threads", l_get_num_threads},
+    {"memory_reserved", l_memory_reserved},
     {NULL, NULL},
 };
 
-void lb_open_threads(lua_State *L) { luaL_setfuncs(L, functions, 0); }
+void lb_open_runtime(lua_State *L) { luaL_setfuncs(L, functions, 0); }
