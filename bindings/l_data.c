@@ -183,40 +183,6 @@ static int l_shuffle_order(lua_State *L)
     return lb_result(L, lunet_tensor_randperm(&p, &g, n), &p);
 }
 
-/* _c.u8_from_string(bytes, d0, d1, ...) -> uint8 tensor of that shape (for the converters) */
-static int l_u8_from_string(lua_State *L)
-{
-    size_t n;
-    const char *s = luaL_checklstring(L, 1, &n);
-    int nd = lua_gettop(L) - 1;
-    luaL_argcheck(L, nd >= 1 && nd <= LUNET_MAX_DIMS, 2, "1 to 16 sizes expected");
-    int64_t shape[LUNET_MAX_DIMS];
-    int64_t numel = 1;
-    for (int i = 0; i < nd; i++) {
-        lua_Integer d = luaL_checkinteger(L, i + 2);
-        luaL_argcheck(L, d >= 0 && d <= INT32_MAX, i + 2, "bad size");
-        shape[i] = d;
-        if (__builtin_mul_overflow(numel, (int64_t)d, &numel))
-            return luaL_error(L, "u8_from_string: sizes overflow");
-    }
-    if ((size_t)numel != n)
-        return luaL_error(L, "u8_from_string: %d bytes for %d elements", (int)n, (int)numel);
-    lunet_tensor_t *t;
-    return lb_result(L, lunet_tensor_from_data(&t, LUNET_DTYPE_UINT8, nd, shape, s), &t);
-}
-
-/* _c.u8_to_string(t) -> the bytes of a uint8 tensor in row-major order (for PNG writing) */
-static int l_u8_to_string(lua_State *L)
-{
-    lunet_tensor_t *t = lb_checktensor(L, 1);
-    luaL_argcheck(L, t->dtype == LUNET_DTYPE_UINT8, 1, "uint8 tensor expected");
-    lunet_tensor_t *c;
-    LB_CHECK(L, lunet_tensor_contiguous(&c, t));
-    lua_pushlstring(L, lunet_tensor_data(c), (size_t)c->numel);
-    lunet_tensor_release(c);
-    return 1;
-}
-
 /* _c.index_range(order_or_nil, start, count) -> int64 (count): order[start:start+count] or
  * start, start+1, ... (a DataLoader batch's sample positions) */
 static int l_index_range(lua_State *L)
@@ -275,6 +241,40 @@ static int l_base64(lua_State *L)
     }
     luaL_pushresultsize(&b, o);
     return 1;
+}
+
+/* _c.u8_to_string(t) -> the bytes of a uint8 tensor in row-major order (for PNG writing) */
+static int l_u8_to_string(lua_State *L)
+{
+    lunet_tensor_t *t = lb_checktensor(L, 1);
+    luaL_argcheck(L, t->dtype == LUNET_DTYPE_UINT8, 1, "uint8 tensor expected");
+    lunet_tensor_t *c;
+    LB_CHECK(L, lunet_tensor_contiguous(&c, t));
+    lua_pushlstring(L, lunet_tensor_data(c), (size_t)c->numel);
+    lunet_tensor_release(c);
+    return 1;
+}
+
+/* _c.u8_from_string(bytes, d0, d1, ...) -> uint8 tensor of that shape (for the converters) */
+static int l_u8_from_string(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    int nd = lua_gettop(L) - 1;
+    luaL_argcheck(L, nd >= 1 && nd <= LUNET_MAX_DIMS, 2, "1 to 16 sizes expected");
+    int64_t shape[LUNET_MAX_DIMS];
+    int64_t numel = 1;
+    for (int i = 0; i < nd; i++) {
+        lua_Integer d = luaL_checkinteger(L, i + 2);
+        luaL_argcheck(L, d >= 0 && d <= INT32_MAX, i + 2, "bad size");
+        shape[i] = d;
+        if (__builtin_mul_overflow(numel, (int64_t)d, &numel))
+            return luaL_error(L, "u8_from_string: sizes overflow");
+    }
+    if ((size_t)numel != n)
+        return luaL_error(L, "u8_from_string: %d bytes for %d elements", (int)n, (int)numel);
+    lunet_tensor_t *t;
+    return lb_result(L, lunet_tensor_from_data(&t, LUNET_DTYPE_UINT8, nd, shape, s), &t);
 }
 
 static const luaL_Reg data_funcs[] = {

@@ -348,16 +348,6 @@ static const luaL_Reg private_funcs[] = {
     {NULL, NULL},
 };
 
-/* __gc of a sentinel kept in the module: the group ends with the Lua state. */
-static int sentinel_gc(lua_State *L)
-{
-    (void)L;
-    /* nowhere to report a failure from a finalizer: the process is ending its group anyway */
-    if (lunet_dist_is_initialized() && lunet_dist_destroy() != LUNET_OK)
-        return 0;
-    return 0;
-}
-
 static const luaL_Reg dist_funcs[] = {
     {"init_process_group", l_init_process_group},
     {"is_initialized", l_is_initialized},
@@ -372,6 +362,16 @@ static const luaL_Reg dist_funcs[] = {
     {"destroy_process_group", l_destroy_process_group},
     {NULL, NULL},
 };
+
+/* __gc of a sentinel kept in the module: the group ends with the Lua state.  A failure has
+   nowhere to go from a finalizer, and the process is ending its group anyway. */
+static int sentinel_gc(lua_State *L)
+{
+    (void)L;
+    if (lunet_dist_is_initialized())
+        (void)!lunet_dist_destroy();
+    return 0;
+}
 
 void lb_open_distributed(lua_State *L)
 {

@@ -160,22 +160,6 @@ static int m_random_(lua_State *L)
  */
 #define RNG_STATE_LEN 628
 
-static int l_get_rng_state(lua_State *L)
-{
-    lunet_generator_t *g = lunet_default_generator();
-    int64_t n = RNG_STATE_LEN, v[RNG_STATE_LEN];
-    lunet_generator_lock(g);
-    for (int i = 0; i < 624; i++)
-        v[i] = g->state[i];
-    v[624] = g->index;
-    memcpy(&v[625], &g->seed, sizeof g->seed);
-    v[626] = g->has_cached_normal;
-    memcpy(&v[627], &g->cached_normal, sizeof g->cached_normal);
-    lunet_generator_unlock(g);
-    lunet_tensor_t *t;
-    return lb_result(L, lunet_tensor_from_data(&t, LUNET_DTYPE_INT64, 1, &n, v), &t);
-}
-
 static int l_set_rng_state(lua_State *L)
 {
     lunet_tensor_t *t = lb_checktensor(L, 1);
@@ -198,6 +182,22 @@ static int l_set_rng_state(lua_State *L)
     memcpy(&g->cached_normal, &v[627], sizeof g->cached_normal);
     lunet_generator_unlock(g);
     return 0;
+}
+
+static int l_get_rng_state(lua_State *L)
+{
+    lunet_generator_t *g = lunet_default_generator();
+    int64_t n = RNG_STATE_LEN, v[RNG_STATE_LEN];
+    lunet_generator_lock(g);
+    for (int i = 0; i < 624; i++)
+        v[i] = g->state[i];
+    v[624] = g->index;
+    memcpy(&v[625], &g->seed, sizeof g->seed);
+    v[626] = g->has_cached_normal;
+    memcpy(&v[627], &g->cached_normal, sizeof g->cached_normal);
+    lunet_generator_unlock(g);
+    lunet_tensor_t *t;
+    return lb_result(L, lunet_tensor_from_data(&t, LUNET_DTYPE_INT64, 1, &n, v), &t);
 }
 
 static const luaL_Reg functions[] = {

@@ -1178,6 +1178,44 @@ static int index_integer(lua_State *L, lunet_tensor_t *t, lua_Integer i)
     return 1;
 }
 
+static int t_gc(lua_State *L)
+{
+    lb_tensor_t *ud = luaL_checkudata(L, 1, LB_TENSOR_MT);
+    lunet_tensor_release(ud->t);
+    ud->t = NULL;
+    return 0;
+}
+
+static int t_tostring(lua_State *L)
+{
+    lunet_tensor_t *t = self_tensor(L);
+    char *s = NULL;
+    LB_CHECK(L, lunet_tensor_format(&s, t, "lunet."));
+    /* nn.Parameter marks its tensor; PyTorch prints those with a heading */
+    bool param = false;
+    if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) {
+        lua_getfield(L, -1, "_is_param");
+        param = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    if (param)
+        lua_pushfstring(L, "Parameter containing:\n%s", s);
+    else
+        lua_pushstring(L, s);
+    free(s);
+    return 1;
+}
+
+static int t_len(lua_State *L)
+{
+    lunet_tensor_t *t = self_tensor(L);
+    if (t->ndim == 0)
+        return luaL_error(L, "len() of a 0-d tensor");
+    lua_pushinteger(L, (lua_Integer)t->shape[0]);
+    return 1;
+}
+
 static int t_index(lua_State *L)
 {
     lunet_tensor_t *t = self_tensor(L);
@@ -1317,44 +1355,6 @@ static int t_newindex(lua_State *L)
     default:
         return luaL_error(L, "a tensor cannot be indexed with a %s", luaL_typename(L, 2));
     }
-}
-
-static int t_gc(lua_State *L)
-{
-    lb_tensor_t *ud = luaL_checkudata(L, 1, LB_TENSOR_MT);
-    lunet_tensor_release(ud->t);
-    ud->t = NULL;
-    return 0;
-}
-
-static int t_tostring(lua_State *L)
-{
-    lunet_tensor_t *t = self_tensor(L);
-    char *s = NULL;
-    LB_CHECK(L, lunet_tensor_format(&s, t, "lunet."));
-    /* nn.Parameter marks its tensor; PyTorch prints those with a heading */
-    bool param = false;
-    if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) {
-        lua_getfield(L, -1, "_is_param");
-        param = lua_toboolean(L, -1);
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-    if (param)
-        lua_pushfstring(L, "Parameter containing:\n%s", s);
-    else
-        lua_pushstring(L, s);
-    free(s);
-    return 1;
-}
-
-static int t_len(lua_State *L)
-{
-    lunet_tensor_t *t = self_tensor(L);
-    if (t->ndim == 0)
-        return luaL_error(L, "len() of a 0-d tensor");
-    lua_pushinteger(L, (lua_Integer)t->shape[0]);
-    return 1;
 }
 
 /* ================================================================ registration ======= */
