@@ -130,11 +130,10 @@ struct lunet_node {
 typedef lunet_status_t (*lunet_backward_fn)(lunet_node_t *n, lunet_tensor_t *g,
                                             lunet_tensor_t **grads);
 typedef struct lunet_op_info {
-    lunet_op_t op;
     const char *name; /* PyTorch's grad_fn name (lunet_op_args_t.name may override it) */
-    unsigned saves;   /* lunet_save_t flags */
-    int nextra;       /* extra tensors the forward passes to save (after the flagged ones) */
     lunet_backward_fn backward;
+    unsigned saves; /* lunet_save_t flags */
+    int nextra;     /* extra tensors the forward passes to save (after the flagged ones) */
 } lunet_op_info_t;
 /* The table of autograd_rules.c, indexed by lunet_op_t. */
 extern const lunet_op_info_t lunet_op_table[];

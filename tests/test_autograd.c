@@ -468,12 +468,11 @@ static void test_matrix_and_loss_grads(void **state)
 static void test_engine_rules(void **state)
 {
     (void)state;
-    /* the op table is in enum order */
+    /* every op has its row (designated by the enum: a missing one is all zero) */
     for (int i = 0; i < LUNET_OP_COUNT; i++) {
         const lunet_op_info_t *row = &lunet_op_table[i];
-        assert_int_equal(row->op, i);
-        assert_non_null(row->backward);
-        assert_non_null(row->name);
+        if (!row->backward || !row->name)
+            fail_msg("op %d has no row in lunet_op_table", i);
         /* what the row saves fits in a node */
         int nsaved = row->nextra;
         for (unsigned f = LUNET_SAVE_IN0; f <= LUNET_SAVE_OUT; f <<= 1)
