@@ -63,12 +63,10 @@ typedef enum lunet_op {
     LUNET_OP_MAX_POOL2D,    /* saves indices; i[] = pool options */
     LUNET_OP_AVG_POOL2D,    /* i[] = pool options */
     LUNET_OP_ADAPTIVE_AVG_POOL2D,
-    LUNET_OP_LEAKY_RELU,  /* saves x; d[0] = negative_slope */
-    LUNET_OP_ELU,         /* saves x; d[0] = alpha */
-    LUNET_OP_GELU,        /* saves x; i[0] = tanh approximation */
-    LUNET_OP_SOFTPLUS,    /* saves x; d[0] = beta, d[1] = threshold */
-    LUNET_OP_LOG_SIGMOID, /* saves x */
-    LUNET_OP_BATCH_NORM,  /* inputs x, w, b; saves x, w, (mean, invstd); i[0] = training */
+    /* leaky_relu, elu, gelu, softplus, log_sigmoid (activation.c): saves x; i[1] = the kind,
+       i[0] = gelu's tanh flag, d[] = negative_slope, alpha, or beta and threshold */
+    LUNET_OP_ACTIVATION,
+    LUNET_OP_BATCH_NORM, /* inputs x, w, b; saves x, w, (mean, invstd); i[0] = training */
     LUNET_OP_COUNT
 } lunet_op_t;
 

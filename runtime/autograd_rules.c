@@ -553,7 +553,7 @@ RULE(adaptive_avg_pool2d_backward)
 
 RULE(activation_backward)
 {
-    return lunet_nn_activation_backward(&grads[0], g, n->saved[0], n->op, &n->args);
+    return lunet_nn_activation_backward(&grads[0], g, n->saved[0], &n->args);
 }
 
 RULE(batch_norm_backward)
@@ -628,11 +628,8 @@ const lunet_op_info_t lunet_op_table[] = {
                              .nextra = 1 /* indices */},
     [LUNET_OP_AVG_POOL2D] = {"AvgPool2DBackward0", avg_pool2d_backward},
     [LUNET_OP_ADAPTIVE_AVG_POOL2D] = {"AdaptiveAvgPool2DBackward0", adaptive_avg_pool2d_backward},
-    [LUNET_OP_LEAKY_RELU] = {"LeakyReluBackward0", activation_backward, .saves = LUNET_SAVE_IN0},
-    [LUNET_OP_ELU] = {"EluBackward0", activation_backward, .saves = LUNET_SAVE_IN0},
-    [LUNET_OP_GELU] = {"GeluBackward0", activation_backward, .saves = LUNET_SAVE_IN0},
-    [LUNET_OP_SOFTPLUS] = {"SoftplusBackward0", activation_backward, .saves = LUNET_SAVE_IN0},
-    [LUNET_OP_LOG_SIGMOID] = {"LogSigmoidBackward0", activation_backward, .saves = LUNET_SAVE_IN0},
+    /* each kind names its node (args.name: "LeakyReluBackward0", ...) */
+    [LUNET_OP_ACTIVATION] = {"ActivationBackward0", activation_backward, .saves = LUNET_SAVE_IN0},
     [LUNET_OP_BATCH_NORM] = {"NativeBatchNormBackward0", batch_norm_backward,
                              .saves = LUNET_SAVE_IN0 | LUNET_SAVE_IN1,
                              .nextra = 1 /* (mean, invstd) */},

@@ -44,7 +44,7 @@ LUNET_MUST_CHECK lunet_status_t lunet_nn_adaptive_avg_pool2d_backward(lunet_tens
 /* ---- activation.c, norm.c */
 #include "autograd.h"
 LUNET_MUST_CHECK lunet_status_t lunet_nn_activation_backward(lunet_tensor_t **dx, lunet_tensor_t *g,
-                                                             lunet_tensor_t *x, lunet_op_t op,
+                                                             lunet_tensor_t *x,
                                                              const lunet_op_args_t *args);
 /* stats (C, 2) float64: the forward's (mean, invstd) per channel */
 LUNET_MUST_CHECK lunet_status_t lunet_nn_batch_norm_backward(
