@@ -202,24 +202,14 @@ static void adam_block(void *ctx, int64_t begin, int64_t end)
     }
 }
 
-/* A state tensor that is present must match the parameter; a missing one is made zeroed. */
+/* A state tensor that is present must match the parameter (name: "state exp_avg", ...); a
+   missing one is made zeroed. */
 static lunet_status_t state_tensor(lunet_tensor_t **fresh, lunet_tensor_t *have,
                                    const lunet_tensor_t *p, const char *name)
 {
     *fresh = NULL;
-    if (have) {
-        if (have->dtype != p->dtype || !lunet_tensor_is_contiguous(have) ||
-            !lunet_shape_equal(have->ndim, have->shape, p->ndim, p->shape)) {
-            char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
-            return lunet_error_set(LUNET_STATUS_RUNTIME,
-                                   "adam: state %s %s %s does not match parameter %s %s", name,
-                                   lunet_dtype_name(have->dtype),
-                                   lunet_shape_str(b1, sizeof b1, have->ndim, have->shape),
-                                   lunet_dtype_name(p->dtype),
-                                   lunet_shape_str(b2, sizeof b2, p->ndim, p->shape));
-        }
-        return LUNET_OK;
-    }
+    if (have)
+        return lunet_optim_check_like("adam", name, have, p, true);
     lunet_status_t st = lunet_tensor_empty_like(fresh, p, p->dtype);
     if (!st)
         memset(lunet_tensor_data(*fresh), 0, (size_t)p->numel * lunet_dtype_size(p->dtype));
@@ -234,9 +224,9 @@ static lunet_status_t adam_update(lunet_tensor_t *p, lunet_tensor_t *grad, lunet
     if (st)
         return st;
     lunet_tensor_t *g = NULL, *m = NULL, *v = NULL, *vmax = NULL;
-    if ((st = state_tensor(&m, s->exp_avg, p, "exp_avg")) ||
-        (st = state_tensor(&v, s->exp_avg_sq, p, "exp_avg_sq")) ||
-        (o->amsgrad && (st = state_tensor(&vmax, s->max_exp_avg_sq, p, "max_exp_avg_sq"))) ||
+    if ((st = state_tensor(&m, s->exp_avg, p, "state exp_avg")) ||
+        (st = state_tensor(&v, s->exp_avg_sq, p, "state exp_avg_sq")) ||
+        (o->amsgrad && (st = state_tensor(&vmax, s->max_exp_avg_sq, p, "state max_exp_avg_sq"))) ||
         (st = lunet_tensor_contiguous(&g, grad)))
         goto done;
     /* commit the new state, then update in place */
@@ -298,14 +288,14 @@ static const lunet_optimizer_kind_t ADAM_KIND = {
     .clear = adam_clear,
 };
 
+const lunet_adam_state_t *lunet_adam_state(const lunet_optimizer_t *opt, int i)
+{
+    return lunet_optimizer_state(opt, &ADAM_KIND, i);
+}
+
 lunet_status_t lunet_adam_new(lunet_optimizer_t **out, int nparams, lunet_tensor_t *const *params,
                               const lunet_adam_options_t *o)
 {
     lunet_status_t st = lunet_adam_check(o);
     return st ? st : lunet_optimizer_new(out, &ADAM_KIND, o, nparams, params);
-}
-
-const lunet_adam_state_t *lunet_adam_state(const lunet_optimizer_t *opt, int i)
-{
-    return lunet_optimizer_state(opt, &ADAM_KIND, i);
 }

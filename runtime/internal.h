@@ -327,6 +327,11 @@ typedef struct lunet_optimizer_kind {
    and contiguous, grad of p's dtype and shape. */
 LUNET_MUST_CHECK lunet_status_t lunet_optim_check_param(const char *opt, const lunet_tensor_t *p,
                                                         const lunet_tensor_t *grad);
+/* Fails with "<opt>: <what> <dtype> <shape> does not match parameter <dtype> <shape>" unless t
+   has p's dtype and shape (and with contiguous, is contiguous). */
+LUNET_MUST_CHECK lunet_status_t lunet_optim_check_like(const char *opt, const char *what,
+                                                       const lunet_tensor_t *t,
+                                                       const lunet_tensor_t *p, bool contiguous);
 /* The tensor a step writes (*w): p itself, or a contiguous copy of a floating p rebound to
    strided memory (t.data = w:t()), made without recording autograd.  lunet_optim_param_end
    then writes a copy back when st is LUNET_OK (the same bits), marks p modified, releases

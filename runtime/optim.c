@@ -128,24 +128,30 @@ lunet_status_t lunet_optim_param_end(lunet_tensor_t *p, lunet_tensor_t *w, lunet
     return st;
 }
 
+lunet_status_t lunet_optim_check_like(const char *opt, const char *what, const lunet_tensor_t *t,
+                                      const lunet_tensor_t *p, bool contiguous)
+{
+    if (t->dtype == p->dtype && lunet_shape_equal(t->ndim, t->shape, p->ndim, p->shape) &&
+        (!contiguous || lunet_tensor_is_contiguous(t)))
+        return LUNET_OK;
+    char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
+    return lunet_error_set(LUNET_STATUS_RUNTIME, "%s: %s %s %s does not match parameter %s %s", opt,
+                           what, lunet_dtype_name(t->dtype),
+                           lunet_shape_str(b1, sizeof b1, t->ndim, t->shape),
+                           lunet_dtype_name(p->dtype),
+                           lunet_shape_str(b2, sizeof b2, p->ndim, p->shape));
+}
+
 lunet_status_t lunet_optim_check_param(const char *opt, const lunet_tensor_t *p,
                                        const lunet_tensor_t *grad)
 {
     if (!lunet_dtype_is_floating(p->dtype))
         return lunet_error_set(LUNET_STATUS_TYPE, "%s: parameter must be floating point, got %s",
                                opt, lunet_dtype_name(p->dtype));
-    if (grad->dtype != p->dtype || !lunet_shape_equal(grad->ndim, grad->shape, p->ndim, p->shape)) {
-        char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                               "%s: gradient %s %s does not match parameter %s %s", opt,
-                               lunet_dtype_name(grad->dtype),
-                               lunet_shape_str(b1, sizeof b1, grad->ndim, grad->shape),
-                               lunet_dtype_name(p->dtype),
-                               lunet_shape_str(b2, sizeof b2, p->ndim, p->shape));
-    }
-    if (!lunet_tensor_is_contiguous(p))
-        return lunet_error_set(LUNET_STATUS_RUNTIME, "%s: parameter must be contiguous", opt);
-    return LUNET_OK;
+    lunet_status_t st = lunet_optim_check_like(opt, "gradient", grad, p, false);
+    if (!st && !lunet_tensor_is_contiguous(p))
+        st = lunet_error_set(LUNET_STATUS_RUNTIME, "%s: parameter must be contiguous", opt);
+    return st;
 }
 
 /* One step of a contiguous p (lunet_sgd_update below gives it one). */
@@ -168,11 +174,9 @@ static lunet_status_t sgd_update(lunet_tensor_t *p, lunet_tensor_t *grad,
                 return st;
             }
             first = true;
-        } else if (!lunet_shape_equal(buf->ndim, buf->shape, p->ndim, p->shape) ||
-                   buf->dtype != p->dtype || !lunet_tensor_is_contiguous(buf)) {
+        } else if ((st = lunet_optim_check_like("sgd", "momentum buffer", buf, p, true))) {
             lunet_tensor_release(g);
-            return lunet_error_set(LUNET_STATUS_RUNTIME,
-                                   "sgd: momentum buffer does not match the parameter");
+            return st;
         }
     }
     sgd_job_t job = {lunet_tensor_data(p),
@@ -231,11 +235,12 @@ static lunet_status_t run_buffers(lunet_tensor_t *const *params, lunet_tensor_t 
                    bufs[k]->offset - bufs[0]->offset == params[k]->offset - params[0]->offset;
     if (laid_out)
         return LUNET_OK;
-    for (int k = 0; k < n && !*first; k++)
-        if (bufs[k]->dtype != params[k]->dtype ||
-            !lunet_shape_equal(bufs[k]->ndim, bufs[k]->shape, params[k]->ndim, params[k]->shape))
-            return lunet_error_set(LUNET_STATUS_RUNTIME,
-                                   "sgd: momentum buffer does not match the parameter");
+    for (int k = 0; k < n && !*first; k++) {
+        lunet_status_t st = lunet_optim_check_like("sgd", "momentum buffer", bufs[k], params[k],
+                                                   false);
+        if (st)
+            return st;
+    }
     lunet_tensor_t *stack[64], **made = n <= 64 ? stack : calloc((size_t)n, sizeof *made);
     if (!made)
         return lunet_error_set(LUNET_STATUS_NOMEM, "sgd: out of memory");

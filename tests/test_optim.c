@@ -129,6 +129,31 @@ static void test_adam_failures_change_nothing(void **state)
     lunet_tensor_release(pl);
 }
 
+/* SGD's momentum buffer: one of another shape or dtype is refused, naming both, and p stays */
+static void test_sgd_momentum_buffer_mismatch(void **state)
+{
+    (void)state;
+    lunet_sgd_options_t o = {.lr = 0.1, .momentum = 0.9};
+    int64_t n3 = 3, n2 = 2;
+    lunet_tensor_t *p, *g, *b2, *b64;
+    CHECK_OK(lunet_tensor_full(&p, LUNET_DTYPE_FLOAT32, 1, &n3, 1.0));
+    CHECK_OK(lunet_tensor_full(&g, LUNET_DTYPE_FLOAT32, 1, &n3, 0.5));
+    CHECK_OK(lunet_tensor_zeros(&b2, LUNET_DTYPE_FLOAT32, 1, &n2));
+    CHECK_OK(lunet_tensor_zeros(&b64, LUNET_DTYPE_FLOAT64, 1, &n3));
+    lunet_tensor_t *buf = b2;
+    CHECK_FAILS(lunet_sgd_update(p, g, &buf, &o), LUNET_STATUS_RUNTIME,
+                "sgd: momentum buffer float32 [2] does not match parameter float32 [3]");
+    buf = b64;
+    CHECK_FAILS(lunet_sgd_update(p, g, &buf, &o), LUNET_STATUS_RUNTIME,
+                "sgd: momentum buffer float64 [3] does not match parameter float32 [3]");
+    assert_ptr_equal(buf, b64);
+    CHECK_CLOSE(lunet_tensor_get(p, 0), 1.0, 0);
+    lunet_tensor_release(p);
+    lunet_tensor_release(g);
+    lunet_tensor_release(b2);
+    lunet_tensor_release(b64);
+}
+
 static void test_adam_object(void **state)
 {
     (void)state;
@@ -224,8 +249,11 @@ static void test_adam_threads_same_bits(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_adam_trajectories_bit_exact),  cmocka_unit_test(test_adam_messages),
-        cmocka_unit_test(test_adam_failures_change_nothing), cmocka_unit_test(test_adam_object),
+        cmocka_unit_test(test_adam_trajectories_bit_exact),
+        cmocka_unit_test(test_adam_messages),
+        cmocka_unit_test(test_adam_failures_change_nothing),
+        cmocka_unit_test(test_adam_object),
+        cmocka_unit_test(test_sgd_momentum_buffer_mismatch),
         cmocka_unit_test(test_adam_threads_same_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
