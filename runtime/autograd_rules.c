@@ -566,13 +566,13 @@ RULE(batch_norm_backward)
 
 /*
  * One row per lunet_op_t (test_autograd.c checks that every row has a name and a rule):
- * PyTorch's grad_fn name, the rule, and what the node keeps for backward when it keeps
- * anything: .saves (flagged inputs and output) and .nextra (tensors the forward passes),
- * read by the rule as n->saved[] in that order (autograd.h).
+ * PyTorch's grad_fn name, the rule, and what the node keeps for backward: .saves (flagged
+ * inputs and output) and, when the forward passes extra tensors, .nextra; the rule reads
+ * them as n->saved[] in that order (autograd.h).
  */
 const lunet_op_info_t lunet_op_table[] = {
-    [LUNET_OP_ADD] = {"AddBackward0", add_backward},
-    [LUNET_OP_SUB] = {"SubBackward0", add_backward},
+    [LUNET_OP_ADD] = {"AddBackward0", add_backward, .saves = LUNET_SAVE_NONE},
+    [LUNET_OP_SUB] = {"SubBackward0", add_backward, .saves = LUNET_SAVE_NONE},
     [LUNET_OP_MUL] = {"MulBackward0", mul_backward, .saves = LUNET_SAVE_IN0 | LUNET_SAVE_IN1},
     [LUNET_OP_DIV] = {"DivBackward0", div_backward, .saves = LUNET_SAVE_IN0 | LUNET_SAVE_IN1},
     [LUNET_OP_POW] = {"PowBackward1", pow_backward,
@@ -581,7 +581,7 @@ const lunet_op_info_t lunet_op_table[] = {
                           .saves = LUNET_SAVE_IN0 | LUNET_SAVE_IN1},
     [LUNET_OP_MINIMUM] = {"MinimumBackward0", extreme_backward,
                           .saves = LUNET_SAVE_IN0 | LUNET_SAVE_IN1},
-    [LUNET_OP_NEG] = {"NegBackward0", neg_backward},
+    [LUNET_OP_NEG] = {"NegBackward0", neg_backward, .saves = LUNET_SAVE_NONE},
     [LUNET_OP_EXP] = {"ExpBackward0", exp_backward, .saves = LUNET_SAVE_OUT},
     [LUNET_OP_LOG] = {"LogBackward0", log_backward, .saves = LUNET_SAVE_IN0},
     [LUNET_OP_SQRT] = {"SqrtBackward0", sqrt_backward, .saves = LUNET_SAVE_OUT},
@@ -591,17 +591,17 @@ const lunet_op_info_t lunet_op_table[] = {
     [LUNET_OP_RELU] = {"ReluBackward0", relu_backward, .saves = LUNET_SAVE_OUT},
     [LUNET_OP_CLAMP] = {"ClampBackward1", clamp_backward, .saves = LUNET_SAVE_IN0},
     [LUNET_OP_WHERE] = {"WhereBackward0", where_backward, .nextra = 1 /* condition */},
-    [LUNET_OP_SUM] = {"SumBackward0", sum_backward},
-    [LUNET_OP_MEAN] = {"MeanBackward0", mean_backward},
+    [LUNET_OP_SUM] = {"SumBackward0", sum_backward, .saves = LUNET_SAVE_NONE},
+    [LUNET_OP_MEAN] = {"MeanBackward0", mean_backward, .saves = LUNET_SAVE_NONE},
     [LUNET_OP_PROD] = {"ProdBackward0", prod_backward, .saves = LUNET_SAVE_IN0},
     [LUNET_OP_MAX_ALL] = {"MaxBackward1", max_all_backward,
                           .saves = LUNET_SAVE_IN0 | LUNET_SAVE_OUT},
     [LUNET_OP_MAX_DIM] = {"MaxBackward0", max_dim_backward, .nextra = 1 /* indices */},
-    [LUNET_OP_VIEW] = {"ViewBackward0", view_backward},
-    [LUNET_OP_PERMUTE] = {"PermuteBackward0", permute_backward},
-    [LUNET_OP_EXPAND] = {"ExpandBackward0", identity_backward},
-    [LUNET_OP_NARROW] = {"SliceBackward0", slice_backward},
-    [LUNET_OP_SELECT] = {"SelectBackward0", slice_backward},
+    [LUNET_OP_VIEW] = {"ViewBackward0", view_backward, .saves = LUNET_SAVE_NONE},
+    [LUNET_OP_PERMUTE] = {"PermuteBackward0", permute_backward, .saves = LUNET_SAVE_NONE},
+    [LUNET_OP_EXPAND] = {"ExpandBackward0", identity_backward, .saves = LUNET_SAVE_NONE},
+    [LUNET_OP_NARROW] = {"SliceBackward0", slice_backward, .saves = LUNET_SAVE_NONE},
+    [LUNET_OP_SELECT] = {"SelectBackward0", slice_backward, .saves = LUNET_SAVE_NONE},
     [LUNET_OP_INDEX_SELECT] = {"IndexSelectBackward0", index_select_backward,
                                .nextra = 1 /* index */},
     [LUNET_OP_GATHER] = {"GatherBackward0", gather_backward, .nextra = 1 /* index */},
@@ -609,8 +609,8 @@ const lunet_op_info_t lunet_op_table[] = {
     [LUNET_OP_MM] = {"MmBackward0", mm_backward, .saves = LUNET_SAVE_IN0 | LUNET_SAVE_IN1},
     [LUNET_OP_ADDMM] = {"AddmmBackward0", addmm_backward, .saves = LUNET_SAVE_IN1 | LUNET_SAVE_IN2},
     [LUNET_OP_BMM] = {"BmmBackward0", bmm_backward, .saves = LUNET_SAVE_IN0 | LUNET_SAVE_IN1},
-    [LUNET_OP_TO] = {"ToCopyBackward0", identity_backward},
-    [LUNET_OP_CLONE] = {"CloneBackward0", identity_backward},
+    [LUNET_OP_TO] = {"ToCopyBackward0", identity_backward, .saves = LUNET_SAVE_NONE},
+    [LUNET_OP_CLONE] = {"CloneBackward0", identity_backward, .saves = LUNET_SAVE_NONE},
     [LUNET_OP_SOFTMAX] = {"SoftmaxBackward0", softmax_backward, .saves = LUNET_SAVE_OUT},
     [LUNET_OP_LOG_SOFTMAX] = {"LogSoftmaxBackward0", log_softmax_backward, .saves = LUNET_SAVE_OUT},
     [LUNET_OP_NLL_LOSS] = {"NllLossBackward0", nll_loss_backward, .saves = LUNET_SAVE_IN0,
@@ -626,8 +626,9 @@ const lunet_op_info_t lunet_op_table[] = {
                          .saves = LUNET_SAVE_IN0 | LUNET_SAVE_IN1},
     [LUNET_OP_MAX_POOL2D] = {"MaxPool2DWithIndicesBackward0", max_pool2d_backward,
                              .nextra = 1 /* indices */},
-    [LUNET_OP_AVG_POOL2D] = {"AvgPool2DBackward0", avg_pool2d_backward},
-    [LUNET_OP_ADAPTIVE_AVG_POOL2D] = {"AdaptiveAvgPool2DBackward0", adaptive_avg_pool2d_backward},
+    [LUNET_OP_AVG_POOL2D] = {"AvgPool2DBackward0", avg_pool2d_backward, .saves = LUNET_SAVE_NONE},
+    [LUNET_OP_ADAPTIVE_AVG_POOL2D] = {"AdaptiveAvgPool2DBackward0", adaptive_avg_pool2d_backward,
+                                      .saves = LUNET_SAVE_NONE},
     /* each kind names its node (args.name: "LeakyReluBackward0", ...) */
     [LUNET_OP_ACTIVATION] = {"ActivationBackward0", activation_backward, .saves = LUNET_SAVE_IN0},
     [LUNET_OP_BATCH_NORM] = {"NativeBatchNormBackward0", batch_norm_backward,
