@@ -4,38 +4,11 @@
  * removes the stale temporaries of writers that died (tests/kill_save_test.sh kills real
  * ones).
  */
-#define _GNU_SOURCE /* mkdtemp */
 #include "check.h"
+#include "tmpdir.h"
 
-#include <dirent.h>
-#include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <unistd.h>
-
-static char dir[64];
-
-static const char *in_dir(const char *name)
-{
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
-
-/* Number of names in dir starting with prefix. */
-static int count_prefix(const char *prefix)
-{
-    DIR *d = opendir(dir);
-    int n = 0;
-    struct dirent *e;
-    while (d && (e = readdir(d)) != NULL)
-        n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
-    if (d)
-        closedir(d);
-    return n;
-}
 
 static void touch(const char *path)
 {
@@ -48,28 +21,19 @@ static void touch(const char *path)
 static int setup(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/lunet_atomic_XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return tmpdir_make("atomic");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d && (e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.')
-            unlink(in_dir(e->d_name));
-    if (d)
-        closedir(d);
-    rmdir(dir);
-    return 0;
+    return tmpdir_remove();
 }
 
 static void test_replaces_whole_and_keeps_mode(void **state)
 {
     (void)state;
-    const char *p = in_dir("f.bin");
+    const char *p = tmp_path("f.bin");
     CHECK_OK(lunet_write_file_atomic(p, "first", 5));
     assert_int_equal(chmod(p, 0600), 0);
     CHECK_OK(lunet_write_file_atomic(p, "second!", 7));
@@ -77,9 +41,9 @@ static void test_replaces_whole_and_keeps_mode(void **state)
     assert_int_equal(stat(p, &sb), 0);
     assert_int_equal(sb.st_size, 7);
     assert_int_equal(sb.st_mode & 0777, 0600);
-    assert_int_equal(count_prefix("f.bin.tmp."), 0);
+    assert_int_equal(tmp_count("f.bin.tmp."), 0);
     /* a directory that does not exist: an error naming the file, nothing created */
-    CHECK_FAILS(lunet_write_file_atomic(in_dir("no/such/f.bin"), "x", 1), LUNET_STATUS_IO,
+    CHECK_FAILS(lunet_write_file_atomic(tmp_path("no/such/f.bin"), "x", 1), LUNET_STATUS_IO,
                 "no/such/f.bin");
 }
 
@@ -88,15 +52,15 @@ static void test_idx_and_png_leave_no_temporary(void **state)
     (void)state;
     lunet_tensor_t *img;
     CHECK_OK(lunet_tensor_zeros(&img, LUNET_DTYPE_UINT8, 2, (const int64_t[]){4, 5}));
-    CHECK_OK(lunet_idx_write(in_dir("x.idx"), img, 0x08, false));
-    CHECK_OK(lunet_idx_write(in_dir("x.idx.gz"), img, 0x08, true));
-    CHECK_OK(lunet_data_write_png(in_dir("x.png"), img));
-    CHECK_OK(lunet_data_write_png(in_dir("x.png"), img)); /* over an existing one */
+    CHECK_OK(lunet_idx_write(tmp_path("x.idx"), img, 0x08, false));
+    CHECK_OK(lunet_idx_write(tmp_path("x.idx.gz"), img, 0x08, true));
+    CHECK_OK(lunet_data_write_png(tmp_path("x.png"), img));
+    CHECK_OK(lunet_data_write_png(tmp_path("x.png"), img)); /* over an existing one */
     lunet_tensor_release(img);
-    assert_int_equal(count_prefix("x."), 3);
-    assert_int_equal(count_prefix("x.png.tmp."), 0);
+    assert_int_equal(tmp_count("x."), 3);
+    assert_int_equal(tmp_count("x.png.tmp."), 0);
     struct stat sb;
-    assert_int_equal(stat(in_dir("x.png"), &sb), 0);
+    assert_int_equal(stat(tmp_path("x.png"), &sb), 0);
     assert_true(sb.st_size > 8);
 }
 
@@ -112,16 +76,17 @@ static void test_stale_temporaries_of_dead_writers_go(void **state)
     if (gethostname(host, sizeof host) != 0 || !host[0])
         snprintf(host, sizeof host, "localhost");
     host[sizeof host - 1] = '\0';
-    char dead[256], alive[256], other[256], remote[256];
-    snprintf(dead, sizeof dead, "%s/c.lnt.tmp.%s.%ld.Ab12Cd", dir, host, (long)child);
-    snprintf(alive, sizeof alive, "%s/c.lnt.tmp.%s.%ld.Ef34Gh", dir, host, (long)getppid());
-    snprintf(other, sizeof other, "%s/d.lnt.tmp.%s.%ld.Ij56Kl", dir, host, (long)child);
-    snprintf(remote, sizeof remote, "%s/c.lnt.tmp.other-host.example.%ld.Mn78Op", dir, (long)child);
+    char dead[512], alive[512], other[512], remote[512];
+    snprintf(dead, sizeof dead, "%s/c.lnt.tmp.%s.%ld.Ab12Cd", tmpdir, host, (long)child);
+    snprintf(alive, sizeof alive, "%s/c.lnt.tmp.%s.%ld.Ef34Gh", tmpdir, host, (long)getppid());
+    snprintf(other, sizeof other, "%s/d.lnt.tmp.%s.%ld.Ij56Kl", tmpdir, host, (long)child);
+    snprintf(remote, sizeof remote, "%s/c.lnt.tmp.other-host.example.%ld.Mn78Op", tmpdir,
+             (long)child);
     touch(dead);
     touch(alive);
     touch(other);
     touch(remote);
-    CHECK_OK(lunet_write_file_atomic(in_dir("c.lnt"), "new", 3));
+    CHECK_OK(lunet_write_file_atomic(tmp_path("c.lnt"), "new", 3));
     /* the dead writer's temporary is gone; a live writer's, another target's and another
        machine's (its pid means nothing here) stay */
     assert_int_equal(access(dead, F_OK), -1);

@@ -4,70 +4,23 @@
  * file, so the message names the file); the writer's checks and atomic replace.
  */
 #include "check.h"
+#include "tmpdir.h"
 
-#include <dirent.h>
-#include <stdlib.h>
-#include <unistd.h>
 #include <zlib.h>
 
 /* internal.h: frees cached blocks so leak checkers see a clean exit */
 void lunet_memory_trim(void);
 
-static char tmpdir[256];
-
 static int setup_dir(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/lunet_idx_XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
+    return tmpdir_make("idx");
 }
 
 static int remove_dir(void **state)
 {
     (void)state;
-    DIR *d = opendir(tmpdir);
-    if (d) {
-        struct dirent *e;
-        char p[512];
-        while ((e = readdir(d))) {
-            if (e->d_name[0] == '.')
-                continue;
-            snprintf(p, sizeof p, "%s/%s", tmpdir, e->d_name);
-            unlink(p);
-        }
-        closedir(d);
-    }
-    rmdir(tmpdir);
-    return 0;
-}
-
-static const char *tmp_path(const char *name)
-{
-    static char p[512];
-    snprintf(p, sizeof p, "%s/%s", tmpdir, name);
-    return p;
-}
-
-static void write_file(const char *path, const void *buf, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(buf, 1, n, f), n);
-    fclose(f);
-}
-
-static unsigned char *read_file(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)len + 1);
-    assert_int_equal(fread(b, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    *n = (size_t)len;
-    return b;
+    return tmpdir_remove();
 }
 
 /* gzip-compresses buf into a malloc'ed buffer. */
@@ -153,7 +106,7 @@ static void test_round_trip_every_code(void **state)
                 const char *p = tmp_path(z ? "rt.idx.gz" : "rt.idx");
                 CHECK_OK(lunet_idx_write(p, t, codes[k], z));
                 size_t n;
-                unsigned char *b = read_file(p, &n);
+                unsigned char *b = read_bytes(p, &n);
                 /* gzip is recognised from the bytes: check what was written */
                 assert_int_equal(z, n >= 2 && b[0] == 0x1f && b[1] == 0x8b);
                 if (!z) {
@@ -185,7 +138,7 @@ static void test_known_bytes(void **state)
     CHECK_OK(lunet_tensor_from_data(&t, LUNET_DTYPE_INT64, 2, sh, v));
     CHECK_OK(lunet_idx_write(tmp_path("i16"), t, 0x0B, false));
     size_t n;
-    unsigned char *b = read_file(tmp_path("i16"), &n);
+    unsigned char *b = read_bytes(tmp_path("i16"), &n);
     static const unsigned char want[] = {0, 0, 0x0B, 2, 0, 0, 0,    2,    0, 0, 0,    3,
                                          0, 1, 0,    2, 0, 3, 0xff, 0xff, 1, 0, 0x80, 0};
     assert_int_equal(n, sizeof want);
@@ -215,7 +168,7 @@ static void test_default_codes_and_u8(void **state)
     CHECK_TENSOR(t, ((double[]){0, 1, 2, 3, 4, 5}), 6, 0);
     CHECK_OK(lunet_idx_write(tmp_path("u8"), t, 0, false));
     size_t n;
-    unsigned char *b = read_file(tmp_path("u8"), &n);
+    unsigned char *b = read_bytes(tmp_path("u8"), &n);
     assert_int_equal(n, sizeof u8);
     assert_memory_equal(b, u8, n);
     free(b);
@@ -227,7 +180,7 @@ static void test_default_codes_and_u8(void **state)
     for (int i = 0; i < 3; i++) {
         CHECK_OK(lunet_tensor_to(&r, t, m[i].dt));
         CHECK_OK(lunet_idx_write(tmp_path("d"), r, 0, false));
-        b = read_file(tmp_path("d"), &n);
+        b = read_bytes(tmp_path("d"), &n);
         assert_int_equal(b[2], m[i].code);
         free(b);
         lunet_tensor_release(r);
@@ -346,7 +299,7 @@ static void check_bad(const char *name, const unsigned char *b, size_t n, const 
     assert_null(t);
     assert_non_null(strstr(lunet_error_message(), name));
     const char *p = tmp_path(name);
-    write_file(p, b, n);
+    write_bytes(p, b, n);
     char path[512];
     snprintf(path, sizeof path, "%s", p);
     CHECK_FAILS(lunet_idx_read(&t, path), LUNET_STATUS_VALUE, msg);
@@ -447,17 +400,6 @@ static void test_missing_file(void **state)
 
 /* ---------------------------------------------------------------- writer checks ------- */
 
-static int count_files(void)
-{
-    int n = 0;
-    DIR *d = opendir(tmpdir);
-    struct dirent *e;
-    while ((e = readdir(d)))
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
 static void test_writer_checks(void **state)
 {
     (void)state;
@@ -471,7 +413,7 @@ static void test_writer_checks(void **state)
     uint8_t ok[3] = {7, 8, 9};
     CHECK_OK(lunet_tensor_from_data(&old, LUNET_DTYPE_UINT8, 1, sh, ok));
     CHECK_OK(lunet_idx_write(path, old, 0, false));
-    int before = count_files();
+    int before = tmp_count("");
     CHECK_FAILS(lunet_idx_write(path, t, 0x08, false), LUNET_STATUS_VALUE,
                 "element 1 = 300 does not fit type unsigned byte (0x08)");
     CHECK_FAILS(lunet_idx_write(path, t, 0x09, true), LUNET_STATUS_VALUE, "does not fit type");
@@ -480,7 +422,7 @@ static void test_writer_checks(void **state)
     CHECK_FAILS(lunet_idx_write("/nonexistent/dir/f", t, 0, false), LUNET_STATUS_IO,
                 "cannot create a temporary file for /nonexistent/dir/f");
     /* the old file is intact and no temporary file was left behind */
-    assert_int_equal(count_files(), before);
+    assert_int_equal(tmp_count(""), before);
     lunet_tensor_t *r;
     CHECK_OK(lunet_idx_read(&r, path));
     CHECK_TENSOR(r, ((double[]){7, 8, 9}), 3, 0);
@@ -508,7 +450,7 @@ static void test_writer_checks(void **state)
     CHECK_OK(lunet_tensor_from_data(&f, LUNET_DTYPE_UINT8, 1, sh, hi));
     CHECK_FAILS(lunet_idx_write(path, f, 0x09, false), LUNET_STATUS_VALUE, "200 does not fit");
     lunet_tensor_release(f);
-    assert_int_equal(count_files(), before);
+    assert_int_equal(tmp_count(""), before);
     lunet_tensor_release(old);
     lunet_tensor_release(t);
 }

@@ -5,85 +5,26 @@
  * written by an independent Python encoder (tests/fixtures/gen_serialize.py).
  */
 #include "check.h"
+#include "tmpdir.h"
 
-#include <dirent.h>
-#include <stdlib.h>
 #include <sys/stat.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #include "fixtures/serialize_golden.h"
 
-static char g_dir[256];
-
-static const char *tmp_path(const char *name)
-{
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
-    return buf[k];
-}
-
 static int setup(void **state)
 {
     (void)state;
-    snprintf(g_dir, sizeof g_dir, "/tmp/lunet_ser_XXXXXX");
-    return mkdtemp(g_dir) ? 0 : -1;
+    return tmpdir_make("ser");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    DIR *d = opendir(g_dir);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d)))
-            if (e->d_name[0] != '.')
-                unlink(tmp_path(e->d_name));
-        closedir(d);
-    }
-    rmdir(g_dir);
+    tmpdir_remove();
     lunet_serialize_set_fault(-1);
     lunet_memory_trim();
     return 0;
-}
-
-/* Number of files in the test directory whose name contains `part`. */
-static int count_files(const char *part)
-{
-    int n = 0;
-    DIR *d = opendir(g_dir);
-    assert_non_null(d);
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.' && strstr(e->d_name, part))
-            n++;
-    closedir(d);
-    return n;
-}
-
-static void write_bytes(const char *path, const void *p, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(p, 1, n, f), n);
-    fclose(f);
-}
-
-static unsigned char *read_bytes(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *p = malloc((size_t)len + 1);
-    assert_non_null(p);
-    assert_int_equal(fread(p, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    *n = (size_t)len;
-    return p;
 }
 
 static void le64(unsigned char *p, uint64_t v)
@@ -177,7 +118,7 @@ static void test_every_dtype_and_rank(void **state)
             lunet_value_free(w);
             lunet_tensor_release(t);
         }
-    assert_int_equal(count_files(".tmp."), 0);
+    assert_int_equal(tmp_count(".tmp."), 0);
 }
 
 static void test_views_and_special_values(void **state)
@@ -354,7 +295,7 @@ static void test_map_api_errors(void **state)
     const char *path = tmp_path("dup.lunet");
     CHECK_FAILS(lunet_value_save(path, m), LUNET_STATUS_VALUE, "duplicate key 'opt.a'");
     assert_int_equal(access(path, F_OK), -1);
-    assert_int_equal(count_files(".tmp."), 0);
+    assert_int_equal(tmp_count(".tmp."), 0);
     lunet_value_free(m);
     /* a directory that does not exist */
     CHECK_OK(lunet_value_int(&v, 1));
@@ -363,7 +304,7 @@ static void test_map_api_errors(void **state)
     lunet_value_free(v);
     lunet_value_t *r = NULL;
     CHECK_FAILS(lunet_value_load(&r, tmp_path("missing.lunet")), LUNET_STATUS_IO, "missing.lunet");
-    CHECK_FAILS(lunet_value_load(&r, g_dir), LUNET_STATUS_IO, "not a regular file");
+    CHECK_FAILS(lunet_value_load(&r, tmpdir), LUNET_STATUS_IO, "not a regular file");
 }
 
 static void test_save_load_tensors(void **state)
@@ -629,7 +570,7 @@ static void test_failed_save_keeps_old_file(void **state)
         assert_int_equal(n0, n1);
         assert_memory_equal(before, after, n0);
         free(after);
-        assert_int_equal(count_files(".tmp."), 0);
+        assert_int_equal(tmp_count(".tmp."), 0);
     }
     /* the environment variable does the same until the API is used... */
     lunet_serialize_set_fault(-1);
@@ -661,7 +602,7 @@ static void test_write_file_atomic(void **state)
     assert_int_equal(sb.st_mode & 0777, 0644);
     CHECK_FAILS(lunet_write_file_atomic("/nonexistent-dir/a.txt", "x", 1), LUNET_STATUS_IO,
                 "cannot create a temporary file for /nonexistent-dir/a.txt");
-    assert_int_equal(count_files(".tmp."), 0);
+    assert_int_equal(tmp_count(".tmp."), 0);
 }
 
 /* ---------------------------------------------------------------- frozen file ---------- */
