@@ -18,18 +18,6 @@ static void touch(const char *path)
     fclose(f);
 }
 
-static int setup(void **state)
-{
-    (void)state;
-    return tmpdir_make("atomic");
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return tmpdir_remove();
-}
-
 static void test_replaces_whole_and_keeps_mode(void **state)
 {
     (void)state;
@@ -45,6 +33,26 @@ static void test_replaces_whole_and_keeps_mode(void **state)
     /* a directory that does not exist: an error naming the file, nothing created */
     CHECK_FAILS(lunet_write_file_atomic(tmp_path("no/such/f.bin"), "x", 1), LUNET_STATUS_IO,
                 "no/such/f.bin");
+}
+
+/* A new file gets the default mode; a missing directory is an error naming the file. */
+static void test_new_file_and_missing_dir(void **state)
+{
+    (void)state;
+    const char *path = tmp_path("a.txt");
+    CHECK_OK(lunet_write_file_atomic(path, "one\n", 4));
+    CHECK_OK(lunet_write_file_atomic(path, "two!\n", 5));
+    size_t n;
+    unsigned char *b = read_bytes(path, &n);
+    assert_int_equal(n, 5);
+    assert_memory_equal(b, "two!\n", 5);
+    free(b);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0644);
+    CHECK_FAILS(lunet_write_file_atomic("/nonexistent-dir/a.txt", "x", 1), LUNET_STATUS_IO,
+                "cannot create a temporary file for /nonexistent-dir/a.txt");
+    assert_int_equal(tmp_count(".tmp."), 0);
 }
 
 static void test_idx_and_png_leave_no_temporary(void **state)
@@ -101,9 +109,14 @@ static void test_stale_temporaries_of_dead_writers_go(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_replaces_whole_and_keeps_mode, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_idx_and_png_leave_no_temporary, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stale_temporaries_of_dead_writers_go, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replaces_whole_and_keeps_mode, tmpdir_setup,
+                                        tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_new_file_and_missing_dir, tmpdir_setup,
+                                        tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_idx_and_png_leave_no_temporary, tmpdir_setup,
+                                        tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_stale_temporaries_of_dead_writers_go, tmpdir_setup,
+                                        tmpdir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,18 +11,6 @@
 /* internal.h: frees cached blocks so leak checkers see a clean exit */
 void lunet_memory_trim(void);
 
-static int setup_dir(void **state)
-{
-    (void)state;
-    return tmpdir_make("idx");
-}
-
-static int remove_dir(void **state)
-{
-    (void)state;
-    return tmpdir_remove();
-}
-
 /* gzip-compresses buf into a malloc'ed buffer. */
 static unsigned char *gz(const void *buf, size_t n, size_t *outn)
 {
@@ -503,7 +491,7 @@ int main(void)
         cmocka_unit_test(test_writer_checks),
         cmocka_unit_test(test_corpus_dir),
     };
-    int rc = cmocka_run_group_tests(tests, setup_dir, remove_dir);
+    int rc = cmocka_run_group_tests(tests, tmpdir_setup, tmpdir_teardown);
     lunet_memory_trim();
     return rc;
 }

@@ -12,16 +12,9 @@
 
 #include "fixtures/serialize_golden.h"
 
-static int setup(void **state)
-{
-    (void)state;
-    return tmpdir_make("ser");
-}
-
 static int teardown(void **state)
 {
-    (void)state;
-    tmpdir_remove();
+    tmpdir_teardown(state);
     lunet_serialize_set_fault(-1);
     lunet_memory_trim();
     return 0;
@@ -586,25 +579,6 @@ static void test_failed_save_keeps_old_file(void **state)
     lunet_tensor_release(new_t);
 }
 
-static void test_write_file_atomic(void **state)
-{
-    (void)state;
-    const char *path = tmp_path("a.txt");
-    CHECK_OK(lunet_write_file_atomic(path, "one\n", 4));
-    CHECK_OK(lunet_write_file_atomic(path, "two!\n", 5));
-    size_t n;
-    unsigned char *b = read_bytes(path, &n);
-    assert_int_equal(n, 5);
-    assert_memory_equal(b, "two!\n", 5);
-    free(b);
-    struct stat sb;
-    assert_int_equal(stat(path, &sb), 0);
-    assert_int_equal(sb.st_mode & 0777, 0644);
-    CHECK_FAILS(lunet_write_file_atomic("/nonexistent-dir/a.txt", "x", 1), LUNET_STATUS_IO,
-                "cannot create a temporary file for /nonexistent-dir/a.txt");
-    assert_int_equal(tmp_count(".tmp."), 0);
-}
-
 /* ---------------------------------------------------------------- frozen file ---------- */
 
 /* A version-1 file written by tests/fixtures/gen_serialize.py, an independent encoder that
@@ -641,18 +615,18 @@ static void test_golden_file(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_every_dtype_and_rank, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_views_and_special_values, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_nested_optimizer_state, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_map_api_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_save_load_tensors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_every_truncation, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_foreign_and_versions, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lying_payloads, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_integer_requires_grad_is_corrupt, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_failed_save_keeps_old_file, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_write_file_atomic, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_golden_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_every_dtype_and_rank, tmpdir_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_views_and_special_values, tmpdir_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nested_optimizer_state, tmpdir_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_map_api_errors, tmpdir_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_save_load_tensors, tmpdir_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_every_truncation, tmpdir_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_foreign_and_versions, tmpdir_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lying_payloads, tmpdir_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_integer_requires_grad_is_corrupt, tmpdir_setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_failed_save_keeps_old_file, tmpdir_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_golden_file, tmpdir_setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,10 +12,11 @@
 
 static char tmpdir[256];
 
-/* Makes /tmp/lunet_<tag>_XXXXXX; 0 or -1, as a cmocka setup returns. */
-static inline int tmpdir_make(const char *tag)
+/* cmocka setup: makes a fresh /tmp/lunet_test_XXXXXX. */
+static inline int tmpdir_setup(void **state)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/lunet_%s_XXXXXX", tag);
+    (void)state;
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/lunet_test_XXXXXX");
     return mkdtemp(tmpdir) ? 0 : -1;
 }
 
@@ -29,9 +30,10 @@ static inline const char *tmp_path(const char *name)
     return buf[k];
 }
 
-/* Removes every file in tmpdir, then tmpdir; 0, as a cmocka teardown returns. */
-static inline int tmpdir_remove(void)
+/* cmocka teardown: removes every file in tmpdir, then tmpdir. */
+static inline int tmpdir_teardown(void **state)
 {
+    (void)state;
     DIR *d = opendir(tmpdir);
     struct dirent *e;
     while (d && (e = readdir(d)) != NULL)
