@@ -30,29 +30,24 @@ static unsigned char *gz(const void *buf, size_t n, size_t *outn)
 
 /* ---------------------------------------------------------------- round trips --------- */
 
-static lunet_dtype_t dtype_for(int code)
-{
-    switch (code) {
-    case 0x08:
-        return LUNET_DTYPE_UINT8;
-    case 0x0D:
-        return LUNET_DTYPE_FLOAT32;
-    case 0x0E:
-        return LUNET_DTYPE_FLOAT64;
-    default:
-        return LUNET_DTYPE_INT64;
-    }
-}
+/* Every IDX type code with the dtype a read gives it (the signed integers widen to int64). */
+static const struct {
+    int code;
+    lunet_dtype_t dtype;
+} idx_types[] = {
+    {0x08, LUNET_DTYPE_UINT8}, {0x09, LUNET_DTYPE_INT64},   {0x0B, LUNET_DTYPE_INT64},
+    {0x0C, LUNET_DTYPE_INT64}, {0x0D, LUNET_DTYPE_FLOAT32}, {0x0E, LUNET_DTYPE_FLOAT64},
+};
 
 /* A tensor whose values exercise the type's edges (extremes, negatives, -0, inf, nan). */
-static lunet_tensor_t *sample_tensor(int code, int ndim)
+static lunet_tensor_t *sample_tensor(int code, lunet_dtype_t dtype, int ndim)
 {
     int64_t shape[4] = {3, 2, 4, 5};
     int64_t sh[4];
     for (int i = 0; i < ndim; i++)
         sh[i] = shape[4 - ndim + i];
     lunet_tensor_t *t;
-    CHECK_OK(lunet_tensor_empty(&t, dtype_for(code), ndim, sh));
+    CHECK_OK(lunet_tensor_empty(&t, dtype, ndim, sh));
     void *d = lunet_tensor_data(t);
     for (int64_t i = 0; i < t->numel; i++) {
         switch (code) {
@@ -86,24 +81,24 @@ static lunet_tensor_t *sample_tensor(int code, int ndim)
 static void test_round_trip_every_code(void **state)
 {
     (void)state;
-    static const int codes[] = {0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E};
-    for (size_t k = 0; k < sizeof codes / sizeof codes[0]; k++) {
+    for (size_t k = 0; k < sizeof idx_types / sizeof idx_types[0]; k++) {
+        int code = idx_types[k].code;
         for (int nd = 1; nd <= 4; nd++) {
             for (int z = 0; z < 2; z++) {
-                lunet_tensor_t *t = sample_tensor(codes[k], nd), *r;
+                lunet_tensor_t *t = sample_tensor(code, idx_types[k].dtype, nd), *r;
                 const char *p = tmp_path(z ? "rt.idx.gz" : "rt.idx");
-                CHECK_OK(lunet_idx_write(p, t, codes[k], z));
+                CHECK_OK(lunet_idx_write(p, t, code, z));
                 size_t n;
                 unsigned char *b = read_bytes(p, &n);
                 /* gzip is recognised from the bytes: check what was written */
                 assert_int_equal(z, n >= 2 && b[0] == 0x1f && b[1] == 0x8b);
                 if (!z) {
-                    assert_int_equal(b[2], codes[k]);
+                    assert_int_equal(b[2], code);
                     assert_int_equal(b[3], nd);
                 }
                 free(b);
                 CHECK_OK(lunet_idx_read(&r, p));
-                assert_int_equal(r->dtype, t->dtype);
+                assert_int_equal(r->dtype, idx_types[k].dtype);
                 assert_int_equal(r->ndim, nd);
                 for (int i = 0; i < nd; i++)
                     assert_int_equal(r->shape[i], t->shape[i]);
