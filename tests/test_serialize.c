@@ -20,14 +20,10 @@ static int teardown(void **state)
     return 0;
 }
 
-static void le64(unsigned char *p, uint64_t v)
+/* v as `width` little-endian bytes at p. */
+static void put_le(unsigned char *p, uint64_t v, int width)
 {
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-static void le32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < width; i++)
         p[i] = (unsigned char)(v >> (8 * i));
 }
 
@@ -42,11 +38,11 @@ static void write_raw(const char *path, const unsigned char *payload, size_t n,
     memcpy(buf, "LUNET\0", 6);
     buf[6] = (unsigned char)version;
     buf[7] = (unsigned char)(version >> 8);
-    le32(buf + 8, 1);
-    le64(buf + 12, payload_claim ? payload_claim : n);
-    le64(buf + 20, clen);
-    le32(buf + 28, (uint32_t)crc32(0, payload, (uInt)n));
-    le32(buf + 32, (uint32_t)crc32(0, buf, 32));
+    put_le(buf + 8, 1, 4);
+    put_le(buf + 12, payload_claim ? payload_claim : n, 8);
+    put_le(buf + 20, clen, 8);
+    put_le(buf + 28, (uint32_t)crc32(0, payload, (uInt)n), 4);
+    put_le(buf + 32, (uint32_t)crc32(0, buf, 32), 4);
     write_bytes(path, buf, 36 + clen);
     free(buf);
 }
@@ -433,8 +429,8 @@ static void test_integer_requires_grad_is_corrupt(void **state)
     const char *path = tmp_path("intgrad.lunet");
     unsigned char p[20];
     p[0] = 0x06, p[1] = 2 /* int64 */, p[2] = 1 /* requires_grad */, p[3] = 1;
-    le64(p + 4, 1);
-    le64(p + 12, 7);
+    put_le(p + 4, 1, 8);
+    put_le(p + 12, 7, 8);
     write_raw(path, p, 20, 0, 1);
     expect_load_error(path, "corrupt data (int64 tensor marked requires_grad");
     assert_non_null(strstr(lunet_error_message(), path));
@@ -453,39 +449,39 @@ static void test_lying_payloads(void **state)
     unsigned char p[64];
     /* a string claiming 2^62 bytes */
     p[0] = 0x05;
-    le64(p + 1, (uint64_t)1 << 62);
+    put_le(p + 1, (uint64_t)1 << 62, 8);
     write_raw(path, p, 9, 0, 1);
     expect_load_error(path, "string of 4611686018427387904 bytes");
     /* a map claiming 2^60 entries */
     p[0] = 0x07;
-    le64(p + 1, (uint64_t)1 << 60);
+    put_le(p + 1, (uint64_t)1 << 60, 8);
     write_raw(path, p, 9, 0, 1);
     expect_load_error(path, "map of 1152921504606846976 entries");
     /* a tensor (2^40, 2^40) float32, and one whose shape product overflows 64 bits */
     p[0] = 0x06, p[1] = 0, p[2] = 0, p[3] = 2;
-    le64(p + 4, (uint64_t)1 << 40);
-    le64(p + 12, (uint64_t)1 << 40);
+    put_le(p + 4, (uint64_t)1 << 40, 8);
+    put_le(p + 12, (uint64_t)1 << 40, 8);
     write_raw(path, p, 20, 0, 1);
     expect_load_error(path, "tensor data larger than");
     p[3] = 4;
     for (int d = 0; d < 4; d++)
-        le64(p + 4 + 8 * d, (uint64_t)1 << 33);
+        put_le(p + 4 + 8 * d, (uint64_t)1 << 33, 8);
     write_raw(path, p, 36, 0, 1);
     expect_load_error(path, "tensor data larger than");
     /* a zero-size dim needs no data, but the shape must still be one the runtime allows */
-    le64(p + 4, 0);
+    put_le(p + 4, 0, 8);
     write_raw(path, p, 36, 0, 1);
     lunet_value_t *v = NULL;
     CHECK_FAILS(lunet_value_load(&v, path), LUNET_STATUS_RUNTIME, "cannot create the tensor");
     assert_non_null(strstr(lunet_error_message(), path));
-    le64(p + 12, 5), le64(p + 20, 1 << 20), le64(p + 28, 3);
+    put_le(p + 12, 5, 8), put_le(p + 20, 1 << 20, 8), put_le(p + 28, 3, 8);
     write_raw(path, p, 36, 0, 1);
     CHECK_OK(lunet_value_load(&v, path));
     assert_int_equal(v->u.tensor->numel, 0);
     assert_int_equal(v->u.tensor->shape[2], 1 << 20);
     lunet_value_free(v);
     /* negative size, too many dims, unknown dtype, bad flags, bool byte 2 */
-    le64(p + 4, (uint64_t)-1);
+    put_le(p + 4, (uint64_t)-1, 8);
     write_raw(path, p, 36, 0, 1);
     expect_load_error(path, "negative size in dim 0");
     p[3] = 17;
@@ -498,7 +494,7 @@ static void test_lying_payloads(void **state)
     write_raw(path, p, 36, 0, 1);
     expect_load_error(path, "tensor flags 0x04");
     p[1] = 4, p[2] = 0, p[3] = 1;
-    le64(p + 4, 2);
+    put_le(p + 4, 2, 8);
     p[12] = 1, p[13] = 2;
     write_raw(path, p, 14, 0, 1);
     expect_load_error(path, "bool tensor holds byte 0x02");
@@ -526,9 +522,9 @@ static void test_lying_payloads(void **state)
     for (size_t i = 0; i < depth; i++) {
         unsigned char *q = deep + 18 * i;
         q[0] = 0x07;
-        le64(q + 1, 1);
+        put_le(q + 1, 1, 8);
         q[9] = 0x03;
-        le64(q + 10, i);
+        put_le(q + 10, i, 8);
     }
     deep[depth * 18] = 0x01;
     write_raw(path, deep, depth * 18 + 1, 0, 1);
