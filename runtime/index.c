@@ -23,11 +23,13 @@ static lunet_status_t check_in_range(const lunet_tensor_t *index, int64_t size, 
     return LUNET_OK;
 }
 
-/* gather's shape rule: index of x's rank, no larger than x off dim d; the result is index's
-   shape. */
+/* gather's rules for a non-empty index: int64, of x's rank, no larger than x off dim d; the
+   result is index's shape. */
 static lunet_status_t gather_shape(int *nd, int64_t *shape, const lunet_tensor_t *x, int d,
                                    const lunet_tensor_t *index)
 {
+    if (index->dtype != LUNET_DTYPE_INT64)
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "gather(): Expected dtype int64 for index");
     int xnd = x->ndim > 0 ? x->ndim : 1, ind = index->ndim > 0 ? index->ndim : 1;
     if (xnd != ind)
         return lunet_error_set(
@@ -48,14 +50,17 @@ static lunet_status_t gather_shape(int *nd, int64_t *shape, const lunet_tensor_t
     return LUNET_OK;
 }
 
-/* index_select's shape rule: a vector index; the result is x's shape with index's length
-   along dim d. */
+/* index_select's rules: a vector index, then its dtype (PyTorch's message names the int32 it
+   also takes; Lunet has none); the result is x's shape with index's length along dim d. */
 static lunet_status_t index_select_shape(int *nd, int64_t *shape, const lunet_tensor_t *x, int d,
                                          const lunet_tensor_t *index)
 {
     if (index->ndim > 1)
         return lunet_error_set(LUNET_STATUS_INDEX,
                                "index_select(): Index is supposed to be a vector");
+    if (index->dtype != LUNET_DTYPE_INT64)
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
+                               "index_select(): Expected dtype int32 or int64 for index");
     *nd = x->ndim;
     memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
     if (x->ndim > 0)
@@ -65,21 +70,20 @@ static lunet_status_t index_select_shape(int *nd, int64_t *shape, const lunet_te
 
 /*
  * What gather and index_select check before they read an index, in PyTorch's order: dim
- * (wrapped into *d), an int64 index, the op's shape rule, a result that can be allocated
- * (PyTorch allocates it first, so an impossible size from a huge expanded index fails at
- * once instead of after a scan of every index; the trial block goes back to the thread's
- * cache, where the op's result finds it), then every index within x's size along dim.
+ * (wrapped into *d), the op's rules for the index's dtype and shape (none for gather's empty
+ * index: PyTorch returns an empty result of its shape at once), a result that can be
+ * allocated (PyTorch allocates it first, so an impossible size from a huge expanded index
+ * fails at once instead of after a scan of every index; the trial block goes back to the
+ * thread's cache, where the op's result finds it), then every index within x's size along
+ * dim.
  */
 static lunet_status_t check_index_op(int *d, const lunet_tensor_t *x, int64_t dim,
                                      const lunet_tensor_t *index, lunet_op_t op)
 {
     bool gather = op == LUNET_OP_GATHER;
-    const char *name = gather ? "gather" : "index_select";
     lunet_status_t st = lunet_dim_wrap(d, dim, x->ndim);
-    if (st)
+    if (st || (gather && index->numel == 0))
         return st;
-    if (index->dtype != LUNET_DTYPE_INT64)
-        return lunet_error_set(LUNET_STATUS_RUNTIME, "%s(): Expected dtype int64 for index", name);
     int nd = 0;
     int64_t shape[LUNET_MAX_DIMS];
     st = gather ? gather_shape(&nd, shape, x, *d, index)

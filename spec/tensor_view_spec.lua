@@ -199,6 +199,28 @@ describe("lunet views and indexing", function()
       assert_close(y_hat:index_select(0, { 1 }), { 0.3, 0.2, 0.5 })
     end)
 
+    -- PyTorch 1.13 (x = torch.randn(2, 3)): x.gather(1, torch.zeros(5, 0)) is an empty float
+    -- tensor of shape (5, 0) (an empty index is checked for neither dtype nor shape);
+    -- x.index_select(1, torch.zeros(1, 1)) raises "index_select(): Index is supposed to be a
+    -- vector" (the shape first) and x.index_select(1, torch.zeros(2)) "index_select():
+    -- Expected dtype int32 or int64 for index".
+    it("gather's empty index and index_select's checks, in PyTorch's order", function()
+      for _, index in ipairs({ lunet.zeros(5, 0), lunet.zeros(0), lunet.zeros(4, 0, { dtype = "int64" }) }) do
+        local x = lunet.zeros(2, 3, { requires_grad = true })
+        local r = x:gather(1, index)
+        assert.are.same(index:size(), r:size(), "gather's result takes the empty index's shape")
+        assert.are.equal(lunet.float32, r.dtype)
+        r:sum():backward()
+        assert.is_true(lunet.equal(x.grad, lunet.zeros(2, 3)), tostring(x.grad))
+      end
+      assert_error_contains(function() y_hat:index_select(1, lunet.zeros(1, 1)) end,
+        "index_select(): Index is supposed to be a vector")
+      assert_error_contains(function() y_hat:index_select(1, lunet.zeros(2)) end,
+        "index_select(): Expected dtype int32 or int64 for index")
+      assert_error_contains(function() y_hat:index_select(1, lunet.zeros(0)) end,
+        "index_select(): Expected dtype int32 or int64 for index")
+    end)
+
     -- PyTorch 1.13: x = torch.tensor(2., requires_grad=True); x.index_select(0, torch.tensor([0]))
     -- is tensor(2., grad_fn=<IndexSelectBackward0>) and backward() leaves x.grad = tensor(1.)
     it("a 0-d tensor: index_select and gather record their own node", function()
