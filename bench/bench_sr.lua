@@ -7,7 +7,10 @@
 -- epoch's loss sum and a checksum of W's bits after it (same on any thread count).
 --   build/lunet bench/bench_sr.lua [loader|preloaded] [data_root] [--check]
 local lunet = lunet or require "lunet"
-local data, metrics = lunet.data, lunet.metrics
+local data = lunet.data
+local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or ""
+package.path = here .. "../scripts/?.lua;" .. package.path
+local d2l = require "d2l_ch3"
 
 local mode = arg and arg[1] or "loader"
 local root = arg and arg[2] or "data"
@@ -36,34 +39,10 @@ else
   end
 end
 
--- scripts/softmax_regression.lua's model, loss, updater and epoch
-local W = lunet.normal(0, 0.01, {784, 10}, {requires_grad = true})
-local b = lunet.zeros(10, {requires_grad = true})
-local function softmax(X)
-  local X_exp = X:exp()
-  local partition = X_exp:sum(1, true)
-  return X_exp / partition
-end
-local function net(X) return softmax(X:reshape(-1, W.shape[1]):matmul(W) + b) end
-local function cross_entropy(y_hat, y) return -y_hat:index{lunet.arange(#y_hat), y}:log() end
-local function sgd(params, lr, size)
-  lunet.no_grad(function()
-    for _, param in ipairs(params) do
-      param:sub_(lr * param.grad / size)
-      param.grad:zero_()
-    end
-  end)
-end
-
+-- scripts/softmax_regression.lua's model, loss, updater and epoch (scripts/d2l_ch3.lua)
+local W, b = d2l.init_params(784, 10)
 local t0, c0 = lunet.monotonic(), os.clock()
-local metric = metrics.Accumulator(3)
-for X, y in batches() do
-  local y_hat = net(X)
-  local l = cross_entropy(y_hat, y)
-  l:sum():backward()
-  sgd({W, b}, 0.1, X:size(0))
-  metric:add(l:sum(), metrics.accuracy(y_hat, y), y:numel())
-end
+local loss, acc = d2l.train_epoch_ch3(d2l.net(W, b), batches(), function(size) d2l.sgd({W, b}, 0.1, size) end)
 print(("%.4f %.4f"):format(lunet.monotonic() - t0, os.clock() - c0))
 if check then
   local h = 0
@@ -71,5 +50,5 @@ if check then
   for i = 0, w:numel() - 1 do
     h = (h * 31 + math.floor(w[i] * 2 ^ 40)) & 0xffffffffffff
   end
-  print(("loss %.9f acc %.6f W %012x"):format(metric[1] / metric[3], metric[2] / metric[3], h))
+  print(("loss %.9f acc %.6f W %012x"):format(loss, acc, h))
 end

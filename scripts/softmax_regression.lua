@@ -2,6 +2,7 @@
 -- notebook (seed 001) writes it: W (784, 10) from N(0, 0.01) and b zeros with requires_grad,
 -- the hand-written softmax, net, cross_entropy as -log(y_hat[range, y]), accuracy, an
 -- Accumulator, evaluate_accuracy and the minibatch SGD updater; batch 256, lr 0.1, 10 epochs.
+-- The model, loss, updater and training epoch are in scripts/d2l_ch3.lua.
 --
 --   build/lunet scripts/softmax_regression.lua [--epochs 10] [--out DIR]
 --
@@ -11,6 +12,9 @@ local lunet = lunet or require "lunet"
 local argparse = require "argparse"
 local data, metrics = lunet.data, lunet.metrics
 local clock = lunet.monotonic
+local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or ""
+package.path = here .. "?.lua;" .. package.path
+local d2l = require "d2l_ch3" -- the model, loss, updater and epoch, shared with bench/bench_sr.lua
 
 local parser = argparse("softmax_regression.lua", "Softmax regression from scratch (d2l 3.6).")
 parser:option("--data", "Folder holding FashionMNIST/raw (make data).", "data")
@@ -39,60 +43,20 @@ local batch_size = args.batch_size
 local train_iter, test_iter = load_data_fashion_mnist(batch_size)
 
 local num_inputs, num_outputs = 784, 10
-local W = lunet.normal(0, 0.01, {num_inputs, num_outputs}, {requires_grad = true})
-local b = lunet.zeros(num_outputs, {requires_grad = true})
-
--- exp, then divide by the row sums (broadcast); naive on purpose, as in the notebook
-local function softmax(X)
-  local X_exp = X:exp()
-  local partition = X_exp:sum(1, true)
-  return X_exp / partition
-end
-
-local function net(X)
-  return softmax(X:reshape(-1, W.shape[1]):matmul(W) + b)
-end
-
--- -log of the probability each row gives its true class: y_hat[range(len(y_hat)), y]
-local function cross_entropy(y_hat, y)
-  return -y_hat:index{lunet.arange(#y_hat), y}:log()
-end
-
-local accuracy = metrics.accuracy -- number of correct predictions (argmax over classes)
+local W, b = d2l.init_params(num_inputs, num_outputs)
+local net = d2l.net(W, b)
 
 local function evaluate_accuracy(net_fn, data_iter)
   local metric = metrics.Accumulator(2) -- correct predictions, predictions
   lunet.no_grad(function()
     for X, y in data_iter:iter() do
-      metric:add(accuracy(net_fn(X), y), y:numel())
+      metric:add(metrics.accuracy(net_fn(X), y), y:numel())
     end
   end)
   return metric[1] / metric[2]
 end
 
--- d2l.sgd: param -= lr * param.grad / batch_size, then zero the gradient, without history
-local function sgd(params, lr, size)
-  lunet.no_grad(function()
-    for _, param in ipairs(params) do
-      param:sub_(lr * param.grad / size)
-      param.grad:zero_()
-    end
-  end)
-end
-
-local function updater(size) return sgd({W, b}, args.lr, size) end
-
-local function train_epoch_ch3()
-  local metric = metrics.Accumulator(3) -- loss sum, correct predictions, examples
-  for X, y in train_iter:iter() do
-    local y_hat = net(X)
-    local l = cross_entropy(y_hat, y)
-    l:sum():backward()
-    updater(X:size(0))
-    metric:add(l:sum(), accuracy(y_hat, y), y:numel())
-  end
-  return metric[1] / metric[3], metric[2] / metric[3]
-end
+local function updater(size) return d2l.sgd({W, b}, args.lr, size) end
 
 local out = args.out
 assert(os.execute("mkdir -p '" .. out:gsub("'", "'\\''") .. "'"), "cannot create " .. out)
@@ -120,7 +84,7 @@ end
 -- d2l.train_ch3
 for epoch = 1, args.epochs do
   local t0 = clock()
-  local train_loss, train_acc = train_epoch_ch3()
+  local train_loss, train_acc = d2l.train_epoch_ch3(net, train_iter:iter(), updater)
   local seconds = clock() - t0
   local test_acc = evaluate_accuracy(net, test_iter)
   print(("epoch %d, train loss %.3f, train acc %.3f, test acc %.3f (%.2f s)"):format(epoch,
