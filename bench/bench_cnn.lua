@@ -3,14 +3,17 @@
 --  - the course's CNN (scripts/mnist_cnn.lua): batch 64, SGD lr 0.01 momentum 0.5,
 --    ToTensor + Normalize;
 --  - d2l's LeNet-5 (scripts/lenet.lua): batch 256, SGD lr 0.9, ToTensor only;
--- and the share of the epoch's CPU time that the two convolutions take (forward and the
+-- (the scripts' own networks, scripts/mnist_models.lua) and the share of the epoch's CPU time that the two convolutions take (forward and the
 -- gradients training needs: weight and bias, and the input's for the second layer; timed
 -- alone over the same batches).  CPU time, because on a shared machine it varies less than
 -- wall time; the epoch is given in both.
 -- The same work as bench/bench_cnn_torch.py.  Run: build/lunet bench/bench_cnn.lua [data_root]
 local lunet = require "lunet"
-local nn, F, data = lunet.nn, lunet.nn.functional, lunet.data
+local F, data = lunet.nn.functional, lunet.data
 local clock = lunet.monotonic
+local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or ""
+package.path = here .. "../scripts/?.lua;" .. package.path
+local models = require "mnist_models" -- the scripts' networks
 local root = arg[1] or "data"
 
 local function loader(normalize, bs)
@@ -59,26 +62,12 @@ end
 
 lunet.manual_seed(0)
 print(("Lunet %s, %d thread(s)"):format(lunet._VERSION, lunet.get_num_threads()))
-local CNN = nn.Module:extend("CNN")
-function CNN:init()
-  self.conv1, self.conv2 = nn.Conv2d(1, 10, 5), nn.Conv2d(10, 20, 5)
-  self.mp, self.fc = nn.MaxPool2d(2), nn.Linear(320, 10)
-end
-function CNN:forward(x)
-  local n = x:size(0)
-  x = F.relu(self.mp(self.conv1(x)))
-  x = F.relu(self.mp(self.conv2(x)))
-  return self.fc(x:view(n, -1))
-end
-local m, dl = CNN(), loader(true, 64)
+local m, dl = models.cnn(), loader(true, 64)
 local t, cpu = epoch(m, dl, 0.01, 0.5)
 local tc = conv_time(m.conv1, function(y) return F.relu(F.max_pool2d(y, 2)) end, m.conv2, dl)
 print(("Lunet course CNN epoch (batch 64): %.2f s (CPU %.2f s); convolution %.2f s CPU (%.0f%%)")
   :format(t, cpu, tc, 100 * tc / cpu))
-local le = nn.Sequential(
-  nn.Conv2d(1, 6, 5, {padding = 2}), nn.Sigmoid(), nn.AvgPool2d(2, 2),
-  nn.Conv2d(6, 16, 5), nn.Sigmoid(), nn.AvgPool2d(2, 2), nn.Flatten(),
-  nn.Linear(400, 120), nn.Sigmoid(), nn.Linear(120, 84), nn.Sigmoid(), nn.Linear(84, 10))
+local le = models.lenet()
 dl = loader(false, 256)
 t, cpu = epoch(le, dl, 0.9, 0)
 tc = conv_time(le["0"], function(y) return F.avg_pool2d(y:sigmoid(), 2) end, le["3"], dl)

@@ -23,8 +23,10 @@
 -- all-reduced; only rank 0 prints and writes the metrics, the figure and the checkpoint.
 local lunet = lunet or require "lunet"
 local argparse = require "argparse"
-local nn, F, optim, data = lunet.nn, lunet.nn.functional, lunet.optim, lunet.data
+local nn, optim, data = lunet.nn, lunet.optim, lunet.data
 local clock = lunet.monotonic
+local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or ""
+package.path = here .. "?.lua;" .. package.path
 
 -- scripts/mnist_cnn.lua and scripts/lenet.lua run this file as loadfile(...)(settings):
 -- settings.name names the script, settings.defaults lists {option [, value]} pairs used when
@@ -82,57 +84,7 @@ local function print0(...) if rank == 0 then print(...) end end
 
 -- ---------------------------------------------------------------- the model
 
-local Net = nn.Module:extend("Net")
-
-function Net:init()
-  self.l1 = nn.Linear(784, 512)
-  self.l2 = nn.Linear(512, 256)
-  self.l3 = nn.Linear(256, 128)
-  self.l4 = nn.Linear(128, 64)
-  self.l5 = nn.Linear(64, 10)
-end
-
-function Net:forward(x)
-  x = x:view(-1, 784)
-  x = F.relu(self.l1(x))
-  x = F.relu(self.l2(x))
-  x = F.relu(self.l3(x))
-  x = F.relu(self.l4(x))
-  return self.l5(x) -- no activation on the last layer: cross-entropy takes logits
-end
-
--- The course's CNN (layers made in PyTorch's order, so the seeded weights are PyTorch's).
-local CNN = nn.Module:extend("CNN")
-
-function CNN:init()
-  self.conv1 = nn.Conv2d(1, 10, 5)
-  self.conv2 = nn.Conv2d(10, 20, 5)
-  self.mp = nn.MaxPool2d(2)
-  self.fc = nn.Linear(320, 10)
-end
-
-function CNN:forward(x)
-  local n = x:size(0)
-  x = F.relu(self.mp(self.conv1(x)))
-  x = F.relu(self.mp(self.conv2(x)))
-  return self.fc(x:view(n, -1))
-end
-
--- d2l's LeNet-5 (chapter 7.6), with d2l's init_weights: xavier_uniform_ on every Linear and
--- Conv2d weight, in module order (net.apply), the biases as PyTorch made them.
-local function LeNet()
-  local net = nn.Sequential(
-    nn.Conv2d(1, 6, 5, {padding = 2}), nn.Sigmoid(), nn.AvgPool2d(2, 2),
-    nn.Conv2d(6, 16, 5), nn.Sigmoid(), nn.AvgPool2d(2, 2), nn.Flatten(),
-    nn.Linear(16 * 5 * 5, 120), nn.Sigmoid(), nn.Linear(120, 84), nn.Sigmoid(),
-    nn.Linear(84, 10))
-  for _, m in ipairs(net:modules()) do
-    if m.__name == "Linear" or m.__name == "Conv2d" then nn.init.xavier_uniform_(m.weight) end
-  end
-  return net
-end
-
-local models = {mlp = Net, cnn = CNN, lenet = LeNet}
+local models = require "mnist_models" -- mlp, cnn, lenet
 local model_names = {mlp = "MLP", cnn = "CNN", lenet = "LeNet-5"}
 
 -- ---------------------------------------------------------------- data
