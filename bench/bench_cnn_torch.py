@@ -4,36 +4,24 @@
 #  - the course's CNN (scripts/mnist_cnn.lua): batch 64, SGD lr 0.01 momentum 0.5,
 #    ToTensor + Normalize;
 #  - d2l's LeNet-5 (scripts/lenet.lua): batch 256, SGD lr 0.9, ToTensor only;
-# and the share of the epoch's CPU time its convolutions take (forward and the gradients
+# (the scripts' networks as spec/fixtures/cnn_models.py makes them) and the share of the epoch's CPU time its convolutions take (forward and the gradients
 # training needs: weight and bias, and the input's for the second layer; timed alone over
 # the same batches).
 # Compare with bench/bench_cnn.lua.  Run: /usr/bin/python3 bench/bench_cnn_torch.py [data_root]
-import sys, time, torch, torch.nn as nn, torch.nn.functional as F
+import os
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
 from torchvision import datasets
 
+# the scripts' models, as their fixture generator makes them
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "spec", "fixtures"))
+from cnn_models import CNN, lenet  # noqa: E402
+
 root = sys.argv[1] if len(sys.argv) > 1 else "data"
-
-
-class CNN(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1, self.conv2 = nn.Conv2d(1, 10, 5), nn.Conv2d(10, 20, 5)
-        self.mp, self.fc = nn.MaxPool2d(2), nn.Linear(320, 10)
-
-    def forward(self, x):
-        n = x.size(0)
-        x = F.relu(self.mp(self.conv1(x)))
-        x = F.relu(self.mp(self.conv2(x)))
-        return self.fc(x.view(n, -1))
-
-
-def lenet():
-    return nn.Sequential(
-        nn.Conv2d(1, 6, 5, padding=2), nn.Sigmoid(), nn.AvgPool2d(2, 2),
-        nn.Conv2d(6, 16, 5), nn.Sigmoid(), nn.AvgPool2d(2, 2), nn.Flatten(),
-        nn.Linear(400, 120), nn.Sigmoid(), nn.Linear(120, 84), nn.Sigmoid(), nn.Linear(84, 10))
-
-
 train = datasets.FashionMNIST(root, train=True)
 X0 = (train.data.float() / 255).unsqueeze(1)
 Y = train.targets
@@ -64,22 +52,19 @@ def conv_time(c1, between, c2, X, bs):
     def ones_for(y):
         return ones.setdefault(tuple(y.shape), torch.ones_like(y))
 
+    def timed(f, *args):
+        nonlocal total
+        t0 = time.process_time()
+        r = f(*args)
+        total += time.process_time() - t0
+        return r
+
     for x, _ in batches(X, bs):
-        t0 = time.process_time()
-        y1 = c1(x)
-        total += time.process_time() - t0
-        g1 = ones_for(y1)
-        t0 = time.process_time()
-        y1.backward(g1)
-        total += time.process_time() - t0
+        y1 = timed(c1, x)
+        timed(y1.backward, ones_for(y1))
         h = between(y1.detach()).requires_grad_(True)
-        t0 = time.process_time()
-        y2 = c2(h)
-        total += time.process_time() - t0
-        g2 = ones_for(y2)
-        t0 = time.process_time()
-        y2.backward(g2)
-        total += time.process_time() - t0
+        y2 = timed(c2, h)
+        timed(y2.backward, ones_for(y2))
     return total
 
 
