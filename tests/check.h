@@ -36,6 +36,37 @@
             fail_msg("%s: message \"%s\" lacks \"%s\"", #expr, lunet_error_message(), (text));     \
     } while (0)
 
+/* A new contiguous tensor holding fv[] (converted as lunet_dtype_store does) or iv[]. */
+static inline lunet_tensor_t *tensor_filled_(lunet_dtype_t dt, int ndim, const int64_t *shape,
+                                             const double *fv, const int64_t *iv)
+{
+    lunet_tensor_t *t;
+    CHECK_OK(lunet_tensor_empty(&t, dt, ndim, shape));
+    char *d = lunet_tensor_data(t);
+    int64_t es = (int64_t)lunet_dtype_size(dt);
+    for (int64_t i = 0; i < t->numel; i++) {
+        if (iv)
+            lunet_dtype_store_int(d + i * es, dt, iv[i]);
+        else
+            lunet_dtype_store(d + i * es, dt, fv[i]);
+    }
+    return t;
+}
+
+/* A tensor of dtype dt and shape from row-major doubles (exact for every value the tests use). */
+static inline lunet_tensor_t *tensor_of(lunet_dtype_t dt, int ndim, const int64_t *shape,
+                                        const double *v)
+{
+    return tensor_filled_(dt, ndim, shape, v, NULL);
+}
+
+/* The same from int64 values, exact beyond 2^53. */
+static inline lunet_tensor_t *tensor_of_ints(lunet_dtype_t dt, int ndim, const int64_t *shape,
+                                             const int64_t *v)
+{
+    return tensor_filled_(dt, ndim, shape, NULL, v);
+}
+
 /*
  * Every helper prints what it compared before failing: cmocka's _fail() does not return
  * (it jumps out of the test), so the message must come first.

@@ -9,12 +9,8 @@
 
 static lunet_tensor_t *make(int dtype, int ndim, const int64_t *shape, const double *v, bool grad)
 {
-    lunet_tensor_t *t;
-    lunet_dtype_t dt = dtype ? LUNET_DTYPE_FLOAT64 : LUNET_DTYPE_FLOAT32;
-    CHECK_OK(lunet_tensor_empty(&t, dt, ndim, shape));
-    for (int64_t i = 0; i < t->numel; i++)
-        lunet_dtype_store((char *)lunet_tensor_data(t) + i * (int64_t)lunet_dtype_size(dt), dt,
-                          v[i]);
+    lunet_tensor_t *t = tensor_of(dtype ? LUNET_DTYPE_FLOAT64 : LUNET_DTYPE_FLOAT32, ndim, shape,
+                                  v);
     if (grad)
         CHECK_OK(lunet_tensor_requires_grad_(t, true));
     return t;

@@ -16,39 +16,10 @@
 
 static lunet_dtype_t dt_of(int d) { return d ? LUNET_DTYPE_FLOAT64 : LUNET_DTYPE_FLOAT32; }
 
-/* A tensor of dtype dt holding the doubles v (converted). */
-static lunet_tensor_t *mk(lunet_dtype_t dt, int ndim, const int64_t *shape, const double *v)
-{
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++)
-        n *= shape[i];
-    size_t sz = lunet_dtype_size(dt);
-    char *buf = malloc((size_t)(n > 0 ? n : 1) * sz);
-    for (int64_t i = 0; i < n; i++) {
-        switch (dt) {
-        case LUNET_DTYPE_FLOAT32:
-            ((float *)buf)[i] = (float)v[i];
-            break;
-        case LUNET_DTYPE_FLOAT64:
-            ((double *)buf)[i] = v[i];
-            break;
-        case LUNET_DTYPE_INT64:
-            ((int64_t *)buf)[i] = (int64_t)v[i];
-            break;
-        default:
-            ((uint8_t *)buf)[i] = (uint8_t)v[i];
-            break;
-        }
-    }
-    lunet_tensor_t *t = NULL;
-    CHECK_OK(lunet_tensor_from_data(&t, dt, ndim, shape, buf));
-    free(buf);
-    return t;
-}
-
+/* A 1-d tensor of the n doubles v. */
 static lunet_tensor_t *mk1(lunet_dtype_t dt, int64_t n, const double *v)
 {
-    return mk(dt, 1, &n, v);
+    return tensor_of(dt, 1, &n, v);
 }
 
 static bool shape_is(const lunet_tensor_t *t, int ndim, const int64_t *shape)
@@ -83,11 +54,11 @@ static void golden_inputs(const loss_golden_t *c, lunet_tensor_t **x, lunet_tens
                           lunet_tensor_t **w, lunet_loss_options_t *o)
 {
     lunet_dtype_t dt = dt_of(c->dtype);
-    *x = mk(dt, c->ndim, c->shape, c->x);
+    *x = tensor_of(dt, c->ndim, c->shape, c->x);
     lunet_dtype_t tdt = c->prob || c->kind == 2 ? dt
                         : c->tu8                ? LUNET_DTYPE_UINT8
                                                 : LUNET_DTYPE_INT64;
-    *t = mk(tdt, c->tndim, c->tshape, c->target);
+    *t = tensor_of(tdt, c->tndim, c->tshape, c->target);
     *w = c->weight ? mk1(dt, c->shape[c->ndim == 1 ? 0 : 1], c->weight) : NULL;
     lunet_loss_options_init(o);
     o->weight = *w;
@@ -105,7 +76,7 @@ static void test_loss_goldens(void **state)
         lunet_tensor_t *x, *t, *w, *out = NULL, *lse = NULL, *g, *dx = NULL, *dx2 = NULL;
         lunet_loss_options_t o;
         golden_inputs(c, &x, &t, &w, &o);
-        g = mk(dt_of(c->dtype), c->ondim, c->oshape, c->g);
+        g = tensor_of(dt_of(c->dtype), c->ondim, c->oshape, c->g);
         if (c->kind == 0) {
             CHECK_OK(lunet_loss_cross_entropy_lse(&out, &lse, x, t, &o));
             CHECK_OK(lunet_loss_cross_entropy_backward_lse(&dx, g, x, t, lse, &o));
@@ -190,8 +161,8 @@ static void test_softmax_goldens(void **state)
         const softmax_golden_t *c = &softmax_goldens[k];
         double tol = c->dtype ? TOL64 : TOL32;
         lunet_dtype_t dt = dt_of(c->dtype);
-        lunet_tensor_t *x = mk(dt, c->ndim, c->shape, c->x);
-        lunet_tensor_t *g = mk(dt, c->ndim, c->shape, c->g), *y, *dx;
+        lunet_tensor_t *x = tensor_of(dt, c->ndim, c->shape, c->x);
+        lunet_tensor_t *g = tensor_of(dt, c->ndim, c->shape, c->g), *y, *dx;
         if (c->log) {
             CHECK_OK(lunet_tensor_log_softmax(&y, x, c->dim));
             CHECK_OK(lunet_tensor_log_softmax_backward(&dx, g, y, c->dim));
@@ -217,7 +188,8 @@ static void test_seed_values(void **state)
     const double a[12] = {1.5, 1.9, 2.1, 5.6, 6.1, 4.9, 3.5, 3.9, 1.2, 9.8, 9.0, 7.8};
     const double ya[4] = {1, 0, 1, 2};
     int64_t sa[2] = {4, 3};
-    lunet_tensor_t *x = mk(LUNET_DTYPE_FLOAT32, 2, sa, a), *y = mk1(LUNET_DTYPE_INT64, 4, ya);
+    lunet_tensor_t *x = tensor_of(LUNET_DTYPE_FLOAT32, 2, sa, a),
+                   *y = mk1(LUNET_DTYPE_INT64, 4, ya);
     lunet_loss_options_t o;
     lunet_loss_options_init(&o);
     lunet_tensor_t *l;
@@ -231,7 +203,7 @@ static void test_seed_values(void **state)
                           -1.0346, 0.473,  0.5593,  -2.5067, -2.1275, 0.5548,  -1.6639};
     const double yd[3] = {1, 2, 3};
     int64_t sd[2] = {3, 5};
-    x = mk(LUNET_DTYPE_FLOAT64, 2, sd, d);
+    x = tensor_of(LUNET_DTYPE_FLOAT64, 2, sd, d);
     y = mk1(LUNET_DTYPE_INT64, 3, yd);
     CHECK_OK(lunet_loss_cross_entropy(&l, x, y, &o));
     CHECK_CLOSE(lunet_tensor_get(l, 0), 1.0155949508195155, TOL64);
@@ -243,7 +215,7 @@ static void test_seed_values(void **state)
     const double s1[6] = {0.25008875131607056, 0.337584525346756,  0.4123266637325287,
                           0.2603025436401367,  0.3513716757297516, 0.3883257806301117};
     int64_t ss[2] = {2, 3};
-    x = mk(LUNET_DTYPE_FLOAT32, 2, ss, s);
+    x = tensor_of(LUNET_DTYPE_FLOAT32, 2, ss, s);
     CHECK_OK(lunet_tensor_softmax(&l, x, 1));
     CHECK_TENSOR(l, s1, 6, TOL32);
     lunet_tensor_release(l);
@@ -257,8 +229,9 @@ static void test_grad_fn_names(void **state)
     const double xv[6] = {1.0, 2.0, 0.5, 0.1, 0.2, 3.0}, yv[2] = {1, 2};
     const double pv[6] = {0.2, 0.3, 0.5, 0.1, 0.1, 0.8};
     int64_t s2[2] = {2, 3};
-    lunet_tensor_t *x = mk(LUNET_DTYPE_FLOAT32, 2, s2, xv), *y = mk1(LUNET_DTYPE_INT64, 2, yv);
-    lunet_tensor_t *p = mk(LUNET_DTYPE_FLOAT32, 2, s2, pv), *l;
+    lunet_tensor_t *x = tensor_of(LUNET_DTYPE_FLOAT32, 2, s2, xv),
+                   *y = mk1(LUNET_DTYPE_INT64, 2, yv);
+    lunet_tensor_t *p = tensor_of(LUNET_DTYPE_FLOAT32, 2, s2, pv), *l;
     CHECK_OK(lunet_tensor_requires_grad_(x, true));
     lunet_loss_options_t o;
     lunet_loss_options_init(&o);
@@ -328,7 +301,7 @@ static void test_cross_entropy_errors(void **state)
 {
     (void)state;
     int64_t s43[2] = {4, 3};
-    lunet_tensor_t *x = mk(LUNET_DTYPE_FLOAT32, 2, s43, X43);
+    lunet_tensor_t *x = tensor_of(LUNET_DTYPE_FLOAT32, 2, s43, X43);
     lunet_loss_options_t o;
     lunet_loss_options_init(&o);
     const double bad[4] = {1, 2, 3, 1}, neg[4] = {1, 2, -1, 1}, ok[4] = {1, 2, 0, 1};
@@ -364,11 +337,11 @@ static void test_cross_entropy_errors(void **state)
     double pv[12];
     for (int i = 0; i < 12; i++)
         pv[i] = 1.0 / 3;
-    t = mk(LUNET_DTYPE_INT64, 2, s43, pv);
+    t = tensor_of(LUNET_DTYPE_INT64, 2, s43, pv);
     CHECK_FAILS(ce(x, t, &o), LUNET_STATUS_RUNTIME,
                 "Expected floating point type for target with class probabilities, got Long");
     lunet_tensor_release(t);
-    t = mk(LUNET_DTYPE_FLOAT32, 2, s43, pv);
+    t = tensor_of(LUNET_DTYPE_FLOAT32, 2, s43, pv);
     o.ignore_index = 1;
     CHECK_FAILS(ce(x, t, &o), LUNET_STATUS_RUNTIME,
                 "ignore_index is not supported for floating point target");
@@ -390,7 +363,7 @@ static void test_cross_entropy_errors(void **state)
                 "weight tensor should be defined either for all 3 classes or no classes but got "
                 "weight tensor of shape: [4]");
     int64_t s13[2] = {1, 3};
-    lunet_tensor_t *w13 = mk(LUNET_DTYPE_FLOAT32, 2, s13, ones4);
+    lunet_tensor_t *w13 = tensor_of(LUNET_DTYPE_FLOAT32, 2, s13, ones4);
     o.weight = w13;
     CHECK_FAILS(ce(x, t, &o), LUNET_STATUS_RUNTIME,
                 "weight tensor should be defined either for all 3 classes or no classes but got "
@@ -407,7 +380,7 @@ static void test_cross_entropy_errors(void **state)
     CHECK_FAILS(ce(x, t, &o), LUNET_STATUS_VALUE, "is not a valid value for reduction");
     lunet_loss_options_init(&o);
 
-    lunet_tensor_t *xl = mk(LUNET_DTYPE_INT64, 2, s43, X43);
+    lunet_tensor_t *xl = tensor_of(LUNET_DTYPE_INT64, 2, s43, X43);
     CHECK_FAILS(ce(xl, t, &o), LUNET_STATUS_RUNTIME,
                 "\"log_softmax_lastdim_kernel_impl\" not implemented for 'Long'");
     lunet_tensor_release(xl);
@@ -419,8 +392,8 @@ static void test_cross_entropy_errors(void **state)
     CHECK_FAILS(ce(x3, t, &o), LUNET_STATUS_RUNTIME, "size mismatch (got input: [3], target: [1])");
     lunet_tensor_release(t);
     lunet_tensor_release(x3);
-    lunet_tensor_t *x0 = mk(LUNET_DTYPE_FLOAT32, 0, NULL, X43);
-    t = mk(LUNET_DTYPE_INT64, 0, NULL, ok);
+    lunet_tensor_t *x0 = tensor_of(LUNET_DTYPE_FLOAT32, 0, NULL, X43);
+    t = tensor_of(LUNET_DTYPE_INT64, 0, NULL, ok);
     CHECK_FAILS(ce(x0, t, &o), LUNET_STATUS_RUNTIME,
                 "Expected floating point type for target with class probabilities, got Long");
     lunet_tensor_release(t);
@@ -430,32 +403,32 @@ static void test_cross_entropy_errors(void **state)
     double z[48] = {0};
     int64_t s234[3] = {2, 3, 4}, s23[2] = {2, 3}, s241[3] = {2, 4, 1};
     int64_t s2322[4] = {2, 3, 2, 2}, s212[3] = {2, 1, 2}, s24[2] = {2, 4};
-    lunet_tensor_t *xn = mk(LUNET_DTYPE_FLOAT32, 3, s234, z);
-    t = mk(LUNET_DTYPE_INT64, 2, s23, z);
+    lunet_tensor_t *xn = tensor_of(LUNET_DTYPE_FLOAT32, 3, s234, z);
+    t = tensor_of(LUNET_DTYPE_INT64, 2, s23, z);
     CHECK_FAILS(ce(xn, t, &o), LUNET_STATUS_RUNTIME, "Expected target size [2, 4], got [2, 3]");
     lunet_tensor_release(t);
-    t = mk(LUNET_DTYPE_INT64, 3, s241, z);
+    t = tensor_of(LUNET_DTYPE_INT64, 3, s241, z);
     CHECK_FAILS(ce(xn, t, &o), LUNET_STATUS_RUNTIME, "Expected target size [2, 4], got [2, 4, 1]");
     lunet_tensor_release(t);
-    t = mk(LUNET_DTYPE_INT64, 2, s24, z);
+    t = tensor_of(LUNET_DTYPE_INT64, 2, s24, z);
     o.weight = w4;
     CHECK_FAILS(ce(xn, t, &o), LUNET_STATUS_RUNTIME,
                 "weight tensor should be defined either for all or no classes");
     lunet_loss_options_init(&o);
     lunet_tensor_release(t);
     lunet_tensor_release(xn);
-    xn = mk(LUNET_DTYPE_INT64, 3, s234, z);
-    t = mk(LUNET_DTYPE_INT64, 2, s24, z);
+    xn = tensor_of(LUNET_DTYPE_INT64, 3, s234, z);
+    t = tensor_of(LUNET_DTYPE_INT64, 2, s24, z);
     CHECK_FAILS(ce(xn, t, &o), LUNET_STATUS_RUNTIME,
                 "\"softmax_kernel_impl\" not implemented for 'Long'");
     lunet_tensor_release(t);
     lunet_tensor_release(xn);
-    xn = mk(LUNET_DTYPE_FLOAT32, 4, s2322, z);
-    t = mk(LUNET_DTYPE_INT64, 3, s212, z);
+    xn = tensor_of(LUNET_DTYPE_FLOAT32, 4, s2322, z);
+    t = tensor_of(LUNET_DTYPE_INT64, 3, s212, z);
     CHECK_FAILS(ce(xn, t, &o), LUNET_STATUS_RUNTIME,
                 "size mismatch (got input: [2, 3, 2, 2] , target: [2, 1, 2]");
     lunet_tensor_release(t);
-    t = mk(LUNET_DTYPE_INT64, 2, s24, z);
+    t = tensor_of(LUNET_DTYPE_INT64, 2, s24, z);
     CHECK_FAILS(ce(xn, t, &o), LUNET_STATUS_RUNTIME,
                 "only batches of spatial targets supported (3D tensors) but got targets of "
                 "dimension: 2");
@@ -474,15 +447,15 @@ static void test_nll_errors(void **state)
     const double lpv[6] = {-0.5, -1.0, -2.0, -3.0, -0.1, -0.7}, yv[2] = {0, 5};
     const double yy[2] = {0, 1};
     int64_t s23[2] = {2, 3}, s21[2] = {2, 1};
-    lunet_tensor_t *lp = mk(LUNET_DTYPE_FLOAT32, 2, s23, lpv), *t;
+    lunet_tensor_t *lp = tensor_of(LUNET_DTYPE_FLOAT32, 2, s23, lpv), *t;
     lunet_loss_options_t o;
     lunet_loss_options_init(&o);
-    lunet_tensor_t *x0 = mk(LUNET_DTYPE_FLOAT32, 0, NULL, lpv);
-    t = mk(LUNET_DTYPE_INT64, 0, NULL, yy);
+    lunet_tensor_t *x0 = tensor_of(LUNET_DTYPE_FLOAT32, 0, NULL, lpv);
+    t = tensor_of(LUNET_DTYPE_INT64, 0, NULL, yy);
     CHECK_FAILS(nll(x0, t, &o), LUNET_STATUS_VALUE, "Expected 1 or more dimensions (got 0)");
     lunet_tensor_release(t);
     lunet_tensor_release(x0);
-    t = mk(LUNET_DTYPE_INT64, 2, s21, yy);
+    t = tensor_of(LUNET_DTYPE_INT64, 2, s21, yy);
     CHECK_FAILS(nll(lp, t, &o), LUNET_STATUS_RUNTIME,
                 "0D or 1D target tensor expected, multi-target not supported");
     lunet_tensor_release(t);
@@ -493,7 +466,7 @@ static void test_nll_errors(void **state)
                 "weight tensor should be defined either for all 3 classes or no classes but got "
                 "weight tensor of shape: [2]");
     lunet_loss_options_init(&o);
-    lunet_tensor_t *li = mk(LUNET_DTYPE_INT64, 2, s23, lpv);
+    lunet_tensor_t *li = tensor_of(LUNET_DTYPE_INT64, 2, s23, lpv);
     CHECK_FAILS(nll(li, t, &o), LUNET_STATUS_RUNTIME,
                 "\"nll_loss_out_frame\" not implemented for 'Long'");
     lunet_tensor_release(li);
@@ -510,15 +483,16 @@ static void test_softmax_errors(void **state)
     (void)state;
     const double v[4] = {1, 2, 3, 5};
     int64_t s22[2] = {2, 2};
-    lunet_tensor_t *m = mk(LUNET_DTYPE_FLOAT32, 2, s22, v), *y = NULL;
+    lunet_tensor_t *m = tensor_of(LUNET_DTYPE_FLOAT32, 2, s22, v), *y = NULL;
     CHECK_FAILS(lunet_tensor_softmax(&y, m, 2), LUNET_STATUS_INDEX,
                 "Dimension out of range (expected to be in range of [-2, 1], but got 2)");
     CHECK_FAILS(lunet_tensor_log_softmax(&y, m, -3), LUNET_STATUS_INDEX,
                 "Dimension out of range (expected to be in range of [-2, 1], but got -3)");
-    lunet_tensor_t *s = mk(LUNET_DTYPE_FLOAT32, 0, NULL, v);
+    lunet_tensor_t *s = tensor_of(LUNET_DTYPE_FLOAT32, 0, NULL, v);
     CHECK_FAILS(lunet_tensor_softmax(&y, s, 1), LUNET_STATUS_INDEX,
                 "Dimension out of range (expected to be in range of [-1, 0], but got 1)");
-    lunet_tensor_t *l1 = mk1(LUNET_DTYPE_INT64, 3, v), *l2 = mk(LUNET_DTYPE_INT64, 2, s22, v);
+    lunet_tensor_t *l1 = mk1(LUNET_DTYPE_INT64, 3, v),
+                   *l2 = tensor_of(LUNET_DTYPE_INT64, 2, s22, v);
     CHECK_FAILS(lunet_tensor_softmax(&y, l1, 0), LUNET_STATUS_RUNTIME,
                 "\"softmax_lastdim_kernel_impl\" not implemented for 'Long'");
     CHECK_FAILS(lunet_tensor_log_softmax(&y, l1, 0), LUNET_STATUS_RUNTIME,
@@ -567,8 +541,8 @@ static void test_prob_target_promotion(void **state)
     (void)state;
     int64_t s43[2] = {4, 3};
     const double p[12] = {0.1, 0.7, 0.2, 0., 0., 1., 0.5, 0.25, 0.25, 1. / 3, 1. / 3, 1. / 3};
-    lunet_tensor_t *x = mk(LUNET_DTYPE_FLOAT32, 2, s43, X43);
-    lunet_tensor_t *t = mk(LUNET_DTYPE_FLOAT64, 2, s43, p), *l, *g, *dx;
+    lunet_tensor_t *x = tensor_of(LUNET_DTYPE_FLOAT32, 2, s43, X43);
+    lunet_tensor_t *t = tensor_of(LUNET_DTYPE_FLOAT64, 2, s43, p), *l, *g, *dx;
     lunet_loss_options_t o;
     lunet_loss_options_init(&o);
     CHECK_OK(lunet_loss_cross_entropy(&l, x, t, &o));

@@ -11,38 +11,10 @@
 
 /* ---- building tensors */
 
-/* A contiguous tensor of dtype dt from doubles (exact for every value the tests use). */
-static lunet_tensor_t *make_tensor(lunet_dtype_t dt, int ndim, const int64_t *shape,
-                                   const double *fv, const int64_t *iv)
-{
-    lunet_tensor_t *t;
-    CHECK_OK(lunet_tensor_empty(&t, dt, ndim, shape));
-    void *d = lunet_tensor_data(t);
-    for (int64_t i = 0; i < t->numel; i++) {
-        switch (dt) {
-        case LUNET_DTYPE_FLOAT32:
-            ((float *)d)[i] = (float)fv[i];
-            break;
-        case LUNET_DTYPE_FLOAT64:
-            ((double *)d)[i] = fv[i];
-            break;
-        case LUNET_DTYPE_INT64:
-            ((int64_t *)d)[i] = iv ? iv[i] : (int64_t)fv[i];
-            break;
-        case LUNET_DTYPE_UINT8:
-        case LUNET_DTYPE_BOOL:
-            ((uint8_t *)d)[i] = (uint8_t)(iv ? iv[i] : (int64_t)fv[i]);
-            break;
-        default:
-            fail_msg("dtype %d", (int)dt);
-        }
-    }
-    return t;
-}
-
 static lunet_tensor_t *build_golden(const print_golden_t *g)
 {
-    lunet_tensor_t *base = make_tensor(g->dtype, g->ndim, g->shape, g->fvalues, g->ivalues);
+    lunet_tensor_t *base = g->ivalues ? tensor_of_ints(g->dtype, g->ndim, g->shape, g->ivalues)
+                                      : tensor_of(g->dtype, g->ndim, g->shape, g->fvalues);
     if (g->view_ndim < 0) {
         base->requires_grad = g->requires_grad;
         return base;
@@ -131,13 +103,10 @@ static void test_goldens_lunet_prefix(void **state)
 static lunet_tensor_t *f32(int n, const double *v)
 {
     int64_t shape[1] = {n};
-    return make_tensor(LUNET_DTYPE_FLOAT32, 1, shape, v, NULL);
+    return tensor_of(LUNET_DTYPE_FLOAT32, 1, shape, v);
 }
 
-static lunet_tensor_t *scalar(lunet_dtype_t dt, double v)
-{
-    return make_tensor(dt, 0, NULL, &v, NULL);
-}
+static lunet_tensor_t *scalar(lunet_dtype_t dt, double v) { return tensor_of(dt, 0, NULL, &v); }
 
 static void test_spec_9_2_table(void **state)
 {
@@ -166,13 +135,13 @@ static void test_spec_9_2_table(void **state)
                 "tensor([2.0001, 0.1235, 0.9999])");
     EXPECT_TEXT(f32(3, (double[]){1.03125, 1.09375, 0.5}), "tensor([1.0312, 1.0938, 0.5000])");
     int64_t s3[1] = {3}, s2[1] = {2};
-    EXPECT_TEXT(make_tensor(LUNET_DTYPE_INT64, 1, s3, NULL, (int64_t[]){1, -20, 300}),
+    EXPECT_TEXT(tensor_of_ints(LUNET_DTYPE_INT64, 1, s3, (int64_t[]){1, -20, 300}),
                 "tensor([  1, -20, 300])");
-    EXPECT_TEXT(make_tensor(LUNET_DTYPE_BOOL, 1, s2, NULL, (int64_t[]){1, 0}),
+    EXPECT_TEXT(tensor_of_ints(LUNET_DTYPE_BOOL, 1, s2, (int64_t[]){1, 0}),
                 "tensor([ True, False])");
-    EXPECT_TEXT(make_tensor(LUNET_DTYPE_UINT8, 1, s2, NULL, (int64_t[]){0, 255}),
+    EXPECT_TEXT(tensor_of_ints(LUNET_DTYPE_UINT8, 1, s2, (int64_t[]){0, 255}),
                 "tensor([  0, 255], dtype=torch.uint8)");
-    EXPECT_TEXT(make_tensor(LUNET_DTYPE_FLOAT64, 1, s2, (double[]){1.0, 2.5}, NULL),
+    EXPECT_TEXT(tensor_of(LUNET_DTYPE_FLOAT64, 1, s2, (double[]){1.0, 2.5}),
                 "tensor([1.0000, 2.5000], dtype=torch.float64)");
 }
 
@@ -180,10 +149,10 @@ static void test_spec_9_3_layout(void **state)
 {
     (void)state;
     int64_t s22[2] = {2, 2}, s222[3] = {2, 2, 2};
-    EXPECT_TEXT(make_tensor(LUNET_DTYPE_FLOAT32, 2, s22, (double[]){1, 2.5, -3, 4}, NULL),
+    EXPECT_TEXT(tensor_of(LUNET_DTYPE_FLOAT32, 2, s22, (double[]){1, 2.5, -3, 4}),
                 "tensor([[ 1.0000,  2.5000],\n"
                 "        [-3.0000,  4.0000]])");
-    EXPECT_TEXT(make_tensor(LUNET_DTYPE_INT64, 3, s222, NULL, (int64_t[]){0, 1, 2, 3, 4, 5, 6, 7}),
+    EXPECT_TEXT(tensor_of_ints(LUNET_DTYPE_INT64, 3, s222, (int64_t[]){0, 1, 2, 3, 4, 5, 6, 7}),
                 "tensor([[[0, 1],\n"
                 "         [2, 3]],\n"
                 "\n"
@@ -301,8 +270,8 @@ static void test_default_dtype(void **state)
     CHECK_OK(lunet_tensor_empty(&e64, LUNET_DTYPE_FLOAT64, 1, s0));
     bool ok = format_matches(f32(2, (double[]){1, 2}), "torch.",
                              "tensor([1., 2.], dtype=torch.float32)", "f32") &
-              format_matches(make_tensor(LUNET_DTYPE_FLOAT64, 1, s2, (double[]){1, 2}, NULL),
-                             "torch.", "tensor([1., 2.])", "f64") &
+              format_matches(tensor_of(LUNET_DTYPE_FLOAT64, 1, s2, (double[]){1, 2}), "torch.",
+                             "tensor([1., 2.])", "f64") &
               format_matches(e32, "torch.", "tensor([], dtype=torch.float32)", "e32") &
               format_matches(e64, "torch.", "tensor([])", "e64");
     CHECK_OK(lunet_set_default_dtype(LUNET_DTYPE_FLOAT32));
@@ -313,9 +282,9 @@ static void test_prefix(void **state)
 {
     (void)state;
     int64_t s2[1] = {2};
-    assert_true(format_matches(make_tensor(LUNET_DTYPE_FLOAT64, 1, s2, (double[]){1.0, 2.5}, NULL),
+    assert_true(format_matches(tensor_of(LUNET_DTYPE_FLOAT64, 1, s2, (double[]){1.0, 2.5}),
                                "lunet.", "tensor([1.0000, 2.5000], dtype=lunet.float64)", "lunet"));
-    assert_true(format_matches(make_tensor(LUNET_DTYPE_UINT8, 1, s2, NULL, (int64_t[]){3, 4}), NULL,
+    assert_true(format_matches(tensor_of_ints(LUNET_DTYPE_UINT8, 1, s2, (int64_t[]){3, 4}), NULL,
                                "tensor([3, 4], dtype=torch.uint8)", "NULL prefix"));
 }
 

@@ -21,26 +21,6 @@ static lunet_tensor_t *shaped(lunet_tensor_t *t, int nd, const int64_t *shape)
     return v;
 }
 
-static lunet_tensor_t *from(lunet_dtype_t dt, int nd, const int64_t *shape, const double *vals)
-{
-    lunet_tensor_t *t;
-    CHECK_OK(lunet_tensor_empty(&t, dt, nd, shape));
-    size_t es = lunet_dtype_size(dt);
-    for (int64_t i = 0; i < t->numel; i++) {
-        double v = vals[i];
-        char *p = (char *)lunet_tensor_data(t) + i * (int64_t)es;
-        if (dt == LUNET_DTYPE_FLOAT32)
-            *(float *)p = (float)v;
-        else if (dt == LUNET_DTYPE_FLOAT64)
-            *(double *)p = v;
-        else if (dt == LUNET_DTYPE_INT64)
-            *(int64_t *)p = (int64_t)v;
-        else
-            *(uint8_t *)p = (uint8_t)v;
-    }
-    return t;
-}
-
 static void test_creation(void **state)
 {
     (void)state;
@@ -156,7 +136,7 @@ static void test_expand(void **state)
     (void)state;
     int64_t s21[2] = {2, 1}, s23[2] = {2, 3}, s33[2] = {3, 3};
     double v[2] = {1, 2};
-    lunet_tensor_t *a = from(LUNET_DTYPE_FLOAT32, 2, s21, v), *e, *b;
+    lunet_tensor_t *a = tensor_of(LUNET_DTYPE_FLOAT32, 2, s21, v), *e, *b;
     CHECK_OK(lunet_tensor_expand(&e, a, 2, s23));
     assert_int_equal(e->strides[0], 1);
     assert_int_equal(e->strides[1], 0);
@@ -167,7 +147,7 @@ static void test_expand(void **state)
                 "more than one element of the written-to tensor refers to a single memory "
                 "location");
     int64_t one[1] = {2};
-    lunet_tensor_t *v1 = from(LUNET_DTYPE_FLOAT32, 1, one, v);
+    lunet_tensor_t *v1 = tensor_of(LUNET_DTYPE_FLOAT32, 1, one, v);
     CHECK_FAILS(lunet_tensor_expand(&b, v1, 2, s33), LUNET_STATUS_RUNTIME,
                 "The expanded size of the tensor (3) must match the existing size (2) at "
                 "non-singleton dimension 1.  Target sizes: [3, 3].  Tensor sizes: [2]");
@@ -257,7 +237,7 @@ static void test_promotion(void **state)
     /* int64 / int64 is true division in float32; int64 == float32 gives bool */
     int64_t s2[1] = {2};
     double iv[2] = {7, -7}, dv[2] = {2, 2};
-    lunet_tensor_t *a = from(L, 1, s2, iv), *b = from(L, 1, s2, dv), *c;
+    lunet_tensor_t *a = tensor_of(L, 1, s2, iv), *b = tensor_of(L, 1, s2, dv), *c;
     CHECK_OK(lunet_tensor_binary(&c, LUNET_BINARY_DIV, a, b));
     assert_int_equal(c->dtype, F);
     double w[2] = {3.5, -3.5};
@@ -285,7 +265,7 @@ static void test_promotion(void **state)
     lunet_tensor_release(s);
     /* float -> int conversion truncates toward zero */
     double fv[2] = {1.7, -1.7};
-    lunet_tensor_t *f = from(F, 1, s2, fv), *li;
+    lunet_tensor_t *f = tensor_of(F, 1, s2, fv), *li;
     CHECK_OK(lunet_tensor_to(&li, f, L));
     double wl[2] = {1, -1};
     CHECK_TENSOR(li, wl, 2, 0);
@@ -300,7 +280,7 @@ static void test_unary_values(void **state)
     (void)state;
     int64_t s8[1] = {8};
     double x[8] = {-2, -0.0, 0, 0.5, 3, NAN, -INFINITY, INFINITY};
-    lunet_tensor_t *t = from(LUNET_DTYPE_FLOAT32, 1, s8, x), *r;
+    lunet_tensor_t *t = tensor_of(LUNET_DTYPE_FLOAT32, 1, s8, x), *r;
     CHECK_OK(lunet_tensor_unary(&r, LUNET_UNARY_RELU, t));
     double wr[8] = {0, -0.0, 0, 0.5, 3, NAN, 0, INFINITY};
     CHECK_TENSOR(r, wr, 8, 0);
@@ -320,7 +300,7 @@ static void test_unary_values(void **state)
     /* float32 sigmoid underflows to exactly 0 like PyTorch's */
     double big[3] = {-100, -1000, 20};
     int64_t s3[1] = {3};
-    t = from(LUNET_DTYPE_FLOAT32, 1, s3, big);
+    t = tensor_of(LUNET_DTYPE_FLOAT32, 1, s3, big);
     CHECK_OK(lunet_tensor_unary(&r, LUNET_UNARY_SIGMOID, t));
     assert_true(lunet_tensor_get(r, 0) == 0.0);
     assert_true(lunet_tensor_get(r, 1) == 0.0);
@@ -330,7 +310,7 @@ static void test_unary_values(void **state)
     /* integer input to exp gives float32 */
     double iv[2] = {0, 1};
     int64_t s2[1] = {2};
-    t = from(LUNET_DTYPE_INT64, 1, s2, iv);
+    t = tensor_of(LUNET_DTYPE_INT64, 1, s2, iv);
     CHECK_OK(lunet_tensor_unary(&r, LUNET_UNARY_EXP, t));
     assert_int_equal(r->dtype, LUNET_DTYPE_FLOAT32);
     double we[2] = {1, 2.718281828459045};
@@ -386,7 +366,7 @@ static void test_reductions(void **state)
     (void)state;
     int64_t s23[2] = {2, 3};
     double v[6] = {1, 5, 5, 7, 0, 7};
-    lunet_tensor_t *a = from(LUNET_DTYPE_FLOAT64, 2, s23, v), *r, *idx;
+    lunet_tensor_t *a = tensor_of(LUNET_DTYPE_FLOAT64, 2, s23, v), *r, *idx;
     int64_t d0[1] = {0}, d1[1] = {1}, dm1[1] = {-1};
     CHECK_OK(lunet_tensor_reduce(&r, NULL, LUNET_REDUCE_SUM, a, 1, d0, true));
     assert_int_equal(r->ndim, 2);
@@ -421,7 +401,7 @@ static void test_reductions(void **state)
     /* NaN wins, at its first place */
     int64_t s4[1] = {4};
     double nv[4] = {1, NAN, 3, NAN};
-    a = from(LUNET_DTYPE_FLOAT32, 1, s4, nv);
+    a = tensor_of(LUNET_DTYPE_FLOAT32, 1, s4, nv);
     CHECK_OK(lunet_tensor_reduce(&r, NULL, LUNET_REDUCE_ARGMAX, a, 0, NULL, false));
     CHECK_CLOSE(lunet_tensor_get(r, 0), 1, 0);
     lunet_tensor_release(r);
@@ -432,7 +412,7 @@ static void test_reductions(void **state)
     /* bool sums to int64; mean of ints refuses; empty max refuses */
     double bv[3] = {1, 1, 0};
     int64_t s3[1] = {3};
-    a = from(LUNET_DTYPE_BOOL, 1, s3, bv);
+    a = tensor_of(LUNET_DTYPE_BOOL, 1, s3, bv);
     CHECK_OK(lunet_tensor_reduce(&r, NULL, LUNET_REDUCE_SUM, a, 0, NULL, false));
     assert_int_equal(r->dtype, LUNET_DTYPE_INT64);
     CHECK_CLOSE(lunet_tensor_get(r, 0), 2, 0);
@@ -444,7 +424,7 @@ static void test_reductions(void **state)
     CHECK_CLOSE(lunet_tensor_get(r, 0), 0, 0);
     lunet_tensor_release(r);
     lunet_tensor_release(a);
-    a = from(LUNET_DTYPE_INT64, 1, s3, bv);
+    a = tensor_of(LUNET_DTYPE_INT64, 1, s3, bv);
     CHECK_FAILS(lunet_tensor_reduce(&r, NULL, LUNET_REDUCE_MEAN, a, 0, NULL, false),
                 LUNET_STATUS_RUNTIME,
                 "mean(): could not infer output dtype. Input dtype must be "
@@ -498,10 +478,10 @@ static void test_indexing(void **state)
     (void)state;
     int64_t s23[2] = {2, 3}, s21[2] = {2, 1}, s2[1] = {2};
     double yh[6] = {0.1, 0.3, 0.6, 0.2, 0.3, 0.5};
-    lunet_tensor_t *y_hat = from(LUNET_DTYPE_FLOAT32, 2, s23, yh), *r;
+    lunet_tensor_t *y_hat = tensor_of(LUNET_DTYPE_FLOAT32, 2, s23, yh), *r;
     double yv[2] = {0, 2};
-    lunet_tensor_t *y = from(LUNET_DTYPE_INT64, 1, s2, yv),
-                   *yc = from(LUNET_DTYPE_INT64, 2, s21, yv);
+    lunet_tensor_t *y = tensor_of(LUNET_DTYPE_INT64, 1, s2, yv),
+                   *yc = tensor_of(LUNET_DTYPE_INT64, 2, s21, yv);
     CHECK_OK(lunet_tensor_gather(&r, y_hat, 1, yc));
     double wg[2] = {0.1f, 0.5f};
     CHECK_TENSOR(r, wg, 2, 0);
@@ -509,7 +489,7 @@ static void test_indexing(void **state)
     lunet_tensor_release(r);
     /* y_hat[[0, 1], y] */
     double rv[2] = {0, 1};
-    lunet_tensor_t *rows = from(LUNET_DTYPE_INT64, 1, s2, rv);
+    lunet_tensor_t *rows = tensor_of(LUNET_DTYPE_INT64, 1, s2, rv);
     lunet_tensor_t *idx[2] = {rows, y};
     CHECK_OK(lunet_tensor_index(&r, y_hat, 2, idx));
     CHECK_TENSOR(r, wg, 2, 0);
@@ -520,12 +500,12 @@ static void test_indexing(void **state)
     lunet_tensor_release(r);
     /* errors */
     double bad[2] = {3, 0};
-    lunet_tensor_t *yb = from(LUNET_DTYPE_INT64, 2, s21, bad);
+    lunet_tensor_t *yb = tensor_of(LUNET_DTYPE_INT64, 2, s21, bad);
     CHECK_FAILS(lunet_tensor_gather(&r, y_hat, 1, yb), LUNET_STATUS_RUNTIME,
                 "index 3 is out of bounds for dimension 1 with size 3");
     CHECK_FAILS(lunet_tensor_gather(&r, y_hat, 1, y), LUNET_STATUS_RUNTIME,
                 "Index tensor must have the same number of dimensions as input tensor");
-    lunet_tensor_t *yf = from(LUNET_DTYPE_FLOAT32, 2, s21, yv);
+    lunet_tensor_t *yf = tensor_of(LUNET_DTYPE_FLOAT32, 2, s21, yv);
     CHECK_FAILS(lunet_tensor_gather(&r, y_hat, 1, yf), LUNET_STATUS_RUNTIME,
                 "gather(): Expected dtype int64 for index");
     lunet_tensor_t *idxf[2] = {rows, yf};
@@ -533,21 +513,21 @@ static void test_indexing(void **state)
                 "tensors used as indices must be long, byte or bool tensors");
     int64_t s3[1] = {3};
     double r3[3] = {0, 1, 0};
-    lunet_tensor_t *rows3 = from(LUNET_DTYPE_INT64, 1, s3, r3);
+    lunet_tensor_t *rows3 = tensor_of(LUNET_DTYPE_INT64, 1, s3, r3);
     lunet_tensor_t *idx3[2] = {rows3, y};
     CHECK_FAILS(lunet_tensor_index(&r, y_hat, 2, idx3), LUNET_STATUS_INDEX,
                 "shape mismatch: indexing tensors could not be broadcast together with shapes "
                 "[3], [2]");
     /* negative index wraps; bool mask selects in row-major order */
     double neg[2] = {0, -1};
-    lunet_tensor_t *yn = from(LUNET_DTYPE_INT64, 1, s2, neg);
+    lunet_tensor_t *yn = tensor_of(LUNET_DTYPE_INT64, 1, s2, neg);
     lunet_tensor_t *idxn[2] = {rows, yn};
     CHECK_OK(lunet_tensor_index(&r, y_hat, 2, idxn));
     double wn[2] = {0.1f, 0.5f};
     CHECK_TENSOR(r, wn, 2, 0);
     lunet_tensor_release(r);
     double mv[6] = {1, 0, 1, 0, 0, 1};
-    lunet_tensor_t *mask = from(LUNET_DTYPE_BOOL, 2, s23, mv);
+    lunet_tensor_t *mask = tensor_of(LUNET_DTYPE_BOOL, 2, s23, mv);
     CHECK_OK(lunet_tensor_index(&r, y_hat, 1, &mask));
     double wmk[3] = {0.1f, 0.6f, 0.5f};
     CHECK_TENSOR(r, wmk, 3, 0);
