@@ -20,11 +20,12 @@
 typedef enum lunet_op {
     LUNET_OP_ADD = 0, /* inputs a, b; arg d[0] = alpha */
     LUNET_OP_SUB,
-    LUNET_OP_MUL,     /* saves a, b */
-    LUNET_OP_DIV,     /* saves a, b */
-    LUNET_OP_POW,     /* saves a, b, out */
-    LUNET_OP_MAXIMUM, /* saves a, b */
-    LUNET_OP_MINIMUM, /* saves a, b */
+    LUNET_OP_MUL,          /* saves a, b */
+    LUNET_OP_DIV,          /* saves a, b */
+    LUNET_OP_POW,          /* saves a, b, out */
+    LUNET_OP_MAXIMUM,      /* saves a, b */
+    LUNET_OP_MINIMUM,      /* saves a, b */
+    LUNET_OP_FLOOR_DIVIDE, /* no derivative: backward fails, as PyTorch's NotImplemented node */
     LUNET_OP_NEG,
     LUNET_OP_EXP,     /* saves out */
     LUNET_OP_LOG,     /* saves x */

@@ -78,30 +78,54 @@ RULE(div_backward)
     return st;
 }
 
+/*
+ * PyTorch's pow_backward_self and pow_backward_exponent: the base's gradient is 0 where the
+ * exponent is 0 (not 0 * inf), the exponent's is 0 where the base is 0 and the exponent >= 0
+ * (not 0 * log 0). log(a) of a Python number is taken in the result's dtype (3 ^ t of
+ * float64 t: log 3 in double), of a tensor in its own (1.13's self.log(): float32 for ints).
+ */
 RULE(pow_backward)
 {
     lunet_tensor_t *a = n->saved[0], *b = n->saved[1], *y = n->saved[2];
+    lunet_tensor_t *one = NULL, *zero = NULL, *bm1 = NULL, *p = NULL, *t = NULL, *mask = NULL;
+    lunet_tensor_t *m2 = NULL, *m3 = NULL, *ca = NULL, *la = NULL, *ib = NULL;
     lunet_status_t st = LUNET_OK;
+    if ((st = lunet_tensor_scalar(&zero, g->dtype, 0, true)))
+        goto done;
     if (n->in[0].needs_grad) {
-        /* g * b * a^(b-1) */
-        lunet_tensor_t *one = NULL, *bm1 = NULL, *p = NULL, *t = NULL;
-        if (!(st = lunet_tensor_scalar(&one, b->dtype, 1, true)) &&
+        /* where(b == 0, 0, g * b * a^(b-1)); a Python True exponent is 1 there (a bool
+           tensor's b - 1 fails, as in PyTorch) */
+        if (b->wrapped_number && b->dtype == LUNET_DTYPE_BOOL) {
+            if ((st = lunet_tensor_convert(&ib, b, LUNET_DTYPE_INT64)))
+                goto done;
+            ib->wrapped_number = true;
+            b = ib;
+        }
+        if (!(st = lunet_tensor_scalar_int(&one, LUNET_DTYPE_INT64, 1, true)) &&
             !(st = lunet_tensor_binary(&bm1, LUNET_BINARY_SUB, b, one)) &&
             !(st = lunet_tensor_binary(&p, LUNET_BINARY_POW, a, bm1)) &&
-            !(st = lunet_tensor_binary(&t, LUNET_BINARY_MUL, p, b)))
-            st = lunet_tensor_binary(&grads[0], LUNET_BINARY_MUL, g, t);
-        LUNET_RELEASE(one, bm1, p, t);
+            !(st = lunet_tensor_binary_(p, LUNET_BINARY_MUL, b)) &&
+            !(st = lunet_tensor_binary_(p, LUNET_BINARY_MUL, g)) &&
+            !(st = lunet_tensor_binary(&mask, LUNET_BINARY_EQ, b, zero)))
+            st = lunet_tensor_where(&grads[0], mask, zero, p);
+        lunet_tensor_release(mask);
+        mask = NULL;
         if (st)
-            return st;
+            goto done;
     }
     if (n->in[1].needs_grad) {
-        /* g * y * log(a) */
-        lunet_tensor_t *la = NULL, *t = NULL;
-        if (!(st = lunet_tensor_unary(&la, LUNET_UNARY_LOG, a)) &&
-            !(st = lunet_tensor_binary(&t, LUNET_BINARY_MUL, y, la)))
-            st = lunet_tensor_binary(&grads[1], LUNET_BINARY_MUL, g, t);
-        LUNET_RELEASE(la, t);
+        /* where(a == 0 & b >= 0, 0, g * y * log(a)) */
+        if (!(st = lunet_tensor_convert(&ca, a, a->wrapped_number ? y->dtype : a->dtype)) &&
+            !(st = lunet_tensor_unary(&la, LUNET_UNARY_LOG, ca)) &&
+            !(st = lunet_tensor_binary(&t, LUNET_BINARY_MUL, y, la)) &&
+            !(st = lunet_tensor_binary_(t, LUNET_BINARY_MUL, g)) &&
+            !(st = lunet_tensor_binary(&m2, LUNET_BINARY_EQ, a, zero)) &&
+            !(st = lunet_tensor_binary(&m3, LUNET_BINARY_GE, b, zero)) &&
+            !(st = lunet_tensor_binary(&mask, LUNET_BINARY_MUL, m2, m3)))
+            st = lunet_tensor_where(&grads[1], mask, zero, t);
     }
+done:
+    LUNET_RELEASE(one, zero, bm1, p, t, mask, m2, m3, ca, la, ib);
     return st;
 }
 
@@ -125,6 +149,16 @@ RULE(extreme_backward)
         LUNET_RELEASE(wins, ties, h, half);
     }
     return st;
+}
+
+/* floor_divide records a node whose backward fails (PyTorch: grad_fn=<NotImplemented>), so
+   that the forward of a tensor requiring grad works and only a backward through it fails. */
+RULE(not_implemented_backward)
+{
+    (void)g;
+    (void)grads;
+    return lunet_error_set(LUNET_STATUS_RUNTIME,
+                           "derivative for aten::floor_divide is not implemented");
 }
 
 RULE(neg_backward) { return scaled(&grads[0], g, -1.0); }
@@ -296,11 +330,15 @@ RULE(mean_backward)
 
 RULE(prod_backward) { return lunet_prod_backward(&grads[0], g, n->saved[0], n->args.i); }
 
+/* max()/min() without a dim: the gradient split evenly among the elements equal to the
+   result, or among the NaNs when the result is NaN (PyTorch's evenly_distribute_backward). */
 RULE(max_all_backward)
 {
     lunet_tensor_t *x = n->saved[0], *y = n->saved[1], *mask = NULL, *cnt = NULL, *w = NULL;
+    double yv = lunet_tensor_get(y, 0);
     lunet_status_t st;
-    if (!(st = lunet_tensor_binary(&mask, LUNET_BINARY_EQ, x, y)) &&
+    if (!(st = yv != yv ? lunet_tensor_binary(&mask, LUNET_BINARY_NE, x, x)
+                        : lunet_tensor_binary(&mask, LUNET_BINARY_EQ, x, y)) &&
         !(st = lunet_tensor_reduce(&cnt, NULL, LUNET_REDUCE_SUM, mask, 0, NULL, false)) &&
         !(st = lunet_tensor_binary(&w, LUNET_BINARY_DIV, g, cnt)))
         st = lunet_tensor_binary(&grads[0], LUNET_BINARY_MUL, mask, w);
@@ -581,6 +619,8 @@ const lunet_op_info_t lunet_op_table[] = {
                           .saves = LUNET_SAVE_IN0 | LUNET_SAVE_IN1},
     [LUNET_OP_MINIMUM] = {"MinimumBackward0", extreme_backward,
                           .saves = LUNET_SAVE_IN0 | LUNET_SAVE_IN1},
+    [LUNET_OP_FLOOR_DIVIDE] = {"NotImplemented", not_implemented_backward,
+                               .saves = LUNET_SAVE_NONE},
     [LUNET_OP_NEG] = {"NegBackward0", neg_backward, .saves = LUNET_SAVE_NONE},
     [LUNET_OP_EXP] = {"ExpBackward0", exp_backward, .saves = LUNET_SAVE_OUT},
     [LUNET_OP_LOG] = {"LogBackward0", log_backward, .saves = LUNET_SAVE_IN0},

@@ -359,20 +359,60 @@ static void run_binary(lunet_tensor_t *out, lunet_binary_op_t op, lunet_tensor_t
     lunet_iter_run_elementwise(&it, binary_table[op].fn[kernel_slot(a->dtype)], &ctx);
 }
 
-/* Integer floor division by zero and negative integer powers have no integer result. */
-static lunet_status_t check_integer_operand(lunet_binary_op_t op, const lunet_tensor_t *b)
+/* Integer floor division by zero (the divisor cb as converted: a uint8 op's 256 is 0) has no
+   integer result, nor has a negative Python-number power b (PyTorch's pow(Tensor, Scalar)
+   check, before any conversion; a tensor of exponents gives 1/b truncated). */
+static lunet_status_t check_integer_operand(lunet_binary_op_t op, const lunet_tensor_t *b,
+                                            const lunet_tensor_t *cb)
 {
-    if (op != LUNET_BINARY_FLOOR_DIV && op != LUNET_BINARY_POW)
+    if (op == LUNET_BINARY_POW && b->wrapped_number && lunet_tensor_get(b, 0) < 0)
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
+                               "Integers to negative integer powers are not allowed.");
+    if (op != LUNET_BINARY_FLOOR_DIV)
         return LUNET_OK;
-    for (int64_t i = 0; i < b->numel; i++) {
-        double v = lunet_tensor_get(b, i);
-        if (op == LUNET_BINARY_FLOOR_DIV && v == 0)
+    for (int64_t i = 0; i < cb->numel; i++)
+        if (lunet_tensor_get(cb, i) == 0)
             return lunet_error_set(LUNET_STATUS_RUNTIME, "ZeroDivisionError");
-        if (op == LUNET_BINARY_POW && v < 0)
-            return lunet_error_set(LUNET_STATUS_RUNTIME,
-                                   "Integers to negative integer powers are not allowed.");
-    }
     return LUNET_OK;
+}
+
+/* The operands an op refuses whatever its form, with PyTorch's messages: subtraction with a
+   bool operand (a Python True counts), floor division and pow computed in bool. */
+static lunet_status_t check_binary_operands(lunet_binary_op_t op, const lunet_tensor_t *a,
+                                            const lunet_tensor_t *b, lunet_dtype_t compute)
+{
+    bool abool = a->dtype == LUNET_DTYPE_BOOL, bbool = b->dtype == LUNET_DTYPE_BOOL;
+    if (op == LUNET_BINARY_SUB && abool && bbool)
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
+                               "Subtraction, the `-` operator, with two bool tensors is not "
+                               "supported. Use the `^` or `logical_xor()` operator instead.");
+    if (op == LUNET_BINARY_SUB && (abool || bbool))
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
+                               "Subtraction, the `-` operator, with a bool tensor is not "
+                               "supported. If you are trying to invert a mask, use the `~` or "
+                               "`logical_not()` operator instead.");
+    if (compute == LUNET_DTYPE_BOOL && op == LUNET_BINARY_FLOOR_DIV)
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
+                               "\"div_floor_cpu\" not implemented for 'Bool'");
+    if (compute == LUNET_DTYPE_BOOL && op == LUNET_BINARY_POW)
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "\"pow\" not implemented for 'Bool'");
+    return LUNET_OK;
+}
+
+/* t in the kernel dtype kdt by way of the op's dtype compute: PyTorch casts every operand to
+   the common dtype first, so a number or 0-d operand of a uint8 op wraps (uint8 // -3
+   divides by 253, uint8 == -1 compares with 255). */
+static lunet_status_t operand_in(lunet_tensor_t **out, lunet_tensor_t *t, lunet_dtype_t compute,
+                                 lunet_dtype_t kdt)
+{
+    if (t->dtype == compute || compute == kdt)
+        return lunet_tensor_convert(out, t, kdt);
+    lunet_tensor_t *c = NULL;
+    lunet_status_t st = lunet_tensor_convert(&c, t, compute);
+    if (!st)
+        st = lunet_tensor_convert(out, c, kdt);
+    lunet_tensor_release(c);
+    return st;
 }
 
 static lunet_dtype_t binary_result_dtype(lunet_binary_op_t op, lunet_tensor_t *a, lunet_tensor_t *b,
@@ -395,14 +435,15 @@ static lunet_status_t binary_impl(lunet_tensor_t **out, lunet_binary_op_t op, lu
         return st;
     lunet_dtype_t compute, rdt = binary_result_dtype(op, a, b, &compute);
     lunet_dtype_t kdt = kernel_dtype(compute);
-    if (op == LUNET_BINARY_SUB && a->dtype == LUNET_DTYPE_BOOL && b->dtype == LUNET_DTYPE_BOOL)
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                               "Subtraction, the `-` operator, with two bool tensors is not "
-                               "supported. Use the `^` or `logical_xor()` operator instead.");
+    if ((st = check_binary_operands(op, a, b, compute)))
+        return st;
+    if (alpha != 1 && !lunet_dtype_is_floating(compute) && alpha != floor(alpha))
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "For integral input tensors, argument alpha "
+                                                     "must not be a floating point number.");
     lunet_tensor_t *ca = NULL, *cb = NULL, *r = NULL, *rk = NULL;
-    if ((st = lunet_tensor_convert(&ca, a, kdt)) || (st = lunet_tensor_convert(&cb, b, kdt)))
+    if ((st = operand_in(&ca, a, compute, kdt)) || (st = operand_in(&cb, b, compute, kdt)))
         goto done;
-    if (kdt == LUNET_DTYPE_INT64 && (st = check_integer_operand(op, cb)))
+    if (kdt == LUNET_DTYPE_INT64 && (st = check_integer_operand(op, b, cb)))
         goto done;
     lunet_dtype_t kout = binary_table[op].compare ? LUNET_DTYPE_BOOL : kdt;
     if ((st = lunet_tensor_empty(&rk, kout, nd, shape)))
@@ -412,17 +453,16 @@ static lunet_status_t binary_impl(lunet_tensor_t **out, lunet_binary_op_t op, lu
         goto done;
     if (!binary_table[op].compare && lunet_autograd_needed(a, b)) {
         static const lunet_op_t ad_op[LUNET_BINARY_COUNT] = {
-            [LUNET_BINARY_ADD] = LUNET_OP_ADD,         [LUNET_BINARY_SUB] = LUNET_OP_SUB,
-            [LUNET_BINARY_MUL] = LUNET_OP_MUL,         [LUNET_BINARY_DIV] = LUNET_OP_DIV,
-            [LUNET_BINARY_POW] = LUNET_OP_POW,         [LUNET_BINARY_MAXIMUM] = LUNET_OP_MAXIMUM,
-            [LUNET_BINARY_MINIMUM] = LUNET_OP_MINIMUM, [LUNET_BINARY_FLOOR_DIV] = LUNET_OP_COUNT,
+            [LUNET_BINARY_ADD] = LUNET_OP_ADD,
+            [LUNET_BINARY_SUB] = LUNET_OP_SUB,
+            [LUNET_BINARY_MUL] = LUNET_OP_MUL,
+            [LUNET_BINARY_DIV] = LUNET_OP_DIV,
+            [LUNET_BINARY_POW] = LUNET_OP_POW,
+            [LUNET_BINARY_MAXIMUM] = LUNET_OP_MAXIMUM,
+            [LUNET_BINARY_MINIMUM] = LUNET_OP_MINIMUM,
+            [LUNET_BINARY_FLOOR_DIV] = LUNET_OP_FLOOR_DIVIDE,
         };
         lunet_op_t aop = ad_op[op];
-        if (aop == LUNET_OP_COUNT) {
-            st = lunet_error_set(LUNET_STATUS_RUNTIME, "%s: the derivative is not implemented",
-                                 binary_table[op].name);
-            goto done;
-        }
         lunet_tensor_t *in[2] = {a, b};
         lunet_op_args_t args = {.d = {alpha}};
         if ((st = lunet_autograd_record(r, aop, 2, in, NULL, &args)))
@@ -503,6 +543,8 @@ lunet_status_t lunet_tensor_binary_(lunet_tensor_t *a, lunet_binary_op_t op, lun
     if ((st = lunet_check_broadcast_into(a, b, "")))
         return st;
     lunet_dtype_t compute, rdt = binary_result_dtype(op, a, b, &compute);
+    if ((st = check_binary_operands(op, a, b, compute)))
+        return st;
     if (category(rdt) > category(a->dtype))
         return lunet_error_set(LUNET_STATUS_RUNTIME,
                                "result type %s can't be cast to the desired output type %s",
@@ -526,7 +568,7 @@ lunet_status_t lunet_tensor_binary_(lunet_tensor_t *a, lunet_binary_op_t op, lun
         lunet_tensor_t *cb;
         if ((st = lunet_tensor_convert(&cb, b, a->dtype)))
             return st;
-        if (a->dtype == LUNET_DTYPE_INT64 && (st = check_integer_operand(op, cb))) {
+        if (a->dtype == LUNET_DTYPE_INT64 && (st = check_integer_operand(op, b, cb))) {
             lunet_tensor_release(cb);
             return st;
         }

@@ -702,6 +702,7 @@ lunet_status_t lunet_tensor_detach(lunet_tensor_t **out, lunet_tensor_t *t)
     if (st)
         return st;
     r->requires_grad = false;
+    r->wrapped_number = t->wrapped_number; /* a saved Python number stays one (pow's backward) */
     *out = r;
     return LUNET_OK;
 }
