@@ -239,6 +239,11 @@ lunet_status_t lunet_autograd_record(lunet_tensor_t *out, lunet_op_t op, int nin
     n->op = op;
     n->refcount = 1;
     n->name = args && args->name ? args->name : lunet_op_table[op].name;
+    for (int i = 0; i < nsaved; i++)
+        n->saved_fn[i] = !saved[i]           ? NULL
+                         : saved[i] == out   ? n->name
+                         : saved[i]->grad_fn ? saved[i]->grad_fn->name
+                                             : NULL;
     if (args)
         n->args = *args;
     n->ninputs = ninputs;
@@ -451,13 +456,15 @@ static lunet_status_t check_saved(lunet_node_t *n)
             return lunet_error_set(
                 LUNET_STATUS_RUNTIME,
                 "one of the variables needed for gradient computation has been "
-                "modified by an inplace operation: [torch.%sTensor %s], which is "
-                "output 0 of %s, is at version %u; expected version %u instead. "
+                "modified by an inplace operation: [torch.%sTensor %s]%s%s%s is at version "
+                "%u; expected version %u instead. "
                 "Hint: enable anomaly detection to find the operation that failed "
                 "to compute its gradient, with "
                 "torch.autograd.set_detect_anomaly(True).",
                 lunet_dtype_torch_name(s->dtype), lunet_shape_str(b, sizeof b, s->ndim, s->shape),
-                n->name, lunet_tensor_version(s), n->saved_version[i]);
+                n->saved_fn[i] ? ", which is output 0 of " : "",
+                n->saved_fn[i] ? n->saved_fn[i] : "", n->saved_fn[i] ? "," : "",
+                lunet_tensor_version(s), n->saved_version[i]);
         }
     }
     return LUNET_OK;

@@ -112,6 +112,9 @@ struct lunet_node {
     bool released;  /* saved tensors were freed by a backward without retain_graph */
     lunet_tensor_t *saved[LUNET_OP_MAX_SAVED]; /* detached views, never the output itself */
     uint32_t saved_version[LUNET_OP_MAX_SAVED];
+    /* the grad_fn a saved tensor was output 0 of (this node for its own output; NULL for a
+       leaf or a tensor without history), named by the in-place error as PyTorch does */
+    const char *saved_fn[LUNET_OP_MAX_SAVED];
     lunet_op_args_t args;
     lunet_dtype_t out_dtype;
     int out_ndim;

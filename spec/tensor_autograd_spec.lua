@@ -75,6 +75,29 @@ describe("lunet autograd surface", function()
       "one of the variables needed for gradient computation has been modified by an inplace " ..
       "operation: [torch.FloatTensor [3]], which is output 0 of SigmoidBackward0, is at version 1; " ..
       "expected version 0 instead.")
+    -- PyTorch 1.13 names the saved tensor's own grad_fn, and none for a leaf or a tensor
+    -- without history: a = torch.tensor([1., 2.], requires_grad=True); c = torch.tensor([3.,
+    -- 4.]); s = (a * c).sum(); c.add_(1); s.backward() raises "...inplace operation:
+    -- [torch.FloatTensor [2]] is at version 1; expected version 0 instead.", and so does
+    -- a.add_(1) under no_grad when c requires grad too (c's gradient needs a); with z = a * 1,
+    -- s = z.exp().log().sum() and z.exp() changed in place, "..., which is output 0 of
+    -- ExpBackward0, is at version 1; ..." (LogBackward0 saved it).
+    for _, c_grad in ipairs({ false, true }) do
+      local a2 = lunet.tensor({ 1.0, 2.0 }, { requires_grad = true })
+      local c = lunet.tensor({ 3.0, 4.0 }, { requires_grad = c_grad })
+      local s2 = (a2 * c):sum()
+      local change = c_grad and function() a2:add_(1) end or function() c:add_(1) end
+      lunet.no_grad(change)
+      assert_error_contains(function() s2:backward() end,
+        "modified by an inplace operation: [torch.FloatTensor [2]] is at version 1; " ..
+        "expected version 0 instead.")
+    end
+    local e = (lunet.tensor({ 1.0, 2.0 }, { requires_grad = true }) * 1):exp()
+    local s3 = e:log():sum()
+    lunet.no_grad(function() e:mul_(2) end)
+    assert_error_contains(function() s3:backward() end,
+      "modified by an inplace operation: [torch.FloatTensor [2]], which is output 0 of " ..
+      "ExpBackward0, is at version 1; expected version 0 instead.")
     assert_error_contains(function() (b * 2):requires_grad_(false) end,
       "you can only change requires_grad flags of leaf variables.")
     lunet.no_grad(function() b:add_(1) end) -- allowed without grad mode
