@@ -175,23 +175,26 @@ lunet_status_t lunet_gather_backward(lunet_tensor_t **dx, lunet_tensor_t *g, int
 
 /* ---- index_select */
 
-// r = x (any) with dim d's entries index (a vector) in that order; called without grad
+// r = x (any) with dim d's entries index (a vector or 0-d) in that order; called without grad
 static lunet_status_t index_select(lunet_tensor_t **out, lunet_tensor_t *x, int d,
                                    lunet_tensor_t *index)
 {
     if (x->ndim == 0)
         return lunet_tensor_clone(out, x); /* the index is [0] or 0 (checked) */
-    /* x[..., idx[k], ...] = one leading-dim selection per k, done as flat advanced indexing */
-    lunet_tensor_t *xt = NULL, *r = NULL, *rt = NULL;
-    lunet_status_t st = lunet_tensor_transpose(&xt, x, 0, d);
-    lunet_tensor_t *idx[1] = {index};
+    /* x[..., idx[k], ...] = one leading-dim selection per k, done as flat advanced indexing
+       with the index as a vector: a 0-d one keeps dim d, of length 1, as in PyTorch */
+    lunet_tensor_t *iv = NULL, *xt = NULL, *r = NULL, *rt = NULL;
+    int64_t len = index->numel;
+    lunet_status_t st = lunet_tensor_reshape(&iv, index, 1, &len);
     if (!st)
-        st = lunet_tensor_index(&r, xt, 1, idx);
+        st = lunet_tensor_transpose(&xt, x, 0, d);
+    if (!st)
+        st = lunet_tensor_index(&r, xt, 1, &iv);
     if (!st)
         st = lunet_tensor_transpose(&rt, r, 0, d);
     if (!st)
         st = lunet_tensor_contiguous(out, rt);
-    LUNET_RELEASE(xt, r, rt);
+    LUNET_RELEASE(iv, xt, r, rt);
     return st;
 }
 

@@ -221,6 +221,31 @@ describe("lunet views and indexing", function()
         "index_select(): Expected dtype int32 or int64 for index")
     end)
 
+    -- PyTorch 1.13, x = torch.tensor([[1., 2., 3.], [4., 5., 6.]], requires_grad=True): a 0-d
+    -- index keeps the dim, of length 1: x.index_select(1, torch.tensor(2)) is [[3.], [6.]]
+    -- (x.grad after .sum().backward(): [[0, 0, 1], [0, 0, 1]]), index_select(0, 1) is
+    -- [[4., 5., 6.]], index_select(-1, 0) [[1.], [4.]]; torch.tensor([1., 2., 3.]) gives
+    -- tensor([3.]) with index_select(0, torch.tensor(2)) and tensor(3.) with gather.
+    it("index_select with a 0-d index keeps the dim", function()
+      for _, c in ipairs({
+        { 1, 2, { 2, 1 }, { 3, 6 }, { 0, 0, 1, 0, 0, 1 } },
+        { 0, 1, { 1, 3 }, { 4, 5, 6 }, { 0, 0, 0, 1, 1, 1 } },
+        { -1, 0, { 2, 1 }, { 1, 4 }, { 1, 0, 0, 1, 0, 0 } },
+      }) do
+        local x = lunet.tensor({ { 1.0, 2.0, 3.0 }, { 4, 5, 6 } }, { requires_grad = true })
+        local y = x:index_select(c[1], lunet.tensor(c[2]))
+        assert.are.same(c[3], y:size(), "dim " .. c[1])
+        assert_close(y, c[4], 0)
+        y:sum():backward()
+        assert_close(x.grad, c[5], 0)
+      end
+      local v = lunet.tensor({ 1.0, 2.0, 3.0 })
+      assert.are.same({ 1 }, v:index_select(0, lunet.tensor(2)):size())
+      assert.are.equal(3.0, v:index_select(0, lunet.tensor(2))[0])
+      assert.are.equal(0, v:gather(0, lunet.tensor(2)):dim())
+      assert.are.equal(3.0, v:gather(0, lunet.tensor(2)):item())
+    end)
+
     -- PyTorch 1.13: x = torch.tensor(2., requires_grad=True); x.index_select(0, torch.tensor([0]))
     -- is tensor(2., grad_fn=<IndexSelectBackward0>) and backward() leaves x.grad = tensor(1.)
     it("a 0-d tensor: index_select and gather record their own node", function()
