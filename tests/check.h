@@ -67,6 +67,16 @@ static inline lunet_tensor_t *tensor_of_ints(lunet_dtype_t dt, int ndim, const i
     return tensor_filled_(dt, ndim, shape, NULL, v);
 }
 
+/* A new tensor of dtype dt and shape drawn from N(0, 1) by g. */
+static inline lunet_tensor_t *tensor_randn(lunet_dtype_t dt, int ndim, const int64_t *shape,
+                                           lunet_generator_t *g)
+{
+    lunet_tensor_t *t;
+    CHECK_OK(lunet_tensor_empty(&t, dt, ndim, shape));
+    CHECK_OK(lunet_tensor_normal_(t, g, 0, 1));
+    return t;
+}
+
 /*
  * Every helper prints what it compared before failing: cmocka's _fail() does not return
  * (it jumps out of the test), so the message must come first.

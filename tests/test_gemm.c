@@ -110,10 +110,7 @@ static void test_avx512_kernel_exact(void **state)
 
 static lunet_tensor_t *randn(lunet_dtype_t dt, int64_t r, int64_t c, lunet_generator_t *g)
 {
-    lunet_tensor_t *t;
-    CHECK_OK(lunet_tensor_empty(&t, dt, 2, (const int64_t[]){r, c}));
-    CHECK_OK(lunet_tensor_normal_(t, g, 0, 1));
-    return t;
+    return tensor_randn(dt, 2, (const int64_t[]){r, c}, g);
 }
 
 static void same_tensor(const char *what, const lunet_tensor_t *got, const lunet_tensor_t *want)
@@ -145,10 +142,8 @@ static void test_fused_forward_equals_unfused(void **state)
                         out = linear_shapes[s][2];
                 lunet_tensor_t *x = randn(dts[d], n, in, &g), *w = randn(dts[d], out, in, &g);
                 lunet_tensor_t *b = NULL, *wt, *prod, *relu_ref, *fused, *plain, *relu_plain;
-                if (with_bias) {
-                    CHECK_OK(lunet_tensor_empty(&b, dts[d], 1, &out));
-                    CHECK_OK(lunet_tensor_normal_(b, &g, 0, 1));
-                }
+                if (with_bias)
+                    b = tensor_randn(dts[d], 1, &out, &g);
                 CHECK_OK(lunet_tensor_transpose(&wt, w, 0, 1));
                 if (with_bias)
                     CHECK_OK(lunet_tensor_addmm(&prod, b, x, wt, 1.0, 1.0));
@@ -205,8 +200,7 @@ static void test_backward_equals_separate_products(void **state)
             int64_t n = linear_shapes[s][0], in = linear_shapes[s][1], out = linear_shapes[s][2];
             lunet_tensor_t *x = randn(dts[d], n, in, &g), *w = randn(dts[d], out, in, &g);
             lunet_tensor_t *r = randn(dts[d], n, out, &g), *b, *y, *mask, *gm, *gmt, *dx, *dw;
-            CHECK_OK(lunet_tensor_empty(&b, dts[d], 1, &out));
-            CHECK_OK(lunet_tensor_normal_(b, &g, 0, 1));
+            b = tensor_randn(dts[d], 1, &out, &g);
             /* the expected: gm = y > 0 ? r : 0, dx = gm @ w, dw = gm^T @ x */
             CHECK_OK(lunet_nn_linear(&y, x, w, b, true));
             CHECK_OK(lunet_tensor_scalar(&mask, dts[d], 0, false));

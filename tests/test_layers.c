@@ -341,9 +341,7 @@ static void test_dropout_matches_pytorch(void **state)
     CHECK_OK(lunet_tensor_binary(&y1, LUNET_BINARY_MUL, x1, m1));
     CHECK_TENSOR(y1, lg_dropout_y32, 24, 0);
     /* PyTorch drew randn(3, 5) in between: consume the same 15 normals */
-    lunet_tensor_t *skip;
-    CHECK_OK(lunet_tensor_empty(&skip, LUNET_DTYPE_FLOAT64, 2, s2));
-    CHECK_OK(lunet_tensor_normal_(skip, &g, 0, 1));
+    lunet_tensor_t *skip = tensor_randn(LUNET_DTYPE_FLOAT64, 2, s2, &g);
     CHECK_TENSOR(skip, lg_dropout_x64, 15, 0);
     CHECK_OK(lunet_nn_dropout_mask(&m2, x2, 0.5, &g));
     CHECK_OK(lunet_tensor_binary(&y2, LUNET_BINARY_MUL, x2, m2));
@@ -369,13 +367,9 @@ static void test_conv2d_same_bits_on_any_thread_count(void **state)
     for (int run = 0; run < 2; run++) {
         CHECK_OK(lunet_set_num_threads(run == 0 ? 1 : 3));
         lunet_generator_seed(&g, 3);
-        lunet_tensor_t *x, *w, *b, *y, *s;
-        CHECK_OK(lunet_tensor_empty(&x, LUNET_DTYPE_FLOAT32, 4, sx));
-        CHECK_OK(lunet_tensor_empty(&w, LUNET_DTYPE_FLOAT32, 4, sw));
-        CHECK_OK(lunet_tensor_empty(&b, LUNET_DTYPE_FLOAT32, 1, sb));
-        CHECK_OK(lunet_tensor_normal_(x, &g, 0, 1));
-        CHECK_OK(lunet_tensor_normal_(w, &g, 0, 1));
-        CHECK_OK(lunet_tensor_normal_(b, &g, 0, 1));
+        lunet_tensor_t *x = tensor_randn(LUNET_DTYPE_FLOAT32, 4, sx, &g);
+        lunet_tensor_t *w = tensor_randn(LUNET_DTYPE_FLOAT32, 4, sw, &g);
+        lunet_tensor_t *b = tensor_randn(LUNET_DTYPE_FLOAT32, 1, sb, &g), *y, *s;
         CHECK_OK(lunet_tensor_requires_grad_(x, true));
         CHECK_OK(lunet_tensor_requires_grad_(w, true));
         CHECK_OK(lunet_nn_conv2d(&y, x, w, b, &o));

@@ -37,13 +37,9 @@ static void test_fused_linear_relu(void **state)
     lunet_generator_t g;
     lunet_generator_seed(&g, 1);
     int64_t sx[2] = {5, 4}, sw[2] = {3, 4}, sb[1] = {3};
-    lunet_tensor_t *x, *w, *b, *fused, *plain, *relu;
-    CHECK_OK(lunet_tensor_empty(&x, LUNET_DTYPE_FLOAT64, 2, sx));
-    CHECK_OK(lunet_tensor_empty(&w, LUNET_DTYPE_FLOAT64, 2, sw));
-    CHECK_OK(lunet_tensor_empty(&b, LUNET_DTYPE_FLOAT64, 1, sb));
-    CHECK_OK(lunet_tensor_normal_(x, &g, 0, 1));
-    CHECK_OK(lunet_tensor_normal_(w, &g, 0, 1));
-    CHECK_OK(lunet_tensor_normal_(b, &g, 0, 1));
+    lunet_tensor_t *x = tensor_randn(LUNET_DTYPE_FLOAT64, 2, sx, &g);
+    lunet_tensor_t *w = tensor_randn(LUNET_DTYPE_FLOAT64, 2, sw, &g);
+    lunet_tensor_t *b = tensor_randn(LUNET_DTYPE_FLOAT64, 1, sb, &g), *fused, *plain, *relu;
     CHECK_OK(lunet_nn_linear(&fused, x, w, b, true));
     CHECK_OK(lunet_nn_linear(&plain, x, w, b, false));
     CHECK_OK(lunet_tensor_unary(&relu, LUNET_UNARY_RELU, plain));
@@ -79,9 +75,7 @@ static void test_mlp_trains(void **state)
     int64_t sizes[3] = {6, 16, 2}, sx[2] = {128, 6}, sy[1] = {128};
     lunet_mlp_t *m;
     CHECK_OK(lunet_mlp_new(&m, 3, sizes, LUNET_ACTIVATION_RELU, LUNET_DTYPE_FLOAT32, &g));
-    lunet_tensor_t *x, *y;
-    CHECK_OK(lunet_tensor_empty(&x, LUNET_DTYPE_FLOAT32, 2, sx));
-    CHECK_OK(lunet_tensor_normal_(x, &g, 0, 1));
+    lunet_tensor_t *x = tensor_randn(LUNET_DTYPE_FLOAT32, 2, sx, &g), *y;
     CHECK_OK(lunet_tensor_empty(&y, LUNET_DTYPE_INT64, 1, sy));
     for (int i = 0; i < 128; i++)
         ((int64_t *)lunet_tensor_data(y))[i] = lunet_tensor_get(x, i * 6) > 0;
