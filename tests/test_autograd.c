@@ -213,14 +213,22 @@ static lunet_tensor_t *ce_target(void)
     int64_t s[1] = {3}, v[3] = {1, 0, 3};
     return int_tensor(1, s, v);
 }
-static lunet_status_t f_ce(lunet_tensor_t **o, lunet_tensor_t **in)
+typedef lunet_status_t (*loss_fn_t)(lunet_tensor_t **, lunet_tensor_t *, lunet_tensor_t *,
+                                    const lunet_loss_options_t *);
+/* loss(x, ce_target()) under opt (default options when opt is NULL) */
+static lunet_status_t with_ce_target(loss_fn_t loss, lunet_tensor_t **o, lunet_tensor_t *x,
+                                     const lunet_loss_options_t *opt)
 {
-    lunet_loss_options_t opt;
-    lunet_loss_options_init(&opt);
+    lunet_loss_options_t dflt;
+    lunet_loss_options_init(&dflt);
     lunet_tensor_t *y = ce_target();
-    lunet_status_t st = lunet_loss_cross_entropy(o, in[0], y, &opt);
+    lunet_status_t st = loss(o, x, y, opt ? opt : &dflt);
     lunet_tensor_release(y);
     return st;
+}
+static lunet_status_t f_ce(lunet_tensor_t **o, lunet_tensor_t **in)
+{
+    return with_ce_target(lunet_loss_cross_entropy, o, in[0], NULL);
 }
 static lunet_status_t f_ce_smooth_weight(lunet_tensor_t **o, lunet_tensor_t **in)
 {
@@ -233,9 +241,7 @@ static lunet_status_t f_ce_smooth_weight(lunet_tensor_t **o, lunet_tensor_t **in
     opt.weight = wt;
     opt.label_smoothing = 0.1;
     opt.reduction = LUNET_REDUCTION_SUM;
-    lunet_tensor_t *y = ce_target();
-    lunet_status_t st = lunet_loss_cross_entropy(o, in[0], y, &opt);
-    lunet_tensor_release(y);
+    lunet_status_t st = with_ce_target(lunet_loss_cross_entropy, o, in[0], &opt);
     lunet_tensor_release(wt);
     return st;
 }
@@ -245,10 +251,7 @@ static lunet_status_t f_ce_none(lunet_tensor_t **o, lunet_tensor_t **in)
     lunet_loss_options_init(&opt);
     opt.reduction = LUNET_REDUCTION_NONE;
     opt.ignore_index = 0;
-    lunet_tensor_t *y = ce_target();
-    lunet_status_t st = lunet_loss_cross_entropy(o, in[0], y, &opt);
-    lunet_tensor_release(y);
-    return st;
+    return with_ce_target(lunet_loss_cross_entropy, o, in[0], &opt);
 }
 static lunet_status_t f_ce_prob(lunet_tensor_t **o, lunet_tensor_t **in)
 {
@@ -258,12 +261,7 @@ static lunet_status_t f_ce_prob(lunet_tensor_t **o, lunet_tensor_t **in)
 }
 static lunet_status_t f_nll(lunet_tensor_t **o, lunet_tensor_t **in)
 {
-    lunet_loss_options_t opt;
-    lunet_loss_options_init(&opt);
-    lunet_tensor_t *y = ce_target();
-    lunet_status_t st = lunet_loss_nll(o, in[0], y, &opt);
-    lunet_tensor_release(y);
-    return st;
+    return with_ce_target(lunet_loss_nll, o, in[0], NULL);
 }
 /* a two-layer MLP with a loss, composed of several ops */
 static lunet_status_t f_mlp(lunet_tensor_t **o, lunet_tensor_t **in)
