@@ -31,6 +31,18 @@ static lunet_tensor_t *make(lunet_dtype_t dt, int64_t n)
     return t;
 }
 
+typedef lunet_status_t (*fill_fn_t)(lunet_tensor_t *, lunet_generator_t *, double, double);
+
+/* A new 1-d tensor of n dt elements filled by fill(t, gen, a, b) right after seeding gen. */
+static lunet_tensor_t *seeded(fill_fn_t fill, lunet_dtype_t dt, int64_t n, uint64_t seed, double a,
+                              double b)
+{
+    lunet_tensor_t *t = make(dt, n);
+    lunet_generator_seed(&gen, seed);
+    CHECK_OK(fill(t, &gen, a, b));
+    return t;
+}
+
 /* Bit-exact comparison of every element (read as double) with want[]. */
 static void check_exact_at(lunet_tensor_t *t, int64_t start, const double *want, int64_t n,
                            const char *file, int line)
@@ -71,9 +83,7 @@ static void test_mt_first_outputs(void **state)
 static void test_mt_long_stream(void **state)
 {
     // the twist runs every 624 outputs; 100000 float32 draws cross it many times
-    lunet_generator_seed(&gen, 7);
-    lunet_tensor_t *t = make(LUNET_DTYPE_FLOAT32, 100000);
-    CHECK_OK(lunet_tensor_uniform_(t, &gen, 0, 1));
+    lunet_tensor_t *t = seeded(lunet_tensor_uniform_, LUNET_DTYPE_FLOAT32, 100000, 7, 0, 1);
     CHECK_EXACT(t, 0, golden_rand_seed7_head, LEN(golden_rand_seed7_head));
     assert_true(tensor_hash(t) == GOLDEN_RAND_SEED7_N100000_HASH);
     lunet_tensor_release(t);
@@ -96,9 +106,7 @@ static void test_default_generator(void **state)
 
 static void test_rand3(void **state)
 {
-    lunet_generator_seed(&gen, 0);
-    lunet_tensor_t *t = make(LUNET_DTYPE_FLOAT32, 3);
-    CHECK_OK(lunet_tensor_uniform_(t, &gen, 0, 1));
+    lunet_tensor_t *t = seeded(lunet_tensor_uniform_, LUNET_DTYPE_FLOAT32, 3, 0, 0, 1);
     const double want[3] = {0.49625658988952637, 0.7682217955589294, 0.08847743272781372};
     CHECK_EXACT(t, 0, want, 3);
     lunet_tensor_release(t);
@@ -106,9 +114,7 @@ static void test_rand3(void **state)
 
 static void test_rand_f64(void **state)
 {
-    lunet_generator_seed(&gen, 5);
-    lunet_tensor_t *t = make(LUNET_DTYPE_FLOAT64, 1000);
-    CHECK_OK(lunet_tensor_uniform_(t, &gen, 0, 1));
+    lunet_tensor_t *t = seeded(lunet_tensor_uniform_, LUNET_DTYPE_FLOAT64, 1000, 5, 0, 1);
     CHECK_EXACT(t, 0, golden_rand_f64_seed5_head, LEN(golden_rand_f64_seed5_head));
     assert_true(tensor_hash(t) == GOLDEN_RAND_F64_SEED5_N1000_HASH);
     lunet_tensor_release(t);
@@ -129,15 +135,13 @@ static void test_uniform_bounds(void **state)
         {3, -1.3, 2.9, golden_uniform3_head, GOLDEN_UNIFORM3_HASH, GOLDEN_UNIFORM3_F64_HASH},
     };
     for (int k = 0; k < 4; k++) {
-        lunet_tensor_t *t = make(LUNET_DTYPE_FLOAT32, GOLDEN_UNIFORM_N);
-        lunet_generator_seed(&gen, cases[k].seed);
-        CHECK_OK(lunet_tensor_uniform_(t, &gen, cases[k].a, cases[k].b));
+        lunet_tensor_t *t = seeded(lunet_tensor_uniform_, LUNET_DTYPE_FLOAT32, GOLDEN_UNIFORM_N,
+                                   cases[k].seed, cases[k].a, cases[k].b);
         CHECK_EXACT(t, 0, cases[k].head, 16);
         assert_true(tensor_hash(t) == cases[k].hash);
         lunet_tensor_release(t);
-        t = make(LUNET_DTYPE_FLOAT64, GOLDEN_UNIFORM_N);
-        lunet_generator_seed(&gen, cases[k].seed);
-        CHECK_OK(lunet_tensor_uniform_(t, &gen, cases[k].a, cases[k].b));
+        t = seeded(lunet_tensor_uniform_, LUNET_DTYPE_FLOAT64, GOLDEN_UNIFORM_N, cases[k].seed,
+                   cases[k].a, cases[k].b);
         assert_true(tensor_hash(t) == cases[k].hash64);
         lunet_tensor_release(t);
     }
@@ -293,30 +297,22 @@ static void test_randint(void **state)
 
 static void test_normal_small(void **state)
 {
-    lunet_tensor_t *t = make(LUNET_DTYPE_FLOAT32, 3);
-    lunet_generator_seed(&gen, 0);
-    CHECK_OK(lunet_tensor_normal_(t, &gen, 0, 0.01));
+    lunet_tensor_t *t = seeded(lunet_tensor_normal_, LUNET_DTYPE_FLOAT32, 3, 0, 0, 0.01);
     const double want[3] = {0.015409961342811584, -0.002934289164841175, -0.021787893027067184};
     CHECK_EXACT(t, 0, want, 3);
     lunet_tensor_release(t);
 
-    t = make(LUNET_DTYPE_FLOAT32, 5);
-    lunet_generator_seed(&gen, 0);
-    CHECK_OK(lunet_tensor_normal_(t, &gen, 0, 1));
+    t = seeded(lunet_tensor_normal_, LUNET_DTYPE_FLOAT32, 5, 0, 0, 1);
     const double randn5[5] = {1.5409960746765137, -0.293428897857666, -2.1787893772125244,
                               0.5684312582015991, -1.0845223665237427};
     CHECK_EXACT(t, 0, randn5, 5);
     lunet_tensor_release(t);
 
     // mean and std other than 0/1, both dtypes, 15 elements (the largest small size)
-    t = make(LUNET_DTYPE_FLOAT32, 15);
-    lunet_generator_seed(&gen, 2);
-    CHECK_OK(lunet_tensor_normal_(t, &gen, 0.3, 1.7));
+    t = seeded(lunet_tensor_normal_, LUNET_DTYPE_FLOAT32, 15, 2, 0.3, 1.7);
     CHECK_EXACT(t, 0, golden_normal15_f32_seed2, 15);
     lunet_tensor_release(t);
-    t = make(LUNET_DTYPE_FLOAT64, 15);
-    lunet_generator_seed(&gen, 2);
-    CHECK_OK(lunet_tensor_normal_(t, &gen, 0.3, 1.7));
+    t = seeded(lunet_tensor_normal_, LUNET_DTYPE_FLOAT64, 15, 2, 0.3, 1.7);
     CHECK_EXACT(t, 0, golden_normal15_f64_seed2, 15);
     lunet_tensor_release(t);
 }
@@ -347,51 +343,37 @@ static void test_normal_cache(void **state)
 static void test_normal_block_f32(void **state)
 {
     // >= 16 contiguous float32: block-of-16 Box-Muller with the avx_mathfun polynomials
-    lunet_tensor_t *t = make(LUNET_DTYPE_FLOAT32, 7840);
-    lunet_generator_seed(&gen, 0);
-    CHECK_OK(lunet_tensor_normal_(t, &gen, 0, 0.01));
+    lunet_tensor_t *t = seeded(lunet_tensor_normal_, LUNET_DTYPE_FLOAT32, 7840, 0, 0, 0.01);
     CHECK_EXACT(t, 0, golden_normal7840_seed0_head, 32);
     CHECK_EXACT(t, 7840 - 16, golden_normal7840_seed0_tail, 16);
     assert_true(tensor_hash(t) == GOLDEN_NORMAL7840_SEED0_HASH);
     lunet_tensor_release(t);
 
     // n % 16 != 0: the last 16 are redrawn and recomputed
-    t = make(LUNET_DTYPE_FLOAT32, 1000);
-    lunet_generator_seed(&gen, 3);
-    CHECK_OK(lunet_tensor_normal_(t, &gen, 0.5, 2.0));
+    t = seeded(lunet_tensor_normal_, LUNET_DTYPE_FLOAT32, 1000, 3, 0.5, 2.0);
     CHECK_EXACT(t, 1000 - 24, golden_normal1000_seed3_tail, 24);
     assert_true(tensor_hash(t) == GOLDEN_NORMAL1000_SEED3_HASH);
     lunet_tensor_release(t);
 
-    t = make(LUNET_DTYPE_FLOAT32, 200000);
-    lunet_generator_seed(&gen, 5);
-    CHECK_OK(lunet_tensor_normal_(t, &gen, 0, 1));
+    t = seeded(lunet_tensor_normal_, LUNET_DTYPE_FLOAT32, 200000, 5, 0, 1);
     assert_true(tensor_hash(t) == GOLDEN_RANDN200000_SEED5_HASH);
     lunet_tensor_release(t);
 
     // the boundary sizes 16 and 17
-    t = make(LUNET_DTYPE_FLOAT32, 16);
-    lunet_generator_seed(&gen, 0);
-    CHECK_OK(lunet_tensor_normal_(t, &gen, 0, 1));
+    t = seeded(lunet_tensor_normal_, LUNET_DTYPE_FLOAT32, 16, 0, 0, 1);
     CHECK_EXACT(t, 0, golden_randn16_seed0, 16);
     lunet_tensor_release(t);
-    t = make(LUNET_DTYPE_FLOAT32, 17);
-    lunet_generator_seed(&gen, 0);
-    CHECK_OK(lunet_tensor_normal_(t, &gen, 0, 1));
+    t = seeded(lunet_tensor_normal_, LUNET_DTYPE_FLOAT32, 17, 0, 0, 1);
     CHECK_EXACT(t, 0, golden_randn17_seed0, 17);
     lunet_tensor_release(t);
 }
 
 static void test_normal_block_f64(void **state)
 {
-    lunet_tensor_t *t = make(LUNET_DTYPE_FLOAT64, 40);
-    lunet_generator_seed(&gen, 0);
-    CHECK_OK(lunet_tensor_normal_(t, &gen, 0, 1));
+    lunet_tensor_t *t = seeded(lunet_tensor_normal_, LUNET_DTYPE_FLOAT64, 40, 0, 0, 1);
     CHECK_EXACT(t, 0, golden_normal40_f64_seed0, 40);
     lunet_tensor_release(t);
-    t = make(LUNET_DTYPE_FLOAT64, 10007);
-    lunet_generator_seed(&gen, 1);
-    CHECK_OK(lunet_tensor_normal_(t, &gen, 0.3, 1.7));
+    t = seeded(lunet_tensor_normal_, LUNET_DTYPE_FLOAT64, 10007, 1, 0.3, 1.7);
     assert_true(tensor_hash(t) == GOLDEN_NORMAL10007_F64_SEED1_HASH);
     lunet_tensor_release(t);
 }
@@ -421,9 +403,7 @@ static void test_normal_errors(void **state)
                 "\"normal_kernel_cpu\" not implemented for 'Long'");
     lunet_tensor_release(t);
     // empty tensors draw nothing
-    t = make(LUNET_DTYPE_FLOAT32, 0);
-    lunet_generator_seed(&gen, 0);
-    CHECK_OK(lunet_tensor_normal_(t, &gen, 0, 1));
+    t = seeded(lunet_tensor_normal_, LUNET_DTYPE_FLOAT32, 0, 0, 0, 1);
     CHECK_OK(lunet_tensor_uniform_(t, &gen, 0, 1));
     assert_int_equal(lunet_generator_random32(&gen), golden_mt_seed0[0]);
     lunet_tensor_release(t);
