@@ -14,13 +14,12 @@
 local lunet = require "lunet"
 
 -- read_file, run_command and make_tmpdir come from spec/helper.lua
-local function read(path) return assert(read_file(path), path .. ": cannot read") end
 
 -- Names the document gives entries: the leading dotted name of every code span followed by
 -- `(` or `{`, outside fenced code blocks, with ':' read as '.'.  The second table holds the
 -- qualified ones (`a.b(`, `a:b(`), which must name something that exists.
 local function documented(path, normalize)
-  local text = read(path):gsub("\n```.-\n```", "\n")
+  local text = must_read(path):gsub("\n```.-\n```", "\n")
   local names, qualified = {}, {}
   for span in text:gmatch("`([^`\n]+)`") do
     local name, after = span:match("^([%a_][%w_]*[%w_%.:]*)([({]?)")
@@ -153,7 +152,7 @@ end
 
 -- Functions declared in a C header (comments and preprocessor lines removed).
 local function c_functions(path, out)
-  local text = read(path):gsub("/%*.-%*/", " "):gsub("//[^\n]*", ""):gsub("\n#[^\n]*", "\n")
+  local text = must_read(path):gsub("/%*.-%*/", " "):gsub("//[^\n]*", ""):gsub("\n#[^\n]*", "\n")
   for name in text:gmatch("([%a_][%w_]*)%s*%(") do
     if name:match("^lunet_") or name:match("^luaopen_") then out[name] = true end
   end
@@ -201,7 +200,7 @@ describe("the reference (docs/)", function()
   it("documents every option `lunet --help` lists", function()
     local bin = LUNET_BIN or ((os.getenv("LUNET_BUILD") or "build") .. "/lunet")
     local _, help = run_command(bin .. " --help")
-    local doc = read("docs/lua-api.md")
+    local doc = must_read("docs/lua-api.md")
     local miss = {}
     for line in help:gmatch("[^\n]+") do
       -- an option line: two spaces, the option column ("-l g=mod", "-v, --version"), then
@@ -219,7 +218,7 @@ describe("the reference (docs/)", function()
 
   it("names every LUNET_* environment variable the sources read", function()
     local _, found = run_command("git grep -h -o -e 'getenv(\"LUNET_[A-Z_]*\")' -- runtime bindings cli")
-    local doc = read("docs/lua-api.md")
+    local doc = must_read("docs/lua-api.md")
     local miss, seen = {}, {}
     for name in found:gmatch("(LUNET_[A-Z_]+)") do
       if not seen[name] and not doc:find("`" .. name .. "`", 1, true) then
@@ -258,7 +257,7 @@ describe("the reference (docs/)", function()
   it("lists every section in each document's contents", function()
     local miss = {}
     for _, doc in ipairs({"docs/lua-api.md", "docs/c-api.md", "docs/pytorch-parity.md"}) do
-      local text = read(doc):gsub("\n```.-\n```", "\n")
+      local text = must_read(doc):gsub("\n```.-\n```", "\n")
       for heading in text:gmatch("\n## ([^\n]+)") do
         if heading ~= "Contents" and not text:find("(#" .. slug(heading) .. ")", 1, true) then
           miss[#miss + 1] = doc .. ": " .. heading .. " (#" .. slug(heading) .. ")"
@@ -274,7 +273,7 @@ describe("the reference (docs/)", function()
     for _, doc in ipairs({"docs/lua-api.md", "docs/c-api.md", "docs/pytorch-parity.md",
                           "docs/FORMAT.md"}) do
       local ncols, n = nil, 0
-      for line in (read(doc) .. "\n"):gmatch("([^\n]*)\n") do
+      for line in (must_read(doc) .. "\n"):gmatch("([^\n]*)\n") do
         n = n + 1
         if line:sub(1, 1) == "|" then
           local unescaped = line:gsub("\\|", "") -- `\|` does not split a cell
@@ -292,7 +291,7 @@ describe("the reference (docs/)", function()
   end)
 
   it("is what the README points to", function()
-    local readme = read("README.md")
+    local readme = must_read("README.md")
     for _, doc in ipairs({"docs/lua-api.md", "docs/c-api.md", "docs/pytorch-parity.md",
                           "docs/FORMAT.md"}) do
       assert.truthy(readme:find(doc, 1, true), "README.md does not mention " .. doc)

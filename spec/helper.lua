@@ -93,6 +93,11 @@ function read_file(path)
   return s
 end
 
+-- must_read(path): the whole file, or an error naming it.
+function must_read(path)
+  return assert(read_file(path), path .. ": cannot read")
+end
+
 -- make_tmpdir(): a new empty directory's path.
 function make_tmpdir()
   local p = os.tmpname()

@@ -1,13 +1,6 @@
 -- package_spec.lua - packaging files (issue 7): the rockspec loads as LuaRocks reads it
 -- (plain Lua assignments) and agrees with the Makefile and lunet.h; the pkg-config
 -- templates, the man page and `lunet --help` document what they must.
-local function read(path)
-  local f = assert(io.open(path, "r"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
 local lunet = require "lunet"
 
 describe("packaging", function()
@@ -25,7 +18,7 @@ describe("packaging", function()
     assert.are.equal("z", env.external_dependencies.ZLIB.library)
     assert.are.equal("make", env.build.type)
     -- the targets it names exist in the Makefile
-    local mk = read("Makefile")
+    local mk = must_read("Makefile")
     for _, target in ipairs({ env.build.build_target, env.build.install_target }) do
       assert.truthy(mk:find("\n" .. target:gsub("%-", "%%-") .. ":", 1), target)
     end
@@ -33,19 +26,19 @@ describe("packaging", function()
   end)
 
   it("the pkg-config templates name the libraries and flags", function()
-    local pc = read("lunet.pc.in")
+    local pc = must_read("lunet.pc.in")
     assert.truthy(pc:find("Name: lunet\n", 1, true))
     assert.truthy(pc:find("Version: @VERSION@", 1, true))
     assert.truthy(pc:find("Cflags: -I${includedir}", 1, true))
     assert.truthy(pc:find("Libs: -L${libdir} -llunet\n", 1, true))
     assert.truthy(pc:find("Libs.private: @BLAS_LIB@ @MPI_LIBS@ -lz -lm", 1, true))
-    local pcl = read("lunet-lua.pc.in")
+    local pcl = must_read("lunet-lua.pc.in")
     assert.truthy(pcl:find("Requires: lunet = @VERSION@, @LUA_PC@", 1, true))
     assert.truthy(pcl:find("Libs: -L${libdir} -llunet-lua", 1, true))
   end)
 
   it("the man page and --help cover every option and LUNET_HISTORY", function()
-    local man = read("man/lunet.1")
+    local man = must_read("man/lunet.1")
     local f = assert(io.popen(LUNET_BIN .. " --help"))
     local help = f:read("a")
     f:close()
@@ -61,7 +54,7 @@ describe("packaging", function()
   end)
 
   it("lunet_embed.h declares the embedding API", function()
-    local h = read("bindings/lunet_embed.h")
+    local h = must_read("bindings/lunet_embed.h")
     for _, name in ipairs({ "luaopen_lunet", "lunet_lua_open", "lunet_lua_push_tensor",
                             "lunet_lua_to_tensor", "lunet_lua_retain_tensor", "lunet_lua_pcall",
                             "lunet_lua_dofile", "lunet_lua_dostring" }) do
@@ -90,6 +83,6 @@ describe("packaging", function()
       d:close()
       assert.truthy(deps:find("tests/fixtures/loss_golden.h", 1, true))
     end
-    assert.are.equal(1, select(2, read("Makefile"):gsub("\nall:", "")), "all: is defined once")
+    assert.are.equal(1, select(2, must_read("Makefile"):gsub("\nall:", "")), "all: is defined once")
   end)
 end)

@@ -1,17 +1,8 @@
 -- lunet.save / lunet.load (runtime/serialize.c, docs/FORMAT.md)
 local lunet = require "lunet"
 
-local dir = os.tmpname()
-os.remove(dir)
-assert(os.execute("mkdir -p '" .. dir .. "'"))
+local dir = make_tmpdir()
 local function tmp(name) return dir .. "/" .. name end
-
-local function read_all(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
 
 local function write_all(path, s)
   local f = assert(io.open(path, "wb"))
@@ -118,8 +109,8 @@ describe("lunet.save / lunet.load", function()
     for i = 50, 1, -1 do b["k" .. i] = i end
     lunet.save(a, tmp("a.lunet"))
     lunet.save(b, tmp("b.lunet"))
-    assert.are.equal(read_all(tmp("a.lunet")), read_all(tmp("b.lunet")))
-    assert.are.equal("LUNET\0\1\0", read_all(tmp("a.lunet")):sub(1, 8))
+    assert.are.equal(must_read(tmp("a.lunet")), must_read(tmp("b.lunet")))
+    assert.are.equal("LUNET\0\1\0", must_read(tmp("a.lunet")):sub(1, 8))
   end)
 
   it("refuses code, other userdata, bad keys and cycles, naming the key path", function()
@@ -162,7 +153,7 @@ describe("lunet.save / lunet.load", function()
     assert_error_contains(function() lunet.load(tmp("empty")) end, "not a Lunet file (the file is empty)")
     local path = tmp("good.lunet")
     lunet.save({w = lunet.ones(10), step = 3}, path)
-    local bytes = read_all(path)
+    local bytes = must_read(path)
     for _, len in ipairs({5, 20, 36, 40, #bytes - 1}) do
       write_all(tmp("cut.lunet"), bytes:sub(1, len))
       assert_error_contains(function() lunet.load(tmp("cut.lunet")) end, "truncated")
@@ -178,14 +169,14 @@ describe("lunet.save / lunet.load", function()
   it("keeps the previous checkpoint when a save fails midway", function()
     local path = tmp("ckpt.lunet")
     lunet.save({epoch = 1, w = lunet.full({100}, 1.0)}, path)
-    local before = read_all(path)
+    local before = must_read(path)
     for _, n in ipairs({0, 10, 36, 60, 200}) do
       lunet._c.save_fault(n)
       assert_error_contains(function()
         lunet.save({epoch = 2, w = lunet.randn(5000)}, path)
       end, "simulated write failure after " .. n .. " bytes")
       lunet._c.save_fault(nil)
-      assert.are.equal(before, read_all(path))
+      assert.are.equal(before, must_read(path))
       local r = lunet.load(path)
       assert.are.equal(1, r.epoch)
       assert.are.equal(100, r.w:numel())

@@ -3,13 +3,6 @@
 local bin = LUNET_BIN or ((os.getenv("LUNET_BUILD") or "build") .. "/lunet")
 local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "./"
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
 describe("scripts/softmax.lua", function()
   it("prints the notebooks' values in PyTorch's format", function()
     local f = assert(io.popen(bin .. " " .. here .. "../scripts/softmax.lua 2>&1"))
@@ -17,7 +10,7 @@ describe("scripts/softmax.lua", function()
     local ok = f:close()
     assert.is_true(ok)
     local want = {}
-    for line in read(here .. "fixtures/softmax_script.txt"):gmatch("(.-)\n") do
+    for line in must_read(here .. "fixtures/softmax_script.txt"):gmatch("(.-)\n") do
       want[#want + 1] = line
     end
     assert_lines(out, want)
