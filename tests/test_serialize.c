@@ -20,6 +20,14 @@ static int teardown(void **state)
     return 0;
 }
 
+/* m[key] = a value holding t (a reference of its own). */
+static void put_tensor(lunet_value_t *m, const char *key, lunet_tensor_t *t)
+{
+    lunet_value_t *x;
+    CHECK_OK(lunet_value_tensor(&x, t));
+    CHECK_OK(lunet_value_map_put_str(m, key, x));
+}
+
 /* v as `width` little-endian bytes at p. */
 static void put_le(unsigned char *p, uint64_t v, int width)
 {
@@ -127,24 +135,18 @@ static void test_views_and_special_values(void **state)
     CHECK_OK(lunet_tensor_empty(&empty, LUNET_DTYPE_FLOAT32, 3, (int64_t[]){4, 0, 3}));
     lunet_value_t *m, *x;
     CHECK_OK(lunet_value_map(&m));
-    CHECK_OK(lunet_value_tensor(&x, at));
-    CHECK_OK(lunet_value_map_put_str(m, "t", x));
-    CHECK_OK(lunet_value_tensor(&x, b));
-    CHECK_OK(lunet_value_map_put_str(m, "special", x));
-    CHECK_OK(lunet_value_tensor(&x, empty));
-    CHECK_OK(lunet_value_map_put_str(m, "empty", x));
+    put_tensor(m, "t", at);
+    put_tensor(m, "special", b);
+    put_tensor(m, "empty", empty);
     /* large float tensors switch deflate to Huffman-only and back: mix them with others */
     lunet_tensor_t *big, *ints;
     CHECK_OK(lunet_tensor_empty(&big, LUNET_DTYPE_FLOAT32, 1, (int64_t[]){5000}));
     for (int i = 0; i < 5000; i++)
         ((float *)lunet_tensor_data(big))[i] = (float)sin(i * 0.37) * 3.0f;
     CHECK_OK(lunet_tensor_arange(&ints, LUNET_DTYPE_INT64, 0, 5000, 1));
-    CHECK_OK(lunet_value_tensor(&x, big));
-    CHECK_OK(lunet_value_map_put_str(m, "big", x));
-    CHECK_OK(lunet_value_tensor(&x, ints));
-    CHECK_OK(lunet_value_map_put_str(m, "ints", x));
-    CHECK_OK(lunet_value_tensor(&x, big));
-    CHECK_OK(lunet_value_map_put_str(m, "big2", x));
+    put_tensor(m, "big", big);
+    put_tensor(m, "ints", ints);
+    put_tensor(m, "big2", big);
     CHECK_OK(lunet_value_string(&x, "after", 5));
     CHECK_OK(lunet_value_map_put_str(m, "tail", x));
     CHECK_OK(lunet_value_save(path, m));
@@ -190,8 +192,7 @@ static void test_nested_optimizer_state(void **state)
     CHECK_OK(lunet_value_map(&root));
     CHECK_OK(lunet_value_map(&st));
     CHECK_OK(lunet_value_map(&s0));
-    CHECK_OK(lunet_value_tensor(&x, buf));
-    CHECK_OK(lunet_value_map_put_str(s0, "momentum_buffer", x));
+    put_tensor(s0, "momentum_buffer", buf);
     CHECK_OK(lunet_value_int(&k, 0));
     CHECK_OK(lunet_value_map_put(st, k, s0));
     CHECK_OK(lunet_value_map_put_str(root, "state", st));
@@ -338,8 +339,7 @@ static void test_every_truncation(void **state)
     CHECK_OK(lunet_tensor_arange(&t, LUNET_DTYPE_FLOAT32, 0, 5, 1));
     lunet_value_t *m, *x;
     CHECK_OK(lunet_value_map(&m));
-    CHECK_OK(lunet_value_tensor(&x, t));
-    CHECK_OK(lunet_value_map_put_str(m, "w", x));
+    put_tensor(m, "w", t);
     CHECK_OK(lunet_value_string(&x, "hello", 5));
     CHECK_OK(lunet_value_map_put_str(m, "s", x));
     CHECK_OK(lunet_value_save(path, m));
