@@ -80,6 +80,17 @@ static void gradcheck(const char *name, fn_t f, int nin, lunet_tensor_t **in)
         lunet_tensor_release(in[k]);
 }
 
+/* MAX/MIN over dim: the values, the indices released */
+static lunet_status_t extreme_values(lunet_tensor_t **o, lunet_reduce_op_t op, lunet_tensor_t *x,
+                                     int64_t dim, bool keepdim)
+{
+    lunet_tensor_t *idx;
+    lunet_status_t st = lunet_tensor_reduce(o, &idx, op, x, 1, &dim, keepdim);
+    if (!st)
+        lunet_tensor_release(idx);
+    return st;
+}
+
 /* ---- the ops under test */
 /* one op a line, read as a table */
 /* clang-format off */
@@ -123,22 +134,8 @@ static lunet_status_t f_mean_all(lunet_tensor_t **o, lunet_tensor_t **in) { retu
 static lunet_status_t f_prod_all(lunet_tensor_t **o, lunet_tensor_t **in) { return lunet_tensor_reduce(o, NULL, LUNET_REDUCE_PROD, in[0], 0, NULL, false); }
 static lunet_status_t f_prod_d1(lunet_tensor_t **o, lunet_tensor_t **in) { int64_t d[1] = {1}; return lunet_tensor_reduce(o, NULL, LUNET_REDUCE_PROD, in[0], 1, d, true); }
 static lunet_status_t f_max_all(lunet_tensor_t **o, lunet_tensor_t **in) { return lunet_tensor_reduce(o, NULL, LUNET_REDUCE_MAX, in[0], 0, NULL, false); }
-static lunet_status_t f_max_d1(lunet_tensor_t **o, lunet_tensor_t **in)
-{
-    int64_t d[1] = {1};
-    lunet_tensor_t *idx;
-    lunet_status_t st = lunet_tensor_reduce(o, &idx, LUNET_REDUCE_MAX, in[0], 1, d, false);
-    if (!st) lunet_tensor_release(idx);
-    return st;
-}
-static lunet_status_t f_min_d0k(lunet_tensor_t **o, lunet_tensor_t **in)
-{
-    int64_t d[1] = {0};
-    lunet_tensor_t *idx;
-    lunet_status_t st = lunet_tensor_reduce(o, &idx, LUNET_REDUCE_MIN, in[0], 1, d, true);
-    if (!st) lunet_tensor_release(idx);
-    return st;
-}
+static lunet_status_t f_max_d1(lunet_tensor_t **o, lunet_tensor_t **in) { return extreme_values(o, LUNET_REDUCE_MAX, in[0], 1, false); }
+static lunet_status_t f_min_d0k(lunet_tensor_t **o, lunet_tensor_t **in) { return extreme_values(o, LUNET_REDUCE_MIN, in[0], 0, true); }
 static lunet_status_t f_view(lunet_tensor_t **o, lunet_tensor_t **in) { int64_t s[2] = {3, -1}; return lunet_tensor_view(o, in[0], 2, s); }
 static lunet_status_t f_transpose_reshape(lunet_tensor_t **o, lunet_tensor_t **in)
 {
