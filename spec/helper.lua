@@ -6,7 +6,8 @@ package.cpath = build .. "/?.so;" .. package.cpath
 LUNET_BUILD = build
 LUNET_BIN = build .. "/lunet"
 
-local function flatten(v, out)
+-- flatten(v): the leaves of a nested table (a tensor's tolist()) in row-major order.
+function flatten(v, out)
   out = out or {}
   if type(v) == "table" then
     for i = 1, #v do flatten(v[i], out) end

@@ -5,11 +5,7 @@ local nn, F, optim = lunet.nn, lunet.nn.functional, lunet.optim
 local golden = dofile("spec/fixtures/nn_golden.lua")
 
 local function bits_equal(t, want)
-  local got = t:tolist()
-  local flat_g, flat_w = {}, {}
-  local function flat(v, out) if type(v) == "table" then for _, x in ipairs(v) do flat(x, out) end else out[#out + 1] = v end end
-  flat(got, flat_g)
-  flat(want, flat_w)
+  local flat_g, flat_w = flatten(t:tolist()), flatten(want)
   assert.are.equal(#flat_w, #flat_g)
   for i = 1, #flat_w do
     if flat_g[i] ~= flat_w[i] then

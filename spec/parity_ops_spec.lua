@@ -85,16 +85,6 @@ local OPS = {
   cross_entropy = F.cross_entropy, nll_loss = F.nll_loss, mse_loss = F.mse_loss,
 }
 
-local function flat(v, out)
-  out = out or {}
-  if type(v) == "table" then
-    for i = 1, #v do flat(v[i], out) end
-  else
-    out[#out + 1] = v
-  end
-  return out
-end
-
 local function show(vals)
   local s = {}
   for i = 1, math.min(#vals, 12) do s[i] = tostring(vals[i]) end
@@ -134,7 +124,7 @@ local function compare(got, want, tol)
   if got.dtype ~= want.dtype or gs ~= ws then
     return string.format("got %s [%s], expected %s [%s]", got.dtype, gs, want.dtype, ws)
   end
-  local vals = flat(got:tolist())
+  local vals = flatten(got:tolist())
   for i = 1, #want.v do
     if not same_value(vals[i], want.v[i], tol) then
       return string.format("element %d: got %s, expected %s\n    got      %s\n    expected %s", i - 1,
