@@ -98,13 +98,30 @@ static double opt_number(lua_State *L, int idx, const char *name, double def)
 
 /* ================================================================ binary ============= */
 
+/* s / t for a Lua number s: PyTorch's Tensor.__rtruediv__ is t.reciprocal() * s, rounded
+   twice (3 / t of uint8 7 is 0.42857146 in float32, not 0.42857143): the same two steps. */
+static lunet_status_t number_over_tensor(lunet_tensor_t **out, lunet_tensor_t *s, lunet_tensor_t *t)
+{
+    lunet_tensor_t *one = NULL, *rec = NULL;
+    lunet_status_t st = lunet_tensor_scalar_int(&one, LUNET_DTYPE_INT64, 1, true);
+    if (!st)
+        st = lunet_tensor_binary(&rec, LUNET_BINARY_DIV, one, t);
+    if (!st)
+        st = lunet_tensor_binary(out, LUNET_BINARY_MUL, rec, s);
+    lunet_tensor_release(one);
+    lunet_tensor_release(rec);
+    return st;
+}
+
 static int binary(lua_State *L, lunet_binary_op_t op)
 {
     static const int pos[2] = {1, 2};
     operands_t o;
     lunet_tensor_t *r = NULL;
     get_operands(L, &o, 2, pos);
-    lunet_status_t st = lunet_tensor_binary(&r, op, o.t[0], o.t[1]);
+    lunet_status_t st = op == LUNET_BINARY_DIV && lua_type(L, 1) == LUA_TNUMBER
+                            ? number_over_tensor(&r, o.t[0], o.t[1])
+                            : lunet_tensor_binary(&r, op, o.t[0], o.t[1]);
     return finish(L, &o, st, r);
 }
 
@@ -218,14 +235,27 @@ static int l_unary_(lua_State *L)
     return unary_(L, (lunet_unary_op_t)lua_tointeger(L, lua_upvalueindex(1)));
 }
 
-/* One bound of clamp at stack index idx (absent: NaN); a Lua float sets *is_float. */
-static double clamp_bound(lua_State *L, int idx, bool *is_float)
+/* One bound of clamp at stack index idx (absent: NaN); a Lua float sets *is_float, a number
+   (not a boolean, which is a Python bool: 0 or 1) clears *all_bool. */
+static double clamp_bound(lua_State *L, int idx, bool *is_float, bool *all_bool)
 {
     if (lua_isnoneornil(L, idx))
         return NAN;
+    if (lua_isboolean(L, idx))
+        return lua_toboolean(L, idx);
     double v = luaL_checknumber(L, idx);
     *is_float = *is_float || !lua_isinteger(L, idx);
+    *all_bool = false;
     return v;
+}
+
+/* PyTorch's kernel names in the error for a bool tensor clamped by bools. */
+static int clamp_bool_error(lua_State *L, double lo, double hi)
+{
+    return luaL_error(L, "\"%s\" not implemented for 'Bool'",
+                      isnan(hi)   ? "clamp_min_cpu"
+                      : isnan(lo) ? "clamp_max_scalar_cpu"
+                                  : "clamp_scalar_cpu");
 }
 
 /* Bounds of clamp: (min, max) positionally or {min=, max=}; nil leaves a side open.
@@ -234,16 +264,16 @@ static double clamp_bound(lua_State *L, int idx, bool *is_float)
    a bool t's result int64. */
 static lunet_dtype_t clamp_bounds(lua_State *L, lunet_tensor_t *t, double *lo, double *hi)
 {
-    bool is_float = false;
+    bool is_float = false, all_bool = true;
     if (lua_type(L, 2) == LUA_TTABLE) {
         lua_getfield(L, 2, "min");
         lua_getfield(L, 2, "max");
-        *lo = clamp_bound(L, -2, &is_float);
-        *hi = clamp_bound(L, -1, &is_float);
+        *lo = clamp_bound(L, -2, &is_float, &all_bool);
+        *hi = clamp_bound(L, -1, &is_float, &all_bool);
         lua_pop(L, 2);
     } else {
-        *lo = clamp_bound(L, 2, &is_float);
-        *hi = clamp_bound(L, 3, &is_float);
+        *lo = clamp_bound(L, 2, &is_float, &all_bool);
+        *hi = clamp_bound(L, 3, &is_float, &all_bool);
     }
     if (isnan(*lo) && isnan(*hi))
         luaL_error(L, "torch.clamp: At least one of 'min' or 'max' must not be None");
@@ -251,6 +281,8 @@ static lunet_dtype_t clamp_bounds(lua_State *L, lunet_tensor_t *t, double *lo, d
         return t->dtype;
     if (is_float)
         return lunet_default_dtype();
+    if (t->dtype == LUNET_DTYPE_BOOL && all_bool)
+        clamp_bool_error(L, *lo, *hi);
     return t->dtype == LUNET_DTYPE_BOOL ? LUNET_DTYPE_INT64 : t->dtype;
 }
 

@@ -237,6 +237,34 @@ static int64_t ifloordiv(int64_t a, int64_t b)
     return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
 
+/* PyTorch's div_floor_floating, Python's float //: from fmod, so that -1 // inf is -1 and
+   inf // 2 is NaN where floor(a / b) gives -0 and inf; by zero, the IEEE quotient. */
+static double floordiv_f64(double a, double b)
+{
+    if (b == 0)
+        return a / b;
+    double mod = fmod(a, b), div = (a - mod) / b;
+    if (mod != 0 && (b < 0) != (mod < 0))
+        div -= 1;
+    if (div == 0)
+        return copysign(0.0, a / b);
+    double fl = floor(div);
+    return div - fl > 0.5 ? fl + 1 : fl;
+}
+
+static float floordiv_f32(float a, float b)
+{
+    if (b == 0)
+        return a / b;
+    float mod = fmodf(a, b), div = (a - mod) / b;
+    if (mod != 0 && (b < 0) != (mod < 0))
+        div -= 1;
+    if (div == 0)
+        return copysignf(0.0f, a / b);
+    float fl = floorf(div);
+    return div - fl > 0.5f ? fl + 1 : fl;
+}
+
 /* PyTorch's add(b, alpha) is one fused multiply-add; alpha 1 and -1 (x - y) get plain loops
    of their own so that they vectorise (fma(-1, y, x) rounds as x - y does).  One body for
    float and double (T, its alpha, its fma). */
@@ -285,8 +313,8 @@ static void max_i64(KPARAMS) { (void)ctx; BINARY_LOOP(int64_t, int64_t, x > y ? 
 static void min_f32(KPARAMS) { (void)ctx; BINARY_LOOP(float, float, (x != x || x < y) ? x : y); }
 static void min_f64(KPARAMS) { (void)ctx; BINARY_LOOP(double, double, (x != x || x < y) ? x : y); }
 static void min_i64(KPARAMS) { (void)ctx; BINARY_LOOP(int64_t, int64_t, x < y ? x : y); }
-static void fdiv_f32(KPARAMS) { (void)ctx; BINARY_LOOP(float, float, floorf(x / y)); }
-static void fdiv_f64(KPARAMS) { (void)ctx; BINARY_LOOP(double, double, floor(x / y)); }
+static void fdiv_f32(KPARAMS) { (void)ctx; BINARY_LOOP(float, float, floordiv_f32(x, y)); }
+static void fdiv_f64(KPARAMS) { (void)ctx; BINARY_LOOP(double, double, floordiv_f64(x, y)); }
 static void fdiv_i64(KPARAMS) { (void)ctx; BINARY_LOOP(int64_t, int64_t, ifloordiv(x, y)); }
 static void eq_f32(KPARAMS) { (void)ctx; BINARY_LOOP(float, uint8_t, x == y); }
 static void eq_f64(KPARAMS) { (void)ctx; BINARY_LOOP(double, uint8_t, x == y); }
@@ -837,12 +865,15 @@ typedef struct clamp_ctx {
     double lo, hi;
 } clamp_ctx_t;
 
+/* PyTorch's clamp is min(max(x, lo), hi): hi wins when lo > hi; NaN stays NaN. */
 static void clamp_f32(KPARAMS)
 {
     const clamp_ctx_t *c = ctx;
     const float lo = (float)c->lo, hi = (float)c->hi;
     const bool has_lo = !isnan(c->lo), has_hi = !isnan(c->hi);
-    UNARY_LOOP(float, x != x ? x : (has_lo && x < lo) ? lo : (has_hi && x > hi) ? hi : x);
+    UNARY_LOOP(float, (has_hi && ((has_lo && x < lo) ? lo : x) > hi) ? hi
+                      : (has_lo && x < lo)                           ? lo
+                                                                     : x);
 }
 
 static void clamp_f64(KPARAMS)
@@ -850,7 +881,9 @@ static void clamp_f64(KPARAMS)
     const clamp_ctx_t *c = ctx;
     const double lo = c->lo, hi = c->hi;
     const bool has_lo = !isnan(lo), has_hi = !isnan(hi);
-    UNARY_LOOP(double, x != x ? x : (has_lo && x < lo) ? lo : (has_hi && x > hi) ? hi : x);
+    UNARY_LOOP(double, (has_hi && ((has_lo && x < lo) ? lo : x) > hi) ? hi
+                       : (has_lo && x < lo)                           ? lo
+                                                                      : x);
 }
 
 static void clamp_i64(KPARAMS)
@@ -859,23 +892,32 @@ static void clamp_i64(KPARAMS)
     const bool has_lo = !isnan(c->lo), has_hi = !isnan(c->hi);
     const int64_t lo = has_lo ? lunet_f64_to_i64_sat(c->lo) : 0;
     const int64_t hi = has_hi ? lunet_f64_to_i64_sat(c->hi) : 0;
-    UNARY_LOOP(int64_t, (has_lo && x < lo) ? lo : (has_hi && x > hi) ? hi : x);
+    UNARY_LOOP(int64_t, (has_hi && ((has_lo && x < lo) ? lo : x) > hi) ? hi
+                        : (has_lo && x < lo)                           ? lo
+                                                                       : x);
 }
 
 static lunet_loop_fn const clamp_fns[3] = {clamp_f32, clamp_f64, clamp_i64};
 
-/* A NaN bound is an absent one (None); one of them must be there. */
-static lunet_status_t check_clamp_bounds(double lo, double hi)
+/* A NaN bound is an absent one (None); one of them must be there. The bounds of a uint8
+   clamp are cast to uint8 first, as PyTorch casts its scalars (clamp(t, -1) is clamp(t, 255)). */
+static lunet_status_t check_clamp_bounds(const lunet_tensor_t *x, double *lo, double *hi)
 {
-    if (isnan(lo) && isnan(hi))
+    if (isnan(*lo) && isnan(*hi))
         return lunet_error_set(LUNET_STATUS_RUNTIME,
                                "torch.clamp: At least one of 'min' or 'max' must not be None");
+    if (x->dtype == LUNET_DTYPE_UINT8) {
+        if (!isnan(*lo))
+            *lo = (uint8_t)lunet_f64_to_i64(*lo);
+        if (!isnan(*hi))
+            *hi = (uint8_t)lunet_f64_to_i64(*hi);
+    }
     return LUNET_OK;
 }
 
 lunet_status_t lunet_tensor_clamp(lunet_tensor_t **out, lunet_tensor_t *x, double lo, double hi)
 {
-    lunet_status_t st = check_clamp_bounds(lo, hi);
+    lunet_status_t st = check_clamp_bounds(x, &lo, &hi);
     if (st)
         return st;
     clamp_ctx_t c = {lo, hi};
@@ -889,7 +931,7 @@ lunet_status_t lunet_tensor_clamp_(lunet_tensor_t *x, double lo, double hi)
     lunet_status_t st = lunet_autograd_begin_inplace(&record, x, NULL, "clamp_");
     if (st)
         return st;
-    if ((st = lunet_tensor_check_writable(x)) || (st = check_clamp_bounds(lo, hi)))
+    if ((st = lunet_tensor_check_writable(x)) || (st = check_clamp_bounds(x, &lo, &hi)))
         return st;
     clamp_ctx_t c = {lo, hi};
     lunet_op_args_t args = {.d = {lo, hi}, .name = "ClampBackward1"};
