@@ -98,30 +98,13 @@ static double opt_number(lua_State *L, int idx, const char *name, double def)
 
 /* ================================================================ binary ============= */
 
-/* s / t for a Lua number s: PyTorch's Tensor.__rtruediv__ is t.reciprocal() * s, rounded
-   twice (3 / t of uint8 7 is 0.42857146 in float32, not 0.42857143): the same two steps. */
-static lunet_status_t number_over_tensor(lunet_tensor_t **out, lunet_tensor_t *s, lunet_tensor_t *t)
-{
-    lunet_tensor_t *one = NULL, *rec = NULL;
-    lunet_status_t st = lunet_tensor_scalar_int(&one, LUNET_DTYPE_INT64, 1, true);
-    if (!st)
-        st = lunet_tensor_binary(&rec, LUNET_BINARY_DIV, one, t);
-    if (!st)
-        st = lunet_tensor_binary(out, LUNET_BINARY_MUL, rec, s);
-    lunet_tensor_release(one);
-    lunet_tensor_release(rec);
-    return st;
-}
-
 static int binary(lua_State *L, lunet_binary_op_t op)
 {
     static const int pos[2] = {1, 2};
     operands_t o;
     lunet_tensor_t *r = NULL;
     get_operands(L, &o, 2, pos);
-    lunet_status_t st = op == LUNET_BINARY_DIV && lua_type(L, 1) == LUA_TNUMBER
-                            ? number_over_tensor(&r, o.t[0], o.t[1])
-                            : lunet_tensor_binary(&r, op, o.t[0], o.t[1]);
+    lunet_status_t st = lunet_tensor_binary(&r, op, o.t[0], o.t[1]);
     return finish(L, &o, st, r);
 }
 

@@ -238,32 +238,22 @@ static int64_t ifloordiv(int64_t a, int64_t b)
 }
 
 /* PyTorch's div_floor_floating, Python's float //: from fmod, so that -1 // inf is -1 and
-   inf // 2 is NaN where floor(a / b) gives -0 and inf; by zero, the IEEE quotient. */
-static double floordiv_f64(double a, double b)
-{
-    if (b == 0)
-        return a / b;
-    double mod = fmod(a, b), div = (a - mod) / b;
-    if (mod != 0 && (b < 0) != (mod < 0))
-        div -= 1;
-    if (div == 0)
-        return copysign(0.0, a / b);
-    double fl = floor(div);
-    return div - fl > 0.5 ? fl + 1 : fl;
-}
+   inf // 2 is NaN where floor(a / b) gives -0 and inf; by zero, the IEEE quotient.  One body
+   for float and double (T and its fmod, floor, copysign). */
+#define FLOORDIV_BODY(T, FMOD, FLOOR, COPYSIGN)                                                    \
+    if (b == 0)                                                                                    \
+        return a / b;                                                                              \
+    T mod = FMOD(a, b), div = (a - mod) / b;                                                       \
+    if (mod != 0 && (b < 0) != (mod < 0))                                                          \
+        div -= 1;                                                                                  \
+    if (div == 0)                                                                                  \
+        return COPYSIGN((T)0, a / b);                                                              \
+    T fl = FLOOR(div);                                                                             \
+    return div - fl > (T)0.5 ? fl + 1 : fl;
 
-static float floordiv_f32(float a, float b)
-{
-    if (b == 0)
-        return a / b;
-    float mod = fmodf(a, b), div = (a - mod) / b;
-    if (mod != 0 && (b < 0) != (mod < 0))
-        div -= 1;
-    if (div == 0)
-        return copysignf(0.0f, a / b);
-    float fl = floorf(div);
-    return div - fl > 0.5f ? fl + 1 : fl;
-}
+static double floordiv_f64(double a, double b) { FLOORDIV_BODY(double, fmod, floor, copysign) }
+static float floordiv_f32(float a, float b) { FLOORDIV_BODY(float, fmodf, floorf, copysignf) }
+#undef FLOORDIV_BODY
 
 /* PyTorch's add(b, alpha) is one fused multiply-add; alpha 1 and -1 (x - y) get plain loops
    of their own so that they vectorise (fma(-1, y, x) rounds as x - y does).  One body for
@@ -503,11 +493,25 @@ done:
     return st;
 }
 
+/* s / t for a Python number s: PyTorch's Tensor.__rtruediv__ is t.reciprocal() * s, rounded
+   twice (3 / t of uint8 7 is 0.42857146 in float32, not 0.42857143): the same two steps. */
+static lunet_status_t number_over_tensor(lunet_tensor_t **out, lunet_tensor_t *s, lunet_tensor_t *t)
+{
+    lunet_tensor_t *one = NULL, *rec = NULL;
+    lunet_status_t st = lunet_tensor_scalar_int(&one, LUNET_DTYPE_INT64, 1, true);
+    if (!st && !(st = binary_impl(&rec, LUNET_BINARY_DIV, one, t, 1.0)))
+        st = binary_impl(out, LUNET_BINARY_MUL, rec, s, 1.0);
+    LUNET_RELEASE(one, rec);
+    return st;
+}
+
 lunet_status_t lunet_tensor_binary(lunet_tensor_t **out, lunet_binary_op_t op, lunet_tensor_t *a,
                                    lunet_tensor_t *b)
 {
     if ((unsigned)op >= LUNET_BINARY_COUNT)
         return lunet_error_set(LUNET_STATUS_VALUE, "binary: unknown op %d", (int)op);
+    if (op == LUNET_BINARY_DIV && a->wrapped_number && !b->wrapped_number)
+        return number_over_tensor(out, a, b);
     return binary_impl(out, op, a, b, 1.0);
 }
 
