@@ -44,19 +44,20 @@ static lunet_tensor_t *seeded(fill_fn_t fill, lunet_dtype_t dt, int64_t n, uint6
 }
 
 /* Bit-exact comparison of every element (read as double) with want[]. */
-static void check_exact_at(lunet_tensor_t *t, int64_t start, const double *want, int64_t n,
-                           const char *file, int line)
+static void check_exact_at(const char *what, lunet_tensor_t *t, int64_t start, const double *want,
+                           int64_t n, const char *file, int line)
 {
     for (int64_t i = 0; i < n; i++) {
         double got = lunet_tensor_get(t, start + i);
         if (memcmp(&got, &want[i], sizeof got) != 0) {
-            print_error("element %lld: got %.17g, expected %.17g\n", (long long)(start + i), got,
-                        want[i]);
+            print_error("%s: element %lld: got %.17g, expected %.17g\n", what,
+                        (long long)(start + i), got, want[i]);
             _fail(file, line);
         }
     }
 }
-#define CHECK_EXACT(t, start, want, n) check_exact_at((t), (start), (want), (n), __FILE__, __LINE__)
+#define CHECK_EXACT(t, start, want, n)                                                             \
+    check_exact_at(#t, (t), (start), (want), (n), __FILE__, __LINE__)
 #define LEN(a) ((int64_t)(sizeof(a) / sizeof((a)[0])))
 
 /* ---------------------------------------------------------------- generator */
@@ -80,15 +81,6 @@ static void test_mt_first_outputs(void **state)
     assert_true(lunet_generator_initial_seed(&gen) == UINT64_MAX);
 }
 
-static void test_mt_long_stream(void **state)
-{
-    // the twist runs every 624 outputs; 100000 float32 draws cross it many times
-    lunet_tensor_t *t = seeded(lunet_tensor_uniform_, LUNET_DTYPE_FLOAT32, 100000, 7, 0, 1);
-    CHECK_EXACT(t, 0, golden_rand_seed7_head, LEN(golden_rand_seed7_head));
-    assert_true(tensor_hash(t) == GOLDEN_RAND_SEED7_N100000_HASH);
-    lunet_tensor_release(t);
-}
-
 static void test_default_generator(void **state)
 {
     lunet_generator_t *g = lunet_default_generator();
@@ -102,23 +94,80 @@ static void test_default_generator(void **state)
     lunet_tensor_release(t);
 }
 
+/* ---------------------------------------------------------------- streams */
+
+/*
+ * uniform_(a, b) or normal_(a = mean, b = std) on a new contiguous 1-d tensor of n elements
+ * right after manual_seed(seed): count values from start compared bit for bit with want, and
+ * when hash is not 0 the FNV-1a hash of all n.
+ */
+static const struct stream {
+    const char *what;
+    fill_fn_t fill;
+    lunet_dtype_t dtype;
+    int64_t n;
+    uint64_t seed;
+    double a, b;
+    int64_t start, count;
+    const double *want;
+    uint64_t hash;
+} streams[] = {
+    // what, fill, dtype, n, seed, a, b, start, count, want, hash
+    // rand: the twist runs every 624 outputs; 100000 float32 draws cross it many times
+    {"rand(3)", lunet_tensor_uniform_, LUNET_DTYPE_FLOAT32, 3, 0, 0, 1, 0, 3,
+     (const double[]){0.49625658988952637, 0.7682217955589294, 0.08847743272781372}, 0},
+    {"rand(100000)", lunet_tensor_uniform_, LUNET_DTYPE_FLOAT32, 100000, 7, 0, 1, 0,
+     LEN(golden_rand_seed7_head), golden_rand_seed7_head, GOLDEN_RAND_SEED7_N100000_HASH},
+    {"rand(1000, float64)", lunet_tensor_uniform_, LUNET_DTYPE_FLOAT64, 1000, 5, 0, 1, 0,
+     LEN(golden_rand_f64_seed5_head), golden_rand_f64_seed5_head, GOLDEN_RAND_F64_SEED5_N1000_HASH},
+    // normal, fewer than 16 elements: the per-element path; mean and std other than 0/1, both
+    // dtypes, 15 elements (the largest small size)
+    {"normal(0, 0.01, 3)", lunet_tensor_normal_, LUNET_DTYPE_FLOAT32, 3, 0, 0, 0.01, 0, 3,
+     (const double[]){0.015409961342811584, -0.002934289164841175, -0.021787893027067184}, 0},
+    {"randn(5)", lunet_tensor_normal_, LUNET_DTYPE_FLOAT32, 5, 0, 0, 1, 0, 5,
+     (const double[]){1.5409960746765137, -0.293428897857666, -2.1787893772125244,
+                      0.5684312582015991, -1.0845223665237427},
+     0},
+    {"normal(0.3, 1.7, 15)", lunet_tensor_normal_, LUNET_DTYPE_FLOAT32, 15, 2, 0.3, 1.7, 0, 15,
+     golden_normal15_f32_seed2, 0},
+    {"normal(0.3, 1.7, 15, float64)", lunet_tensor_normal_, LUNET_DTYPE_FLOAT64, 15, 2, 0.3, 1.7, 0,
+     15, golden_normal15_f64_seed2, 0},
+    // normal, >= 16 contiguous float32: block-of-16 Box-Muller with the avx_mathfun
+    // polynomials; n % 16 != 0: the last 16 are redrawn and recomputed; the boundary sizes
+    // 16 and 17
+    {"normal(0, 0.01, 7840) head", lunet_tensor_normal_, LUNET_DTYPE_FLOAT32, 7840, 0, 0, 0.01, 0,
+     32, golden_normal7840_seed0_head, GOLDEN_NORMAL7840_SEED0_HASH},
+    {"normal(0, 0.01, 7840) tail", lunet_tensor_normal_, LUNET_DTYPE_FLOAT32, 7840, 0, 0, 0.01,
+     7840 - 16, 16, golden_normal7840_seed0_tail, 0},
+    {"normal(0.5, 2, 1000) tail", lunet_tensor_normal_, LUNET_DTYPE_FLOAT32, 1000, 3, 0.5, 2.0,
+     1000 - 24, 24, golden_normal1000_seed3_tail, GOLDEN_NORMAL1000_SEED3_HASH},
+    {"randn(200000)", lunet_tensor_normal_, LUNET_DTYPE_FLOAT32, 200000, 5, 0, 1, 0, 0, NULL,
+     GOLDEN_RANDN200000_SEED5_HASH},
+    {"randn(16)", lunet_tensor_normal_, LUNET_DTYPE_FLOAT32, 16, 0, 0, 1, 0, 16,
+     golden_randn16_seed0, 0},
+    {"randn(17)", lunet_tensor_normal_, LUNET_DTYPE_FLOAT32, 17, 0, 0, 1, 0, 17,
+     golden_randn17_seed0, 0},
+    // normal, >= 16 float64: libm
+    {"randn(40, float64)", lunet_tensor_normal_, LUNET_DTYPE_FLOAT64, 40, 0, 0, 1, 0, 40,
+     golden_normal40_f64_seed0, 0},
+    {"normal(0.3, 1.7, 10007, float64)", lunet_tensor_normal_, LUNET_DTYPE_FLOAT64, 10007, 1, 0.3,
+     1.7, 0, 0, NULL, GOLDEN_NORMAL10007_F64_SEED1_HASH},
+};
+
+static void test_streams(void **state)
+{
+    for (size_t k = 0; k < sizeof streams / sizeof streams[0]; k++) {
+        const struct stream *c = &streams[k];
+        lunet_tensor_t *t = seeded(c->fill, c->dtype, c->n, c->seed, c->a, c->b);
+        check_exact_at(c->what, t, c->start, c->want, c->count, __FILE__, __LINE__);
+        if (c->hash && tensor_hash(t) != c->hash)
+            fail_msg("%s: hash %016llx, expected %016llx", c->what,
+                     (unsigned long long)tensor_hash(t), (unsigned long long)c->hash);
+        lunet_tensor_release(t);
+    }
+}
+
 /* ---------------------------------------------------------------- uniform */
-
-static void test_rand3(void **state)
-{
-    lunet_tensor_t *t = seeded(lunet_tensor_uniform_, LUNET_DTYPE_FLOAT32, 3, 0, 0, 1);
-    const double want[3] = {0.49625658988952637, 0.7682217955589294, 0.08847743272781372};
-    CHECK_EXACT(t, 0, want, 3);
-    lunet_tensor_release(t);
-}
-
-static void test_rand_f64(void **state)
-{
-    lunet_tensor_t *t = seeded(lunet_tensor_uniform_, LUNET_DTYPE_FLOAT64, 1000, 5, 0, 1);
-    CHECK_EXACT(t, 0, golden_rand_f64_seed5_head, LEN(golden_rand_f64_seed5_head));
-    assert_true(tensor_hash(t) == GOLDEN_RAND_F64_SEED5_N1000_HASH);
-    lunet_tensor_release(t);
-}
 
 static void test_uniform_bounds(void **state)
 {
@@ -295,28 +344,6 @@ static void test_randint(void **state)
 
 /* ---------------------------------------------------------------- normal */
 
-static void test_normal_small(void **state)
-{
-    lunet_tensor_t *t = seeded(lunet_tensor_normal_, LUNET_DTYPE_FLOAT32, 3, 0, 0, 0.01);
-    const double want[3] = {0.015409961342811584, -0.002934289164841175, -0.021787893027067184};
-    CHECK_EXACT(t, 0, want, 3);
-    lunet_tensor_release(t);
-
-    t = seeded(lunet_tensor_normal_, LUNET_DTYPE_FLOAT32, 5, 0, 0, 1);
-    const double randn5[5] = {1.5409960746765137, -0.293428897857666, -2.1787893772125244,
-                              0.5684312582015991, -1.0845223665237427};
-    CHECK_EXACT(t, 0, randn5, 5);
-    lunet_tensor_release(t);
-
-    // mean and std other than 0/1, both dtypes, 15 elements (the largest small size)
-    t = seeded(lunet_tensor_normal_, LUNET_DTYPE_FLOAT32, 15, 2, 0.3, 1.7);
-    CHECK_EXACT(t, 0, golden_normal15_f32_seed2, 15);
-    lunet_tensor_release(t);
-    t = seeded(lunet_tensor_normal_, LUNET_DTYPE_FLOAT64, 15, 2, 0.3, 1.7);
-    CHECK_EXACT(t, 0, golden_normal15_f64_seed2, 15);
-    lunet_tensor_release(t);
-}
-
 static void test_normal_cache(void **state)
 {
     // the second Box-Muller value waits in the generator for the next call ...
@@ -338,44 +365,6 @@ static void test_normal_cache(void **state)
     CHECK_EXACT(a, 0, &golden_normal_cache_seed0[0], 1);
     lunet_tensor_release(a);
     lunet_tensor_release(b);
-}
-
-static void test_normal_block_f32(void **state)
-{
-    // >= 16 contiguous float32: block-of-16 Box-Muller with the avx_mathfun polynomials
-    lunet_tensor_t *t = seeded(lunet_tensor_normal_, LUNET_DTYPE_FLOAT32, 7840, 0, 0, 0.01);
-    CHECK_EXACT(t, 0, golden_normal7840_seed0_head, 32);
-    CHECK_EXACT(t, 7840 - 16, golden_normal7840_seed0_tail, 16);
-    assert_true(tensor_hash(t) == GOLDEN_NORMAL7840_SEED0_HASH);
-    lunet_tensor_release(t);
-
-    // n % 16 != 0: the last 16 are redrawn and recomputed
-    t = seeded(lunet_tensor_normal_, LUNET_DTYPE_FLOAT32, 1000, 3, 0.5, 2.0);
-    CHECK_EXACT(t, 1000 - 24, golden_normal1000_seed3_tail, 24);
-    assert_true(tensor_hash(t) == GOLDEN_NORMAL1000_SEED3_HASH);
-    lunet_tensor_release(t);
-
-    t = seeded(lunet_tensor_normal_, LUNET_DTYPE_FLOAT32, 200000, 5, 0, 1);
-    assert_true(tensor_hash(t) == GOLDEN_RANDN200000_SEED5_HASH);
-    lunet_tensor_release(t);
-
-    // the boundary sizes 16 and 17
-    t = seeded(lunet_tensor_normal_, LUNET_DTYPE_FLOAT32, 16, 0, 0, 1);
-    CHECK_EXACT(t, 0, golden_randn16_seed0, 16);
-    lunet_tensor_release(t);
-    t = seeded(lunet_tensor_normal_, LUNET_DTYPE_FLOAT32, 17, 0, 0, 1);
-    CHECK_EXACT(t, 0, golden_randn17_seed0, 17);
-    lunet_tensor_release(t);
-}
-
-static void test_normal_block_f64(void **state)
-{
-    lunet_tensor_t *t = seeded(lunet_tensor_normal_, LUNET_DTYPE_FLOAT64, 40, 0, 0, 1);
-    CHECK_EXACT(t, 0, golden_normal40_f64_seed0, 40);
-    lunet_tensor_release(t);
-    t = seeded(lunet_tensor_normal_, LUNET_DTYPE_FLOAT64, 10007, 1, 0.3, 1.7);
-    assert_true(tensor_hash(t) == GOLDEN_NORMAL10007_F64_SEED1_HASH);
-    lunet_tensor_release(t);
 }
 
 static void test_normal_noncontiguous(void **state)
@@ -413,19 +402,14 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mt_first_outputs),
-        cmocka_unit_test(test_mt_long_stream),
+        cmocka_unit_test(test_streams),
         cmocka_unit_test(test_default_generator),
-        cmocka_unit_test(test_rand3),
-        cmocka_unit_test(test_rand_f64),
         cmocka_unit_test(test_uniform_bounds),
         cmocka_unit_test(test_uniform_noncontiguous),
         cmocka_unit_test(test_uniform_errors),
         cmocka_unit_test(test_randperm),
         cmocka_unit_test(test_randint),
-        cmocka_unit_test(test_normal_small),
         cmocka_unit_test(test_normal_cache),
-        cmocka_unit_test(test_normal_block_f32),
-        cmocka_unit_test(test_normal_block_f64),
         cmocka_unit_test(test_normal_noncontiguous),
         cmocka_unit_test(test_normal_errors),
     };
