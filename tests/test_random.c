@@ -43,6 +43,17 @@ static lunet_tensor_t *seeded(fill_fn_t fill, lunet_dtype_t dt, int64_t n, uint6
     return t;
 }
 
+/* empty(rows, cols).t(): a view whose memory order is not its logical order. */
+static lunet_tensor_t *transposed(lunet_dtype_t dt, int64_t rows, int64_t cols)
+{
+    lunet_tensor_t *base, *x;
+    CHECK_OK(lunet_tensor_empty(&base, dt, 2, (const int64_t[]){rows, cols}));
+    CHECK_OK(lunet_tensor_transpose(&x, base, 0, 1));
+    lunet_tensor_release(base); /* x keeps the storage */
+    assert_false(lunet_tensor_is_contiguous(x));
+    return x;
+}
+
 /* Bit-exact comparison of every element (read as double) with want[]. */
 static void check_exact_at(const char *what, lunet_tensor_t *t, int64_t start, const double *want,
                            int64_t n, const char *file, int line)
@@ -199,16 +210,11 @@ static void test_uniform_bounds(void **state)
 static void test_uniform_noncontiguous(void **state)
 {
     // x = empty(4, 6).t(): PyTorch's TensorIterator draws in memory order (storage order)
-    int64_t shape[2] = {4, 6};
-    lunet_tensor_t *base, *x;
-    CHECK_OK(lunet_tensor_empty(&base, LUNET_DTYPE_FLOAT32, 2, shape));
-    CHECK_OK(lunet_tensor_transpose(&x, base, 0, 1));
-    assert_false(lunet_tensor_is_contiguous(x));
+    lunet_tensor_t *base, *x = transposed(LUNET_DTYPE_FLOAT32, 4, 6);
     lunet_generator_seed(&gen, 11);
     CHECK_OK(lunet_tensor_uniform_(x, &gen, -1, 1));
     CHECK_EXACT(x, 0, golden_uniform_t6x4_seed11, 24);
     lunet_tensor_release(x);
-    lunet_tensor_release(base);
 
     // empty(2, 3, 4).permute(2, 0, 1)
     int64_t shape3[3] = {2, 3, 4}, dims[3] = {2, 0, 1};
@@ -231,15 +237,12 @@ static void test_uniform_noncontiguous(void **state)
     lunet_tensor_release(base);
 
     // int64 random_(0, 100) on empty(3, 7).t()
-    int64_t shape37[2] = {3, 7};
-    CHECK_OK(lunet_tensor_empty(&base, LUNET_DTYPE_INT64, 2, shape37));
-    CHECK_OK(lunet_tensor_transpose(&x, base, 0, 1));
+    x = transposed(LUNET_DTYPE_INT64, 3, 7);
     lunet_generator_seed(&gen, 15);
     CHECK_OK(lunet_tensor_random_int_(x, &gen, 0, 100));
     for (int64_t i = 0; i < 21; i++)
         assert_true(lunet_tensor_get(x, i) == (double)golden_randint_t7x3_seed15[i]);
     lunet_tensor_release(x);
-    lunet_tensor_release(base);
 }
 
 static void test_uniform_errors(void **state)
@@ -370,15 +373,11 @@ static void test_normal_cache(void **state)
 static void test_normal_noncontiguous(void **state)
 {
     // 30 elements but not contiguous: the per-element (small) path, in memory order
-    int64_t shape[2] = {5, 6};
-    lunet_tensor_t *base, *x;
-    CHECK_OK(lunet_tensor_empty(&base, LUNET_DTYPE_FLOAT32, 2, shape));
-    CHECK_OK(lunet_tensor_transpose(&x, base, 0, 1));
+    lunet_tensor_t *x = transposed(LUNET_DTYPE_FLOAT32, 5, 6);
     lunet_generator_seed(&gen, 12);
     CHECK_OK(lunet_tensor_normal_(x, &gen, 0.5, 2.0));
     CHECK_EXACT(x, 0, golden_normal_t6x5_seed12, 30);
     lunet_tensor_release(x);
-    lunet_tensor_release(base);
 }
 
 static void test_normal_errors(void **state)
