@@ -245,9 +245,10 @@ lunet_sgemm_kind_t lunet_sgemm_choose(bool ta, bool tb, int64_t m, int64_t n, in
                                       double alpha, double beta, bool epilogue);
 bool lunet_sgemm_tiles_available(void);
 /* The tiles: c (m, n), ldc = alpha op(a) op(b) + beta c; false when they do not run here
-   (no AVX-512F, LUNET_SGEMM=blas, alpha = 0, or b transposed while a is not and no packed
-   a^T is given): the caller then uses BLAS.  packed: a^T (k, ldp) from lunet_sgemm_pack,
-   already offset to the block's first row of a.  The epilogue, applied to each tile while
+   (no AVX-512F, LUNET_SGEMM=blas, alpha = 0, or no memory for the scratch below): the
+   caller then uses BLAS.  packed (b transposed, a not): a^T (k, ldp) from lunet_sgemm_pack,
+   already offset to the block's first row of a; NULL: a is packed here, 64 rows at a time
+   into a k x 64 scratch (the same bits).  The epilogue, applied to each tile while
    it is in registers: with bias (n), c = alpha * sum + bias (the bits of a c preloaded with
    the bias and beta = 1), then relu when asked. */
 bool lunet_sgemm_tiles(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,

@@ -346,15 +346,19 @@ static lunet_status_t gemm_operands(gemm_job_t *j, lunet_tensor_t *a, lunet_tens
     return st;
 }
 
-/* For the AVX-512 kernel's c = a @ b^T: a^T packed once for all the blocks (into *keep,
-   which the caller releases).  Without it (no AVX-512, no memory) the blocks use BLAS. */
+/* For the AVX-512 kernel's c = a @ b^T split in blocks of c's columns: a^T packed once for
+   all the blocks (into *keep, which the caller releases).  Blocks of c's rows share nothing
+   of a: each packs its own rows, 64 at a time, into a k x 64 scratch (sgemm.c), so a large
+   batch (the test set's 1000 rows) needs no k x M copy. */
 static void gemm_pack(gemm_job_t *j, lunet_tensor_t **keep)
 {
 #if !defined(LUNET_NO_BLAS) && !defined(LUNET_BLAS_DNNL)
     j->avx512 = j->dtype == LUNET_DTYPE_FLOAT32 &&
                 lunet_sgemm_choose(j->a.trans, j->b.trans, j->m, j->n, j->k, j->alpha, j->beta,
                                    j->bias || j->relu) == LUNET_SGEMM_TILES;
-    if (!j->avx512 || !j->b.trans || j->a.trans)
+    bool by_rows;
+    gemm_grain(j->m, j->n, j->k, &by_rows);
+    if (!j->avx512 || !j->b.trans || j->a.trans || by_rows)
         return;
     int64_t shape[2] = {j->k, lunet_sgemm_pack_ld(j->m)};
     if (lunet_tensor_empty(keep, LUNET_DTYPE_FLOAT32, 2, shape) != LUNET_OK)

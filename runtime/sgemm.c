@@ -24,9 +24,11 @@
  *      lanes l + 8, then l + 4, l + 2, l + 1 (differs from OpenBLAS in the last bits).
  *  - Tiles: per k, four vector loads of a row of B and six broadcasts of a column of A; A is
  *    read in place whatever its transpose, B in place when its rows are contiguous
- *    (g @ W); x @ W^T is solved as C^T = W @ x^T with only x^T (the batch) packed, once per
- *    product by the caller (lunet_sgemm_pack) before the blocks run; those tiles are stored
- *    transposed.  The bias and the ReLU are applied to the tile while it is in registers.
+ *    (g @ W); x @ W^T is solved as C^T = W @ x^T with only x^T (the batch) packed: once per
+ *    product by the caller (lunet_sgemm_pack) when the blocks split W's rows and all need
+ *    it, else by each block, 64 rows of x at a time into a k x 64 scratch (a 1000-row test
+ *    batch needed a 3 MB copy, which the free lists then kept; the strip, read from L2, also
+ *    made that product about 25% faster); those tiles are stored transposed.  The bias and the ReLU are applied to the tile while it is in registers.
  *  - Narrow: the batch is read once, in place: the forward reads a row of x 16 values a
  *    step against b^T (packed into a scratch tensor, N * KP <= 16384 floats, else BLAS), two rows
  *    of c at a time; the weight gradient reads 16 of a's columns a step and broadcasts
@@ -241,37 +243,6 @@ __attribute__((target("avx512f"))) static void tile_any(int mr, int nv, int64_t 
     /* clang-format on */
 }
 
-/* c (m, n) = e's epilogue of a (m, k) @ b (k, n): a(i, p) at a[i*ai + p*ak], row p of b at
-   b + p*ldb (contiguous), c(i, j) at c[i*ci + j*cj]. */
-__attribute__((target("avx512f"))) static void gemm_tiles(int64_t m, int64_t n, int64_t k,
-                                                          const float *a, int64_t ai, int64_t ak,
-                                                          const float *b, int64_t ldb,
-                                                          const epilogue_t *e, float *c, int64_t ci,
-                                                          int64_t cj)
-{
-    /* blocks of BLOCK_TILES tiles over slices of K_SLICE: the slice of b (K_SLICE x 64
-       floats, 32 KB) stays in L1 while the tiles of the block run over it, and their
-       accumulators wait in carry between slices */
-    __m512 carry[BLOCK_TILES][TILE_M][TILE_V];
-    for (int64_t j = 0; j < n; j += TILE_N) {
-        int nc = n - j < TILE_N ? (int)(n - j) : TILE_N;
-        int nv = (nc + 15) / 16, tail = nc - 16 * (nv - 1);
-        __mmask16 last = tail == 16 ? (__mmask16)0xffff : (__mmask16)((1u << tail) - 1);
-        for (int64_t i0 = 0; i0 < m; i0 += BLOCK_TILES * TILE_M) {
-            int64_t i1 = m - i0 < BLOCK_TILES * TILE_M ? m : i0 + BLOCK_TILES * TILE_M;
-            for (int64_t p = 0; p < k; p += K_SLICE) {
-                int64_t kc = k - p < K_SLICE ? k - p : K_SLICE;
-                for (int64_t i = i0; i < i1; i += TILE_M)
-                    tile_any(i1 - i < TILE_M ? (int)(i1 - i) : TILE_M, nv, kc, a + i * ai + p * ak,
-                             ai, ak, b + p * ldb + j, ldb, last, p == 0, carry[(i - i0) / TILE_M]);
-            }
-            for (int64_t i = i0; i < i1; i += TILE_M)
-                store(i1 - i < TILE_M ? (int)(i1 - i) : TILE_M, nc, carry[(i - i0) / TILE_M], e,
-                      e->bias ? e->bias + (cj == 1 ? j : i) : NULL, c + i * ci + j * cj, ci, cj);
-        }
-    }
-}
-
 /* The recursive 16 x 16 transpose: at distance d, rows i and i + d swap their off-diagonal
    d x d blocks (four rounds of permutes).  Row i takes its own low half and row i+d's low
    half moved up (perm_lo); row i+d takes row i's high half moved down and its own high
@@ -307,6 +278,7 @@ __attribute__((target("avx512f"), always_inline)) static inline void transpose16
     }
 }
 
+/* p (k, ldp) = a (m, k)^T: 16 x 16 blocks through registers, the edges element by element */
 __attribute__((target("avx512f"))) static void pack_transposed(float *p, int64_t ldp,
                                                                const float *a, int64_t lda,
                                                                int64_t m, int64_t k)
@@ -324,6 +296,48 @@ __attribute__((target("avx512f"))) static void pack_transposed(float *p, int64_t
     for (int64_t i = 0; i < m; i++)
         for (int64_t q = i < m16 ? k16 : 0; q < k; q++)
             p[q * ldp + i] = a[i * lda + q];
+}
+
+/* c (m, n) = e's epilogue of a (m, k) @ b (k, n): a(i, p) at a[i*ai + p*ak], row p of b at
+   b + p*ldb (contiguous), c(i, j) at c[i*ci + j*cj].  With strip (k x 64 floats), b is
+   given stored transposed instead, (n, k) with rows ldb apart, and each 64 columns of it
+   are packed into strip as the loop reaches them (scratch of k x 64, whatever n). */
+__attribute__((target("avx512f"))) static void gemm_tiles(int64_t m, int64_t n, int64_t k,
+                                                          const float *a, int64_t ai, int64_t ak,
+                                                          const float *b, int64_t ldb,
+                                                          const epilogue_t *e, float *c, int64_t ci,
+                                                          int64_t cj, float *strip)
+{
+    /* blocks of BLOCK_TILES tiles over slices of K_SLICE: the slice of b (K_SLICE x 64
+       floats, 32 KB) stays in L1 while the tiles of the block run over it, and their
+       accumulators wait in carry between slices */
+    __m512 carry[BLOCK_TILES][TILE_M][TILE_V];
+    for (int64_t j = 0; j < n; j += TILE_N) {
+        int nc = n - j < TILE_N ? (int)(n - j) : TILE_N;
+        int nv = (nc + 15) / 16, tail = nc - 16 * (nv - 1);
+        __mmask16 last = tail == 16 ? (__mmask16)0xffff : (__mmask16)((1u << tail) - 1);
+        /* columns [j, j + nc) of b: in place, or packed now (the tiles' masked loads read no
+           column past nc, so the strip needs no padding) */
+        const float *bj = b + j;
+        int64_t ldbj = ldb;
+        if (strip) {
+            pack_transposed(strip, TILE_N, b + j * ldb, ldb, nc, k);
+            bj = strip;
+            ldbj = TILE_N;
+        }
+        for (int64_t i0 = 0; i0 < m; i0 += BLOCK_TILES * TILE_M) {
+            int64_t i1 = m - i0 < BLOCK_TILES * TILE_M ? m : i0 + BLOCK_TILES * TILE_M;
+            for (int64_t p = 0; p < k; p += K_SLICE) {
+                int64_t kc = k - p < K_SLICE ? k - p : K_SLICE;
+                for (int64_t i = i0; i < i1; i += TILE_M)
+                    tile_any(i1 - i < TILE_M ? (int)(i1 - i) : TILE_M, nv, kc, a + i * ai + p * ak,
+                             ai, ak, bj + p * ldbj, ldbj, last, p == 0, carry[(i - i0) / TILE_M]);
+            }
+            for (int64_t i = i0; i < i1; i += TILE_M)
+                store(i1 - i < TILE_M ? (int)(i1 - i) : TILE_M, nc, carry[(i - i0) / TILE_M], e,
+                      e->bias ? e->bias + (cj == 1 ? j : i) : NULL, c + i * ci + j * cj, ci, cj);
+        }
+    }
 }
 
 #endif /* HAVE_KERNEL */
@@ -356,15 +370,21 @@ bool lunet_sgemm_tiles(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float 
     epilogue_t e = {alpha, beta, bias, relu};
     if (!tb) {
         /* c = op(a) @ b, b's rows contiguous */
-        gemm_tiles(m, n, k, a, ta ? 1 : lda, ta ? lda : 1, b, ldb, &e, c, ldc, 1);
+        gemm_tiles(m, n, k, a, ta ? 1 : lda, ta ? lda : 1, b, ldb, &e, c, ldc, 1, NULL);
         return true;
     }
-    /* c^T (n, m) = b_stored (n, k) @ op(a)^T (k, m): a^T is a itself when ta, else packed */
-    const float *bt = ta ? a : packed;
-    if (!bt)
+    /* c^T (n, m) = b_stored (n, k) @ op(a)^T (k, m): a^T is a itself when ta, the caller's
+       packed a^T, or packed here 64 rows of a at a time (from the thread's free lists) */
+    if (ta || packed) {
+        gemm_tiles(n, m, k, b, ldb, 1, ta ? a : packed, ta ? lda : ldp, &e, c, 1, ldc, NULL);
+        return true;
+    }
+    lunet_tensor_t *scratch = NULL;
+    if (lunet_tensor_empty(&scratch, LUNET_DTYPE_FLOAT32, 2, (const int64_t[]){k, TILE_N}) !=
+        LUNET_OK)
         return false;
-    int64_t ldbt = ta ? lda : ldp;
-    gemm_tiles(n, m, k, b, ldb, 1, bt, ldbt, &e, c, 1, ldc);
+    gemm_tiles(n, m, k, b, ldb, 1, a, lda, &e, c, 1, ldc, lunet_tensor_data(scratch));
+    lunet_tensor_release(scratch);
     return true;
 #else
     (void)ta, (void)tb, (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda, (void)b;
