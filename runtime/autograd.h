@@ -38,7 +38,7 @@ typedef enum lunet_op {
     LUNET_OP_WHERE,   /* inputs a, b; saves cond */
     LUNET_OP_SUM,     /* i[] = reduced dims mask, keepdim */
     LUNET_OP_MEAN,
-    LUNET_OP_PROD,         /* saves x; same args as SUM */
+    LUNET_OP_PROD,         /* saves x, out; same args as SUM */
     LUNET_OP_MAX_ALL,      /* saves x, out: gradient split evenly among the maxima */
     LUNET_OP_MAX_DIM,      /* saves indices; i[0] = dim, i[1] = keepdim */
     LUNET_OP_VIEW,         /* any reshape-like view: backward reshapes to the input's shape */

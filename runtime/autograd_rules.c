@@ -328,7 +328,10 @@ RULE(mean_backward)
     return st;
 }
 
-RULE(prod_backward) { return lunet_prod_backward(&grads[0], g, n->saved[0], n->args.i); }
+RULE(prod_backward)
+{
+    return lunet_prod_backward(&grads[0], g, n->saved[0], n->saved[1], n->args.i);
+}
 
 /* max()/min() without a dim: the gradient split evenly among the elements equal to the
    result, or among the NaNs when the result is NaN (PyTorch's evenly_distribute_backward). */
@@ -633,7 +636,7 @@ const lunet_op_info_t lunet_op_table[] = {
     [LUNET_OP_WHERE] = {"WhereBackward0", where_backward, .nextra = 1 /* condition */},
     [LUNET_OP_SUM] = {"SumBackward0", sum_backward, .saves = LUNET_SAVE_NONE},
     [LUNET_OP_MEAN] = {"MeanBackward0", mean_backward, .saves = LUNET_SAVE_NONE},
-    [LUNET_OP_PROD] = {"ProdBackward0", prod_backward, .saves = LUNET_SAVE_IN0},
+    [LUNET_OP_PROD] = {"ProdBackward0", prod_backward, .saves = LUNET_SAVE_IN0 | LUNET_SAVE_OUT},
     [LUNET_OP_MAX_ALL] = {"MaxBackward1", max_all_backward,
                           .saves = LUNET_SAVE_IN0 | LUNET_SAVE_OUT},
     [LUNET_OP_MAX_DIM] = {"MaxBackward0", max_dim_backward, .nextra = 1 /* indices */},

@@ -286,9 +286,11 @@ typedef struct lunet_gemm_task {
 } lunet_gemm_task_t;
 LUNET_MUST_CHECK lunet_status_t lunet_gemm_tasks(int n, const lunet_gemm_task_t *tasks);
 
-/* ---- reduce.c: prod's gradient (autograd_rules.c); reduced[d] != 0 marks a reduced dim */
+/* ---- reduce.c: prod's gradient (autograd_rules.c) from its input x and result y;
+   reduced[d] != 0 marks a reduced dim */
 LUNET_MUST_CHECK lunet_status_t lunet_prod_backward(lunet_tensor_t **dx, lunet_tensor_t *g,
-                                                    lunet_tensor_t *x, const int64_t *reduced);
+                                                    lunet_tensor_t *x, lunet_tensor_t *y,
+                                                    const int64_t *reduced);
 
 /* ---- softmax.c kernels shared with loss.c (one implementation, so that
  * cross_entropy == nll_loss(log_softmax(x)) bit for bit) */

@@ -309,6 +309,12 @@ lunet_status_t lunet_tensor_reduce(lunet_tensor_t **out, lunet_tensor_t **indice
     bool reduced[LUNET_MAX_DIMS] = {false};
     bool all = ndims == 0;
     lunet_status_t st;
+    /* PyTorch infers mean's dtype before it looks at the dims */
+    if (op == LUNET_REDUCE_MEAN && !lunet_dtype_is_floating(x->dtype))
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
+                               "mean(): could not infer output dtype. Input dtype must be either a "
+                               "floating point or complex dtype. Got: %s",
+                               lunet_dtype_torch_name(x->dtype));
     if (ndims > LUNET_MAX_DIMS)
         return lunet_error_set(LUNET_STATUS_VALUE, "%s: too many dims", name);
     for (int k = 0; k < ndims; k++) {
@@ -325,11 +331,6 @@ lunet_status_t lunet_tensor_reduce(lunet_tensor_t **out, lunet_tensor_t **indice
     if (extreme && ndims > 1)
         return lunet_error_set(LUNET_STATUS_RUNTIME, "%s: expected a single dim, got %d", name,
                                ndims);
-    if (op == LUNET_REDUCE_MEAN && !lunet_dtype_is_floating(x->dtype))
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                               "mean(): could not infer output dtype. Input dtype must be either a "
-                               "floating point or complex dtype. Got: %s",
-                               lunet_dtype_torch_name(x->dtype));
     if (extreme && x->numel == 0) {
         if (all)
             return lunet_error_set(
@@ -375,8 +376,13 @@ lunet_status_t lunet_tensor_reduce(lunet_tensor_t **out, lunet_tensor_t **indice
         odt = LUNET_DTYPE_INT64;
     if (op == LUNET_REDUCE_ARGMAX || op == LUNET_REDUCE_ARGMIN)
         odt = LUNET_DTYPE_INT64;
+    /* 1.13's all/any keep uint8 (values 0 and 1); other dtypes give bool */
     if (op == LUNET_REDUCE_ALL || op == LUNET_REDUCE_ANY)
-        odt = LUNET_DTYPE_BOOL;
+        odt = x->dtype == LUNET_DTYPE_UINT8 ? LUNET_DTYPE_UINT8 : LUNET_DTYPE_BOOL;
+    /* PyTorch's argmax kernel has no bool version; an empty result never reaches it */
+    if ((op == LUNET_REDUCE_ARGMAX || op == LUNET_REDUCE_ARGMIN) && x->dtype == LUNET_DTYPE_BOOL &&
+        m > 0)
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "\"%s_cpu\" not implemented for 'Bool'", name);
 
     lunet_tensor_t *pv = NULL, *xc = NULL, *y = NULL, *idx = NULL;
     bool floating_sum = (x->dtype == LUNET_DTYPE_FLOAT32 || x->dtype == LUNET_DTYPE_FLOAT64) &&
@@ -474,13 +480,26 @@ done:
     return st;
 }
 
+/* true when x has a zero anywhere (x contiguous) */
+static bool has_zero(const lunet_tensor_t *x)
+{
+    const char *p = lunet_tensor_data(x);
+    size_t es = lunet_dtype_size(x->dtype);
+    for (int64_t i = 0; i < x->numel; i++)
+        if (lunet_dtype_load(p + (size_t)i * es, x->dtype) == 0)
+            return true;
+    return false;
+}
+
 /*
- * Gradient of prod over the dims marked in `reduced` (x's dims): each element gets the
- * product of the other elements of its slice, from prefix and suffix products, so zeros
- * in x are handled exactly.  g has the output's shape, kept dims in order.
+ * Gradient of prod over the dims marked in `reduced` (x's dims), PyTorch's prod_backward:
+ * without a zero anywhere in x, g * (y / x) rounded in x's dtype at each step (so a NaN in a
+ * slice makes all its gradient NaN); with zeros, each element gets the product of the other
+ * elements of its slice, from prefix and suffix products, so zeros are handled exactly.  g
+ * and y have the output's shape, kept dims in order.
  */
 lunet_status_t lunet_prod_backward(lunet_tensor_t **dx, lunet_tensor_t *g, lunet_tensor_t *x,
-                                   const int64_t *reduced)
+                                   lunet_tensor_t *y, const int64_t *reduced)
 {
     int64_t perm[LUNET_MAX_DIMS], inv[LUNET_MAX_DIMS], pshape[LUNET_MAX_DIMS];
     int np = 0;
@@ -499,23 +518,37 @@ lunet_status_t lunet_prod_backward(lunet_tensor_t **dx, lunet_tensor_t *g, lunet
         }
     for (int k = 0; k < x->ndim; k++)
         inv[perm[k]] = k;
-    lunet_tensor_t *xp = NULL, *xc = NULL, *gc = NULL, *out = NULL, *outp = NULL;
+    lunet_tensor_t *xp = NULL, *xc = NULL, *gc = NULL, *yc = NULL, *out = NULL, *outp = NULL;
     lunet_status_t st = lunet_tensor_permute(&xp, x, x->ndim, perm);
     if (!st)
         st = lunet_tensor_contiguous(&xc, xp);
     if (!st)
         st = lunet_tensor_contiguous(&gc, g);
     if (!st)
+        st = lunet_tensor_contiguous(&yc, y);
+    if (!st)
         st = lunet_tensor_empty(&out, x->dtype, x->ndim, pshape);
     if (st)
         goto done;
-    // xc (M, R), gc (M), out (M, R): out[i][j] = g[i] * prod_{k != j} x[i][k]
+    bool zeros = has_zero(xc);
+    // xc (M, R), gc (M), yc (M), out (M, R): out[i][j] = g[i] * prod_{k != j} x[i][k]
     for (int64_t i = 0; i < m; i++) {
         double gi = lunet_tensor_get(gc, i), left = 1;
         char *orow = (char *)lunet_tensor_data(out) + (size_t)(i * r) * lunet_dtype_size(x->dtype);
         const char *xrow = (const char *)lunet_tensor_data(xc) +
                            (size_t)(i * r) * lunet_dtype_size(x->dtype);
         size_t es = lunet_dtype_size(x->dtype);
+        if (!zeros) {
+            /* a double quotient or product of two floats rounds to float as float math does */
+            double yi = lunet_tensor_get(yc, i);
+            for (int64_t j = 0; j < r; j++) {
+                lunet_dtype_store(orow + (size_t)j * es, x->dtype,
+                                  yi / lunet_dtype_load(xrow + (size_t)j * es, x->dtype));
+                lunet_dtype_store(orow + (size_t)j * es, x->dtype,
+                                  gi * lunet_dtype_load(orow + (size_t)j * es, x->dtype));
+            }
+            continue;
+        }
         for (int64_t j = 0; j < r; j++) { /* prefix products first */
             lunet_dtype_store(orow + (size_t)j * es, x->dtype, left);
             left *= lunet_dtype_load(xrow + (size_t)j * es, x->dtype);
@@ -530,6 +563,6 @@ lunet_status_t lunet_prod_backward(lunet_tensor_t **dx, lunet_tensor_t *g, lunet
     if (!(st = lunet_tensor_permute(&outp, out, x->ndim, inv)))
         st = lunet_tensor_contiguous(dx, outp);
 done:
-    LUNET_RELEASE(xp, xc, gc, out, outp);
+    LUNET_RELEASE(xp, xc, gc, yc, out, outp);
     return st;
 }
