@@ -1164,11 +1164,22 @@ static lua_Integer check_index(lua_State *L)
     return i;
 }
 
+/* t[i] as t:select(0, i), out of range with the message PyTorch gives for t[i] (its
+   select() names the whole shape instead). */
+static lunet_status_t select_item(lunet_tensor_t **r, lunet_tensor_t *t, lua_Integer i)
+{
+    if (t->ndim > 0 && (i < -t->shape[0] || i >= t->shape[0]))
+        return lunet_error_set(LUNET_STATUS_INDEX,
+                               "index %lld is out of bounds for dimension 0 with size %lld",
+                               (long long)i, (long long)t->shape[0]);
+    return lunet_tensor_select(r, t, 0, (int64_t)i);
+}
+
 /* Pushes the element or sub-tensor t[i] (a number for a 1-D tensor). */
 static int index_integer(lua_State *L, lunet_tensor_t *t, lua_Integer i)
 {
     lunet_tensor_t *r;
-    LB_CHECK(L, lunet_tensor_select(&r, t, 0, (int64_t)i));
+    LB_CHECK(L, select_item(&r, t, i));
     if (r->ndim == 0) {
         push_elem(L, r->dtype, lunet_tensor_data(r));
         lunet_tensor_release(r);
@@ -1334,7 +1345,7 @@ static int t_newindex(lua_State *L)
         lbt_fill_t v = {false, 0, 0.0};
         if (!src)
             v = lbt_checkfill(L, 3);
-        LB_CHECK(L, lunet_tensor_select(&r, t, 0, (int64_t)i));
+        LB_CHECK(L, select_item(&r, t, i));
         lunet_status_t st = src ? lunet_tensor_copy_(r, src) : lbt_fill_(r, &v);
         lunet_tensor_release(r);
         if (st)

@@ -8,18 +8,26 @@
 
 #include <string.h>
 
+/* The first entry of index outside [0, size) into *bad; false when there is none. */
+static bool find_out_of_range(const lunet_tensor_t *index, int64_t size, int64_t *bad)
+{
+    for (int64_t i = 0; i < index->numel; i++) {
+        *bad = (int64_t)lunet_tensor_get(index, i);
+        if (*bad < 0 || *bad >= size)
+            return true;
+    }
+    return false;
+}
+
 /* Fails with PyTorch's message (status st, after prefix) at the first entry of index outside
    [0, size), size being dim d's. */
 static lunet_status_t check_in_range(const lunet_tensor_t *index, int64_t size, int d,
                                      lunet_status_t st, const char *prefix)
 {
-    for (int64_t i = 0; i < index->numel; i++) {
-        int64_t v = (int64_t)lunet_tensor_get(index, i);
-        if (v < 0 || v >= size)
-            return lunet_error_set(st,
-                                   "%sindex %lld is out of bounds for dimension %d with size %lld",
-                                   prefix, (long long)v, d, (long long)size);
-    }
+    int64_t v;
+    if (find_out_of_range(index, size, &v))
+        return lunet_error_set(st, "%sindex %lld is out of bounds for dimension %d with size %lld",
+                               prefix, (long long)v, d, (long long)size);
     return LUNET_OK;
 }
 
@@ -92,7 +100,13 @@ static lunet_status_t check_index_op(int *d, const lunet_tensor_t *x, int64_t di
     if (st || (st = lunet_tensor_empty(&trial, x->dtype, nd, shape)))
         return st;
     lunet_tensor_release(trial);
-    int64_t size = x->ndim > 0 ? x->shape[*d] : 1;
+    int64_t size = x->ndim > 0 ? x->shape[*d] : 1, v;
+    /* PyTorch's index_select words it by dim: "index out of range in self" along dim 0, its
+       CPU kernel's text along the others */
+    if (!gather && *d != 0 && find_out_of_range(index, size, &v))
+        return lunet_error_set(LUNET_STATUS_INDEX,
+                               "INDICES element is out of DATA bounds, id=%lld axis_dim=%lld",
+                               (long long)v, (long long)size);
     return gather ? check_in_range(index, size, *d, LUNET_STATUS_RUNTIME, "")
                   : check_in_range(index, size, *d, LUNET_STATUS_INDEX,
                                    "index out of range in self: ");
@@ -245,12 +259,15 @@ static lunet_status_t expand_masks(int *nout, lunet_tensor_t **out, const lunet_
                 return lunet_error_set(LUNET_STATUS_INDEX,
                                        "too many indices for tensor of dimension %d", x->ndim);
             for (int k = 0; k < t->ndim; k++)
-                if (t->shape[k] != x->shape[n + k])
-                    return lunet_error_set(
-                        LUNET_STATUS_INDEX,
-                        "The shape of the mask [%lld] at index %d does not match "
-                        "the shape of the indexed tensor [%lld] at index %d",
-                        (long long)t->shape[k], k, (long long)x->shape[n + k], n + k);
+                if (t->shape[k] != x->shape[n + k]) {
+                    char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
+                    return lunet_error_set(LUNET_STATUS_INDEX,
+                                           "The shape of the mask %s at index %d does not match "
+                                           "the shape of the indexed tensor %s at index %d",
+                                           lunet_shape_str(b1, sizeof b1, t->ndim, t->shape), k,
+                                           lunet_shape_str(b2, sizeof b2, x->ndim, x->shape),
+                                           n + k);
+                }
             int64_t count = 0;
             for (int64_t i = 0; i < t->numel; i++)
                 count += lunet_tensor_get(t, i) != 0;

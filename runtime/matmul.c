@@ -514,9 +514,10 @@ lunet_status_t lunet_gemm_bias_relu(lunet_tensor_t *c, lunet_tensor_t *a, lunet_
 
 static lunet_status_t check_mm(const char *op, const lunet_tensor_t *a, const lunet_tensor_t *b)
 {
-    if (a->ndim != 2 || b->ndim != 2)
-        return lunet_error_set(LUNET_STATUS_RUNTIME, "%s: expected 2-D tensors, got %dD and %dD",
-                               op, a->ndim, b->ndim);
+    if (a->ndim != 2 || b->ndim != 2) /* PyTorch's "self must be a matrix", and the shapes */
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
+                               "%s: %s must be a matrix (expected 2-D tensors, got %dD and %dD)",
+                               op, a->ndim != 2 ? "self" : "mat2", a->ndim, b->ndim);
     if (a->shape[1] != b->shape[0])
         return lunet_error_set(
             LUNET_STATUS_RUNTIME,

@@ -993,8 +993,8 @@ done:
 static lunet_status_t masked_fill_with(lunet_tensor_t **out, lunet_tensor_t *x,
                                        lunet_tensor_t *mask, lunet_tensor_t *v)
 {
-    if (mask->dtype != LUNET_DTYPE_BOOL) {
-        lunet_tensor_release(v);
+    if (mask->dtype != LUNET_DTYPE_BOOL && mask->dtype != LUNET_DTYPE_UINT8) {
+        lunet_tensor_release(v); /* 1.13 still takes a uint8 mask, with a deprecation warning */
         return lunet_error_set(
             LUNET_STATUS_RUNTIME,
             "masked_fill_ only supports boolean masks, but got mask with dtype %s",
@@ -1017,6 +1017,10 @@ static lunet_status_t masked_fill_with(lunet_tensor_t **out, lunet_tensor_t *x,
 lunet_status_t lunet_tensor_masked_fill(lunet_tensor_t **out, lunet_tensor_t *x,
                                         lunet_tensor_t *mask, double value)
 {
+    /* PyTorch's overflow check of a float value for uint8 (an integer one wraps) */
+    if (x->dtype == LUNET_DTYPE_UINT8 && !(value >= 0 && value <= 255))
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
+                               "value cannot be converted to type uint8_t without overflow");
     lunet_tensor_t *v;
     lunet_status_t st = lunet_tensor_scalar(&v, x->dtype, value, false);
     return st ? st : masked_fill_with(out, x, mask, v);

@@ -338,10 +338,14 @@ lunet_status_t lunet_tensor_select(lunet_tensor_t **out, lunet_tensor_t *t, int6
     if (st)
         return st;
     int64_t size = t->shape[d];
-    if (index < -size || index >= size)
+    if (index < -size || index >= size) {
+        char b[LUNET_SHAPE_BUF];
         return lunet_error_set(LUNET_STATUS_INDEX,
-                               "index %lld is out of bounds for dimension %d with size %lld",
-                               (long long)index, d, (long long)size);
+                               "select(): index %lld out of range for tensor of size %s at "
+                               "dimension %d",
+                               (long long)index, lunet_shape_str(b, sizeof b, t->ndim, t->shape),
+                               d);
+    }
     if (index < 0)
         index += size;
     int64_t shape[LUNET_MAX_DIMS], strides[LUNET_MAX_DIMS];
@@ -361,14 +365,15 @@ lunet_status_t lunet_tensor_expand(lunet_tensor_t **out, lunet_tensor_t *t, int 
                                    const int64_t *req)
 {
     char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
-    if (ndim < t->ndim)
-        return lunet_error_set(
-            LUNET_STATUS_RUNTIME,
-            "expand: the number of sizes provided (%d) must be greater or equal to "
-            "the number of dimensions in the tensor (%d)",
-            ndim, t->ndim);
     if (ndim > LUNET_MAX_DIMS)
         return lunet_error_set(LUNET_STATUS_VALUE, "expand: too many dims");
+    if (ndim < t->ndim) /* PyTorch's text, with lunet. for torch. */
+        return lunet_error_set(
+            LUNET_STATUS_RUNTIME,
+            "expand(lunet.%sTensor{%s}, size=%s): the number of sizes provided (%d) must be "
+            "greater or equal to the number of dimensions in the tensor (%d)",
+            lunet_dtype_torch_name(t->dtype), lunet_shape_str(b1, sizeof b1, t->ndim, t->shape),
+            lunet_shape_str(b2, sizeof b2, ndim, req), ndim, t->ndim);
     int64_t shape[LUNET_MAX_DIMS], strides[LUNET_MAX_DIMS];
     int lead = ndim - t->ndim;
     for (int i = 0; i < ndim; i++) {

@@ -185,16 +185,6 @@ end
 -- Cases where Lunet still differs, by their call (a case's name without its number). A
 -- case listed here that passes is reported, so that the list only shrinks.
 local PENDING = {
-  ["expand(float32[3, 1], [3])"] = true,
-  ["select(float32[2, 3, 4], 1, 3)"] = true,
-  ["select(float32[2, 3, 4], 0, -3)"] = true,
-  ["index_t(float32[3, 4], uint8[2])"] = true,
-  ["index_t(float32[3, 4], bool[2])"] = true,
-  ["index_select(float64[3, 4], 1, int64[1])"] = true,
-  ["masked_fill(uint8[3, 4], bool[3, 4], -1.5)"] = true,
-  ["masked_fill(float32[3, 4], uint8[4], 9.0)"] = true,
-  ["mm(float32[3], float32[3, 2])"] = true,
-  ["mm(float32[2, 2, 3], float32[3, 4])"] = true,
 }
 
 describe("tensor API against PyTorch 1.13 (differential)", function()
