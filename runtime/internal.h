@@ -169,6 +169,10 @@ static inline double lunet_sum4_f32(const float *x, int64_t n)
         a0 += x[j];
     return (a0 + a1) + (a2 + a3);
 }
+/* PyTorch's check when a Python float becomes an element of an integer tensor (fill_,
+   masked_fill): NaN, infinities and values out of the dtype's range fail with
+   "value cannot be converted to type uint8_t without overflow"; a Python int wraps instead. */
+LUNET_MUST_CHECK lunet_status_t lunet_check_float_fits(lunet_dtype_t dt, double v);
 /* The release list of a cleanup (an exit label's, a rule's temporaries): LUNET_RELEASE(a, b, r)
    releases each, the compiler counting them. */
 #define LUNET_RELEASE(...)                                                                         \

@@ -577,6 +577,9 @@ lunet_status_t lunet_tensor_binary_(lunet_tensor_t *a, lunet_binary_op_t op, lun
     lunet_dtype_t compute, rdt = binary_result_dtype(op, a, b, &compute);
     if ((st = check_binary_operands(op, a, b, compute)))
         return st;
+    if (category(rdt) > category(a->dtype) && op == LUNET_BINARY_POW && b->wrapped_number)
+        return lunet_error_set(LUNET_STATUS_RUNTIME, "Found dtype %s but expected %s",
+                               lunet_dtype_torch_name(a->dtype), lunet_dtype_torch_name(rdt));
     if (category(rdt) > category(a->dtype))
         return lunet_error_set(LUNET_STATUS_RUNTIME,
                                "result type %s can't be cast to the desired output type %s",
@@ -1017,12 +1020,11 @@ static lunet_status_t masked_fill_with(lunet_tensor_t **out, lunet_tensor_t *x,
 lunet_status_t lunet_tensor_masked_fill(lunet_tensor_t **out, lunet_tensor_t *x,
                                         lunet_tensor_t *mask, double value)
 {
-    /* PyTorch's overflow check of a float value for uint8 (an integer one wraps) */
-    if (x->dtype == LUNET_DTYPE_UINT8 && !(value >= 0 && value <= 255))
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                               "value cannot be converted to type uint8_t without overflow");
+    lunet_status_t st = lunet_check_float_fits(x->dtype, value);
+    if (st)
+        return st;
     lunet_tensor_t *v;
-    lunet_status_t st = lunet_tensor_scalar(&v, x->dtype, value, false);
+    st = lunet_tensor_scalar(&v, x->dtype, value, false);
     return st ? st : masked_fill_with(out, x, mask, v);
 }
 

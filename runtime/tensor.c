@@ -597,10 +597,24 @@ static lunet_status_t fill_with(lunet_tensor_t *dst, lunet_tensor_t *v)
     return st;
 }
 
+lunet_status_t lunet_check_float_fits(lunet_dtype_t dt, double v)
+{
+    if (dt == LUNET_DTYPE_UINT8 && !(v >= 0 && v <= 255))
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
+                               "value cannot be converted to type uint8_t without overflow");
+    if (dt == LUNET_DTYPE_INT64 && !(v >= -0x1p63 && v <= 0x1p63))
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
+                               "value cannot be converted to type int64_t without overflow");
+    return LUNET_OK;
+}
+
 lunet_status_t lunet_tensor_fill_(lunet_tensor_t *dst, double value)
 {
+    lunet_status_t st = lunet_check_float_fits(dst->dtype, value);
+    if (st)
+        return st;
     lunet_tensor_t *v;
-    lunet_status_t st = lunet_tensor_scalar(&v, dst->dtype, value, true);
+    st = lunet_tensor_scalar(&v, dst->dtype, value, true);
     return st ? st : fill_with(dst, v);
 }
 

@@ -83,6 +83,13 @@ local OPS = {
   softmax = F.softmax, log_softmax = F.log_softmax,
   softmax_dtype = function(t, d, dt) return F.softmax(t, d, { dtype = dt }) end,
   cross_entropy = F.cross_entropy, nll_loss = F.nll_loss, mse_loss = F.mse_loss,
+  add_ = function(a, b) return a:clone():add_(b) end, sub_ = function(a, b) return a:clone():sub_(b) end,
+  mul_ = function(a, b) return a:clone():mul_(b) end, div_ = function(a, b) return a:clone():div_(b) end,
+  pow_ = function(a, b) return a:clone():pow_(b) end,
+  clamp_ = function(t, lo, hi) return t:clone():clamp_(lo, hi) end,
+  copy_ = function(a, b) return a:clone():copy_(b) end, fill_ = function(a, v) return a:clone():fill_(v) end,
+  sum_dtype = function(t, dt) return t:sum { dtype = dt } end,
+  linear = F.linear,
 }
 
 local function show(vals)
