@@ -9,6 +9,12 @@
  *                            on 1 and 2 threads (the step's GEMM floor)
  *   bench_gemm libs          OpenBLAS, BLIS and oneDNN (dlopen'ed; single-threaded calls,
  *                            split over Lunet's pool for 2 threads) at the same shapes + 1024^3
+ *   bench_gemm shapes        Lunet's path per shape on one thread against OpenBLAS and oneDNN
+ *                            called directly: the MLP's and softmax regression's shapes, then
+ *                            N <= 16 products on either side of the narrow kernels' limits
+ *   bench_gemm linear        a Linear's forward and backward (dX and dW, .grad reset each
+ *                            time) through the C API, on one thread, for layers of at most 16
+ *                            inputs, whose backward products have N <= 16
  *
  * Medians of interleaved rounds: every configuration is timed in every round, so the other
  * load on the machine hits them alike.
@@ -220,9 +226,19 @@ static const shape_t shapes[] = {
     {"mlp dX 5", 64, 64, 10, false, false, 0, MLP_STEPS},
     {"sr fwd", 256, 10, 784, false, false, 0, SR_STEPS},
     {"sr dW", 784, 10, 256, true, false, 0, SR_STEPS},
+    /* N <= 16 either side of the narrow kernels' limits (lunet_sgemm_choose) */
+    {"narrow", 64, 16, 256, false, false, 0, 0},
+    {"narrow", 256, 8, 256, false, false, 0, 0},
+    {"narrow", 256, 16, 784, false, false, 0, 0},
+    {"narrow", 256, 12, 1400, false, false, 0, 0},
+    {"narrow", 256, 10, 2048, false, false, 0, 0},
+    {"narrow", 256, 4, 8192, false, false, 0, 0},
+    {"narrow", 784, 4, 64, true, false, 0, 0},
+    {"narrow", 2048, 16, 256, true, false, 0, 0},
     {"1024^3", 1024, 1024, 1024, false, false, 0, 0},
 };
 #define NSHAPES (int)(sizeof shapes / sizeof shapes[0])
+#define NLUNET (NSHAPES - 1) /* shapes timed through Lunet (all but 1024^3) */
 
 typedef struct operands {
     float *a, *b, *c;
@@ -439,7 +455,7 @@ static int cmd_libs(int rounds)
                     mlp[l][th] += m * s->per_epoch;
                 else if (!strncmp(s->what, "sr", 2))
                     sr[l][th] += m * s->per_epoch;
-                else
+                else if (!strcmp(s->what, "1024^3"))
                     big[l][th] = 2.0 * s->m * s->n * s->k / m * 1e-9;
             }
         printf("\n");
@@ -529,7 +545,7 @@ static int cmd_floor(int rounds)
    the same operands, interleaved: microseconds per call (the thread's CPU time) */
 static int cmd_shapes(int rounds)
 {
-    enum { NS = 16 };
+    enum { NS = NLUNET };
     lunet_timing_t lt[NS];
     static double t[3][NS][64];
     if (rounds > 64)
@@ -571,6 +587,62 @@ static int cmd_shapes(int rounds)
     return 0;
 }
 
+/* ---------------------------------------------------------------- Linear, C API */
+
+/* (batch, in, out): layers of at most 16 inputs, whose backward products dX (batch, in) and
+   dW (out, in) have N <= 16 */
+static const int64_t linear_shapes[][3] = {{64, 9, 128},
+                                           {256, 10, 512},
+                                           {256, 16, 256},
+                                           {1024, 4, 256}};
+#define NLINEAR (int)(sizeof linear_shapes / sizeof linear_shapes[0])
+
+typedef struct linear_timing {
+    lunet_tensor_t *x, *w, *g;
+} linear_timing_t;
+
+/* y = x @ w^T, then backward with y's gradient g: dX and dW, w.grad and x.grad reset first
+   so that dW is a new product each time (beta 0), as after zero_grad(set_to_none) */
+static void linear_body(void *ctx)
+{
+    linear_timing_t *t = ctx;
+    lunet_tensor_t *y;
+    CHECK(lunet_tensor_set_grad(t->x, NULL));
+    CHECK(lunet_tensor_set_grad(t->w, NULL));
+    CHECK(lunet_nn_linear(&y, t->x, t->w, NULL, false));
+    CHECK(lunet_tensor_backward(y, t->g, false));
+    lunet_tensor_release(y);
+}
+
+static int cmd_linear(int rounds)
+{
+    linear_timing_t lt[NLINEAR];
+    static double t[NLINEAR][64];
+    if (rounds > 64)
+        rounds = 64;
+    for (int i = 0; i < NLINEAR; i++) {
+        const int64_t *s = linear_shapes[i];
+        lt[i].x = operand(s[0], s[1], false);
+        lt[i].w = operand(s[2], s[1], false);
+        lt[i].g = operand(s[0], s[2], false);
+        CHECK(lunet_tensor_requires_grad_(lt[i].x, true));
+        CHECK(lunet_tensor_requires_grad_(lt[i].w, true));
+    }
+    CHECK(lunet_set_num_threads(1));
+    for (int r = 0; r < rounds; r++)
+        for (int i = 0; i < NLINEAR; i++)
+            t[i][r] = time_calls(linear_body, &lt[i], true);
+    printf("%-22s %12s\n", "Linear (batch, in, out)", "fwd+bwd us");
+    for (int i = 0; i < NLINEAR; i++) {
+        char dims[48];
+        snprintf(dims, sizeof dims, "(%lld, %lld, %lld)", (long long)linear_shapes[i][0],
+                 (long long)linear_shapes[i][1], (long long)linear_shapes[i][2]);
+        printf("%-22s %12.1f\n", dims, median(t[i], rounds) * 1e6);
+    }
+    printf("(one thread, CPU time, medians of %d interleaved rounds)\n", rounds);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : "peak";
@@ -583,6 +655,9 @@ int main(int argc, char **argv)
         return cmd_shapes(rounds);
     if (!strcmp(cmd, "libs"))
         return cmd_libs(rounds);
-    fprintf(stderr, "usage: bench_gemm peak | floor [rounds] | shapes [rounds] | libs [rounds]\n");
+    if (!strcmp(cmd, "linear"))
+        return cmd_linear(rounds);
+    fprintf(stderr, "usage: bench_gemm peak | floor [rounds] | shapes [rounds] | libs [rounds] | "
+                    "linear [rounds]\n");
     return 2;
 }

@@ -371,6 +371,18 @@ static void gemm_pack(gemm_job_t *j, lunet_tensor_t **keep)
 #endif
 }
 
+/* c (M, N <= 16) = a @ b by sgemm.c's narrow kernels, when the chooser picks them for the
+   job's shape (they read a in place, unpacked, and split their own rows over the pool);
+   false: not taken, nothing written. */
+static bool gemm_narrow(const gemm_job_t *j)
+{
+    return j->dtype == LUNET_DTYPE_FLOAT32 &&
+           lunet_sgemm_choose(j->a.trans, j->b.trans, j->m, j->n, j->k, j->alpha, j->beta,
+                              j->bias || j->relu) == LUNET_SGEMM_NARROW &&
+           lunet_sgemm_narrow(j->a.trans, j->m, j->n, j->k, j->a.data, j->a.ld, j->b.data, j->b.ld,
+                              (float *)(void *)j->c);
+}
+
 /* c (M, N) contiguous = [relu](alpha * a @ b + beta * c), or with bias (N):
    [relu](alpha * a @ b + bias). */
 static lunet_status_t gemm_ex(lunet_tensor_t *c, lunet_tensor_t *a, lunet_tensor_t *b, double alpha,
@@ -397,12 +409,7 @@ static lunet_status_t gemm_ex(lunet_tensor_t *c, lunet_tensor_t *a, lunet_tensor
     lunet_status_t st = gemm_operands(&j, a, b, &ac, &bc);
     if (st)
         goto done;
-    /* c (M, N <= 16) = a @ b: sgemm.c's narrow kernels read a in place, not packed */
-    if (c->dtype == LUNET_DTYPE_FLOAT32 &&
-        lunet_sgemm_choose(j.a.trans, j.b.trans, m, n, k, alpha, beta, bias || relu) ==
-            LUNET_SGEMM_NARROW &&
-        lunet_sgemm_narrow(j.a.trans, m, n, k, j.a.data, j.a.ld, j.b.data, j.b.ld,
-                           lunet_tensor_data(c)))
+    if (gemm_narrow(&j))
         goto done;
     if (k == 0) {
         /* empty inner dim: the product is zero, so c is beta * c or the bias rows */
@@ -456,7 +463,8 @@ lunet_status_t lunet_gemm_tasks(int n, const lunet_gemm_task_t *t)
                         .alpha = t[i].alpha,
                         .beta = t[i].beta,
                         .dtype = c->dtype};
-        if (!(st = gemm_operands(&j, a, b, &keep[3 * i], &keep[3 * i + 1]))) {
+        /* a narrow product (a Linear with at most 16 inputs) runs now, on its own */
+        if (!(st = gemm_operands(&j, a, b, &keep[3 * i], &keep[3 * i + 1])) && !gemm_narrow(&j)) {
             gemm_pack(&j, &keep[3 * i + 2]);
             gemm_set_add(&s, &j);
         }

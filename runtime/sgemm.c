@@ -30,7 +30,7 @@
  *    batch needed a 3 MB copy, which the free lists then kept; the strip, read from L2, also
  *    made that product about 25% faster); those tiles are stored transposed.  The bias and the ReLU are applied to the tile while it is in registers.
  *  - Narrow: the batch is read once, in place: the forward reads a row of x 16 values a
- *    step against b^T (packed into a scratch tensor, N * KP <= 16384 floats, else BLAS), two rows
+ *    step against b^T (packed into a scratch tensor, N * KP <= 16384 floats, 4M at N <= 9), two rows
  *    of c at a time; the weight gradient reads 16 of a's columns a step and broadcasts
  *    b[k][j] (N accumulators of 16 rows of c).  Its rows are split over the pool in blocks
  *    fixed by the shape.
@@ -76,20 +76,54 @@ bool lunet_sgemm_tiles_available(void)
 #endif
 }
 
-/* Where each kernel was measured faster than OpenBLAS and oneDNN (bench_gemm shapes,
-   docs/performance.md): the narrow kernels at N <= 16 (softmax regression: about half the
-   time); the tiles for x @ W^T from 1 MFLOP and for g @ W from 3 MFLOP (0.74-0.92x
-   OpenBLAS's time), not below, and not for the weight gradient g^T @ x with a wide C
-   (1.05-1.36x: C's read-modify-write and a's strided columns). */
+/* The narrow forward packs b^T (N, KP) into a scratch tensor: up to N * KP = NARROW_PACK_L1
+   floats (64 KB, about L1) it beats the tiles at N <= 13; past it only at N <= 9, which may
+   pack up to NARROW_PACK_CAP floats (16 MB). */
+#define NARROW_PACK_L1 16384
+#define NARROW_PACK_CAP (1 << 22)
+
+/* Whether the narrow kernels can take c (m, n) = op(a) @ b at all: N <= 16, and for the
+   forward layout a pack of b^T within the limits above. */
+static bool narrow_fits(bool ta, int64_t n, int64_t k)
+{
+    if (n < 1 || n > 16 || k < 1)
+        return false;
+    int64_t kp = (k + 15) / 16 * 16;
+    return ta || n * kp <= (n <= 9 ? NARROW_PACK_CAP : NARROW_PACK_L1);
+}
+
+/* Where each kernel was measured faster than OpenBLAS and oneDNN (bench_gemm shapes and
+   narrow, docs/performance.md), one thread, CPU time:
+    - c = op(a) @ b with N <= 16 (alpha 1, beta 0, no bias): up to 10^6 multiply-adds
+      OpenBLAS 0.3.21 runs these unpacked and is as fast as the narrow kernels or faster,
+      except at N = 9..11 (narrow 10-20% faster); above, its time jumps 2-4x, and the
+      narrow kernels take half of it or less: the forward layout up to N = 13 while b^T
+      stays within NARROW_PACK_L1 (N <= 9 whatever k), the tiles beyond; the transposed
+      layout (x^T @ g) up to N = 15, and N = 16 while a is under 2 MB (then OpenBLAS);
+    - the tiles for x @ W^T from 1 MFLOP and for g @ W from 3 MFLOP (0.74-0.92x OpenBLAS's
+      time), not below, and not for the weight gradient g^T @ x with a wide C (1.05-1.36x:
+      C's read-modify-write and a's strided columns). */
 lunet_sgemm_kind_t lunet_sgemm_choose(bool ta, bool tb, int64_t m, int64_t n, int64_t k,
                                       double alpha, double beta, bool epilogue)
 {
     if (!own_kernels_allowed() || m < 1 || n < 1 || k < 1)
         return LUNET_SGEMM_BLAS;
-    if (n <= 16 && !tb && alpha == 1.0 && beta == 0.0 && !epilogue && m * k >= 4096)
-        return LUNET_SGEMM_NARROW;
-    double flops = 2.0 * (double)m * (double)n * (double)k;
-    if (lunet_sgemm_tiles_available() && flops >= (tb ? 1.0e6 : 3.0e6) && (!ta || n < TILE_N))
+    double macs = (double)m * (double)n * (double)k;
+    if (n <= 16 && !tb && alpha == 1.0 && beta == 0.0 && !epilogue && m * k >= 4096) {
+        bool narrow;
+        if (macs <= 1.0e6)
+            narrow = n >= 9 && n <= 11;
+        else if (ta)
+            narrow = n <= 15 || m * k < (1 << 19);
+        else
+            narrow = n <= 13 && narrow_fits(false, n, k);
+        if (narrow && narrow_fits(ta, n, k))
+            return LUNET_SGEMM_NARROW;
+        if (macs > 1.0e6 && !ta)
+            return lunet_sgemm_tiles_available() ? LUNET_SGEMM_TILES : LUNET_SGEMM_BLAS;
+        return LUNET_SGEMM_BLAS;
+    }
+    if (lunet_sgemm_tiles_available() && 2.0 * macs >= (tb ? 1.0e6 : 3.0e6) && (!ta || n < TILE_N))
         return LUNET_SGEMM_TILES;
     return LUNET_SGEMM_BLAS;
 }
@@ -407,9 +441,6 @@ typedef struct narrow_job {
     bool ta;
 } narrow_job_t;
 
-/* The forward packs b^T into a scratch tensor: at most this many floats (N * KP), else BLAS. */
-#define NARROW_PACK_MAX 16384
-
 #ifdef NARROW_X86
 /* c rows [i, i + rows) = (a^T) rows @ b, a stored (K, M), rows <= 16 nv: nv vectors of 16
    rows, one accumulator per column of c and vector (N of them, N and nv constants here so
@@ -685,11 +716,9 @@ static int64_t narrow_grain(int64_t m, int64_t n, int64_t k)
 bool lunet_sgemm_narrow_at(int level, bool ta, int64_t m, int64_t n, int64_t k, const float *a,
                            int64_t lda, const float *b, int64_t ldb, float *c)
 {
-    if (n < 1 || n > 16 || m < 1 || k < 1)
+    if (m < 1 || !narrow_fits(ta, n, k))
         return false;
     int64_t kp = (k + 15) / 16 * 16;
-    if (!ta && n * kp > NARROW_PACK_MAX)
-        return false;
     narrow_rows_fn rows = narrow_kernel(ta, level);
     if (!rows)
         return false;

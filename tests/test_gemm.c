@@ -132,9 +132,12 @@ static void same_tensor(const char *what, const lunet_tensor_t *got, const lunet
 }
 
 /* (rows, in, out): odd sizes, and one large enough to be split into blocks (and, in float32
-   on AVX-512, to run the kernel) */
-static const int64_t linear_shapes[][3] = {
-    {7, 13, 9}, {1, 5, 3}, {64, 784, 100}, {33, 65, 130}, {300, 100, 60}};
+   on AVX-512, to run the kernel); the last three have at most 16 inputs, so that their
+   backward's dX and dW in float32 take the narrow kernels (or the tiles) beside the region
+   of the other product */
+static const int64_t linear_shapes[][3] = {{7, 13, 9},     {1, 5, 3},      {64, 784, 100},
+                                           {33, 65, 130},  {300, 100, 60}, {64, 9, 128},
+                                           {256, 10, 512}, {256, 16, 256}};
 
 /* [relu](linear(x, w, b)) fused in one call is bit-equal to the unfused ops. */
 static void test_fused_forward_equals_unfused(void **state)
@@ -279,7 +282,7 @@ static void test_narrow_kernels_bit_exact(void **state)
     (void)state;
     static const int64_t ms[] = {1, 7, 17, 33, 257};
     static const int64_t ns[] = {1, 3, 8, 10, 16};
-    static const int64_t ks[] = {1, 5, 300, 784};
+    static const int64_t ks[] = {1, 5, 300, 784, 2100}; /* 2100: N <= 9's larger pack */
     int saved = lunet_get_num_threads();
     bool ran = false;
     for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++)
@@ -287,6 +290,8 @@ static void test_narrow_kernels_bit_exact(void **state)
             for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++)
                 for (int ta = 0; ta < 2; ta++) {
                     int64_t m = ms[mi], n = ns[ni], k = ks[ki];
+                    if (k > 784 && (m > 33 || n > 8))
+                        continue; /* the larger pack: a few shapes are enough (valgrind) */
                     /* leading dimensions wider than the rows: strided operands */
                     int64_t lda = (ta ? m : k) + 3, ldb = n + 2;
                     int64_t arows = ta ? k : m;
@@ -326,6 +331,47 @@ static void test_narrow_kernels_bit_exact(void **state)
     CHECK_OK(lunet_set_num_threads(saved));
     if (!ran)
         print_message("no FMA on this CPU: the narrow kernels are off; skipped\n");
+}
+
+/* lunet_sgemm_choose's rule (sgemm.c, from measurement), at shapes either side of each of
+   its limits; the tiles' answers are BLAS's where there is no AVX-512. */
+static void test_choose(void **state)
+{
+    (void)state;
+    const lunet_sgemm_kind_t N = LUNET_SGEMM_NARROW, B = LUNET_SGEMM_BLAS;
+    const lunet_sgemm_kind_t T = lunet_sgemm_tiles_available() ? LUNET_SGEMM_TILES : B;
+    const struct {
+        bool ta;
+        int64_t m, n, k;
+        lunet_sgemm_kind_t want;
+    } cases[] = {
+        {false, 256, 10, 784, N},  /* softmax regression */
+        {true, 784, 10, 256, N},   /* and its weight gradient */
+        {false, 16, 10, 784, N},   /* N = 9..11 below 10^6 multiply-adds */
+        {false, 256, 8, 256, B},   /* other N below 10^6: BLAS */
+        {true, 784, 4, 64, B},     /* */
+        {false, 64, 16, 256, B},   /* */
+        {false, 256, 13, 784, N},  /* above: narrow up to N = 13 */
+        {false, 256, 14, 784, T},  /* then the tiles */
+        {false, 256, 16, 784, T},  /* */
+        {false, 256, 10, 2048, T}, /* b^T past NARROW_PACK_L1 */
+        {false, 256, 4, 8192, N},  /* N <= 9: any k */
+        {true, 2048, 15, 256, N},  /* transposed: up to N = 15 */
+        {true, 256, 16, 1024, N},  /* N = 16 while a is under 2 MB */
+        {true, 2048, 16, 256, B},  /* */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        lunet_sgemm_kind_t got = lunet_sgemm_choose(cases[i].ta, false, cases[i].m, cases[i].n,
+                                                    cases[i].k, 1.0, 0.0, false);
+        if (got != cases[i].want)
+            fail_msg("choose(%s %lld x %lld x %lld) = %d, expected %d", cases[i].ta ? "TN" : "NN",
+                     (long long)cases[i].m, (long long)cases[i].n, (long long)cases[i].k, got,
+                     cases[i].want);
+    }
+    /* beta, b transposed or an epilogue: not the narrow kernels' */
+    assert_int_equal(lunet_sgemm_choose(false, false, 256, 10, 784, 1.0, 1.0, false), T);
+    assert_int_equal(lunet_sgemm_choose(false, true, 256, 10, 784, 1.0, 0.0, false), T);
+    assert_int_equal(lunet_sgemm_choose(false, false, 256, 10, 784, 1.0, 0.0, true), T);
 }
 
 /* mm of softmax regression's shapes goes through the narrow kernels when this CPU has them,
@@ -381,6 +427,7 @@ int main(void)
         cmocka_unit_test(test_fused_forward_equals_unfused),
         cmocka_unit_test(test_backward_equals_separate_products),
         cmocka_unit_test(test_narrow_kernels_bit_exact),
+        cmocka_unit_test(test_choose),
         cmocka_unit_test(test_mm_narrow_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
