@@ -100,8 +100,8 @@ INLINE double act_grad_f64(double g, double x, const act_params_t *p)
     switch (p->kind) {
     case ACT_KIND_LEAKY_RELU:
         return x > 0 ? g : g * p->d0;
-    case ACT_KIND_ELU:
-        return x > 0 ? g : g * p->d0 * exp(x);
+    case ACT_KIND_ELU: /* PyTorch tests x <= 0: a NaN input passes g through */
+        return x <= 0 ? g * p->d0 * exp(x) : g;
     case ACT_KIND_GELU:
         if (p->i0) {
             double x2 = x * x, inner = SQRT_2_OVER_PI * (x + 0.044715 * x2 * x);
@@ -132,7 +132,7 @@ INLINE float act_grad_f32(float g, float x, const act_params_t *p)
     case ACT_KIND_LEAKY_RELU:
         return x > 0 ? g : g * a;
     case ACT_KIND_ELU:
-        return x > 0 ? g : g * a * expf(x);
+        return x <= 0 ? g * a * expf(x) : g;
     case ACT_KIND_GELU:
         if (p->i0) {
             float x2 = x * x, inner = (float)SQRT_2_OVER_PI * (x + 0.044715f * x2 * x);
