@@ -1175,6 +1175,22 @@ static lunet_status_t select_item(lunet_tensor_t **r, lunet_tensor_t *t, lua_Int
     return lunet_tensor_select(r, t, 0, (int64_t)i);
 }
 
+/* t[i] = src: PyTorch expands src to the slot's shape first, so a mismatch says "The
+   expanded size of the tensor ..." (copy_ itself says "The size of tensor a ..."). */
+static lunet_status_t assign_tensor(lunet_tensor_t *slot, lunet_tensor_t *src)
+{
+    if (src->ndim > slot->ndim)
+        return lunet_tensor_copy_(slot, src);
+    lunet_tensor_t *e;
+    bool was = lunet_set_grad_enabled(false); /* only a check of the shapes */
+    lunet_status_t st = lunet_tensor_expand(&e, src, slot->ndim, slot->shape);
+    lunet_set_grad_enabled(was);
+    if (st)
+        return st;
+    lunet_tensor_release(e);
+    return lunet_tensor_copy_(slot, src);
+}
+
 /* Pushes the element or sub-tensor t[i] (a number for a 1-D tensor). */
 static int index_integer(lua_State *L, lunet_tensor_t *t, lua_Integer i)
 {
@@ -1346,7 +1362,7 @@ static int t_newindex(lua_State *L)
         if (!src)
             v = lbt_checkfill(L, 3);
         LB_CHECK(L, select_item(&r, t, i));
-        lunet_status_t st = src ? lunet_tensor_copy_(r, src) : lbt_fill_(r, &v);
+        lunet_status_t st = src ? assign_tensor(r, src) : lbt_fill_(r, &v);
         lunet_tensor_release(r);
         if (st)
             return lb_error(L);

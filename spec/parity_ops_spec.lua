@@ -93,6 +93,13 @@ local OPS = {
   leaky_relu = F.leaky_relu, elu = F.elu, gelu = F.gelu, softplus = F.softplus, logsigmoid = F.logsigmoid,
   arange = lunet.arange, linspace = lunet.linspace, full = lunet.full, eye = lunet.eye,
   tensor = lunet.tensor,
+  setitem = function(t, i, v)
+    local c = t:detach():clone()
+    c[i] = v
+    return c
+  end,
+  view_as = function(t, o) return t:view_as(o) end, expand_as = function(t, o) return t:expand_as(o) end,
+  reshape_as = function(t, o) return t:reshape_as(o) end,
 }
 
 local function show(vals)
