@@ -109,19 +109,20 @@ local function show(vals)
   return "{" .. table.concat(s, ", ") .. "}"
 end
 
--- tol: nil for exact, else the dtype whose tolerance applies
-local function same_value(got, want, tol)
+-- tol: nil for exact, else the dtype whose tolerance applies; rtol, atol: a case's looser
+-- tolerances (the generator says why next to the case)
+local function same_value(got, want, tol, rtol, atol)
   if type(want) ~= "number" or math.type(want) == "integer" and math.type(got) == "integer" then
     return got == want
   end
   if type(got) ~= "number" then return false end
   if want ~= want then return got ~= got end
   if want == math.huge or want == -math.huge or not tol then return got == want end
-  return math.abs(got - want) <= RTOL[tol] * math.abs(want) + ATOL[tol]
+  return math.abs(got - want) <= (rtol or RTOL[tol]) * math.abs(want) + (atol or ATOL[tol])
 end
 
 -- compares one result; returns nil or the reason it differs
-local function compare(got, want, tol)
+local function compare(got, want, tol, rtol, atol)
   if want.py ~= nil then
     if got ~= want.py then return "got " .. tostring(got) .. ", expected " .. tostring(want.py) end
     return nil
@@ -129,7 +130,7 @@ local function compare(got, want, tol)
   if type(got) == "number" or type(got) == "boolean" then
     -- a 1-D tensor's element comes back as a Lua value (docs/lua-api.md §9)
     if #want.shape ~= 0 then return "got the Lua value " .. tostring(got) end
-    if not same_value(got, want.v[1], tol) then
+    if not same_value(got, want.v[1], tol, rtol, atol) then
       return string.format("got %s, expected %s", tostring(got), tostring(want.v[1]))
     end
     return nil
@@ -143,7 +144,7 @@ local function compare(got, want, tol)
   end
   local vals = flatten(got:tolist())
   for i = 1, #want.v do
-    if not same_value(vals[i], want.v[i], tol) then
+    if not same_value(vals[i], want.v[i], tol, rtol, atol) then
       return string.format("element %d: got %s, expected %s\n    got      %s\n    expected %s", i - 1,
         tostring(vals[i]), tostring(want.v[i]), show(vals), show(want.v))
     end
@@ -169,7 +170,7 @@ local function run(c)
     return "returned " .. tostring(outs[2]) .. " where PyTorch raised: " .. c.err
   end
   for k, want in ipairs(c.out) do
-    local why = compare(outs[k + 1], want, c.tol and want.dtype)
+    local why = compare(outs[k + 1], want, c.tol and want.dtype, c.rtol)
     if why then return (#c.out > 1 and ("result " .. k .. ": ") or "") .. why end
   end
   if c.backward_err then
@@ -191,7 +192,8 @@ local function run(c)
         -- float64 input of a float32 result has a gradient of float32 precision
         local a = c.args[i]
         local prec = c.out[1].dtype == "float32" and "float32" or a.dtype
-        local why = compare(g, { v = want, dtype = a.dtype, shape = a.shape }, prec)
+        local why = compare(g, { v = want, dtype = a.dtype, shape = a.shape }, prec, c.grad_rtol,
+          c.grad_atol)
         if why then return "gradient of argument " .. i .. ": " .. why end
       end
     end
