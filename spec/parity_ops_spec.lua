@@ -98,6 +98,11 @@ local OPS = {
     c[i] = v
     return c
   end,
+  to = function(t, dt) return t:to(dt) end, max2 = lunet.max, min2 = lunet.min,
+  where_method = function(x, c, y) return x:where(c, y) end,
+  sum_opts = function(t, dim, keepdim) return t:sum { dim = dim, keepdim = keepdim } end,
+  max_opts = function(t, dim, keepdim) return t:max { dim = dim, keepdim = keepdim } end,
+  mean_axis = function(t, dim, keepdim) return t:mean { axis = dim, keepdims = keepdim } end,
   view_as = function(t, o) return t:view_as(o) end, expand_as = function(t, o) return t:expand_as(o) end,
   reshape_as = function(t, o) return t:reshape_as(o) end,
 }
