@@ -44,7 +44,7 @@ end
 
 local function reduction(name)
   return function(t, dim, keepdim)
-    if dim == nil then return t[name](t) end
+    if dim == nil and not keepdim then return t[name](t) end
     return t[name](t, dim, keepdim)
   end
 end
