@@ -136,6 +136,24 @@ static lunet_status_t add_scaled_int(lunet_tensor_t **out, lunet_binary_op_t op,
     return st;
 }
 
+/* PyTorch refuses a Python float alpha (2.0 too) when the result is integral; it checks
+   after broadcasting and sub's bool check, so this runs on the op's result r (released when
+   refused). The runtime sees only alpha's value, so a non-integral one is all it can catch. */
+static lunet_status_t check_alpha_kind(lua_State *L, int idx, lunet_tensor_t **r)
+{
+    if (!*r || lua_type(L, idx) != LUA_TTABLE)
+        return LUNET_OK;
+    lua_getfield(L, idx, "alpha");
+    bool is_float = lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1);
+    lua_pop(L, 1);
+    if (!is_float || lunet_dtype_is_floating((*r)->dtype))
+        return LUNET_OK;
+    lunet_tensor_release(*r);
+    *r = NULL;
+    return lunet_error_set(LUNET_STATUS_RUNTIME, "For integral input tensors, argument alpha must "
+                                                 "not be a floating point number.");
+}
+
 /* add/sub with an optional {alpha=} */
 static int add_sub(lua_State *L, double sign)
 {
@@ -155,6 +173,8 @@ static int add_sub(lua_State *L, double sign)
         st = add_scaled_int(&r, op, o.t[0], o.t[1], ialpha);
     else
         st = lunet_tensor_add_scaled(&r, o.t[0], o.t[1], sign * alpha);
+    if (!st)
+        st = check_alpha_kind(L, 3, &r);
     return finish(L, &o, st, r);
 }
 
@@ -363,6 +383,8 @@ static int inplace_add_sub(lua_State *L, double sign)
                              lunet_dtype_torch_name(rt), lunet_dtype_torch_name(t->dtype));
     else
         st = lunet_tensor_add_scaled(&r, t, o.t[1], sign * alpha);
+    if (st == LUNET_OK)
+        st = check_alpha_kind(L, 3, &r);
     if (st == LUNET_OK) {
         st = lunet_tensor_copy_(t, r);
         lunet_tensor_release(r);

@@ -914,6 +914,11 @@ static lunet_status_t check_clamp_bounds(const lunet_tensor_t *x, double *lo, do
         return lunet_error_set(LUNET_STATUS_RUNTIME,
                                "torch.clamp: At least one of 'min' or 'max' must not be None");
     if (x->dtype == LUNET_DTYPE_UINT8) {
+        /* c10's overflows<uint8_t>: above 255 overflows, a negative value wraps down to -255 */
+        if ((!isnan(*lo) && (*lo > 255 || *lo < -255)) ||
+            (!isnan(*hi) && (*hi > 255 || *hi < -255)))
+            return lunet_error_set(LUNET_STATUS_RUNTIME,
+                                   "value cannot be converted to type uint8_t without overflow");
         if (!isnan(*lo))
             *lo = (uint8_t)lunet_f64_to_i64(*lo);
         if (!isnan(*hi))
