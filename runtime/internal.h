@@ -173,6 +173,13 @@ static inline double lunet_sum4_f32(const float *x, int64_t n)
    masked_fill): NaN, infinities and values out of the dtype's range fail with
    "value cannot be converted to type uint8_t without overflow"; a Python int wraps instead. */
 LUNET_MUST_CHECK lunet_status_t lunet_check_float_fits(lunet_dtype_t dt, double v);
+/* A 0-d tensor of dt (wrapped: a Python number) holding the float dv, or the int iv when
+   is_int, that is about to become an element of a dt tensor (fill_, full, masked_fill), after
+   PyTorch's checks: lunet_check_float_fits for a float; an int put into uint8 may be -255..255
+   (c10's overflows<uint8_t> lets negatives wrap), else the same uint8_t message. */
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_element_scalar(lunet_tensor_t **out, lunet_dtype_t dt,
+                                                            bool is_int, double dv, int64_t iv,
+                                                            bool wrapped);
 /* The release list of a cleanup (an exit label's, a rule's temporaries): LUNET_RELEASE(a, b, r)
    releases each, the compiler counting them. */
 #define LUNET_RELEASE(...)                                                                         \

@@ -1025,11 +1025,8 @@ static lunet_status_t masked_fill_with(lunet_tensor_t **out, lunet_tensor_t *x,
 lunet_status_t lunet_tensor_masked_fill(lunet_tensor_t **out, lunet_tensor_t *x,
                                         lunet_tensor_t *mask, double value)
 {
-    lunet_status_t st = lunet_check_float_fits(x->dtype, value);
-    if (st)
-        return st;
     lunet_tensor_t *v;
-    st = lunet_tensor_scalar(&v, x->dtype, value, false);
+    lunet_status_t st = lunet_tensor_element_scalar(&v, x->dtype, false, value, 0, false);
     return st ? st : masked_fill_with(out, x, mask, v);
 }
 
@@ -1037,6 +1034,6 @@ lunet_status_t lunet_tensor_masked_fill_int(lunet_tensor_t **out, lunet_tensor_t
                                             lunet_tensor_t *mask, int64_t value)
 {
     lunet_tensor_t *v;
-    lunet_status_t st = lunet_tensor_scalar_int(&v, x->dtype, value, false);
+    lunet_status_t st = lunet_tensor_element_scalar(&v, x->dtype, true, 0, value, false);
     return st ? st : masked_fill_with(out, x, mask, v);
 }

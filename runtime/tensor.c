@@ -608,20 +608,27 @@ lunet_status_t lunet_check_float_fits(lunet_dtype_t dt, double v)
     return LUNET_OK;
 }
 
+lunet_status_t lunet_tensor_element_scalar(lunet_tensor_t **out, lunet_dtype_t dt, bool is_int,
+                                           double dv, int64_t iv, bool wrapped)
+{
+    if (is_int && dt == LUNET_DTYPE_UINT8 && (iv > 255 || iv < -255))
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
+                               "value cannot be converted to type uint8_t without overflow");
+    lunet_status_t st = is_int ? LUNET_OK : lunet_check_float_fits(dt, dv);
+    return st ? st : number(out, dt, wrapped, is_int, dv, iv);
+}
+
 lunet_status_t lunet_tensor_fill_(lunet_tensor_t *dst, double value)
 {
-    lunet_status_t st = lunet_check_float_fits(dst->dtype, value);
-    if (st)
-        return st;
     lunet_tensor_t *v;
-    st = lunet_tensor_scalar(&v, dst->dtype, value, true);
+    lunet_status_t st = lunet_tensor_element_scalar(&v, dst->dtype, false, value, 0, true);
     return st ? st : fill_with(dst, v);
 }
 
 lunet_status_t lunet_tensor_fill_int_(lunet_tensor_t *dst, int64_t value)
 {
     lunet_tensor_t *v;
-    lunet_status_t st = lunet_tensor_scalar_int(&v, dst->dtype, value, true);
+    lunet_status_t st = lunet_tensor_element_scalar(&v, dst->dtype, true, 0, value, true);
     return st ? st : fill_with(dst, v);
 }
 

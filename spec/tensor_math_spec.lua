@@ -189,6 +189,34 @@ describe("lunet math", function()
       assert.are.same({ -1, 2, -1 }, lunet.tensor({ 1, 2, 3 }):masked_fill(c, -1):tolist())
     end)
 
+    -- PyTorch 1.13 (c10's overflows<uint8_t> of a Python int): u = torch.zeros(3,
+    -- dtype=torch.uint8); u.fill_(-255), torch.full((3,), -255, dtype=torch.uint8) and
+    -- u.masked_fill(m, -1) wrap (1, 1, 1 / 255 where m); 256 and -256 in fill_, full,
+    -- masked_fill, u[0] = v and u[mask] = v raise "value cannot be converted to type uint8_t
+    -- without overflow"; u + 256 wraps to 0 (an operand, not an element).
+    it("an integer value put into a uint8 tensor: -255..255 wrap, beyond raises", function()
+      local m = lunet.tensor({ true, false, true })
+      local function u8() return lunet.zeros(3, { dtype = "uint8" }) end
+      assert.are.same({ 1, 1, 1 }, u8():fill_(-255):tolist())
+      assert.are.same({ 1, 1, 1 }, lunet.full({ 3 }, -255, { dtype = "uint8" }):tolist())
+      assert.are.same({ 255, 0, 255 }, u8():masked_fill(m, -1):tolist())
+      assert.are.same({ 0, 0, 0 }, (u8() + 256):tolist())
+      for _, v in ipairs({ 256, -256 }) do
+        for what, f in pairs({
+          fill_ = function() return u8():fill_(v) end,
+          full = function() return lunet.full({ 3 }, v, { dtype = "uint8" }) end,
+          masked_fill = function() return u8():masked_fill(m, v) end,
+          setitem = function() local u = u8(); u[0] = v; return u end,
+          setmask = function() local u = u8(); u[m] = v; return u end,
+        }) do
+          local ok, err = pcall(f)
+          assert.is_false(ok, what .. " " .. v)
+          assert.matches("value cannot be converted to type uint8_t without overflow", err, 1,
+            true)
+        end
+      end
+    end)
+
     it("add and sub with alpha", function()
       local a, b = lunet.tensor({ 1., 2. }), lunet.tensor({ 10., 20. })
       assert.are.same({ 21, 42 }, a:add(b, { alpha = 2 }):tolist())
