@@ -104,7 +104,7 @@ static lunet_status_t check_index_op(int *d, const lunet_tensor_t *x, int64_t di
     /* PyTorch's index_select words it by dim: "index out of range in self" along dim 0, its
        CPU kernel's text along the others */
     if (!gather && *d != 0 && find_out_of_range(index, size, &v))
-        return lunet_error_set(LUNET_STATUS_INDEX,
+        return lunet_error_set(LUNET_STATUS_RUNTIME, /* a RuntimeError there, not IndexError */
                                "INDICES element is out of DATA bounds, id=%lld axis_dim=%lld",
                                (long long)v, (long long)size);
     return gather ? check_in_range(index, size, *d, LUNET_STATUS_RUNTIME, "")
