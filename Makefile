@@ -16,7 +16,8 @@ BLAS    ?= openblas
 LUA_PC  ?= lua5.4
 PREFIX  ?= /usr/local
 # busted runs under lua5.4 whatever `lua` points to (luarocks can switch it to 5.1)
-BUSTED  ?= lua5.4 $(shell command -v busted || echo /usr/bin/busted)
+BUSTED_SCRIPT := $(shell command -v busted || echo /usr/bin/busted)
+BUSTED  ?= lua5.4 $(BUSTED_SCRIPT)
 
 ifeq ($(BLAS),none)
 BUILD    ?= build/noblas
@@ -220,8 +221,9 @@ test-tsan:
 	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" $$norand build/tsan/tests/test_slab
 
 # `make fuzz-api`: tests/fuzz_api.lua, random calls with hostile arguments through the Lua
-# module, under ASan + UBSan (UBSan halts at its first report: -fno-sanitize-recover), then
-# more calls on the release build.  Huge allocations must fail, not swap: the release build
+# module, under ASan + UBSan (UBSan halts at its first report: -fno-sanitize-recover), and
+# spec/parity_ops_spec.lua (every op, dtype and error path of the differential test, with
+# leak detection) on the same ASan program, then more calls on the release build.  Huge allocations must fail, not swap: the release build
 # runs under `ulimit -v`; an ASan process cannot (its shadow reserves ~20 TB of address
 # space), so there ASan bounds them itself: max_allocation_size_mb with
 # allocator_may_return_null makes a larger malloc return NULL, as ulimit -v would.
@@ -238,6 +240,11 @@ fuzz-api: $(BUILD)/lunet
 	    > $$log.out 2>&1 || { echo "fuzz-api (ASan+UBSan): seed $$s FAILED; last calls:"; \
 	    tail -6 $$log.log; grep -v "failed to allocate" $$log.out | tail -40; exit 1; }; \
 	  echo "ASan+UBSan: $$(tail -1 $$log.out)"; done
+	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 LUNET_BUILD=build/asan \
+	  build/asan/lunet $(BUSTED_SCRIPT) --helper=spec/helper.lua spec/parity_ops_spec.lua \
+	  > build/asan/parity_ops.out 2>&1 || { echo "ASan+UBSan: spec/parity_ops_spec.lua FAILED"; \
+	  tail -40 build/asan/parity_ops.out; exit 1; }
+	@echo "ASan+UBSan: spec/parity_ops_spec.lua (every op of the differential test) passed"
 	@for s in $(FUZZ_API_SEEDS); do log=$(BUILD)/fuzz_api.$$s; \
 	  (ulimit -v 4000000; timeout 900 $(BUILD)/lunet tests/fuzz_api.lua $$s $(FUZZ_API_CALLS) \
 	    $$log.log > $$log.out 2>&1) || { echo "fuzz-api (release): seed $$s FAILED; last calls:"; \
