@@ -521,6 +521,11 @@ static int reduce(lua_State *L, lunet_reduce_op_t op, bool single_dim, bool pair
     if (single_dim && a.ndims > 1)
         return luaL_error(L, "%s: dim must be a single integer",
                           lua_tostring(L, lua_upvalueindex(1)));
+    if (a.has_dtype && op == LUNET_REDUCE_MEAN && !lunet_dtype_is_floating(a.dtype))
+        return luaL_error(L,
+                          "mean(): could not infer output dtype. Optional dtype must be either "
+                          "a floating point or complex dtype. Got: %s",
+                          lunet_dtype_torch_name(a.dtype));
     if (a.has_dtype) {
         LB_CHECK(L, lunet_tensor_to(&conv, x, a.dtype));
         x = conv;

@@ -89,6 +89,7 @@ local OPS = {
   clamp_ = function(t, lo, hi) return t:clone():clamp_(lo, hi) end,
   copy_ = function(a, b) return a:clone():copy_(b) end, fill_ = function(a, v) return a:clone():fill_(v) end,
   sum_dtype = function(t, dt) return t:sum { dtype = dt } end,
+  mean_dtype = function(t, dt) return t:mean { dtype = dt } end,
   linear = F.linear,
   leaky_relu = F.leaky_relu, elu = F.elu, gelu = F.gelu, softplus = F.softplus, logsigmoid = F.logsigmoid,
   arange = lunet.arange, linspace = lunet.linspace, full = lunet.full, eye = lunet.eye,
