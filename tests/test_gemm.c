@@ -4,7 +4,8 @@
  *    transpose, alpha, beta, bias and ReLU);
  *  - the narrow kernels (N <= 16) against a reference loop in their order (one fmaf chain
  *    over k for the transposed layout; 16 chains added as a fixed tree for the forward),
- *    both layouts, odd shapes, the AVX2 and AVX-512 kernels, 1-3 threads; and mm taking
+ *    both layouts, odd shapes, the AVX2 and AVX-512 kernels, 1-3 threads, every row count
+ *    of their steps against a guard page (no load past the masks); and mm taking
  *    that path at softmax regression's two shapes;
  *  - the fused bias+ReLU forward against the unfused ops, and the backward's dX and dW
  *    (one parallel region) against separate products, on 1, 2 and 3 threads.
@@ -13,6 +14,8 @@
 #include "internal.h"
 
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 static float frand(uint32_t *s)
 {
@@ -277,6 +280,24 @@ static void narrow_reference(bool ta, int64_t m, int64_t n, int64_t k, const flo
         }
 }
 
+/* c = op(a) @ b by the narrow kernel of this level, compared with want bit for bit (ctx names
+   the run in the message); false when this CPU has no such kernel. */
+static bool narrow_matches(int level, bool ta, int64_t m, int64_t n, int64_t k, const float *a,
+                           int64_t lda, const float *b, int64_t ldb, const float *want, float *got,
+                           const char *ctx)
+{
+    memset(got, 0xff, (size_t)(m * n) * sizeof *got);
+    if (!lunet_sgemm_narrow_at(level, ta, m, n, k, a, lda, b, ldb, got))
+        return false;
+    for (int64_t e = 0; e < m * n; e++)
+        if (memcmp(&got[e], &want[e], sizeof got[e]) != 0)
+            fail_msg("%s, ta %d level %d (m %lld, n %lld, k %lld, lda %lld): c[%lld][%lld] = "
+                     "%.9g, want %.9g",
+                     ctx, ta, level, (long long)m, (long long)n, (long long)k, (long long)lda,
+                     (long long)(e / n), (long long)(e % n), (double)got[e], (double)want[e]);
+    return true;
+}
+
 static void test_narrow_kernels_bit_exact(void **state)
 {
     (void)state;
@@ -311,17 +332,10 @@ static void test_narrow_kernels_bit_exact(void **state)
                     for (int level = 1; level <= 2; level++)
                         for (int th = 1; th <= 3; th++) {
                             CHECK_OK(lunet_set_num_threads(th));
-                            memset(got, 0xff, (size_t)(m * n) * sizeof *got);
-                            if (!lunet_sgemm_narrow_at(level, ta, m, n, k, a, lda, b, ldb, got))
-                                continue; /* no such kernel on this CPU */
-                            ran = true;
-                            for (int64_t e = 0; e < m * n; e++)
-                                if (memcmp(&got[e], &want[e], sizeof got[e]) != 0)
-                                    fail_msg("ta %d level %d threads %d (m %lld, n %lld, k %lld): "
-                                             "c[%lld][%lld] = %.9g, want %.9g",
-                                             ta, level, th, (long long)m, (long long)n,
-                                             (long long)k, (long long)(e / n), (long long)(e % n),
-                                             got[e], want[e]);
+                            char ctx[32];
+                            snprintf(ctx, sizeof ctx, "threads %d", th);
+                            ran |= narrow_matches(level, ta, m, n, k, a, lda, b, ldb, want, got,
+                                                  ctx);
                         }
                     free(a);
                     free(b);
@@ -372,6 +386,48 @@ static void test_choose(void **state)
     assert_int_equal(lunet_sgemm_choose(false, false, 256, 10, 784, 1.0, 1.0, false), T);
     assert_int_equal(lunet_sgemm_choose(false, true, 256, 10, 784, 1.0, 0.0, false), T);
     assert_int_equal(lunet_sgemm_choose(false, false, 256, 10, 784, 1.0, 0.0, true), T);
+}
+
+/*
+ * Every row count the narrow kernels' steps can end on (m = 1..48: the masked tails of the
+ * 16- and 32-row steps of x^T @ b, the row pairs of the forward), k = 1, 2, 3, 17 and lda
+ * not a multiple of 16, with a's last element at the end of a page whose next page is
+ * unreadable: a load past what the masks allow faults instead of passing unseen.
+ */
+static void test_narrow_every_row_count(void **state)
+{
+    (void)state;
+    static const int64_t ns[] = {1, 5, 12, 13, 16};
+    static const int64_t ks[] = {1, 2, 3, 17};
+    const size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    bool ran = false;
+    for (int ta = 0; ta < 2; ta++)
+        for (int64_t m = 1; m <= 48; m++)
+            for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+                for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+                    int64_t n = ns[ni], k = ks[ki], row = ta ? m : k, arows = ta ? k : m;
+                    int64_t lda = row + 1 + m % 3;
+                    lda += lda % 16 == 0;
+                    size_t need = (size_t)((arows - 1) * lda + row) * sizeof(float);
+                    size_t bytes = (need + pg - 1) / pg * pg;
+                    char *buf = NULL;
+                    assert_int_equal(posix_memalign((void **)&buf, pg, bytes + pg), 0);
+                    assert_int_equal(mprotect(buf + bytes, pg, PROT_NONE), 0);
+                    float *a = (float *)(void *)(buf + bytes - need);
+                    for (int64_t i = 0; i < (arows - 1) * lda + row; i++)
+                        a[i] = narrow_value(i, 1 + ta);
+                    float b[17 * 16], want[48 * 16], got[48 * 16];
+                    for (int64_t i = 0; i < k * n; i++)
+                        b[i] = narrow_value(i, 2);
+                    narrow_reference(ta, m, n, k, a, lda, b, n, want);
+                    for (int level = 1; level <= 2; level++)
+                        ran |= narrow_matches(level, ta, m, n, k, a, lda, b, n, want, got,
+                                              "a's end at a guard page");
+                    assert_int_equal(mprotect(buf + bytes, pg, PROT_READ | PROT_WRITE), 0);
+                    free(buf);
+                }
+    if (!ran)
+        print_message("no FMA on this CPU: the narrow kernels are off; skipped\n");
 }
 
 /* mm of softmax regression's shapes goes through the narrow kernels when this CPU has them,
@@ -427,6 +483,7 @@ int main(void)
         cmocka_unit_test(test_fused_forward_equals_unfused),
         cmocka_unit_test(test_backward_equals_separate_products),
         cmocka_unit_test(test_narrow_kernels_bit_exact),
+        cmocka_unit_test(test_narrow_every_row_count),
         cmocka_unit_test(test_choose),
         cmocka_unit_test(test_mm_narrow_shapes),
     };
