@@ -342,7 +342,8 @@ typedef struct lunet_optimizer_kind {
 LUNET_MUST_CHECK lunet_status_t lunet_optim_check_param(const char *opt, const lunet_tensor_t *p,
                                                         const lunet_tensor_t *grad);
 /* Fails with "<opt>: <what> <dtype> <shape> does not match parameter <dtype> <shape>" unless t
-   has p's dtype and shape (and with contiguous, is contiguous). */
+   has p's dtype and shape, and with contiguous, with "<opt>: <what> must be contiguous" unless
+   it is. */
 LUNET_MUST_CHECK lunet_status_t lunet_optim_check_like(const char *opt, const char *what,
                                                        const lunet_tensor_t *t,
                                                        const lunet_tensor_t *p, bool contiguous);

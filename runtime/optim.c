@@ -131,9 +131,10 @@ lunet_status_t lunet_optim_param_end(lunet_tensor_t *p, lunet_tensor_t *w, lunet
 lunet_status_t lunet_optim_check_like(const char *opt, const char *what, const lunet_tensor_t *t,
                                       const lunet_tensor_t *p, bool contiguous)
 {
-    if (t->dtype == p->dtype && lunet_shape_equal(t->ndim, t->shape, p->ndim, p->shape) &&
-        (!contiguous || lunet_tensor_is_contiguous(t)))
-        return LUNET_OK;
+    if (t->dtype == p->dtype && lunet_shape_equal(t->ndim, t->shape, p->ndim, p->shape))
+        return !contiguous || lunet_tensor_is_contiguous(t)
+                   ? LUNET_OK
+                   : lunet_error_set(LUNET_STATUS_RUNTIME, "%s: %s must be contiguous", opt, what);
     char b1[LUNET_SHAPE_BUF], b2[LUNET_SHAPE_BUF];
     return lunet_error_set(LUNET_STATUS_RUNTIME, "%s: %s %s %s does not match parameter %s %s", opt,
                            what, lunet_dtype_name(t->dtype),

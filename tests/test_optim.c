@@ -118,6 +118,16 @@ static void test_adam_failures_change_nothing(void **state)
     s.exp_avg_sq = g2;
     CHECK_FAILS(lunet_adam_update(p, g, &s, &o), LUNET_STATUS_RUNTIME,
                 "adam: state exp_avg_sq float32 [2] does not match parameter float32 [3]");
+    /* one of the right dtype and shape but strided says so */
+    int64_t s32[2] = {3, 2};
+    lunet_tensor_t *wide, *column;
+    CHECK_OK(lunet_tensor_zeros(&wide, LUNET_DTYPE_FLOAT32, 2, s32));
+    CHECK_OK(lunet_tensor_select(&column, wide, 1, 0));
+    s.exp_avg_sq = column;
+    CHECK_FAILS(lunet_adam_update(p, g, &s, &o), LUNET_STATUS_RUNTIME,
+                "adam: state exp_avg_sq must be contiguous");
+    lunet_tensor_release(column);
+    lunet_tensor_release(wide);
     s.exp_avg_sq = saved;
     assert_true(s.step == 1);
     CHECK_CLOSE(lunet_tensor_get(p, 0), 0.9, 1e-6);
