@@ -12,16 +12,6 @@
 /* ---------------------------------------------------------------- argument helpers --- */
 /* Sizes and {dtype=, requires_grad=} are parsed by the tensor binding's helpers (l_tensor.h). */
 
-/* Creates an empty tensor, boxes it at the top of the stack and returns it. */
-static lunet_tensor_t *push_empty(lua_State *L, int ndim, const int64_t *shape, lunet_dtype_t dt)
-{
-    lunet_tensor_t *t;
-    if (lunet_tensor_empty(&t, dt, ndim, shape) != LUNET_OK)
-        lb_error(L);
-    lb_pushtensor(L, t); // the box owns t from here, so a later error does not leak it
-    return t;
-}
-
 /* ---------------------------------------------------------------- seeding ------------- */
 
 /* lunet.manual_seed(n): n is taken modulo 2^64 (so -1 is 2^64 - 1, as in PyTorch). */
@@ -51,11 +41,10 @@ static int random_fill(lua_State *L, int sidx, bool normal, double p1, double p2
     int64_t shape[LUNET_MAX_DIMS];
     lbt_create_opts_t o;
     lbt_checksize_opts(L, sidx, &ndim, shape, &o);
-    lunet_tensor_t *t = push_empty(L, ndim, shape, o.dtype);
-    if (normal)
-        LB_CHECK(L, lunet_tensor_normal_(t, NULL, p1, p2));
-    else
-        LB_CHECK(L, lunet_tensor_uniform_(t, NULL, p1, p2));
+    lunet_tensor_t *t;
+    LB_CHECK(L, normal ? lunet_tensor_normal(&t, o.dtype, ndim, shape, NULL, p1, p2)
+                       : lunet_tensor_uniform(&t, o.dtype, ndim, shape, NULL, p1, p2));
+    lb_pushtensor(L, t);
     lbt_finish_create(L, t, &o);
     return 1;
 }
@@ -96,8 +85,10 @@ static int l_randint(lua_State *L)
     int64_t shape[LUNET_MAX_DIMS];
     lbt_create_opts_t o;
     lbt_checksize_opts(L, sidx, &ndim, shape, &o);
-    lunet_tensor_t *t = push_empty(L, ndim, shape, o.has_dtype ? o.dtype : LUNET_DTYPE_INT64);
-    LB_CHECK(L, lunet_tensor_random_int_(t, NULL, (int64_t)low, (int64_t)high));
+    lunet_tensor_t *t;
+    LB_CHECK(L, lunet_tensor_randint(&t, o.has_dtype ? o.dtype : LUNET_DTYPE_INT64, ndim, shape,
+                                     NULL, (int64_t)low, (int64_t)high));
+    lb_pushtensor(L, t);
     lbt_finish_create(L, t, &o);
     return 1;
 }

@@ -208,6 +208,9 @@ LUNET_MUST_CHECK lunet_status_t lunet_check_broadcast_into(const lunet_tensor_t 
                                                            const char *prefix);
 /* Marks t's storage as modified in place. */
 void lunet_tensor_bump_version(lunet_tensor_t *t);
+/* A factory's own first fill of the storage it just made is not an in-place write: the new
+   tensor starts at version 0, as PyTorch's factories (full, ones, rand, ...) do. */
+void lunet_tensor_mark_fresh(lunet_tensor_t *t);
 /* What autograd compares: the storage's version, or in a slab the versions of the members t
    covers (summed), so that writing one member leaves the others' versions alone. */
 uint32_t lunet_tensor_version(const lunet_tensor_t *t);

@@ -425,6 +425,21 @@ LUNET_MUST_CHECK lunet_status_t lunet_tensor_normal_(lunet_tensor_t *x, lunet_ge
 /* In place: integers uniform in [low, high). */
 LUNET_MUST_CHECK lunet_status_t lunet_tensor_random_int_(lunet_tensor_t *x, lunet_generator_t *g,
                                                          int64_t low, int64_t high);
+/*
+ * New tensors (dt, shape) drawn as uniform_, normal_ and random_int_ draw them (the same
+ * stream and errors): torch.rand / uniform_, torch.randn / normal, torch.randint.  They start
+ * at version 0 (the fill is not an in-place write), as PyTorch's do.
+ */
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_uniform(lunet_tensor_t **out, lunet_dtype_t dt,
+                                                     int ndim, const int64_t *shape,
+                                                     lunet_generator_t *g, double a, double b);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_normal(lunet_tensor_t **out, lunet_dtype_t dt,
+                                                    int ndim, const int64_t *shape,
+                                                    lunet_generator_t *g, double mean, double std);
+LUNET_MUST_CHECK lunet_status_t lunet_tensor_randint(lunet_tensor_t **out, lunet_dtype_t dt,
+                                                     int ndim, const int64_t *shape,
+                                                     lunet_generator_t *g, int64_t low,
+                                                     int64_t high);
 /* A new int64 tensor holding a random permutation of 0..n-1. */
 LUNET_MUST_CHECK lunet_status_t lunet_tensor_randperm(lunet_tensor_t **out, lunet_generator_t *g,
                                                       int64_t n);

@@ -673,6 +673,50 @@ lunet_status_t lunet_tensor_random_int_(lunet_tensor_t *x, lunet_generator_t *g,
     return LUNET_OK;
 }
 
+/* ---- factories: a new tensor drawn as the in-place fills draw (the same stream) */
+
+typedef enum draw_kind { DRAW_KIND_UNIFORM, DRAW_KIND_NORMAL, DRAW_KIND_INT } draw_kind_t;
+
+static lunet_status_t drawn(lunet_tensor_t **out, lunet_dtype_t dt, int ndim, const int64_t *shape,
+                            lunet_generator_t *g, draw_kind_t kind, double p1, double p2,
+                            int64_t low, int64_t high)
+{
+    lunet_tensor_t *t;
+    lunet_status_t st = lunet_tensor_empty(&t, dt, ndim, shape);
+    if (st)
+        return st;
+    st = kind == DRAW_KIND_UNIFORM  ? lunet_tensor_uniform_(t, g, p1, p2)
+         : kind == DRAW_KIND_NORMAL ? lunet_tensor_normal_(t, g, p1, p2)
+                                    : lunet_tensor_random_int_(t, g, low, high);
+    if (st) {
+        lunet_tensor_release(t);
+        return st;
+    }
+    lunet_tensor_mark_fresh(t);
+    *out = t;
+    return LUNET_OK;
+}
+
+lunet_status_t lunet_tensor_uniform(lunet_tensor_t **out, lunet_dtype_t dt, int ndim,
+                                    const int64_t *shape, lunet_generator_t *g, double a, double b)
+{
+    return drawn(out, dt, ndim, shape, g, DRAW_KIND_UNIFORM, a, b, 0, 0);
+}
+
+lunet_status_t lunet_tensor_normal(lunet_tensor_t **out, lunet_dtype_t dt, int ndim,
+                                   const int64_t *shape, lunet_generator_t *g, double mean,
+                                   double std)
+{
+    return drawn(out, dt, ndim, shape, g, DRAW_KIND_NORMAL, mean, std, 0, 0);
+}
+
+lunet_status_t lunet_tensor_randint(lunet_tensor_t **out, lunet_dtype_t dt, int ndim,
+                                    const int64_t *shape, lunet_generator_t *g, int64_t low,
+                                    int64_t high)
+{
+    return drawn(out, dt, ndim, shape, g, DRAW_KIND_INT, 0, 0, low, high);
+}
+
 lunet_status_t lunet_tensor_randperm(lunet_tensor_t **out, lunet_generator_t *g, int64_t n)
 {
     if (n < 0)

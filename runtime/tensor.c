@@ -266,6 +266,7 @@ static lunet_status_t filled(lunet_tensor_t **out, lunet_dtype_t dt, int ndim, c
         lunet_tensor_release(t);
         return st;
     }
+    lunet_tensor_mark_fresh(t);
     *out = t;
     return LUNET_OK;
 }
@@ -472,6 +473,8 @@ void lunet_tensor_bump_version(lunet_tensor_t *t)
     if (t->storage->nmembers)
         lunet_slab_bump(t);
 }
+
+void lunet_tensor_mark_fresh(lunet_tensor_t *t) { t->storage->version = 0; }
 
 uint32_t lunet_tensor_version(const lunet_tensor_t *t)
 {

@@ -92,6 +92,28 @@ describe("lunet autograd surface", function()
         "modified by an inplace operation: [torch.FloatTensor [2]] is at version 1; " ..
         "expected version 0 instead.")
     end
+    -- Factories start at version 0, their fill not counting as an in-place write: in PyTorch
+    -- 1.13, t = torch.randn(3) (or rand, normal, full, ones, ones_like), then
+    -- t.requires_grad_(True); s = (t * t).sum(); t.add_(1) under no_grad; s.backward() says
+    -- "is at version 1; expected version 0 instead." for every one of them.
+    for name, make in pairs({
+      randn = function() return lunet.randn(3) end,
+      rand = function() return lunet.rand(3) end,
+      normal = function() return lunet.normal(0, 1, { 3 }) end,
+      uniform = function() return lunet.uniform(0, 1, { 3 }) end,
+      full = function() return lunet.full({ 3 }, 2.0) end,
+      ones = function() return lunet.ones(3) end,
+      ones_like = function() return lunet.ones_like(lunet.zeros(3)) end,
+      randint = function() return lunet.randint(0, 5, { 3 }, { dtype = "float32" }) end,
+    }) do
+      local t = make():requires_grad_(true)
+      local s4 = (t * t):sum()
+      lunet.no_grad(function() t:add_(1) end)
+      local ok, err = pcall(function() s4:backward() end)
+      assert.is_false(ok, name)
+      assert.truthy(tostring(err):find("is at version 1; expected version 0 instead.", 1, true),
+        name .. ": " .. tostring(err))
+    end
     local e = (lunet.tensor({ 1.0, 2.0 }, { requires_grad = true }) * 1):exp()
     local s3 = e:log():sum()
     lunet.no_grad(function() e:mul_(2) end)
