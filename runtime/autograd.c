@@ -218,17 +218,31 @@ void lunet_node_release(lunet_node_t *n)
     }
 }
 
+/* Whether input i, flagged in the row, is kept: always, or with LUNET_SAVE_CROSS only when
+   another flagged input needs a gradient. */
+static bool keep_input(const lunet_op_info_t *info, int ninputs, lunet_tensor_t **inputs, int i)
+{
+    if (!(info->saves & LUNET_SAVE_CROSS))
+        return true;
+    for (int j = 0; j < ninputs; j++)
+        if (j != i && (info->saves & (LUNET_SAVE_IN0 << j)) && inputs[j] &&
+            inputs[j]->requires_grad)
+            return true;
+    return false;
+}
+
 lunet_status_t lunet_autograd_record(lunet_tensor_t *out, lunet_op_t op, int ninputs,
                                      lunet_tensor_t **inputs, lunet_tensor_t **extra,
                                      const lunet_op_args_t *args)
 {
-    /* what the op's row says to keep, in the order its rule reads n->saved[] */
+    /* what the op's row says to keep, in the order its rule reads n->saved[] (a slot not
+       kept stays NULL) */
     const lunet_op_info_t *info = &lunet_op_table[op];
     lunet_tensor_t *saved[LUNET_OP_MAX_SAVED];
     int nsaved = 0;
     for (int i = 0; i < ninputs; i++)
         if (info->saves & (LUNET_SAVE_IN0 << i))
-            saved[nsaved++] = inputs[i];
+            saved[nsaved++] = keep_input(info, ninputs, inputs, i) ? inputs[i] : NULL;
     if (info->saves & LUNET_SAVE_OUT)
         saved[nsaved++] = out;
     for (int i = 0; i < info->nextra; i++)

@@ -82,6 +82,10 @@ typedef enum lunet_save {
     LUNET_SAVE_IN1 = 1 << 1,
     LUNET_SAVE_IN2 = 1 << 2,
     LUNET_SAVE_OUT = 1 << 3,
+    /* each flagged input is kept only when the other flagged input needs a gradient: the
+       rule reads it for that gradient alone (x @ w keeps x for dw and w for dx), and PyTorch
+       saves it only then, so changing it in place before backward is no error */
+    LUNET_SAVE_CROSS = 1 << 4,
 } lunet_save_t;
 
 /* Small per-node arguments: integers (dims, flags) and doubles (scales, bounds). */

@@ -128,10 +128,11 @@ static lunet_status_t mask_and_bias_sum(lunet_tensor_t **gm, lunet_tensor_t *g, 
 }
 
 /* A leaf gradient that can take an in-place sum of shape `like`. */
-static bool can_accumulate(const lunet_tensor_t *into, const lunet_tensor_t *like)
+static bool can_accumulate(const lunet_tensor_t *into, lunet_dtype_t dt, int ndim,
+                           const int64_t *shape)
 {
-    return into && into->dtype == like->dtype && lunet_tensor_is_contiguous(into) &&
-           lunet_shape_equal(into->ndim, into->shape, like->ndim, like->shape) && !into->grad_fn &&
+    return into && into->dtype == dt && lunet_tensor_is_contiguous(into) &&
+           lunet_shape_equal(into->ndim, into->shape, ndim, shape) && !into->grad_fn &&
            !into->requires_grad;
 }
 
@@ -162,7 +163,9 @@ lunet_status_t lunet_linear_backward(lunet_tensor_t **dx, lunet_tensor_t **dw, l
        gradient when it has one: independent products, so one parallel region for both */
     lunet_gemm_task_t task[2];
     int ntask = 0;
-    bool w_into = dw && can_accumulate(dw_into, w);
+    /* w is NULL when x needs no gradient (LUNET_SAVE_CROSS), x when w needs none */
+    int64_t sw[2] = {o, dw ? x->shape[1] : 0};
+    bool w_into = dw && can_accumulate(dw_into, g->dtype, 2, sw);
     if (dx) {
         int64_t sx[2] = {g->shape[0], w->shape[1]};
         if ((st = lunet_tensor_empty(dx, g->dtype, 2, sx)))
@@ -172,7 +175,7 @@ lunet_status_t lunet_linear_backward(lunet_tensor_t **dx, lunet_tensor_t **dw, l
     if (dw) {
         if ((st = lunet_tensor_transpose(&t, gm, 0, 1)))
             goto done;
-        if (!w_into && (st = lunet_tensor_empty(dw, g->dtype, 2, w->shape)))
+        if (!w_into && (st = lunet_tensor_empty(dw, g->dtype, 2, sw)))
             goto done;
         task[ntask++] = (lunet_gemm_task_t){w_into ? dw_into : *dw, t, x, 1.0, w_into ? 1.0 : 0.0};
     }

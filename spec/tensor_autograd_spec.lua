@@ -114,6 +114,32 @@ describe("lunet autograd surface", function()
       assert.truthy(tostring(err):find("is at version 1; expected version 0 instead.", 1, true),
         name .. ": " .. tostring(err))
     end
+    -- A product keeps each operand only for the other's gradient, as PyTorch's saved
+    -- variables do, so an operand whose partner needs no gradient may change before backward:
+    -- a = torch.tensor([[1., 2.], [3., 4.]], requires_grad=True); b = torch.tensor([[0.5,
+    -- -1.], [2., 0.25]]); y = f(a, b).sum(); a.add_(1) under no_grad; y.backward() runs, and
+    -- a.grad is as listed (PyTorch 1.13).
+    local F = lunet.nn.functional
+    for _, c in ipairs({
+      { "mul", function(a, b) return a * b end, { { 0.5, -1.0 }, { 2.0, 0.25 } } },
+      { "mm", function(a, b) return lunet.mm(a, b) end, { { -0.5, 2.25 }, { -0.5, 2.25 } } },
+      { "mm (right)", function(a, b) return lunet.mm(b, a) end, { { 2.5, 2.5 }, { -0.75, -0.75 } } },
+      { "linear (weight)", function(w, x) return F.linear(x, w) end, { { 2.5, -0.75 }, { 2.5, -0.75 } } },
+      { "linear (input)", function(x, w) return F.linear(x, w, lunet.zeros(2)) end,
+        { { 2.5, -0.75 }, { 2.5, -0.75 } } },
+      { "addmm", function(a, b) return lunet.addmm(lunet.zeros(2, 2), a, b) end,
+        { { -0.5, 2.25 }, { -0.5, 2.25 } } },
+      { "bmm", function(a, b) return lunet.matmul(a:unsqueeze(0), b:unsqueeze(0)) end,
+        { { -0.5, 2.25 }, { -0.5, 2.25 } } },
+    }) do
+      local a = lunet.tensor({ { 1.0, 2.0 }, { 3.0, 4.0 } }, { requires_grad = true })
+      local b = lunet.tensor({ { 0.5, -1.0 }, { 2.0, 0.25 } })
+      local y = c[2](a, b):sum()
+      lunet.no_grad(function() a:add_(1) end)
+      local ok, err = pcall(function() y:backward() end)
+      assert.is_true(ok, c[1] .. ": " .. tostring(err))
+      assert.are.same(c[3], a.grad:tolist(), c[1])
+    end
     local e = (lunet.tensor({ 1.0, 2.0 }, { requires_grad = true }) * 1):exp()
     local s3 = e:log():sum()
     lunet.no_grad(function() e:mul_(2) end)

@@ -476,7 +476,7 @@ static void test_engine_rules(void **state)
             fail_msg("op %d (%s) saves %d tensors, more than LUNET_OP_MAX_SAVED", i, row->name,
                      nsaved);
         assert_int_equal(row->saves & ~(unsigned)(LUNET_SAVE_IN0 | LUNET_SAVE_IN1 | LUNET_SAVE_IN2 |
-                                                  LUNET_SAVE_OUT),
+                                                  LUNET_SAVE_OUT | LUNET_SAVE_CROSS),
                          0);
     }
     /* broadcast gradients are summed back to each input's shape once, by the engine */
