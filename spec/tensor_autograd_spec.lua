@@ -121,24 +121,24 @@ describe("lunet autograd surface", function()
     -- a.grad is as listed (PyTorch 1.13).
     local F = lunet.nn.functional
     for _, c in ipairs({
-      { "mul", function(a, b) return a * b end, { { 0.5, -1.0 }, { 2.0, 0.25 } } },
-      { "mm", function(a, b) return lunet.mm(a, b) end, { { -0.5, 2.25 }, { -0.5, 2.25 } } },
-      { "mm (right)", function(a, b) return lunet.mm(b, a) end, { { 2.5, 2.5 }, { -0.75, -0.75 } } },
+      { "mul", function(p, q) return p * q end, { { 0.5, -1.0 }, { 2.0, 0.25 } } },
+      { "mm", function(p, q) return lunet.mm(p, q) end, { { -0.5, 2.25 }, { -0.5, 2.25 } } },
+      { "mm (right)", function(p, q) return lunet.mm(q, p) end, { { 2.5, 2.5 }, { -0.75, -0.75 } } },
       { "linear (weight)", function(w, x) return F.linear(x, w) end, { { 2.5, -0.75 }, { 2.5, -0.75 } } },
       { "linear (input)", function(x, w) return F.linear(x, w, lunet.zeros(2)) end,
         { { 2.5, -0.75 }, { 2.5, -0.75 } } },
-      { "addmm", function(a, b) return lunet.addmm(lunet.zeros(2, 2), a, b) end,
+      { "addmm", function(p, q) return lunet.addmm(lunet.zeros(2, 2), p, q) end,
         { { -0.5, 2.25 }, { -0.5, 2.25 } } },
-      { "bmm", function(a, b) return lunet.matmul(a:unsqueeze(0), b:unsqueeze(0)) end,
+      { "bmm", function(p, q) return lunet.matmul(p:unsqueeze(0), q:unsqueeze(0)) end,
         { { -0.5, 2.25 }, { -0.5, 2.25 } } },
     }) do
-      local a = lunet.tensor({ { 1.0, 2.0 }, { 3.0, 4.0 } }, { requires_grad = true })
-      local b = lunet.tensor({ { 0.5, -1.0 }, { 2.0, 0.25 } })
-      local y = c[2](a, b):sum()
-      lunet.no_grad(function() a:add_(1) end)
-      local ok, err = pcall(function() y:backward() end)
+      local pa = lunet.tensor({ { 1.0, 2.0 }, { 3.0, 4.0 } }, { requires_grad = true })
+      local pb = lunet.tensor({ { 0.5, -1.0 }, { 2.0, 0.25 } })
+      local py = c[2](pa, pb):sum()
+      lunet.no_grad(function() pa:add_(1) end)
+      local ok, err = pcall(function() py:backward() end)
       assert.is_true(ok, c[1] .. ": " .. tostring(err))
-      assert.are.same(c[3], a.grad:tolist(), c[1])
+      assert.are.same(c[3], pa.grad:tolist(), c[1])
     end
     local e = (lunet.tensor({ 1.0, 2.0 }, { requires_grad = true }) * 1):exp()
     local s3 = e:log():sum()
