@@ -223,10 +223,11 @@ test-tsan:
 # `make fuzz-api`: tests/fuzz_api.lua, random calls with hostile arguments through the Lua
 # module, under ASan + UBSan (UBSan halts at its first report: -fno-sanitize-recover), and
 # spec/parity_ops_spec.lua (every op, dtype and error path of the differential test, with
-# leak detection) on the same ASan program, then more calls on the release build.  Huge allocations must fail, not swap: the release build
-# runs under `ulimit -v`; an ASan process cannot (its shadow reserves ~20 TB of address
-# space), so there ASan bounds them itself: max_allocation_size_mb with
-# allocator_may_return_null makes a larger malloc return NULL, as ulimit -v would.
+# leak detection) on the same ASan program, then more calls on the release build.  Huge
+# allocations must fail, not swap: the release build runs under `ulimit -v`; an ASan process
+# cannot (its shadow reserves ~20 TB of address space), so there ASan bounds them itself:
+# max_allocation_size_mb with allocator_may_return_null makes a larger malloc return NULL, as
+# ulimit -v would.
 # A failure prints the last calls of the log (the culprit is the last one).
 FUZZ_API_ASAN_SEEDS ?= 1 2 3 4 5 6 7 8 9 10
 FUZZ_API_SEEDS      ?= 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30

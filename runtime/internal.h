@@ -169,14 +169,15 @@ static inline double lunet_sum4_f32(const float *x, int64_t n)
         a0 += x[j];
     return (a0 + a1) + (a2 + a3);
 }
-/* PyTorch's check when a Python float becomes an element of an integer tensor (fill_,
-   masked_fill): NaN, infinities and values out of the dtype's range fail with
-   "value cannot be converted to type uint8_t without overflow"; a Python int wraps instead. */
-LUNET_MUST_CHECK lunet_status_t lunet_check_float_fits(lunet_dtype_t dt, double v);
+/* PyTorch's check when a Python int becomes an element of a dt tensor (fill_, masked_fill,
+   a uint8 clamp's bounds): c10's overflows<uint8_t> lets -255..255 through (negatives wrap),
+   beyond that "value cannot be converted to type uint8_t without overflow"; other dtypes
+   take any int. */
+LUNET_MUST_CHECK lunet_status_t lunet_check_int_fits(lunet_dtype_t dt, int64_t v);
 /* A 0-d tensor of dt (wrapped: a Python number) holding the float dv, or the int iv when
    is_int, that is about to become an element of a dt tensor (fill_, full, masked_fill), after
-   PyTorch's checks: lunet_check_float_fits for a float; an int put into uint8 may be -255..255
-   (c10's overflows<uint8_t> lets negatives wrap), else the same uint8_t message. */
+   PyTorch's checks: lunet_check_int_fits for an int; a float must be finite and within the
+   range of an integer dtype ("value cannot be converted to type ... without overflow"). */
 LUNET_MUST_CHECK lunet_status_t lunet_tensor_element_scalar(lunet_tensor_t **out, lunet_dtype_t dt,
                                                             bool is_int, double dv, int64_t iv,
                                                             bool wrapped);

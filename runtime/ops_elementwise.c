@@ -913,18 +913,17 @@ static lunet_status_t check_clamp_bounds(const lunet_tensor_t *x, double *lo, do
     if (isnan(*lo) && isnan(*hi))
         return lunet_error_set(LUNET_STATUS_RUNTIME,
                                "torch.clamp: At least one of 'min' or 'max' must not be None");
-    if (x->dtype == LUNET_DTYPE_UINT8) {
-        /* c10's overflows<uint8_t>: above 255 overflows, a negative value wraps down to -255 */
-        if ((!isnan(*lo) && (*lo > 255 || *lo < -255)) ||
-            (!isnan(*hi) && (*hi > 255 || *hi < -255)))
-            return lunet_error_set(LUNET_STATUS_RUNTIME,
-                                   "value cannot be converted to type uint8_t without overflow");
-        if (!isnan(*lo))
-            *lo = (uint8_t)lunet_f64_to_i64(*lo);
-        if (!isnan(*hi))
-            *hi = (uint8_t)lunet_f64_to_i64(*hi);
+    lunet_status_t st = LUNET_OK;
+    for (int k = 0; k < 2 && x->dtype == LUNET_DTYPE_UINT8; k++) {
+        double *v = k ? hi : lo;
+        if (isnan(*v))
+            continue;
+        int64_t iv = lunet_f64_to_i64_sat(*v);
+        if ((st = lunet_check_int_fits(LUNET_DTYPE_UINT8, iv)))
+            return st;
+        *v = (uint8_t)iv;
     }
-    return LUNET_OK;
+    return st;
 }
 
 lunet_status_t lunet_tensor_clamp(lunet_tensor_t **out, lunet_tensor_t *x, double lo, double hi)

@@ -600,7 +600,16 @@ static lunet_status_t fill_with(lunet_tensor_t *dst, lunet_tensor_t *v)
     return st;
 }
 
-lunet_status_t lunet_check_float_fits(lunet_dtype_t dt, double v)
+lunet_status_t lunet_check_int_fits(lunet_dtype_t dt, int64_t v)
+{
+    if (dt == LUNET_DTYPE_UINT8 && (v > 255 || v < -255))
+        return lunet_error_set(LUNET_STATUS_RUNTIME,
+                               "value cannot be converted to type uint8_t without overflow");
+    return LUNET_OK;
+}
+
+/* A Python float into an integer dtype: NaN, infinities and values out of range fail. */
+static lunet_status_t check_float_fits(lunet_dtype_t dt, double v)
 {
     if (dt == LUNET_DTYPE_UINT8 && !(v >= 0 && v <= 255))
         return lunet_error_set(LUNET_STATUS_RUNTIME,
@@ -614,10 +623,7 @@ lunet_status_t lunet_check_float_fits(lunet_dtype_t dt, double v)
 lunet_status_t lunet_tensor_element_scalar(lunet_tensor_t **out, lunet_dtype_t dt, bool is_int,
                                            double dv, int64_t iv, bool wrapped)
 {
-    if (is_int && dt == LUNET_DTYPE_UINT8 && (iv > 255 || iv < -255))
-        return lunet_error_set(LUNET_STATUS_RUNTIME,
-                               "value cannot be converted to type uint8_t without overflow");
-    lunet_status_t st = is_int ? LUNET_OK : lunet_check_float_fits(dt, dv);
+    lunet_status_t st = is_int ? lunet_check_int_fits(dt, iv) : check_float_fits(dt, dv);
     return st ? st : number(out, dt, wrapped, is_int, dv, iv);
 }
 
